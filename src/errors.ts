@@ -1,0 +1,58 @@
+/** Stable error codes. Match on `code`, never on the message. */
+export type ExportErrorCode =
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_SOURCE'
+  | 'ERR_TRANSFORM'
+  | 'ERR_FORMAT'
+  | 'ERR_SINK'
+  | 'ERR_PROGRESS'
+  | 'ERR_ABORTED'
+
+/** The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort). */
+export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'progress' | 'sink'
+
+/**
+ * The one error type every stage rejects with. `cause` holds the original error
+ * (a Postgres error with its SQLSTATE `code`, an S3 service error, `signal.reason`, ...).
+ */
+export class ExportError extends Error {
+  override name = 'ExportError'
+  readonly code: ExportErrorCode
+  readonly stage: ExportStage
+
+  constructor(code: ExportErrorCode, stage: ExportStage, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.stage = stage
+  }
+}
+
+/** Describes a value for an error message: "`-1` (number)". */
+export function describe(value: unknown): string {
+  let text: string
+  if (typeof value === 'string') text = JSON.stringify(value)
+  else if (typeof value === 'bigint') text = `${value}n`
+  else if (typeof value === 'function') text = value.name ? `[function ${value.name}]` : '[function]'
+  else {
+    try {
+      text = JSON.stringify(value) ?? String(value)
+    } catch {
+      text = Object.prototype.toString.call(value)
+    }
+  }
+  if (text.length > 60) text = `${text.slice(0, 57)}...`
+  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value
+  return `\`${text}\` (${type})`
+}
+
+/** Throws ERR_INVALID_OPTION: "Expected `name` to be <expected>, got `value` (type)". */
+export function invalidOption(name: string, expected: string, value: unknown): never {
+  throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected \`${name}\` to be ${expected}, got ${describe(value)}`)
+}
+
+/** Wraps any error as an ExportError of the given code and stage; an ExportError passes through. */
+export function toExportError(error: unknown, code: ExportErrorCode, stage: ExportStage): ExportError {
+  if (error instanceof ExportError) return error
+  const message = error instanceof Error ? error.message : String(error)
+  return new ExportError(code, stage, `${stage} failed: ${message}`, { cause: error })
+}

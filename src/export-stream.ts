@@ -1,0 +1,147 @@
+import { Readable, Writable, type Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { ExportError, invalidOption, toExportError, type ExportErrorCode, type ExportStage } from './errors.js'
+import type { Formatter } from './formats/formatter.js'
+import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger } from './options.js'
+import type { Location, Sink } from './sinks/sink.js'
+import { fromIterable, type RowIterable } from './sources/iterable.js'
+import { gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
+import { progress as progressTap, type Progress } from './stages/progress.js'
+
+/**
+ * Optional extras a source may offer: sources of this library implement them, and any Readable
+ * of rows works without them.
+ */
+export interface SourceExtras {
+  /** Row count for progress (e.g. a COUNT query). Runs alongside the export. */
+  countRows?(): Promise<number | undefined>
+  /** Set by sources that emit bytes already formatted (e.g. Postgres COPY): no `format` stage then. */
+  preformatted?: { contentType: string; extension: string; readonly rows: number }
+}
+
+export interface ExportOptions {
+  /** Rows: an object-mode Readable (any source of this library) or an (async) iterable of row objects. */
+  source: (Readable & SourceExtras) | RowIterable
+  /** Format stage: `csv()`, `jsonl()`, `jsonArray()`, or any Transform from rows to bytes (expose `rows` for counts). */
+  format?: Formatter | Transform
+  /** `true` for gzip level 6, `{ level }`, or a ready compression Transform. Default off. */
+  gzip?: boolean | GzipOptions | Transform
+  /** Last stage: `fileSink()`, `s3Sink()`, or any Writable. */
+  sink: Sink | Writable
+  /** Progress callback (see `Progress`): every `progressIntervalMs` and once at the end. */
+  onProgress?: (progress: Progress) => void | Promise<unknown>
+  /** Default 1000. */
+  progressIntervalMs?: number
+  /** Expected row count for percent/ETA, if the caller knows it (otherwise asked of the source). */
+  totalRows?: number
+  /** Aborting stops every stage, cleans up and rejects with ERR_ABORTED (`cause`: `signal.reason`). */
+  signal?: AbortSignal
+}
+
+export interface ExportResult<L extends Location = Location> {
+  rows: number
+  /** Bytes the sink received (compressed when gzip is on). */
+  bytes: number
+  /** Bytes before compression. */
+  uncompressedBytes: number
+  durationMs: number
+  /** Where the export landed; `undefined` for a plain Writable sink. */
+  location: L | undefined
+}
+
+const CODES: Record<ExportStage, ExportErrorCode> = {
+  options: 'ERR_INVALID_OPTION',
+  export: 'ERR_ABORTED',
+  source: 'ERR_SOURCE',
+  transform: 'ERR_TRANSFORM',
+  format: 'ERR_FORMAT',
+  gzip: 'ERR_FORMAT',
+  progress: 'ERR_PROGRESS',
+  sink: 'ERR_SINK',
+}
+
+function toSource(value: unknown): Readable & SourceExtras {
+  if (value instanceof Readable) return value
+  return fromIterable(value as RowIterable)
+}
+
+/**
+ * Runs one export: source -> format -> [gzip] -> progress -> sink, as a single `pipeline()` call.
+ * Resolves when the sink has finished (file renamed, upload completed). On any failure or abort,
+ * every stage is destroyed and cleans up (cursor closed, temp file removed, upload aborted).
+ */
+export async function exportStream<L extends Location = Location>(options: ExportOptions & { sink: Sink<L> | Writable }): Promise<ExportResult<L>> {
+  const started = performance.now()
+  checkObject('options', options)
+  const { sink, format, signal, onProgress, progressIntervalMs = 1000, totalRows } = options
+  let source: Readable & SourceExtras
+  let compress: Transform | undefined
+  try {
+    source = toSource(options.source)
+    if (!(sink instanceof Writable)) invalidOption('sink', 'a Writable such as fileSink() or s3Sink()', sink)
+    if (source.preformatted) {
+      if (format !== undefined) invalidOption('format', 'undefined for a source that emits formatted bytes', format)
+    } else if (!(format instanceof Readable && format instanceof Writable)) {
+      invalidOption('format', 'a format stage such as csv(), jsonl() or jsonArray()', format)
+    }
+    if (onProgress !== undefined) checkFunction('onProgress', onProgress)
+    checkPositiveInteger('progressIntervalMs', progressIntervalMs)
+    if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
+    if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
+    compress = makeGzip(options.gzip)
+  } catch (error) {
+    destroyAll([options.source, format, options.gzip, sink])
+    throw error
+  }
+  const rowsOf = (): number => (source.preformatted ?? (format as Partial<Formatter>)).rows ?? 0
+  const meter = progressTap() // counts bytes before compression
+  const tap = progressTap({ onProgress, intervalMs: progressIntervalMs, totalRows, rows: rowsOf, uncompressedBytes: () => meter.bytes })
+
+  const sinkInfo = source.preformatted ?? (format as Partial<Formatter>)
+  ;(sink as Sink).setContentInfo?.({ contentType: sinkInfo.contentType, contentEncoding: compress ? 'gzip' : undefined })
+
+  const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
+  if (format) stages.push(['format', format as Transform])
+  stages.push(['progress', meter])
+  if (compress) stages.push(['gzip', compress])
+  stages.push(['progress', tap], ['sink', sink])
+
+  let failed: { stage: ExportStage; error: unknown } | undefined
+  for (const [stage, stream] of stages) stream.once('error', (error) => (failed ??= { stage, error }))
+
+  if (totalRows === undefined && source.countRows) {
+    source.countRows().then(
+      (count) => (tap.totalRows ??= count),
+      () => {}, // a failed count only costs the percentage; the export itself reports real errors
+    )
+  }
+
+  try {
+    await pipeline(
+      stages.map(([, stream]) => stream),
+      signal ? { signal } : {},
+    )
+  } catch (error) {
+    if (signal?.aborted) throw new ExportError('ERR_ABORTED', 'export', 'The export was aborted', { cause: signal.reason })
+    const stage = failed?.stage ?? 'sink'
+    throw toExportError(failed?.error ?? error, CODES[stage], stage)
+  }
+  return {
+    rows: rowsOf(),
+    bytes: tap.bytes,
+    uncompressedBytes: meter.bytes,
+    durationMs: performance.now() - started,
+    location: (sink as Sink<L>).location,
+  }
+}
+
+function makeGzip(option: ExportOptions['gzip']): Transform | undefined {
+  if (option === undefined || option === false) return undefined
+  if (option === true) return gzipStage()
+  if (option instanceof Readable && option instanceof Writable) return option as Transform
+  return gzipStage(option as GzipOptions)
+}
+
+function destroyAll(values: unknown[]): void {
+  for (const value of values) if (value instanceof Readable || value instanceof Writable) value.destroy()
+}

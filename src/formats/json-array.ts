@@ -1,0 +1,13 @@
+import { createFormatter, type Formatter } from './formatter.js'
+import { jsonEncoder, type JsonOptions } from './jsonl.js'
+
+/** JSON array format stage: one valid JSON document for any row count; `[]` for zero rows. */
+export function jsonArray(options: JsonOptions = {}): Formatter {
+  const encode = jsonEncoder(options)
+  return createFormatter({
+    contentType: 'application/json',
+    extension: 'json',
+    encode: (rows, first) => (first === 0 ? '[\n' : ',\n') + rows.map(encode).join(',\n'),
+    end: (rowCount) => (rowCount === 0 ? '[]\n' : '\n]\n'),
+  })
+}

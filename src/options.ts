@@ -1,0 +1,31 @@
+import { invalidOption } from './errors.js'
+
+// Validation helpers shared by every factory: they run when the factory is called, before any I/O.
+
+export function checkObject(name: string, value: unknown): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) invalidOption(name, 'an object', value)
+}
+
+export function checkPositiveInteger(name: string, value: unknown): asserts value is number {
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) invalidOption(name, 'a positive integer', value)
+}
+
+export function checkNonNegativeInteger(name: string, value: unknown): asserts value is number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) invalidOption(name, 'a non-negative integer', value)
+}
+
+export function checkString(name: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value === '') invalidOption(name, 'a non-empty string', value)
+}
+
+export function checkBoolean(name: string, value: unknown): asserts value is boolean {
+  if (typeof value !== 'boolean') invalidOption(name, 'a boolean', value)
+}
+
+export function checkFunction(name: string, value: unknown): void {
+  if (typeof value !== 'function') invalidOption(name, 'a function', value)
+}
+
+export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): asserts value is T {
+  if (!allowed.includes(value as T)) invalidOption(name, `one of ${allowed.map((a) => `\`${a}\``).join(', ')}`, value)
+}

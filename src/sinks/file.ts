@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto'
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { Writable } from 'node:stream'
+import { checkObject, checkString } from '../options.js'
+import type { Sink } from './sink.js'
+
+// writev may write less than asked (a full disk, a signal); writeFile on a handle finishes the rest or throws.
+async function writeAll(fh: FileHandle, buffers: Buffer[]): Promise<void> {
+  const { bytesWritten } = await fh.writev(buffers)
+  const total = buffers.reduce((sum, b) => sum + b.length, 0)
+  if (bytesWritten < total) await fh.writeFile(Buffer.concat(buffers).subarray(bytesWritten))
+}
+
+export interface FileSinkOptions {
+  /** Destination path. Its directory must exist. An existing file is replaced only when the export succeeds. */
+  path: string
+}
+
+/**
+ * File sink: writes to `<path>.partial-<random>` beside the target, fsyncs and renames it onto `path`
+ * on success; on error or abort removes the temporary file and leaves any existing file at `path`
+ * untouched. Nothing is created until the first byte (or the end) arrives.
+ */
+export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
+  checkObject('options', options)
+  const { path } = options
+  checkString('path', path)
+  const tempPath = `${path}.partial-${randomBytes(6).toString('hex')}`
+  let handle: Promise<FileHandle> | undefined
+  let location: { path: string } | undefined
+
+  const file = () => (handle ??= open(tempPath, 'wx'))
+
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      file()
+        .then((fh) => writeAll(fh, [chunk]))
+        .then(() => callback(), callback)
+    },
+    writev(chunks, callback) {
+      file()
+        .then((fh) => writeAll(fh, chunks.map((c) => c.chunk as Buffer)))
+        .then(() => callback(), callback)
+    },
+    final(callback) {
+      file()
+        .then(async (fh) => {
+          await fh.datasync()
+          await fh.close()
+          await rename(tempPath, path)
+          location = { path }
+        })
+        .then(() => callback(), callback)
+    },
+    destroy(error, callback) {
+      if (location !== undefined || handle === undefined) return callback(error)
+      handle
+        .then((fh) => fh.close())
+        .catch(() => {}) // already closed by final, or never opened
+        .then(() => unlink(tempPath))
+        .catch(() => {}) // never created
+        .then(() => callback(error))
+    },
+  }) as Sink<{ path: string }>
+  Object.defineProperty(sink, 'location', { get: () => location, enumerable: true })
+  return sink
+}
