@@ -122,6 +122,9 @@ export async function exportStream<L extends Location = Location>(options: Expor
       signal ? { signal } : {},
     )
   } catch (error) {
+    // pipeline() settles as soon as a stage fails; cleanup (temp file removal, multipart abort,
+    // cursor close) is asynchronous, and the caller must not see the rejection before it is done.
+    await Promise.all(stages.map(([, stream]) => closed(stream)))
     if (signal?.aborted) throw new ExportError('ERR_ABORTED', 'export', 'The export was aborted', { cause: signal.reason })
     const stage = failed?.stage ?? 'sink'
     throw toExportError(failed?.error ?? error, CODES[stage], stage)
@@ -140,6 +143,11 @@ function makeGzip(option: ExportOptions['gzip']): Transform | undefined {
   if (option === true) return gzipStage()
   if (option instanceof Readable && option instanceof Writable) return option as Transform
   return gzipStage(option as GzipOptions)
+}
+
+function closed(stream: Readable | Writable): Promise<void> {
+  if (stream.closed || !stream.destroyed) return Promise.resolve()
+  return new Promise((resolve) => stream.once('close', () => resolve()))
 }
 
 function destroyAll(values: unknown[]): void {

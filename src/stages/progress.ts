@@ -83,15 +83,19 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
     return report
   }
 
-  const report = () => {
-    if (!onProgress) return
-    const fail = (error: unknown) =>
-      tap.destroy(new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? error}`, { cause: error }))
+  let pending = false
+  const failure = (error: unknown) =>
+    new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? error}`, { cause: error })
+  // Calls onProgress; a returned promise is awaited (one at a time: a slow callback skips ticks).
+  const report = async (): Promise<void> => {
+    if (!onProgress || pending) return
+    pending = true
     try {
-      const result = onProgress(snapshot())
-      if (result && typeof (result as Promise<unknown>).then === 'function') (result as Promise<unknown>).then(undefined, fail)
+      await onProgress(snapshot())
     } catch (error) {
-      fail(error)
+      throw failure(error)
+    } finally {
+      pending = false
     }
   }
 
@@ -100,13 +104,15 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
     transform(chunk: unknown, _encoding, callback) {
       if (objectMode) rowCount++
       else bytes += (chunk as Buffer).length
-      if (onProgress && timer === undefined) timer = setInterval(report, intervalMs).unref()
+      if (onProgress && timer === undefined) {
+        timer = setInterval(() => report().catch((error: Error) => tap.destroy(error)), intervalMs).unref()
+      }
       callback(null, chunk)
     },
     flush(callback) {
       clearInterval(timer)
-      report()
-      callback()
+      pending = false // the final report is always made
+      report().then(() => callback(), callback)
     },
     destroy(error, callback) {
       clearInterval(timer)

@@ -1,0 +1,47 @@
+import { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { describe, expect, it } from 'vitest'
+import { csv, progress, type Progress } from '../../src/index.js'
+import { collector } from '../helpers.js'
+
+describe('progress tap', () => {
+  it('counts bytes in a pipeline composed by hand and reads rows from the format', async () => {
+    const reports: Progress[] = []
+    const format = csv()
+    const sink = collector()
+    const tap = progress({ onProgress: (p) => void reports.push(p), rows: () => format.rows, totalRows: 3 })
+    await pipeline(Readable.from([{ a: 1 }, { a: 2 }, { a: 3 }]), format, tap, sink)
+    expect(reports).toHaveLength(1) // only the final report: the run is shorter than the interval
+    expect(reports[0]).toMatchObject({ rows: 3, bytes: sink.buffer().length, uncompressedBytes: sink.buffer().length, totalRows: 3, percent: 100 })
+    expect(tap.bytes).toBe(sink.buffer().length)
+  })
+
+  it('counts rows when placed before the format (objectMode)', async () => {
+    const tap = progress({ objectMode: true })
+    await pipeline(
+      Readable.from([{ a: 1 }, { a: 2 }]),
+      tap,
+      new Writable({ objectMode: true, write: (_c, _e, cb) => cb() }),
+    )
+    expect(tap.snapshot()).toMatchObject({ rows: 2, bytes: 0 })
+  })
+
+  it('reports percent 100 for a total of zero rows and no ETA without movement', () => {
+    const tap = progress({ totalRows: 0 })
+    expect(tap.snapshot()).toMatchObject({ rows: 0, percent: 100 })
+    expect(tap.snapshot().etaMs).toBeUndefined()
+    tap.destroy()
+  })
+
+  it('a rejected onProgress promise fails the stream with ERR_PROGRESS', async () => {
+    const tap = progress({ onProgress: () => Promise.reject(new Error('lost lock')) })
+    const error = await pipeline(Readable.from([Buffer.from('x')]), tap, collector()).catch((e) => e)
+    expect(error.code).toBe('ERR_PROGRESS')
+    expect(error.cause.message).toBe('lost lock')
+  })
+
+  it('validates options', () => {
+    expect(() => progress({ intervalMs: -1 })).toThrow('Expected `intervalMs` to be a positive integer, got `-1` (number)')
+    expect(() => progress({ onProgress: 'log' as never })).toThrow('Expected `onProgress` to be a function')
+  })
+})
