@@ -85,6 +85,7 @@ export function csv(options: CsvOptions = {}): Formatter {
   checkBoolean('escapeFormulas', escapeFormulas)
   checkOneOf('binary', binary, ['base64', 'hex'] as const)
   let columns = normalizeColumns(options.columns)
+  let keys = columns?.map((c) => c.key) ?? []
 
   const cell = csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas: false, binary })
   const dataCell = escapeFormulas ? csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas, binary }) : cell
@@ -94,18 +95,17 @@ export function csv(options: CsvOptions = {}): Formatter {
   return createFormatter({
     contentType: 'text/csv; charset=utf-8',
     extension: 'csv',
-    encode(rows: Row[], first: number) {
-      columns ??= Object.keys(rows[0]).map((key) => ({ key, header: key }))
-      const keys = columns.map((c) => c.key)
-      let text = first === 0 ? start(columns) : ''
-      for (const row of rows) {
-        for (let i = 0; i < keys.length; i++) {
-          if (i > 0) text += delimiter
-          text += dataCell(row[keys[i]])
-        }
-        text += eol
+    encode(row: Row, index: number) {
+      if (columns === undefined) {
+        columns = Object.keys(row).map((key) => ({ key, header: key }))
+        keys = columns.map((c) => c.key)
       }
-      return text
+      let text = index === 0 ? start(columns) : ''
+      for (let i = 0; i < keys.length; i++) {
+        if (i > 0) text += delimiter
+        text += dataCell(row[keys[i]])
+      }
+      return text + eol
     },
     end: (rowCount) => (rowCount > 0 ? '' : columns ? start(columns) : bom ? '\ufeff' : ''),
   })

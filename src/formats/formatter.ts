@@ -16,41 +16,32 @@ export type Row = Record<string, unknown>
 interface FormatterSpec {
   contentType: string
   extension: string
-  /** Encodes a batch of rows; `first` is the index of `rows[0]` in the whole export. */
-  encode(rows: Row[], first: number): string
+  /** Encodes one row; `index` is its position in the export (0 for the first row). */
+  encode(row: Row, index: number): string
   /** Text written after the last row (or for an export of zero rows). */
   end(rowCount: number): string
 }
 
-// Rows are encoded in batches and emitted as ~64 KiB chunks: zlib and file writes are 5-8x slower
-// when every row arrives as its own tiny chunk (DESIGN.md, "Known traps").
-const BATCH_ROWS = 256
+// Encoded rows are emitted as ~64 KiB chunks: zlib and file writes are 5-8x slower when every row
+// arrives as its own tiny chunk (DESIGN.md, "Known traps").
 const CHUNK_CHARS = 64 * 1024
 // A slow source still gets its rows out within this delay (an HTTP response, a progress count).
 const MAX_DELAY_MS = 50
 
 /**
- * Wraps a pure batch encoder in a thin Transform. Memory: at most BATCH_ROWS pending rows plus
- * one ~64 KiB chunk of text, besides the stream buffers.
+ * Wraps a pure row encoder in a thin Transform. Memory: one ~64 KiB chunk of text besides the
+ * stream buffers.
  */
+function formatError(error: unknown, index: number): ExportError {
+  const message = `Cannot encode row ${index}: ${(error as Error).message}`
+  return new ExportError('ERR_FORMAT', 'format', message, { cause: error instanceof ExportError ? error.cause ?? error : error })
+}
+
 export function createFormatter(spec: FormatterSpec): Formatter {
-  let pending: Row[] = []
   let text = ''
   let rows = 0
   let timer: NodeJS.Timeout | undefined
 
-  const encodePending = () => {
-    if (pending.length === 0) return
-    const batch = pending
-    pending = []
-    const first = rows - batch.length
-    try {
-      text += spec.encode(batch, first)
-    } catch (error) {
-      if (error instanceof ExportError) throw error
-      throw new ExportError('ERR_FORMAT', 'format', `Cannot encode rows ${first}-${first + batch.length - 1}: ${(error as Error).message}`, { cause: error })
-    }
-  }
   const pushText = () => {
     if (text === '') return
     stream.push(Buffer.from(text, 'utf8'))
@@ -58,12 +49,7 @@ export function createFormatter(spec: FormatterSpec): Formatter {
   }
   const timedFlush = () => {
     timer = undefined
-    try {
-      encodePending()
-      pushText()
-    } catch (error) {
-      stream.destroy(error as Error)
-    }
+    pushText()
   }
 
   const stream = new Transform({
@@ -73,28 +59,22 @@ export function createFormatter(spec: FormatterSpec): Formatter {
         callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${rows} to be an object, got ${describe(row)}`))
         return
       }
-      pending.push(row as Row)
-      rows++
       try {
-        if (pending.length >= BATCH_ROWS) encodePending()
-        if (text.length >= CHUNK_CHARS) pushText()
+        text += spec.encode(row as Row, rows)
       } catch (error) {
-        callback(error as Error)
+        callback(formatError(error, rows))
         return
       }
-      timer ??= setTimeout(timedFlush, MAX_DELAY_MS).unref()
+      rows++
+      if (text.length >= CHUNK_CHARS) pushText()
+      else timer ??= setTimeout(timedFlush, MAX_DELAY_MS).unref()
       callback()
     },
     flush(callback) {
       clearTimeout(timer)
-      try {
-        encodePending()
-        text += spec.end(rows)
-        pushText()
-        callback()
-      } catch (error) {
-        callback(error as Error)
-      }
+      text += spec.end(rows)
+      pushText()
+      callback()
     },
     destroy(error, callback) {
       clearTimeout(timer)

@@ -7,7 +7,7 @@ export function jsonArray(options: JsonOptions = {}): Formatter {
   return createFormatter({
     contentType: 'application/json',
     extension: 'json',
-    encode: (rows, first) => (first === 0 ? '[\n' : ',\n') + rows.map(encode).join(',\n'),
+    encode: (row, index) => (index === 0 ? '[\n' : ',\n') + encode(row),
     end: (rowCount) => (rowCount === 0 ? '[]\n' : '\n]\n'),
   })
 }

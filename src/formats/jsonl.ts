@@ -21,7 +21,7 @@ export function jsonl(options: JsonOptions = {}): Formatter {
   return createFormatter({
     contentType: 'application/x-ndjson',
     extension: 'jsonl',
-    encode: (rows) => rows.map(encode).join('\n') + '\n',
+    encode: (row) => encode(row) + '\n',
     end: () => '',
   })
 }

@@ -93,6 +93,11 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
   const replacer = jsonReplacer(binary)
   const text = (value: string) => (special.test(value) ? quote + value.replace(quotes, doubled) + quote : value)
   const nullCell = text(nullValue)
+  // Numbers, booleans and timestamps skip the quoting check unless a delimiter could occur in them.
+  const mayClash = (chars: string) => specials.some((s) => [...s].some((c) => chars.includes(c)))
+  const plainNumber = !mayClash('0123456789.-+eInfinityNaN')
+  const plainWord = !mayClash('truefals')
+  const plainDate = !mayClash('0123456789-+:.TZ')
 
   return (value: unknown): string => {
     switch (typeof value) {
@@ -102,14 +107,14 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
         return text(escapeFormulas && FORMULA_START.test(value) ? `'${value}` : value)
       case 'number':
       case 'bigint':
-        return text(value.toString())
+        return plainNumber ? value.toString() : text(value.toString())
       case 'boolean':
-        return value ? 'true' : 'false'
+        return plainWord ? (value ? 'true' : 'false') : text(value ? 'true' : 'false')
       case 'undefined':
         return nullCell
       case 'object':
         if (value === null) return nullCell
-        if (value instanceof Date) return isoDate(value)
+        if (value instanceof Date) return plainDate ? isoDate(value) : text(isoDate(value))
         if (value instanceof Uint8Array) return text(encodeBinary(value, binary))
         return text(JSON.stringify(value, replacer))
       default:

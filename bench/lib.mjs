@@ -1,0 +1,51 @@
+// Shared helpers for the benchmarks: child processes, timing, and writing docs/benchmarks.md.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+
+/** Runs a benchmark script in its own process (so peak RSS is its own) and returns its JSON result. */
+export function runChild(script, args = [], env = {}) {
+  const child = spawnSync(process.execPath, [script, ...args.map(String)], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 1024 * 1024,
+  })
+  if (child.status !== 0) throw new Error(`${script} ${args.join(' ')} failed:\n${child.stderr}`)
+  return JSON.parse(child.stdout.trim().split('\n').at(-1))
+}
+
+/** Wall time of a shell command, in ms. */
+export function timeShell(command) {
+  const started = performance.now()
+  execFileSync('sh', ['-c', command], { stdio: ['ignore', 'ignore', 'inherit'] })
+  return performance.now() - started
+}
+
+/** Peak RSS of this process in MB. */
+export const peakRssMb = () => process.resourceUsage().maxRSS / 1024
+
+export function machine() {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
+  return `${os.availableParallelism()} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
+    `${os.type()} ${os.release()}, Node ${process.version}`
+}
+
+export const fmt = {
+  int: (n) => Math.round(n).toLocaleString('en'),
+  s: (ms) => (ms / 1000).toFixed(2),
+  mb: (bytes) => (bytes / 1e6).toFixed(1),
+  x: (ratio) => `${ratio.toFixed(2)}x`,
+}
+
+/** Replaces (or appends) the section between `<!-- bench:NAME -->` markers in docs/benchmarks.md. */
+export function writeSection(name, markdown) {
+  const path = new URL('../docs/benchmarks.md', import.meta.url)
+  const start = `<!-- bench:${name} -->`
+  const end = `<!-- /bench:${name} -->`
+  const block = `${start}\n${markdown.trim()}\n${end}`
+  let doc = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n'
+  const from = doc.indexOf(start)
+  const to = doc.indexOf(end)
+  doc = from >= 0 && to > from ? doc.slice(0, from) + block + doc.slice(to + end.length) : `${doc.trimEnd()}\n\n${block}\n`
+  writeFileSync(path, doc)
+}
