@@ -1,0 +1,95 @@
+import { createRequire } from 'node:module'
+import { ExportError, invalidOption } from '../errors.js'
+import { checkString } from '../options.js'
+
+// Structural types: the caller's `pg` objects, without making `pg`'s types part of our API.
+
+/** A `pg` Client or PoolClient (anything with `query(submittable)`). */
+export interface PgClient {
+  query(...args: never[]): unknown
+  release?(error?: Error | boolean): void
+  end?(): Promise<void>
+  escapeLiteral?(value: string): string
+  on?(event: 'error', listener: (error: Error) => void): unknown
+  removeListener?(event: 'error', listener: (error: Error) => void): unknown
+}
+
+/** A `pg` Pool. */
+export interface PgPool {
+  connect(): Promise<PgClient>
+}
+
+/** How a Postgres source gets its connection: exactly one of these. */
+export interface PostgresConnectionOptions {
+  /** A client is taken for the export and released exactly once (destroyed if it failed). */
+  pool?: PgPool
+  /** Used as it is and never released: the export runs inside the caller's transaction or snapshot. */
+  client?: PgClient
+  /** The source opens its own connection and closes it at the end. */
+  connectionString?: string
+}
+
+export interface Connection {
+  client: PgClient
+  /** Gives the connection back: releases a pool client (destroying it after an error), ends an own one. */
+  release(error?: Error): Promise<void>
+}
+
+export function checkConnection(options: PostgresConnectionOptions): void {
+  const given = (['pool', 'client', 'connectionString'] as const).filter((k) => options[k] !== undefined)
+  if (given.length !== 1) invalidOption('pool | client | connectionString', 'exactly one of them', given)
+  if (options.pool !== undefined && typeof options.pool?.connect !== 'function') invalidOption('pool', 'a pg Pool', options.pool)
+  if (options.client !== undefined && typeof options.client?.query !== 'function') invalidOption('client', 'a pg Client', options.client)
+  if (options.connectionString !== undefined) checkString('connectionString', options.connectionString)
+}
+
+const require = createRequire(import.meta.url)
+
+/** Loads an optional peer dependency when a Postgres source is first used. */
+export function loadOptional<T>(name: string): T {
+  try {
+    return require(name) as T
+  } catch (error) {
+    throw new ExportError('ERR_INVALID_OPTION', 'options', `Postgres sources need the \`${name}\` package: npm install pg`, { cause: error })
+  }
+}
+
+// A client whose backend dies emits 'error' besides failing the query; without a listener that
+// would crash the process. The failure reaches the export through the query; this only listens.
+const ignore = () => {}
+
+export async function connect(options: PostgresConnectionOptions): Promise<Connection> {
+  if (options.client) {
+    const { client } = options
+    client.on?.('error', ignore)
+    return { client, release: async () => void client.removeListener?.('error', ignore) }
+  }
+  if (options.pool) {
+    const client = await options.pool.connect()
+    client.on?.('error', ignore)
+    let released = false
+    return {
+      client,
+      release: async (error) => {
+        if (released) return
+        released = true
+        client.removeListener?.('error', ignore)
+        // release(error) makes the pool destroy the connection instead of reusing it.
+        client.release?.(error)
+      },
+    }
+  }
+  const { Client } = loadOptional<typeof import('pg')>('pg')
+  const client = new Client({ connectionString: options.connectionString })
+  client.on('error', ignore)
+  await client.connect()
+  let ended = false
+  return {
+    client: client as unknown as PgClient,
+    release: async () => {
+      if (ended) return
+      ended = true
+      await client.end().catch(() => {})
+    },
+  }
+}

@@ -1,0 +1,48 @@
+import { parse as parseArray } from 'postgres-array'
+import { loadOptional } from './postgres-connection.js'
+
+// Type parsers for lossless output, passed per query (the caller's global pg.types stay untouched).
+// pg's defaults already keep int8 and numeric as strings and bytea as Buffer; these fix the rest:
+// - timestamp/timestamptz: pg makes a JS Date (milliseconds: microseconds lost) -> ISO 8601 text
+//   with the offset Postgres gave, e.g. 2026-02-01T00:00:00.123456+00:00.
+// - date: pg makes a Date at local midnight (shifts by the TZ) -> the date text as is.
+// - numeric[]: pg parses as floats -> strings. interval: text as Postgres prints it.
+
+const TIMESTAMP = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?)(?:([+-]\d\d)(?::?(\d\d))?(?::?(\d\d))?)?$/
+
+/** `2026-02-01 10:00:00.5+01` -> `2026-02-01T10:00:00.5+01:00`; anything else (infinity, BC) as is. */
+export function isoTimestamp(text: string): string {
+  const m = TIMESTAMP.exec(text)
+  if (!m) return text
+  const [, date, time, hours, minutes = '00', seconds] = m
+  if (hours === undefined) return `${date}T${time}`
+  return `${date}T${time}${hours}:${minutes}${seconds ? `:${seconds}` : ''}`
+}
+
+const identity = (text: string) => text
+const arrayOf = (item: (text: string) => unknown) => (text: string) => parseArray(text, item)
+
+const OVERRIDES: Record<number, (text: string) => unknown> = {
+  1114: isoTimestamp, // timestamp
+  1184: isoTimestamp, // timestamptz
+  1082: identity, // date
+  1186: identity, // interval
+  1115: arrayOf(isoTimestamp), // timestamp[]
+  1185: arrayOf(isoTimestamp), // timestamptz[]
+  1182: arrayOf(identity), // date[]
+  1187: arrayOf(identity), // interval[]
+  1231: arrayOf(identity), // numeric[]
+}
+
+type TypeParser = (text: string) => unknown
+
+/** The `types` option for pg queries made by the Postgres sources. */
+export function losslessTypes(): { getTypeParser(oid: number, format?: string): TypeParser } {
+  const { types } = loadOptional<typeof import('pg')>('pg')
+  return {
+    getTypeParser(oid: number, format?: string): TypeParser {
+      if (format !== 'binary' && OVERRIDES[oid]) return OVERRIDES[oid]
+      return types.getTypeParser(oid, (format ?? 'text') as 'text') as TypeParser
+    },
+  }
+}

@@ -1,0 +1,106 @@
+import type { Readable } from 'node:stream'
+import { invalidOption, toExportError } from '../errors.js'
+import type { SourceExtras } from '../export-stream.js'
+import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
+import { checkConnection, connect, loadOptional, type Connection, type PgClient, type PostgresConnectionOptions } from './postgres-connection.js'
+import { losslessTypes } from './postgres-types.js'
+
+export interface PostgresSourceOptions extends PostgresConnectionOptions {
+  /** The query. Use `$1`, `$2`... placeholders with `values`; never build SQL from user input. */
+  text: string
+  values?: unknown[]
+  /**
+   * Rows fetched per round trip (one batch per `_read`). Default 1000. Memory: about
+   * 2 x batchSize rows (one batch being read, one buffered). pg-query-stream's default of 100 is
+   * latency-bound.
+   */
+  batchSize?: number
+  /**
+   * Fill `totalRows` for progress: `exact` runs `count(*)` over the query (on another pool
+   * connection, or before the cursor on a given client); `estimate` asks the planner (`EXPLAIN`).
+   * Default: none.
+   */
+  count?: 'exact' | 'estimate'
+}
+
+/** A Postgres row source: a Readable of rows with the lossless value policy. */
+export type PostgresSource = Readable & SourceExtras
+
+interface QueryStreamLike extends Readable {
+  cursor: { state: string; close(cb: (error?: Error) => void): void }
+}
+
+/**
+ * Rows of a query, streamed through a server-side cursor (pg-query-stream): constant memory for
+ * any row count. The connection is released exactly once, on end, error or destroy; the cursor is
+ * closed first on an early destroy (releasing a client mid-cursor would wedge it).
+ *
+ * @example exportStream({ source: postgresSource({ pool, text: 'select * from statements order by id' }), format: csv(), sink })
+ */
+export function postgresSource(options: PostgresSourceOptions): PostgresSource {
+  checkObject('options', options)
+  checkConnection(options)
+  const { text, values = [], batchSize = 1000, count } = options
+  checkString('text', text)
+  if (!Array.isArray(values)) invalidOption('values', 'an array', values)
+  checkPositiveInteger('batchSize', batchSize)
+  if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
+
+  const QueryStream = loadOptional<new (text: string, values: unknown[], config: object) => QueryStreamLike>('pg-query-stream')
+  const stream = new QueryStream(text, values, { batchSize, types: losslessTypes() }) as QueryStreamLike & PostgresSource
+  let connection: Connection | undefined
+  let counted: Promise<number | undefined> = Promise.resolve(undefined)
+
+  // pg-query-stream closes the cursor in _destroy; when the cursor itself failed (a query error,
+  // a terminated backend) there is nothing to close and the connection may be dead: skip the
+  // close, and release the client as failed so the pool replaces it.
+  const closeCursor = stream._destroy.bind(stream)
+  stream._destroy = (error, callback) => {
+    const cursorFailed = stream.cursor.state === 'error'
+    const finish = (closeError?: Error | null) => {
+      const failure = cursorFailed ? error : closeError
+      const released = connection ? connection.release(failure ?? undefined) : Promise.resolve()
+      const reported = failure ? toExportError(failure, 'ERR_SOURCE', 'source') : error
+      released.then(() => callback(reported))
+    }
+    if (cursorFailed || connection === undefined) finish()
+    else closeCursor(error, (closeError) => finish(closeError === error ? null : closeError))
+  }
+
+  const started = connect(options).then(
+    async (conn) => {
+      connection = conn
+      if (stream.destroyed) return void conn.release()
+      counted = count ? countRows(conn.client, options, count) : counted
+      // On a single connection the count must finish before the cursor takes it over.
+      if (!options.pool) await counted.catch(() => {})
+      if (stream.destroyed) return void conn.release()
+      conn.client.query(stream as never)
+    },
+    (error) => stream.destroy(toExportError(error, 'ERR_SOURCE', 'source')),
+  )
+  stream.countRows = async () => {
+    await started
+    return counted
+  }
+  return stream
+}
+
+async function countRows(client: PgClient, options: PostgresSourceOptions, count: 'exact' | 'estimate'): Promise<number | undefined> {
+  const run = async (text: string) => {
+    // With a pool the count runs on its own connection, alongside the cursor.
+    const runner = options.pool ? await options.pool.connect() : client
+    try {
+      return (await (runner.query as (t: string, v: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }>)(text, options.values ?? [])).rows
+    } finally {
+      if (options.pool) runner.release?.()
+    }
+  }
+  if (count === 'exact') {
+    const rows = await run(`select count(*) as n from (${options.text}) as stream_export_count`)
+    return Number(rows[0].n)
+  }
+  const rows = await run(`explain (format json) ${options.text}`)
+  const plan = rows[0]['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>
+  return plan[0].Plan['Plan Rows']
+}
