@@ -93,3 +93,37 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
     },
   }
 }
+
+type Query = (text: string, values: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }>
+
+/**
+ * Row count of a query for progress: `exact` runs count(*), `estimate` reads the planner's
+ * estimate. With a pool it runs on its own connection; otherwise on `client`.
+ */
+export async function countRows(options: {
+  client: PgClient
+  pool?: PgPool
+  text: string
+  values: unknown[]
+  count: 'exact' | 'estimate'
+}): Promise<number> {
+  const { pool, text, values, count } = options
+  const client = pool ? await pool.connect() : options.client
+  try {
+    const query = (client.query as unknown as Query).bind(client)
+    if (count === 'exact') {
+      const { rows } = await query(`select count(*) as n from (${text}) as stream_export_count`, values)
+      return Number(rows[0].n)
+    }
+    const { rows } = await query(`explain (format json) ${text}`, values)
+    return (rows[0]['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>)[0].Plan['Plan Rows']
+  } finally {
+    if (pool) client.release?.()
+  }
+}
+
+/** A safely quoted identifier: `my "col"` -> `"my ""col"""`; `schema.table` quotes each part. */
+export function quoteIdentifier(name: string, qualified = false): string {
+  const parts = qualified ? name.split('.') : [name]
+  return parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.')
+}

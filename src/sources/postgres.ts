@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
-import { checkConnection, connect, loadOptional, type Connection, type PgClient, type PostgresConnectionOptions } from './postgres-connection.js'
+import { checkConnection, connect, countRows, loadOptional, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { losslessTypes } from './postgres-types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
@@ -71,7 +71,7 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
     async (conn) => {
       connection = conn
       if (stream.destroyed) return void conn.release()
-      counted = count ? countRows(conn.client, options, count) : counted
+      counted = count ? countRows({ client: conn.client, pool: options.pool, text, values, count }) : counted
       // On a single connection the count must finish before the cursor takes it over.
       if (!options.pool) await counted.catch(() => {})
       if (stream.destroyed) return void conn.release()
@@ -84,23 +84,4 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
     return counted
   }
   return stream
-}
-
-async function countRows(client: PgClient, options: PostgresSourceOptions, count: 'exact' | 'estimate'): Promise<number | undefined> {
-  const run = async (text: string) => {
-    // With a pool the count runs on its own connection, alongside the cursor.
-    const runner = options.pool ? await options.pool.connect() : client
-    try {
-      return (await (runner.query as (t: string, v: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }>)(text, options.values ?? [])).rows
-    } finally {
-      if (options.pool) runner.release?.()
-    }
-  }
-  if (count === 'exact') {
-    const rows = await run(`select count(*) as n from (${options.text}) as stream_export_count`)
-    return Number(rows[0].n)
-  }
-  const rows = await run(`explain (format json) ${options.text}`)
-  const plan = rows[0]['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>
-  return plan[0].Plan['Plan Rows']
 }
