@@ -3,6 +3,7 @@ export { ExportError, type ExportErrorCode, type ExportStage } from './errors.js
 export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres.js'
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres-keyset.js'
+export { postgresCopySource, type PostgresCopySource, type PostgresCopySourceOptions } from './sources/postgres-copy.js'
 export type { PgClient, PgPool, PostgresConnectionOptions } from './sources/postgres-connection.js'
 export { csv, type CsvOptions, type CsvColumn } from './formats/csv.js'
 export { jsonl, type JsonOptions } from './formats/jsonl.js'
