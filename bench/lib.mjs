@@ -49,3 +49,9 @@ export function writeSection(name, markdown) {
   doc = from >= 0 && to > from ? doc.slice(0, from) + block + doc.slice(to + end.length) : `${doc.trimEnd()}\n\n${block}\n`
   writeFileSync(path, doc)
 }
+
+/** Runs `measure` `times` times, interleaved by the caller's loop order, and keeps the median by `ms`. */
+export function median(results) {
+  const sorted = [...results].sort((a, b) => a.ms - b.ms)
+  return sorted[Math.floor(sorted.length / 2)]
+}

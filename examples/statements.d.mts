@@ -9,3 +9,5 @@ export interface StatementRow {
 }
 export function statementRow(i: number): StatementRow
 export function statements(count: number): Generator<StatementRow>
+export const STATEMENTS_SQL: string
+export function createStatementsTable(pool: { query(text: string, values?: unknown[]): Promise<unknown> }, table: string, count: number): Promise<void>

@@ -51,3 +51,23 @@ export function statementRow(i) {
 export function* statements(count) {
   for (let i = 0; i < count; i++) yield statementRow(i)
 }
+
+/** SQL producing `count` statement rows (7 columns, memo text with CSV specials and NULLs), from $1. */
+export const STATEMENTS_SQL = `
+  select i::bigint as id, 'User ' || i as user_name, 'user' || i || '@example.com' as email,
+         (array['EUR','USD','GBP'])[1 + i % 3]::char(3) as currency,
+         round(((i * 7919) % 2000000 - 500000) / 100.0, 2)::numeric(14,2) as amount,
+         timestamptz '2026-02-01 00:00:00+00' + i * interval '2 seconds' + (i % 1000) * interval '1 microsecond' as posted_at,
+         case i % 5 when 0 then 'Card payment, ref ' || i when 1 then 'Refund "dup" ' || i
+                    when 2 then e'two\\nlines ' || i when 3 then null else 'Café ☕ ' || i end as memo
+  from generate_series(1, $1::bigint) as i`
+
+/** (Re)creates a statements table with `count` rows, for the tests, benchmarks and recipes. */
+export async function createStatementsTable(pool, table, count) {
+  await pool.query(`drop table if exists ${table}`)
+  await pool.query(`create table ${table} (
+    id bigint primary key, user_name text not null, email text not null, currency char(3) not null,
+    amount numeric(14,2) not null, posted_at timestamptz not null, memo text)`)
+  await pool.query(`insert into ${table} ${STATEMENTS_SQL}`, [count])
+  await pool.query(`analyze ${table}`)
+}
