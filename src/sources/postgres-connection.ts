@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module'
-import { ExportError, invalidOption } from '../errors.js'
+import { invalidOption } from '../errors.js'
+import { loadOptional } from '../optional.js'
 import { checkString } from '../options.js'
 
 // Structural types: the caller's `pg` objects, without making `pg`'s types part of our API.
@@ -43,16 +43,8 @@ export function checkConnection(options: PostgresConnectionOptions): void {
   if (options.connectionString !== undefined) checkString('connectionString', options.connectionString)
 }
 
-const require = createRequire(import.meta.url)
-
-/** Loads an optional peer dependency when a Postgres source is first used. */
-export function loadOptional<T>(name: string): T {
-  try {
-    return require(name) as T
-  } catch (error) {
-    throw new ExportError('ERR_INVALID_OPTION', 'options', `Postgres sources need the \`${name}\` package: npm install pg`, { cause: error })
-  }
-}
+/** Loads `pg` or a module that needs it, when a Postgres source is created. */
+export const loadPg = <T>(name: string): T => loadOptional<T>(name, 'pg')
 
 // A client whose backend dies emits 'error' besides failing the query; without a listener that
 // would crash the process. The failure reaches the export through the query; this only listens.
@@ -79,7 +71,7 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
       },
     }
   }
-  const { Client } = loadOptional<typeof import('pg')>('pg')
+  const { Client } = loadPg<typeof import('pg')>('pg')
   const client = new Client({ connectionString: options.connectionString })
   client.on('error', ignore)
   await client.connect()

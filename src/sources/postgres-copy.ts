@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
-import { checkConnection, connect, loadOptional, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import { checkConnection, connect, loadPg, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 
 export interface PostgresCopySourceOptions extends PostgresConnectionOptions {
   /** A SELECT query; its rows become CSV on the server. */
@@ -40,8 +40,8 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   checkString('text', text)
   if (!Array.isArray(values)) invalidOption('values', 'an array', values)
   checkBoolean('header', header)
-  const pg = loadOptional<typeof import('pg')>('pg')
-  const { prepareValue } = loadOptional<{ prepareValue(value: unknown): unknown }>('pg/lib/utils.js')
+  const pg = loadPg<typeof import('pg')>('pg')
+  const { prepareValue } = loadPg<{ prepareValue(value: unknown): unknown }>('pg/lib/utils.js')
   const literal = (value: unknown): string => {
     const prepared = prepareValue(value)
     if (prepared === null || prepared === undefined) return 'NULL'
@@ -50,7 +50,7 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   }
   const query = inlineParameters(text, values.length, (n) => literal(values[n - 1]))
   const sql = `COPY (${query}) TO STDOUT WITH (FORMAT csv${header ? ', HEADER' : ''})`
-  const { to } = loadOptional<{ to(sql: string): CopyStream }>('pg-copy-streams')
+  const { to } = loadPg<{ to(sql: string): CopyStream }>('pg-copy-streams')
 
   let connection: Connection | undefined
   let copy: CopyStream | undefined

@@ -1,5 +1,5 @@
 import { parse as parseArray } from 'postgres-array'
-import { loadOptional } from './postgres-connection.js'
+import { loadPg } from './postgres-connection.js'
 
 // Type parsers for lossless output, passed per query (the caller's global pg.types stay untouched).
 // pg's defaults already keep int8 and numeric as strings and bytea as Buffer; these fix the rest:
@@ -38,7 +38,7 @@ type TypeParser = (text: string) => unknown
 
 /** The `types` option for pg queries made by the Postgres sources. */
 export function losslessTypes(): { getTypeParser(oid: number, format?: string): TypeParser } {
-  const { types } = loadOptional<typeof import('pg')>('pg')
+  const { types } = loadPg<typeof import('pg')>('pg')
   return {
     getTypeParser(oid: number, format?: string): TypeParser {
       if (format !== 'binary' && OVERRIDES[oid]) return OVERRIDES[oid]

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
-import { checkConnection, connect, countRows, loadOptional, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import { checkConnection, connect, countRows, loadPg, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { losslessTypes } from './postgres-types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
@@ -46,7 +46,7 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
   checkPositiveInteger('batchSize', batchSize)
   if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
 
-  const QueryStream = loadOptional<new (text: string, values: unknown[], config: object) => QueryStreamLike>('pg-query-stream')
+  const QueryStream = loadPg<new (text: string, values: unknown[], config: object) => QueryStreamLike>('pg-query-stream')
   const stream = new QueryStream(text, values, { batchSize, types: losslessTypes() }) as QueryStreamLike & PostgresSource
   let connection: Connection | undefined
   let counted: Promise<number | undefined> = Promise.resolve(undefined)
