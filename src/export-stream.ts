@@ -95,7 +95,8 @@ export async function exportStream<L extends Location = Location>(options: Expor
   }
   const rowsOf = (): number => (source.preformatted ?? (format as Partial<Formatter>)).rows ?? 0
   const meter = progressTap() // counts bytes before compression
-  const tap = progressTap({ onProgress, intervalMs: progressIntervalMs, totalRows, rows: rowsOf, uncompressedBytes: () => meter.bytes })
+  const uploaded = 'uploadedBytes' in sink ? () => (sink as Sink).uploadedBytes ?? 0 : undefined
+  const tap = progressTap({ onProgress, intervalMs: progressIntervalMs, totalRows, rows: rowsOf, uncompressedBytes: () => meter.bytes, uploadedBytes: uploaded })
 
   const sinkInfo = source.preformatted ?? (format as Partial<Formatter>)
   ;(sink as Sink).setContentInfo?.({ contentType: sinkInfo.contentType, contentEncoding: compress ? 'gzip' : undefined })

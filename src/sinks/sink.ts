@@ -14,6 +14,8 @@ export interface ContentInfo {
 /** A sink: the last stage of a pipeline. Its `location` is set once it has finished successfully. */
 export interface Sink<L extends Location = Location> extends Writable {
   readonly location: L | undefined
+  /** Bytes the destination has acknowledged so far, for sinks that know (S3); reported with progress. */
+  readonly uploadedBytes?: number
   /** Defaults for metadata the sink stores (S3 Content-Type / Content-Encoding); explicit options win. */
   setContentInfo?(info: ContentInfo): void
 }

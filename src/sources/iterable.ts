@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import { invalidOption } from '../errors.js'
 
 /** Anything `fromIterable` accepts. */
-export type RowIterable<T = Record<string, unknown>> = Iterable<T> | AsyncIterable<T> | Readable
+export type RowIterable<T extends object = object> = Iterable<T> | AsyncIterable<T> | Readable
 
 /** True for an object-mode Readable (a row source as-is). */
 function isObjectReadable(value: unknown): value is Readable {
@@ -14,7 +14,7 @@ function isObjectReadable(value: unknown): value is Readable {
  * object-mode Readable (returned as it is). Destroying the stream returns the iterator, so a
  * generator's `finally` block runs (close your cursor there).
  */
-export function fromIterable<T extends object = Record<string, unknown>>(rows: RowIterable<T>): Readable {
+export function fromIterable<T extends object = object>(rows: RowIterable<T>): Readable {
   if (isObjectReadable(rows)) return rows
   const iterable = rows as Partial<Iterable<T> & AsyncIterable<T>> | null
   if (

@@ -10,6 +10,8 @@ export interface Progress {
   bytes: number
   /** Bytes before compression. Equal to `bytes` without gzip. */
   uncompressedBytes: number
+  /** Bytes the destination has acknowledged (S3: completed parts), for sinks that report it. */
+  uploadedBytes?: number
   elapsedMs: number
   rowsPerSecond: number
   /** Expected row count, when the caller or the source knows it. */
@@ -33,6 +35,8 @@ export interface ProgressOptions {
   rows?: () => number
   /** Where to read the uncompressed byte count from. Default: same as `bytes`. */
   uncompressedBytes?: () => number
+  /** Where to read the acknowledged byte count from, e.g. `() => sink.uploadedBytes`. Default: none. */
+  uploadedBytes?: () => number
 }
 
 /** A pass-through stage that counts what flows through it and reports progress. */
@@ -50,13 +54,14 @@ export interface ProgressTap extends Transform {
  */
 export function progress(options: ProgressOptions = {}): ProgressTap {
   checkObject('options', options)
-  const { onProgress, intervalMs = 1000, objectMode = false, rows: readRows, uncompressedBytes: readUncompressed } = options
+  const { onProgress, intervalMs = 1000, objectMode = false, rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
   checkPositiveInteger('intervalMs', intervalMs)
   checkBoolean('objectMode', objectMode)
   if (options.totalRows !== undefined) checkNonNegativeInteger('totalRows', options.totalRows)
   if (readRows !== undefined) checkFunction('rows', readRows)
   if (readUncompressed !== undefined) checkFunction('uncompressedBytes', readUncompressed)
+  if (readUploaded !== undefined) checkFunction('uploadedBytes', readUploaded)
 
   const started = performance.now()
   let bytes = 0
@@ -74,6 +79,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
       elapsedMs,
       rowsPerSecond,
     }
+    if (readUploaded) report.uploadedBytes = readUploaded()
     const { totalRows } = tap
     if (totalRows !== undefined) {
       report.totalRows = totalRows

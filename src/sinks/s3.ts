@@ -1,0 +1,215 @@
+import { Writable } from 'node:stream'
+import { ExportError, invalidOption, toExportError } from '../errors.js'
+import { loadOptional } from '../optional.js'
+import { checkObject, checkPositiveInteger, checkString } from '../options.js'
+import type { ContentInfo, Sink } from './sink.js'
+
+type S3Commands = typeof import('@aws-sdk/client-s3')
+
+/** An `S3Client` of @aws-sdk/client-s3 (structural, so our types do not pin the SDK's). */
+export interface S3ClientLike {
+  send(command: never, options?: { abortSignal?: AbortSignal }): Promise<unknown>
+}
+
+export interface S3Location {
+  bucket: string
+  key: string
+  etag?: string
+  versionId?: string
+}
+
+export interface S3SinkOptions {
+  client: S3ClientLike
+  bucket: string
+  key: string
+  /** Default: from the format (`text/csv; charset=utf-8`, `application/x-ndjson`, `application/json`). */
+  contentType?: string
+  /** Default: `gzip` when the gzip stage is on. */
+  contentEncoding?: string
+  /** e.g. `attachment; filename="statements.csv.gz"`. */
+  contentDisposition?: string
+  metadata?: Record<string, string>
+  /** e.g. `STANDARD_IA`. */
+  storageClass?: string
+  /** e.g. `AES256` or `aws:kms`. */
+  serverSideEncryption?: string
+  /**
+   * Bytes per part, at least 5 MiB (S3's minimum). Default 8 MiB. The size doubles every 1,000
+   * parts (up to S3's 5 GiB maximum), so an export of unknown length never reaches the 10,000-part
+   * limit: a 5 MiB start reaches ~5 TiB. Memory: partSize x (queueSize + 1), growing with it after
+   * the first 1,000 parts (5-8 GiB uploaded).
+   */
+  partSize?: number
+  /** Parts uploaded concurrently. Default 4. */
+  queueSize?: number
+  /**
+   * Upper bound for buffered bytes instead of partSize/queueSize: picks queueSize = 4 (fewer if the
+   * budget is small) and partSize = budget / (queueSize + 1), at least 5 MiB. Minimum 10 MiB.
+   */
+  memoryBudget?: number
+}
+
+const MiB = 1024 * 1024
+export const MIN_PART_SIZE = 5 * MiB
+const MAX_PART_SIZE = 5 * 1024 * MiB
+const MAX_PARTS = 10_000
+const PARTS_PER_DOUBLING = 1_000
+
+/** Size of part `partNumber` (1-based) for a start size: doubled every 1,000 parts, capped at 5 GiB. */
+export function partSizeFor(partNumber: number, partSize: number): number {
+  return Math.min(MAX_PART_SIZE, partSize * 2 ** Math.floor((partNumber - 1) / PARTS_PER_DOUBLING))
+}
+
+function sizing(options: S3SinkOptions): { partSize: number; queueSize: number } {
+  const { memoryBudget } = options
+  if (memoryBudget !== undefined) {
+    if (options.partSize !== undefined || options.queueSize !== undefined) {
+      invalidOption('memoryBudget', 'given without partSize and queueSize', memoryBudget)
+    }
+    if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 2 * MIN_PART_SIZE) invalidOption('memoryBudget', 'an integer of at least 10 MiB (10485760)', memoryBudget)
+    const queueSize = Math.max(1, Math.min(4, Math.floor(memoryBudget / MIN_PART_SIZE) - 1))
+    return { queueSize, partSize: Math.floor(memoryBudget / (queueSize + 1)) }
+  }
+  const { partSize = 8 * MiB, queueSize = 4 } = options
+  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE || partSize > MAX_PART_SIZE) {
+    invalidOption('partSize', 'an integer from 5 MiB (5242880) to 5 GiB', partSize)
+  }
+  checkPositiveInteger('queueSize', queueSize)
+  return { partSize, queueSize }
+}
+
+/** An S3 sink (see s3Sink). */
+export interface S3Sink extends Sink<S3Location> {
+  /** Bytes S3 has acknowledged (completed parts, or the single PUT). */
+  readonly uploadedBytes: number
+}
+
+/**
+ * S3 sink: a streaming multipart upload (one PutObject when the export is smaller than a part).
+ * Memory is bounded by partSize x (queueSize + 1). On any error or abort it cancels in-flight
+ * part requests, waits for them to settle and aborts the multipart upload: no object appears and
+ * no parts are left behind.
+ */
+export function s3Sink(options: S3SinkOptions): S3Sink {
+  checkObject('options', options)
+  const { client, bucket, key } = options
+  if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client', client)
+  checkString('bucket', bucket)
+  checkString('key', key)
+  for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'storageClass', 'serverSideEncryption'] as const) {
+    if (options[name] !== undefined) checkString(name, options[name])
+  }
+  if (options.metadata !== undefined) checkObject('metadata', options.metadata)
+  const { partSize, queueSize } = sizing(options)
+  const s3 = loadOptional<S3Commands>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
+
+  let info: ContentInfo = {}
+  const objectParams = () => ({
+    Bucket: bucket,
+    Key: key,
+    ContentType: options.contentType ?? info.contentType,
+    ContentEncoding: options.contentEncoding ?? info.contentEncoding,
+    ContentDisposition: options.contentDisposition,
+    Metadata: options.metadata,
+    StorageClass: options.storageClass as never,
+    ServerSideEncryption: options.serverSideEncryption as never,
+  })
+  const send = <T>(command: unknown, signal?: AbortSignal): Promise<T> =>
+    client.send(command as never, signal ? { abortSignal: signal } : undefined) as Promise<T>
+
+  const cancel = new AbortController()
+  let buffered: Buffer[] = []
+  let bufferedBytes = 0
+  let uploadId: string | undefined
+  let nextPart = 1
+  const parts: Array<{ PartNumber: number; ETag: string }> = []
+  const inFlight = new Set<Promise<void>>()
+  let uploadedBytes = 0
+  let location: S3Location | undefined
+
+  const takeBuffered = () => {
+    const body = Buffer.concat(buffered, bufferedBytes)
+    buffered = []
+    bufferedBytes = 0
+    return body
+  }
+
+  let creating: Promise<void> | undefined
+  // Not cancellable on purpose: once S3 has created the upload we must learn its id to abort it.
+  const createUpload = () =>
+    (creating ??= send<{ UploadId: string }>(new s3.CreateMultipartUploadCommand(objectParams())).then((r) => void (uploadId = r.UploadId)))
+
+  const uploadPart = async (body: Buffer): Promise<void> => {
+    const PartNumber = nextPart++
+    await createUpload()
+    if (PartNumber > MAX_PARTS) throw new ExportError('ERR_SINK', 'sink', `The upload reached S3's limit of ${MAX_PARTS} parts`)
+    const { ETag } = await send<{ ETag: string }>(
+      new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber, Body: body }),
+      cancel.signal,
+    )
+    parts.push({ PartNumber, ETag })
+    uploadedBytes += body.length
+  }
+
+  // Starts a part upload once fewer than queueSize are in flight (the write's backpressure): at
+  // most queueSize parts upload while one more fills or waits, partSize x (queueSize + 1) in all.
+  const startPart = async (body: Buffer): Promise<void> => {
+    while (inFlight.size >= queueSize) await Promise.race(inFlight)
+    const tracked = uploadPart(body).finally(() => inFlight.delete(tracked))
+    inFlight.add(tracked)
+    tracked.catch(() => {}) // observed through the next write or final
+  }
+
+  const sink = new Writable({
+    highWaterMark: 64 * 1024,
+    write(chunk: Buffer, _encoding, callback) {
+      buffered.push(chunk)
+      bufferedBytes += chunk.length
+      if (bufferedBytes < partSizeFor(nextPart, partSize)) return callback()
+      startPart(takeBuffered()).then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
+    },
+    final(callback) {
+      const finish = async () => {
+        if (uploadId === undefined && inFlight.size === 0) {
+          // Smaller than one part (or empty): a single PUT.
+          const body = takeBuffered()
+          const result = await send<{ ETag?: string; VersionId?: string }>(new s3.PutObjectCommand({ ...objectParams(), Body: body }), cancel.signal)
+          uploadedBytes = body.length
+          location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+          return
+        }
+        if (bufferedBytes > 0) await startPart(takeBuffered())
+        await Promise.all(inFlight)
+        parts.sort((a, b) => a.PartNumber - b.PartNumber)
+        const result = await send<{ ETag?: string; VersionId?: string }>(
+          new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+          cancel.signal,
+        )
+        location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+      }
+      finish().then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
+    },
+    destroy(error, callback) {
+      if (location !== undefined) return callback(error)
+      cancel.abort(error ?? new Error('destroyed'))
+      const cleanUp = async () => {
+        await Promise.allSettled(inFlight)
+        await creating?.catch(() => {})
+        if (uploadId !== undefined) {
+          await send(new s3.AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+        }
+      }
+      cleanUp().then(
+        () => callback(error),
+        (abortError) => callback(error ?? toExportError(abortError, 'ERR_SINK', 'sink')),
+      )
+    },
+  }) as S3Sink
+
+  Object.defineProperties(sink, {
+    location: { get: () => location, enumerable: true },
+    uploadedBytes: { get: () => uploadedBytes, enumerable: true },
+    setContentInfo: { value: (next: ContentInfo) => void (info = next) },
+  })
+  return sink
+}

@@ -1,0 +1,185 @@
+import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound } from '@aws-sdk/client-s3'
+import { gunzipSync } from 'node:zlib'
+import { parse } from 'csv-parse/sync'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { statementRow, statements } from '../../examples/statements.mjs'
+import { attachment, csv, exportKey, exportStream, fromIterable, jsonArray, jsonl, presignDownload, s3Sink, type Progress } from '../../src/index.js'
+import { MIN_PART_SIZE, partSizeFor } from '../../src/sinks/s3.js'
+import { startS3, type TestS3 } from '../fixtures/s3-server.js'
+
+let s3: TestS3
+beforeAll(async () => {
+  s3 = await startS3()
+})
+afterAll(() => s3.close())
+
+const MiB = 1024 * 1024
+
+async function getObject(key: string) {
+  const result = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))
+  return { body: Buffer.from(await result.Body!.transformToByteArray()), result }
+}
+
+async function exists(key: string): Promise<boolean> {
+  try {
+    await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))
+    return true
+  } catch (error) {
+    if (error instanceof NotFound || error instanceof NoSuchKey) return false
+    throw error
+  }
+}
+
+describe('s3Sink', () => {
+  it('uploads a 30+ MB gzipped CSV in several parts; GetObject and a presigned URL give back the rows', async () => {
+    const key = exportKey({ jobId: 'big', format: 'csv', gzip: true })
+    const count = 1_500_000
+    const reports: Progress[] = []
+    const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB })
+    const result = await exportStream({
+      source: fromIterable(statements(count)),
+      format: csv(),
+      gzip: { level: 1 },
+      sink,
+      progressIntervalMs: 200,
+      onProgress: (p) => void reports.push(p),
+    })
+    expect(result.bytes).toBeGreaterThan(30 * 1e6)
+    expect(result.location).toMatchObject({ bucket: s3.bucket, key: 'exports/big.csv.gz' })
+    expect(result.location?.etag).toBeTruthy()
+    // Parts are cut once 5 MiB are buffered, so each is 5 MiB plus at most one chunk.
+    expect(s3.partsReceived.get(key)).toBeGreaterThanOrEqual(Math.floor(result.bytes / (5.1 * MiB)))
+    expect(s3.partsReceived.get(key)).toBeLessThanOrEqual(Math.ceil(result.bytes / (5 * MiB)))
+    expect(s3.maxPartsInFlight.get(key)).toBeLessThanOrEqual(4) // the default queueSize
+    expect(sink.uploadedBytes).toBe(result.bytes)
+    expect(reports.some((p) => (p.uploadedBytes ?? 0) > 0 && p.uploadedBytes! < result.bytes)).toBe(true)
+
+    const { body } = await getObject(key)
+    expect(body.length).toBe(result.bytes)
+    const records = parse(gunzipSync(body), { columns: true }) as Array<Record<string, string>>
+    expect(records).toHaveLength(count)
+    for (const i of [0, 1, 777_777, count - 1]) {
+      const row = statementRow(i)
+      expect(records[i]).toEqual({ ...row, id: String(row.id), posted_at: row.posted_at.toISOString() })
+    }
+
+    const url = await presignDownload(s3.client, { bucket: s3.bucket, key, expiresIn: 600, filename: 'statements.csv.gz' })
+    const response = await fetch(url)
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements.csv.gz"')
+    // fetch would transparently gunzip a Content-Encoding: gzip body; compare what it decoded.
+    const downloaded = Buffer.from(await response.arrayBuffer())
+    expect(downloaded.equals(gunzipSync(body)) || downloaded.equals(body)).toBe(true)
+    expect(await s3.openUploads()).toEqual([])
+  }, 120_000)
+
+  it('stores Content-Type, Content-Encoding, Content-Disposition and metadata', async () => {
+    const key = 'meta/rows.jsonl.gz'
+    await exportStream({
+      source: [{ a: 1 }],
+      format: jsonl(),
+      gzip: true,
+      sink: s3Sink({ client: s3.client, bucket: s3.bucket, key, contentDisposition: attachment('Grüße.jsonl.gz'), metadata: { job: '42' } }),
+    })
+    const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))
+    expect(head.ContentType).toBe('application/x-ndjson')
+    expect(head.ContentEncoding).toBe('gzip')
+    expect(head.ContentDisposition).toBe(`attachment; filename="Gr__e.jsonl.gz"; filename*=UTF-8''Gr%C3%BC%C3%9Fe.jsonl.gz`)
+    expect(head.Metadata).toEqual({ job: '42' })
+
+    await exportStream({ source: [{ a: 1 }], format: csv(), sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'meta/plain.csv', contentType: 'text/plain' }) })
+    const plain = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: 'meta/plain.csv' }))
+    expect(plain.ContentType).toBe('text/plain')
+    expect(plain.ContentEncoding).toBeUndefined()
+  })
+
+  it('an empty export is a valid object and does not hang', async () => {
+    await exportStream({ source: [], format: jsonArray(), gzip: true, sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'empty.json.gz' }) })
+    const { body, result } = await getObject('empty.json.gz')
+    expect(JSON.parse(gunzipSync(body).toString())).toEqual([])
+    expect(result.ContentType).toBe('application/json')
+
+    await exportStream({ source: [], format: jsonl(), sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'empty.jsonl' }) })
+    expect((await getObject('empty.jsonl')).body.length).toBe(0)
+  })
+
+  for (const how of ['a source failure', 'an abort'] as const) {
+    it(`${how} mid-upload leaves no object and no multipart upload`, async () => {
+      const key = `failed/${how.replace(/ /g, '-')}.csv`
+      const controller = new AbortController()
+      async function* rows() {
+        for (let i = 0; i < 2_000_000; i++) {
+          if (i === 400_000) {
+            if (how === 'an abort') controller.abort(new Error('user cancelled'))
+            else throw new Error('connection reset')
+          }
+          yield statementRow(i)
+        }
+      }
+      const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB, queueSize: 2 })
+      const error = await exportStream({ source: rows(), format: csv(), sink, signal: controller.signal }).catch((e) => e)
+      expect(error.code).toBe(how === 'an abort' ? 'ERR_ABORTED' : 'ERR_SOURCE')
+      expect(sink.uploadedBytes).toBeGreaterThan(5 * MiB) // parts had been uploaded before the failure
+      expect(await exists(key)).toBe(false)
+      expect(await s3.openUploads()).toEqual([])
+    }, 60_000)
+  }
+
+  it('an S3 error rejects with ERR_SINK carrying the service error', async () => {
+    const error = await exportStream({ source: [{ a: 1 }], format: csv(), sink: s3Sink({ client: s3.client, bucket: 'no-such-bucket', key: 'x.csv' }) }).catch((e) => e)
+    expect(error.code).toBe('ERR_SINK')
+    expect(error.cause.name).toBe('NoSuchBucket')
+  })
+
+  it('grows the part size so a stream of unknown length stays under 10,000 parts', () => {
+    expect(partSizeFor(1, MIN_PART_SIZE)).toBe(5 * MiB)
+    expect(partSizeFor(1000, MIN_PART_SIZE)).toBe(5 * MiB)
+    expect(partSizeFor(1001, MIN_PART_SIZE)).toBe(10 * MiB)
+    expect(partSizeFor(10_000, 8 * MiB)).toBeLessThanOrEqual(5 * 1024 * MiB)
+    let capacity = 0
+    for (let part = 1; part <= 10_000; part++) capacity += partSizeFor(part, MIN_PART_SIZE)
+    expect(capacity / 1024 ** 4).toBeGreaterThan(4.8) // TiB reachable from a 5 MiB start (without growth: 48.8 GiB)
+  })
+
+  it('validates sizes and derives them from a memory budget', () => {
+    const base = { client: s3.client, bucket: s3.bucket, key: 'k' }
+    expect(() => s3Sink({ ...base, partSize: 1024 })).toThrow('Expected `partSize` to be an integer from 5 MiB (5242880) to 5 GiB, got `1024` (number)')
+    expect(() => s3Sink({ ...base, memoryBudget: MiB })).toThrow('Expected `memoryBudget` to be an integer of at least 10 MiB')
+    expect(() => s3Sink({ ...base, memoryBudget: 64 * MiB, partSize: 8 * MiB })).toThrow('Expected `memoryBudget` to be given without partSize and queueSize')
+    expect(() => s3Sink({ ...base, client: {} as never })).toThrow('Expected `client` to be an S3Client')
+    expect(() => s3Sink({ ...base, key: '' })).toThrow('Expected `key` to be a non-empty string')
+  })
+
+  it('keeps within a memory budget: one part filling, queueSize parts in flight', async () => {
+    // 12 MiB budget -> queueSize 1 with 6 MiB parts: one part uploading, the next filling.
+    const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key: 'budget.bin', memoryBudget: 12 * MiB })
+    const chunk = Buffer.alloc(256 * 1024, 7)
+    for (let i = 0; i < 160; i++) if (!sink.write(chunk)) await new Promise((r) => sink.once('drain', r))
+    await new Promise<void>((resolve, reject) => sink.end((error?: Error) => (error ? reject(error) : resolve())))
+    expect(s3.partsReceived.get('budget.bin')).toBe(7) // 40 MiB in 6 MiB parts
+    expect(s3.maxPartsInFlight.get('budget.bin')).toBe(1)
+    expect((await getObject('budget.bin')).body.equals(Buffer.alloc(160 * 256 * 1024, 7))).toBe(true)
+  })
+})
+
+describe('presignDownload and exportKey', () => {
+  it('makes stable keys per job', () => {
+    expect(exportKey({ jobId: '42', format: csv(), gzip: true })).toBe('exports/42.csv.gz')
+    expect(exportKey({ prefix: 'tenant-7/exports/', jobId: 'a1', format: jsonl() })).toBe('tenant-7/exports/a1.jsonl')
+    expect(exportKey({ prefix: '', jobId: 'x', format: 'parquet' })).toBe('x.parquet')
+    expect(() => exportKey({ jobId: '../etc', format: 'csv' })).toThrow('Expected `jobId` to be an id without slashes')
+  })
+
+  it('encodes non-ASCII file names per RFC 6266', () => {
+    expect(attachment('report.csv')).toBe('attachment; filename="report.csv"')
+    expect(attachment('relevé "mars".csv')).toBe(`attachment; filename="relev_ _mars_.csv"; filename*=UTF-8''relev%C3%A9%20%22mars%22.csv`)
+  })
+
+  it('signs a GET that expires', async () => {
+    await exportStream({ source: [{ a: 1 }], format: csv(), sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'small.csv' }) })
+    const url = new URL(await presignDownload(s3.client, { bucket: s3.bucket, key: 'small.csv', expiresIn: 60 }))
+    expect(url.searchParams.get('X-Amz-Expires')).toBe('60')
+    expect(await (await fetch(url)).text()).toBe('a\n1\n')
+    await expect(presignDownload(s3.client, { bucket: s3.bucket, key: 'k', expiresIn: 700_000 })).rejects.toThrow('Expected `expiresIn` to be at most 604800')
+  })
+})
