@@ -1,5 +1,5 @@
 // Shared helpers for the benchmarks: child processes, timing, and writing docs/benchmarks.md.
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 
@@ -12,6 +12,21 @@ export function runChild(script, args = [], env = {}) {
   })
   if (child.status !== 0) throw new Error(`${script} ${args.join(' ')} failed:\n${child.stderr}`)
   return JSON.parse(child.stdout.trim().split('\n').at(-1))
+}
+
+/** runChild without blocking this process (for a server it runs itself, like the S3 suite's). */
+export function runChildAsync(script, args = [], env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args.map(String)], { env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`${script} ${args.join(' ')} failed:\n${stderr}`))
+      else resolve(JSON.parse(stdout.trim().split('\n').at(-1)))
+    })
+  })
 }
 
 /** Wall time of a shell command, in ms. */
