@@ -4,8 +4,10 @@ import { ExportError, invalidOption, toExportError, type ExportErrorCode, type E
 import type { Formatter } from './formats/formatter.js'
 import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger } from './options.js'
 import type { Location, Sink } from './sinks/sink.js'
+import type { FileInputProgress } from './sources/file-input.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
 import { gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
+import { mapRows, type RowTransform } from './stages/map-rows.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
 
 /**
@@ -22,6 +24,11 @@ export interface SourceExtras {
 export interface ExportOptions {
   /** Rows: an object-mode Readable (any source of this library) or an (async) iterable of row objects. */
   source: (Readable & SourceExtras) | RowIterable
+  /**
+   * Row function(s) applied between source and format: `(row, index) => row | undefined` (or a
+   * promise of it); `undefined` drops the row. An array runs in order. A throw: ERR_TRANSFORM.
+   */
+  transform?: RowTransform | RowTransform[]
   /** Format stage: `csv()`, `jsonl()`, `jsonArray()`, or any Transform from rows to bytes (expose `rows` for counts). */
   format?: Formatter | Transform
   /** `true` for gzip level 6, `{ level }`, or a ready compression Transform. Default off. */
@@ -66,7 +73,8 @@ function toSource(value: unknown): Readable & SourceExtras {
 }
 
 /**
- * Runs one export: source -> format -> [gzip] -> progress -> sink, as a single `pipeline()` call.
+ * Runs one export: source -> [transform] -> format -> [gzip] -> progress -> sink, as a single
+ * `pipeline()` call.
  * Resolves when the sink has finished (file renamed, upload completed). On any failure or abort,
  * every stage is destroyed and cleans up (cursor closed, temp file removed, upload aborted).
  */
@@ -76,11 +84,13 @@ export async function exportStream<L extends Location = Location>(options: Expor
   const { sink, format, signal, onProgress, progressIntervalMs = 1000, totalRows } = options
   let source: Readable & SourceExtras
   let compress: Transform | undefined
+  let transform: Transform | undefined
   try {
     source = toSource(options.source)
     if (!(sink instanceof Writable)) invalidOption('sink', 'a Writable such as fileSink() or s3Sink()', sink)
     if (source.preformatted) {
       if (format !== undefined) invalidOption('format', 'undefined for a source that emits formatted bytes', format)
+      if (options.transform !== undefined) invalidOption('transform', 'undefined for a source that emits formatted bytes', options.transform)
     } else if (!(format instanceof Readable && format instanceof Writable)) {
       invalidOption('format', 'a format stage such as csv(), jsonl() or jsonArray()', format)
     }
@@ -89,6 +99,7 @@ export async function exportStream<L extends Location = Location>(options: Expor
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
     compress = makeGzip(options.gzip)
+    if (options.transform !== undefined) transform = mapRows(options.transform)
   } catch (error) {
     destroyAll([options.source, format, options.gzip, sink])
     throw error
@@ -96,12 +107,22 @@ export async function exportStream<L extends Location = Location>(options: Expor
   const rowsOf = (): number => (source.preformatted ?? (format as Partial<Formatter>)).rows ?? 0
   const meter = progressTap() // counts bytes before compression
   const uploaded = 'uploadedBytes' in sink ? () => (sink as Sink).uploadedBytes ?? 0 : undefined
-  const tap = progressTap({ onProgress, intervalMs: progressIntervalMs, totalRows, rows: rowsOf, uncompressedBytes: () => meter.bytes, uploadedBytes: uploaded })
+  const input = 'bytesRead' in source ? () => source as unknown as FileInputProgress : undefined
+  const tap = progressTap({
+    onProgress,
+    intervalMs: progressIntervalMs,
+    totalRows,
+    rows: rowsOf,
+    uncompressedBytes: () => meter.bytes,
+    uploadedBytes: uploaded,
+    input,
+  })
 
   const sinkInfo = source.preformatted ?? (format as Partial<Formatter>)
   ;(sink as Sink).setContentInfo?.({ contentType: sinkInfo.contentType, contentEncoding: compress ? 'gzip' : undefined })
 
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
+  if (transform) stages.push(['transform', transform])
   if (format) stages.push(['format', format as Transform])
   stages.push(['progress', meter])
   if (compress) stages.push(['gzip', compress])

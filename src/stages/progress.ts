@@ -16,9 +16,13 @@ export interface Progress {
   rowsPerSecond: number
   /** Expected row count, when the caller or the source knows it. */
   totalRows?: number
-  /** 0-100, when `totalRows` is known. */
+  /** Bytes the source has read, for file sources (compressed bytes of a .gz). */
+  inputBytes?: number
+  /** Size of the source file, when known. */
+  inputTotalBytes?: number
+  /** 0-100, from `totalRows`, or else from `inputBytes / inputTotalBytes`. */
   percent?: number
-  /** Estimated time left, when `totalRows` is known and rows are moving. */
+  /** Estimated time left, at the average rate so far, when `percent` is known and moving. */
   etaMs?: number
 }
 
@@ -37,6 +41,8 @@ export interface ProgressOptions {
   uncompressedBytes?: () => number
   /** Where to read the acknowledged byte count from, e.g. `() => sink.uploadedBytes`. Default: none. */
   uploadedBytes?: () => number
+  /** Where to read the source's input progress from, e.g. `() => source` for `csvSource()`. Default: none. */
+  input?: () => { bytesRead: number; totalBytes: number | undefined }
 }
 
 /** A pass-through stage that counts what flows through it and reports progress. */
@@ -54,7 +60,7 @@ export interface ProgressTap extends Transform {
  */
 export function progress(options: ProgressOptions = {}): ProgressTap {
   checkObject('options', options)
-  const { onProgress, intervalMs = 1000, objectMode = false, rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded } = options
+  const { onProgress, intervalMs = 1000, objectMode = false, rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded, input: readInput } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
   checkPositiveInteger('intervalMs', intervalMs)
   checkBoolean('objectMode', objectMode)
@@ -62,6 +68,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
   if (readRows !== undefined) checkFunction('rows', readRows)
   if (readUncompressed !== undefined) checkFunction('uncompressedBytes', readUncompressed)
   if (readUploaded !== undefined) checkFunction('uploadedBytes', readUploaded)
+  if (readInput !== undefined) checkFunction('input', readInput)
 
   const started = performance.now()
   let bytes = 0
@@ -81,10 +88,23 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
     }
     if (readUploaded) report.uploadedBytes = readUploaded()
     const { totalRows } = tap
+    let fraction: number | undefined
     if (totalRows !== undefined) {
       report.totalRows = totalRows
-      report.percent = totalRows === 0 ? 100 : Math.min(100, (rows / totalRows) * 100)
-      if (rowsPerSecond > 0) report.etaMs = (Math.max(0, totalRows - rows) / rowsPerSecond) * 1000
+      fraction = totalRows === 0 ? 1 : rows / totalRows
+    }
+    if (readInput) {
+      const { bytesRead, totalBytes } = readInput()
+      report.inputBytes = bytesRead
+      if (totalBytes !== undefined) {
+        report.inputTotalBytes = totalBytes
+        fraction ??= totalBytes === 0 ? 1 : bytesRead / totalBytes
+      }
+    }
+    if (fraction !== undefined) {
+      fraction = Math.min(1, fraction)
+      report.percent = fraction * 100
+      if (fraction > 0) report.etaMs = (elapsedMs / fraction) * (1 - fraction)
     }
     return report
   }

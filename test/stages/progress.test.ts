@@ -26,10 +26,23 @@ describe('progress tap', () => {
     expect(tap.snapshot()).toMatchObject({ rows: 2, bytes: 0 })
   })
 
-  it('reports percent 100 for a total of zero rows and no ETA without movement', () => {
-    const tap = progress({ totalRows: 0 })
-    expect(tap.snapshot()).toMatchObject({ rows: 0, percent: 100 })
-    expect(tap.snapshot().etaMs).toBeUndefined()
+  it('reports percent 100 for a total of zero rows, and no ETA before anything moved', () => {
+    const empty = progress({ totalRows: 0 })
+    expect(empty.snapshot()).toMatchObject({ rows: 0, percent: 100, etaMs: 0 })
+    const waiting = progress({ totalRows: 10 })
+    expect(waiting.snapshot()).toMatchObject({ rows: 0, percent: 0 })
+    expect(waiting.snapshot().etaMs).toBeUndefined()
+    empty.destroy()
+    waiting.destroy()
+  })
+
+  it('takes percent and ETA from input bytes when the row count is unknown', () => {
+    let read = 250
+    const tap = progress({ input: () => ({ bytesRead: read, totalBytes: 1000 }) })
+    expect(tap.snapshot()).toMatchObject({ inputBytes: 250, inputTotalBytes: 1000, percent: 25 })
+    expect(tap.snapshot().etaMs).toBeGreaterThan(0)
+    read = 1000
+    expect(tap.snapshot()).toMatchObject({ percent: 100, etaMs: 0 })
     tap.destroy()
   })
 
