@@ -1,4 +1,4 @@
-import { invalidOption } from '../errors.js'
+import { ExportError, invalidOption } from '../errors.js'
 import { checkBoolean, checkObject, checkOneOf } from '../options.js'
 import { createFormatter, type Formatter, type Row } from './formatter.js'
 import { csvCellEncoder, type BinaryEncoding } from './values.js'
@@ -33,6 +33,31 @@ export interface CsvOptions {
   binary?: BinaryEncoding
   /** Preset for Excel: `bom: true`, `eol: '\r\n'`, `escapeFormulas: true` (each overridable). Default `false`. */
   excel?: boolean
+  /**
+   * Nested objects become dot-path columns (`address.city`) instead of JSON text; arrays stay JSON
+   * text. With `columns`, their keys are read as paths. Default `false`.
+   */
+  flatten?: boolean
+  /**
+   * A row with a column the header does not have (with columns inferred from the first row, a later
+   * row's new field): `ignore` (default; the row still lines up with the header) or `error` (ERR_FORMAT).
+   */
+  extraColumns?: 'ignore' | 'error'
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => {
+  if (typeof value !== 'object' || value === null) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** Dot paths of a row's leaves: nested plain objects are walked, anything else is a leaf. */
+function leafPaths(row: Record<string, unknown>, flatten: boolean, prefix = ''): string[] {
+  if (!flatten) return Object.keys(row)
+  return Object.keys(row).flatMap((key) => {
+    const value = row[key]
+    return isPlainObject(value) && Object.keys(value).length > 0 ? leafPaths(value, true, `${prefix}${key}.`) : [`${prefix}${key}`]
+  })
 }
 
 function normalizeColumns(columns: CsvOptions['columns']): CsvColumn[] | undefined {
@@ -75,6 +100,8 @@ export function csv(options: CsvOptions = {}): Formatter {
     nullValue = '',
     escapeFormulas = excel,
     binary = 'base64',
+    flatten = false,
+    extraColumns = 'ignore',
   } = options
   checkBoolean('header', header)
   checkText('delimiter', delimiter, false)
@@ -84,8 +111,17 @@ export function csv(options: CsvOptions = {}): Formatter {
   checkText('nullValue', nullValue, true)
   checkBoolean('escapeFormulas', escapeFormulas)
   checkOneOf('binary', binary, ['base64', 'hex'] as const)
+  checkBoolean('flatten', flatten)
+  checkOneOf('extraColumns', extraColumns, ['ignore', 'error'] as const)
   let columns = normalizeColumns(options.columns)
-  let keys = columns?.map((c) => c.key) ?? []
+  // How to read each column's value: a key, or a path of keys when flattening.
+  const reader = (key: string) => {
+    if (!flatten || !key.includes('.')) return (row: Row) => row[key]
+    const path = key.split('.')
+    return (row: Row) => path.reduce<unknown>((value, k) => (isPlainObject(value) ? value[k] : undefined), row)
+  }
+  let readers = columns?.map((c) => reader(c.key)) ?? []
+  let known = new Set(columns?.map((c) => c.key))
 
   const cell = csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas: false, binary })
   const dataCell = escapeFormulas ? csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas, binary }) : cell
@@ -97,13 +133,18 @@ export function csv(options: CsvOptions = {}): Formatter {
     extension: 'csv',
     encode(row: Row, index: number) {
       if (columns === undefined) {
-        columns = Object.keys(row).map((key) => ({ key, header: key }))
-        keys = columns.map((c) => c.key)
+        columns = leafPaths(row, flatten).map((key) => ({ key, header: key }))
+        readers = columns.map((c) => reader(c.key))
+        known = new Set(columns.map((c) => c.key))
+      }
+      if (extraColumns === 'error') {
+        const extra = leafPaths(row, flatten).find((path) => !known.has(path))
+        if (extra !== undefined) throw new ExportError('ERR_FORMAT', 'format', `a column the header does not have: ${JSON.stringify(extra)}`)
       }
       let text = index === 0 ? start(columns) : ''
-      for (let i = 0; i < keys.length; i++) {
+      for (let i = 0; i < readers.length; i++) {
         if (i > 0) text += delimiter
-        text += dataCell(row[keys[i]])
+        text += dataCell(readers[i](row))
       }
       return text + eol
     },

@@ -27,6 +27,41 @@ export function isoDate(value: Date): string {
   )}:${pad2(value.getUTCSeconds())}.${ms < 10 ? `00${ms}` : ms < 100 ? `0${ms}` : ms}Z`
 }
 
+interface BsonLike {
+  _bsontype: string
+  toHexString(): string
+  toString(): string
+  valueOf(): unknown
+  sub_type: number
+  buffer: Uint8Array
+  position: number
+  toUUID(): { toHexString(): string }
+}
+
+/**
+ * BSON values of the mongodb driver, recognised by `_bsontype` (bson itself is not needed):
+ * ObjectId -> 24-char hex, Decimal128 and Long -> exact decimal text, Int32/Double -> number,
+ * Binary -> base64 (or hex), UUID (subtype 4) -> canonical UUID text. Others (Timestamp, Code,
+ * MinKey...) return undefined and are written through their own toJSON.
+ */
+export function bsonValue(value: object, binary: BinaryEncoding): string | number | undefined {
+  const bson = value as Partial<BsonLike>
+  switch (bson._bsontype) {
+    case 'ObjectId':
+      return bson.toHexString!()
+    case 'Decimal128':
+    case 'Long':
+      return bson.toString!()
+    case 'Int32':
+    case 'Double':
+      return Number(bson.valueOf!())
+    case 'Binary':
+      return bson.sub_type === 4 ? bson.toUUID!().toHexString() : encodeBinary(bson.buffer!.subarray(0, bson.position), binary)
+    default:
+      return undefined
+  }
+}
+
 /**
  * A JSON.stringify replacer applying the policy. It reads the holder's raw value (`this[key]`)
  * because JSON.stringify has already called `toJSON` (Buffer -> {type, data}) on `value`.
@@ -37,6 +72,7 @@ export function jsonReplacer(binary: BinaryEncoding) {
     if (typeof raw === 'bigint') return raw.toString()
     if (raw instanceof Uint8Array) return encodeBinary(raw, binary)
     if (raw instanceof Date) return isoDate(raw)
+    if (typeof raw === 'object' && raw !== null && '_bsontype' in raw) return bsonValue(raw, binary) ?? value
     return value
   }
 }
@@ -57,8 +93,9 @@ export function jsonRowEncoder(binary: BinaryEncoding) {
       else if (value instanceof Date) copy[key] = isoDate(value)
       else if (value instanceof Uint8Array) copy[key] = encodeBinary(value, binary)
       else {
-        copy[key] = value
-        nested = true
+        const bson = '_bsontype' in value ? bsonValue(value, binary) : undefined
+        copy[key] = bson ?? value
+        if (bson === undefined) nested = true
       }
     }
     return nested ? JSON.stringify(copy, replacer) : JSON.stringify(copy)
@@ -116,6 +153,11 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
         if (value === null) return nullCell
         if (value instanceof Date) return plainDate ? isoDate(value) : text(isoDate(value))
         if (value instanceof Uint8Array) return text(encodeBinary(value, binary))
+        if ('_bsontype' in value) {
+          const bson = bsonValue(value, binary)
+          if (typeof bson === 'number') return plainNumber ? String(bson) : text(String(bson))
+          if (bson !== undefined) return text(bson)
+        }
         return text(JSON.stringify(value, replacer))
       default:
         return text(String(value))

@@ -1,8 +1,8 @@
-import { Readable } from 'node:stream'
-import { invalidOption, toExportError } from '../errors.js'
+import { invalidOption } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import { losslessTypes } from './postgres-types.js'
 
 export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
@@ -22,14 +22,8 @@ export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
   count?: 'exact' | 'estimate'
 }
 
-/** A keyset-paged Postgres source. */
-export interface PostgresKeysetSource extends Readable, SourceExtras {
-  /**
-   * Key of the last row this stream has handed to its reader (a value, or an array for a composite
-   * key); `after` (or undefined) before the first. Pass it as `after` to resume with the next row.
-   */
-  readonly checkpoint: unknown
-}
+/** A keyset-paged Postgres source; `checkpoint` is a value, or an array for a composite key. */
+export interface PostgresKeysetSource extends KeysetReadable, SourceExtras {}
 
 /**
  * Pages through a table or query with `WHERE (key) > (last) ORDER BY key LIMIT n`: no long
@@ -65,11 +59,6 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
 
   const types = losslessTypes()
   let ready: Promise<Connection> | undefined
-  let failure: Error | undefined
-  let last = after
-  let done = false
-  // Keys of the rows pushed lately: the checkpoint is the one before those still in our buffer.
-  let recent: unknown[] = []
   let counted: Promise<number | undefined> = Promise.resolve(undefined)
 
   const start = async (): Promise<Connection> => {
@@ -84,48 +73,22 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
     return connection
   }
 
-  const fetchPage = async (): Promise<void> => {
-    const conn = await (ready ??= start())
-    if (done || stream.destroyed) return
-    const from = last !== undefined
-    const params = from ? [...values, ...keyValues(last), batchSize] : [...values, batchSize]
-    const query = conn.client.query as unknown as (config: object) => Promise<{ rows: Array<Record<string, unknown>> }>
-    const { rows } = await query.call(conn.client, { text: pageQuery(from), values: params, types })
-    if (stream.destroyed) return
-    if (rows.length > 0) last = keyOf(rows[rows.length - 1])
-    recent = recent.concat(rows.map(keyOf))
-    if (recent.length > 3 * batchSize) recent = recent.slice(-2 * batchSize)
-    done = rows.length < batchSize
-    for (const row of rows) stream.push(row)
-    if (done) {
-      await conn.release()
-      stream.push(null)
-    }
-  }
-
-  const stream = new Readable({
-    objectMode: true,
-    highWaterMark: batchSize,
-    read() {
-      fetchPage().catch((error: Error) => {
-        failure = error
-        stream.destroy(toExportError(error, 'ERR_SOURCE', 'source'))
-      })
+  const stream = keysetPages<Record<string, unknown>>({
+    batchSize,
+    after,
+    keyOf,
+    async fetchPage(last) {
+      const { client } = await (ready ??= start())
+      const from = last !== undefined
+      const params = from ? [...values, ...keyValues(last), batchSize] : [...values, batchSize]
+      const query = client.query as unknown as (config: object) => Promise<{ rows: Array<Record<string, unknown>> }>
+      return (await query.call(client, { text: pageQuery(from), values: params, types })).rows
     },
-    destroy(error, callback) {
-      // A failed query may have left the connection unusable: the pool then replaces it.
-      const released = ready ? ready.then((conn) => conn.release(failure), () => {}) : Promise.resolve()
-      released.then(() => callback(error))
+    // A failed query may have left the connection unusable: the pool then replaces it.
+    release: async (failure) => {
+      if (ready) await ready.then((conn) => conn.release(failure), () => {})
     },
   }) as PostgresKeysetSource
-
-  Object.defineProperty(stream, 'checkpoint', {
-    get: () => {
-      const index = recent.length - 1 - stream.readableLength
-      return index >= 0 ? recent[index] : after
-    },
-    enumerable: true,
-  })
   stream.countRows = async () => {
     await (ready ??= start())
     return counted
