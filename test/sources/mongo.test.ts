@@ -75,7 +75,7 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
   })
 
   it('a later document with a new field: ignored by default, an error when asked', async () => {
-    const odd = mongo.client.db('stream_export_test').collection('odd')
+    const odd = mongo.client.db('stream_export_test').collection<{ _id: number; a: object }>('odd')
     await odd.drop().catch(() => {})
     await odd.insertMany([{ _id: 1, a: { b: 1 } }, { _id: 2, a: { b: 2, c: 3 } }])
     const sink = collector()
