@@ -2,6 +2,7 @@ import { Readable, Writable, type Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, toExportError, type ExportErrorCode, type ExportStage } from './errors.js'
 import type { Formatter } from './formats/formatter.js'
+import type { ColumnType } from './formats/parquet.js'
 import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger } from './options.js'
 import type { Location, Sink } from './sinks/sink.js'
 import type { FileInputProgress } from './sources/file-input.js'
@@ -17,6 +18,8 @@ import { progress as progressTap, type Progress } from './stages/progress.js'
 export interface SourceExtras {
   /** Row count for progress (e.g. a COUNT query). Runs alongside the export. */
   countRows?(): Promise<number | undefined>
+  /** Column types, once the source knows them (Postgres: after the first row description). */
+  columnTypes?(): ColumnType[] | undefined
   /** Set by sources that emit bytes already formatted (e.g. Postgres COPY): no `format` stage then. */
   preformatted?: { contentType: string; extension: string; readonly rows: number }
 }
@@ -99,6 +102,9 @@ export async function exportStream<L extends Location = Location>(options: Expor
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
     compress = makeGzip(options.gzip)
+    if (compress && (format as Partial<Formatter> | undefined)?.compressed) {
+      invalidOption('gzip', 'off for a format that compresses its own output (Parquet)', options.gzip)
+    }
     if (options.transform !== undefined) transform = mapRows(options.transform)
   } catch (error) {
     destroyAll([options.source, format, options.gzip, sink])
@@ -118,6 +124,7 @@ export async function exportStream<L extends Location = Location>(options: Expor
     input,
   })
 
+  ;(format as Partial<Formatter> | undefined)?.useSourceColumns?.(() => source.columnTypes?.())
   const sinkInfo = source.preformatted ?? (format as Partial<Formatter>)
   ;(sink as Sink).setContentInfo?.({ contentType: sinkInfo.contentType, contentEncoding: compress ? 'gzip' : undefined })
 

@@ -13,6 +13,7 @@ export type { PgClient, PgPool, PostgresConnectionOptions } from './sources/post
 export { csv, type CsvOptions, type CsvColumn } from './formats/csv.js'
 export { jsonl, type JsonOptions } from './formats/jsonl.js'
 export { jsonArray } from './formats/json-array.js'
+export { parquet, type ParquetOptions, type ParquetCodec, type ColumnType } from './formats/parquet.js'
 export type { Formatter, Row } from './formats/formatter.js'
 export type { BinaryEncoding } from './formats/values.js'
 export { gzip, type GzipOptions } from './stages/gzip.js'

@@ -1,5 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError, describe } from '../errors.js'
+import type { ColumnType } from './parquet.js'
 
 /** A format stage: a Transform from row objects (object mode) to bytes. */
 export interface Formatter extends Transform {
@@ -9,6 +10,10 @@ export interface Formatter extends Transform {
   readonly contentType: string
   /** File extension without the dot, e.g. `csv`; used by `exportKey()`. */
   readonly extension: string
+  /** The output is compressed already (Parquet): a gzip stage after it is refused. */
+  readonly compressed?: boolean
+  /** Lets the format read the column types a source knows (Postgres field types); exportStream calls it. */
+  useSourceColumns?(columns: () => ColumnType[] | undefined): void
 }
 
 export type Row = Record<string, unknown>

@@ -1,4 +1,5 @@
 import { parse as parseArray } from 'postgres-array'
+import type { ColumnType } from '../formats/parquet.js'
 import { loadPg } from './postgres-connection.js'
 
 // Type parsers for lossless output, passed per query (the caller's global pg.types stay untouched).
@@ -44,5 +45,41 @@ export function losslessTypes(): { getTypeParser(oid: number, format?: string): 
       if (format !== 'binary' && OVERRIDES[oid]) return OVERRIDES[oid]
       return types.getTypeParser(oid, (format ?? 'text') as 'text') as TypeParser
     },
+  }
+}
+
+/** A field of a pg RowDescription. */
+export interface PgField {
+  name: string
+  dataTypeID: number
+  dataTypeModifier: number
+}
+
+const ARRAY_OIDS = new Set([1000, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 1115, 1182, 1183, 1185, 1187, 1231, 1270, 2951, 199, 3807])
+
+/**
+ * The column type of a Postgres field, for typed formats (Parquet): int8 -> INT64,
+ * numeric(p,s) -> DECIMAL(p,s) (unconstrained numeric -> exact STRING), timestamptz -> UTC
+ * TIMESTAMP, timestamp -> wall-clock TIMESTAMP, date -> DATE, json/jsonb/arrays -> JSON,
+ * bytea -> BYTE_ARRAY, anything else -> STRING. All nullable: a row description has no NOT NULL.
+ */
+export function pgColumnType({ name, dataTypeID, dataTypeModifier }: PgField): ColumnType {
+  switch (dataTypeID) {
+    case 16: return { name, type: 'BOOLEAN' }
+    case 20: return { name, type: 'INT64' }
+    case 21:
+    case 23: return { name, type: 'INT32' }
+    case 700:
+    case 701: return { name, type: 'DOUBLE' }
+    case 1700:
+      if (dataTypeModifier < 4) return { name, type: 'STRING' }
+      return { name, type: 'DECIMAL', precision: ((dataTypeModifier - 4) >> 16) & 0xffff, scale: (dataTypeModifier - 4) & 0xffff }
+    case 1184: return { name, type: 'TIMESTAMP' }
+    case 1114: return { name, type: 'TIMESTAMP', utc: false }
+    case 1082: return { name, type: 'DATE' }
+    case 17: return { name, type: 'BYTE_ARRAY' }
+    case 114:
+    case 3802: return { name, type: 'JSON' }
+    default: return { name, type: ARRAY_OIDS.has(dataTypeID) ? 'JSON' : 'STRING' }
   }
 }

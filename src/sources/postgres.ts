@@ -3,7 +3,7 @@ import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, loadPg, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
-import { losslessTypes } from './postgres-types.js'
+import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
   /** The query. Use `$1`, `$2`... placeholders with `values`; never build SQL from user input. */
@@ -27,7 +27,7 @@ export interface PostgresSourceOptions extends PostgresConnectionOptions {
 export type PostgresSource = Readable & SourceExtras
 
 interface QueryStreamLike extends Readable {
-  cursor: { state: string; close(cb: (error?: Error) => void): void }
+  cursor: { state: string; close(cb: (error?: Error) => void): void; _result?: { fields: PgField[] } }
 }
 
 /**
@@ -79,6 +79,10 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
     },
     (error) => stream.destroy(toExportError(error, 'ERR_SOURCE', 'source')),
   )
+  stream.columnTypes = () => {
+    const fields = stream.cursor._result?.fields
+    return fields?.length ? fields.map(pgColumnType) : undefined
+  }
   stream.countRows = async () => {
     await started
     return counted

@@ -1,0 +1,322 @@
+import { Transform } from 'node:stream'
+import { gzipSync } from 'node:zlib'
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
+import { ExportError, describe, invalidOption } from '../errors.js'
+import { loadOptional } from '../optional.js'
+import { checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
+import type { Formatter, Row } from './formatter.js'
+import { bsonValue, jsonReplacer } from './values.js'
+
+/** A column of a Parquet schema, given explicitly or described by a source (Postgres). */
+export interface ColumnType {
+  name: string
+  /**
+   * BOOLEAN, INT32, INT64, DOUBLE; STRING (UTF-8); JSON (text with the JSON logical type);
+   * BYTE_ARRAY; TIMESTAMP (INT64 microseconds; `utc: false` for a wall-clock timestamp);
+   * DATE (INT32 days); DECIMAL (exact, with `precision` and `scale`).
+   */
+  type: 'BOOLEAN' | 'INT32' | 'INT64' | 'DOUBLE' | 'STRING' | 'JSON' | 'BYTE_ARRAY' | 'TIMESTAMP' | 'DATE' | 'DECIMAL'
+  precision?: number
+  scale?: number
+  /** TIMESTAMP only: the instant is UTC (timestamptz). Default `true`. */
+  utc?: boolean
+  /** Nulls allowed. Default `true`; `false` makes a null ERR_FORMAT. */
+  nullable?: boolean
+}
+
+export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
+
+export interface ParquetOptions {
+  /** Column types. Default: from the source (Postgres field types), else inferred from the first row group. */
+  schema?: ColumnType[]
+  /** Rows per row group; one row group is held in memory at a time. Default 100,000. */
+  rowGroupSize?: number
+  /** Default `SNAPPY`. `ZSTD` needs the `zstd-codec` package. */
+  codec?: ParquetCodec
+  /** Columns to write, in order (a subset of the row keys). Default: the schema's, or the first row's keys. */
+  columns?: string[]
+}
+
+const TYPES = ['BOOLEAN', 'INT32', 'INT64', 'DOUBLE', 'STRING', 'JSON', 'BYTE_ARRAY', 'TIMESTAMP', 'DATE', 'DECIMAL'] as const
+const DAY_MS = 86_400_000
+const encoder = new TextEncoder()
+const toJsonText = jsonReplacer('base64')
+
+type BsonLike = { _bsontype?: string; toString(): string }
+const bsonType = (value: unknown) => (typeof value === 'object' && value !== null ? (value as BsonLike)._bsontype : undefined)
+
+/** The Parquet schema element of a column. */
+function schemaElement(column: ColumnType) {
+  const repetition_type = column.nullable === false ? 'REQUIRED' : 'OPTIONAL'
+  const base = { name: column.name, repetition_type } as const
+  switch (column.type) {
+    case 'STRING':
+      return { ...base, type: 'BYTE_ARRAY', converted_type: 'UTF8', logical_type: { type: 'STRING' } }
+    case 'JSON':
+      // converted_type JSON is added just before the footer is written (see flush): set
+      // earlier, the writer would JSON-encode our already encoded text a second time.
+      return { ...base, type: 'BYTE_ARRAY', logical_type: { type: 'JSON' } }
+    case 'TIMESTAMP':
+      return column.utc === false
+        ? { ...base, type: 'INT64', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: false, unit: 'MICROS' } }
+        : { ...base, type: 'INT64', converted_type: 'TIMESTAMP_MICROS', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' } }
+    case 'DATE':
+      return { ...base, type: 'INT32', converted_type: 'DATE', logical_type: { type: 'DATE' } }
+    case 'DECIMAL': {
+      const { precision = 38, scale = 0 } = column
+      const type_length = Math.ceil((precision * Math.log2(10) + 1) / 8)
+      return { ...base, type: 'FIXED_LEN_BYTE_ARRAY', type_length, converted_type: 'DECIMAL', precision, scale, logical_type: { type: 'DECIMAL', precision, scale } }
+    }
+    default:
+      return { ...base, type: column.type }
+  }
+}
+
+const ISO = /^(-?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d(?::\d\d)?)?$/
+const DECIMAL_TEXT = /^([+-])?(\d*)(?:\.(\d*))?$/
+
+/** A converter from a row value to what the writer stores; throws a message on a misfit. */
+function converter(column: ColumnType): (value: unknown) => unknown {
+  switch (column.type) {
+    case 'BOOLEAN':
+      return (v) => (typeof v === 'boolean' ? v : misfit('a boolean'))
+    case 'INT32':
+      return (v) => {
+        const n = bsonType(v) === 'Int32' ? Number(v) : v
+        return typeof n === 'number' && Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 ? n : misfit('a 32-bit integer')
+      }
+    case 'INT64':
+      return (v) => {
+        if (typeof v === 'bigint') return v
+        if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v)
+        if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v)
+        if (bsonType(v) === 'Long') return BigInt((v as BsonLike).toString())
+        return misfit('a 64-bit integer')
+      }
+    case 'DOUBLE':
+      return (v) => {
+        if (typeof v === 'number') return v
+        if (bsonType(v) === 'Double' || bsonType(v) === 'Int32') return Number(v)
+        return misfit('a number')
+      }
+    case 'STRING':
+      return (v) => {
+        if (typeof v === 'string') return v
+        const text = typeof v === 'object' && v !== null ? bsonValue(v, 'base64') : undefined
+        return typeof text === 'string' ? text : misfit('a string')
+      }
+    case 'JSON':
+      return (v) => encoder.encode(JSON.stringify(v, toJsonText))
+    case 'BYTE_ARRAY':
+      return (v) => {
+        if (v instanceof Uint8Array) return v
+        if (bsonType(v) === 'Binary') return (v as unknown as { buffer: Uint8Array; position: number }).buffer.subarray(0, (v as unknown as { position: number }).position)
+        return misfit('bytes (a Buffer or Uint8Array)')
+      }
+    case 'TIMESTAMP':
+      return (v) => {
+        if (v instanceof Date && !Number.isNaN(v.getTime())) return BigInt(v.getTime()) * 1000n
+        const m = typeof v === 'string' ? ISO.exec(v) : null
+        if (!m) return misfit('a Date or an ISO 8601 timestamp')
+        const [, seconds, fraction = '', zone] = m
+        const ms = Date.parse(`${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}${zone ?? 'Z'}`)
+        if (Number.isNaN(ms)) return misfit('a valid timestamp')
+        return BigInt(ms) * 1000n + BigInt(fraction.slice(3, 6).padEnd(3, '0'))
+      }
+    case 'DATE':
+      return (v) => {
+        if (v instanceof Date && !Number.isNaN(v.getTime())) return Math.floor(v.getTime() / DAY_MS)
+        const ms = typeof v === 'string' && /^\d{4}-\d\d-\d\d$/.test(v) ? Date.parse(`${v}T00:00:00Z`) : Number.NaN
+        return Number.isNaN(ms) ? misfit('a Date or a YYYY-MM-DD date') : ms / DAY_MS
+      }
+    case 'DECIMAL': {
+      const { precision = 38, scale = 0 } = column
+      return (v) => {
+        const text = typeof v === 'string' ? v : typeof v === 'bigint' || typeof v === 'number' || bsonType(v) === 'Decimal128' ? String(v) : undefined
+        const m = text === undefined ? null : DECIMAL_TEXT.exec(text)
+        if (!m || (m[2] === '' && (m[3] ?? '') === '')) return misfit(`a decimal(${precision},${scale})`)
+        const [, sign = '', whole, fraction = ''] = m
+        const kept = fraction.replace(/0+$/, '')
+        if (kept.length > scale) return misfit(`at most ${scale} digits after the point (decimal(${precision},${scale}))`)
+        const digits = (whole + fraction.padEnd(scale, '0').slice(0, scale)).replace(/^0+(?=\d)/, '')
+        if (digits.length > precision) return misfit(`at most ${precision} digits (decimal(${precision},${scale}))`)
+        return BigInt(sign + digits)
+      }
+    }
+  }
+}
+
+class Misfit extends Error {}
+function misfit(expected: string): never {
+  throw new Misfit(expected)
+}
+
+/** Column type inferred from the first non-null value of a column. */
+function inferType(name: string, values: unknown[]): ColumnType {
+  const v = values.find((x) => x !== null && x !== undefined)
+  const type = ((): ColumnType['type'] => {
+    if (typeof v === 'string') return 'STRING'
+    if (typeof v === 'number') return 'DOUBLE'
+    if (typeof v === 'bigint') return 'INT64'
+    if (typeof v === 'boolean') return 'BOOLEAN'
+    if (v instanceof Date) return 'TIMESTAMP'
+    if (v instanceof Uint8Array) return 'BYTE_ARRAY'
+    switch (bsonType(v)) {
+      case 'Long': return 'INT64'
+      case 'Int32': return 'INT32'
+      case 'Double': return 'DOUBLE'
+      case 'Binary': return (v as { sub_type?: number }).sub_type === 4 ? 'STRING' : 'BYTE_ARRAY'
+      case 'ObjectId':
+      case 'Decimal128': return 'STRING' // exact text: a Decimal128 has no fixed precision and scale
+    }
+    return v === undefined ? 'STRING' : 'JSON'
+  })()
+  return { name, type }
+}
+
+/** A ByteWriter that hands its bytes on after each row group (and every ~1 MB) instead of keeping the file. */
+class StreamingWriter extends ByteWriter {
+  constructor(private readonly emit: (bytes: Buffer) => void) {
+    super(1024 * 1024)
+  }
+  override ensure(size: number): void {
+    if (this.index > 1024 * 1024) this.flush()
+    super.ensure(size)
+  }
+  flush(): void {
+    if (this.index === 0) return
+    this.emit(Buffer.from(this.buffer.slice(0, this.index)))
+    this.index = 0
+  }
+  override finish(): void {
+    this.flush()
+  }
+}
+
+/**
+ * Parquet format stage (hyparquet-writer): rows are gathered into row groups of `rowGroupSize`,
+ * each written and handed on before the next is gathered, so memory holds one row group.
+ * Parquet compresses inside (SNAPPY by default): gzip on top is ERR_INVALID_OPTION.
+ */
+export function parquet(options: ParquetOptions = {}): Formatter {
+  checkObject('options', options)
+  const { schema, rowGroupSize = 100_000, codec = 'SNAPPY', columns: names } = options
+  checkPositiveInteger('rowGroupSize', rowGroupSize)
+  checkOneOf('codec', codec, ['SNAPPY', 'ZSTD', 'GZIP', 'UNCOMPRESSED'] as const)
+  if (names !== undefined && !(Array.isArray(names) && names.length > 0 && names.every((n) => typeof n === 'string' && n !== ''))) {
+    invalidOption('columns', 'a non-empty array of column names', names)
+  }
+  if (schema !== undefined) {
+    if (!Array.isArray(schema) || schema.length === 0) invalidOption('schema', 'a non-empty array of { name, type }', schema)
+    schema.forEach((c, i) => {
+      if (typeof c?.name !== 'string' || c.name === '') invalidOption(`schema[${i}].name`, 'a non-empty string', c?.name)
+      checkOneOf(`schema[${i}].type`, c.type, TYPES)
+      if (c.type === 'DECIMAL') {
+        if (!Number.isInteger(c.precision) || c.precision! < 1 || c.precision! > 76) invalidOption(`schema[${i}].precision`, 'an integer from 1 to 76', c.precision)
+        if (!Number.isInteger(c.scale ?? 0) || (c.scale ?? 0) < 0 || (c.scale ?? 0) > c.precision!) invalidOption(`schema[${i}].scale`, 'an integer from 0 to precision', c.scale)
+      }
+    })
+  }
+  let zstd: { compress(input: Uint8Array, level?: number): Uint8Array } | undefined
+  const zstdCodec = codec === 'ZSTD' ? loadOptional<{ ZstdCodec: { run(cb: (z: { Simple: new () => NonNullable<typeof zstd> }) => void): void } }>('zstd-codec', 'zstd-codec') : undefined
+
+  let sourceColumns: () => ColumnType[] | undefined = () => undefined
+  let types: ColumnType[] | undefined
+  let convert: Array<(value: unknown) => unknown> = []
+  let writer: ParquetWriter | undefined
+  let elements: Array<ReturnType<typeof schemaElement>> = []
+  let keys: string[] | undefined = names ?? schema?.map((c) => c.name)
+  let group: unknown[][] = []
+  let groupStart = 0
+  let rows = 0
+
+  const stream = new Transform({
+    writableObjectMode: true,
+    construct(callback) {
+      if (!zstdCodec) return callback()
+      zstdCodec.ZstdCodec.run((z) => {
+        zstd = new z.Simple()
+        callback()
+      })
+    },
+    transform(row: Row, _encoding, callback) {
+      if (typeof row !== 'object' || row === null) {
+        return callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${rows} to be an object, got ${describe(row)}`))
+      }
+      if (keys === undefined) keys = Object.keys(row)
+      if (group.length === 0) group = keys.map(() => [])
+      for (let i = 0; i < keys.length; i++) group[i].push(row[keys[i]])
+      rows++
+      if (rows - groupStart < rowGroupSize) return callback()
+      try {
+        writeGroup()
+        callback()
+      } catch (error) {
+        callback(error as Error)
+      }
+    },
+    flush(callback) {
+      try {
+        if (rows > groupStart || !writer) writeGroup()
+        types!.forEach((column, i) => column.type === 'JSON' && Object.assign(elements[i], { converted_type: 'JSON' }))
+        writer!.finish()
+        callback()
+      } catch (error) {
+        callback(error as Error)
+      }
+    },
+  }) as Formatter & { useSourceColumns(columns: () => ColumnType[] | undefined): void }
+
+  function start() {
+    types = schema ?? sourceColumns()?.filter((c) => keys === undefined || keys.includes(c.name))
+    if (types && keys) types = keys.map((k) => types!.find((c) => c.name === k) ?? { name: k, type: 'STRING' })
+    types ??= (keys ?? []).map((name, i) => inferType(name, group[i] ?? []))
+    keys = types.map((c) => c.name)
+    convert = types.map(converter)
+    elements = types.map(schemaElement)
+    writer = new ParquetWriter({
+      writer: new StreamingWriter((bytes) => stream.push(bytes)),
+      schema: [{ name: 'root', num_children: types.length }, ...elements] as never,
+      codec,
+      compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)), ZSTD: (input: Uint8Array) => zstd!.compress(input, 3) },
+      createdBy: 'stream-export',
+    })
+  }
+
+  function writeGroup() {
+    if (!writer) start()
+    const count = rows - groupStart
+    const columnData = types!.map((column, i) => {
+      const values = group[i] ?? []
+      const data = values.map((value, r) => {
+        if (value === null || value === undefined) {
+          if (column.nullable === false) throw fitError(groupStart + r, column, value, 'a value (the column is not nullable)')
+          return null
+        }
+        try {
+          return convert[i](value)
+        } catch (error) {
+          if (error instanceof Misfit) throw fitError(groupStart + r, column, value, error.message)
+          throw error
+        }
+      })
+      return { name: column.name, data }
+    })
+    if (count > 0) writer!.write({ columnData, rowGroupSize: count })
+    group = []
+    groupStart = rows
+  }
+
+  Object.defineProperties(stream, {
+    rows: { get: () => rows, enumerable: true },
+    contentType: { value: 'application/vnd.apache.parquet', enumerable: true },
+    extension: { value: 'parquet', enumerable: true },
+    compressed: { value: true, enumerable: true },
+    useSourceColumns: { value: (columns: () => ColumnType[] | undefined) => void (sourceColumns = columns) },
+  })
+  return stream
+}
+
+function fitError(row: number, column: ColumnType, value: unknown, expected: string): ExportError {
+  return new ExportError('ERR_FORMAT', 'format', `Row ${row}, column ${JSON.stringify(column.name)} (${column.type}): expected ${expected}, got ${describe(value)}`)
+}
