@@ -1,14 +1,16 @@
 // One Postgres export in this process, for bench/postgres.mjs.
 //   node bench/pg-export.mjs <copy|cursor> <sql> <out path> [batchSize]
+import os from 'node:os'
 import pg from 'pg'
 import { csv, exportStream, fileSink, postgresCopySource, postgresSource } from 'stream-export'
 
 const [kind, text, path, batchSize = '1000'] = process.argv.slice(2)
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
+const gzip = { level: 6, threads: Number(process.env.GZIP_THREADS ?? os.availableParallelism()) }
 const started = performance.now()
 const result = await exportStream(kind === 'copy'
-  ? { source: postgresCopySource({ pool, text }), gzip: { level: 6 }, sink: fileSink({ path }) }
-  : { source: postgresSource({ pool, text, batchSize: Number(batchSize) }), format: csv(), gzip: { level: 6 }, sink: fileSink({ path }) })
+  ? { source: postgresCopySource({ pool, text }), gzip, sink: fileSink({ path }) }
+  : { source: postgresSource({ pool, text, batchSize: Number(batchSize) }), format: csv(), gzip, sink: fileSink({ path }) })
 const ms = performance.now() - started
 await pool.end()
 console.log(JSON.stringify({ ms, rows: result.rows, bytes: result.bytes, uncompressedBytes: result.uncompressedBytes, rssMb: process.resourceUsage().maxRSS / 1024 }))
