@@ -25,7 +25,7 @@ const run = (kind, threads) => () => {
   return result
 }
 const contenders = [
-  ['psql \\copy | gzip -6', psql],
+  ['psql \\copy \\| gzip -6', psql],
   ['postgresCopySource + gzip, 1 thread', run('copy', 1)],
   ['postgresCopySource + gzip, 2 threads', run('copy', 2)],
   ['postgresSource + csv + gzip, 1 thread', run('cursor', 1)],

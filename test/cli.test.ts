@@ -1,0 +1,121 @@
+import { execFile, spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import { parse } from 'csv-parse/sync'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { progressLine, parseDuration, redact } from '../src/cli.js'
+import { databaseUrl } from './fixtures/postgres.js'
+import { startMongoServer, type MongoTestServer } from './fixtures/mongo-server.js'
+import { startS3, type TestS3 } from './fixtures/s3-server.js'
+import { listDir, tempDir } from './helpers.js'
+import { MongoClient } from 'mongodb'
+
+// The CLI runs as users run it: the built dist/cli.js in its own process (`npm test` builds first).
+const cli = new URL('../dist/cli.js', import.meta.url).pathname
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
+    })
+  })
+}
+
+let s3: TestS3
+let mongo: MongoTestServer
+beforeAll(async () => {
+  s3 = await startS3()
+  mongo = await startMongoServer()
+  const client = await new MongoClient(mongo.url).connect()
+  await client.db('shop').collection<{ _id: number; total: number; status: string }>('orders').insertMany(Array.from({ length: 1500 }, (_, i) => ({ _id: i, total: i * 2, status: i % 3 ? 'paid' : 'open' })))
+  await client.close()
+})
+afterAll(async () => {
+  await s3.close()
+  await mongo.close()
+})
+
+const query = `select i as id, 'name, "' || i || '"' as name, (i * 1.5)::numeric(10,2) as amount from generate_series(1, 5000) i order by i`
+const s3Env = () => ({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' })
+
+describe('stream-export CLI', () => {
+  it('Postgres -> gzipped CSV file', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'out.csv.gz')
+    const result = await run(['--from', databaseUrl(), '--query', query, '--gzip', '--to', path])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toMatch(/^exported 5,000 rows \(\d+\.\d MB\) to .*out\.csv\.gz in \d+\.\d s\n$/)
+    const records = parse(gunzipSync(await readFile(path)), { columns: true })
+    expect(records).toHaveLength(5000)
+    expect(records[4999]).toEqual({ id: '5000', name: 'name, "5000"', amount: '7500.00' })
+  })
+
+  it('Postgres -> S3 with a presigned URL, result as JSON', async () => {
+    const result = await run(['--from', databaseUrl(), '--query', query, '--format', 'jsonl', '--gzip', '--to', `s3://${s3.bucket}/cli/out.jsonl.gz`, '--endpoint', s3.endpoint, '--presign', '1h', '--json'], s3Env())
+    expect(result.code).toBe(0)
+    const output = JSON.parse(result.stdout)
+    expect(output).toMatchObject({ rows: 5000, location: { bucket: s3.bucket, key: 'cli/out.jsonl.gz' } })
+    expect(new URL(output.url).searchParams.get('X-Amz-Expires')).toBe('3600')
+    const body = Buffer.from(await (await fetch(output.url)).arrayBuffer())
+    const text = body[0] === 0x1f ? gunzipSync(body).toString() : body.toString()
+    expect(text.trim().split('\n')).toHaveLength(5000)
+    expect(result.stderr).not.toContain('S3RVER')
+  })
+
+  it('MongoDB -> JSON array file with a filter', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'orders.json')
+    const url = mongo.url.replace('/?', '/shop?')
+    const result = await run(['--from', url, '--collection', 'orders', '--filter', '{"status": "open"}', '--format', 'json', '--to', path, '--quiet'])
+    expect(result).toMatchObject({ code: 0, stdout: '' })
+    const orders = JSON.parse(await readFile(path, 'utf8'))
+    expect(orders).toHaveLength(500)
+    expect(orders.every((o: { status: string }) => o.status === 'open')).toBe(true)
+  })
+
+  it('Ctrl-C (SIGINT) mid-export exits 130 and leaves nothing', async () => {
+    const dir = await tempDir()
+    const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', '--gzip', '--to', join(dir, 'big.csv.gz')])
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
+    // Interrupt once the export has written bytes.
+    await expect.poll(async () => (await listDir(dir)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0)
+    child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    expect(stderr).toContain('stream-export: ERR_ABORTED: The export was aborted')
+    expect(await listDir(dir)).toEqual([])
+  }, 60_000)
+
+  it('a bad query or a bad URL: one line, a non-zero exit, no password echoed', async () => {
+    const dir = await tempDir()
+    const withPassword = databaseUrl().replace('postgres://postgres', 'postgres://postgres:hunter2')
+    const bad = await run(['--from', withPassword, '--query', 'select nope', '--to', join(dir, 'x.csv')])
+    expect(bad.code).toBe(3)
+    expect(bad.stderr).toBe('stream-export: ERR_SOURCE: source failed: column "nope" does not exist\n')
+    const refused = await run(['--from', 'postgres://u:hunter2@127.0.0.1:1/db', '--query', 'select 1', '--to', join(dir, 'x.csv')])
+    expect(refused.code).toBe(3)
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1)
+    expect(refused.stderr).not.toContain('hunter2')
+    const scheme = await run(['--from', 'mysql://u:hunter2@h/db', '--query', 'select 1', '--to', 'x.csv'])
+    expect(scheme.code).toBe(2)
+    expect(scheme.stderr).toContain('--from: expected a postgres:// or mongodb:// URL, got "mysql://u:***@h/db"')
+    expect(scheme.stderr).not.toContain('hunter2')
+    const sink = await run(['--from', databaseUrl(), '--query', 'select 1', '--to', join(dir, 'missing', 'x.csv')])
+    expect(sink.code).toBe(5)
+    const usage = await run(['--from', databaseUrl(), '--to', 'x.csv', '--format', 'xml', '--query', 'select 1'])
+    expect(usage.code).toBe(2)
+    expect(await listDir(dir)).toEqual([])
+  })
+
+  it('formats progress, durations and redacts credentials', () => {
+    expect(progressLine({ rows: 1500, bytes: 2_500_000, uncompressedBytes: 0, elapsedMs: 1000, rowsPerSecond: 1500, totalRows: 3000, percent: 50, etaMs: 61_000 }, 10))
+      .toBe('[#####.....]  50.0%  1,500 rows  1,500 rows/s  ETA 1m01s  2.5 MB')
+    expect(progressLine({ rows: 10, bytes: 0, uncompressedBytes: 0, elapsedMs: 1, rowsPerSecond: 10 })).toBe('10 rows  10 rows/s  0.0 MB')
+    expect(parseDuration('24h')).toBe(86_400)
+    expect(parseDuration('90')).toBe(90)
+    expect(() => parseDuration('soon')).toThrow('--presign: expected a duration')
+    expect(redact('postgres://me:s3cret@db:5432/x and mongodb+srv://a:b@c/d')).toBe('postgres://me:***@db:5432/x and mongodb+srv://a:***@c/d')
+  })
+})
