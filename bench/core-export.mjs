@@ -1,6 +1,5 @@
 // One export in this process: in-memory statements -> csv|jsonl -> [gzip(6)] -> file.
 //   node bench/core-export.mjs <csv|jsonl> <rows> <out path> [--plain]
-import os from 'node:os'
 import { csv, exportStream, fileSink, fromIterable, jsonl } from 'stream-export'
 import { statements } from '../examples/statements.mjs'
 

@@ -1,12 +1,11 @@
 // One Postgres export in this process, for bench/postgres.mjs.
 //   node bench/pg-export.mjs <copy|cursor> <sql> <out path> [batchSize]
-import os from 'node:os'
 import pg from 'pg'
 import { csv, exportStream, fileSink, postgresCopySource, postgresSource } from 'stream-export'
 
 const [kind, text, path, batchSize = '1000'] = process.argv.slice(2)
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
-const gzip = { level: 6, threads: Number(process.env.GZIP_THREADS ?? os.availableParallelism()) }
+const gzip = { level: 6, ...(process.env.GZIP_THREADS ? { threads: Number(process.env.GZIP_THREADS) } : {}) }
 const started = performance.now()
 const result = await exportStream(kind === 'copy'
   ? { source: postgresCopySource({ pool, text }), gzip, sink: fileSink({ path }) }

@@ -1,6 +1,5 @@
 // One export in this process: in-memory statements -> csv -> gzip(6) -> s3Sink | fileSink.
 //   node bench/s3-export.mjs <s3|file> <rows> <endpoint | path>
-import os from 'node:os'
 import { S3Client } from '@aws-sdk/client-s3'
 import { csv, exportStream, fileSink, fromIterable, s3Sink } from 'stream-export'
 import { statements } from '../examples/statements.mjs'
@@ -13,7 +12,7 @@ const started = performance.now()
 const result = await exportStream({
   source: fromIterable(statements(Number(rows))),
   format: csv(),
-  gzip: { level: 6, threads: Number(process.env.GZIP_THREADS ?? os.availableParallelism()) },
+  gzip: { level: 6, ...(process.env.GZIP_THREADS ? { threads: Number(process.env.GZIP_THREADS) } : {}) },
   sink: client ? s3Sink({ client, bucket: 'bench', key: `statements-${rows}.csv.gz` }) : fileSink({ path: where }),
 })
 console.log(JSON.stringify({ ms: performance.now() - started, rows: result.rows, bytes: result.bytes, rssMb: process.resourceUsage().maxRSS / 1024 }))

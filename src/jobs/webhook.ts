@@ -1,0 +1,86 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { ExportError, invalidOption } from '../errors.js'
+import { checkObject, checkPositiveInteger, checkString } from '../options.js'
+
+/** What an export job reports to a webhook. */
+export interface ExportNotification {
+  event: 'export.completed' | 'export.failed'
+  jobId: string
+  rows?: number
+  bytes?: number
+  location?: unknown
+  /** The presigned download URL, when there is one. */
+  url?: string
+  /** For `export.failed`: the ExportError code and message. */
+  error?: { code: string; message: string }
+}
+
+export interface WebhookOptions {
+  url: string
+  /** Shared secret for the HMAC-SHA256 signature. */
+  secret: string
+  /** Attempts in all (the first plus retries). Default 4. */
+  attempts?: number
+  /** First retry delay; doubles each time. Default 1000 ms. */
+  backoffMs?: number
+  /** Per request. Default 10,000 ms. */
+  timeoutMs?: number
+}
+
+export const SIGNATURE_HEADER = 'x-stream-export-signature'
+export const TIMESTAMP_HEADER = 'x-stream-export-timestamp'
+
+const sign = (secret: string, timestamp: string, body: string) =>
+  `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`
+
+/**
+ * A notifier that POSTs JSON to `url`, signed with HMAC-SHA256 over `<timestamp>.<body>` (headers
+ * `x-stream-export-signature: sha256=<hex>` and `x-stream-export-timestamp: <unix seconds>`),
+ * retried with exponential backoff on network errors, 429 and 5xx. Rejects with ERR_SINK when all
+ * attempts fail or the receiver answers another 4xx.
+ */
+export function notifyWebhook(options: WebhookOptions): (notification: ExportNotification) => Promise<void> {
+  checkObject('options', options)
+  const { url, secret, attempts = 4, backoffMs = 1000, timeoutMs = 10_000 } = options
+  checkString('url', url)
+  if (!/^https?:\/\//.test(url)) invalidOption('url', 'an http(s) URL', url)
+  checkString('secret', secret)
+  checkPositiveInteger('attempts', attempts)
+  checkPositiveInteger('backoffMs', backoffMs)
+  checkPositiveInteger('timeoutMs', timeoutMs)
+
+  return async (notification) => {
+    const body = JSON.stringify(notification)
+    let last: unknown
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const timestamp = String(Math.floor(Date.now() / 1000))
+      try {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(secret, timestamp, body), [TIMESTAMP_HEADER]: timestamp },
+          body,
+          signal: AbortSignal.timeout(timeoutMs),
+        })
+        await response.arrayBuffer().catch(() => {})
+        if (response.ok) return
+        last = new Error(`the webhook answered ${response.status}`)
+        if (response.status < 500 && response.status !== 429) break // the receiver refuses: retrying will not help
+      } catch (error) {
+        last = error
+      }
+      if (attempt < attempts) await new Promise((resolve) => setTimeout(resolve, backoffMs * 2 ** (attempt - 1)))
+    }
+    throw new ExportError('ERR_SINK', 'sink', `Webhook notification failed: ${(last as Error)?.message ?? last}`, { cause: last })
+  }
+}
+
+/**
+ * For receivers: true when `signature` is the HMAC of `timestamp` and the raw `body` with
+ * `secret`, and the timestamp is within `toleranceSeconds` of now (default 300: replays fail).
+ */
+export function verifyWebhook({ secret, body, signature, timestamp, toleranceSeconds = 300 }: { secret: string; body: string; signature: string; timestamp: string; toleranceSeconds?: number }): boolean {
+  if (!/^\d+$/.test(timestamp) || Math.abs(Date.now() / 1000 - Number(timestamp)) > toleranceSeconds) return false
+  const expected = Buffer.from(sign(secret, timestamp, body))
+  const given = Buffer.from(signature)
+  return expected.length === given.length && timingSafeEqual(expected, given)
+}
