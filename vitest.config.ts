@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/fixtures/postgres-setup.ts'],
+    globalSetup: ['test/fixtures/services-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

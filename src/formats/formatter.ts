@@ -14,17 +14,21 @@ export interface Formatter extends Transform {
   readonly compressed?: boolean
   /** Lets the format read the column types a source knows (Postgres field types); exportStream calls it. */
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
+  /** The pure row encoder of a text format, for writers that cut the output at row boundaries (resumable uploads). */
+  readonly encoder?: RowEncoder
+}
+
+/** Encodes rows as text: `encode(row, index)` for each row (index 0 writes any header), `end(rowCount)` once. */
+export interface RowEncoder {
+  encode(row: Row, index: number): string
+  end(rowCount: number): string
 }
 
 export type Row = Record<string, unknown>
 
-interface FormatterSpec {
+interface FormatterSpec extends RowEncoder {
   contentType: string
   extension: string
-  /** Encodes one row; `index` is its position in the export (0 for the first row). */
-  encode(row: Row, index: number): string
-  /** Text written after the last row (or for an export of zero rows). */
-  end(rowCount: number): string
 }
 
 // Encoded rows are emitted as ~64 KiB chunks: zlib and file writes are 5-8x slower when every row
@@ -91,6 +95,7 @@ export function createFormatter(spec: FormatterSpec): Formatter {
     rows: { get: () => rows, enumerable: true },
     contentType: { value: spec.contentType, enumerable: true },
     extension: { value: spec.extension, enumerable: true },
+    encoder: { value: { encode: spec.encode, end: spec.end } },
   })
   return stream
 }

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../errors.js'
 import { loadOptional } from '../optional.js'
-import { checkObject, checkPositiveInteger, checkString } from '../options.js'
+import { checkFunction, checkObject, checkPositiveInteger, checkString } from '../options.js'
 import type { ContentInfo, Sink } from './sink.js'
 
 type S3Commands = typeof import('@aws-sdk/client-s3')
@@ -42,6 +42,11 @@ export interface S3SinkOptions {
   partSize?: number
   /** Parts uploaded concurrently. Default 4. */
   queueSize?: number
+  /**
+   * Called with the UploadId once the multipart upload exists, e.g. to record it where a process
+   * that dies (SIGKILL) leaves it, so that the next attempt can abort it.
+   */
+  onUploadCreated?: (uploadId: string) => unknown
   /**
    * Upper bound for buffered bytes instead of partSize/queueSize: picks queueSize = 4 (fewer if the
    * budget is small) and partSize = budget / (queueSize + 1), at least 5 MiB. Minimum 10 MiB.
@@ -100,6 +105,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
     if (options[name] !== undefined) checkString(name, options[name])
   }
   if (options.metadata !== undefined) checkObject('metadata', options.metadata)
+  if (options.onUploadCreated !== undefined) checkFunction('onUploadCreated', options.onUploadCreated)
   const { partSize, queueSize } = sizing(options)
   const s3 = loadOptional<S3Commands>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
 
@@ -137,7 +143,10 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
   let creating: Promise<void> | undefined
   // Not cancellable on purpose: once S3 has created the upload we must learn its id to abort it.
   const createUpload = () =>
-    (creating ??= send<{ UploadId: string }>(new s3.CreateMultipartUploadCommand(objectParams())).then((r) => void (uploadId = r.UploadId)))
+    (creating ??= send<{ UploadId: string }>(new s3.CreateMultipartUploadCommand(objectParams())).then(async (r) => {
+      uploadId = r.UploadId
+      await options.onUploadCreated?.(uploadId)
+    }))
 
   const uploadPart = async (body: Buffer): Promise<void> => {
     const PartNumber = nextPart++

@@ -20,6 +20,8 @@ export interface KeysetReadable extends Readable {
    * not count); `after` (or undefined) before the first. Pass it as `after` to resume with the next row.
    */
   readonly checkpoint: unknown
+  /** The key of a row of this source (what `checkpoint` and `after` hold). */
+  keyOf(row: unknown): unknown
 }
 
 /**
@@ -65,12 +67,15 @@ export function keysetPages<R>({ batchSize, after, keyOf, fetchPage, release }: 
     },
   }) as KeysetReadable
 
-  Object.defineProperty(stream, 'checkpoint', {
-    get: () => {
-      const index = recent.length - 1 - stream.readableLength
-      return index >= 0 ? recent[index] : after
+  Object.defineProperties(stream, {
+    checkpoint: {
+      get: () => {
+        const index = recent.length - 1 - stream.readableLength
+        return index >= 0 ? recent[index] : after
+      },
+      enumerable: true,
     },
-    enumerable: true,
+    keyOf: { value: keyOf },
   })
   return stream
 }

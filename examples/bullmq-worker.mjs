@@ -1,0 +1,56 @@
+// Recipe: the export worker. Runs apart from the API: it takes export jobs from a BullMQ queue,
+// streams each one from Postgres to S3 (resuming after a crash), and answers with a presigned URL.
+// Scale out by starting more of these, or raising CONCURRENCY.
+//
+//   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports node examples/bullmq-worker.mjs
+//
+// A job's data: { table: 'statements', format: 'csv' | 'jsonl', gzip: true }. Enqueue with
+// attempts > 1 (see api-enqueue.mjs): a worker that dies mid-export is followed by another
+// attempt that continues the same S3 upload from its last completed part.
+import { S3Client } from '@aws-sdk/client-s3'
+import { Worker } from 'bullmq'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { csv, jsonl, postgresKeysetSource } from 'stream-export'
+import { createExportProcessor, notifyWebhook } from 'stream-export/bullmq'
+
+// BullMQ takes an ioredis client (it opens the extra connections it needs from it).
+const connection = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null })
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 4 })
+// S3_ENDPOINT for an S3-compatible store (MinIO, R2, the tests' server); AWS otherwise.
+const s3 = new S3Client(process.env.S3_ENDPOINT
+  ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' }
+  : {})
+
+const processor = createExportProcessor({
+  s3,
+  bucket: process.env.S3_BUCKET ?? 'exports',
+  partSize: 5 * 1024 * 1024,
+  // `after` is where a crashed attempt stopped: the keyset source continues from there.
+  resolve: (job, { after }) => ({
+    source: postgresKeysetSource({ pool, table: job.data.table, key: 'id', after, batchSize: 2000, count: 'estimate' }),
+    format: job.data.format === 'jsonl' ? jsonl() : csv(),
+    gzip: job.data.gzip ?? true,
+  }),
+  notify: process.env.WEBHOOK_URL ? notifyWebhook({ url: process.env.WEBHOOK_URL, secret: process.env.WEBHOOK_SECRET ?? '' }) : undefined,
+})
+
+// lockDuration: how soon BullMQ notices a dead worker's job (its lock expires) and retries it.
+const lockDuration = Number(process.env.LOCK_DURATION_MS ?? 30_000)
+const worker = new Worker(process.env.QUEUE ?? 'exports', processor, {
+  connection,
+  concurrency: Number(process.env.CONCURRENCY ?? 2),
+  lockDuration,
+  stalledInterval: lockDuration,
+})
+worker.on('failed', (job, error) => console.error(`export ${job?.id} failed: ${error.message}`))
+worker.on('completed', (job, result) => console.log(`export ${job.id}: ${result.rows} rows -> ${result.location.key}`))
+console.log('worker ready')
+
+const stop = async () => {
+  await worker.close()
+  await pool.end()
+  await connection.quit()
+}
+process.once('SIGTERM', stop)
+process.once('SIGINT', stop)

@@ -1,0 +1,161 @@
+// stream-export/bullmq: a BullMQ processor that runs exports to S3. BullMQ itself is the caller's
+// (an optional peer dependency): this module only needs a job's `id`, `data`, `updateProgress`
+// and `updateData`.
+import { checkFunction, checkObject, checkPositiveInteger, checkString } from './options.js'
+import { ExportError } from './errors.js'
+import { exportStream, type ExportOptions } from './export-stream.js'
+import type { Formatter } from './formats/formatter.js'
+import { abortUpload, resumableExport, type ExportCheckpoint } from './jobs/resumable-upload.js'
+import type { ExportNotification } from './jobs/webhook.js'
+import { exportKey, presignDownload } from './sinks/presign.js'
+import { MIN_PART_SIZE, s3Sink, type S3ClientLike, type S3Location } from './sinks/s3.js'
+import { checkTransforms } from './stages/map-rows.js'
+import type { Progress } from './stages/progress.js'
+
+export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './jobs/webhook.js'
+export type { ExportCheckpoint } from './jobs/resumable-upload.js'
+
+/** The part of a BullMQ Job the processor uses. */
+export interface ExportJob {
+  id?: string
+  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint }
+  attemptsMade: number
+  opts: { attempts?: number }
+  updateProgress(progress: object): Promise<unknown>
+  updateData(data: Record<string, unknown>): Promise<unknown>
+}
+
+/** What `resolve` returns for a job: the export's stages, as for exportStream. */
+export interface ExportSpec {
+  source: ExportOptions['source']
+  format: Formatter
+  gzip?: boolean
+  transform?: ExportOptions['transform']
+}
+
+export interface ExportProcessorOptions {
+  s3: S3ClientLike
+  bucket: string
+  /** Key prefix: objects are `${prefix}/${job.id}.${ext}[.gz]`, so a retry overwrites its own. Default `exports`. */
+  prefix?: string
+  /**
+   * Builds the export of a job. `after` is the source key where an earlier, crashed attempt
+   * stopped (as saved in the job's data, so JSON: revive an ObjectId with `new ObjectId(after)`):
+   * pass it to a keyset source (`postgresKeysetSource`, `mongoSource({ keyset: true })`) and the
+   * export continues from there. Any other source restarts from the beginning on a retry.
+   */
+  resolve(job: ExportJob, context: { after?: unknown }): ExportSpec | Promise<ExportSpec>
+  /** Lifetime of the presigned URL in the result. Default 86400 (a day). */
+  urlExpiresIn?: number
+  /** Part size of the upload. Default 8 MiB. */
+  partSize?: number
+  /** Minimum time between job.updateProgress calls. Default 1000 ms. */
+  progressIntervalMs?: number
+  /** Called after a job's export succeeded or finally failed, e.g. `notifyWebhook({ url, secret })`. */
+  notify?(notification: ExportNotification): Promise<unknown> | unknown
+}
+
+export interface ExportJobResult {
+  location: S3Location
+  rows: number
+  bytes: number
+  /** Presigned GET URL of the export. */
+  url: string
+  /** True when this attempt continued an earlier one's upload. */
+  resumed: boolean
+}
+
+/**
+ * A BullMQ processor: `new Worker('exports', createExportProcessor({ s3, bucket, resolve }), { connection })`.
+ * It runs the job's export to a stable S3 key, reports throttled progress
+ * (`{ rows, totalRows, percent, etaMs, bytes }`) and returns the location with a presigned URL.
+ *
+ * With a keyset source and a text format (CSV, JSONL, JSON) it is resumable: after every
+ * completed S3 part it saves in the job's data the UploadId, the parts and the source key of
+ * the last row inside them; an attempt after a crash (worker killed) continues the same upload
+ * from the next part and the next key. Otherwise a retry starts again, aborting the upload a
+ * crashed attempt left.
+ */
+export function createExportProcessor(options: ExportProcessorOptions): (job: ExportJob) => Promise<ExportJobResult> {
+  checkObject('options', options)
+  const { s3, bucket, prefix = 'exports', resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000, notify } = options
+  checkString('bucket', bucket)
+  checkFunction('resolve', resolve)
+  checkPositiveInteger('urlExpiresIn', urlExpiresIn)
+  checkPositiveInteger('progressIntervalMs', progressIntervalMs)
+  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected \`partSize\` to be at least 5 MiB, got \`${partSize}\``)
+  if (notify !== undefined) checkFunction('notify', notify)
+
+  return async (job) => {
+    const jobId = String(job.id)
+    const saved = job.data.exportCheckpoint
+    const spec = await resolve(job, { after: saved?.lastKey })
+    const gzip = spec.gzip ?? false
+    const key = exportKey({ prefix, jobId, format: spec.format, gzip })
+    const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
+    let last = 0
+    const report = (progress: Partial<Progress> & { rows: number }) => {
+      const now = Date.now()
+      if (now - last < progressIntervalMs) return
+      last = now
+      const { rows, totalRows, percent, etaMs, bytes } = progress
+      job.updateProgress({ rows, totalRows, percent, etaMs, bytes }).catch(() => {})
+    }
+
+    const source = spec.source as { keyOf?: (row: unknown) => unknown } & AsyncIterable<unknown>
+    const resumable = typeof source.keyOf === 'function' && spec.format.encoder !== undefined
+    try {
+      let result: { rows: number; bytes: number; location: S3Location }
+      if (resumable) {
+        // Percent and ETA over what is left: a keyset source counts from `after`.
+        const total = await (spec.source as { countRows?(): Promise<number | undefined> }).countRows?.().catch(() => undefined)
+        const startRows = saved?.rows ?? 0
+        const started = Date.now()
+        result = await resumableExport({
+          client: s3,
+          bucket,
+          key,
+          contentType: spec.format.contentType,
+          source,
+          keyOf: source.keyOf!,
+          transforms: spec.transform === undefined ? [] : checkTransforms(spec.transform),
+          encoder: spec.format.encoder!,
+          gzip,
+          partSize,
+          checkpoint: saved,
+          onCheckpoint: save,
+          onProgress: ({ rows, bytes }) => {
+            const fraction = total ? Math.min(1, (rows - startRows) / total) : undefined
+            const elapsed = Date.now() - started
+            report({ rows, bytes, totalRows: total === undefined ? undefined : startRows + total, percent: fraction === undefined ? undefined : fraction * 100, etaMs: fraction ? (elapsed / fraction) * (1 - fraction) : undefined })
+          },
+        })
+      } else {
+        // Not resumable: an upload a crashed attempt left is aborted, and this attempt starts over.
+        if (saved?.uploadId) await abortUpload(s3, bucket, key, saved.uploadId)
+        const exported = await exportStream({
+          ...spec,
+          sink: s3Sink({ client: s3, bucket, key, partSize, onUploadCreated: (uploadId) => save({ uploadId, parts: [], rows: 0, bytes: 0 }) }),
+          progressIntervalMs,
+          onProgress: report,
+        })
+        result = { rows: exported.rows, bytes: exported.bytes, location: exported.location as S3Location }
+      }
+      await save(undefined)
+      const url = await presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
+      await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
+      await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
+      return { ...result, url, resumed: saved !== undefined && resumable }
+    } catch (error) {
+      const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+      if (finalAttempt) {
+        // No attempt will continue this upload: abort it rather than leave billed parts.
+        const checkpoint = (job.data.exportCheckpoint ?? saved) as ExportCheckpoint | undefined
+        if (resumable && checkpoint?.uploadId) await abortUpload(s3, bucket, key, checkpoint.uploadId).catch(() => {})
+        const e = error as ExportError
+        await Promise.resolve(notify?.({ event: 'export.failed', jobId, error: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } })).catch(() => {})
+      }
+      throw error
+    }
+  }
+}
