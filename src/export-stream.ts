@@ -41,7 +41,7 @@ export interface ExportOptions {
    * (COPY), and leaves one core to row encoding otherwise.
    */
   gzip?: boolean | GzipOptions | Transform
-  /** Last stage: `fileSink()`, `s3Sink()`, or any Writable. */
+  /** Last stage: `fileSink()`, `s3Sink()`, or any Writable (an HTTP response too). */
   sink: Sink | Writable
   /** Progress callback (see `Progress`): every `progressIntervalMs` and once at the end. */
   onProgress?: (progress: Progress) => void | Promise<unknown>
@@ -95,7 +95,7 @@ export async function exportStream<L extends Location = Location>(options: Expor
   let transform: Transform | undefined
   try {
     source = toSource(options.source)
-    if (!(sink instanceof Writable)) invalidOption('sink', 'a Writable such as fileSink() or s3Sink()', sink)
+    if (!isWritableStream(sink)) invalidOption('sink', 'a Writable such as fileSink(), s3Sink() or an HTTP response', sink)
     if (source.preformatted) {
       if (format !== undefined) invalidOption('format', 'undefined for a source that emits formatted bytes', format)
       if (options.transform !== undefined) invalidOption('transform', 'undefined for a source that emits formatted bytes', options.transform)
@@ -179,6 +179,12 @@ function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean): Transform 
   // (measured on 2 cores: 30% slower), so row exports leave it one; a byte source needs none.
   const threads = bytesOnly ? availableParallelism() : Math.max(1, availableParallelism() - 1)
   return gzipStage({ threads, ...(option === true ? {} : (option as GzipOptions)) })
+}
+
+// An http.ServerResponse is a writable stream without being a stream.Writable (it predates it).
+function isWritableStream(value: unknown): value is Writable {
+  const stream = value as Partial<Writable> | null
+  return typeof stream?.write === 'function' && typeof stream.end === 'function' && typeof stream.on === 'function'
 }
 
 function closed(stream: Readable | Writable): Promise<void> {

@@ -1,12 +1,15 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import { stringify } from 'csv-stringify/sync'
-import { describe, expect, it } from 'vitest'
-import { statementRow } from '../examples/statements.mjs'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { createStatementsTable, statementRow } from '../examples/statements.mjs'
+import { databaseUrl } from './fixtures/postgres.js'
+import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
 
 const run = promisify(execFile)
@@ -42,4 +45,91 @@ describe('examples/mask-emails', () => {
     }
     expect(out.some((r) => r.email.includes(rows[0].email.split('@')[0].slice(1)))).toBe(false)
   })
+})
+
+describe('examples with services', () => {
+  const TABLE = 'se_example_statements'
+  const ROWS = 300_000
+  let s3: TestS3
+  beforeAll(async () => {
+    s3 = await startS3()
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 })
+    await createStatementsTable(pool, TABLE, ROWS)
+    await pool.end()
+  }, 120_000)
+  afterAll(() => s3.close())
+  const s3Env = () => ({ S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', DATABASE_URL: databaseUrl() })
+
+  /** Starts an example server and resolves with its port, read from its "listening on" line. */
+  function startServer(file: string, env: Record<string, string>): Promise<{ port: number; child: ChildProcess }> {
+    const child = spawn(process.execPath, [join(examples, file)], { env: { ...process.env, ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    onTestFinished(() => void child.kill('SIGTERM'))
+    return new Promise((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        const m = /listening on (\d+)/.exec(d.toString())
+        if (m) resolve({ port: Number(m[1]), child })
+      })
+      child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)))
+    })
+  }
+
+  it.skipIf(process.env.REDIS_AVAILABLE !== '1')('api-enqueue + bullmq-worker: enqueue, watch progress, download the rows', async () => {
+    const queue = `se-example-${Date.now()}`
+    const env = { ...s3Env(), QUEUE: queue, EXPORT_TABLES: TABLE, REDIS_URL: process.env.REDIS_URL! }
+    const { port } = await startServer('api-enqueue.mjs', env)
+    const worker = spawn(process.execPath, [join(examples, 'bullmq-worker.mjs')], { env: { ...process.env, ...env }, stdio: 'ignore' })
+    onTestFinished(() => void worker.kill('SIGTERM'))
+    const api = `http://127.0.0.1:${port}/exports`
+    const posted = await fetch(api, { method: 'POST', body: JSON.stringify({ table: TABLE, format: 'csv' }) })
+    expect(posted.status).toBe(202)
+    const { jobId } = (await posted.json()) as { jobId: string }
+    expect((await fetch(api, { method: 'POST', body: JSON.stringify({ table: 'users; drop table x' }) })).status).toBe(400)
+    const seen: Array<{ status: string; progress: { rows?: number } | null; url?: string; rows?: number }> = []
+    await expect.poll(async () => {
+      const status = (await (await fetch(`${api}/${jobId}`)).json()) as (typeof seen)[number]
+      seen.push(status)
+      return status.status
+    }, { timeout: 60_000, interval: 50 }).toBe('completed')
+    expect(seen.some((s) => s.status === 'active' && (s.progress?.rows ?? 0) > 0)).toBe(true) // progress while it ran
+    const done = seen.at(-1)!
+    expect(done.rows).toBe(ROWS)
+    const body = Buffer.from(await (await fetch(done.url!)).arrayBuffer())
+    const text = body[0] === 0x1f ? gunzipSync(body).toString() : body.toString() // fetch undoes Content-Encoding: gzip
+    expect(parse(text, { columns: true })).toHaveLength(ROWS)
+  }, 120_000)
+
+  it('http-download streams an export into the response', async () => {
+    const { port } = await startServer('http-download.mjs', { DATABASE_URL: databaseUrl(), TABLE })
+    const response = await fetch(`http://127.0.0.1:${port}/statements.csv`)
+    expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements.csv"')
+    const records = parse(await response.text(), { columns: true }) as Array<{ id: string }>
+    expect(records).toHaveLength(50_000)
+    expect(records[49_999].id).toBe('50000')
+  })
+
+  it('sqs-lambda handles a batch and reports the failed message', async () => {
+    Object.assign(process.env, s3Env())
+    const { handler } = await import('../examples/sqs-lambda.mjs')
+    const out = await handler({ Records: [
+      { messageId: 'm1', body: JSON.stringify({ jobId: 'sqs-1', table: TABLE, format: 'jsonl' }) },
+      { messageId: 'm2', body: JSON.stringify({ jobId: 'sqs-2', table: 'no_such_table' }) },
+    ] })
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: 'm2' }])
+    expect(out.results).toEqual([expect.objectContaining({ jobId: 'sqs-1', rows: ROWS })])
+    const body = Buffer.from(await (await fetch(out.results[0].url)).arrayBuffer())
+    const text = body[0] === 0x1f ? gunzipSync(body).toString() : body.toString()
+    expect(text.trim().split('\n')).toHaveLength(ROWS)
+  }, 60_000)
+
+  it('monthly-statements writes an Excel-ready gzipped CSV to S3 and prints a download URL', async () => {
+    const { stdout } = await run(process.execPath, [join(examples, 'monthly-statements.mjs'), '20000'], { env: { ...process.env, ...s3Env(), RECREATE: '1' } })
+    const { rows, url, key } = JSON.parse(stdout)
+    expect(rows).toBe(20_000)
+    expect(key).toBe('statements/2026-02.csv.gz')
+    const response = await fetch(url)
+    expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements-2026-02.csv.gz"')
+    const text = gunzipSync(Buffer.from(await response.arrayBuffer())).toString() // stored as a .gz file, not Content-Encoding
+    expect(text.startsWith('\ufeffid,user_name,email,currency,amount,posted_at,memo\r\n')).toBe(true)
+    expect(parse(text, { columns: true, bom: true })).toHaveLength(20_000)
+  }, 120_000)
 })
