@@ -53,6 +53,8 @@ export interface ExportProcessorOptions {
   progressIntervalMs?: number
   /** Called after a job's export succeeded or finally failed, e.g. `notifyWebhook({ url, secret })`. */
   notify?(notification: ExportNotification): Promise<unknown> | unknown
+  /** Called after a job's export succeeded, before the job completes (e.g. to e-mail the link). */
+  onComplete?(result: ExportJobResult, job: ExportJob): Promise<unknown> | unknown
 }
 
 export interface ExportJobResult {
@@ -78,13 +80,14 @@ export interface ExportJobResult {
  */
 export function createExportProcessor(options: ExportProcessorOptions): (job: ExportJob) => Promise<ExportJobResult> {
   checkObject('options', options)
-  const { s3, bucket, prefix = 'exports', resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000, notify } = options
+  const { s3, bucket, prefix = 'exports', resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000, notify, onComplete } = options
   checkString('bucket', bucket)
   checkFunction('resolve', resolve)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkPositiveInteger('progressIntervalMs', progressIntervalMs)
   if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected \`partSize\` to be at least 5 MiB, got \`${partSize}\``)
   if (notify !== undefined) checkFunction('notify', notify)
+  if (onComplete !== undefined) checkFunction('onComplete', onComplete)
 
   return async (job) => {
     const jobId = String(job.id)
@@ -144,8 +147,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       await save(undefined)
       const url = await presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
       await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
+      const done = { ...result, url, resumed: saved !== undefined && resumable }
+      await onComplete?.(done, job)
       await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
-      return { ...result, url, resumed: saved !== undefined && resumable }
+      return done
     } catch (error) {
       const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
       if (finalAttempt) {

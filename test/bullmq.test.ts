@@ -84,12 +84,14 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     const progress: unknown[] = []
     events.on('progress', ({ data }) => void progress.push(data))
     const notifications: ExportNotification[] = []
+    const completed: Array<[string | undefined, number]> = []
     const worker = new Worker(name, createExportProcessor({
       s3: s3.client,
       bucket: s3.bucket,
       progressIntervalMs: 20,
       resolve: (job) => ({ source: fromIterable(Array.from({ length: Number(job.data.rows) }, (_, i) => ({ i }))), format: jsonl(), gzip: true }),
       notify: (n) => void notifications.push(n),
+      onComplete: (result, job) => void completed.push([job.id, result.rows]),
     }), { connection: newConnection() })
     try {
       await events.waitUntilReady()
@@ -104,6 +106,7 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       expect(progress.length).toBeGreaterThan(1)
       expect(progress.at(-1)).toMatchObject({ rows: 300_000, percent: 100 })
       expect(notifications).toEqual([expect.objectContaining({ event: 'export.completed', jobId: job.id, rows: 300_000, url: result.url })])
+      expect(completed).toEqual([[job.id, 300_000]])
     } finally {
       await worker.close()
       await events.close()
