@@ -37,15 +37,15 @@ const CHUNK_CHARS = 64 * 1024
 // A slow source still gets its rows out within this delay (an HTTP response, a progress count).
 const MAX_DELAY_MS = 50
 
-/**
- * Wraps a pure row encoder in a thin Transform. Memory: one ~64 KiB chunk of text besides the
- * stream buffers.
- */
 function formatError(error: unknown, index: number): ExportError {
   const message = `Cannot encode row ${index}: ${(error as Error).message}`
   return new ExportError('ERR_FORMAT', 'format', message, { cause: error instanceof ExportError ? error.cause ?? error : error })
 }
 
+/**
+ * Wraps a pure row encoder in a thin Transform. Memory: one ~64 KiB chunk of text besides the
+ * stream buffers.
+ */
 export function createFormatter(spec: FormatterSpec): Formatter {
   let text = ''
   let rows = 0
