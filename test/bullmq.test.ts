@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
-import { GetObjectCommand } from '@aws-sdk/client-s3'
+import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import { gunzipSync } from 'node:zlib'
@@ -9,7 +9,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { csv, fromIterable, jsonl, postgresKeysetSource } from '../src/index.js'
 import { createExportProcessor, notifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook, type ExportNotification } from '../src/bullmq.js'
-import { resumableExport, type ExportCheckpoint } from '../src/jobs/resumable-upload.js'
+import { abortUpload, resumableExport, type ExportCheckpoint } from '../src/jobs/resumable-upload.js'
 import { createStatements, databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 
@@ -74,6 +74,22 @@ describe('resumableExport', () => {
     expectAllIds(csvIds(gunzipSync(await getBody(key)).toString()), ROWS)
     expect(await s3.openUploads()).toEqual([])
   }, 120_000)
+})
+
+describe('resumableExport errors', () => {
+  it('names the failing stage: a throwing transform is ERR_TRANSFORM, a missing upload ERR_SINK', async () => {
+    const base = { client: s3.client, bucket: s3.bucket, contentType: 'text/csv', keyOf: (r: unknown) => (r as { id: number }).id, encoder: csv().encoder!, gzip: false, partSize: 5 * MiB, onCheckpoint: async () => {} }
+    const rows = () => fromIterable(Array.from({ length: 100 }, (_, i) => ({ id: i })))
+    const transform = await resumableExport({ ...base, key: 'errors/t.csv', source: rows(), transforms: [(r) => { if ((r as { id: number }).id === 10) throw new Error('bad row'); return r }] }).catch((e) => e)
+    expect(transform.code).toBe('ERR_TRANSFORM')
+    expect(transform.message).toBe('Transform failed on row 10: bad row')
+    // A failed attempt keeps its upload for the next one to resume; the last attempt aborts it.
+    expect(await s3.openUploads()).toEqual(['errors/t.csv'])
+    const [upload] = (await s3.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket }))).Uploads!
+    await abortUpload(s3.client, s3.bucket, 'errors/t.csv', upload.UploadId!)
+    const sink = await resumableExport({ ...base, key: 'errors/s.csv', source: rows(), transforms: [], checkpoint: { uploadId: 'no-such-upload', parts: [], rows: 0, bytes: 0 } }).catch((e) => e)
+    expect(sink.code).toBe('ERR_SINK')
+  })
 })
 
 describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Redis is not reachable at REDIS_URL)'}`, () => {

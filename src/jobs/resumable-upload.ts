@@ -85,21 +85,41 @@ export async function resumableExport(options: ResumableExportOptions): Promise<
       done.bytes += bytes.length
       await options.onCheckpoint({ ...done, parts: [...done.parts] })
       options.onProgress?.({ rows: done.rows, bytes: done.bytes })
-    })()
+    })().catch((error) => {
+      throw toExportError(error, 'ERR_SINK', 'sink')
+    })
     uploading.catch(() => {}) // awaited at the next cut or at the end
   }
 
-  let index = 0
-  try {
-    for await (const raw of source) {
-      let row: unknown = raw
+  let index = 0 // source rows read in this attempt, as transforms see it
+  const transform = async (raw: unknown): Promise<unknown> => {
+    let row = raw
+    try {
       for (const fn of transforms) {
         row = await fn(row, index)
-        if (row === undefined || row === null) break
+        if (row === undefined || row === null) return undefined
       }
+      return row
+    } catch (error) {
+      throw new ExportError('ERR_TRANSFORM', 'transform', `Transform failed on row ${index}: ${(error as Error)?.message ?? error}`, { cause: error })
+    }
+  }
+  const encode = (row: unknown) => {
+    try {
+      return encoder.encode(row as Record<string, unknown>, rows)
+    } catch (error) {
+      throw toExportError(error, 'ERR_FORMAT', 'format')
+    }
+  }
+  try {
+    for await (const raw of source) {
+      const row = await transform(raw)
       index++
       lastKey = keyOf(raw) // the source has moved past this row, written or dropped
-      if (row !== undefined && row !== null) await part.write(encoder.encode(row as Record<string, unknown>, rows++))
+      if (row !== undefined) {
+        await part.write(encode(row))
+        rows++
+      }
       if (part.size() >= partSize) await cut(false)
     }
     await part.write(encoder.end(rows))

@@ -107,16 +107,20 @@ describe('s3Sink', () => {
     it(`${how} mid-upload leaves no object and no multipart upload`, async () => {
       const key = `failed/${how.replace(/ /g, '-')}.csv`
       const controller = new AbortController()
+      const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB, queueSize: 2 })
       async function* rows() {
-        for (let i = 0; i < 2_000_000; i++) {
-          if (i === 400_000) {
-            if (how === 'an abort') controller.abort(new Error('user cancelled'))
-            else throw new Error('connection reset')
+        for (let i = 0; i < 3_000_000; i++) {
+          // Fail once S3 holds parts of this upload (however fast this machine is today).
+          if (sink.uploadedBytes >= 5 * MiB) {
+            if (how === 'an abort') {
+              controller.abort(new Error('user cancelled'))
+              await new Promise((r) => setImmediate(r))
+            } else throw new Error('connection reset')
           }
           yield statementRow(i)
+          if (i % 1000 === 0) await new Promise((r) => setImmediate(r))
         }
       }
-      const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB, queueSize: 2 })
       const error = await exportStream({ source: rows(), format: csv(), sink, signal: controller.signal }).catch((e) => e)
       expect(error.code).toBe(how === 'an abort' ? 'ERR_ABORTED' : 'ERR_SOURCE')
       expect(sink.uploadedBytes).toBeGreaterThan(5 * MiB) // parts had been uploaded before the failure
