@@ -78,7 +78,7 @@ describe('parquet', () => {
     expect(schema.loose).toMatchObject({ type: 'BYTE_ARRAY', converted_type: 'UTF8' }) // unconstrained numeric: exact text
 
     const [max, one, min] = rows
-    const [rawMax, rawOne, rawMin] = raw
+    const [rawMax, , rawMin] = raw
     expect(max.id).toBe(9223372036854775807n)
     expect(min.id).toBe(-9223372036854775808n)
     expect(unscaled(rawMax.exact)).toBe(12345678901234567890123456789012345678n) // 18 digits after the point, exact
