@@ -15,9 +15,9 @@ export function runChild(script, args = [], env = {}) {
 }
 
 /** runChild without blocking this process (for a server it runs itself, like the S3 suite's). */
-export function runChildAsync(script, args = [], env = {}) {
+export function runChildAsync(script, args = [], env = {}, nodeArgs = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args.map(String)], { env: { ...process.env, ...env } })
+    const child = spawn(process.execPath, [...nodeArgs, script, ...args.map(String)], { env: { ...process.env, ...env } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
