@@ -29,3 +29,9 @@ export function checkFunction(name: string, value: unknown): void {
 export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): asserts value is T {
   if (!allowed.includes(value as T)) invalidOption(name, `one of ${allowed.map((a) => `\`${a}\``).join(', ')}`, value)
 }
+
+/** Exactly one of `names` is set in `options` (e.g. pool | client | connectionString). */
+export function checkExactlyOne(options: object, names: readonly string[]): void {
+  const given = names.filter((name) => (options as Record<string, unknown>)[name] !== undefined)
+  if (given.length !== 1) invalidOption(names.join(' | '), 'exactly one of them', given)
+}

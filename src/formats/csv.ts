@@ -1,5 +1,5 @@
 import { ExportError, invalidOption } from '../errors.js'
-import { checkBoolean, checkObject, checkOneOf } from '../options.js'
+import { checkBoolean, checkObject, checkOneOf, checkString } from '../options.js'
 import { createFormatter, type Formatter, type Row } from './formatter.js'
 import { csvCellEncoder, type BinaryEncoding } from './values.js'
 
@@ -78,10 +78,6 @@ function normalizeColumns(columns: CsvOptions['columns']): CsvColumn[] | undefin
   })
 }
 
-function checkText(name: string, value: unknown, allowEmpty: boolean): asserts value is string {
-  if (typeof value !== 'string' || (!allowEmpty && value === '')) invalidOption(name, allowEmpty ? 'a string' : 'a non-empty string', value)
-}
-
 /**
  * CSV format stage: RFC 4180 quoting, byte-identical to csv-stringify for the same options (a test
  * holds it to that), applying the shared value policy.
@@ -104,11 +100,11 @@ export function csv(options: CsvOptions = {}): Formatter {
     extraColumns = 'ignore',
   } = options
   checkBoolean('header', header)
-  checkText('delimiter', delimiter, false)
-  checkText('quote', quote, false)
-  checkText('eol', eol, false)
+  checkString('delimiter', delimiter)
+  checkString('quote', quote)
+  checkString('eol', eol)
   checkBoolean('bom', bom)
-  checkText('nullValue', nullValue, true)
+  if (typeof nullValue !== 'string') invalidOption('nullValue', 'a string', nullValue)
   checkBoolean('escapeFormulas', escapeFormulas)
   checkOneOf('binary', binary, ['base64', 'hex'] as const)
   checkBoolean('flatten', flatten)

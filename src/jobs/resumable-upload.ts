@@ -4,7 +4,7 @@ import { ExportError, toExportError } from '../errors.js'
 import type { RowEncoder } from '../formats/formatter.js'
 import { loadOptional } from '../optional.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3.js'
-import type { RowTransform } from '../stages/map-rows.js'
+import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
 
 /** What a resumable export saves after each completed part: enough to continue after a crash. */
 export interface ExportCheckpoint {
@@ -92,18 +92,6 @@ export async function resumableExport(options: ResumableExportOptions): Promise<
   }
 
   let index = 0 // source rows read in this attempt, as transforms see it
-  const transform = async (raw: unknown): Promise<unknown> => {
-    let row = raw
-    try {
-      for (const fn of transforms) {
-        row = await fn(row, index)
-        if (row === undefined || row === null) return undefined
-      }
-      return row
-    } catch (error) {
-      throw new ExportError('ERR_TRANSFORM', 'transform', `Transform failed on row ${index}: ${(error as Error)?.message ?? error}`, { cause: error })
-    }
-  }
   const encode = (row: unknown) => {
     try {
       return encoder.encode(row as Record<string, unknown>, rows)
@@ -113,7 +101,7 @@ export async function resumableExport(options: ResumableExportOptions): Promise<
   }
   try {
     for await (const raw of source) {
-      const row = await transform(raw)
+      const row = await applyTransforms(transforms, raw, index)
       index++
       lastKey = keyOf(raw) // the source has moved past this row, written or dropped
       if (row !== undefined) {

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import { parse, type CastingFunction, type Parser } from 'csv-parse'
 import { invalidOption, toExportError, ExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
-import { checkBoolean, checkObject } from '../options.js'
+import { checkBoolean, checkObject, checkString } from '../options.js'
 import { attachInput, checkFileInput, type FileInputOptions, type FileInputProgress } from './file-input.js'
 
 export interface CsvSourceOptions extends FileInputOptions {
@@ -42,7 +42,7 @@ export function csvSource(options: CsvSourceOptions): CsvSource {
   if (columns !== true && !(Array.isArray(columns) && columns.length > 0 && columns.every((c) => typeof c === 'string' && c !== ''))) {
     invalidOption('columns', '`true` or a non-empty array of column names', columns)
   }
-  if (typeof delimiter !== 'string' || delimiter === '') invalidOption('delimiter', 'a non-empty string', delimiter)
+  checkString('delimiter', delimiter)
   checkBoolean('bom', bom)
   if (typeof cast !== 'boolean' && typeof cast !== 'function') invalidOption('cast', 'a boolean or a function', cast)
 

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises'
 import { Readable, pipeline, type Transform } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { invalidOption } from '../errors.js'
-import { checkString } from '../options.js'
+import { checkExactlyOne, checkString } from '../options.js'
 
 /** Where a file source reads from: exactly one of them. */
 export interface FileInputOptions {
@@ -22,7 +22,7 @@ export interface FileInputProgress {
 }
 
 export function checkFileInput(options: FileInputOptions): void {
-  if ((options.path === undefined) === (options.stream === undefined)) invalidOption('path | stream', 'exactly one of them', options.path ?? options.stream)
+  checkExactlyOne(options, ['path', 'stream'])
   if (options.path !== undefined) checkString('path', options.path)
   const stream = options.stream as Partial<AsyncIterable<unknown>> | undefined
   if (stream !== undefined && typeof stream?.[Symbol.asyncIterator] !== 'function') invalidOption('stream', 'a Readable of bytes', stream)

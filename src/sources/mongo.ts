@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
-import { checkBoolean, checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
+import { checkBoolean, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 
 type Document = Record<string, unknown>
@@ -55,7 +55,7 @@ export type MongoSource = Readable & SourceExtras & Partial<Pick<KeysetReadable,
 export function mongoSource(options: MongoSourceOptions): MongoSource {
   checkObject('options', options)
   const { cursor, collection, filter = {}, projection, sort, batchSize = 1000, count, noCursorTimeout = false, keyset = false, after } = options
-  if ((cursor === undefined) === (collection === undefined)) invalidOption('cursor | collection', 'exactly one of them', { cursor, collection })
+  checkExactlyOne(options, ['cursor', 'collection'])
   if (cursor !== undefined) {
     if (typeof cursor?.[Symbol.asyncIterator] !== 'function' || typeof cursor.close !== 'function') invalidOption('cursor', 'a FindCursor or AggregationCursor', cursor)
     for (const name of ['filter', 'projection', 'sort', 'count', 'keyset', 'after'] as const) {

@@ -1,6 +1,6 @@
 import { invalidOption } from '../errors.js'
 import { loadOptional } from '../optional.js'
-import { checkString } from '../options.js'
+import { checkExactlyOne, checkString } from '../options.js'
 
 // Structural types: the caller's `pg` objects, without making `pg`'s types part of our API.
 
@@ -36,8 +36,7 @@ export interface Connection {
 }
 
 export function checkConnection(options: PostgresConnectionOptions): void {
-  const given = (['pool', 'client', 'connectionString'] as const).filter((k) => options[k] !== undefined)
-  if (given.length !== 1) invalidOption('pool | client | connectionString', 'exactly one of them', given)
+  checkExactlyOne(options, ['pool', 'client', 'connectionString'])
   if (options.pool !== undefined && typeof options.pool?.connect !== 'function') invalidOption('pool', 'a pg Pool', options.pool)
   if (options.client !== undefined && typeof options.client?.query !== 'function') invalidOption('client', 'a pg Client', options.client)
   if (options.connectionString !== undefined) checkString('connectionString', options.connectionString)

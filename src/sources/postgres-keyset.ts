@@ -1,6 +1,6 @@
 import { invalidOption } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
-import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
+import { checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import { losslessTypes } from './postgres-types.js'
@@ -34,7 +34,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
   checkObject('options', options)
   checkConnection(options)
   const { table, select, values = [], key = 'id', batchSize = 1000, after, count } = options
-  if ((table === undefined) === (select === undefined)) invalidOption('table | select', 'exactly one of them', { table, select })
+  checkExactlyOne(options, ['table', 'select'])
   if (table !== undefined) checkString('table', table)
   if (select !== undefined) checkString('select', select)
   if (!Array.isArray(values)) invalidOption('values', 'an array', values)

@@ -21,6 +21,38 @@ export function checkTransforms(value: unknown, name = 'transform'): RowTransfor
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   typeof (value as PromiseLike<unknown> | null)?.then === 'function'
 
+const transformError = (error: unknown, index: number) =>
+  new ExportError('ERR_TRANSFORM', 'transform', `Transform failed on row ${index}: ${(error as Error)?.message ?? error}`, { cause: error })
+
+/**
+ * Applies the functions in order to one row: the result, or undefined when one of them drops the
+ * row (returns undefined or null). Synchronous functions stay on the synchronous path; the first
+ * promise makes the result a promise. A throw or rejection is ERR_TRANSFORM naming the row.
+ */
+export function applyTransforms(fns: RowTransform[], row: unknown, index: number): unknown {
+  let value = row
+  for (let i = 0; i < fns.length; i++) {
+    try {
+      value = fns[i](value, index)
+    } catch (error) {
+      throw transformError(error, index)
+    }
+    if (isThenable(value)) return finishAsync(fns, i + 1, value, index)
+    if (value === undefined || value === null) return undefined
+  }
+  return value
+}
+
+async function finishAsync(fns: RowTransform[], from: number, pending: PromiseLike<unknown>, index: number): Promise<unknown> {
+  try {
+    let value = await pending
+    for (let i = from; i < fns.length && value !== undefined && value !== null; i++) value = await fns[i](value, index)
+    return value ?? undefined
+  } catch (error) {
+    throw transformError(error, index)
+  }
+}
+
 /**
  * The row transform stage: applies the functions in order to each row (`index` counts source
  * rows from 0). A throw or rejection fails the stream with ERR_TRANSFORM naming the row index.
@@ -30,41 +62,18 @@ const isThenable = (value: unknown): value is PromiseLike<unknown> =>
 export function mapRows(transform: RowTransform | RowTransform[]): Transform {
   const fns = checkTransforms(transform)
   let index = 0
-
-  const fail = (error: unknown, at: number) =>
-    new ExportError('ERR_TRANSFORM', 'transform', `Transform failed on row ${at}: ${(error as Error)?.message ?? error}`, { cause: error })
-
   return new Transform({
     objectMode: true,
     transform(row: unknown, _encoding, callback) {
-      const at = index++
-      let value: unknown = row
-      // Synchronous functions stay on the fast path; the first promise switches to awaiting.
-      for (let i = 0; i < fns.length; i++) {
-        if (value === undefined) return callback()
-        try {
-          value = fns[i](value, at)
-        } catch (error) {
-          return callback(fail(error, at))
-        }
-        if (isThenable(value)) {
-          const rest = fns.slice(i + 1)
-          Promise.resolve(value)
-            .then(async (current) => {
-              for (const fn of rest) {
-                if (current === undefined) break
-                current = await fn(current, at)
-              }
-              return current
-            })
-            .then(
-              (result) => callback(null, result ?? undefined),
-              (error) => callback(fail(error, at)),
-            )
-          return
-        }
+      let result: unknown
+      try {
+        result = applyTransforms(fns, row, index++)
+      } catch (error) {
+        return callback(error as Error)
       }
-      callback(null, value ?? undefined)
+      // An undefined result pushes nothing: the row is dropped.
+      if (isThenable(result)) result.then((value) => callback(null, value), callback)
+      else callback(null, result)
     },
   })
 }
