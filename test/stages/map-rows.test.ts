@@ -73,6 +73,14 @@ describe('transform', () => {
     expect(Math.max(...out.map((r) => r.read - r.id))).toBeLessThanOrEqual(20)
   })
 
+  it('null drops a row as undefined does, before the next function runs', async () => {
+    const sink = collector()
+    const later: number[] = []
+    await exportStream({ source: numbers(3), transform: [(r) => (r.id === 1 ? null : r), (r) => (later.push(r.id), { id: r.id })], format: jsonl(), sink })
+    expect(later).toEqual([0, 2])
+    expect(lines(sink.buffer())).toEqual([{ id: 0 }, { id: 2 }])
+  })
+
   it('mixes sync and async functions in one chain', async () => {
     const sink = collector()
     await exportStream({ source: numbers(3), transform: [(r) => ({ id: r.id }), async (r) => ({ ...r, twice: r.id * 2 }), (r) => (r.id === 2 ? undefined : r)], format: jsonl(), sink })
