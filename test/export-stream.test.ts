@@ -6,7 +6,7 @@ import { gunzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import { describe, expect, it } from 'vitest'
 import { csv, ExportError, exportStream, fileSink, jsonArray, jsonl, type Progress } from '../src/index.js'
-import { collector, listDir, tempDir } from './helpers.js'
+import { collector, listDir, rowsAheadOfSlowSink, tempDir } from './helpers.js'
 
 function* numbered(count: number) {
   for (let i = 0; i < count; i++) yield { id: i, name: `name ${i}` }
@@ -156,16 +156,11 @@ describe('exportStream', () => {
         }
       })(),
     )
-    const sink = collector(1)
-    let maxAhead = 0
-    const consumedRows = () => sink.buffer().toString().split('\n').length - 1
-    const interval = setInterval(() => (maxAhead = Math.max(maxAhead, produced - consumedRows())), 5)
-    await exportStream({ source, format: jsonl(), sink })
-    clearInterval(interval)
-    expect(consumedRows()).toBe(100_000)
-    // What may be in flight: 16 rows in the source's buffer, the format's batch (256 rows), and
-    // about one ~64 KiB chunk per byte stage (format, two counters, the sink): ~5 chunks of ~1,100
-    // rows of 61 bytes. Without backpressure the source would run all 100,000 rows ahead.
+    const { maxAhead, consumed } = await rowsAheadOfSlowSink(source, () => produced, 1)
+    expect(consumed).toBe(100_000)
+    // What may be in flight: 16 rows in the source's buffer and about one ~64 KiB chunk per byte
+    // stage (format, two counters, the sink): ~5 chunks of ~1,100 rows of 61 bytes. Without
+    // backpressure the source would run all 100,000 rows ahead.
     const rowBytes = Buffer.byteLength(JSON.stringify({ id: 99_999, text: 'x'.repeat(40) })) + 1
     expect(maxAhead).toBeGreaterThan(0)
     expect(maxAhead * rowBytes).toBeLessThan(6 * 64 * 1024)

@@ -1,11 +1,11 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
+import { Writable, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Transform } from 'node:stream'
 import { onTestFinished } from 'vitest'
-import { fromIterable } from '../src/index.js'
+import { exportStream, fromIterable, jsonl } from '../src/index.js'
 
 /** A fresh temp directory per test, removed afterwards. */
 
@@ -50,4 +50,21 @@ export function collector(delayMs = 0): Writable & { buffer(): Buffer; chunks: n
   sink.chunks = 0
   sink.buffer = () => Buffer.concat(parts)
   return sink
+}
+
+/**
+ * Exports `source` as JSON Lines into a sink that waits `delayMs` per chunk and samples how far
+ * the source runs ahead: `produced()` minus the lines the sink has received.
+ */
+export async function rowsAheadOfSlowSink(source: Readable, produced: () => number, delayMs: number): Promise<{ maxAhead: number; consumed: number }> {
+  const sink = collector(delayMs)
+  const consumed = () => sink.buffer().toString().split('\n').length - 1
+  let maxAhead = 0
+  const watch = setInterval(() => (maxAhead = Math.max(maxAhead, produced() - consumed())), 2)
+  try {
+    await exportStream({ source, format: jsonl(), sink })
+  } finally {
+    clearInterval(watch)
+  }
+  return { maxAhead, consumed: consumed() }
 }

@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib'
 import { stringify } from 'csv-stringify/sync'
 import { describe, expect, it } from 'vitest'
 import { csvSource, ExportError, exportStream, fileSink, jsonl, jsonlSource, type Progress } from '../../src/index.js'
-import { collector, listDir, tempDir } from '../helpers.js'
+import { collector, listDir, rowsAheadOfSlowSink, tempDir } from '../helpers.js'
 
 const tricky = [
   { id: '1', text: 'plain', note: 'a,b' },
@@ -141,13 +141,8 @@ describe('a slow consumer', () => {
     let produced = 0
     source.on('data', () => produced++) // counts rows as the source hands them on
     source.pause()
-    const sink = collector(5)
-    let maxAhead = 0
-    const consumed = () => sink.buffer().toString().split('\n').length - 1
-    const watch = setInterval(() => (maxAhead = Math.max(maxAhead, produced - consumed())), 2)
-    await exportStream({ source, format: jsonl(), sink })
-    clearInterval(watch)
-    expect(consumed()).toBe(100_000)
+    const { maxAhead, consumed } = await rowsAheadOfSlowSink(source, () => produced, 5)
+    expect(consumed).toBe(100_000)
     // In flight: stream buffers and one ~64 KiB chunk per byte stage, about 6 x 64 KiB of output
     // rows (61 bytes each); the whole file is 100,000 rows.
     expect(maxAhead).toBeGreaterThan(0)
