@@ -159,9 +159,13 @@ export async function exportStream<L extends Location = Location>(options: Expor
     // pipeline() settles as soon as a stage fails; cleanup (temp file removal, multipart abort,
     // cursor close) is asynchronous, and the caller must not see the rejection before it is done.
     await Promise.all(stages.map(([, stream]) => closed(stream)))
-    if (signal?.aborted) throw new ExportError('ERR_ABORTED', 'export', 'The export was aborted', { cause: signal.reason })
-    const stage = failed?.stage ?? 'sink'
-    throw toExportError(failed?.error ?? error, CODES[stage], stage)
+    // The sink's commit (rename, CompleteMultipartUpload) is the point of no return: once it has
+    // happened every stage had finished, so an abort that arrived during it changes nothing.
+    if ((sink as Partial<Sink>).location === undefined) {
+      if (signal?.aborted) throw new ExportError('ERR_ABORTED', 'export', 'The export was aborted', { cause: signal.reason })
+      const stage = failed?.stage ?? 'sink'
+      throw toExportError(failed?.error ?? error, CODES[stage], stage)
+    }
   }
   return {
     rows: rowsOf(),

@@ -3,7 +3,8 @@ import { createGzip, type Gzip } from 'node:zlib'
 import { ExportError, toExportError } from '../errors.js'
 import type { RowEncoder } from '../formats/formatter.js'
 import { loadOptional } from '../optional.js'
-import type { S3ClientLike, S3Location } from '../sinks/s3.js'
+import type { S3Location } from '../sinks/s3.js'
+import type { S3ClientLike } from '../sinks/s3-multipart.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
 
 /** What a resumable export saves after each completed part: enough to continue after a crash. */
@@ -167,12 +168,4 @@ function newPart(gzip: boolean) {
       return Buffer.concat(chunks, size)
     },
   }
-}
-
-/** Aborts an upload a crashed or final attempt left behind. A missing upload is not an error. */
-export async function abortUpload(client: S3ClientLike, bucket: string, key: string, uploadId: string): Promise<void> {
-  const s3 = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
-  await (client.send(new s3.AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }) as never) as Promise<unknown>).catch((error: Error) => {
-    if (error.name !== 'NoSuchUpload') throw error
-  })
 }

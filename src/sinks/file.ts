@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { Writable } from 'node:stream'
+import { ExportError } from '../errors.js'
 import { checkObject, checkString } from '../options.js'
 import type { Sink } from './sink.js'
 
@@ -28,6 +29,8 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
   const tempPath = `${path}.partial-${randomBytes(6).toString('hex')}`
   let handle: Promise<FileHandle> | undefined
   let location: { path: string } | undefined
+  let stopped = false // destroyed: nothing may be committed any more
+  let committing: Promise<void> | undefined
 
   const file = () => (handle ??= open(tempPath, 'wx'))
 
@@ -43,23 +46,26 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
         .then(() => callback(), callback)
     },
     final(callback) {
-      file()
-        .then(async (fh) => {
-          await fh.datasync()
-          await fh.close()
-          await rename(tempPath, path)
-          location = { path }
-        })
-        .then(() => callback(), callback)
+      committing = file().then(async (fh) => {
+        await fh.datasync()
+        await fh.close()
+        // The rename is the commit point: a destroy before it keeps the destination as it was.
+        if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before the file was renamed')
+        await rename(tempPath, path)
+        location = { path }
+      })
+      committing.then(() => callback(), callback)
     },
     destroy(error, callback) {
-      if (location !== undefined || handle === undefined) return callback(error)
-      handle
-        .then((fh) => fh.close())
-        .catch(() => {}) // already closed by final, or never opened
-        .then(() => unlink(tempPath))
-        .catch(() => {}) // never created
-        .then(() => callback(error))
+      stopped = true
+      const cleanUp = async () => {
+        // A rename under way decides: once it is done, the export has landed.
+        await committing?.catch(() => {})
+        if (location !== undefined || handle === undefined) return
+        await handle.then((fh) => fh.close()).catch(() => {}) // already closed by final, or never opened
+        await unlink(tempPath).catch(() => {}) // never created
+      }
+      cleanUp().then(() => callback(error))
     },
   }) as Sink<{ path: string }>
   Object.defineProperty(sink, 'location', { get: () => location, enumerable: true })

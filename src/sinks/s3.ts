@@ -1,15 +1,10 @@
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../errors.js'
-import { loadOptional } from '../optional.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString } from '../options.js'
+import { abortUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
 import type { ContentInfo, Sink } from './sink.js'
 
-type S3Commands = typeof import('@aws-sdk/client-s3')
-
-/** An `S3Client` of @aws-sdk/client-s3 (structural, so our types do not pin the SDK's). */
-export interface S3ClientLike {
-  send(command: never, options?: { abortSignal?: AbortSignal }): Promise<unknown>
-}
+export type { S3ClientLike }
 
 export interface S3Location {
   bucket: string
@@ -107,7 +102,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
   if (options.metadata !== undefined) checkObject('metadata', options.metadata)
   if (options.onUploadCreated !== undefined) checkFunction('onUploadCreated', options.onUploadCreated)
   const { partSize, queueSize } = sizing(options)
-  const s3 = loadOptional<S3Commands>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
+  const s3 = loadS3()
 
   let info: ContentInfo = {}
   const objectParams = () => ({
@@ -120,8 +115,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
     StorageClass: options.storageClass as never,
     ServerSideEncryption: options.serverSideEncryption as never,
   })
-  const send = <T>(command: unknown, signal?: AbortSignal): Promise<T> =>
-    client.send(command as never, signal ? { abortSignal: signal } : undefined) as Promise<T>
+  const call = <T>(command: unknown, signal?: AbortSignal) => send<T>(client, command, signal)
 
   const cancel = new AbortController()
   let buffered: Buffer[] = []
@@ -130,8 +124,11 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
   let nextPart = 1
   const parts: Array<{ PartNumber: number; ETag: string }> = []
   const inFlight = new Set<Promise<void>>()
+  let failure: unknown // the first part (or create) that failed: the upload can no longer complete
   let uploadedBytes = 0
   let location: S3Location | undefined
+  let stopped = false // destroyed: nothing may be committed any more
+  let committing: Promise<unknown> | undefined
 
   const takeBuffered = () => {
     const body = Buffer.concat(buffered, bufferedBytes)
@@ -143,16 +140,16 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
   let creating: Promise<void> | undefined
   // Not cancellable on purpose: once S3 has created the upload we must learn its id to abort it.
   const createUpload = () =>
-    (creating ??= send<{ UploadId: string }>(new s3.CreateMultipartUploadCommand(objectParams())).then(async (r) => {
+    (creating ??= call<{ UploadId: string }>(new s3.CreateMultipartUploadCommand(objectParams())).then(async (r) => {
       uploadId = r.UploadId
       await options.onUploadCreated?.(uploadId)
     }))
 
   const uploadPart = async (body: Buffer): Promise<void> => {
     const PartNumber = nextPart++
-    await createUpload()
     if (PartNumber > MAX_PARTS) throw new ExportError('ERR_SINK', 'sink', `The upload reached S3's limit of ${MAX_PARTS} parts`)
-    const { ETag } = await send<{ ETag: string }>(
+    await createUpload()
+    const { ETag } = await call<{ ETag: string }>(
       new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber, Body: body }),
       cancel.signal,
     )
@@ -162,51 +159,69 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
 
   // Starts a part upload once fewer than queueSize are in flight (the write's backpressure): at
   // most queueSize parts upload while one more fills or waits, partSize x (queueSize + 1) in all.
+  // A part that fails fails the upload: it is remembered and thrown by the next write or by final.
   const startPart = async (body: Buffer): Promise<void> => {
-    while (inFlight.size >= queueSize) await Promise.race(inFlight)
-    const tracked = uploadPart(body).finally(() => inFlight.delete(tracked))
+    while (inFlight.size >= queueSize && failure === undefined) await Promise.race(inFlight)
+    if (failure !== undefined) throw failure
+    const tracked = uploadPart(body).then(
+      () => void inFlight.delete(tracked),
+      (error) => {
+        failure ??= error
+        inFlight.delete(tracked)
+      },
+    )
     inFlight.add(tracked)
-    tracked.catch(() => {}) // observed through the next write or final
+  }
+
+  const commit = async () => {
+    if (creating === undefined) {
+      // Smaller than one part (or empty), and no multipart upload was ever attempted: a single PUT.
+      const body = takeBuffered()
+      if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
+      // The commit point of a small export: not cancellable, so that its outcome is known.
+      committing = call<{ ETag?: string; VersionId?: string }>(new s3.PutObjectCommand({ ...objectParams(), Body: body })).then((result) => {
+        uploadedBytes = body.length
+        location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+      })
+      return committing
+    }
+    if (bufferedBytes > 0) await startPart(takeBuffered())
+    await Promise.all(inFlight)
+    if (failure !== undefined) throw failure
+    await creating
+    if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
+    parts.sort((a, b) => a.PartNumber - b.PartNumber)
+    // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
+    committing = call<{ ETag?: string; VersionId?: string }>(
+      new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+    ).then((result) => {
+      location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+    })
+    await committing
   }
 
   const sink = new Writable({
     highWaterMark: 64 * 1024,
     write(chunk: Buffer, _encoding, callback) {
+      if (failure !== undefined) return callback(toExportError(failure, 'ERR_SINK', 'sink'))
       buffered.push(chunk)
       bufferedBytes += chunk.length
       if (bufferedBytes < partSizeFor(nextPart, partSize)) return callback()
       startPart(takeBuffered()).then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
     },
     final(callback) {
-      const finish = async () => {
-        if (uploadId === undefined && inFlight.size === 0) {
-          // Smaller than one part (or empty): a single PUT.
-          const body = takeBuffered()
-          const result = await send<{ ETag?: string; VersionId?: string }>(new s3.PutObjectCommand({ ...objectParams(), Body: body }), cancel.signal)
-          uploadedBytes = body.length
-          location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
-          return
-        }
-        if (bufferedBytes > 0) await startPart(takeBuffered())
-        await Promise.all(inFlight)
-        parts.sort((a, b) => a.PartNumber - b.PartNumber)
-        const result = await send<{ ETag?: string; VersionId?: string }>(
-          new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
-          cancel.signal,
-        )
-        location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
-      }
-      finish().then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
+      commit().then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
     },
     destroy(error, callback) {
-      if (location !== undefined) return callback(error)
-      cancel.abort(error ?? new Error('destroyed'))
+      stopped = true
       const cleanUp = async () => {
+        // A completion already sent decides: if S3 completed the upload, the export has landed.
+        await committing?.catch(() => {})
+        if (location !== undefined) return
+        cancel.abort(error ?? new Error('destroyed'))
         await Promise.allSettled(inFlight)
         await creating?.catch(() => {})
-        if (uploadId !== undefined) {
-          await send(new s3.AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
-        }
+        if (uploadId !== undefined) await abortUpload(client, bucket, key, uploadId)
       }
       cleanUp().then(
         () => callback(error),

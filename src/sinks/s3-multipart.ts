@@ -1,0 +1,60 @@
+import { loadOptional } from '../optional.js'
+
+// The S3 calls every multipart writer needs, in one place: the sink, the resumable job export.
+
+type S3Commands = typeof import('@aws-sdk/client-s3')
+
+/** An `S3Client` of @aws-sdk/client-s3 (structural, so our types do not pin the SDK's). */
+export interface S3ClientLike {
+  send(command: never, options?: { abortSignal?: AbortSignal }): Promise<unknown>
+}
+
+export const loadS3 = (): S3Commands => loadOptional<S3Commands>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
+
+export const send = <T>(client: S3ClientLike, command: unknown, signal?: AbortSignal): Promise<T> =>
+  client.send(command as never, signal ? { abortSignal: signal } : undefined) as Promise<T>
+
+const isNoSuchUpload = (error: unknown) => (error as Error | undefined)?.name === 'NoSuchUpload'
+
+// S3: "if any part uploads are currently in progress, those part uploads might or might not
+// succeed. As a result, it might be necessary to abort a given multipart upload multiple times".
+const ABORT_ROUNDS = 5
+
+/**
+ * Aborts a multipart upload, then lists its parts and aborts again while any remain (parts that
+ * were in flight may still land after an abort). A missing upload (already aborted or completed)
+ * is not an error. Throws when parts still remain after a few rounds.
+ */
+export async function abortUpload(client: S3ClientLike, bucket: string, key: string, uploadId: string): Promise<void> {
+  const s3 = loadS3()
+  for (let round = 1; round <= ABORT_ROUNDS; round++) {
+    try {
+      await send(client, new s3.AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+      const listed = await send<{ Parts?: unknown[] }>(client, new s3.ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+      if (!listed.Parts?.length) return
+    } catch (error) {
+      if (isNoSuchUpload(error)) return
+      throw error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100 * round))
+  }
+  throw new Error(`Multipart upload ${uploadId} of ${key} still holds parts after ${ABORT_ROUNDS} aborts`)
+}
+
+/** Aborts every open multipart upload of `key` except `keep` (uploads a killed attempt left behind). */
+export async function abortOtherUploads(client: S3ClientLike, bucket: string, key: string, keep?: string): Promise<void> {
+  const s3 = loadS3()
+  let KeyMarker: string | undefined
+  let UploadIdMarker: string | undefined
+  do {
+    const page = await send<{ Uploads?: Array<{ Key?: string; UploadId?: string }>; IsTruncated?: boolean; NextKeyMarker?: string; NextUploadIdMarker?: string }>(
+      client,
+      new s3.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, KeyMarker, UploadIdMarker }),
+    )
+    for (const upload of page.Uploads ?? []) {
+      if (upload.Key === key && upload.UploadId && upload.UploadId !== keep) await abortUpload(client, bucket, key, upload.UploadId)
+    }
+    KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined
+    UploadIdMarker = page.NextUploadIdMarker
+  } while (KeyMarker !== undefined)
+}

@@ -1,0 +1,145 @@
+// Faults injected into a real S3 server (s3rver + the fixture middleware), spoken to by the real
+// SDK: every failure must fail the export and leave no object and no multipart upload behind; a
+// completion that S3 performed is a success whatever arrives after it.
+import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound } from '@aws-sdk/client-s3'
+import { parse } from 'csv-parse/sync'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { statementRow, statements } from '../../examples/statements.mjs'
+import { csv, exportStream, fromIterable, s3Sink } from '../../src/index.js'
+import { startS3, type TestS3 } from '../fixtures/s3-server.js'
+
+let s3: TestS3
+beforeAll(async () => {
+  s3 = await startS3()
+})
+afterEach(() => s3.clearFaults())
+afterAll(() => s3.close())
+
+const MiB = 1024 * 1024
+// ~37 MB of CSV: seven 5 MiB parts.
+const ROWS = 300_000
+
+async function exists(key: string): Promise<boolean> {
+  try {
+    await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))
+    return true
+  } catch (error) {
+    if (error instanceof NotFound || error instanceof NoSuchKey) return false
+    throw error
+  }
+}
+
+async function rowsOf(key: string): Promise<Array<Record<string, string>>> {
+  const result = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))
+  return parse(Buffer.from(await result.Body!.transformToByteArray()), { columns: true })
+}
+
+// Paced like a database cursor (a pause every 10,000 rows), so that a part can fail while later
+// rows are still being read, as it does in production.
+async function* paced() {
+  let i = 0
+  for (const row of statements(ROWS)) {
+    if (++i % 10_000 === 0) await new Promise((resolve) => setTimeout(resolve, 25))
+    yield row
+  }
+}
+
+const run = (key: string, signal?: AbortSignal) =>
+  exportStream({ source: fromIterable(paced()), format: csv(), sink: s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB }), signal })
+
+describe('s3Sink under faults', () => {
+  for (const action of [500, 'close'] as const) {
+    it(`a part that keeps failing (${action}) fails the export with ERR_SINK and aborts the upload`, async () => {
+      const key = `faults/part-${action}.csv`
+      s3.inject({ op: 'UploadPart', key, partNumber: 2, action })
+      const error = await run(key).catch((e) => e)
+      expect(error.code).toBe('ERR_SINK')
+      expect(error.stage).toBe('sink')
+      expect(error.cause).toBeDefined()
+      expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBeUndefined()
+      expect(await exists(key)).toBe(false)
+      expect(await s3.openUploads()).toEqual([])
+    }, 60_000)
+  }
+
+  it('a part that fails once is retried and the object is whole', async () => {
+    const key = 'faults/part-once.csv'
+    s3.inject({ op: 'UploadPart', key, partNumber: 2, times: 1 })
+    const result = await run(key)
+    expect(result.rows).toBe(ROWS)
+    const rows = await rowsOf(key)
+    expect(rows).toHaveLength(ROWS)
+    expect(rows.map((r) => Number(r.id))).toEqual(Array.from({ length: ROWS }, (_, i) => statementRow(i).id))
+  }, 60_000)
+
+  it('CreateMultipartUpload failing fails the export; it never falls back to a PutObject of what is buffered', async () => {
+    const key = 'faults/create.csv'
+    s3.inject({ op: 'CreateMultipartUpload', key })
+    const error = await run(key).catch((e) => e)
+    expect(error.code).toBe('ERR_SINK')
+    expect(s3.requests.get(`PutObject ${key}`)).toBeUndefined()
+    expect(await exists(key)).toBe(false)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('an abort while CompleteMultipartUpload runs: S3 completed it, so the export resolves and the object is whole', async () => {
+    const key = 'faults/abort-in-complete.csv'
+    const controller = new AbortController()
+    s3.inject({ op: 'CompleteMultipartUpload', key, action: 'pass', delayMs: 300, onRequest: () => controller.abort(new Error('too late')) })
+    const result = await run(key, controller.signal)
+    expect(controller.signal.aborted).toBe(true)
+    expect(result.location).toMatchObject({ bucket: s3.bucket, key })
+    // S3's multipart ETag names the part count: the completion S3 performed is the one reported.
+    expect(result.location?.etag).toMatch(new RegExp(`-${s3.partsReceived.get(key)}"$`))
+    expect(await rowsOf(key)).toHaveLength(ROWS)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('an abort while a part uploads: ERR_ABORTED, no completion, no object, no upload', async () => {
+    const key = 'faults/abort-before-complete.csv'
+    const controller = new AbortController()
+    s3.inject({ op: 'UploadPart', key, partNumber: 6, action: 'pass', delayMs: 200, onRequest: () => controller.abort(new Error('stop')) })
+    const error = await run(key, controller.signal).catch((e) => e)
+    expect(error.code).toBe('ERR_ABORTED')
+    expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBeUndefined()
+    expect(await exists(key)).toBe(false)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('a failed completion fails the export and aborts the upload', async () => {
+    const key = 'faults/complete-500.csv'
+    s3.inject({ op: 'CompleteMultipartUpload', key })
+    const error = await run(key).catch((e) => e)
+    expect(error.code).toBe('ERR_SINK')
+    expect(await exists(key)).toBe(false)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('parts that land after AbortMultipartUpload are found by ListParts and aborted again', async () => {
+    const key = 'faults/late-parts.csv'
+    s3.inject({ op: 'AbortMultipartUpload', key, action: 'pass', keepUpload: true, times: 1 })
+    s3.inject({ op: 'UploadPart', key, partNumber: 3, action: 500 })
+    const error = await run(key).catch((e) => e)
+    expect(error.code).toBe('ERR_SINK')
+    expect(s3.requests.get(`AbortMultipartUpload ${key}`)).toBe(2)
+    expect(s3.requests.get(`ListParts ${key}`)).toBeGreaterThanOrEqual(1)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('the test server refuses what real S3 refuses: a small part before the last (EntityTooSmall)', async () => {
+    const { CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand } = await import('@aws-sdk/client-s3')
+    const key = 'faults/too-small.bin'
+    const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }))
+    const parts: Array<{ PartNumber: number; ETag?: string }> = []
+    for (const [PartNumber, size] of [[1, 5 * MiB], [2, 20], [3, 5 * MiB]] as const) {
+      const { ETag } = await s3.client.send(new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId, PartNumber, Body: Buffer.alloc(size) }))
+      parts.push({ PartNumber, ETag })
+    }
+    const complete = (Parts: typeof parts) => s3.client.send(new CompleteMultipartUploadCommand({ Bucket: s3.bucket, Key: key, UploadId, MultipartUpload: { Parts } }))
+    await expect(complete(parts)).rejects.toMatchObject({ name: 'EntityTooSmall' })
+    await expect(complete([parts[2], parts[0]])).rejects.toMatchObject({ name: 'InvalidPartOrder' })
+    await expect(complete([{ ...parts[0], ETag: '"0000"' }])).rejects.toMatchObject({ name: 'InvalidPart' })
+    const done = await complete([parts[0], parts[2]])
+    expect(done.ETag).toMatch(/-2"$/)
+  })
+})
