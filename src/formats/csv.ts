@@ -51,13 +51,44 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> => {
   return proto === Object.prototype || proto === null
 }
 
-/** Dot paths of a row's leaves: nested plain objects are walked, anything else is a leaf. */
-function leafPaths(row: Record<string, unknown>, flatten: boolean, prefix = ''): string[] {
-  if (!flatten) return Object.keys(row)
+/** Key paths of a row's leaves: nested plain objects are walked, anything else is a leaf. */
+function leafPaths(row: Record<string, unknown>, flatten: boolean, prefix: string[] = []): string[][] {
+  if (!flatten) return Object.keys(row).map((key) => [key])
   return Object.keys(row).flatMap((key) => {
     const value = row[key]
-    return isPlainObject(value) && Object.keys(value).length > 0 ? leafPaths(value, true, `${prefix}${key}.`) : [`${prefix}${key}`]
+    return isPlainObject(value) && Object.keys(value).length > 0 ? leafPaths(value, true, [...prefix, key]) : [[...prefix, key]]
   })
+}
+
+/** Column names of leaf paths (`a.b`); two paths that would share a name are an ERR_FORMAT naming it. */
+function pathNames(paths: string[][]): string[] {
+  const names = paths.map((path) => path.join('.'))
+  const clash = names.find((name, i) => names.indexOf(name) !== i)
+  if (clash !== undefined) {
+    throw new ExportError('ERR_FORMAT', 'format', `Two fields would both be written as column ${JSON.stringify(clash)} (a key with a dot and a nested path): rename one`)
+  }
+  return names
+}
+
+const readPath = (row: Row, path: string[]): unknown => {
+  let value: unknown = row
+  for (const key of path) value = isPlainObject(value) ? value[key] : undefined
+  return value
+}
+
+/**
+ * Refuses delimiter, quote and record delimiter that overlap: the output could not be parsed back.
+ * The quote is one character, not CR or LF, and in neither delimiter; neither delimiter contains
+ * the other.
+ */
+function checkDelimiters(delimiter: string, quote: string, eol: string): void {
+  const overlap = (a: string, b: string, why: string) => {
+    throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected \`${a}\` and \`${b}\` not to overlap (${why}): the output could not be parsed back`)
+  }
+  if ([...quote].length !== 1 || quote === '\r' || quote === '\n') invalidOption('quote', 'one character other than CR and LF', quote)
+  if (delimiter.includes(quote)) overlap('delimiter', 'quote', `${JSON.stringify(delimiter)} holds the quote ${JSON.stringify(quote)}`)
+  if (eol.includes(quote)) overlap('eol', 'quote', `${JSON.stringify(eol)} holds the quote ${JSON.stringify(quote)}`)
+  if (eol.includes(delimiter) || delimiter.includes(eol)) overlap('eol', 'delimiter', `${JSON.stringify(eol)} and ${JSON.stringify(delimiter)}`)
 }
 
 function normalizeColumns(columns: CsvOptions['columns']): CsvColumn[] | undefined {
@@ -109,15 +140,23 @@ export function csv(options: CsvOptions = {}): Formatter {
   checkOneOf('binary', binary, ['base64', 'hex'] as const)
   checkBoolean('flatten', flatten)
   checkOneOf('extraColumns', extraColumns, ['ignore', 'error'] as const)
+  checkDelimiters(delimiter, quote, eol)
   let columns = normalizeColumns(options.columns)
-  // How to read each column's value: a key, or a path of keys when flattening.
+  // How to read a column given by name: its key; when flattening, a dotted name is a path too, and
+  // a row holding both the dotted key and the nested path is ambiguous.
   const reader = (key: string) => {
     if (!flatten || !key.includes('.')) return (row: Row) => row[key]
     const path = key.split('.')
-    return (row: Row) => path.reduce<unknown>((value, k) => (isPlainObject(value) ? value[k] : undefined), row)
+    return (row: Row) => {
+      const nested = readPath(row, path)
+      if (!Object.hasOwn(row, key)) return nested
+      if (nested !== undefined) throw new ExportError('ERR_FORMAT', 'format', `Column ${JSON.stringify(key)} is ambiguous: the row has both the key and the nested path`)
+      return row[key]
+    }
   }
   let readers = columns?.map((c) => reader(c.key)) ?? []
-  let known = new Set(columns?.map((c) => c.key))
+  // Leaf paths already written, as JSON (a dotted key and a nested path are different fields).
+  let known = new Set<string>()
 
   const cell = csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas: false, binary })
   const dataCell = escapeFormulas ? csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas, binary }) : cell
@@ -129,12 +168,16 @@ export function csv(options: CsvOptions = {}): Formatter {
     extension: 'csv',
     encode(row: Row, index: number) {
       if (columns === undefined) {
-        columns = leafPaths(row, flatten).map((key) => ({ key, header: key }))
-        readers = columns.map((c) => reader(c.key))
-        known = new Set(columns.map((c) => c.key))
+        const paths = leafPaths(row, flatten)
+        const names = pathNames(paths)
+        columns = names.map((key) => ({ key, header: key }))
+        readers = paths.map((path) => (r: Row) => readPath(r, path))
+        known = new Set(paths.map((path) => JSON.stringify(path)))
       }
       if (extraColumns === 'error') {
-        const extra = leafPaths(row, flatten).find((path) => !known.has(path))
+        const extra = options.columns === undefined
+          ? leafPaths(row, flatten).find((path) => !known.has(JSON.stringify(path)))?.join('.')
+          : leafPaths(row, flatten).map((path) => path.join('.')).find((name) => !columns!.some((c) => c.key === name))
         if (extra !== undefined) throw new ExportError('ERR_FORMAT', 'format', `a column the header does not have: ${JSON.stringify(extra)}`)
       }
       let text = index === 0 ? start(columns) : ''

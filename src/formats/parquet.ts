@@ -5,7 +5,7 @@ import { ExportError, describe, invalidOption } from '../errors.js'
 import { loadOptional } from '../optional.js'
 import { checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
 import type { Formatter, Row } from './formatter.js'
-import { bsonValue, jsonReplacer } from './values.js'
+import { bsonValue, jsonValue } from './values.js'
 
 /** A column of a Parquet schema, given explicitly or described by a source (Postgres). */
 export interface ColumnType {
@@ -40,7 +40,6 @@ export interface ParquetOptions {
 const TYPES = ['BOOLEAN', 'INT32', 'INT64', 'DOUBLE', 'STRING', 'JSON', 'BYTE_ARRAY', 'TIMESTAMP', 'DATE', 'DECIMAL'] as const
 const DAY_MS = 86_400_000
 const encoder = new TextEncoder()
-const toJsonText = jsonReplacer('base64')
 
 type BsonLike = { _bsontype?: string; toString(): string }
 const bsonType = (value: unknown) => (typeof value === 'object' && value !== null ? (value as BsonLike)._bsontype : undefined)
@@ -106,7 +105,7 @@ function converter(column: ColumnType): (value: unknown) => unknown {
         return typeof text === 'string' ? text : misfit('a string')
       }
     case 'JSON':
-      return (v) => encoder.encode(JSON.stringify(v, toJsonText))
+      return (v) => encoder.encode(jsonValue(v, 'base64') ?? 'null')
     case 'BYTE_ARRAY':
       return (v) => {
         if (v instanceof Uint8Array) return v

@@ -63,43 +63,83 @@ export function bsonValue(value: object, binary: BinaryEncoding): string | numbe
 }
 
 /**
- * A JSON.stringify replacer applying the policy. It reads the holder's raw value (`this[key]`)
- * because JSON.stringify has already called `toJSON` (Buffer -> {type, data}) on `value`.
+ * A float that JSON cannot hold as a number is written as PostgreSQL's to_json writes it: the
+ * strings "NaN", "Infinity", "-Infinity" (never `null`, which is SQL NULL); -0 stays `-0`.
  */
-export function jsonReplacer(binary: BinaryEncoding) {
-  return function replacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
-    const raw = this[key]
-    if (typeof raw === 'bigint') return raw.toString()
-    if (raw instanceof Uint8Array) return encodeBinary(raw, binary)
-    if (raw instanceof Date) return isoDate(raw)
-    if (typeof raw === 'object' && raw !== null && '_bsontype' in raw) return bsonValue(raw, binary) ?? value
-    return value
+export function jsonNumber(value: number): string {
+  if (!Number.isFinite(value)) return `"${value}"`
+  return Object.is(value, -0) ? '-0' : String(value)
+}
+
+const keyTexts = new Map<string, string>()
+/** `"key":` for an object key, cached (rows repeat the same keys). */
+function keyText(key: string): string {
+  let text = keyTexts.get(key)
+  if (text === undefined) {
+    text = `${JSON.stringify(key)}:`
+    if (keyTexts.size < 10_000) keyTexts.set(key, text)
   }
+  return text
 }
 
 /**
- * Encodes one row as JSON text. Top-level values are converted directly (JSON.stringify's own
- * Date#toJSON is the slowest part of a row); only rows holding nested objects pay for the replacer.
+ * JSON text of a value under the policy. Like JSON.stringify (own enumerable keys, `toJSON`,
+ * undefined/functions dropped from objects and `null` in arrays, a cycle is an error) but
+ * lossless: bigint and Decimal128/Long as exact strings, Date as ISO text, bytes as base64/hex,
+ * NaN/Infinity as strings, -0 kept, and a `__proto__` key written like any other.
+ * Returns undefined for a value JSON has no text for (undefined, a function, a symbol).
  */
-export function jsonRowEncoder(binary: BinaryEncoding) {
-  const replacer = jsonReplacer(binary)
-  return (row: Record<string, unknown>): string => {
-    const copy: Record<string, unknown> = {}
-    let nested = false
-    for (const key in row) {
-      const value = row[key]
-      if (typeof value === 'bigint') copy[key] = value.toString()
-      else if (typeof value !== 'object' || value === null) copy[key] = value
-      else if (value instanceof Date) copy[key] = isoDate(value)
-      else if (value instanceof Uint8Array) copy[key] = encodeBinary(value, binary)
-      else {
-        const bson = '_bsontype' in value ? bsonValue(value, binary) : undefined
-        copy[key] = bson ?? value
-        if (bson === undefined) nested = true
-      }
-    }
-    return nested ? JSON.stringify(copy, replacer) : JSON.stringify(copy)
+export function jsonValue(value: unknown, binary: BinaryEncoding, key = '', seen?: Set<object>): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value)
+    case 'number':
+      return jsonNumber(value)
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'bigint':
+      return `"${value}"`
+    case 'object':
+      break
+    default:
+      return undefined
   }
+  if (value === null) return 'null'
+  if (value instanceof Date) return `"${isoDate(value)}"`
+  if (value instanceof Uint8Array) return `"${encodeBinary(value, binary)}"`
+  if ('_bsontype' in value) {
+    const bson = bsonValue(value, binary)
+    if (bson !== undefined) return typeof bson === 'number' ? jsonNumber(bson) : JSON.stringify(bson)
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return jsonValue((value as { toJSON(key: string): unknown }).toJSON(key), binary, key, seen)
+  seen ??= new Set()
+  if (seen.has(value)) throw new ExportError('ERR_FORMAT', 'format', 'Cannot encode a value that contains itself (a circular structure)')
+  seen.add(value)
+  let text: string
+  if (Array.isArray(value)) {
+    text = '['
+    for (let i = 0; i < value.length; i++) text += (i > 0 ? ',' : '') + (jsonValue(value[i], binary, String(i), seen) ?? 'null')
+    text += ']'
+  } else {
+    text = jsonObject(value as Record<string, unknown>, binary, seen)
+  }
+  seen.delete(value)
+  return text
+}
+
+function jsonObject(row: Record<string, unknown>, binary: BinaryEncoding, seen?: Set<object>): string {
+  let text = '{'
+  for (const key of Object.keys(row)) {
+    const item = jsonValue(row[key], binary, key, seen)
+    if (item === undefined) continue
+    text += (text.length > 1 ? ',' : '') + keyText(key) + item
+  }
+  return text + '}'
+}
+
+/** Encodes one row as JSON text under the policy (see jsonValue). */
+export function jsonRowEncoder(binary: BinaryEncoding) {
+  return (row: Record<string, unknown>): string => jsonObject(row, binary)
 }
 
 export interface CsvValueOptions {
@@ -121,13 +161,13 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&
  */
 export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas, binary }: CsvValueOptions) {
   const specials = [...new Set([quote, delimiter, '\r', '\n', eol])]
-  // A character class is several times faster than an alternation, and the usual case.
-  const special = specials.every((s) => s.length === 1)
-    ? new RegExp(`[${specials.map((s) => s.replace(/[\]\\^-]/g, '\\$&')).join('')}]`)
-    : new RegExp(specials.map(escapeRegExp).join('|'))
+  // Any character of a delimiter makes a cell quoted: with a multi-character delimiter, a cell that
+  // holds part of it (`x:` before `::`) would otherwise run into the next one and parse back wrong.
+  // (csv-stringify quotes only a whole delimiter; for one-character delimiters the output is the same.)
+  const chars = [...new Set(specials.join(''))]
+  const special = new RegExp(`[${chars.map((c) => c.replace(/[\]\\^-]/g, '\\$&')).join('')}]`)
   const quotes = new RegExp(escapeRegExp(quote), 'g')
   const doubled = quote + quote
-  const replacer = jsonReplacer(binary)
   const text = (value: string) => (special.test(value) ? quote + value.replace(quotes, doubled) + quote : value)
   const nullCell = text(nullValue)
   // Numbers, booleans and timestamps skip the quoting check unless a delimiter could occur in them.
@@ -143,6 +183,8 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
         // only: a number such as -5 never reaches this branch.
         return text(escapeFormulas && FORMULA_START.test(value) ? `'${value}` : value)
       case 'number':
+        // -0 stays -0 (String(-0) is "0"); NaN and Infinity are written as such.
+        return plainNumber ? (Object.is(value, -0) ? '-0' : String(value)) : text(Object.is(value, -0) ? '-0' : String(value))
       case 'bigint':
         return plainNumber ? value.toString() : text(value.toString())
       case 'boolean':
@@ -155,10 +197,10 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
         if (value instanceof Uint8Array) return text(encodeBinary(value, binary))
         if ('_bsontype' in value) {
           const bson = bsonValue(value, binary)
-          if (typeof bson === 'number') return plainNumber ? String(bson) : text(String(bson))
+          if (typeof bson === 'number') return plainNumber ? (Object.is(bson, -0) ? '-0' : String(bson)) : text(String(bson))
           if (bson !== undefined) return text(bson)
         }
-        return text(JSON.stringify(value, replacer))
+        return text(jsonValue(value, binary) ?? '')
       default:
         return text(String(value))
     }
