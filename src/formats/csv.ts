@@ -1,7 +1,8 @@
 import { ExportError, invalidOption } from '../errors.js'
 import { checkBoolean, checkObject, checkOneOf, checkString } from '../options.js'
 import { createFormatter, type Formatter, type Row } from './formatter.js'
-import { csvCellEncoder, type BinaryEncoding } from './values.js'
+import type { ColumnType } from './parquet.js'
+import { csvCellEncoder, isNumberColumn, type BinaryEncoding } from './values.js'
 
 /** A column: the row key to read and the header to write. */
 export interface CsvColumn {
@@ -160,6 +161,14 @@ export function csv(options: CsvOptions = {}): Formatter {
 
   const cell = csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas: false, binary })
   const dataCell = escapeFormulas ? csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormulas, binary }) : cell
+  // Column types a source knows (Postgres): numbers by type are never formula-escaped, even when
+  // they arrive as text (int8, numeric), and with zero rows the header comes from their names.
+  let sourceColumns: () => ColumnType[] | undefined = () => undefined
+  let cells: Array<(value: unknown) => string> | undefined
+  const cellsFor = (cols: CsvColumn[]) => {
+    const types = new Map(sourceColumns()?.map((c) => [c.name, c]))
+    return cols.map((c) => (isNumberColumn(types.get(c.key)) ? cell : dataCell))
+  }
   const start = (cols: CsvColumn[]) =>
     (bom ? '\ufeff' : '') + (header ? cols.map((c) => cell(c.header ?? c.key)).join(delimiter) + eol : '')
 
@@ -180,13 +189,19 @@ export function csv(options: CsvOptions = {}): Formatter {
           : leafPaths(row, flatten).map((path) => path.join('.')).find((name) => !columns!.some((c) => c.key === name))
         if (extra !== undefined) throw new ExportError('ERR_FORMAT', 'format', `a column the header does not have: ${JSON.stringify(extra)}`)
       }
+      cells ??= cellsFor(columns)
       let text = index === 0 ? start(columns) : ''
       for (let i = 0; i < readers.length; i++) {
         if (i > 0) text += delimiter
-        text += dataCell(readers[i](row))
+        text += cells[i](readers[i](row))
       }
       return text + eol
     },
-    end: (rowCount) => (rowCount > 0 ? '' : columns ? start(columns) : bom ? '\ufeff' : ''),
+    end: (rowCount) => {
+      if (rowCount > 0) return ''
+      columns ??= sourceColumns()?.map((c) => ({ key: c.name, header: c.name }))
+      return columns ? start(columns) : bom ? '\ufeff' : ''
+    },
+    useSourceColumns: (columnsOf) => void (sourceColumns = columnsOf),
   })
 }

@@ -29,6 +29,7 @@ export type Row = Record<string, unknown>
 interface FormatterSpec extends RowEncoder {
   contentType: string
   extension: string
+  useSourceColumns?(columns: () => ColumnType[] | undefined): void
 }
 
 // Encoded rows are emitted as ~64 KiB chunks: zlib and file writes are 5-8x slower when every row
@@ -97,5 +98,6 @@ export function createFormatter(spec: FormatterSpec): Formatter {
     extension: { value: spec.extension, enumerable: true },
     encoder: { value: { encode: spec.encode, end: spec.end } },
   })
+  if (spec.useSourceColumns) Object.defineProperty(stream, 'useSourceColumns', { value: spec.useSourceColumns })
   return stream
 }

@@ -22,6 +22,8 @@ export interface ColumnType {
   utc?: boolean
   /** Nulls allowed. Default `true`; `false` makes a null ERR_FORMAT. */
   nullable?: boolean
+  /** STRING only: numbers carried as exact text (Postgres `numeric` without a precision); CSV never formula-escapes them. */
+  numeric?: boolean
 }
 
 export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'

@@ -1,4 +1,5 @@
 import { ExportError } from '../errors.js'
+import type { ColumnType } from './parquet.js'
 
 /**
  * The value policy shared by every format: lossless, declared once.
@@ -206,3 +207,7 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
     }
   }
 }
+
+/** The column holds numbers by type, even when they arrive as exact text (int8, numeric). */
+export const isNumberColumn = (column: ColumnType | undefined): boolean =>
+  column !== undefined && (column.numeric === true || ['INT32', 'INT64', 'DOUBLE', 'DECIMAL'].includes(column.type))

@@ -3,6 +3,7 @@ import { parse, type CastingFunction, type Parser } from 'csv-parse'
 import { invalidOption, toExportError, ExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
+import { uniqueColumnNames } from './column-names.js'
 import { attachInput, checkFileInput, type FileInputOptions, type FileInputProgress } from './file-input.js'
 
 export interface CsvSourceOptions extends FileInputOptions {
@@ -46,7 +47,10 @@ export function csvSource(options: CsvSourceOptions): CsvSource {
   checkBoolean('bom', bom)
   if (typeof cast !== 'boolean' && typeof cast !== 'function') invalidOption('cast', 'a boolean or a function', cast)
 
-  const parser: Parser = parse({ columns, delimiter, bom, cast, cast_date: cast === true, skip_empty_lines: true })
+  if (Array.isArray(columns) && new Set(columns).size !== columns.length) invalidOption('columns', 'column names without repeats', columns)
+  // A header that repeats a name keeps every column: the repeats become name_2, name_3...
+  const header = columns === true ? (names: string[]) => uniqueColumnNames(names) : columns
+  const parser: Parser = parse({ columns: header, delimiter, bom, cast, cast_date: cast === true, skip_empty_lines: true })
   const destroy = parser._destroy.bind(parser)
   parser._destroy = (error, callback) => destroy(error, (result) => callback(result ? sourceError(result) : result))
   return attachInput(options, parser) as CsvSource

@@ -2,6 +2,7 @@ import { invalidOption } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import { uniqueColumnNames } from './column-names.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import { losslessTypes } from './postgres-types.js'
 
@@ -81,8 +82,15 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
       const { client } = await (ready ??= start())
       const from = last !== undefined
       const params = from ? [...values, ...keyValues(last), batchSize] : [...values, batchSize]
-      const query = client.query as unknown as (config: object) => Promise<{ rows: Array<Record<string, unknown>> }>
-      return (await query.call(client, { text: pageQuery(from), values: params, types })).rows
+      const query = client.query as unknown as (config: object) => Promise<{ rows: unknown[][]; fields: Array<{ name: string }> }>
+      // Array rows, named here: a repeated column name (a join) must not overwrite the earlier column.
+      const { rows, fields } = await query.call(client, { text: pageQuery(from), values: params, types, rowMode: 'array' })
+      const names = uniqueColumnNames(fields.map((field) => field.name))
+      return rows.map((values) => {
+        const row: Record<string, unknown> = {}
+        for (let i = 0; i < names.length; i++) row[names[i]] = values[i]
+        return row
+      })
     },
     // A failed query may have left the connection unusable: the pool then replaces it.
     release: async (failure) => {

@@ -72,7 +72,7 @@ export function pgColumnType({ name, dataTypeID, dataTypeModifier }: PgField): C
     case 700:
     case 701: return { name, type: 'DOUBLE' }
     case 1700:
-      if (dataTypeModifier < 4) return { name, type: 'STRING' }
+      if (dataTypeModifier < 4) return { name, type: 'STRING', numeric: true }
       return { name, type: 'DECIMAL', precision: ((dataTypeModifier - 4) >> 16) & 0xffff, scale: (dataTypeModifier - 4) & 0xffff }
     case 1184: return { name, type: 'TIMESTAMP' }
     case 1114: return { name, type: 'TIMESTAMP', utc: false }

@@ -3,6 +3,7 @@ import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, loadPg, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
@@ -28,6 +29,8 @@ export type PostgresSource = Readable & SourceExtras
 
 interface QueryStreamLike extends Readable {
   cursor: { state: string; close(cb: (error?: Error) => void): void; _result?: { fields: PgField[] } }
+  /** The cursor's, bound: pg calls it on the submitted query with the row description. */
+  handleRowDescription(message: { fields: PgField[] }): void
 }
 
 /**
@@ -65,6 +68,14 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
     }
     if (cursorFailed || connection === undefined) finish()
     else closeCursor(error, (closeError) => finish(closeError === error ? null : closeError))
+  }
+
+  // Rows are objects: a repeated column name (a join) would overwrite the earlier column. The
+  // names are made unique before pg builds the rows from them.
+  const describeRows = stream.handleRowDescription
+  stream.handleRowDescription = (message) => {
+    const names = uniqueColumnNames(message.fields.map((field) => field.name))
+    describeRows({ ...message, fields: message.fields.map((field, i) => ({ ...field, name: names[i] })) })
   }
 
   const started = connect(options).then(
