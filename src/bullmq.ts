@@ -1,7 +1,7 @@
 // stream-export/bullmq: a BullMQ processor that runs exports to S3. BullMQ itself is the caller's
 // (an optional peer dependency): this module only needs a job's `id`, `data`, `updateProgress`
 // and `updateData`.
-import { checkFunction, checkObject, checkPositiveInteger, checkString } from './options.js'
+import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs } from './options.js'
 import { ExportError } from './errors.js'
 import { exportStream, type ExportOptions } from './export-stream.js'
 import type { Formatter } from './formats/formatter.js'
@@ -85,7 +85,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
   checkString('bucket', bucket)
   checkFunction('resolve', resolve)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
-  checkPositiveInteger('progressIntervalMs', progressIntervalMs)
+  checkTimerMs('progressIntervalMs', progressIntervalMs)
   if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected \`partSize\` to be at least 5 MiB, got \`${partSize}\``)
   if (notify !== undefined) checkFunction('notify', notify)
   if (onComplete !== undefined) checkFunction('onComplete', onComplete)

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, toExportError, type ExportErrorCode, type ExportStage } from './errors.js'
 import type { Formatter } from './formats/formatter.js'
 import type { ColumnType } from './formats/parquet.js'
-import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger } from './options.js'
+import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from './options.js'
 import type { Location, Sink } from './sinks/sink.js'
 import type { FileInputProgress } from './sources/file-input.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
@@ -89,12 +89,24 @@ function toSource(value: unknown): Readable & SourceExtras {
 export async function exportStream<L extends Location = Location>(options: ExportOptions & { sink: Sink<L> | Writable }): Promise<ExportResult<L>> {
   const started = performance.now()
   checkObject('options', options)
-  const { sink, format, signal, onProgress, progressIntervalMs = 1000, totalRows } = options
+  let sink: Sink<L> | Writable
+  let format: ExportOptions['format']
+  let signal: AbortSignal | undefined
+  let onProgress: ExportOptions['onProgress']
+  let progressIntervalMs: number
+  let totalRows: number | undefined
   let source: Readable & SourceExtras
   let compress: Transform | undefined
   let transform: Transform | undefined
   try {
-    source = toSource(options.source)
+    // Read once, here: an options object with throwing getters fails as an invalid option.
+    ;({ sink, format, signal, onProgress, progressIntervalMs = 1000, totalRows } = options)
+    try {
+      source = toSource(options.source)
+    } catch (error) {
+      // e.g. an iterable whose iterator throws when it is created
+      throw toExportError(error, 'ERR_SOURCE', 'source')
+    }
     if (!isWritableStream(sink)) invalidOption('sink', 'a Writable such as fileSink(), s3Sink() or an HTTP response', sink)
     if (source.preformatted) {
       if (format !== undefined) invalidOption('format', 'undefined for a source that emits formatted bytes', format)
@@ -103,7 +115,7 @@ export async function exportStream<L extends Location = Location>(options: Expor
       invalidOption('format', 'a format stage such as csv(), jsonl() or jsonArray()', format)
     }
     if (onProgress !== undefined) checkFunction('onProgress', onProgress)
-    checkPositiveInteger('progressIntervalMs', progressIntervalMs)
+    checkTimerMs('progressIntervalMs', progressIntervalMs)
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
     compress = makeGzip(options.gzip, Boolean(source.preformatted))
@@ -112,8 +124,8 @@ export async function exportStream<L extends Location = Location>(options: Expor
     }
     if (options.transform !== undefined) transform = mapRows(options.transform)
   } catch (error) {
-    destroyAll([options.source, format, options.gzip, sink])
-    throw error
+    destroyAll([options.source, format, options.gzip, sink!])
+    throw toExportError(error, 'ERR_INVALID_OPTION', 'options')
   }
   const rowsOf = (): number => (source.preformatted ?? (format as Partial<Formatter>)).rows ?? 0
   const meter = progressTap() // counts bytes before compression
@@ -142,6 +154,13 @@ export async function exportStream<L extends Location = Location>(options: Expor
 
   let failed: { stage: ExportStage; error: unknown } | undefined
   for (const [stage, stream] of stages) stream.once('error', (error) => (failed ??= { stage, error }))
+  // A destination that closes before it finished (an HTTP client that went away) is the sink's
+  // failure, not the premature close the other stages are then destroyed with.
+  sink.once('close', () => {
+    if (!sink.writableFinished) failed ??= { stage: 'sink', error: new ExportError('ERR_SINK', 'sink', 'The destination closed before the export finished (e.g. the HTTP client disconnected)') }
+  })
+  if (sink instanceof Writable) catchSyncThrows(sink)
+  const stop = signal ? linkedSignal(signal) : undefined
 
   if (totalRows === undefined && source.countRows) {
     source.countRows().then(
@@ -153,7 +172,7 @@ export async function exportStream<L extends Location = Location>(options: Expor
   try {
     await pipeline(
       stages.map(([, stream]) => stream),
-      signal ? { signal } : {},
+      stop ? { signal: stop.signal } : {},
     )
   } catch (error) {
     // pipeline() settles as soon as a stage fails; cleanup (temp file removal, multipart abort,
@@ -166,6 +185,8 @@ export async function exportStream<L extends Location = Location>(options: Expor
       const stage = failed?.stage ?? 'sink'
       throw toExportError(failed?.error ?? error, CODES[stage], stage)
     }
+  } finally {
+    stop?.dispose()
   }
   return {
     rows: rowsOf(),
@@ -179,6 +200,9 @@ export async function exportStream<L extends Location = Location>(options: Expor
 function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean): Transform | undefined {
   if (option === undefined || option === false) return undefined
   if (option instanceof Readable && option instanceof Writable) return option as Transform
+  if (option !== true && (typeof option !== 'object' || option === null || Array.isArray(option))) {
+    invalidOption('gzip', 'a boolean, gzip options ({ level, threads }) or a compression Transform', option)
+  }
   // Encoding rows takes the main thread's core: compressing on every core would take CPU from it
   // (measured on 2 cores: 30% slower), so row exports leave it one; a byte source needs none.
   const threads = bytesOnly ? availableParallelism() : Math.max(1, availableParallelism() - 1)
@@ -194,6 +218,50 @@ function isWritableStream(value: unknown): value is Writable {
 function closed(stream: Readable | Writable): Promise<void> {
   if (stream.closed || !stream.destroyed) return Promise.resolve()
   return new Promise((resolve) => stream.once('close', () => resolve()))
+}
+
+/**
+ * A Writable whose own write or final throws synchronously would throw into another stage's
+ * callback and crash the process: the throw becomes the sink's error instead.
+ */
+function catchSyncThrows(sink: Writable): void {
+  type Method = (this: Writable, ...args: unknown[]) => void
+  const target = sink as unknown as Record<'_write' | '_writev' | '_final', Method | null | undefined>
+  for (const name of ['_write', '_writev', '_final'] as const) {
+    const method = target[name]
+    if (typeof method !== 'function') continue
+    target[name] = function (this: Writable, ...args: unknown[]) {
+      try {
+        method.apply(this, args)
+      } catch (error) {
+        ;(args[args.length - 1] as (error: unknown) => void)(error)
+      }
+    }
+  }
+}
+
+// One listener on a caller's signal however many exports share it (fifty exports on one signal
+// would otherwise warn MaxListenersExceededWarning): it aborts each export's own controller.
+const followers = new WeakMap<AbortSignal, Set<AbortController>>()
+
+function linkedSignal(signal: AbortSignal): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController()
+  if (signal.aborted) {
+    controller.abort(signal.reason)
+    return { signal: controller.signal, dispose: () => {} }
+  }
+  let set = followers.get(signal)
+  if (!set) {
+    const members = (set = new Set())
+    followers.set(signal, members)
+    signal.addEventListener('abort', () => {
+      followers.delete(signal)
+      for (const follower of members) follower.abort(signal.reason)
+    }, { once: true })
+  }
+  set.add(controller)
+  const members = set
+  return { signal: controller.signal, dispose: () => void members.delete(controller) }
 }
 
 function destroyAll(values: unknown[]): void {

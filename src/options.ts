@@ -10,6 +10,16 @@ export function checkPositiveInteger(name: string, value: unknown): asserts valu
   if (!Number.isSafeInteger(value) || (value as number) <= 0) invalidOption(name, 'a positive integer', value)
 }
 
+/** The longest delay a Node timer keeps (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** A delay for a timer: a positive integer of milliseconds, at most MAX_TIMER_MS. */
+export function checkTimerMs(name: string, value: unknown): asserts value is number {
+  if (!Number.isSafeInteger(value) || (value as number) <= 0 || (value as number) > MAX_TIMER_MS) {
+    invalidOption(name, `a positive integer of milliseconds, at most ${MAX_TIMER_MS}`, value)
+  }
+}
+
 export function checkNonNegativeInteger(name: string, value: unknown): asserts value is number {
   if (!Number.isSafeInteger(value) || (value as number) < 0) invalidOption(name, 'a non-negative integer', value)
 }

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { ExportError, invalidOption } from '../errors.js'
-import { checkObject, checkPositiveInteger, checkString } from '../options.js'
+import { checkObject, checkPositiveInteger, checkString, checkTimerMs } from '../options.js'
 
 /** What an export job reports to a webhook. */
 export interface ExportNotification {
@@ -46,8 +46,8 @@ export function notifyWebhook(options: WebhookOptions): (notification: ExportNot
   if (!/^https?:\/\//.test(url)) invalidOption('url', 'an http(s) URL', url)
   checkString('secret', secret)
   checkPositiveInteger('attempts', attempts)
-  checkPositiveInteger('backoffMs', backoffMs)
-  checkPositiveInteger('timeoutMs', timeoutMs)
+  checkTimerMs('backoffMs', backoffMs)
+  checkTimerMs('timeoutMs', timeoutMs)
 
   return async (notification) => {
     const body = JSON.stringify(notification)
@@ -77,9 +77,18 @@ export function notifyWebhook(options: WebhookOptions): (notification: ExportNot
 /**
  * For receivers: true when `signature` is the HMAC of `timestamp` and the raw `body` with
  * `secret`, and the timestamp is within `toleranceSeconds` of now (default 300: replays fail).
+ * A missing or malformed signature, timestamp or body is `false`; an empty secret or a tolerance
+ * that is not a positive number is a configuration error (ERR_INVALID_OPTION).
  */
-export function verifyWebhook({ secret, body, signature, timestamp, toleranceSeconds = 300 }: { secret: string; body: string; signature: string; timestamp: string; toleranceSeconds?: number }): boolean {
-  if (!/^\d+$/.test(timestamp) || Math.abs(Date.now() / 1000 - Number(timestamp)) > toleranceSeconds) return false
+export function verifyWebhook(options: { secret: string; body: string; signature: string | undefined; timestamp: string | undefined; toleranceSeconds?: number }): boolean {
+  checkObject('options', options)
+  const { secret, body, signature, timestamp, toleranceSeconds = 300 } = options
+  checkString('secret', secret)
+  if (typeof toleranceSeconds !== 'number' || !(toleranceSeconds > 0) || toleranceSeconds === Infinity) {
+    invalidOption('toleranceSeconds', 'a positive number of seconds', toleranceSeconds)
+  }
+  if (typeof signature !== 'string' || typeof timestamp !== 'string' || typeof body !== 'string') return false
+  if (!/^\d+$/.test(timestamp) || !(Math.abs(Date.now() / 1000 - Number(timestamp)) <= toleranceSeconds)) return false
   const expected = Buffer.from(sign(secret, timestamp, body))
   const given = Buffer.from(signature)
   return expected.length === given.length && timingSafeEqual(expected, given)

@@ -17,6 +17,7 @@ export interface PresignDownloadOptions {
  * and, for other names, `filename*` in RFC 5987 encoding.
  */
 export function attachment(filename: string): string {
+  checkString('filename', filename)
   const fallback = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_')
   if (fallback === filename) return `attachment; filename="${filename}"`
   const encoded = encodeURIComponent(filename).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)

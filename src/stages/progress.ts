@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError } from '../errors.js'
-import { checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger } from '../options.js'
+import { checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from '../options.js'
 
 /** A progress report. Rates and estimates are computed from the start of the stream. */
 export interface Progress {
@@ -62,7 +62,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
   checkObject('options', options)
   const { onProgress, intervalMs = 1000, objectMode = false, rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded, input: readInput } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
-  checkPositiveInteger('intervalMs', intervalMs)
+  checkTimerMs('intervalMs', intervalMs)
   checkBoolean('objectMode', objectMode)
   if (options.totalRows !== undefined) checkNonNegativeInteger('totalRows', options.totalRows)
   if (readRows !== undefined) checkFunction('rows', readRows)

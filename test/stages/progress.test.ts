@@ -54,7 +54,7 @@ describe('progress tap', () => {
   })
 
   it('validates options', () => {
-    expect(() => progress({ intervalMs: -1 })).toThrow('Expected `intervalMs` to be a positive integer, got `-1` (number)')
+    expect(() => progress({ intervalMs: -1 })).toThrow("Expected `intervalMs` to be a positive integer of milliseconds, at most 2147483647, got `-1` (number)")
     expect(() => progress({ onProgress: 'log' as never })).toThrow('Expected `onProgress` to be a function')
   })
 })
