@@ -111,46 +111,73 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   return output
 }
 
+// PostgreSQL's lexer (src/backend/parser/scan.l): identifiers continue with letters, digits, `_`,
+// `$` and any non-ASCII character, so `a$1` is a name, not a parameter.
+const IDENT = /[A-Za-z0-9_$\u0080-\uffff]/
+const DOLLAR_TAG = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/
+const PARAM = /^\$(\d+)/
+
 /**
- * Replaces `$1`..`$n` placeholders by `literal(n)`, skipping '...' strings (also E'' with
- * backslashes), "quoted" names, $tag$ dollar quotes, -- and /* comments.
+ * Replaces `$1`..`$n` placeholders by `literal(n)`, following PostgreSQL's lexer so that a value is
+ * only ever placed where the server would read a parameter: not inside '...' strings (E'' with
+ * backslash escapes; U&'', B'', X'' like standard strings, standard_conforming_strings on),
+ * "quoted" names, $tag$ dollar quotes, names such as `a$1`, `--` comments (ended by LF or CR) or
+ * nested block comments.
  */
 export function inlineParameters(text: string, count: number, literal: (n: number) => string): string {
+  const n = text.length
+  // End of a quoted run that started before `from`: a doubled quote continues it.
+  const quoted = (from: number, quote: string, backslashes: boolean) => {
+    let j = from
+    while (j < n) {
+      if (backslashes && text[j] === '\\') j += 2
+      else if (text[j] !== quote) j++
+      else if (text[j + 1] === quote) j += 2
+      else return j + 1
+    }
+    return n
+  }
   let out = ''
   let i = 0
-  const skipTo = (end: string, from: number, backslashes = false) => {
-    let j = from
-    while (j < text.length) {
-      if (backslashes && text[j] === '\\') j += 2
-      else if (text.startsWith(end, j)) {
-        // a doubled quote inside '...' or "..." continues the string
-        if ((end === "'" || end === '"') && text[j + 1] === end) j += 2
-        else return j + end.length
-      } else j++
-    }
-    return text.length
-  }
-  while (i < text.length) {
+  while (i < n) {
     const c = text[i]
-    let next = i + 1
-    if (c === "'") next = skipTo("'", i + 1, i > 0 && /[eE]/.test(text[i - 1]) && !/\w/.test(text[i - 2] ?? ''))
-    else if (c === '"') next = skipTo('"', i + 1)
-    else if (c === '-' && text[i + 1] === '-') next = skipTo('\n', i + 2)
-    else if (c === '/' && text[i + 1] === '*') next = skipTo('*/', i + 2)
-    else if (c === '$') {
-      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(text.slice(i))
-      const param = /^\$(\d+)/.exec(text.slice(i))
-      if (tag && !/\w/.test(text[i - 1] ?? '')) next = skipTo(tag[0], i + tag[0].length)
-      else if (param && !/\w/.test(text[i - 1] ?? '')) {
-        const n = Number(param[1])
-        if (n < 1 || n > count) invalidOption('values', `an array with a value for $${n}`, count)
-        out += literal(n)
+    let end = i + 1
+    if (c === '-' && text[i + 1] === '-') {
+      while (end < n && text[end] !== '\n' && text[end] !== '\r') end++
+    } else if (c === '/' && text[i + 1] === '*') {
+      let depth = 1
+      end = i + 2
+      while (end < n && depth > 0) {
+        if (text.startsWith('/*', end)) (depth++, (end += 2))
+        else if (text.startsWith('*/', end)) (depth--, (end += 2))
+        else end++
+      }
+    } else if (c === "'") {
+      end = quoted(i + 1, "'", false)
+    } else if (c === '"') {
+      end = quoted(i + 1, '"', false)
+    } else if (c === '$') {
+      const param = PARAM.exec(text.slice(i, i + 16))
+      if (param) {
+        const number = Number(param[1])
+        if (number < 1 || number > count) invalidOption('values', `an array with a value for $${number}`, count)
+        out += literal(number)
         i += param[0].length
         continue
       }
+      const tag = DOLLAR_TAG.exec(text.slice(i, i + 256))
+      if (tag) {
+        const close = text.indexOf(tag[0], i + tag[0].length)
+        end = close < 0 ? n : close + tag[0].length
+      }
+    } else if (IDENT.test(c)) {
+      // A whole name, keyword or number at once: a `$` inside it is part of it.
+      while (end < n && IDENT.test(text[end])) end++
+      // E'...': the one string form with backslash escapes.
+      if (end === i + 1 && (c === 'e' || c === 'E') && text[end] === "'") end = quoted(end + 1, "'", true)
     }
-    out += text.slice(i, next)
-    i = next
+    out += text.slice(i, end)
+    i = end
   }
   return out
 }

@@ -89,6 +89,21 @@ describe('inlineParameters', () => {
     expect(inlineParameters(`select 'it''s $1', E'\\' $1', $1`, 1, lit)).toBe(`select 'it''s $1', E'\\' $1', <1>`)
     expect(inlineParameters('select $q$ $1 $q$, $$ $2 $$, $1', 1, lit)).toBe('select $q$ $1 $q$, $$ $2 $$, <1>')
   })
+  it('follows PostgreSQL\'s lexer: nested comments, CR line ends, names with $, E strings', () => {
+    expect(inlineParameters('select 1 /* /* */ $1 */, $2', 2, lit)).toBe('select 1 /* /* */ $1 */, <2>')
+    expect(inlineParameters('select 1 -- note\r, $1', 1, lit)).toBe('select 1 -- note\r, <1>')
+    expect(inlineParameters('select a$1, $1', 1, lit)).toBe('select a$1, <1>')
+    expect(inlineParameters(`select some'x', e'\\' $1', $1`, 1, lit)).toBe(`select some'x', e'\\' $1', <1>`)
+    expect(inlineParameters(`select U&'$1', $1`, 1, lit)).toBe(`select U&'$1', <1>`)
+    expect(inlineParameters('select $a$ $1 $b$ $a$, $1', 1, lit)).toBe('select $a$ $1 $b$ $a$, <1>')
+  })
+  it('a value inside a nested comment stays inert (it used to close the comment and run as SQL)', async () => {
+    const pool = testPool()
+    const sink = collector()
+    const injected = '*/ 1 as x, (select 42) as leaked /*'
+    await exportStream({ source: postgresCopySource({ pool, text: 'select 1 as a /* /* */ $1 */', values: [injected] }), sink })
+    expect(sink.buffer().toString()).toBe('a\n1\n')
+  })
   it('rejects a placeholder without a value', () => {
     expect(() => inlineParameters('select $2', 1, lit)).toThrow('Expected `values` to be an array with a value for $2')
   })
