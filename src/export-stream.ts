@@ -62,6 +62,13 @@ export interface ExportResult<L extends Location = Location> {
   durationMs: number
   /** Where the export landed; `undefined` for a plain Writable sink. */
   location: L | undefined
+  /**
+   * Keyset sources (`postgresKeysetSource`, `mongoSource({ keyset: true })`): the key of the last
+   * row of this export, known to be in the destination (it is read at the commit point). Pass it as
+   * `after` to export only what came next. A failed export leaves nothing behind, so it has none:
+   * start again from the same `after`.
+   */
+  checkpoint?: unknown
 }
 
 const CODES: Record<ExportStage, ExportErrorCode> = {
@@ -194,6 +201,7 @@ export async function exportStream<L extends Location = Location>(options: Expor
     uncompressedBytes: meter.bytes,
     durationMs: performance.now() - started,
     location: (sink as Sink<L>).location,
+    ...('checkpoint' in source ? { checkpoint: source.checkpoint } : {}),
   }
 }
 

@@ -62,8 +62,10 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
   let ready: Promise<Connection> | undefined
   let counted: Promise<number | undefined> = Promise.resolve(undefined)
 
+  let connected = false
   const start = async (): Promise<Connection> => {
     const connection = await connect(options)
+    connected = true
     if (count) {
       const from = after !== undefined
       const text = from ? `select * from (${base}) as stream_export_count${afterKey}` : base
@@ -92,9 +94,13 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
         return row
       })
     },
-    // A failed query may have left the connection unusable: the pool then replaces it.
+    // A failed query may have left the connection unusable: the pool then replaces it. A
+    // connection still awaited from a busy pool is not waited for (the export can be aborted
+    // while it waits): it is given back as soon as it arrives.
     release: async (failure) => {
-      if (ready) await ready.then((conn) => conn.release(failure), () => {})
+      if (!ready) return
+      const released = ready.then((conn) => conn.release(failure), () => {})
+      if (connected) await released
     },
   }) as PostgresKeysetSource
   stream.countRows = async () => {

@@ -122,3 +122,32 @@ describe('postgresKeysetSource', () => {
     return pool.end()
   })
 })
+
+describe('postgresKeysetSource: aborts and checkpoints', () => {
+  it('an export waiting for a connection from a busy pool can be aborted, and the connection is given back later', async () => {
+    const pool = testPool(1)
+    const held = await pool.connect() // the only connection, busy elsewhere
+    const controller = new AbortController()
+    const sink = collector()
+    const started = Date.now()
+    setTimeout(() => controller.abort(new Error('user cancelled')), 100)
+    const error = await exportStream({ source: postgresKeysetSource({ pool, table: STATEMENTS }), format: csv(), sink, signal: controller.signal }).catch((e) => e)
+    expect(error.code).toBe('ERR_ABORTED')
+    expect(Date.now() - started).toBeLessThan(2_000)
+    held.release()
+    // The connection the aborted export was waiting for is handed back as soon as it arrives.
+    await expect.poll(() => pool.idleCount).toBe(1)
+    expect(pool.waitingCount).toBe(0)
+  })
+
+  it('result.checkpoint is the key of the last row in the committed output; resuming from it exports exactly the rest', async () => {
+    const pool = testPool()
+    const first = collector()
+    const done = await exportStream({ source: postgresKeysetSource({ pool, select: `select * from ${STATEMENTS} where id <= 1234`, batchSize: 500 }), format: csv(), sink: first })
+    expect(done.checkpoint).toBe('1234')
+    const rest = collector()
+    const next = await exportStream({ source: postgresKeysetSource({ pool, table: STATEMENTS, batchSize: 500, after: done.checkpoint }), format: csv(), sink: rest })
+    expect([...ids(first.buffer().toString()), ...ids(rest.buffer().toString())]).toEqual(Array.from({ length: ROWS }, (_, i) => i + 1))
+    expect(next.checkpoint).toBe(String(ROWS))
+  })
+})
