@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // stream-export: the library's main job from a shell. Credentials come from the environment
 // (the URL, AWS_* variables and the AWS default chain) and are never printed.
+import { constants } from 'node:os'
 import { parseArgs } from 'node:util'
 import { ExportError, type ExportErrorCode } from './errors.js'
 import { exportStream, type ExportResult } from './export-stream.js'
@@ -30,7 +31,7 @@ const USAGE = `Usage: stream-export --from <postgres-url|mongodb-url> (--query <
   --quiet       no progress and no summary      --json   print the result as JSON on stdout
 
 Exit codes: 0 done, 2 bad arguments, 3 source failed, 4 format failed, 5 destination failed,
-130 interrupted (Ctrl-C; nothing is left behind), 1 anything else.`
+130/143/129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (nothing is left behind), 1 anything else.`
 
 const EXIT: Partial<Record<ExportErrorCode, number>> = {
   ERR_INVALID_OPTION: 2,
@@ -41,11 +42,19 @@ const EXIT: Partial<Record<ExportErrorCode, number>> = {
   ERR_ABORTED: 130,
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
 class UsageError extends Error {}
 
-/** `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages. */
+/**
+ * `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages: any scheme, a
+ * password holding `/` or `@` (everything up to the last `@` of the URL goes), and password-like
+ * query parameters (`?password=...`, `sslpassword`, `secret`, `token`...).
+ */
 export function redact(text: string): string {
-  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:)[^@\s/]*@/gi, '$1***@')
+  return text
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:)\S*@/gi, '$1***@')
+    .replace(/([?&;](?:ssl)?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)=)[^&\s#]*/gi, '$1***')
 }
 
 /** `90s`, `30m`, `24h`, `7d`, or plain seconds -> seconds. */
@@ -163,12 +172,15 @@ function openSink(options: Options) {
 export async function main(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const cleanups: Array<() => Promise<unknown>> = []
   const controller = new AbortController()
-  let interrupted = 0
-  const onSigint = () => {
-    if (++interrupted > 1) process.exit(130) // a second Ctrl-C does not wait for the cleanup
-    controller.abort(new Error('interrupted'))
+  // Ctrl-C, a container stop (SIGTERM) and a closed terminal (SIGHUP) all stop the export the same
+  // way: temp file removed, multipart upload aborted; the exit code is 128 + the signal's number.
+  let stoppedBy: NodeJS.Signals | undefined
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy) process.exit(128 + constants.signals[signal]) // a second signal does not wait for the cleanup
+    stoppedBy = signal
+    controller.abort(new Error(`interrupted by ${signal}`))
   }
-  process.on('SIGINT', onSigint)
+  for (const signal of SIGNALS) process.on(signal, onSignal)
   try {
     const options = parse(argv)
     const format = { csv: () => csv(), jsonl: () => jsonl(), json: () => jsonArray(), parquet: () => parquet() }[options.format as 'csv']()
@@ -204,9 +216,10 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
     const code = error instanceof ExportError ? error.code : undefined
     const message = redact((error as Error).message ?? String(error)).split('\n')[0]
     io.stderr.write(`stream-export: ${code ?? 'error'}: ${message}\n`)
+    if (code === 'ERR_ABORTED' && stoppedBy) return 128 + constants.signals[stoppedBy]
     return (code && EXIT[code]) ?? 1
   } finally {
-    process.off('SIGINT', onSigint)
+    for (const signal of SIGNALS) process.off(signal, onSignal)
     await Promise.all(cleanups.map((c) => c().catch(() => {})))
   }
 }

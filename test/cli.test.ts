@@ -74,18 +74,34 @@ describe('stream-export CLI', () => {
     expect(orders.every((o: { status: string }) => o.status === 'open')).toBe(true)
   })
 
-  it('Ctrl-C (SIGINT) mid-export exits 130 and leaves nothing', async () => {
-    const dir = await tempDir()
-    const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', '--gzip', '--to', join(dir, 'big.csv.gz')])
-    let stderr = ''
-    child.stderr.on('data', (d) => (stderr += d))
-    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
-    // Interrupt once the export has written bytes.
-    await expect.poll(async () => (await listDir(dir)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0)
-    child.kill('SIGINT')
-    expect(await exited).toBe(130)
-    expect(stderr).toContain('stream-export: ERR_ABORTED: The export was aborted')
-    expect(await listDir(dir)).toEqual([])
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+    it(`${signal} mid-export exits ${code} and leaves no partial file`, async () => {
+      const dir = await tempDir()
+      const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', '--gzip', '--to', join(dir, 'big.csv.gz')])
+      let stderr = ''
+      child.stderr.on('data', (d) => (stderr += d))
+      const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+      // Interrupt once the export has written bytes.
+      await expect.poll(async () => (await listDir(dir)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0)
+      child.kill(signal)
+      expect(await exited).toBe(code)
+      expect(stderr).toContain('stream-export: ERR_ABORTED: The export was aborted')
+      expect(await listDir(dir)).toEqual([])
+    }, 60_000)
+  }
+
+  it('SIGTERM during an S3 export aborts the multipart upload: no object, no open upload', async () => {
+    const key = 'cli/killed.csv'
+    const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', '--to', `s3://${s3.bucket}/${key}`, '--endpoint', s3.endpoint], {
+      env: { ...process.env, ...s3Env() },
+    })
+    const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+    await expect.poll(() => s3.partsReceived.get(key) ?? 0, { timeout: 30_000, interval: 50 }).toBeGreaterThan(0)
+    child.kill('SIGTERM')
+    expect(await exited).toBe(143)
+    expect(await s3.openUploads()).toEqual([])
+    const head = await fetch(`${s3.endpoint}/${s3.bucket}/${key}`, { method: 'HEAD' })
+    expect(head.status).not.toBe(200)
   }, 60_000)
 
   it('a bad query or a bad URL: one line, a non-zero exit, no password echoed', async () => {
@@ -117,5 +133,8 @@ describe('stream-export CLI', () => {
     expect(parseDuration('90')).toBe(90)
     expect(() => parseDuration('soon')).toThrow('--presign: expected a duration')
     expect(redact('postgres://me:s3cret@db:5432/x and mongodb+srv://a:b@c/d')).toBe('postgres://me:***@db:5432/x and mongodb+srv://a:***@c/d')
+    expect(redact('mysql://u:pa/ss@w0rd@h/db')).toBe('mysql://u:***@h/db')
+    expect(redact('sqlserver://h/db?user=u&password=hunter2&ssl=1')).toBe('sqlserver://h/db?user=u&password=***&ssl=1')
+    expect(redact('postgres://h/db?sslpassword=k3y')).not.toContain('k3y')
   })
 })
