@@ -21,7 +21,7 @@ const result = await exportStream({
   source: postgresKeysetSource({ pool, table: 'monthly_statements', batchSize: 5000, count: 'estimate' }),
   format: csv({ excel: true }), // BOM, CRLF and formula escaping: customers open it in Excel
   gzip: true,
-  sink: s3Sink({ client: s3, bucket, key, contentType: 'application/gzip', contentEncoding: 'identity' }),
+  sink: s3Sink({ client: s3, bucket, key }),
   onProgress: (p) => console.error(`${p.percent?.toFixed(1) ?? '?'}%  ${p.rows} rows  ${(p.bytes / 1e6).toFixed(1)} MB uploaded`),
 })
 const url = await presignDownload(s3, { bucket, key, expiresIn: 7 * 86_400, filename: 'statements-2026-02.csv.gz' })

@@ -8,7 +8,7 @@ import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } fro
 import type { Location, Sink } from './sinks/sink.js'
 import type { FileInputProgress } from './sources/file-input.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
-import { gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
+import { GZIP_CONTENT_TYPE, gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
 import { mapRows, type RowTransform } from './stages/map-rows.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
 
@@ -150,7 +150,9 @@ export async function exportStream<L extends Location = Location>(options: Expor
 
   ;(format as Partial<Formatter> | undefined)?.useSourceColumns?.(() => source.columnTypes?.())
   const sinkInfo = source.preformatted ?? (format as Partial<Formatter>)
-  ;(sink as Sink).setContentInfo?.({ contentType: sinkInfo.contentType, contentEncoding: compress ? 'gzip' : undefined })
+  // A gzipped export is a .gz file: stored as application/gzip without Content-Encoding, so that a
+  // browser following a presigned link saves the gzip bytes its name promises instead of decoding them.
+  ;(sink as Sink).setContentInfo?.({ contentType: compress ? GZIP_CONTENT_TYPE : sinkInfo.contentType })
 
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
   if (transform) stages.push(['transform', transform])

@@ -5,6 +5,7 @@ import type { RowEncoder } from '../formats/formatter.js'
 import { loadOptional } from '../optional.js'
 import type { S3Location } from '../sinks/s3.js'
 import type { S3ClientLike } from '../sinks/s3-multipart.js'
+import { GZIP_CONTENT_TYPE } from '../stages/gzip.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
 
 /** What a resumable export saves after each completed part: enough to continue after a crash. */
@@ -56,8 +57,7 @@ export async function resumableExport(options: ResumableExportOptions): Promise<
         uploadId: (await send<{ UploadId: string }>(new s3.CreateMultipartUploadCommand({
           Bucket: bucket,
           Key: key,
-          ContentType: options.contentType,
-          ContentEncoding: options.gzip ? 'gzip' : undefined,
+          ContentType: options.gzip ? GZIP_CONTENT_TYPE : options.contentType,
         }))).UploadId,
         parts: [],
         rows: 0,

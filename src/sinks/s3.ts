@@ -17,9 +17,15 @@ export interface S3SinkOptions {
   client: S3ClientLike
   bucket: string
   key: string
-  /** Default: from the format (`text/csv; charset=utf-8`, `application/x-ndjson`, `application/json`). */
+  /**
+   * Default: from the format (`text/csv; charset=utf-8`, `application/x-ndjson`, `application/json`),
+   * `application/gzip` when the gzip stage is on.
+   */
   contentType?: string
-  /** Default: `gzip` when the gzip stage is on. */
+  /**
+   * Default: none. A gzipped export is stored as a .gz file; `gzip` here instead makes browsers and
+   * HTTP clients decompress it on download (then name the download without `.gz`).
+   */
   contentEncoding?: string
   /** e.g. `attachment; filename="statements.csv.gz"`. */
   contentDisposition?: string

@@ -16,6 +16,10 @@ export interface GzipOptions {
   threads?: number
 }
 
+
+/** The Content-Type of a gzipped export: a .gz file (not Content-Encoding, which clients decode). */
+export const GZIP_CONTENT_TYPE = 'application/gzip'
+
 /** Input block per deflate call: large enough that the per-block flush costs < 0.1% in size. */
 export const BLOCK_SIZE = 256 * 1024
 const WINDOW = 32 * 1024

@@ -67,9 +67,10 @@ describe('s3Sink', () => {
     const response = await fetch(url)
     expect(response.status).toBe(200)
     expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements.csv.gz"')
-    // fetch would transparently gunzip a Content-Encoding: gzip body; compare what it decoded.
-    const downloaded = Buffer.from(await response.arrayBuffer())
-    expect(downloaded.equals(gunzipSync(body)) || downloaded.equals(body)).toBe(true)
+    // Stored as application/gzip without Content-Encoding: the download is the .gz file itself.
+    expect(response.headers.get('content-type')).toBe('application/gzip')
+    expect(response.headers.get('content-encoding')).toBeNull()
+    expect(Buffer.from(await response.arrayBuffer()).equals(body)).toBe(true)
     expect(await s3.openUploads()).toEqual([])
   }, 120_000)
 
@@ -82,8 +83,8 @@ describe('s3Sink', () => {
       sink: s3Sink({ client: s3.client, bucket: s3.bucket, key, contentDisposition: attachment('Grüße.jsonl.gz'), metadata: { job: '42' } }),
     })
     const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))
-    expect(head.ContentType).toBe('application/x-ndjson')
-    expect(head.ContentEncoding).toBe('gzip')
+    expect(head.ContentType).toBe('application/gzip') // a .gz file, whatever is inside
+    expect(head.ContentEncoding).toBeUndefined()
     expect(head.ContentDisposition).toBe(`attachment; filename="Gr__e.jsonl.gz"; filename*=UTF-8''Gr%C3%BC%C3%9Fe.jsonl.gz`)
     expect(head.Metadata).toEqual({ job: '42' })
 
@@ -91,13 +92,17 @@ describe('s3Sink', () => {
     const plain = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: 'meta/plain.csv' }))
     expect(plain.ContentType).toBe('text/plain')
     expect(plain.ContentEncoding).toBeUndefined()
+
+    await exportStream({ source: [{ a: 1 }], format: csv(), gzip: true, sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'meta/decoded.csv', contentType: 'text/csv', contentEncoding: 'gzip' }) })
+    const decoded = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: 'meta/decoded.csv' }))
+    expect(decoded.ContentEncoding).toBe('gzip') // explicit options win
   })
 
   it('an empty export is a valid object and does not hang', async () => {
     await exportStream({ source: [], format: jsonArray(), gzip: true, sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'empty.json.gz' }) })
     const { body, result } = await getObject('empty.json.gz')
     expect(JSON.parse(gunzipSync(body).toString())).toEqual([])
-    expect(result.ContentType).toBe('application/json')
+    expect(result.ContentType).toBe('application/gzip')
 
     await exportStream({ source: [], format: jsonl(), sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'empty.jsonl' }) })
     expect((await getObject('empty.jsonl')).body.length).toBe(0)
