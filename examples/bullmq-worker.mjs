@@ -8,11 +8,11 @@
 // attempts > 1 (see api-enqueue.mjs): a worker that dies mid-export is followed by another
 // attempt that continues the same S3 upload from its last completed part.
 import { S3Client } from '@aws-sdk/client-s3'
-import { Worker } from 'bullmq'
+import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { csv, jsonl, postgresKeysetSource } from 'stream-export'
-import { createExportProcessor, notifyWebhook } from 'stream-export/bullmq'
+import { abortFailedExport, createExportProcessor, notifyWebhook } from 'stream-export/bullmq'
 
 // BullMQ takes an ioredis client (it opens the extra connections it needs from it).
 const connection = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null })
@@ -36,12 +36,24 @@ const processor = createExportProcessor({
 })
 
 // lockDuration: how soon BullMQ notices a dead worker's job (its lock expires) and retries it.
+// maxStalledCount: how many times a job may lose its worker (SIGKILL, OOM, a node drained) and
+// still be resumed. BullMQ's default of 1 fails a job at its second stall without running it.
 const lockDuration = Number(process.env.LOCK_DURATION_MS ?? 30_000)
-const worker = new Worker(process.env.QUEUE ?? 'exports', processor, {
+const queueName = process.env.QUEUE ?? 'exports'
+const worker = new Worker(queueName, processor, {
   connection,
   concurrency: Number(process.env.CONCURRENCY ?? 2),
   lockDuration,
   stalledInterval: lockDuration,
+  maxStalledCount: Number(process.env.MAX_STALLED_COUNT ?? 5),
+})
+// A job that finally fails for any reason (out of attempts, or stalled too often, when no
+// processor runs to clean up) must not leave its multipart upload behind: abort it.
+const queue = new Queue(queueName, { connection })
+const queueEvents = new QueueEvents(queueName, { connection: connection.duplicate() })
+queueEvents.on('failed', async ({ jobId }) => {
+  const job = await queue.getJob(jobId)
+  if (job) await abortFailedExport(s3, job).catch((error) => console.error(`export ${jobId}: upload not aborted: ${error.message}`))
 })
 worker.on('failed', (job, error) => console.error(`export ${job?.id} failed: ${error.message}`))
 worker.on('completed', (job, result) => console.log(`export ${job.id}: ${result.rows} rows -> ${result.location.key}`))
@@ -49,6 +61,8 @@ console.log('worker ready')
 
 const stop = async () => {
   await worker.close()
+  await queueEvents.close()
+  await queue.close()
   await pool.end()
   await connection.quit()
 }

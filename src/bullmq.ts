@@ -6,7 +6,7 @@ import { ExportError } from './errors.js'
 import { exportStream, type ExportOptions } from './export-stream.js'
 import type { Formatter } from './formats/formatter.js'
 import { resumableExport, type ExportCheckpoint } from './jobs/resumable-upload.js'
-import { abortUpload } from './sinks/s3-multipart.js'
+import { abortOtherUploads } from './sinks/s3-multipart.js'
 import type { ExportNotification } from './jobs/webhook.js'
 import { exportKey, presignDownload } from './sinks/presign.js'
 import { MIN_PART_SIZE, s3Sink, type S3ClientLike, type S3Location } from './sinks/s3.js'
@@ -130,11 +130,11 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
           },
         })
       } else {
-        // Not resumable: an upload a crashed attempt left is aborted, and this attempt starts over.
-        if (saved?.uploadId) await abortUpload(s3, bucket, key, saved.uploadId)
+        // Not resumable: uploads a crashed attempt left are aborted, and this attempt starts over.
+        await abortOtherUploads(s3, bucket, key)
         const exported = await exportStream({
           ...spec,
-          sink: s3Sink({ client: s3, bucket, key, partSize, onUploadCreated: (uploadId) => save({ uploadId, parts: [], rows: 0, bytes: 0 }) }),
+          sink: s3Sink({ client: s3, bucket, key, partSize, onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
           progressIntervalMs,
           onProgress: report,
         })
@@ -148,15 +148,31 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
       return done
     } catch (error) {
+      // The upload vanished (aborted by a lifecycle rule or an operator) and the object is not
+      // ours: the next attempt starts over instead of failing on the same checkpoint.
+      if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload') await save(undefined).catch(() => {})
       const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
       if (finalAttempt) {
         // No attempt will continue this upload: abort it rather than leave billed parts.
-        const checkpoint = (job.data.exportCheckpoint ?? saved) as ExportCheckpoint | undefined
-        if (resumable && checkpoint?.uploadId) await abortUpload(s3, bucket, key, checkpoint.uploadId).catch(() => {})
+        await abortOtherUploads(s3, bucket, key).catch(() => {})
         const e = error as ExportError
         await Promise.resolve(notify?.({ event: 'export.failed', jobId, error: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } })).catch(() => {})
       }
       throw error
     }
   }
+}
+
+/**
+ * For a BullMQ `failed` event (QueueEvents, which also reports jobs failed for stalling too often,
+ * when no processor ran): aborts the multipart uploads the job's export left at its key.
+ * Does nothing while the job can still be retried, or when it saved no checkpoint.
+ *
+ * @example queueEvents.on('failed', async ({ jobId }) => { const job = await queue.getJob(jobId); if (job) await abortFailedExport(s3, job) })
+ */
+export async function abortFailedExport(s3: S3ClientLike, job: { data: ExportJob['data']; isFailed?(): Promise<boolean> }): Promise<void> {
+  const checkpoint = job.data.exportCheckpoint
+  if (!checkpoint?.bucket || !checkpoint.key) return
+  if (job.isFailed && !(await job.isFailed())) return
+  await abortOtherUploads(s3, checkpoint.bucket, checkpoint.key)
 }
