@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { loadOptional } from '../optional.js'
 
 // The S3 calls every multipart writer needs, in one place: the sink, the resumable job export.
@@ -57,4 +58,14 @@ export async function abortOtherUploads(client: S3ClientLike, bucket: string, ke
     KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined
     UploadIdMarker = page.NextUploadIdMarker
   } while (KeyMarker !== undefined)
+}
+
+/**
+ * The ETag S3 gives an object assembled from these parts: the MD5 of the parts' binary MD5s, a
+ * dash and the part count, quoted. Lets a writer whose CompleteMultipartUpload answer was lost
+ * tell its own completed object from any other.
+ */
+export function multipartETag(parts: ReadonlyArray<{ ETag?: string }>): string {
+  const md5s = Buffer.concat(parts.map((part) => Buffer.from((part.ETag ?? '').replace(/"/g, ''), 'hex')))
+  return `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`
 }

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../errors.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString } from '../options.js'
-import { abortUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
+import { abortUpload, loadS3, multipartETag, send, type S3ClientLike } from './s3-multipart.js'
 import type { ContentInfo, Sink } from './sink.js'
 
 export type { S3ClientLike }
@@ -200,9 +200,18 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
     // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
     committing = call<{ ETag?: string; VersionId?: string }>(
       new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
-    ).then((result) => {
-      location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
-    })
+    )
+      .catch(async (error: Error) => {
+        // A completion whose answer was lost, retried by the SDK, finds the upload gone: if the
+        // object is the one these parts make, the upload did complete.
+        if (error.name !== 'NoSuchUpload') throw error
+        const head = await call<{ ETag?: string; VersionId?: string }>(new s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined)
+        if (head?.ETag !== multipartETag(parts)) throw error
+        return head
+      })
+      .then((result) => {
+        location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+      })
     await committing
   }
 

@@ -106,6 +106,16 @@ describe('s3Sink under faults', () => {
     expect(await s3.openUploads()).toEqual([])
   }, 60_000)
 
+  it('a completion whose answer is lost: the SDK retry finds no upload, the sink recognises its object and resolves', async () => {
+    const key = 'faults/complete-lost.csv'
+    s3.inject({ op: 'CompleteMultipartUpload', key, times: 1, action: 'pass', dropResponse: true })
+    const result = await run(key)
+    expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBe(2)
+    expect(result.location?.etag).toMatch(new RegExp(`-${s3.partsReceived.get(key)}"$`))
+    expect(await rowsOf(key)).toHaveLength(ROWS)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
   it('a failed completion fails the export and aborts the upload', async () => {
     const key = 'faults/complete-500.csv'
     s3.inject({ op: 'CompleteMultipartUpload', key })
