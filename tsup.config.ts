@@ -4,6 +4,9 @@ export default defineConfig([
   {
     entry: ['src/index.ts', 'src/bullmq.ts'],
     format: ['esm', 'cjs'],
+    // Code shared by the entries (ExportError above all) lives in one chunk in both formats, so
+    // that `instanceof ExportError` holds across `stream-export` and `stream-export/bullmq`.
+    splitting: true,
     dts: true,
     clean: true,
     sourcemap: true,

@@ -53,7 +53,7 @@ export interface ExportOptions {
   signal?: AbortSignal
 }
 
-export interface ExportResult<L extends Location = Location> {
+export interface ExportResult<L extends object = Location> {
   rows: number
   /** Bytes the sink received (compressed when gzip is on). */
   bytes: number
@@ -93,7 +93,7 @@ function toSource(value: unknown): Readable & SourceExtras {
  * Resolves when the sink has finished (file renamed, upload completed). On any failure or abort,
  * every stage is destroyed and cleans up (cursor closed, temp file removed, upload aborted).
  */
-export async function exportStream<L extends Location = Location>(options: ExportOptions & { sink: Sink<L> | Writable }): Promise<ExportResult<L>> {
+export async function exportStream<L extends object = Location>(options: ExportOptions & { sink: Sink<L> | Writable }): Promise<ExportResult<L>> {
   const started = performance.now()
   checkObject('options', options)
   let sink: Sink<L> | Writable

@@ -140,7 +140,7 @@ describe('exportStream', () => {
         cleanedUp = true
       }
     }
-    const error = await exportStream({ source: rows(), format: csv(), sink: fileSink({ path: join(dir, 'missing-dir', 'x.csv') }) }).catch((e) => e)
+    const error = await exportStream({ source: rows(), format: csv(), sink: fileSink({ path: join(dir, 'missing-dir', 'x.csv'), createDirectories: false }) }).catch((e) => e)
     expect(error.code).toBe('ERR_SINK')
     expect(error.cause.code).toBe('ENOENT')
     expect(cleanedUp).toBe(true)

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { Writable } from 'node:stream'
 import { ExportError } from '../errors.js'
-import { checkObject, checkString } from '../options.js'
+import { checkBoolean, checkObject, checkString } from '../options.js'
 import type { Sink } from './sink.js'
 
 // writev may write less than asked (a full disk, a signal); writeFile on a handle finishes the rest or throws.
@@ -13,8 +14,13 @@ async function writeAll(fh: FileHandle, buffers: Buffer[]): Promise<void> {
 }
 
 export interface FileSinkOptions {
-  /** Destination path. Its directory must exist. An existing file is replaced only when the export succeeds. */
+  /** Destination path. An existing file is replaced only when the export succeeds; a directory is refused. */
   path: string
+  /**
+   * Create missing parent directories (removed again if the export fails). Default `true`;
+   * `false` makes a missing directory an ERR_SINK.
+   */
+  createDirectories?: boolean
 }
 
 /**
@@ -24,15 +30,31 @@ export interface FileSinkOptions {
  */
 export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
   checkObject('options', options)
-  const { path } = options
+  const { path, createDirectories = true } = options
   checkString('path', path)
+  checkBoolean('createDirectories', createDirectories)
   const tempPath = `${path}.partial-${randomBytes(6).toString('hex')}`
   let handle: Promise<FileHandle> | undefined
   let location: { path: string } | undefined
   let stopped = false // destroyed: nothing may be committed any more
   let committing: Promise<void> | undefined
 
-  const file = () => (handle ??= open(tempPath, 'wx'))
+  let createdDirectory: string | undefined // the first directory this sink created, if any
+
+  const openFile = async () => {
+    const target = await stat(path).catch(() => undefined)
+    if (target?.isDirectory()) throw new ExportError('ERR_SINK', 'sink', `The destination ${JSON.stringify(path)} is a directory`)
+    if (createDirectories) createdDirectory = await mkdir(dirname(path), { recursive: true })
+    return open(tempPath, 'wx')
+  }
+  const file = () => (handle ??= openFile())
+  // Directories this sink created, deepest first, while they are empty.
+  const removeCreatedDirectories = async () => {
+    if (createdDirectory === undefined) return
+    for (let dir = dirname(path); dir.length >= createdDirectory.length; dir = dirname(dir)) {
+      if (!(await rmdir(dir).then(() => true, () => false))) return
+    }
+  }
 
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -64,6 +86,7 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
         if (location !== undefined || handle === undefined) return
         await handle.then((fh) => fh.close()).catch(() => {}) // already closed by final, or never opened
         await unlink(tempPath).catch(() => {}) // never created
+        await removeCreatedDirectories()
       }
       cleanUp().then(() => callback(error))
     },

@@ -1,5 +1,5 @@
 import { invalidOption } from '../errors.js'
-import { loadOptional } from '../optional.js'
+import pg from 'pg'
 import { checkExactlyOne, checkString } from '../options.js'
 
 // Structural types: the caller's `pg` objects, without making `pg`'s types part of our API.
@@ -42,8 +42,6 @@ export function checkConnection(options: PostgresConnectionOptions): void {
   if (options.connectionString !== undefined) checkString('connectionString', options.connectionString)
 }
 
-/** Loads `pg` or a module that needs it, when a Postgres source is created. */
-export const loadPg = <T>(name: string): T => loadOptional<T>(name, 'pg')
 
 // A client whose backend dies emits 'error' besides failing the query; without a listener that
 // would crash the process. The failure reaches the export through the query; this only listens.
@@ -70,8 +68,7 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
       },
     }
   }
-  const { Client } = loadPg<typeof import('pg')>('pg')
-  const client = new Client({ connectionString: options.connectionString })
+  const client = new pg.Client({ connectionString: options.connectionString })
   client.on('error', ignore)
   await client.connect()
   let ended = false

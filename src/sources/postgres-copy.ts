@@ -2,7 +2,10 @@ import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
-import { checkConnection, connect, loadPg, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import pg from 'pg'
+import pgUtils from 'pg/lib/utils.js'
+import copyStreams from 'pg-copy-streams'
+import { checkConnection, connect, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 
 export interface PostgresCopySourceOptions extends PostgresConnectionOptions {
   /** A SELECT query; its rows become CSV on the server. */
@@ -40,17 +43,14 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   checkString('text', text)
   if (!Array.isArray(values)) invalidOption('values', 'an array', values)
   checkBoolean('header', header)
-  const pg = loadPg<typeof import('pg')>('pg')
-  const { prepareValue } = loadPg<{ prepareValue(value: unknown): unknown }>('pg/lib/utils.js')
   const literal = (value: unknown): string => {
-    const prepared = prepareValue(value)
+    const prepared = pgUtils.prepareValue(value)
     if (prepared === null || prepared === undefined) return 'NULL'
     if (Buffer.isBuffer(prepared)) return `'\\x${prepared.toString('hex')}'::bytea`
     return pg.escapeLiteral(String(prepared))
   }
   const query = inlineParameters(text, values.length, (n) => literal(values[n - 1]))
   const sql = `COPY (${query}) TO STDOUT WITH (FORMAT csv${header ? ', HEADER' : ''})`
-  const { to } = loadPg<{ to(sql: string): CopyStream }>('pg-copy-streams')
 
   let connection: Connection | undefined
   let copy: CopyStream | undefined
@@ -85,7 +85,7 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   connect(options).then((conn) => {
     connection = conn
     if (output.destroyed) return void conn.release()
-    copy = to(sql)
+    copy = copyStreams.to(sql) as unknown as CopyStream
     // The command tag (the row count) arrives after the data; end the stream only once it has.
     const completed = new Promise<void>((resolve) => {
       const handleReadyForQuery = copy!.handleReadyForQuery.bind(copy)

@@ -1,6 +1,6 @@
 import { parse as parseArray } from 'postgres-array'
 import type { ColumnType } from '../formats/parquet.js'
-import { loadPg } from './postgres-connection.js'
+import pg from 'pg'
 
 // Type parsers for lossless output, passed per query (the caller's global pg.types stay untouched).
 // pg's defaults already keep int8 and numeric as strings and bytea as Buffer; these fix the rest:
@@ -39,7 +39,7 @@ type TypeParser = (text: string) => unknown
 
 /** The `types` option for pg queries made by the Postgres sources. */
 export function losslessTypes(): { getTypeParser(oid: number, format?: string): TypeParser } {
-  const { types } = loadPg<typeof import('pg')>('pg')
+  const { types } = pg
   return {
     getTypeParser(oid: number, format?: string): TypeParser {
       if (format !== 'binary' && OVERRIDES[oid]) return OVERRIDES[oid]

@@ -2,7 +2,8 @@ import type { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
-import { checkConnection, connect, countRows, loadPg, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import QueryStream from 'pg-query-stream'
+import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
 
@@ -49,8 +50,7 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
   checkPositiveInteger('batchSize', batchSize)
   if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
 
-  const QueryStream = loadPg<new (text: string, values: unknown[], config: object) => QueryStreamLike>('pg-query-stream')
-  const stream = new QueryStream(text, values, { batchSize, types: losslessTypes() }) as QueryStreamLike & PostgresSource
+  const stream = new QueryStream(text, values, { batchSize, types: losslessTypes() as never }) as unknown as QueryStreamLike & PostgresSource
   let connection: Connection | undefined
   let counted: Promise<number | undefined> = Promise.resolve(undefined)
 

@@ -75,7 +75,8 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
   let rowCount = 0
   let timer: NodeJS.Timeout | undefined
 
-  const snapshot = (): Progress => {
+  // `final`: the last report, made once every row has passed.
+  const snapshot = (final = false): Progress => {
     const elapsedMs = performance.now() - started
     const rows = readRows ? readRows() : rowCount
     const rowsPerSecond = elapsedMs > 0 ? (rows * 1000) / elapsedMs : 0
@@ -90,8 +91,14 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
     const { totalRows } = tap
     let fraction: number | undefined
     if (totalRows !== undefined) {
-      report.totalRows = totalRows
-      fraction = totalRows === 0 ? 1 : rows / totalRows
+      if (final) {
+        report.totalRows = rows
+        fraction = 1
+      } else if (rows <= totalRows) {
+        report.totalRows = totalRows
+        fraction = totalRows === 0 ? 1 : rows / totalRows
+      }
+      // else: more rows than an estimate said: the total is unknown from here on, not "100%".
     }
     if (readInput) {
       const { bytesRead, totalBytes } = readInput()
@@ -102,7 +109,8 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
       }
     }
     if (fraction !== undefined) {
-      fraction = Math.min(1, fraction)
+      // 100% only at the end: a total reached early (an estimate, bytes read ahead) is not the end.
+      fraction = final ? 1 : Math.min(0.999, fraction)
       report.percent = fraction * 100
       if (fraction > 0) report.etaMs = (elapsedMs / fraction) * (1 - fraction)
     }
@@ -113,11 +121,11 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
   const failure = (error: unknown) =>
     new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? error}`, { cause: error })
   // Calls onProgress; a returned promise is awaited (one at a time: a slow callback skips ticks).
-  const report = async (): Promise<void> => {
+  const report = async (final = false): Promise<void> => {
     if (!onProgress || pending) return
     pending = true
     try {
-      await onProgress(snapshot())
+      await onProgress(snapshot(final))
     } catch (error) {
       throw failure(error)
     } finally {
@@ -138,7 +146,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
     flush(callback) {
       clearInterval(timer)
       pending = false // the final report is always made
-      report().then(() => callback(), callback)
+      report(true).then(() => callback(), callback)
     },
     destroy(error, callback) {
       clearInterval(timer)

@@ -26,14 +26,35 @@ describe('progress tap', () => {
     expect(tap.snapshot()).toMatchObject({ rows: 2, bytes: 0 })
   })
 
-  it('reports percent 100 for a total of zero rows, and no ETA before anything moved', () => {
+  it('reports 100% only in the final report, and no ETA before anything moved', async () => {
     const empty = progress({ totalRows: 0 })
-    expect(empty.snapshot()).toMatchObject({ rows: 0, percent: 100, etaMs: 0 })
+    expect(empty.snapshot().percent).toBeLessThan(100)
     const waiting = progress({ totalRows: 10 })
     expect(waiting.snapshot()).toMatchObject({ rows: 0, percent: 0 })
     expect(waiting.snapshot().etaMs).toBeUndefined()
-    empty.destroy()
     waiting.destroy()
+    const reports: Progress[] = []
+    await pipeline(Readable.from([]), progress({ totalRows: 0, onProgress: (p) => void reports.push(p) }), collector())
+    expect(reports.at(-1)).toMatchObject({ rows: 0, totalRows: 0, percent: 100, etaMs: 0 })
+    empty.destroy()
+  })
+
+  it('an estimate that is passed becomes an unknown total, never 100% while rows still come', async () => {
+    const reports: Progress[] = []
+    const tap = progress({ objectMode: true, totalRows: 5, intervalMs: 1, onProgress: (p) => void reports.push(p) })
+    async function* rows() {
+      for (let i = 0; i < 20; i++) {
+        yield { i }
+        await new Promise((resolve) => setTimeout(resolve, 3))
+      }
+    }
+    await pipeline(Readable.from(rows()), tap, new Writable({ objectMode: true, write: (_row, _e, cb) => cb() }))
+    const final = reports.at(-1)!
+    expect(final).toMatchObject({ rows: 20, totalRows: 20, percent: 100 })
+    const before = reports.slice(0, -1)
+    expect(before.some((p) => p.rows > 5)).toBe(true)
+    expect(before.every((p) => (p.percent ?? 0) < 100)).toBe(true)
+    expect(before.filter((p) => p.rows > 5).every((p) => p.percent === undefined && p.totalRows === undefined)).toBe(true)
   })
 
   it('takes percent and ETA from input bytes when the row count is unknown', () => {
@@ -42,7 +63,7 @@ describe('progress tap', () => {
     expect(tap.snapshot()).toMatchObject({ inputBytes: 250, inputTotalBytes: 1000, percent: 25 })
     expect(tap.snapshot().etaMs).toBeGreaterThan(0)
     read = 1000
-    expect(tap.snapshot()).toMatchObject({ percent: 100, etaMs: 0 })
+    expect(tap.snapshot().percent).toBeLessThan(100) // all bytes read is not the end: rows are still on their way
     tap.destroy()
   })
 
