@@ -2,6 +2,9 @@
 // stream-export: the library's main job from a shell. Credentials come from the environment
 // (the URL, AWS_* variables and the AWS default chain) and are never printed.
 import { constants } from 'node:os'
+import { readFile, stat } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { ExportError, type ExportErrorCode } from './errors.js'
 import { exportStream, type ExportResult } from './export-stream.js'
@@ -15,20 +18,38 @@ import { presignDownload } from './sinks/presign.js'
 import { s3Sink, type S3ClientLike } from './sinks/s3.js'
 import { mongoSource } from './sources/mongo.js'
 import { postgresSource } from './sources/postgres.js'
+import { postgresCopySource } from './sources/postgres-copy.js'
+import { csvSource } from './sources/csv-file.js'
+import { jsonlSource } from './sources/jsonl-file.js'
 import type { Progress } from './stages/progress.js'
 
-const USAGE = `Usage: stream-export --from <postgres-url|mongodb-url> (--query <sql> | --collection <name> [--filter <json>])
-                     --format csv|jsonl|json|parquet [--gzip] --to <file path|s3://bucket/key>
-                     [--presign 24h] [--endpoint <url>] [--quiet] [--json]
+const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
+                     --to <file|s3://bucket/key|-> [options]
 
-  --from        postgres://... or mongodb://... (a password in it is never printed)
-  --query       SQL for Postgres          --collection, --filter   for MongoDB (filter: extended JSON)
-  --format      csv (default), jsonl, json (one array), parquet
-  --gzip        gzip the output (on every core); not with parquet
-  --to          a file path, or s3://bucket/key (credentials: AWS_* variables / the AWS default chain)
+Source
+  --from        postgres://..., mongodb://..., or a CSV / JSONL file (.csv, .jsonl, .ndjson, also .gz).
+                Default: $DATABASE_URL with --query, $MONGODB_URL with --collection (keeps the
+                password out of \`ps\`). A password in a URL is never printed.
+  --query       SQL for Postgres; @report.sql reads it from a file, - from standard input
+  --query-file  the same as --query @file
+  --copy        Postgres COPY fast path (CSV only: the server writes the CSV)
+  --collection  a MongoDB collection      --filter  its filter (extended JSON)
+  --count       exact | estimate | none: the total behind the progress bar (default: estimate)
+
+Destination
+  --to          a file path (missing folders are created), s3://bucket/key, or - for standard output
+  --format      csv | jsonl | json | parquet. Default: from the --to extension, else csv
+  --gzip        gzip the output (on every core). Default: on when --to ends in .gz
   --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, checksums only when required
-  --presign     after an S3 export, print a presigned download URL valid this long (e.g. 3600s, 30m, 24h, 7d)
-  --quiet       no progress and no summary      --json   print the result as JSON on stdout
+  --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
+
+CSV
+  --delimiter <c>   --no-header   --null <text>   --excel (BOM, CRLF, formula escaping)   --bom
+  --columns a,b,c   (order and subset of the columns)
+
+Output
+  --quiet       no progress and no summary      --json   print the result as JSON
+  -h, --help    this text                       --version
 
 Exit codes: 0 done, 2 bad arguments, 3 source failed, 4 format failed, 5 destination failed,
 130/143/129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (nothing is left behind), 1 anything else.`
@@ -80,61 +101,190 @@ export function progressLine(p: Progress, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.percent.toFixed(1).padStart(5)}%  ${rows}  ${rate}${eta}  ${mb(p.bytes)}`
 }
 
+const FORMATS = ['csv', 'jsonl', 'json', 'parquet'] as const
+type FormatName = (typeof FORMATS)[number]
+/** File extensions and the format they mean. */
+const EXTENSIONS: Record<string, FormatName> = { csv: 'csv', jsonl: 'jsonl', ndjson: 'jsonl', json: 'json', parquet: 'parquet' }
+
+/** The format and compression a file name says: `x.csv.gz` -> csv, gzip. */
+export function formatOfName(name: string): { format?: FormatName; gzip: boolean } {
+  const m = /\.([a-z]+)(\.gz)?$/i.exec(name)
+  if (!m) return { gzip: /\.gz$/i.test(name) }
+  return { format: EXTENSIONS[m[1].toLowerCase()], gzip: Boolean(m[2]) }
+}
+
 interface Options {
   from: string
   query?: string
   collection?: string
   filter?: string
-  format: string
+  copy: boolean
+  count: 'exact' | 'estimate' | 'none'
+  format: FormatName
   gzip: boolean
   to: string
   presign?: string
   endpoint?: string
+  delimiter?: string
+  header: boolean
+  null?: string
+  excel: boolean
+  bom: boolean
+  columns?: string[]
   quiet: boolean
   json: boolean
 }
 
-function parse(argv: string[]): Options {
+class HelpRequested extends Error {}
+class VersionRequested extends Error {}
+
+async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Options> {
   let parsed
   try {
     parsed = parseArgs({
-    args: argv,
-    options: {
-      from: { type: 'string' },
-      query: { type: 'string' },
-      collection: { type: 'string' },
-      filter: { type: 'string' },
-      format: { type: 'string', default: 'csv' },
-      gzip: { type: 'boolean', default: false },
-      to: { type: 'string' },
-      presign: { type: 'string' },
-      endpoint: { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
+      args: argv,
+      options: {
+        from: { type: 'string' },
+        query: { type: 'string' },
+        'query-file': { type: 'string' },
+        copy: { type: 'boolean', default: false },
+        collection: { type: 'string' },
+        filter: { type: 'string' },
+        count: { type: 'string', default: 'estimate' },
+        format: { type: 'string' },
+        gzip: { type: 'boolean' },
+        to: { type: 'string' },
+        presign: { type: 'string' },
+        endpoint: { type: 'string' },
+        delimiter: { type: 'string' },
+        'no-header': { type: 'boolean', default: false },
+        null: { type: 'string' },
+        excel: { type: 'boolean', default: false },
+        bom: { type: 'boolean', default: false },
+        columns: { type: 'string' },
+        quiet: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', default: false },
+      },
+      strict: true,
     })
   } catch (error) {
     throw new UsageError((error as Error).message)
   }
   const { values } = parsed
-  if (values.help) throw new UsageError('')
-  if (!values.from) throw new UsageError('--from is required')
+  if (values.help) throw new HelpRequested()
+  if (values.version) throw new VersionRequested()
   if (!values.to) throw new UsageError('--to is required')
-  if (!['csv', 'jsonl', 'json', 'parquet'].includes(values.format!)) throw new UsageError(`--format: expected csv, jsonl, json or parquet, got ${JSON.stringify(values.format)}`)
+
+  // The SQL: inline, @file, --query-file, or - for standard input.
+  if (values['query-file'] !== undefined) {
+    if (values.query !== undefined) throw new UsageError('give --query or --query-file, not both')
+    values.query = `@${values['query-file']}`
+  }
+  let query = values.query
+  if (query === '-') query = await text(stdin)
+  else if (query?.startsWith('@')) {
+    query = await readFile(query.slice(1), 'utf8').catch((error: Error) => {
+      throw new UsageError(`--query: cannot read ${JSON.stringify(query!.slice(1))}: ${error.message}`)
+    })
+  }
+  if (query !== undefined && query.trim() === '') throw new UsageError('--query: the query is empty')
+
+  // The source: --from, or the connection from the environment (never only in argv, where ps shows it).
+  const from = values.from ?? (query !== undefined ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
+  if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
+
+  // Format and compression: from the options, else from the destination's name; never contradicting it.
+  const named = values.to === '-' ? { gzip: false } : formatOfName(values.to.replace(/^s3:\/\/[^/]*\//, ''))
+  if (values.format !== undefined && !FORMATS.includes(values.format as FormatName)) {
+    throw new UsageError(`--format: expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`)
+  }
+  const format = (values.format as FormatName | undefined) ?? named.format ?? 'csv'
+  if (named.format !== undefined && named.format !== format) {
+    throw new UsageError(`--format ${format} contradicts --to ${JSON.stringify(values.to)} (a .${extensionOf(named.format)} name): change one of them`)
+  }
+  const gzip = values.gzip ?? named.gzip
+  if (values.to !== '-' && (named.format !== undefined || named.gzip) && gzip !== named.gzip) {
+    throw new UsageError(`--gzip contradicts --to ${JSON.stringify(values.to)}: ${gzip ? 'add .gz to the name' : 'the name ends in .gz'}`)
+  }
+  if (gzip && format === 'parquet') throw new UsageError('--gzip: Parquet compresses itself; drop --gzip (or the .gz)')
+
+  const csvOptions = ['delimiter', 'null', 'columns'].filter((name) => values[name as 'delimiter'] !== undefined).concat(
+    ['no-header', 'excel', 'bom'].filter((name) => values[name as 'excel'] === true),
+  )
+  if (format !== 'csv' && csvOptions.length > 0) throw new UsageError(`--${csvOptions[0]} is a CSV option; the format is ${format}`)
+  if (values.copy) {
+    if (format !== 'csv') throw new UsageError(`--copy writes CSV (the server's COPY); the format is ${format}`)
+    const unsupported = csvOptions.find((name) => name !== 'no-header')
+    if (unsupported) throw new UsageError(`--${unsupported} is not available with --copy (PostgreSQL writes the CSV)`)
+  }
+  if (!['exact', 'estimate', 'none'].includes(values.count!)) throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
   if (values.presign !== undefined && !values.to.startsWith('s3://')) throw new UsageError('--presign needs an s3:// destination')
-  return values as Options
+  if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to)) throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
+
+  return {
+    from,
+    query,
+    collection: values.collection,
+    filter: values.filter,
+    copy: values.copy!,
+    count: values.count as Options['count'],
+    format,
+    gzip,
+    to: values.to,
+    presign: values.presign,
+    endpoint: values.endpoint,
+    delimiter: values.delimiter,
+    header: !values['no-header'],
+    null: values.null,
+    excel: values.excel!,
+    bom: values.bom!,
+    columns: values.columns?.split(',').map((c) => c.trim()),
+    quiet: values.quiet!,
+    json: values.json!,
+  }
+}
+
+const extensionOf = (format: FormatName) => (format === 'jsonl' ? 'jsonl' : format)
+
+async function text(stream: NodeJS.ReadableStream): Promise<string> {
+  let result = ''
+  for await (const chunk of stream) result += chunk.toString()
+  return result
+}
+
+function makeFormat(options: Options) {
+  switch (options.format) {
+    case 'csv':
+      return csv({
+        header: options.header,
+        ...(options.excel ? { excel: true } : {}),
+        ...(options.bom ? { bom: true } : {}),
+        ...(options.delimiter !== undefined ? { delimiter: options.delimiter } : {}),
+        ...(options.null !== undefined ? { nullValue: options.null } : {}),
+        ...(options.columns ? { columns: options.columns } : {}),
+      })
+    case 'jsonl':
+      return jsonl()
+    case 'json':
+      return jsonArray()
+    case 'parquet':
+      return parquet()
+  }
 }
 
 async function openSource(options: Options, cleanups: Array<() => Promise<unknown>>) {
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(options.from)?.[1]?.toLowerCase()
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(options.from)?.[1]?.toLowerCase()
+  const count = options.count === 'none' ? undefined : options.count
   if (scheme === 'postgres' || scheme === 'postgresql') {
     if (!options.query || options.collection) throw new UsageError('a Postgres source takes --query (and no --collection)')
-    return postgresSource({ connectionString: options.from, text: options.query, count: 'estimate' })
+    if (options.copy) return postgresCopySource({ connectionString: options.from, text: options.query, header: options.header })
+    return postgresSource({ connectionString: options.from, text: options.query, count })
   }
   if (scheme === 'mongodb' || scheme === 'mongodb+srv') {
     if (!options.collection || options.query) throw new UsageError('a MongoDB source takes --collection (and no --query)')
+    if (options.copy) throw new UsageError('--copy is for Postgres')
     const { MongoClient, BSON } = loadOptional<typeof import('mongodb')>('mongodb', 'mongodb')
     let filter = {}
     try {
@@ -150,14 +300,46 @@ async function openSource(options: Options, cleanups: Array<() => Promise<unknow
       throw new ExportError('ERR_SOURCE', 'source', `Cannot connect to MongoDB: ${(error as Error).message}`, { cause: error })
     }
     const collection = client.db().collection(options.collection)
-    return mongoSource({ collection: collection as never, filter, count: 'estimate' })
+    return mongoSource({ collection: collection as never, filter, count })
   }
-  throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, got ${JSON.stringify(redact(options.from))}`)
+  if (scheme === undefined) {
+    // A file of rows.
+    if (options.query || options.collection || options.copy) throw new UsageError('a file source takes no --query, --collection or --copy')
+    const { format } = formatOfName(options.from)
+    if (format === 'csv') return csvSource({ path: options.from })
+    if (format === 'jsonl') return jsonlSource({ path: options.from })
+    throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`)
+  }
+  throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`)
 }
 
-function openSink(options: Options) {
+/** Writes to standard output with its backpressure, and finishes without closing it. */
+function stdoutSink(stdout: NodeJS.WritableStream): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (stdout.write(chunk)) return callback()
+      const onError = (error: Error) => {
+        stdout.off('drain', onDrain)
+        callback(error)
+      }
+      const onDrain = () => {
+        stdout.off('error', onError)
+        callback()
+      }
+      stdout.once('drain', onDrain)
+      stdout.once('error', onError)
+    },
+  })
+}
+
+async function openSink(options: Options, stdout: NodeJS.WritableStream) {
+  if (options.to === '-') return { sink: stdoutSink(stdout) }
   const s3url = /^s3:\/\/([^/]+)\/(.+)$/.exec(options.to)
-  if (!s3url) return { sink: fileSink({ path: options.to }) }
+  if (!s3url) {
+    // Checked before the query runs: a directory would only fail at the rename, after every row.
+    if ((await stat(options.to).catch(() => undefined))?.isDirectory()) throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
+    return { sink: fileSink({ path: options.to }) }
+  }
   const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
   const client = new S3Client({
     region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
@@ -169,7 +351,10 @@ function openSink(options: Options) {
   return { sink: s3Sink({ client, bucket, key }), client, bucket, key }
 }
 
-export async function main(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function main(
+  argv: string[],
+  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stdin: NodeJS.ReadableStream } = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+): Promise<number> {
   const cleanups: Array<() => Promise<unknown>> = []
   const controller = new AbortController()
   // Ctrl-C, a container stop (SIGTERM) and a closed terminal (SIGHUP) all stop the export the same
@@ -182,14 +367,15 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
   }
   for (const signal of SIGNALS) process.on(signal, onSignal)
   try {
-    const options = parse(argv)
-    const format = { csv: () => csv(), jsonl: () => jsonl(), json: () => jsonArray(), parquet: () => parquet() }[options.format as 'csv']()
+    const options = await parse(argv, io.stdin)
+    const { sink, client, bucket, key } = await openSink(options, io.stdout)
     const source = await openSource(options, cleanups)
-    const { sink, client, bucket, key } = openSink(options)
+    // With the data on standard output, messages go to standard error.
+    const out = options.to === '-' ? io.stderr : io.stdout
     const tty = Boolean((io.stderr as { isTTY?: boolean }).isTTY)
     const result: ExportResult & { url?: string } = await exportStream({
       source,
-      format,
+      format: options.copy ? undefined : makeFormat(options),
       gzip: options.gzip,
       sink,
       signal: controller.signal,
@@ -200,17 +386,25 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
     if (options.presign && client) {
       result.url = await presignDownload(client as S3ClientLike, { bucket: bucket!, key: key!, expiresIn: parseDuration(options.presign) })
     }
-    if (options.json) io.stdout.write(`${JSON.stringify(result)}\n`)
+    if (options.json) out.write(`${JSON.stringify(result)}\n`)
     else if (!options.quiet) {
-      const where = 'path' in (result.location ?? {}) ? options.to : `s3://${bucket}/${key}`
-      io.stdout.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where} in ${(result.durationMs / 1000).toFixed(1)} s\n`)
-      if (result.url) io.stdout.write(`${result.url}\n`)
+      const where = options.to === '-' ? 'standard output' : 'path' in (result.location ?? {}) ? options.to : `s3://${bucket}/${key}`
+      out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where} in ${(result.durationMs / 1000).toFixed(1)} s\n`)
+      if (result.url) out.write(`${result.url}\n`)
     }
     return 0
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      io.stdout.write(`${USAGE}\n`)
+      return 0
+    }
+    if (error instanceof VersionRequested) {
+      io.stdout.write(`${version()}\n`)
+      return 0
+    }
     if (error instanceof UsageError) {
-      io.stderr.write(error.message ? `stream-export: ${error.message}\n\n${USAGE}\n` : `${USAGE}\n`)
-      return error.message ? 2 : 0
+      io.stderr.write(`stream-export: ${error.message}\nRun stream-export --help for the options.\n`)
+      return 2
     }
     // One line: the code and the message (a URL's password redacted), never a stack.
     const code = error instanceof ExportError ? error.code : undefined
@@ -222,6 +416,11 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
     for (const signal of SIGNALS) process.off(signal, onSignal)
     await Promise.all(cleanups.map((c) => c().catch(() => {})))
   }
+}
+
+/** The package's version, read from its package.json (dist/cli.js sits one folder below it). */
+function version(): string {
+  return (createRequire(import.meta.url)('../package.json') as { version: string }).version
 }
 
 // Run when executed (not when imported by a test).

@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { gunzipSync } from 'node:zlib'
+import { gunzipSync, gzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { progressLine, parseDuration, redact } from '../src/cli.js'
@@ -14,11 +14,12 @@ import { MongoClient } from 'mongodb'
 // The CLI runs as users run it: the built dist/cli.js in its own process (`npm test` builds first).
 const cli = new URL('../dist/cli.js', import.meta.url).pathname
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(args: string[], env: Record<string, string | undefined> = {}, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, encoding: 'latin1' }, (error, stdout, stderr) => {
       resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
     })
+    child.stdin!.end(input)
   })
 }
 
@@ -116,13 +117,107 @@ describe('stream-export CLI', () => {
     expect(refused.stderr).not.toContain('hunter2')
     const scheme = await run(['--from', 'mysql://u:hunter2@h/db', '--query', 'select 1', '--to', 'x.csv'])
     expect(scheme.code).toBe(2)
-    expect(scheme.stderr).toContain('--from: expected a postgres:// or mongodb:// URL, got "mysql://u:***@h/db"')
+    expect(scheme.stderr).toContain('--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl file, got "mysql://u:***@h/db"')
     expect(scheme.stderr).not.toContain('hunter2')
-    const sink = await run(['--from', databaseUrl(), '--query', 'select 1', '--to', join(dir, 'missing', 'x.csv')])
-    expect(sink.code).toBe(5)
-    const usage = await run(['--from', databaseUrl(), '--to', 'x.csv', '--format', 'xml', '--query', 'select 1'])
+    const usage = await run(['--from', databaseUrl(), '--to', join(dir, 'x.out'), '--format', 'xml', '--query', 'select 1'])
     expect(usage.code).toBe(2)
+    expect(usage.stderr).toContain('--format: expected one of csv, jsonl, json, parquet, got "xml"')
     expect(await listDir(dir)).toEqual([])
+  })
+
+  it('infers format and compression from --to, and refuses a contradiction', async () => {
+    const dir = await tempDir()
+    const parquetRun = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'out.parquet'), '--quiet'])
+    expect(parquetRun.code).toBe(0)
+    const parquetBytes = await readFile(join(dir, 'out.parquet'))
+    expect(parquetBytes.subarray(0, 4).toString()).toBe('PAR1')
+    const gz = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'x.jsonl.gz'), '--quiet'])
+    expect(gz.code).toBe(0)
+    const lines = gunzipSync(await readFile(join(dir, 'x.jsonl.gz'))).toString().trim().split('\n')
+    expect(lines).toHaveLength(5000)
+    expect(JSON.parse(lines[0])).toEqual({ id: 1, name: 'name, "1"', amount: '1.50' })
+    const contradiction = await run(['--from', databaseUrl(), '--query', query, '--format', 'jsonl', '--to', join(dir, 'y.csv')])
+    expect(contradiction.code).toBe(2)
+    expect(contradiction.stderr).toContain('--format jsonl contradicts --to')
+    const gzipped = await run(['--from', databaseUrl(), '--query', query, '--gzip', '--to', join(dir, 'y.csv')])
+    expect(gzipped.code).toBe(2)
+    expect(await listDir(dir)).toEqual(['out.parquet', 'x.jsonl.gz'])
+  })
+
+  it('--to - writes the data to standard output and messages to standard error', async () => {
+    const result = await run(['--from', databaseUrl(), '--query', 'select i as id from generate_series(1, 3) i order by i', '--to', '-', '--format', 'jsonl'])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toBe('{"id":1}\n{"id":2}\n{"id":3}\n')
+    expect(result.stderr).toMatch(/exported 3 rows .* to standard output/)
+    const gz = await run(['--from', databaseUrl(), '--query', 'select 1 as a', '--to', '-', '--gzip', '--quiet'])
+    expect(gunzipSync(Buffer.from(gz.stdout, 'latin1')).toString()).toBe('a\n1\n')
+  })
+
+  it('refuses a directory or a bucket without a key as --to before the query runs', async () => {
+    const dir = await tempDir()
+    const started = Date.now()
+    const directory = await run(['--from', databaseUrl(), '--query', 'select pg_sleep(20)', '--to', dir])
+    expect(directory.code).toBe(2)
+    expect(directory.stderr).toContain('is a directory')
+    expect(Date.now() - started).toBeLessThan(10_000) // the 20 s query never ran
+    const bucket = await run(['--from', databaseUrl(), '--query', 'select 1', '--to', 's3://exports/'])
+    expect(bucket.code).toBe(2)
+    expect(bucket.stderr).toContain('expected s3://bucket/key')
+    expect(await listDir(dir)).toEqual([])
+  })
+
+  it('creates missing folders of --to', async () => {
+    const dir = await tempDir()
+    const result = await run(['--from', databaseUrl(), '--query', 'select 1 as a', '--to', join(dir, 'exports', '2026', 'a.csv'), '--quiet'])
+    expect(result.code).toBe(0)
+    expect(await readFile(join(dir, 'exports', '2026', 'a.csv'), 'utf8')).toBe('a\n1\n')
+  })
+
+  it('sources: a CSV or JSONL file, SQL from a file or standard input, the connection from DATABASE_URL, --copy', async () => {
+    const dir = await tempDir()
+    await writeFile(join(dir, 'in.csv.gz'), gzipSync('id,name\n1,a\n2,"b, c"\n'))
+    const fromCsv = await run(['--from', join(dir, 'in.csv.gz'), '--to', '-', '--format', 'jsonl', '--quiet'])
+    expect(fromCsv).toMatchObject({ code: 0, stdout: '{"id":"1","name":"a"}\n{"id":"2","name":"b, c"}\n' })
+    await writeFile(join(dir, 'in.jsonl'), '{"x":1}\n{"x":2}\n')
+    const fromJsonl = await run(['--from', join(dir, 'in.jsonl'), '--to', '-', '--quiet'])
+    expect(fromJsonl).toMatchObject({ code: 0, stdout: 'x\n1\n2\n' })
+
+    await writeFile(join(dir, 'report.sql'), 'select 42 as answer')
+    const env = { DATABASE_URL: databaseUrl() }
+    for (const args of [['--query', `@${join(dir, 'report.sql')}`], ['--query-file', join(dir, 'report.sql')]]) {
+      expect(await run([...args, '--to', '-', '--quiet'], env)).toMatchObject({ code: 0, stdout: 'answer\n42\n' })
+    }
+    expect(await run(['--query', '-', '--to', '-', '--quiet'], env, 'select 7 as seven')).toMatchObject({ code: 0, stdout: 'seven\n7\n' })
+    const copied = await run(['--query', query, '--copy', '--to', join(dir, 'copy.csv'), '--quiet'], env)
+    expect(copied.code).toBe(0)
+    expect(parse(await readFile(join(dir, 'copy.csv')), { columns: true })).toHaveLength(5000)
+    const noSource = await run(['--query', 'select 1', '--to', '-'], { DATABASE_URL: undefined })
+    expect(noSource.code).toBe(2)
+    expect(noSource.stderr).toContain('--from is required (or DATABASE_URL')
+  })
+
+  it('CSV options: --delimiter, --no-header, --null, --excel, --bom, --columns', async () => {
+    const sql = `select 1 as id, null::text as note, '=1+1' as formula, 'x' as extra`
+    const plain = await run(['--from', databaseUrl(), '--query', sql, '--to', '-', '--delimiter', ';', '--null', 'NULL', '--columns', 'formula,id,note', '--quiet'])
+    expect(plain).toMatchObject({ code: 0, stdout: 'formula;id;note\n=1+1;1;NULL\n' })
+    const excel = await run(['--from', databaseUrl(), '--query', sql, '--to', '-', '--excel', '--no-header', '--quiet'])
+    expect(Buffer.from(excel.stdout, 'latin1').toString('utf8')).toBe("\ufeff1,,'=1+1,x\r\n")
+    const bom = await run(['--from', databaseUrl(), '--query', 'select 1 as a', '--to', '-', '--bom', '--quiet'])
+    expect(Buffer.from(bom.stdout, 'latin1').toString('utf8')).toBe('\ufeffa\n1\n')
+    const wrong = await run(['--from', databaseUrl(), '--query', sql, '--to', '-', '--format', 'jsonl', '--delimiter', ';'])
+    expect(wrong.code).toBe(2)
+    expect(wrong.stderr).toContain('--delimiter is a CSV option')
+  })
+
+  it('-h and --help print the usage on standard output; --version prints the version', async () => {
+    for (const flag of ['-h', '--help']) {
+      const help = await run([flag])
+      expect(help.code).toBe(0)
+      expect(help.stdout).toMatch(/^Usage: stream-export/)
+      expect(help.stderr).toBe('')
+    }
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'))
+    expect(await run(['--version'])).toMatchObject({ code: 0, stdout: `${version}\n` })
   })
 
   it('formats progress, durations and redacts credentials', () => {
