@@ -1,7 +1,7 @@
 // The package as users meet it: `npm pack`, then installed from the tarball into fresh projects
 // (ESM, CommonJS, TypeScript under two module resolutions, an esbuild bundle), each run for real.
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -19,8 +19,13 @@ const node = (file: string, cwd = project) => exec(process.execPath, [file], { c
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'stream-export-pack-'))
-  // `npm pack` runs prepack (the build), as it does from a clean clone.
-  const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], { cwd: repo, maxBuffer: 16 * 1024 * 1024 })
+  // A clean checkout (the tracked files, no dist/) with this repo's node_modules: `npm pack` must
+  // build it itself (prepack). Packing in the repo would rebuild the dist/ other tests are using.
+  const clone = join(work, 'clone')
+  const { stdout: tracked } = await exec('git', ['ls-files', '-z'], { cwd: repo, maxBuffer: 16 * 1024 * 1024 })
+  for (const file of tracked.split('\0').filter(Boolean)) await cp(join(repo, file), join(clone, file), { recursive: true })
+  await symlink(join(repo, 'node_modules'), join(clone, 'node_modules'))
+  const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], { cwd: clone, maxBuffer: 16 * 1024 * 1024 })
   const [packed] = JSON.parse(stdout.slice(stdout.indexOf('[')))
   tarball = join(work, packed.filename)
   project = join(work, 'app')
