@@ -26,7 +26,8 @@ beforeAll(async () => {
   for (const file of tracked.split('\0').filter(Boolean)) await cp(join(repo, file), join(clone, file), { recursive: true })
   await symlink(join(repo, 'node_modules'), join(clone, 'node_modules'))
   const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], { cwd: clone, maxBuffer: 16 * 1024 * 1024 })
-  const [packed] = JSON.parse(stdout.slice(stdout.indexOf('[')))
+  // The build's own output (prepack) comes first; npm's JSON report is the array at the end.
+  const [packed] = JSON.parse(stdout.slice(stdout.search(/^\[\s*\{/m)))
   tarball = join(work, packed.filename)
   project = join(work, 'app')
   await mkdir(project)
