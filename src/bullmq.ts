@@ -2,16 +2,16 @@
 // (an optional peer dependency): this module only needs a job's `id`, `data`, `updateProgress`
 // and `updateData`.
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs } from './options.js'
-import { ExportError } from './errors.js'
+import { invalidOption, type ExportError } from './errors.js'
 import { exportStream, type ExportOptions } from './export-stream.js'
-import type { Formatter } from './formats/formatter.js'
 import { resumableExport, type ExportCheckpoint } from './jobs/resumable-upload.js'
 import { abortOtherUploads } from './sinks/s3-multipart.js'
 import type { ExportNotification } from './jobs/webhook.js'
 import { exportKey, presignDownload } from './sinks/presign.js'
 import { MIN_PART_SIZE, s3Sink, type S3ClientLike, type S3Location } from './sinks/s3.js'
 import { checkTransforms } from './stages/map-rows.js'
-import type { Progress } from './stages/progress.js'
+import { estimate, type Progress } from './stages/progress.js'
+import type { Formatter } from './types.js'
 
 export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './jobs/webhook.js'
 export type { ExportCheckpoint } from './jobs/resumable-upload.js'
@@ -86,7 +86,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
   checkFunction('resolve', resolve)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkTimerMs('progressIntervalMs', progressIntervalMs)
-  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected \`partSize\` to be at least 5 MiB, got \`${partSize}\``)
+  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) invalidOption('partSize', `an integer of at least 5 MiB (${MIN_PART_SIZE})`, partSize)
   if (notify !== undefined) checkFunction('notify', notify)
   if (onComplete !== undefined) checkFunction('onComplete', onComplete)
 
@@ -124,9 +124,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
           checkpoint: saved,
           onCheckpoint: save,
           onProgress: ({ rows, bytes }) => {
-            const fraction = total ? Math.min(1, (rows - startRows) / total) : undefined
-            const elapsed = Date.now() - started
-            report({ rows, bytes, totalRows: total === undefined ? undefined : startRows + total, percent: fraction === undefined ? undefined : fraction * 100, etaMs: fraction ? (elapsed / fraction) * (1 - fraction) : undefined })
+            // A total the rows have passed was an estimate: unknown from here on.
+            const known = total !== undefined && rows - startRows <= total
+            const fraction = known ? (total === 0 ? 1 : (rows - startRows) / total) : undefined
+            report({ rows, bytes, totalRows: known ? startRows + total : undefined, ...estimate(fraction, Date.now() - started) })
           },
         })
       } else {

@@ -2,28 +2,13 @@ import { availableParallelism } from 'node:os'
 import { Readable, Writable, type Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, toExportError, type ExportErrorCode, type ExportStage } from './errors.js'
-import type { Formatter } from './formats/formatter.js'
-import type { ColumnType } from './formats/parquet.js'
 import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from './options.js'
-import type { Location, Sink } from './sinks/sink.js'
 import type { FileInputProgress } from './sources/file-input.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
 import { GZIP_CONTENT_TYPE, gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
 import { mapRows, type RowTransform } from './stages/map-rows.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
-
-/**
- * Optional extras a source may offer: sources of this library implement them, and any Readable
- * of rows works without them.
- */
-export interface SourceExtras {
-  /** Row count for progress (e.g. a COUNT query). Runs alongside the export. */
-  countRows?(): Promise<number | undefined>
-  /** Column types, once the source knows them (Postgres: after the first row description). */
-  columnTypes?(): ColumnType[] | undefined
-  /** Set by sources that emit bytes already formatted (e.g. Postgres COPY): no `format` stage then. */
-  preformatted?: { contentType: string; extension: string; readonly rows: number }
-}
+import type { Formatter, Location, Sink, SourceExtras } from './types.js'
 
 export interface ExportOptions {
   /** Rows: an object-mode Readable (any source of this library) or an (async) iterable of row objects. */

@@ -1,8 +1,8 @@
 import { ExportError, invalidOption } from '../errors.js'
 import { checkBoolean, checkObject, checkOneOf, checkString } from '../options.js'
-import { createFormatter, type Formatter, type Row } from './formatter.js'
-import type { ColumnType } from './parquet.js'
+import { createFormatter } from './formatter.js'
 import { csvCellEncoder, isNumberColumn, type BinaryEncoding } from './values.js'
+import type { ColumnType, Formatter, Row } from '../types.js'
 
 /** A column: the row key to read and the header to write. */
 export interface CsvColumn {

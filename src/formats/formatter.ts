@@ -1,30 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError, describe } from '../errors.js'
-import type { ColumnType } from './parquet.js'
-
-/** A format stage: a Transform from row objects (object mode) to bytes. */
-export interface Formatter extends Transform {
-  /** Rows encoded so far. */
-  readonly rows: number
-  /** MIME type of the output, e.g. `text/csv`; sinks use it as the default Content-Type. */
-  readonly contentType: string
-  /** File extension without the dot, e.g. `csv`; used by `exportKey()`. */
-  readonly extension: string
-  /** The output is compressed already (Parquet): a gzip stage after it is refused. */
-  readonly compressed?: boolean
-  /** Lets the format read the column types a source knows (Postgres field types); exportStream calls it. */
-  useSourceColumns?(columns: () => ColumnType[] | undefined): void
-  /** The pure row encoder of a text format, for writers that cut the output at row boundaries (resumable uploads). */
-  readonly encoder?: RowEncoder
-}
-
-/** Encodes rows as text: `encode(row, index)` for each row (index 0 writes any header), `end(rowCount)` once. */
-export interface RowEncoder {
-  encode(row: Row, index: number): string
-  end(rowCount: number): string
-}
-
-export type Row = Record<string, unknown>
+import type { ColumnType, Formatter, Row, RowEncoder } from '../types.js'
 
 interface FormatterSpec extends RowEncoder {
   contentType: string

@@ -1,5 +1,6 @@
-import { createFormatter, type Formatter } from './formatter.js'
+import { createFormatter } from './formatter.js'
 import { jsonEncoder, type JsonOptions } from './jsonl.js'
+import type { Formatter } from '../types.js'
 
 /** JSON array format stage: one valid JSON document for any row count; `[]` for zero rows. */
 export function jsonArray(options: JsonOptions = {}): Formatter {

@@ -1,6 +1,7 @@
 import { checkObject, checkOneOf } from '../options.js'
-import { createFormatter, type Formatter } from './formatter.js'
+import { createFormatter } from './formatter.js'
 import { jsonRowEncoder, type BinaryEncoding } from './values.js'
+import type { Formatter } from '../types.js'
 
 export interface JsonOptions {
   /** Encoding of Buffer / Uint8Array values. Default `base64`. */

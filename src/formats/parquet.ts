@@ -4,27 +4,8 @@ import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { ExportError, describe, invalidOption } from '../errors.js'
 import { loadOptional } from '../optional.js'
 import { checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
-import type { Formatter, Row } from './formatter.js'
 import { bsonValue, jsonValue } from './values.js'
-
-/** A column of a Parquet schema, given explicitly or described by a source (Postgres). */
-export interface ColumnType {
-  name: string
-  /**
-   * BOOLEAN, INT32, INT64, DOUBLE; STRING (UTF-8); JSON (text with the JSON logical type);
-   * BYTE_ARRAY; TIMESTAMP (INT64 microseconds; `utc: false` for a wall-clock timestamp);
-   * DATE (INT32 days); DECIMAL (exact, with `precision` and `scale`).
-   */
-  type: 'BOOLEAN' | 'INT32' | 'INT64' | 'DOUBLE' | 'STRING' | 'JSON' | 'BYTE_ARRAY' | 'TIMESTAMP' | 'DATE' | 'DECIMAL'
-  precision?: number
-  scale?: number
-  /** TIMESTAMP only: the instant is UTC (timestamptz). Default `true`. */
-  utc?: boolean
-  /** Nulls allowed. Default `true`; `false` makes a null ERR_FORMAT. */
-  nullable?: boolean
-  /** STRING only: numbers carried as exact text (Postgres `numeric` without a precision); CSV never formula-escapes them. */
-  numeric?: boolean
-}
+import type { ColumnType, Formatter, Row } from '../types.js'
 
 export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
 

@@ -1,5 +1,5 @@
 import { ExportError } from '../errors.js'
-import type { ColumnType } from './parquet.js'
+import type { ColumnType } from '../types.js'
 
 /**
  * The value policy shared by every format: lossless, declared once.

@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { createGzip, type Gzip } from 'node:zlib'
 import { ExportError, toExportError } from '../errors.js'
-import type { RowEncoder } from '../formats/formatter.js'
 import type { S3Location } from '../sinks/s3.js'
 import { abortOtherUploads, loadS3, send, type S3ClientLike } from '../sinks/s3-multipart.js'
 import { GZIP_CONTENT_TYPE } from '../stages/gzip.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
+import type { RowEncoder } from '../types.js'
 
 /** What a resumable export saves after each completed part: enough to continue after a crash. */
 export interface ExportCheckpoint {

@@ -4,7 +4,7 @@ import { dirname } from 'node:path'
 import { Writable } from 'node:stream'
 import { ExportError } from '../errors.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
-import type { Sink } from './sink.js'
+import type { Sink } from '../types.js'
 
 // writev may write less than asked (a full disk, a signal); writeFile on a handle finishes the rest or throws.
 async function writeAll(fh: FileHandle, buffers: Buffer[]): Promise<void> {

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../errors.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString } from '../options.js'
 import { abortUpload, loadS3, multipartETag, send, type S3ClientLike } from './s3-multipart.js'
-import type { ContentInfo, Sink } from './sink.js'
+import type { ContentInfo, Sink } from '../types.js'
 
 export type { S3ClientLike }
 

@@ -1,10 +1,10 @@
 import type { Readable } from 'node:stream'
 import { parse, type CastingFunction, type Parser } from 'csv-parse'
 import { invalidOption, toExportError, ExportError } from '../errors.js'
-import type { SourceExtras } from '../export-stream.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
 import { uniqueColumnNames } from './column-names.js'
 import { attachInput, checkFileInput, type FileInputOptions, type FileInputProgress } from './file-input.js'
+import type { SourceExtras } from '../types.js'
 
 export interface CsvSourceOptions extends FileInputOptions {
   /** `true` (default): the first line names the columns. Or the column names, when the file has no header. */

@@ -2,9 +2,9 @@ import type { Readable } from 'node:stream'
 import { Transform } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import { ExportError, toExportError } from '../errors.js'
-import type { SourceExtras } from '../export-stream.js'
 import { checkObject } from '../options.js'
 import { attachInput, checkFileInput, type FileInputOptions, type FileInputProgress } from './file-input.js'
+import type { SourceExtras } from '../types.js'
 
 export type JsonlSourceOptions = FileInputOptions
 

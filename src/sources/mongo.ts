@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
-import type { SourceExtras } from '../export-stream.js'
 import { checkBoolean, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
+import type { SourceExtras } from '../types.js'
 
 type Document = Record<string, unknown>
 

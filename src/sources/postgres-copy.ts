@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
-import type { SourceExtras } from '../export-stream.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
 import pg from 'pg'
 import pgUtils from 'pg/lib/utils.js'
 import copyStreams from 'pg-copy-streams'
 import { checkConnection, connect, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
+import type { SourceExtras } from '../types.js'
 
 export interface PostgresCopySourceOptions extends PostgresConnectionOptions {
   /** A SELECT query; its rows become CSV on the server. */

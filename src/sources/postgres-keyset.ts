@@ -1,10 +1,10 @@
 import { invalidOption } from '../errors.js'
-import type { SourceExtras } from '../export-stream.js'
 import { checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import { losslessTypes } from './postgres-types.js'
+import type { SourceExtras } from '../types.js'
 
 export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
   /** Table (or `schema.table`) to export. Give `table` or `select`. */

@@ -1,6 +1,6 @@
 import { parse as parseArray } from 'postgres-array'
-import type { ColumnType } from '../formats/parquet.js'
 import pg from 'pg'
+import type { ColumnType } from '../types.js'
 
 // Type parsers for lossless output, passed per query (the caller's global pg.types stay untouched).
 // pg's defaults already keep int8 and numeric as strings and bytea as Buffer; these fix the rest:

@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
-import type { SourceExtras } from '../export-stream.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import QueryStream from 'pg-query-stream'
 import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
+import type { SourceExtras } from '../types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
   /** The query. Use `$1`, `$2`... placeholders with `values`; never build SQL from user input. */

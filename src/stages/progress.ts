@@ -55,6 +55,17 @@ export interface ProgressTap extends Transform {
 }
 
 /**
+ * Percent and ETA from the fraction done after `elapsedMs`, at the average rate so far. 100% only
+ * when `final`: a total reached early (an estimate, input bytes read ahead) is not the end.
+ * Shared by the progress tap and the export job processor.
+ */
+export function estimate(fraction: number | undefined, elapsedMs: number, final = false): { percent?: number; etaMs?: number } {
+  if (fraction === undefined) return {}
+  const done = final ? 1 : Math.min(0.999, fraction)
+  return done > 0 ? { percent: done * 100, etaMs: (elapsedMs / done) * (1 - done) } : { percent: 0 }
+}
+
+/**
  * Progress tap: put it anywhere in a pipeline. Counts bytes (or rows, for object-mode chunks)
  * and calls `onProgress` at most every `intervalMs`, and once at the end.
  */
@@ -108,13 +119,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
         fraction ??= totalBytes === 0 ? 1 : bytesRead / totalBytes
       }
     }
-    if (fraction !== undefined) {
-      // 100% only at the end: a total reached early (an estimate, bytes read ahead) is not the end.
-      fraction = final ? 1 : Math.min(0.999, fraction)
-      report.percent = fraction * 100
-      if (fraction > 0) report.etaMs = (elapsedMs / fraction) * (1 - fraction)
-    }
-    return report
+    return Object.assign(report, estimate(fraction, elapsedMs, final))
   }
 
   let pending = false
