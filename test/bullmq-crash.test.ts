@@ -16,7 +16,7 @@ import { startS3, type TestS3 } from './fixtures/s3-server.js'
 const redisUp = process.env.REDIS_AVAILABLE === '1'
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const TABLE = 'se_crash_statements'
-const ROWS = 250_000 // ~31 MB of CSV: six 5 MiB parts; ~6 MB gzipped: two
+const ROWS = 120_000 // ~15 MB of CSV: three 5 MiB parts; ~3 MB gzipped: one
 
 let s3: TestS3
 const connections: Redis[] = []

@@ -16,8 +16,8 @@ afterEach(() => s3.clearFaults())
 afterAll(() => s3.close())
 
 const MiB = 1024 * 1024
-// ~37 MB of CSV: seven 5 MiB parts.
-const ROWS = 300_000
+// ~20 MB of CSV: four 5 MiB parts.
+const ROWS = 160_000
 
 async function exists(key: string): Promise<boolean> {
   try {
@@ -98,7 +98,7 @@ describe('s3Sink under faults', () => {
   it('an abort while a part uploads: ERR_ABORTED, no completion, no object, no upload', async () => {
     const key = 'faults/abort-before-complete.csv'
     const controller = new AbortController()
-    s3.inject({ op: 'UploadPart', key, partNumber: 6, action: 'pass', delayMs: 200, onRequest: () => controller.abort(new Error('stop')) })
+    s3.inject({ op: 'UploadPart', key, partNumber: 3, action: 'pass', delayMs: 200, onRequest: () => controller.abort(new Error('stop')) })
     const error = await run(key, controller.signal).catch((e) => e)
     expect(error.code).toBe('ERR_ABORTED')
     expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBeUndefined()
@@ -128,7 +128,7 @@ describe('s3Sink under faults', () => {
   it('parts that land after AbortMultipartUpload are found by ListParts and aborted again', async () => {
     const key = 'faults/late-parts.csv'
     s3.inject({ op: 'AbortMultipartUpload', key, action: 'pass', keepUpload: true, times: 1 })
-    s3.inject({ op: 'UploadPart', key, partNumber: 3, action: 500 })
+    s3.inject({ op: 'UploadPart', key, partNumber: 2, action: 500 })
     const error = await run(key).catch((e) => e)
     expect(error.code).toBe('ERR_SINK')
     expect(s3.requests.get(`AbortMultipartUpload ${key}`)).toBe(2)

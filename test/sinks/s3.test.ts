@@ -31,9 +31,9 @@ async function exists(key: string): Promise<boolean> {
 }
 
 describe('s3Sink', () => {
-  it('uploads a 30+ MB gzipped CSV in several parts; GetObject and a presigned URL give back the rows', async () => {
+  it('uploads a gzipped CSV in several parts; GetObject and a presigned URL give back the rows', async () => {
     const key = exportKey({ jobId: 'big', format: 'csv', gzip: true })
-    const count = 1_500_000
+    const count = 600_000 // ~12 MB gzipped at level 1: three 5 MiB parts
     const reports: Progress[] = []
     const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB })
     const result = await exportStream({
@@ -41,10 +41,10 @@ describe('s3Sink', () => {
       format: csv(),
       gzip: { level: 1 },
       sink,
-      progressIntervalMs: 200,
+      progressIntervalMs: 50,
       onProgress: (p) => void reports.push(p),
     })
-    expect(result.bytes).toBeGreaterThan(30 * 1e6)
+    expect(result.bytes).toBeGreaterThan(2 * 5 * MiB)
     expect(result.location).toMatchObject({ bucket: s3.bucket, key: 'exports/big.csv.gz' })
     expect(result.location?.etag).toBeTruthy()
     // Parts are cut once 5 MiB are buffered, so each is 5 MiB plus at most one chunk.
@@ -58,7 +58,7 @@ describe('s3Sink', () => {
     expect(body.length).toBe(result.bytes)
     const records = parse(gunzipSync(body), { columns: true }) as Array<Record<string, string>>
     expect(records).toHaveLength(count)
-    for (const i of [0, 1, 777_777, count - 1]) {
+    for (const i of [0, 1, 277_777, count - 1]) {
       const row = statementRow(i)
       expect(records[i]).toEqual({ ...row, id: String(row.id), posted_at: row.posted_at.toISOString() })
     }
