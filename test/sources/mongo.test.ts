@@ -6,7 +6,7 @@ import { csv, ExportError, exportStream, fileSink, jsonl, mongoSource, type Prog
 import { realMongoUrl, startMongo, type MongoTarget } from '../fixtures/mongo.js'
 import { collector, listDir, tempDir } from '../helpers.js'
 
-const COUNT = 100_000
+const COUNT = 40_000
 let mongo: MongoTarget
 let users: Collection
 const uuid = new UUID('6f1c4f5e-2b6d-4c1a-9d7e-0a1b2c3d4e5f')
@@ -54,13 +54,13 @@ function expectedCells(i: number) {
 }
 
 describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-protocol test server'})`, () => {
-  it('exports 100,000 documents with every BSON type losslessly as CSV (nested as JSON text)', async () => {
+  it('exports 40,000 documents with every BSON type losslessly as CSV (nested as JSON text)', async () => {
     const sink = collector()
     const result = await exportStream({ source: mongoSource({ collection: users, sort: { _id: 1 } }), format: csv(), sink })
     expect(result.rows).toBe(COUNT)
     const records = parse(sink.buffer(), { columns: true }) as Array<Record<string, string>>
     expect(records).toHaveLength(COUNT)
-    for (const i of [0, 1, 3, 54_321, COUNT - 1]) {
+    for (const i of [0, 1, 3, 34_321, COUNT - 1]) {
       expect(records[i]).toEqual({ ...expectedCells(i), address: JSON.stringify(user(i).address), tags: JSON.stringify(['a', i]) })
     }
     expect(records.every((r, i) => r.n === String(i))).toBe(true)
@@ -88,17 +88,17 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
 
   it('exports the same documents as JSON Lines with native nesting', async () => {
     const sink = collector()
-    await exportStream({ source: mongoSource({ collection: users, filter: { n: { $in: [new Int32(0), new Int32(77_777)] } }, sort: { _id: 1 } }), format: jsonl(), sink })
+    await exportStream({ source: mongoSource({ collection: users, filter: { n: { $in: [new Int32(0), new Int32(37_777)] } }, sort: { _id: 1 } }), format: jsonl(), sink })
     const [first, second] = sink.buffer().toString().trim().split('\n').map((l) => JSON.parse(l))
-    const cells = expectedCells(77_777)
+    const cells = expectedCells(37_777)
     expect(second).toEqual({
       ...cells,
-      n: 77_777,
-      score: 77_777.5,
+      n: 37_777,
+      score: 37_777.5,
       active: false,
-      note: user(77_777).note,
-      address: { city: 'Zürich', zip: '87777' },
-      tags: ['a', 77_777],
+      note: user(37_777).note,
+      address: { city: 'Zürich', zip: '47777' },
+      tags: ['a', 37_777],
     })
     expect(first.note).toBeNull()
   })
