@@ -11,10 +11,12 @@ const result = await exportStream({
   gzip: plain === '--plain' ? false : { level: 6 },
   sink: fileSink({ path }),
 })
-console.log(JSON.stringify({
-  ms: performance.now() - started,
-  rows: result.rows,
-  bytes: result.bytes,
-  uncompressedBytes: result.uncompressedBytes,
-  rssMb: process.resourceUsage().maxRSS / 1024,
-}))
+console.log(
+  JSON.stringify({
+    ms: performance.now() - started,
+    rows: result.rows,
+    bytes: result.bytes,
+    uncompressedBytes: result.uncompressedBytes,
+    rssMb: process.resourceUsage().maxRSS / 1024,
+  }),
+)

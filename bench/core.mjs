@@ -28,13 +28,17 @@ const naive = naiveSizes.map((n) => {
   return { n, run }
 })
 
-const table = rows.map(({ format, n, gzipMs, run, gzipBytes }) =>
-  `| ${format} | ${fmt.int(n)} | ${fmt.mb(run.uncompressedBytes)} | ${fmt.mb(run.bytes)} (gzip -6: ${fmt.mb(gzipBytes)}) | ` +
-  `${fmt.s(run.ms)} | ${fmt.s(gzipMs)} | **${fmt.x(run.ms / gzipMs)}** | ${fmt.int(run.rows / (run.ms / 1000))} | ` +
-  `${(run.uncompressedBytes / 1e6 / (run.ms / 1000)).toFixed(1)} | ${run.rssMb.toFixed(0)} |`)
+const table = rows.map(
+  ({ format, n, gzipMs, run, gzipBytes }) =>
+    `| ${format} | ${fmt.int(n)} | ${fmt.mb(run.uncompressedBytes)} | ${fmt.mb(run.bytes)} (gzip -6: ${fmt.mb(gzipBytes)}) | ` +
+    `${fmt.s(run.ms)} | ${fmt.s(gzipMs)} | **${fmt.x(run.ms / gzipMs)}** | ${fmt.int(run.rows / (run.ms / 1000))} | ` +
+    `${(run.uncompressedBytes / 1e6 / (run.ms / 1000)).toFixed(1)} | ${run.rssMb.toFixed(0)} |`,
+)
 const naiveTable = naive.map(({ n, run }) => `| ${fmt.int(n)} | ${fmt.s(run.ms)} | ${run.rssMb.toFixed(0)} |`)
 
-writeSection('core', `
+writeSection(
+  'core',
+  `
 ## Core: in-memory source -> format -> gzip(6) -> file
 
 Run: \`npm run bench -- core\` on ${machine()}, ${new Date().toISOString().slice(0, 10)}.
@@ -52,4 +56,5 @@ The naive version (every row in an array, one \`csv-stringify\` string, \`gzipSy
 | rows | wall s | peak RSS MB |
 |---:|---:|---:|
 ${naiveTable.join('\n')}
-`)
+`,
+)

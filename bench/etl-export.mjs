@@ -13,4 +13,12 @@ const result = await exportStream({
   gzip: { level: 6, ...(process.env.GZIP_THREADS ? { threads: Number(process.env.GZIP_THREADS) } : {}) },
   sink: fileSink({ path: output }),
 })
-console.log(JSON.stringify({ ms: performance.now() - started, rows: result.rows, inputBytes: source.bytesRead, bytes: result.bytes, rssMb: process.resourceUsage().maxRSS / 1024 }))
+console.log(
+  JSON.stringify({
+    ms: performance.now() - started,
+    rows: result.rows,
+    inputBytes: source.bytesRead,
+    bytes: result.bytes,
+    rssMb: process.resourceUsage().maxRSS / 1024,
+  }),
+)

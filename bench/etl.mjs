@@ -17,10 +17,14 @@ for (const targetMb of (process.env.BENCH_ETL_MB ?? '100,1000').split(',').map(N
   rmSync(input)
   rmSync(`${input}.jsonl.gz`)
   console.error(`${fmt.mb(size)} MB: ${fmt.s(run.ms)} s, ${(size / 1e6 / (run.ms / 1000)).toFixed(1)} MB/s, RSS ${run.rssMb.toFixed(0)} MB`)
-  lines.push(`| ${fmt.mb(size)} | ${fmt.int(run.rows)} | ${fmt.s(run.ms)} | **${(size / 1e6 / (run.ms / 1000)).toFixed(1)}** | ${fmt.int(run.rows / (run.ms / 1000))} | ${fmt.mb(run.bytes)} | ${run.rssMb.toFixed(0)} |`)
+  lines.push(
+    `| ${fmt.mb(size)} | ${fmt.int(run.rows)} | ${fmt.s(run.ms)} | **${(size / 1e6 / (run.ms / 1000)).toFixed(1)}** | ${fmt.int(run.rows / (run.ms / 1000))} | ${fmt.mb(run.bytes)} | ${run.rssMb.toFixed(0)} |`,
+  )
 }
 
-writeSection('etl', `
+writeSection(
+  'etl',
+  `
 ## Row transforms: CSV file -> mask e-mails -> JSONL -> gzip(6) -> file
 
 Run: \`npm run bench -- etl\` on ${machine()}, ${new Date().toISOString().slice(0, 10)}.
@@ -32,4 +36,5 @@ MB/s counts input bytes.
 | input MB | rows | wall s | input MB/s | rows/s | output gzipped MB | peak RSS MB |
 |---:|---:|---:|---:|---:|---:|---:|
 ${lines.join('\n')}
-`)
+`,
+)

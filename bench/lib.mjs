@@ -41,8 +41,9 @@ export const peakRssMb = () => process.resourceUsage().maxRSS / 1024
 
 export function machine() {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
-  return `${os.availableParallelism()} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
-    `${os.type()} ${os.release()}, Node ${process.version}`
+  return (
+    `${os.availableParallelism()} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` + `${os.type()} ${os.release()}, Node ${process.version}`
+  )
 }
 
 export const fmt = {

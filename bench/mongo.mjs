@@ -7,7 +7,15 @@ import { fmt, machine, runChildAsync, writeSection } from './lib.mjs'
 
 const dir = new URL('./.data/', import.meta.url).pathname
 mkdirSync(dir, { recursive: true })
-await build({ entryPoints: [new URL('../test/fixtures/mongo-server.ts', import.meta.url).pathname], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: `${dir}mongo-server.mjs`, logLevel: 'error' })
+await build({
+  entryPoints: [new URL('../test/fixtures/mongo-server.ts', import.meta.url).pathname],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  packages: 'external',
+  outfile: `${dir}mongo-server.mjs`,
+  logLevel: 'error',
+})
 const { startMongoServer } = await import(`${dir}mongo-server.mjs`)
 const server = await startMongoServer()
 const client = new MongoClient(server.url)
@@ -15,14 +23,22 @@ await client.connect()
 const users = client.db('bench').collection('users')
 const TOTAL = 1_000_000
 for (let from = 0; from < TOTAL; from += 50_000) {
-  await users.insertMany(Array.from({ length: 50_000 }, (_, k) => {
-    const n = from + k
-    return {
-      _id: ObjectId.createFromTime(1_767_225_600 + n), n, email: `user${n}@example.com`, name: `User ${n}`,
-      balance: Decimal128.fromString(`${n}.${String(n % 100).padStart(2, '0')}`), visits: Long.fromNumber(n * 3),
-      createdAt: new Date(Date.UTC(2026, 0, 1) + n * 1000), address: { city: n % 2 ? 'Zürich' : 'Paris, FR', zip: String(10000 + (n % 90000)) },
-    }
-  }), { ordered: false })
+  await users.insertMany(
+    Array.from({ length: 50_000 }, (_, k) => {
+      const n = from + k
+      return {
+        _id: ObjectId.createFromTime(1_767_225_600 + n),
+        n,
+        email: `user${n}@example.com`,
+        name: `User ${n}`,
+        balance: Decimal128.fromString(`${n}.${String(n % 100).padStart(2, '0')}`),
+        visits: Long.fromNumber(n * 3),
+        createdAt: new Date(Date.UTC(2026, 0, 1) + n * 1000),
+        address: { city: n % 2 ? 'Zürich' : 'Paris, FR', zip: String(10000 + (n % 90000)) },
+      }
+    }),
+    { ordered: false },
+  )
 }
 await client.close()
 
@@ -32,11 +48,15 @@ for (const [n, heap] of [[100_000], [1_000_000], [1_000_000, 64]]) {
   const run = await runChildAsync(script, [server.url, n, `${dir}mongo.csv.gz`], {}, heap ? [`--max-old-space-size=${heap}`] : [])
   rmSync(`${dir}mongo.csv.gz`)
   console.error(`${n} ${heap ?? ''}: ${fmt.s(run.ms)} s, ${fmt.int(run.rows / (run.ms / 1000))} rows/s, RSS ${run.rssMb.toFixed(0)} MB`)
-  lines.push(`| ${fmt.int(run.rows)} | ${heap ? `${heap} MB` : 'default'} | ${fmt.s(run.ms)} | ${fmt.int(run.rows / (run.ms / 1000))} | ${fmt.mb(run.bytes)} | ${run.rssMb.toFixed(0)} |`)
+  lines.push(
+    `| ${fmt.int(run.rows)} | ${heap ? `${heap} MB` : 'default'} | ${fmt.s(run.ms)} | ${fmt.int(run.rows / (run.ms / 1000))} | ${fmt.mb(run.bytes)} | ${run.rssMb.toFixed(0)} |`,
+  )
 }
 await server.close()
 
-writeSection('mongo', `
+writeSection(
+  'mongo',
+  `
 ## MongoDB: documents -> csv -> gzip(6) -> file
 
 Run: \`npm run bench -- mongo\` on ${machine()}, ${new Date().toISOString().slice(0, 10)}.
@@ -51,4 +71,5 @@ the RSS above because BSON decoding makes much short-lived garbage, not because 
 | documents | V8 old space | wall s | rows/s | gzipped MB | peak RSS MB |
 |---:|---|---:|---:|---:|---:|
 ${lines.join('\n')}
-`)
+`,
+)

@@ -14,5 +14,9 @@ const schema = [
   { name: 'memo', type: 'STRING' },
 ]
 const started = performance.now()
-const result = await exportStream({ source: fromIterable(statements(Number(rows))), format: parquet({ schema, codec, rowGroupSize: Number(rowGroupSize) }), sink: fileSink({ path }) })
+const result = await exportStream({
+  source: fromIterable(statements(Number(rows))),
+  format: parquet({ schema, codec, rowGroupSize: Number(rowGroupSize) }),
+  sink: fileSink({ path }),
+})
 console.log(JSON.stringify({ ms: performance.now() - started, rows: result.rows, bytes: result.bytes, rssMb: process.resourceUsage().maxRSS / 1024 }))

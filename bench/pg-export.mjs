@@ -7,9 +7,13 @@ const [kind, text, path, batchSize = '1000'] = process.argv.slice(2)
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
 const gzip = { level: 6, ...(process.env.GZIP_THREADS ? { threads: Number(process.env.GZIP_THREADS) } : {}) }
 const started = performance.now()
-const result = await exportStream(kind === 'copy'
-  ? { source: postgresCopySource({ pool, text }), gzip, sink: fileSink({ path }) }
-  : { source: postgresSource({ pool, text, batchSize: Number(batchSize) }), format: csv(), gzip, sink: fileSink({ path }) })
+const result = await exportStream(
+  kind === 'copy'
+    ? { source: postgresCopySource({ pool, text }), gzip, sink: fileSink({ path }) }
+    : { source: postgresSource({ pool, text, batchSize: Number(batchSize) }), format: csv(), gzip, sink: fileSink({ path }) },
+)
 const ms = performance.now() - started
 await pool.end()
-console.log(JSON.stringify({ ms, rows: result.rows, bytes: result.bytes, uncompressedBytes: result.uncompressedBytes, rssMb: process.resourceUsage().maxRSS / 1024 }))
+console.log(
+  JSON.stringify({ ms, rows: result.rows, bytes: result.bytes, uncompressedBytes: result.uncompressedBytes, rssMb: process.resourceUsage().maxRSS / 1024 }),
+)

@@ -41,7 +41,9 @@ const lines = contenders.map(([name], i) => {
   return `| ${name} | ${fmt.s(r.ms)} (${range}) | **${fmt.x(r.ms / baseline)}** | ${r.bytes ? fmt.mb(r.bytes) : ''} | ${r.rssMb ? r.rssMb.toFixed(0) : ''} |`
 })
 
-writeSection('pgzip', `
+writeSection(
+  'pgzip',
+  `
 ## Parallel gzip: Postgres 1,000,000 statement rows -> gzip(6) file
 
 Run: \`npm run bench -- pgzip\` on ${machine()}, ${new Date().toISOString().slice(0, 10)};
@@ -53,4 +55,5 @@ ${repeat} times in interleaved rounds; medians (range in brackets); ratio to the
 | export | wall s | vs psql \\| gzip -6 | gzipped MB | peak RSS MB |
 |---|---:|---:|---:|---:|
 ${lines.join('\n')}
-`)
+`,
+)

@@ -15,7 +15,9 @@ const out = `${dir}pg.csv.gz`
 
 const pool = new pg.Pool({ connectionString: url, max: 1 })
 await createStatementsTable(pool, table, 1_000_000)
-const { rows: [{ version }] } = await pool.query('select version()')
+const {
+  rows: [{ version }],
+} = await pool.query('select version()')
 await pool.end()
 
 const select = (n) => (n <= 1_000_000 ? `select * from ${table} where id <= ${n} order by id` : STATEMENTS_SQL.replace('$1::bigint', `${n}::bigint`))
@@ -45,7 +47,9 @@ const lines = []
 const speed = contenders.map(([name], i) => [name, median(results[i]), results[i]])
 for (const [name, r, all] of speed) {
   const range = `${fmt.s(Math.min(...all.map((a) => a.ms)))}-${fmt.s(Math.max(...all.map((a) => a.ms)))}`
-  lines.push(`| ${name} | ${fmt.s(r.ms)} (${range}) | **${fmt.x(r.ms / baselineMs)}** | ${fmt.int(r.rows / (r.ms / 1000))} | ${fmt.mb(r.bytes)} | ${r.rssMb.toFixed(0)} |`)
+  lines.push(
+    `| ${name} | ${fmt.s(r.ms)} (${range}) | **${fmt.x(r.ms / baselineMs)}** | ${fmt.int(r.rows / (r.ms / 1000))} | ${fmt.mb(r.bytes)} | ${r.rssMb.toFixed(0)} |`,
+  )
   console.error(`${name}: ${fmt.s(r.ms)} s (${fmt.x(r.ms / baselineMs)}), RSS ${r.rssMb.toFixed(0)} MB`)
 }
 
@@ -53,11 +57,15 @@ const memory = []
 for (const n of [100_000, 1_000_000, 5_000_000]) {
   const cursor = run('cursor', select(n), 1000)
   const copyRun = run('copy', select(n))
-  memory.push(`| ${fmt.int(n)} | ${n > 1_000_000 ? 'generate_series' : 'table'} | ${cursor.rssMb.toFixed(0)} | ${fmt.s(cursor.ms)} | ${copyRun.rssMb.toFixed(0)} | ${fmt.s(copyRun.ms)} |`)
+  memory.push(
+    `| ${fmt.int(n)} | ${n > 1_000_000 ? 'generate_series' : 'table'} | ${cursor.rssMb.toFixed(0)} | ${fmt.s(cursor.ms)} | ${copyRun.rssMb.toFixed(0)} | ${fmt.s(copyRun.ms)} |`,
+  )
   console.error(`${n}: cursor RSS ${cursor.rssMb.toFixed(0)} MB, copy RSS ${copyRun.rssMb.toFixed(0)} MB`)
 }
 
-writeSection('postgres', `
+writeSection(
+  'postgres',
+  `
 ## PostgreSQL: 1,000,000 statement rows -> gzip(6) CSV file
 
 Run: \`npm run bench -- postgres\` on ${machine()}, ${new Date().toISOString().slice(0, 10)};
@@ -77,4 +85,5 @@ Peak RSS by row count (batchSize 1000; 5M rows come from \`generate_series\`):
 | rows | source | cursor + csv + gzip: RSS MB | wall s | COPY + gzip: RSS MB | wall s |
 |---:|---|---:|---:|---:|---:|
 ${memory.join('\n')}
-`)
+`,
+)

@@ -1,6 +1,14 @@
 // npm run bench [-- suite ...]: runs the named suites (default: all) and rewrites their sections
 // of docs/benchmarks.md.
-const suites = { core: './core.mjs', postgres: './postgres.mjs', s3: './s3.mjs', etl: './etl.mjs', mongo: './mongo.mjs', parquet: './parquet.mjs', pgzip: './pgzip.mjs' }
+const suites = {
+  core: './core.mjs',
+  postgres: './postgres.mjs',
+  s3: './s3.mjs',
+  etl: './etl.mjs',
+  mongo: './mongo.mjs',
+  parquet: './parquet.mjs',
+  pgzip: './pgzip.mjs',
+}
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {
   if (!suites[name]) throw new Error(`Unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`)

@@ -5,9 +5,10 @@ import { csv, exportStream, fileSink, fromIterable, s3Sink } from 'stream-export
 import { statements } from '../examples/statements.mjs'
 
 const [target, rows, where] = process.argv.slice(2)
-const client = target === 's3'
-  ? new S3Client({ endpoint: where, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
-  : undefined
+const client =
+  target === 's3'
+    ? new S3Client({ endpoint: where, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
+    : undefined
 const started = performance.now()
 const result = await exportStream({
   source: fromIterable(statements(Number(rows))),

@@ -42,7 +42,9 @@ for (const n of [100_000, 1_000_000, 5_000_000]) {
 await server.close()
 rmSync(directory, { recursive: true, force: true })
 
-writeSection('s3', `
+writeSection(
+  's3',
+  `
 ## S3: in-memory statements -> csv -> gzip(6) -> s3Sink, against the same export to fileSink
 
 Run: \`npm run bench -- s3\` on ${machine()}, ${new Date().toISOString().slice(0, 10)}.
@@ -61,4 +63,5 @@ Peak RSS of the S3 export by row count:
 | rows | gzipped MB | wall s | rows/s | peak RSS MB |
 |---:|---:|---:|---:|---:|
 ${memory.join('\n')}
-`)
+`,
+)

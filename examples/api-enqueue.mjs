@@ -23,11 +23,15 @@ const server = createServer(async (req, res) => {
       const { table, format = 'csv' } = JSON.parse(body || '{}')
       // Only tables you allow: the name reaches SQL (quoted as an identifier, but still yours to vet).
       if (!TABLES.has(table) || !['csv', 'jsonl'].includes(format)) return json(res, 400, { error: 'unknown table or format' })
-      const job = await queue.add('export', { table, format, gzip: true }, {
-        attempts: 3, // a worker that dies is followed by another attempt, which resumes
-        backoff: { type: 'exponential', delay: 5_000 },
-        removeOnComplete: { age: 86_400 },
-      })
+      const job = await queue.add(
+        'export',
+        { table, format, gzip: true },
+        {
+          attempts: 3, // a worker that dies is followed by another attempt, which resumes
+          backoff: { type: 'exponential', delay: 5_000 },
+          removeOnComplete: { age: 86_400 },
+        },
+      )
       return json(res, 202, { jobId: job.id })
     }
     const match = /^\/exports\/([\w-]+)$/.exec(req.url ?? '')

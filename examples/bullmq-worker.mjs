@@ -18,9 +18,9 @@ import { abortFailedExport, createExportProcessor, notifyWebhook } from 'stream-
 const connection = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null })
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 4 })
 // S3_ENDPOINT for an S3-compatible store (MinIO, R2, the tests' server); AWS otherwise.
-const s3 = new S3Client(process.env.S3_ENDPOINT
-  ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' }
-  : {})
+const s3 = new S3Client(
+  process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {},
+)
 
 const processor = createExportProcessor({
   s3,

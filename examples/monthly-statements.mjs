@@ -10,10 +10,14 @@ import { createStatementsTable } from './statements.mjs'
 
 const rows = Number(process.argv[2] ?? 1_000_000)
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
-const s3 = new S3Client(process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {})
+const s3 = new S3Client(
+  process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {},
+)
 const bucket = process.env.S3_BUCKET ?? 'exports'
 
-const { rows: [{ exists }] } = await pool.query(`select to_regclass('monthly_statements') is not null as exists`)
+const {
+  rows: [{ exists }],
+} = await pool.query(`select to_regclass('monthly_statements') is not null as exists`)
 if (!exists || process.env.RECREATE) await createStatementsTable(pool, 'monthly_statements', rows)
 
 const key = exportKey({ prefix: 'statements', jobId: '2026-02', format: 'csv', gzip: true })

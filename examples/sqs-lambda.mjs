@@ -10,7 +10,9 @@ import { csv, exportKey, exportStream, jsonl, postgresKeysetSource, presignDownl
 
 // Created once per Lambda container, reused by its invocations.
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 })
-const s3 = new S3Client(process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {})
+const s3 = new S3Client(
+  process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {},
+)
 const bucket = process.env.S3_BUCKET ?? 'exports'
 
 export async function handler(event) {

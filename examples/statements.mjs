@@ -18,13 +18,20 @@ function mix(x) {
 function memo(i, h) {
   const ref = (h % 1_000_000).toString(36).toUpperCase()
   switch (i % 8) {
-    case 0: return `Card payment ${MERCHANTS[h % 7]} ref ${ref}`
-    case 1: return `Transfer, monthly rent ${ref}`
-    case 2: return `Refund "duplicate charge" ${ref}`
-    case 3: return `Invoice ${ref}\nsecond line`
-    case 4: return `=HYPERLINK("http://x/${ref}")`
-    case 5: return ''
-    default: return `${MERCHANTS[h % 7]} ${ref} ${(h >>> 8) % 9999}`
+    case 0:
+      return `Card payment ${MERCHANTS[h % 7]} ref ${ref}`
+    case 1:
+      return `Transfer, monthly rent ${ref}`
+    case 2:
+      return `Refund "duplicate charge" ${ref}`
+    case 3:
+      return `Invoice ${ref}\nsecond line`
+    case 4:
+      return `=HYPERLINK("http://x/${ref}")`
+    case 5:
+      return ''
+    default:
+      return `${MERCHANTS[h % 7]} ${ref} ${(h >>> 8) % 9999}`
   }
 }
 

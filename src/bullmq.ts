@@ -53,9 +53,9 @@ export interface ExportProcessorOptions {
   /** Time between job.updateProgress calls while rows stream (resumable exports report once per part). Default 1000 ms. */
   progressIntervalMs?: number
   /** Called after a job's export succeeded or finally failed, e.g. `notifyWebhook({ url, secret })`. */
-  notify?(notification: ExportNotification): Promise<unknown> | unknown
+  notify?(notification: ExportNotification): unknown
   /** Called after a job's export succeeded, before the job completes (e.g. to e-mail the link). */
-  onComplete?(result: ExportJobResult, job: ExportJob): Promise<unknown> | unknown
+  onComplete?(result: ExportJobResult, job: ExportJob): unknown
 }
 
 export interface ExportJobResult {
@@ -151,7 +151,8 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     } catch (error) {
       // The upload vanished (aborted by a lifecycle rule or an operator) and the object is not
       // ours: the next attempt starts over instead of failing on the same checkpoint.
-      if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload') await save(undefined).catch(() => {})
+      if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload')
+        await save(undefined).catch(() => {})
       const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
       if (finalAttempt) {
         // No attempt will continue this upload: abort it rather than leave billed parts.

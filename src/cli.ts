@@ -15,7 +15,7 @@ import { parquet } from './formats/parquet.js'
 import { loadOptional } from './optional.js'
 import { fileSink } from './sinks/file.js'
 import { presignDownload } from './sinks/presign.js'
-import { s3Sink, type S3ClientLike } from './sinks/s3.js'
+import { s3Sink } from './sinks/s3.js'
 import { mongoSource } from './sources/mongo.js'
 import { postgresSource } from './sources/postgres.js'
 import { postgresCopySource } from './sources/postgres-copy.js'
@@ -87,7 +87,11 @@ export function parseDuration(text: string): number {
 
 const formatDuration = (ms: number) => {
   const s = Math.round(ms / 1000)
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`
 }
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 
@@ -210,25 +214,27 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   }
   if (gzip && format === 'parquet') throw new UsageError('--gzip: Parquet compresses itself; drop --gzip (or the .gz)')
 
-  const csvOptions = ['delimiter', 'null', 'columns'].filter((name) => values[name as 'delimiter'] !== undefined).concat(
-    ['no-header', 'excel', 'bom'].filter((name) => values[name as 'excel'] === true),
-  )
+  const csvOptions = ['delimiter', 'null', 'columns']
+    .filter((name) => values[name as 'delimiter'] !== undefined)
+    .concat(['no-header', 'excel', 'bom'].filter((name) => values[name as 'excel'] === true))
   if (format !== 'csv' && csvOptions.length > 0) throw new UsageError(`--${csvOptions[0]} is a CSV option; the format is ${format}`)
   if (values.copy) {
     if (format !== 'csv') throw new UsageError(`--copy writes CSV (the server's COPY); the format is ${format}`)
     const unsupported = csvOptions.find((name) => name !== 'no-header')
     if (unsupported) throw new UsageError(`--${unsupported} is not available with --copy (PostgreSQL writes the CSV)`)
   }
-  if (!['exact', 'estimate', 'none'].includes(values.count!)) throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
+  if (!['exact', 'estimate', 'none'].includes(values.count))
+    throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
   if (values.presign !== undefined && !values.to.startsWith('s3://')) throw new UsageError('--presign needs an s3:// destination')
-  if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to)) throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
+  if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to))
+    throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
 
   return {
     from,
     query,
     collection: values.collection,
     filter: values.filter,
-    copy: values.copy!,
+    copy: values.copy,
     count: values.count as Options['count'],
     format,
     gzip,
@@ -238,11 +244,11 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
     delimiter: values.delimiter,
     header: !values['no-header'],
     null: values.null,
-    excel: values.excel!,
-    bom: values.bom!,
+    excel: values.excel,
+    bom: values.bom,
     columns: values.columns?.split(',').map((c) => c.trim()),
-    quiet: values.quiet!,
-    json: values.json!,
+    quiet: values.quiet,
+    json: values.json,
   }
 }
 
@@ -286,9 +292,9 @@ async function openSource(options: Options, cleanups: Array<() => Promise<unknow
     if (!options.collection || options.query) throw new UsageError('a MongoDB source takes --collection (and no --query)')
     if (options.copy) throw new UsageError('--copy is for Postgres')
     const { MongoClient, BSON } = loadOptional<typeof import('mongodb')>('mongodb', 'mongodb')
-    let filter = {}
+    let filter: Record<string, unknown>
     try {
-      filter = options.filter ? BSON.EJSON.parse(options.filter) : {}
+      filter = options.filter ? (BSON.EJSON.parse(options.filter) as Record<string, unknown>) : {}
     } catch (error) {
       throw new UsageError(`--filter: not valid (extended) JSON: ${(error as Error).message}`)
     }
@@ -300,7 +306,7 @@ async function openSource(options: Options, cleanups: Array<() => Promise<unknow
       throw new ExportError('ERR_SOURCE', 'source', `Cannot connect to MongoDB: ${(error as Error).message}`, { cause: error })
     }
     const collection = client.db().collection(options.collection)
-    return mongoSource({ collection: collection as never, filter, count })
+    return mongoSource({ collection: collection, filter, count })
   }
   if (scheme === undefined) {
     // A file of rows.
@@ -308,7 +314,9 @@ async function openSource(options: Options, cleanups: Array<() => Promise<unknow
     const { format } = formatOfName(options.from)
     if (format === 'csv') return csvSource({ path: options.from })
     if (format === 'jsonl') return jsonlSource({ path: options.from })
-    throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`)
+    throw new UsageError(
+      `--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`,
+    )
   }
   throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`)
 }
@@ -337,7 +345,8 @@ async function openSink(options: Options, stdout: NodeJS.WritableStream) {
   const s3url = /^s3:\/\/([^/]+)\/(.+)$/.exec(options.to)
   if (!s3url) {
     // Checked before the query runs: a directory would only fail at the rename, after every row.
-    if ((await stat(options.to).catch(() => undefined))?.isDirectory()) throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
+    if ((await stat(options.to).catch(() => undefined))?.isDirectory())
+      throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
     return { sink: fileSink({ path: options.to }) }
   }
   const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
@@ -353,7 +362,11 @@ async function openSink(options: Options, stdout: NodeJS.WritableStream) {
 
 export async function main(
   argv: string[],
-  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stdin: NodeJS.ReadableStream } = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stdin: NodeJS.ReadableStream } = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+  },
 ): Promise<number> {
   const cleanups: Array<() => Promise<unknown>> = []
   const controller = new AbortController()
@@ -384,7 +397,7 @@ export async function main(
     })
     if (tty && !options.quiet) io.stderr.write('\n')
     if (options.presign && client) {
-      result.url = await presignDownload(client as S3ClientLike, { bucket: bucket!, key: key!, expiresIn: parseDuration(options.presign) })
+      result.url = await presignDownload(client, { bucket: bucket, key: key, expiresIn: parseDuration(options.presign) })
     }
     if (options.json) out.write(`${JSON.stringify(result)}\n`)
     else if (!options.quiet) {
@@ -425,7 +438,7 @@ function version(): string {
 
 // Run when executed (not when imported by a test).
 if (process.argv[1] && /(^|[/\\])(cli\.(js|cjs|mjs)|stream-export)$/.test(process.argv[1])) {
-  main(process.argv.slice(2)).then((code) => {
+  void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code
   })
 }

@@ -1,12 +1,5 @@
 /** Stable error codes. Match on `code`, never on the message. */
-export type ExportErrorCode =
-  | 'ERR_INVALID_OPTION'
-  | 'ERR_SOURCE'
-  | 'ERR_TRANSFORM'
-  | 'ERR_FORMAT'
-  | 'ERR_SINK'
-  | 'ERR_PROGRESS'
-  | 'ERR_ABORTED'
+export type ExportErrorCode = 'ERR_INVALID_OPTION' | 'ERR_SOURCE' | 'ERR_TRANSFORM' | 'ERR_FORMAT' | 'ERR_SINK' | 'ERR_PROGRESS' | 'ERR_ABORTED'
 
 /** The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort). */
 export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'progress' | 'sink'

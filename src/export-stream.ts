@@ -141,7 +141,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
 
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
   if (transform) stages.push(['transform', transform])
-  if (format) stages.push(['format', format as Transform])
+  if (format) stages.push(['format', format])
   stages.push(['progress', meter])
   if (compress) stages.push(['gzip', compress])
   stages.push(['progress', tap], ['sink', sink])
@@ -151,7 +151,11 @@ export async function exportStream<L extends object = Location>(options: ExportO
   // A destination that closes before it finished (an HTTP client that went away) is the sink's
   // failure, not the premature close the other stages are then destroyed with.
   sink.once('close', () => {
-    if (!sink.writableFinished) failed ??= { stage: 'sink', error: new ExportError('ERR_SINK', 'sink', 'The destination closed before the export finished (e.g. the HTTP client disconnected)') }
+    if (!sink.writableFinished)
+      failed ??= {
+        stage: 'sink',
+        error: new ExportError('ERR_SINK', 'sink', 'The destination closed before the export finished (e.g. the HTTP client disconnected)'),
+      }
   })
   if (sink instanceof Writable) catchSyncThrows(sink)
   const stop = signal ? linkedSignal(signal) : undefined
@@ -194,14 +198,14 @@ export async function exportStream<L extends object = Location>(options: ExportO
 
 function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean): Transform | undefined {
   if (option === undefined || option === false) return undefined
-  if (option instanceof Readable && option instanceof Writable) return option as Transform
+  if (option instanceof Readable && option instanceof Writable) return option
   if (option !== true && (typeof option !== 'object' || option === null || Array.isArray(option))) {
     invalidOption('gzip', 'a boolean, gzip options ({ level, threads }) or a compression Transform', option)
   }
   // Encoding rows takes the main thread's core: compressing on every core would take CPU from it
   // (measured on 2 cores: 30% slower), so row exports leave it one; a byte source needs none.
   const threads = bytesOnly ? availableParallelism() : Math.max(1, availableParallelism() - 1)
-  return gzipStage({ threads, ...(option === true ? {} : (option as GzipOptions)) })
+  return gzipStage({ threads, ...(option === true ? {} : option) })
 }
 
 // An http.ServerResponse is a writable stream without being a stream.Writable (it predates it).
@@ -249,10 +253,14 @@ function linkedSignal(signal: AbortSignal): { signal: AbortSignal; dispose(): vo
   if (!set) {
     const members = (set = new Set())
     followers.set(signal, members)
-    signal.addEventListener('abort', () => {
-      followers.delete(signal)
-      for (const follower of members) follower.abort(signal.reason)
-    }, { once: true })
+    signal.addEventListener(
+      'abort',
+      () => {
+        followers.delete(signal)
+        for (const follower of members) follower.abort(signal.reason)
+      },
+      { once: true },
+    )
   }
   set.add(controller)
   const members = set

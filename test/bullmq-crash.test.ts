@@ -58,8 +58,17 @@ async function exportQueue(env: Record<string, string> = {}) {
   const worker = () => {
     const child = spawn(process.execPath, [new URL('../examples/bullmq-worker.mjs', import.meta.url).pathname], {
       env: {
-        ...process.env, QUEUE: name, REDIS_URL: redisUrl, S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, DATABASE_URL: databaseUrl(),
-        AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', CONCURRENCY: '1', LOCK_DURATION_MS: '2000', ...env,
+        ...process.env,
+        QUEUE: name,
+        REDIS_URL: redisUrl,
+        S3_ENDPOINT: s3.endpoint,
+        S3_BUCKET: s3.bucket,
+        DATABASE_URL: databaseUrl(),
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        CONCURRENCY: '1',
+        LOCK_DURATION_MS: '2000',
+        ...env,
       },
       stdio: ['ignore', 'ignore', 'ignore'],
     })
@@ -123,7 +132,7 @@ describe.skipIf(!redisUp)(`export jobs killed at chosen moments${redisUp ? '' : 
     await expectWholeExport(key, true)
   }, 90_000)
 
-  it('killed twice mid-export (two stalls): the recipe\'s worker settings let a third worker finish the same upload', async () => {
+  it("killed twice mid-export (two stalls): the recipe's worker settings let a third worker finish the same upload", async () => {
     const { events, worker, add, checkpoint } = await exportQueue()
     const job = await add({ gzip: false })
     const key = `exports/${job.id}.csv`

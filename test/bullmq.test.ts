@@ -59,10 +59,18 @@ describe('resumableExport', () => {
     const run = (checkpoint: ExportCheckpoint | undefined, failAfterParts?: number) => {
       const source = postgresKeysetSource({ pool, table: TABLE, after: checkpoint?.lastKey, batchSize: 5000 })
       return resumableExport({
-        client: s3.client, bucket: s3.bucket, key, contentType: 'text/csv', source, keyOf: source.keyOf,
+        client: s3.client,
+        bucket: s3.bucket,
+        key,
+        contentType: 'text/csv',
+        source,
+        keyOf: source.keyOf,
         // 32 random bytes a row: gzip cannot shrink them, so the rows fill more than one 5 MiB member.
         transforms: [(row) => ({ ...(row as object), noise: randomBytes(32).toString('base64') })],
-        encoder: csv().encoder!, gzip: true, partSize: 5 * MiB, checkpoint,
+        encoder: csv().encoder!,
+        gzip: true,
+        partSize: 5 * MiB,
+        checkpoint,
         onCheckpoint: async (c) => {
           saved.push(c)
           if (failAfterParts !== undefined && c.parts.length === failAfterParts) throw new Error('worker killed')
@@ -82,16 +90,41 @@ describe('resumableExport', () => {
 
 describe('resumableExport errors', () => {
   it('names the failing stage: a throwing transform is ERR_TRANSFORM, a missing upload ERR_SINK', async () => {
-    const base = { client: s3.client, bucket: s3.bucket, contentType: 'text/csv', keyOf: (r: unknown) => (r as { id: number }).id, encoder: csv().encoder!, gzip: false, partSize: 5 * MiB, onCheckpoint: async () => {} }
+    const base = {
+      client: s3.client,
+      bucket: s3.bucket,
+      contentType: 'text/csv',
+      keyOf: (r: unknown) => (r as { id: number }).id,
+      encoder: csv().encoder!,
+      gzip: false,
+      partSize: 5 * MiB,
+      onCheckpoint: async () => {},
+    }
     const rows = () => fromIterable(Array.from({ length: 100 }, (_, i) => ({ id: i })))
-    const transform = await resumableExport({ ...base, key: 'errors/t.csv', source: rows(), transforms: [(r) => { if ((r as { id: number }).id === 10) throw new Error('bad row'); return r }] }).catch((e) => e)
+    const transform = await resumableExport({
+      ...base,
+      key: 'errors/t.csv',
+      source: rows(),
+      transforms: [
+        (r) => {
+          if ((r as { id: number }).id === 10) throw new Error('bad row')
+          return r
+        },
+      ],
+    }).catch((e) => e)
     expect(transform.code).toBe('ERR_TRANSFORM')
     expect(transform.message).toBe('Transform failed on row 10: bad row')
     // A failed attempt keeps its upload for the next one to resume; the last attempt aborts it.
     expect(await s3.openUploads()).toEqual(['errors/t.csv'])
     const [upload] = (await s3.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket }))).Uploads!
     await abortUpload(s3.client, s3.bucket, 'errors/t.csv', upload.UploadId!)
-    const sink = await resumableExport({ ...base, key: 'errors/s.csv', source: rows(), transforms: [], checkpoint: { uploadId: 'no-such-upload', parts: [], rows: 0, bytes: 0 } }).catch((e) => e)
+    const sink = await resumableExport({
+      ...base,
+      key: 'errors/s.csv',
+      source: rows(),
+      transforms: [],
+      checkpoint: { uploadId: 'no-such-upload', parts: [], rows: 0, bytes: 0 },
+    }).catch((e) => e)
     expect(sink.code).toBe('ERR_SINK')
   })
 })
@@ -105,14 +138,18 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     events.on('progress', ({ data }) => void progress.push(data))
     const notifications: ExportNotification[] = []
     const completed: Array<[string | undefined, number]> = []
-    const worker = new Worker(name, createExportProcessor({
-      s3: s3.client,
-      bucket: s3.bucket,
-      progressIntervalMs: 20,
-      resolve: (job) => ({ source: fromIterable(Array.from({ length: Number(job.data.rows) }, (_, i) => ({ i }))), format: jsonl(), gzip: true }),
-      notify: (n) => void notifications.push(n),
-      onComplete: (result, job) => void completed.push([job.id, result.rows]),
-    }), { connection: newConnection() })
+    const worker = new Worker(
+      name,
+      createExportProcessor({
+        s3: s3.client,
+        bucket: s3.bucket,
+        progressIntervalMs: 20,
+        resolve: (job) => ({ source: fromIterable(Array.from({ length: Number(job.data.rows) }, (_, i) => ({ i }))), format: jsonl(), gzip: true }),
+        notify: (n) => void notifications.push(n),
+        onComplete: (result, job) => void completed.push([job.id, result.rows]),
+      }),
+      { connection: newConnection() },
+    )
     try {
       await events.waitUntilReady()
       const job = await queue.add('export', { rows: 100_000 })
@@ -140,12 +177,20 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     const queue = new Queue(name, { connection: newConnection() })
     const events = new QueueEvents(name, { connection: newConnection() })
     const env = {
-      ...process.env, QUEUE: name, REDIS_URL: redisUrl, S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, DATABASE_URL: databaseUrl(),
-      AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', CONCURRENCY: '1', LOCK_DURATION_MS: '3000',
+      ...process.env,
+      QUEUE: name,
+      REDIS_URL: redisUrl,
+      S3_ENDPOINT: s3.endpoint,
+      S3_BUCKET: s3.bucket,
+      DATABASE_URL: databaseUrl(),
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      CONCURRENCY: '1',
+      LOCK_DURATION_MS: '3000',
     }
     const startWorker = () => {
       const child = spawn(process.execPath, [new URL('../examples/bullmq-worker.mjs', import.meta.url).pathname], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-      child.stderr!.on('data', () => {})
+      child.stderr.on('data', () => {})
       return child
     }
     let first: ChildProcess | undefined
@@ -155,7 +200,9 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       // gzip off: 5 MiB parts fill fast, so the kill lands between parts.
       const job = await queue.add('export', { table: TABLE, format: 'csv', gzip: false }, { attempts: 3, backoff: { type: 'fixed', delay: 100 } })
       first = startWorker()
-      await expect.poll(async () => ((await queue.getJob(job.id!))?.data.exportCheckpoint?.parts?.length ?? 0), { timeout: 60_000, interval: 20 }).toBeGreaterThanOrEqual(2)
+      await expect
+        .poll(async () => (await queue.getJob(job.id!))?.data.exportCheckpoint?.parts?.length ?? 0, { timeout: 60_000, interval: 20 })
+        .toBeGreaterThanOrEqual(2)
       first.kill('SIGKILL')
       const atKill = (await queue.getJob(job.id!))!.data.exportCheckpoint as ExportCheckpoint
       expect(atKill.rows).toBeGreaterThan(0)
@@ -204,7 +251,11 @@ describe('notifyWebhook', () => {
       expect(verifyWebhook({ secret: 's3cret', body, signature, timestamp: String(Number(timestamp) - 3600) })).toBe(false)
 
       failures = 100
-      const error = await notifyWebhook({ url, secret: 's', attempts: 2, backoffMs: 5 })({ event: 'export.failed', jobId: '1', error: { code: 'ERR_SOURCE', message: 'x' } }).catch((e) => e)
+      const error = await notifyWebhook({ url, secret: 's', attempts: 2, backoffMs: 5 })({
+        event: 'export.failed',
+        jobId: '1',
+        error: { code: 'ERR_SOURCE', message: 'x' },
+      }).catch((e) => e)
       expect(error.code).toBe('ERR_SINK')
       expect(error.message).toBe('Webhook notification failed: the webhook answered 503')
     } finally {

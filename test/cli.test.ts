@@ -16,9 +16,14 @@ const cli = new URL('../dist/cli.js', import.meta.url).pathname
 
 function run(args: string[], env: Record<string, string | undefined> = {}, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, encoding: 'latin1' }, (error, stdout, stderr) => {
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
-    })
+    const child = execFile(
+      process.execPath,
+      [cli, ...args],
+      { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, encoding: 'latin1' },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
+      },
+    )
     child.stdin!.end(input)
   })
 }
@@ -29,7 +34,10 @@ beforeAll(async () => {
   s3 = await startS3()
   mongo = await startMongoServer()
   const client = await new MongoClient(mongo.url).connect()
-  await client.db('shop').collection<{ _id: number; total: number; status: string }>('orders').insertMany(Array.from({ length: 1500 }, (_, i) => ({ _id: i, total: i * 2, status: i % 3 ? 'paid' : 'open' })))
+  await client
+    .db('shop')
+    .collection<{ _id: number; total: number; status: string }>('orders')
+    .insertMany(Array.from({ length: 1500 }, (_, i) => ({ _id: i, total: i * 2, status: i % 3 ? 'paid' : 'open' })))
   await client.close()
 })
 afterAll(async () => {
@@ -53,7 +61,25 @@ describe('stream-export CLI', () => {
   })
 
   it('Postgres -> S3 with a presigned URL, result as JSON', async () => {
-    const result = await run(['--from', databaseUrl(), '--query', query, '--format', 'jsonl', '--gzip', '--to', `s3://${s3.bucket}/cli/out.jsonl.gz`, '--endpoint', s3.endpoint, '--presign', '1h', '--json'], s3Env())
+    const result = await run(
+      [
+        '--from',
+        databaseUrl(),
+        '--query',
+        query,
+        '--format',
+        'jsonl',
+        '--gzip',
+        '--to',
+        `s3://${s3.bucket}/cli/out.jsonl.gz`,
+        '--endpoint',
+        s3.endpoint,
+        '--presign',
+        '1h',
+        '--json',
+      ],
+      s3Env(),
+    )
     expect(result.code).toBe(0)
     const output = JSON.parse(result.stdout)
     expect(output).toMatchObject({ rows: 5000, location: { bucket: s3.bucket, key: 'cli/out.jsonl.gz' } })
@@ -75,10 +101,23 @@ describe('stream-export CLI', () => {
     expect(orders.every((o: { status: string }) => o.status === 'open')).toBe(true)
   })
 
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
     it(`${signal} mid-export exits ${code} and leaves no partial file`, async () => {
       const dir = await tempDir()
-      const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', '--gzip', '--to', join(dir, 'big.csv.gz')])
+      const child = spawn(process.execPath, [
+        cli,
+        '--from',
+        databaseUrl(),
+        '--query',
+        'select i, md5(i::text) from generate_series(1, 20000000) i',
+        '--gzip',
+        '--to',
+        join(dir, 'big.csv.gz'),
+      ])
       let stderr = ''
       child.stderr.on('data', (d) => (stderr += d))
       const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
@@ -93,9 +132,23 @@ describe('stream-export CLI', () => {
 
   it('SIGTERM during an S3 export aborts the multipart upload: no object, no open upload', async () => {
     const key = 'cli/killed.csv'
-    const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', '--to', `s3://${s3.bucket}/${key}`, '--endpoint', s3.endpoint], {
-      env: { ...process.env, ...s3Env() },
-    })
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        '--from',
+        databaseUrl(),
+        '--query',
+        'select i, md5(i::text) from generate_series(1, 20000000) i',
+        '--to',
+        `s3://${s3.bucket}/${key}`,
+        '--endpoint',
+        s3.endpoint,
+      ],
+      {
+        env: { ...process.env, ...s3Env() },
+      },
+    )
     const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
     await expect.poll(() => s3.partsReceived.get(key) ?? 0, { timeout: 30_000, interval: 50 }).toBeGreaterThan(0)
     child.kill('SIGTERM')
@@ -133,7 +186,10 @@ describe('stream-export CLI', () => {
     expect(parquetBytes.subarray(0, 4).toString()).toBe('PAR1')
     const gz = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'x.jsonl.gz'), '--quiet'])
     expect(gz.code).toBe(0)
-    const lines = gunzipSync(await readFile(join(dir, 'x.jsonl.gz'))).toString().trim().split('\n')
+    const lines = gunzipSync(await readFile(join(dir, 'x.jsonl.gz')))
+      .toString()
+      .trim()
+      .split('\n')
     expect(lines).toHaveLength(5000)
     expect(JSON.parse(lines[0])).toEqual({ id: 1, name: 'name, "1"', amount: '1.50' })
     const contradiction = await run(['--from', databaseUrl(), '--query', query, '--format', 'jsonl', '--to', join(dir, 'y.csv')])
@@ -184,7 +240,10 @@ describe('stream-export CLI', () => {
 
     await writeFile(join(dir, 'report.sql'), 'select 42 as answer')
     const env = { DATABASE_URL: databaseUrl() }
-    for (const args of [['--query', `@${join(dir, 'report.sql')}`], ['--query-file', join(dir, 'report.sql')]]) {
+    for (const args of [
+      ['--query', `@${join(dir, 'report.sql')}`],
+      ['--query-file', join(dir, 'report.sql')],
+    ]) {
       expect(await run([...args, '--to', '-', '--quiet'], env)).toMatchObject({ code: 0, stdout: 'answer\n42\n' })
     }
     expect(await run(['--query', '-', '--to', '-', '--quiet'], env, 'select 7 as seven')).toMatchObject({ code: 0, stdout: 'seven\n7\n' })
@@ -198,7 +257,21 @@ describe('stream-export CLI', () => {
 
   it('CSV options: --delimiter, --no-header, --null, --excel, --bom, --columns', async () => {
     const sql = `select 1 as id, null::text as note, '=1+1' as formula, 'x' as extra`
-    const plain = await run(['--from', databaseUrl(), '--query', sql, '--to', '-', '--delimiter', ';', '--null', 'NULL', '--columns', 'formula,id,note', '--quiet'])
+    const plain = await run([
+      '--from',
+      databaseUrl(),
+      '--query',
+      sql,
+      '--to',
+      '-',
+      '--delimiter',
+      ';',
+      '--null',
+      'NULL',
+      '--columns',
+      'formula,id,note',
+      '--quiet',
+    ])
     expect(plain).toMatchObject({ code: 0, stdout: 'formula;id;note\n=1+1;1;NULL\n' })
     const excel = await run(['--from', databaseUrl(), '--query', sql, '--to', '-', '--excel', '--no-header', '--quiet'])
     expect(Buffer.from(excel.stdout, 'latin1').toString('utf8')).toBe("\ufeff1,,'=1+1,x\r\n")
@@ -221,8 +294,12 @@ describe('stream-export CLI', () => {
   })
 
   it('formats progress, durations and redacts credentials', () => {
-    expect(progressLine({ rows: 1500, bytes: 2_500_000, uncompressedBytes: 0, elapsedMs: 1000, rowsPerSecond: 1500, totalRows: 3000, percent: 50, etaMs: 61_000 }, 10))
-      .toBe('[#####.....]  50.0%  1,500 rows  1,500 rows/s  ETA 1m01s  2.5 MB')
+    expect(
+      progressLine(
+        { rows: 1500, bytes: 2_500_000, uncompressedBytes: 0, elapsedMs: 1000, rowsPerSecond: 1500, totalRows: 3000, percent: 50, etaMs: 61_000 },
+        10,
+      ),
+    ).toBe('[#####.....]  50.0%  1,500 rows  1,500 rows/s  ETA 1m01s  2.5 MB')
     expect(progressLine({ rows: 10, bytes: 0, uncompressedBytes: 0, elapsedMs: 1, rowsPerSecond: 10 })).toBe('10 rows  10 rows/s  0.0 MB')
     expect(parseDuration('24h')).toBe(86_400)
     expect(parseDuration('90')).toBe(90)

@@ -36,7 +36,11 @@ describe('examples/mask-emails', () => {
     await writeFile(join(dir, 'users.csv.gz'), gzipSync(stringify(rows, { header: true, cast: { date: (d: Date) => d.toISOString() } })))
     const { stdout } = await run(process.execPath, [join(examples, 'mask-emails.mjs'), join(dir, 'users.csv.gz'), join(dir, 'masked.jsonl.gz')])
     expect(JSON.parse(stdout).rows).toBe(20_000)
-    const out = gunzipSync(await readFile(join(dir, 'masked.jsonl.gz'))).toString().trim().split('\n').map((l) => JSON.parse(l))
+    const out = gunzipSync(await readFile(join(dir, 'masked.jsonl.gz')))
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(out).toHaveLength(20_000)
     for (const [i, row] of out.entries()) {
       const email = rows[i].email
@@ -58,14 +62,21 @@ describe('examples with services', () => {
     await pool.end()
   }, 120_000)
   afterAll(() => s3.close())
-  const s3Env = () => ({ S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', DATABASE_URL: databaseUrl() })
+  const s3Env = () => ({
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: s3.bucket,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+    DATABASE_URL: databaseUrl(),
+  })
 
   /** Starts an example server and resolves with its port, read from its "listening on" line. */
   function startServer(file: string, env: Record<string, string>): Promise<{ port: number; child: ChildProcess }> {
     const child = spawn(process.execPath, [join(examples, file)], { env: { ...process.env, ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
     onTestFinished(() => void child.kill('SIGTERM'))
     return new Promise((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         const m = /listening on (\d+)/.exec(d.toString())
         if (m) resolve({ port: Number(m[1]), child })
       })
@@ -73,30 +84,39 @@ describe('examples with services', () => {
     })
   }
 
-  it.skipIf(process.env.REDIS_AVAILABLE !== '1')('api-enqueue + bullmq-worker: enqueue, watch progress, download the rows', async () => {
-    const queue = `se-example-${Date.now()}`
-    const env = { ...s3Env(), QUEUE: queue, EXPORT_TABLES: TABLE, REDIS_URL: process.env.REDIS_URL! }
-    const { port } = await startServer('api-enqueue.mjs', env)
-    const worker = spawn(process.execPath, [join(examples, 'bullmq-worker.mjs')], { env: { ...process.env, ...env }, stdio: 'ignore' })
-    onTestFinished(() => void worker.kill('SIGTERM'))
-    const api = `http://127.0.0.1:${port}/exports`
-    const posted = await fetch(api, { method: 'POST', body: JSON.stringify({ table: TABLE, format: 'csv' }) })
-    expect(posted.status).toBe(202)
-    const { jobId } = (await posted.json()) as { jobId: string }
-    expect((await fetch(api, { method: 'POST', body: JSON.stringify({ table: 'users; drop table x' }) })).status).toBe(400)
-    const seen: Array<{ status: string; progress: { rows?: number } | null; url?: string; rows?: number }> = []
-    await expect.poll(async () => {
-      const status = (await (await fetch(`${api}/${jobId}`)).json()) as (typeof seen)[number]
-      seen.push(status)
-      return status.status
-    }, { timeout: 60_000, interval: 50 }).toBe('completed')
-    expect(seen.some((s) => s.status === 'active' && (s.progress?.rows ?? 0) > 0)).toBe(true) // progress while it ran
-    const done = seen.at(-1)!
-    expect(done.rows).toBe(ROWS)
-    const body = Buffer.from(await (await fetch(done.url!)).arrayBuffer())
-    const text = gunzipSync(body).toString() // the .gz file itself: no Content-Encoding for fetch to undo
-    expect(parse(text, { columns: true })).toHaveLength(ROWS)
-  }, 120_000)
+  it.skipIf(process.env.REDIS_AVAILABLE !== '1')(
+    'api-enqueue + bullmq-worker: enqueue, watch progress, download the rows',
+    async () => {
+      const queue = `se-example-${Date.now()}`
+      const env = { ...s3Env(), QUEUE: queue, EXPORT_TABLES: TABLE, REDIS_URL: process.env.REDIS_URL! }
+      const { port } = await startServer('api-enqueue.mjs', env)
+      const worker = spawn(process.execPath, [join(examples, 'bullmq-worker.mjs')], { env: { ...process.env, ...env }, stdio: 'ignore' })
+      onTestFinished(() => void worker.kill('SIGTERM'))
+      const api = `http://127.0.0.1:${port}/exports`
+      const posted = await fetch(api, { method: 'POST', body: JSON.stringify({ table: TABLE, format: 'csv' }) })
+      expect(posted.status).toBe(202)
+      const { jobId } = (await posted.json()) as { jobId: string }
+      expect((await fetch(api, { method: 'POST', body: JSON.stringify({ table: 'users; drop table x' }) })).status).toBe(400)
+      const seen: Array<{ status: string; progress: { rows?: number } | null; url?: string; rows?: number }> = []
+      await expect
+        .poll(
+          async () => {
+            const status = (await (await fetch(`${api}/${jobId}`)).json()) as (typeof seen)[number]
+            seen.push(status)
+            return status.status
+          },
+          { timeout: 60_000, interval: 50 },
+        )
+        .toBe('completed')
+      expect(seen.some((s) => s.status === 'active' && (s.progress?.rows ?? 0) > 0)).toBe(true) // progress while it ran
+      const done = seen.at(-1)!
+      expect(done.rows).toBe(ROWS)
+      const body = Buffer.from(await (await fetch(done.url!)).arrayBuffer())
+      const text = gunzipSync(body).toString() // the .gz file itself: no Content-Encoding for fetch to undo
+      expect(parse(text, { columns: true })).toHaveLength(ROWS)
+    },
+    120_000,
+  )
 
   it('http-download streams an export into the response', async () => {
     const { port } = await startServer('http-download.mjs', { DATABASE_URL: databaseUrl(), TABLE })
@@ -116,10 +136,12 @@ describe('examples with services', () => {
     })
     Object.assign(process.env, s3Env())
     const { handler } = await import('../examples/sqs-lambda.mjs')
-    const out = await handler({ Records: [
-      { messageId: 'm1', body: JSON.stringify({ jobId: 'sqs-1', table: TABLE, format: 'jsonl' }) },
-      { messageId: 'm2', body: JSON.stringify({ jobId: 'sqs-2', table: 'no_such_table' }) },
-    ] })
+    const out = await handler({
+      Records: [
+        { messageId: 'm1', body: JSON.stringify({ jobId: 'sqs-1', table: TABLE, format: 'jsonl' }) },
+        { messageId: 'm2', body: JSON.stringify({ jobId: 'sqs-2', table: 'no_such_table' }) },
+      ],
+    })
     expect(out.batchItemFailures).toEqual([{ itemIdentifier: 'm2' }])
     expect(out.results).toEqual([expect.objectContaining({ jobId: 'sqs-1', rows: ROWS })])
     const body = Buffer.from(await (await fetch(out.results[0].url)).arrayBuffer())

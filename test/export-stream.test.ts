@@ -103,7 +103,9 @@ describe('exportStream', () => {
 
   it('an already aborted signal rejects with ERR_ABORTED before writing anything', async () => {
     const dir = await tempDir()
-    const error = await exportStream({ source: numbered(10), format: csv(), sink: fileSink({ path: join(dir, 'x.csv') }), signal: AbortSignal.abort() }).catch((e) => e)
+    const error = await exportStream({ source: numbered(10), format: csv(), sink: fileSink({ path: join(dir, 'x.csv') }), signal: AbortSignal.abort() }).catch(
+      (e) => e,
+    )
     expect(error.code).toBe('ERR_ABORTED')
     expect(await listDir(dir)).toEqual([])
   })
@@ -140,7 +142,11 @@ describe('exportStream', () => {
         cleanedUp = true
       }
     }
-    const error = await exportStream({ source: rows(), format: csv(), sink: fileSink({ path: join(dir, 'missing-dir', 'x.csv'), createDirectories: false }) }).catch((e) => e)
+    const error = await exportStream({
+      source: rows(),
+      format: csv(),
+      sink: fileSink({ path: join(dir, 'missing-dir', 'x.csv'), createDirectories: false }),
+    }).catch((e) => e)
     expect(error.code).toBe('ERR_SINK')
     expect(error.cause.code).toBe('ENOENT')
     expect(cleanedUp).toBe(true)
@@ -222,8 +228,10 @@ describe('exportStream', () => {
   it('validates options before any I/O', async () => {
     const dir = await tempDir()
     const path = join(dir, 'x.csv')
-    const attempt = (options: object) => exportStream({ source: numbered(1), format: csv(), sink: fileSink({ path }), ...options } as never).catch((e) => e)
-    expect((await attempt({ format: undefined })).message).toBe('Expected `format` to be a format stage such as csv(), jsonl() or jsonArray(), got `undefined` (undefined)')
+    const attempt = (options: object) => exportStream({ source: numbered(1), format: csv(), sink: fileSink({ path }), ...options }).catch((e) => e)
+    expect((await attempt({ format: undefined })).message).toBe(
+      'Expected `format` to be a format stage such as csv(), jsonl() or jsonArray(), got `undefined` (undefined)',
+    )
     expect((await attempt({ sink: {} })).code).toBe('ERR_INVALID_OPTION')
     expect((await attempt({ source: 'rows' })).code).toBe('ERR_INVALID_OPTION')
     expect((await attempt({ gzip: { level: 11 } })).message).toBe('Expected `level` to be an integer from 0 to 9, got `11` (number)')

@@ -40,7 +40,20 @@ describe('the packed tarball', () => {
   it('ships the build, the docs and the recipes the README links to', async () => {
     const { stdout } = await exec('tar', ['-tzf', tarball])
     const files = stdout.split('\n')
-    for (const file of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/bullmq.js', 'dist/bullmq.cjs', 'dist/bullmq.d.cts', 'dist/cli.js', 'docs/errors.md', 'examples/demo.mjs', 'README.md', 'LICENSE', 'CHANGELOG.md']) {
+    for (const file of [
+      'dist/index.js',
+      'dist/index.cjs',
+      'dist/index.d.ts',
+      'dist/bullmq.js',
+      'dist/bullmq.cjs',
+      'dist/bullmq.d.cts',
+      'dist/cli.js',
+      'docs/errors.md',
+      'examples/demo.mjs',
+      'README.md',
+      'LICENSE',
+      'CHANGELOG.md',
+    ]) {
       expect(files).toContain(`package/${file}`)
     }
     const readme = await readFile(join(repo, 'README.md'), 'utf8')
@@ -95,7 +108,20 @@ console.log(text.trim())
     await mkdir(out)
     // pg's optional native binding and Cloudflare socket are left out, as pg's own docs advise; the
     // banner gives bundled CommonJS code (pg) a require for Node's built-in modules.
-    await exec(bin('esbuild'), ['bundled.mjs', '--bundle', '--platform=node', '--format=esm', `--outfile=${join(out, 'app.mjs')}`, '--external:pg-native', '--external:pg-cloudflare', '--banner:js=import { createRequire as __bundleRequire } from "node:module"; const require = __bundleRequire(import.meta.url);'], { cwd: project })
+    await exec(
+      bin('esbuild'),
+      [
+        'bundled.mjs',
+        '--bundle',
+        '--platform=node',
+        '--format=esm',
+        `--outfile=${join(out, 'app.mjs')}`,
+        '--external:pg-native',
+        '--external:pg-cloudflare',
+        '--banner:js=import { createRequire as __bundleRequire } from "node:module"; const require = __bundleRequire(import.meta.url);',
+      ],
+      { cwd: project },
+    )
     const { stdout } = await node(join(out, 'app.mjs'), out)
     expect(stdout.trim().split('\n')).toEqual(['{"id":1}', '{"id":2}', '{"id":3}'])
   }, 60_000)
@@ -105,7 +131,20 @@ console.log(text.trim())
       const dir = join(project, `ts-${moduleResolution}`)
       await mkdir(dir, { recursive: true })
       const module = moduleResolution === 'node10' ? 'commonjs' : 'nodenext'
-      await writeFile(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module, moduleResolution, target: 'es2022', types: ['node'], typeRoots: [join(repo, 'node_modules', '@types')] } }))
+      await writeFile(
+        join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            noEmit: true,
+            module,
+            moduleResolution,
+            target: 'es2022',
+            types: ['node'],
+            typeRoots: [join(repo, 'node_modules', '@types')],
+          },
+        }),
+      )
       await writeFile(
         join(dir, 'sink.ts'),
         `import { Writable } from 'node:stream'
@@ -126,7 +165,10 @@ export async function run(): Promise<string | undefined> {
 export type Used = [typeof createExportProcessor, ExportJobResult]
 `,
       )
-      await writeFile(join(dir, 'package.json'), JSON.stringify({ name: `ts-${moduleResolution}`, private: true, type: module === 'commonjs' ? 'commonjs' : 'module' }))
+      await writeFile(
+        join(dir, 'package.json'),
+        JSON.stringify({ name: `ts-${moduleResolution}`, private: true, type: module === 'commonjs' ? 'commonjs' : 'module' }),
+      )
       const result = await exec(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { cwd: dir }).catch((e) => e)
       expect(result.stdout ?? '').toBe('')
       expect(result.code ?? 0).toBe(0)

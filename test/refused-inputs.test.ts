@@ -35,7 +35,11 @@ describe('exportStream refuses what it cannot honour', () => {
 
   it('an iterable whose iterator throws on creation: ERR_SOURCE with the cause', async () => {
     const cause = new Error('no cursor today')
-    const rows = { [Symbol.asyncIterator]: () => { throw cause } }
+    const rows = {
+      [Symbol.asyncIterator]: () => {
+        throw cause
+      },
+    }
     const error = await failure(() => exportStream({ source: rows as never, format: csv(), sink: collector() }))
     expect(error).toBeInstanceOf(ExportError)
     expect(error.code).toBe('ERR_SOURCE')
@@ -44,7 +48,14 @@ describe('exportStream refuses what it cannot honour', () => {
 
   it('an options object whose getter throws: ERR_INVALID_OPTION with the cause', async () => {
     const cause = new Error('getter')
-    const options = { source: [], format: csv(), sink: collector(), get onProgress(): never { throw cause } }
+    const options = {
+      source: [],
+      format: csv(),
+      sink: collector(),
+      get onProgress(): never {
+        throw cause
+      },
+    }
     const error = await failure(() => exportStream(options))
     expect(error.code).toBe('ERR_INVALID_OPTION')
     expect(error.cause).toBe(cause)
@@ -80,7 +91,9 @@ describe('one signal shared by many exports', () => {
         await new Promise((resolve) => setTimeout(resolve, 5))
       }
     }
-    const exports = Array.from({ length: 50 }, () => exportStream({ source: fromIterable(endless()), format: jsonl(), sink: collector(), signal: controller.signal }).catch((e) => e))
+    const exports = Array.from({ length: 50 }, () =>
+      exportStream({ source: fromIterable(endless()), format: jsonl(), sink: collector(), signal: controller.signal }).catch((e) => e),
+    )
     await new Promise((resolve) => setTimeout(resolve, 50))
     controller.abort(new Error('stop all'))
     const errors = await Promise.all(exports)

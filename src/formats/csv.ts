@@ -48,7 +48,7 @@ export interface CsvOptions {
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> => {
   if (typeof value !== 'object' || value === null) return false
-  const proto = Object.getPrototypeOf(value)
+  const proto: unknown = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
 
@@ -66,7 +66,11 @@ function pathNames(paths: string[][]): string[] {
   const names = paths.map((path) => path.join('.'))
   const clash = names.find((name, i) => names.indexOf(name) !== i)
   if (clash !== undefined) {
-    throw new ExportError('ERR_FORMAT', 'format', `Two fields would both be written as column ${JSON.stringify(clash)} (a key with a dot and a nested path): rename one`)
+    throw new ExportError(
+      'ERR_FORMAT',
+      'format',
+      `Two fields would both be written as column ${JSON.stringify(clash)} (a key with a dot and a nested path): rename one`,
+    )
   }
   return names
 }
@@ -95,9 +99,9 @@ function checkDelimiters(delimiter: string, quote: string, eol: string): void {
 function normalizeColumns(columns: CsvOptions['columns']): CsvColumn[] | undefined {
   if (columns === undefined) return undefined
   const list: Array<string | CsvColumn> = Array.isArray(columns)
-    ? [...columns]
+    ? [...(columns as ReadonlyArray<string | CsvColumn>)]
     : typeof columns === 'object' && columns !== null
-      ? Object.entries(columns).map(([key, header]) => ({ key, header }))
+      ? Object.entries(columns as Readonly<Record<string, string>>).map(([key, header]) => ({ key, header }))
       : invalidOption('columns', 'an array of column names or a { key: header } object', columns)
   if (list.length === 0) invalidOption('columns', 'a non-empty list', columns)
   return list.map((column, i) => {
@@ -151,7 +155,8 @@ export function csv(options: CsvOptions = {}): Formatter {
     return (row: Row) => {
       const nested = readPath(row, path)
       if (!Object.hasOwn(row, key)) return nested
-      if (nested !== undefined) throw new ExportError('ERR_FORMAT', 'format', `Column ${JSON.stringify(key)} is ambiguous: the row has both the key and the nested path`)
+      if (nested !== undefined)
+        throw new ExportError('ERR_FORMAT', 'format', `Column ${JSON.stringify(key)} is ambiguous: the row has both the key and the nested path`)
       return row[key]
     }
   }
@@ -169,8 +174,7 @@ export function csv(options: CsvOptions = {}): Formatter {
     const types = new Map(sourceColumns()?.map((c) => [c.name, c]))
     return cols.map((c) => (isNumberColumn(types.get(c.key)) ? cell : dataCell))
   }
-  const start = (cols: CsvColumn[]) =>
-    (bom ? '\ufeff' : '') + (header ? cols.map((c) => cell(c.header ?? c.key)).join(delimiter) + eol : '')
+  const start = (cols: CsvColumn[]) => (bom ? '\ufeff' : '') + (header ? cols.map((c) => cell(c.header ?? c.key)).join(delimiter) + eol : '')
 
   return createFormatter({
     contentType: 'text/csv; charset=utf-8',
@@ -184,9 +188,14 @@ export function csv(options: CsvOptions = {}): Formatter {
         known = new Set(paths.map((path) => JSON.stringify(path)))
       }
       if (extraColumns === 'error') {
-        const extra = options.columns === undefined
-          ? leafPaths(row, flatten).find((path) => !known.has(JSON.stringify(path)))?.join('.')
-          : leafPaths(row, flatten).map((path) => path.join('.')).find((name) => !columns!.some((c) => c.key === name))
+        const extra =
+          options.columns === undefined
+            ? leafPaths(row, flatten)
+                .find((path) => !known.has(JSON.stringify(path)))
+                ?.join('.')
+            : leafPaths(row, flatten)
+                .map((path) => path.join('.'))
+                .find((name) => !columns!.some((c) => c.key === name))
         if (extra !== undefined) throw new ExportError('ERR_FORMAT', 'format', `a column the header does not have: ${JSON.stringify(extra)}`)
       }
       cells ??= cellsFor(columns)

@@ -16,7 +16,7 @@ const MAX_DELAY_MS = 50
 
 function formatError(error: unknown, index: number): ExportError {
   const message = `Cannot encode row ${index}: ${(error as Error).message}`
-  return new ExportError('ERR_FORMAT', 'format', message, { cause: error instanceof ExportError ? error.cause ?? error : error })
+  return new ExportError('ERR_FORMAT', 'format', message, { cause: error instanceof ExportError ? (error.cause ?? error) : error })
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createFormatter } from './formatter.js'
-import { jsonEncoder, type JsonOptions } from './jsonl.js'
+import { jsonEncoder, type JsonOptions } from './values.js'
 import type { Formatter } from '../types.js'
 
 /** JSON array format stage: one valid JSON document for any row count; `[]` for zero rows. */

@@ -47,7 +47,15 @@ function schemaElement(column: ColumnType) {
     case 'DECIMAL': {
       const { precision = 38, scale = 0 } = column
       const type_length = Math.ceil((precision * Math.log2(10) + 1) / 8)
-      return { ...base, type: 'FIXED_LEN_BYTE_ARRAY', type_length, converted_type: 'DECIMAL', precision, scale, logical_type: { type: 'DECIMAL', precision, scale } }
+      return {
+        ...base,
+        type: 'FIXED_LEN_BYTE_ARRAY',
+        type_length,
+        converted_type: 'DECIMAL',
+        precision,
+        scale,
+        logical_type: { type: 'DECIMAL', precision, scale },
+      }
     }
     default:
       return { ...base, type: column.type }
@@ -92,7 +100,7 @@ function converter(column: ColumnType): (value: unknown) => unknown {
     case 'BYTE_ARRAY':
       return (v) => {
         if (v instanceof Uint8Array) return v
-        if (bsonType(v) === 'Binary') return (v as unknown as { buffer: Uint8Array; position: number }).buffer.subarray(0, (v as unknown as { position: number }).position)
+        if (bsonType(v) === 'Binary') return (v as { buffer: Uint8Array; position: number }).buffer.subarray(0, (v as { position: number }).position)
         return misfit('bytes (a Buffer or Uint8Array)')
       }
     case 'TIMESTAMP':
@@ -144,12 +152,17 @@ function inferType(name: string, values: unknown[]): ColumnType {
     if (v instanceof Date) return 'TIMESTAMP'
     if (v instanceof Uint8Array) return 'BYTE_ARRAY'
     switch (bsonType(v)) {
-      case 'Long': return 'INT64'
-      case 'Int32': return 'INT32'
-      case 'Double': return 'DOUBLE'
-      case 'Binary': return (v as { sub_type?: number }).sub_type === 4 ? 'STRING' : 'BYTE_ARRAY'
+      case 'Long':
+        return 'INT64'
+      case 'Int32':
+        return 'INT32'
+      case 'Double':
+        return 'DOUBLE'
+      case 'Binary':
+        return (v as { sub_type?: number }).sub_type === 4 ? 'STRING' : 'BYTE_ARRAY'
       case 'ObjectId':
-      case 'Decimal128': return 'STRING' // exact text: a Decimal128 has no fixed precision and scale
+      case 'Decimal128':
+        return 'STRING' // exact text: a Decimal128 has no fixed precision and scale
     }
     return v === undefined ? 'STRING' : 'JSON'
   })()
@@ -194,13 +207,18 @@ export function parquet(options: ParquetOptions = {}): Formatter {
       if (typeof c?.name !== 'string' || c.name === '') invalidOption(`schema[${i}].name`, 'a non-empty string', c?.name)
       checkOneOf(`schema[${i}].type`, c.type, TYPES)
       if (c.type === 'DECIMAL') {
-        if (!Number.isInteger(c.precision) || c.precision! < 1 || c.precision! > 76) invalidOption(`schema[${i}].precision`, 'an integer from 1 to 76', c.precision)
-        if (!Number.isInteger(c.scale ?? 0) || (c.scale ?? 0) < 0 || (c.scale ?? 0) > c.precision!) invalidOption(`schema[${i}].scale`, 'an integer from 0 to precision', c.scale)
+        if (!Number.isInteger(c.precision) || c.precision! < 1 || c.precision! > 76)
+          invalidOption(`schema[${i}].precision`, 'an integer from 1 to 76', c.precision)
+        if (!Number.isInteger(c.scale ?? 0) || (c.scale ?? 0) < 0 || (c.scale ?? 0) > c.precision!)
+          invalidOption(`schema[${i}].scale`, 'an integer from 0 to precision', c.scale)
       }
     })
   }
   let zstd: { compress(input: Uint8Array, level?: number): Uint8Array } | undefined
-  const zstdCodec = codec === 'ZSTD' ? loadOptional<{ ZstdCodec: { run(cb: (z: { Simple: new () => NonNullable<typeof zstd> }) => void): void } }>('zstd-codec', 'zstd-codec') : undefined
+  const zstdCodec =
+    codec === 'ZSTD'
+      ? loadOptional<{ ZstdCodec: { run(cb: (z: { Simple: new () => NonNullable<typeof zstd> }) => void): void } }>('zstd-codec', 'zstd-codec')
+      : undefined
 
   let sourceColumns: () => ColumnType[] | undefined = () => undefined
   let types: ColumnType[] | undefined
@@ -241,7 +259,7 @@ export function parquet(options: ParquetOptions = {}): Formatter {
       try {
         if (rows > groupStart || !writer) writeGroup()
         types!.forEach((column, i) => column.type === 'JSON' && Object.assign(elements[i], { converted_type: 'JSON' }))
-        writer!.finish()
+        void writer!.finish() // synchronous with our StreamingWriter
         callback()
       } catch (error) {
         callback(error as Error)
@@ -284,7 +302,7 @@ export function parquet(options: ParquetOptions = {}): Formatter {
       })
       return { name: column.name, data }
     })
-    if (count > 0) writer!.write({ columnData, rowGroupSize: count })
+    if (count > 0) void writer!.write({ columnData, rowGroupSize: count }) // synchronous with our StreamingWriter
     group = []
     groupStart = rows
   }
@@ -300,5 +318,9 @@ export function parquet(options: ParquetOptions = {}): Formatter {
 }
 
 function fitError(row: number, column: ColumnType, value: unknown, expected: string): ExportError {
-  return new ExportError('ERR_FORMAT', 'format', `Row ${row}, column ${JSON.stringify(column.name)} (${column.type}): expected ${expected}, got ${describe(value)}`)
+  return new ExportError(
+    'ERR_FORMAT',
+    'format',
+    `Row ${row}, column ${JSON.stringify(column.name)} (${column.type}): expected ${expected}, got ${describe(value)}`,
+  )
 }

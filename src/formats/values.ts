@@ -1,4 +1,5 @@
 import { ExportError } from '../errors.js'
+import { checkObject, checkOneOf } from '../options.js'
 import type { ColumnType } from '../types.js'
 
 /**
@@ -211,3 +212,16 @@ export function csvCellEncoder({ delimiter, quote, eol, nullValue, escapeFormula
 /** The column holds numbers by type, even when they arrive as exact text (int8, numeric). */
 export const isNumberColumn = (column: ColumnType | undefined): boolean =>
   column !== undefined && (column.numeric === true || ['INT32', 'INT64', 'DOUBLE', 'DECIMAL'].includes(column.type))
+
+export interface JsonOptions {
+  /** Encoding of Buffer / Uint8Array values. Default `base64`. */
+  binary?: BinaryEncoding
+}
+
+/** Validates JSON format options and returns the row encoder applying the value policy. */
+export function jsonEncoder(options: JsonOptions) {
+  checkObject('options', options)
+  const { binary = 'base64' } = options
+  checkOneOf('binary', binary, ['base64', 'hex'] as const)
+  return jsonRowEncoder(binary)
+}

@@ -101,7 +101,7 @@ export async function resumableExport(options: ResumableExportOptions): Promise<
   const complete = async () => {
     const result = await call<{ ETag?: string; VersionId?: string }>(
       new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: done.uploadId, MultipartUpload: { Parts: done.parts } }),
-    ).catch(async (error: Error) => {
+    ).catch((error: Error) => {
       // An earlier attempt's completion may have gone through after all (the answer was lost).
       if (error.name === 'NoSuchUpload') return undefined
       throw new ExportError('ERR_SINK', 'sink', `Completing the upload failed: ${error.message}`, { cause: error })
@@ -183,9 +183,10 @@ export async function resumableExport(options: ResumableExportOptions): Promise<
 async function completedEarlier(options: ResumableExportOptions, done: ExportCheckpoint) {
   const { client, bucket, key } = options
   const s3 = loadS3()
-  const head = await send<{ Metadata?: Record<string, string>; ETag?: string; VersionId?: string }>(client, new s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch(
-    () => undefined,
-  )
+  const head = await send<{ Metadata?: Record<string, string>; ETag?: string; VersionId?: string }>(
+    client,
+    new s3.HeadObjectCommand({ Bucket: bucket, Key: key }),
+  ).catch(() => undefined)
   if (done.ended && done.token !== undefined && head?.Metadata?.[UPLOAD_TOKEN_METADATA] === done.token) {
     return { rows: done.rows, bytes: done.bytes, location: { bucket, key, etag: head.ETag, versionId: head.VersionId } }
   }
@@ -200,14 +201,15 @@ function newPart(gzip: boolean) {
   let size = 0
   if (!gzip) {
     return {
-      write: async (text: string) => {
+      write: (text: string) => {
         const bytes = Buffer.from(text)
         chunks.push(bytes)
         size += bytes.length
+        return Promise.resolve()
       },
       size: () => size,
       textLength: () => size,
-      finish: async () => Buffer.concat(chunks, size),
+      finish: () => Promise.resolve(Buffer.concat(chunks, size)),
     }
   }
   const member: Gzip = createGzip({ level: 6 })

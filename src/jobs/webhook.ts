@@ -30,8 +30,7 @@ export interface WebhookOptions {
 export const SIGNATURE_HEADER = 'x-stream-export-signature'
 export const TIMESTAMP_HEADER = 'x-stream-export-timestamp'
 
-const sign = (secret: string, timestamp: string, body: string) =>
-  `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`
+const sign = (secret: string, timestamp: string, body: string) => `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`
 
 /**
  * A notifier that POSTs JSON to `url`, signed with HMAC-SHA256 over `<timestamp>.<body>` (headers
@@ -80,7 +79,13 @@ export function notifyWebhook(options: WebhookOptions): (notification: ExportNot
  * A missing or malformed signature, timestamp or body is `false`; an empty secret or a tolerance
  * that is not a positive number is a configuration error (ERR_INVALID_OPTION).
  */
-export function verifyWebhook(options: { secret: string; body: string; signature: string | undefined; timestamp: string | undefined; toleranceSeconds?: number }): boolean {
+export function verifyWebhook(options: {
+  secret: string
+  body: string
+  signature: string | undefined
+  timestamp: string | undefined
+  toleranceSeconds?: number
+}): boolean {
   checkObject('options', options)
   const { secret, body, signature, timestamp, toleranceSeconds = 300 } = options
   checkString('secret', secret)

@@ -52,7 +52,13 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
   const removeCreatedDirectories = async () => {
     if (createdDirectory === undefined) return
     for (let dir = dirname(path); dir.length >= createdDirectory.length; dir = dirname(dir)) {
-      if (!(await rmdir(dir).then(() => true, () => false))) return
+      if (
+        !(await rmdir(dir).then(
+          () => true,
+          () => false,
+        ))
+      )
+        return
     }
   }
 
@@ -64,7 +70,12 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
     },
     writev(chunks, callback) {
       file()
-        .then((fh) => writeAll(fh, chunks.map((c) => c.chunk as Buffer)))
+        .then((fh) =>
+          writeAll(
+            fh,
+            chunks.map((c) => c.chunk as Buffer),
+          ),
+        )
         .then(() => callback(), callback)
     },
     final(callback) {
@@ -88,7 +99,7 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
         await unlink(tempPath).catch(() => {}) // never created
         await removeCreatedDirectories()
       }
-      cleanUp().then(() => callback(error))
+      void cleanUp().then(() => callback(error))
     },
   }) as Sink<{ path: string }>
   Object.defineProperty(sink, 'location', { get: () => location, enumerable: true })

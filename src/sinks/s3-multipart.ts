@@ -48,10 +48,12 @@ export async function abortOtherUploads(client: S3ClientLike, bucket: string, ke
   let KeyMarker: string | undefined
   let UploadIdMarker: string | undefined
   do {
-    const page = await send<{ Uploads?: Array<{ Key?: string; UploadId?: string }>; IsTruncated?: boolean; NextKeyMarker?: string; NextUploadIdMarker?: string }>(
-      client,
-      new s3.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, KeyMarker, UploadIdMarker }),
-    )
+    const page = await send<{
+      Uploads?: Array<{ Key?: string; UploadId?: string }>
+      IsTruncated?: boolean
+      NextKeyMarker?: string
+      NextUploadIdMarker?: string
+    }>(client, new s3.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, KeyMarker, UploadIdMarker }))
     for (const upload of page.Uploads ?? []) {
       if (upload.Key === key && upload.UploadId && upload.UploadId !== keep) await abortUpload(client, bucket, key, upload.UploadId)
     }

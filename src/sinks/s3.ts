@@ -72,7 +72,8 @@ function sizing(options: S3SinkOptions): { partSize: number; queueSize: number }
     if (options.partSize !== undefined || options.queueSize !== undefined) {
       invalidOption('memoryBudget', 'given without partSize and queueSize', memoryBudget)
     }
-    if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 2 * MIN_PART_SIZE) invalidOption('memoryBudget', 'an integer of at least 10 MiB (10485760)', memoryBudget)
+    if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 2 * MIN_PART_SIZE)
+      invalidOption('memoryBudget', 'an integer of at least 10 MiB (10485760)', memoryBudget)
     const queueSize = Math.max(1, Math.min(4, Math.floor(memoryBudget / MIN_PART_SIZE) - 1))
     return { queueSize, partSize: Math.floor(memoryBudget / (queueSize + 1)) }
   }
@@ -168,7 +169,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
   // A part that fails fails the upload: it is remembered and thrown by the next write or by final.
   const startPart = async (body: Buffer): Promise<void> => {
     while (inFlight.size >= queueSize && failure === undefined) await Promise.race(inFlight)
-    if (failure !== undefined) throw failure
+    if (failure !== undefined) throw toExportError(failure, 'ERR_SINK', 'sink')
     const tracked = uploadPart(body).then(
       () => void inFlight.delete(tracked),
       (error) => {
@@ -193,7 +194,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
     }
     if (bufferedBytes > 0) await startPart(takeBuffered())
     await Promise.all(inFlight)
-    if (failure !== undefined) throw failure
+    if (failure !== undefined) throw toExportError(failure, 'ERR_SINK', 'sink')
     await creating
     if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
     parts.sort((a, b) => a.PartNumber - b.PartNumber)
@@ -222,10 +223,16 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
       buffered.push(chunk)
       bufferedBytes += chunk.length
       if (bufferedBytes < partSizeFor(nextPart, partSize)) return callback()
-      startPart(takeBuffered()).then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
+      startPart(takeBuffered()).then(
+        () => callback(),
+        (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+      )
     },
     final(callback) {
-      commit().then(() => callback(), (error) => callback(toExportError(error, 'ERR_SINK', 'sink')))
+      commit().then(
+        () => callback(),
+        (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+      )
     },
     destroy(error, callback) {
       stopped = true

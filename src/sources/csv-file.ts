@@ -53,5 +53,5 @@ export function csvSource(options: CsvSourceOptions): CsvSource {
   const parser: Parser = parse({ columns: header, delimiter, bom, cast, cast_date: cast === true, skip_empty_lines: true })
   const destroy = parser._destroy.bind(parser)
   parser._destroy = (error, callback) => destroy(error, (result) => callback(result ? sourceError(result) : result))
-  return attachInput(options, parser) as CsvSource
+  return attachInput(options, parser)
 }

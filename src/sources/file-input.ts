@@ -38,7 +38,11 @@ export function attachInput<T extends Transform>(options: FileInputOptions, pars
   let bytesRead = 0
   let totalBytes: number | undefined
   const raw = options.path !== undefined ? createReadStream(options.path, { highWaterMark: 64 * 1024 }) : options.stream!
-  if (options.path !== undefined) stat(options.path).then((s) => (totalBytes = s.size), () => {})
+  if (options.path !== undefined)
+    stat(options.path).then(
+      (s) => (totalBytes = s.size),
+      () => {},
+    )
 
   async function* decode(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     const chunks = source[Symbol.asyncIterator]()

@@ -60,5 +60,5 @@ export function jsonlSource(options: JsonlSourceOptions): JsonlSource {
       callback(error && toExportError(error, 'ERR_SOURCE', 'source'))
     },
   })
-  return attachInput(options, parser) as JsonlSource
+  return attachInput(options, parser)
 }

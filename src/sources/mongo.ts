@@ -57,7 +57,8 @@ export function mongoSource(options: MongoSourceOptions): MongoSource {
   const { cursor, collection, filter = {}, projection, sort, batchSize = 1000, count, noCursorTimeout = false, keyset = false, after } = options
   checkExactlyOne(options, ['cursor', 'collection'])
   if (cursor !== undefined) {
-    if (typeof cursor?.[Symbol.asyncIterator] !== 'function' || typeof cursor.close !== 'function') invalidOption('cursor', 'a FindCursor or AggregationCursor', cursor)
+    if (typeof cursor?.[Symbol.asyncIterator] !== 'function' || typeof cursor.close !== 'function')
+      invalidOption('cursor', 'a FindCursor or AggregationCursor', cursor)
     for (const name of ['filter', 'projection', 'sort', 'count', 'keyset', 'after'] as const) {
       if (options[name] !== undefined) invalidOption(name, 'undefined with `cursor` (set it on the cursor)', options[name])
     }

@@ -42,7 +42,6 @@ export function checkConnection(options: PostgresConnectionOptions): void {
   if (options.connectionString !== undefined) checkString('connectionString', options.connectionString)
 }
 
-
 // A client whose backend dies emits 'error' besides failing the query; without a listener that
 // would crash the process. The failure reaches the export through the query; this only listens.
 const ignore = () => {}
@@ -51,7 +50,13 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
   if (options.client) {
     const { client } = options
     client.on?.('error', ignore)
-    return { client, release: async () => void client.removeListener?.('error', ignore) }
+    return {
+      client,
+      release: () => {
+        client.removeListener?.('error', ignore)
+        return Promise.resolve()
+      },
+    }
   }
   if (options.pool) {
     const client = await options.pool.connect()
@@ -59,12 +64,13 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
     let released = false
     return {
       client,
-      release: async (error) => {
-        if (released) return
+      release: (error) => {
+        if (released) return Promise.resolve()
         released = true
         client.removeListener?.('error', ignore)
         // release(error) makes the pool destroy the connection instead of reusing it.
         client.release?.(error)
+        return Promise.resolve()
       },
     }
   }
@@ -88,13 +94,7 @@ type Query = (text: string, values: unknown[]) => Promise<{ rows: Array<Record<s
  * Row count of a query for progress: `exact` runs count(*), `estimate` reads the planner's
  * estimate. With a pool it runs on its own connection; otherwise on `client`.
  */
-export async function countRows(options: {
-  client: PgClient
-  pool?: PgPool
-  text: string
-  values: unknown[]
-  count: 'exact' | 'estimate'
-}): Promise<number> {
+export async function countRows(options: { client: PgClient; pool?: PgPool; text: string; values: unknown[]; count: 'exact' | 'estimate' }): Promise<number> {
   const { pool, text, values, count } = options
   const client = pool ? await pool.connect() : options.client
   try {

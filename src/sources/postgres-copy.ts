@@ -69,7 +69,7 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
         if (interrupted && options.client) await connection.client.end?.().catch(() => {})
         await connection.release(failure ?? (interrupted ? new Error('COPY interrupted') : undefined))
       }
-      release().then(() => callback(error))
+      void release().then(() => callback(error))
     },
   }) as PostgresCopySource
   Object.defineProperty(output, 'preformatted', {
@@ -99,7 +99,7 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
     })
     copy.on('error', fail)
     copy.on('end', () => {
-      completed.then(async () => {
+      void completed.then(async () => {
         finished = true
         await conn.release()
         output.push(null)
@@ -148,9 +148,13 @@ export function inlineParameters(text: string, count: number, literal: (n: numbe
       let depth = 1
       end = i + 2
       while (end < n && depth > 0) {
-        if (text.startsWith('/*', end)) (depth++, (end += 2))
-        else if (text.startsWith('*/', end)) (depth--, (end += 2))
-        else end++
+        if (text.startsWith('/*', end)) {
+          depth++
+          end += 2
+        } else if (text.startsWith('*/', end)) {
+          depth--
+          end += 2
+        } else end++
       }
     } else if (c === "'") {
       end = quoted(i + 1, "'", false)

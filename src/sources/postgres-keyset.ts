@@ -99,7 +99,10 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
     // while it waits): it is given back as soon as it arrives.
     release: async (failure) => {
       if (!ready) return
-      const released = ready.then((conn) => conn.release(failure), () => {})
+      const released = ready.then(
+        (conn) => conn.release(failure),
+        () => {},
+      )
       if (connected) await released
     },
   }) as PostgresKeysetSource

@@ -65,21 +65,31 @@ const ARRAY_OIDS = new Set([1000, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022
  */
 export function pgColumnType({ name, dataTypeID, dataTypeModifier }: PgField): ColumnType {
   switch (dataTypeID) {
-    case 16: return { name, type: 'BOOLEAN' }
-    case 20: return { name, type: 'INT64' }
+    case 16:
+      return { name, type: 'BOOLEAN' }
+    case 20:
+      return { name, type: 'INT64' }
     case 21:
-    case 23: return { name, type: 'INT32' }
+    case 23:
+      return { name, type: 'INT32' }
     case 700:
-    case 701: return { name, type: 'DOUBLE' }
+    case 701:
+      return { name, type: 'DOUBLE' }
     case 1700:
       if (dataTypeModifier < 4) return { name, type: 'STRING', numeric: true }
       return { name, type: 'DECIMAL', precision: ((dataTypeModifier - 4) >> 16) & 0xffff, scale: (dataTypeModifier - 4) & 0xffff }
-    case 1184: return { name, type: 'TIMESTAMP' }
-    case 1114: return { name, type: 'TIMESTAMP', utc: false }
-    case 1082: return { name, type: 'DATE' }
-    case 17: return { name, type: 'BYTE_ARRAY' }
+    case 1184:
+      return { name, type: 'TIMESTAMP' }
+    case 1114:
+      return { name, type: 'TIMESTAMP', utc: false }
+    case 1082:
+      return { name, type: 'DATE' }
+    case 17:
+      return { name, type: 'BYTE_ARRAY' }
     case 114:
-    case 3802: return { name, type: 'JSON' }
-    default: return { name, type: ARRAY_OIDS.has(dataTypeID) ? 'JSON' : 'STRING' }
+    case 3802:
+      return { name, type: 'JSON' }
+    default:
+      return { name, type: ARRAY_OIDS.has(dataTypeID) ? 'JSON' : 'STRING' }
   }
 }

@@ -64,7 +64,7 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
       const failure = cursorFailed ? error : closeError
       const released = connection ? connection.release(failure ?? undefined) : Promise.resolve()
       const reported = failure ? toExportError(failure, 'ERR_SOURCE', 'source') : error
-      released.then(() => callback(reported))
+      void released.then(() => callback(reported))
     }
     if (cursorFailed || connection === undefined) finish()
     else closeCursor(error, (closeError) => finish(closeError === error ? null : closeError))

@@ -16,7 +16,6 @@ export interface GzipOptions {
   threads?: number
 }
 
-
 /** The Content-Type of a gzipped export: a .gz file (not Content-Encoding, which clients decode). */
 export const GZIP_CONTENT_TYPE = 'application/gzip'
 
@@ -76,33 +75,37 @@ function parallelGzip(level: number, threads: number): Transform {
     stream.push(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level === 9 ? 2 : level === 1 ? 4 : 0, 3]))
   }
 
+  // Takes a chunk: whole blocks go to the pool; waits for the oldest block while the pool is full.
+  const write = async (chunk: Buffer) => {
+    if (!started) header()
+    pending.push(chunk)
+    pendingBytes += chunk.length
+    while (pendingBytes >= BLOCK_SIZE) submit(takeBlock(BLOCK_SIZE), false)
+    while (inFlight.length >= threads * 2) stream.push(await inFlight.shift()!)
+  }
+  // The last (possibly short) block, every block still in flight, then the trailer.
+  const end = async () => {
+    if (!started) header()
+    submit(takeBlock(pendingBytes), true)
+    while (inFlight.length > 0) stream.push(await inFlight.shift()!)
+    const trailer = Buffer.alloc(8)
+    trailer.writeUInt32LE(crc >>> 0, 0)
+    trailer.writeUInt32LE(size, 4)
+    stream.push(trailer)
+  }
+
   const stream = new Transform({
-    async transform(chunk: Buffer, _encoding, callback) {
-      try {
-        if (!started) header()
-        pending.push(chunk)
-        pendingBytes += chunk.length
-        while (pendingBytes >= BLOCK_SIZE) submit(takeBlock(BLOCK_SIZE), false)
-        // Backpressure: wait for the oldest block while the pool is full.
-        while (inFlight.length >= threads * 2) stream.push(await inFlight.shift()!)
-        callback()
-      } catch (error) {
-        callback(error as Error)
-      }
+    transform(chunk: Buffer, _encoding, callback) {
+      write(chunk).then(
+        () => callback(),
+        (error: Error) => callback(error),
+      )
     },
-    async flush(callback) {
-      try {
-        if (!started) header()
-        submit(takeBlock(pendingBytes), true)
-        while (inFlight.length > 0) stream.push(await inFlight.shift()!)
-        const trailer = Buffer.alloc(8)
-        trailer.writeUInt32LE(crc >>> 0, 0)
-        trailer.writeUInt32LE(size, 4)
-        stream.push(trailer)
-        callback()
-      } catch (error) {
-        callback(error as Error)
-      }
+    flush(callback) {
+      end().then(
+        () => callback(),
+        (error: Error) => callback(error),
+      )
     },
   })
   return stream

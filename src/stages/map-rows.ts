@@ -6,6 +6,8 @@ import { ExportError, invalidOption } from '../errors.js'
  * to drop it. May be async; the next row is read only after it settles, so order is kept and a
  * slow function slows the source instead of queueing rows.
  */
+// `any`: a transform reads the columns it knows (`row.email`) without a cast; what it returns is checked.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type RowTransform = (row: any, index: number) => unknown
 
 /** Checks a `transform` option (a function or an array of them) and returns the list. */
@@ -18,8 +20,7 @@ export function checkTransforms(value: unknown, name = 'transform'): RowTransfor
   return list as RowTransform[]
 }
 
-const isThenable = (value: unknown): value is PromiseLike<unknown> =>
-  typeof (value as PromiseLike<unknown> | null)?.then === 'function'
+const isThenable = (value: unknown): value is PromiseLike<unknown> => typeof (value as PromiseLike<unknown> | null)?.then === 'function'
 
 const transformError = (error: unknown, index: number) =>
   new ExportError('ERR_TRANSFORM', 'transform', `Transform failed on row ${index}: ${(error as Error)?.message ?? error}`, { cause: error })

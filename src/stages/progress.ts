@@ -71,7 +71,15 @@ export function estimate(fraction: number | undefined, elapsedMs: number, final 
  */
 export function progress(options: ProgressOptions = {}): ProgressTap {
   checkObject('options', options)
-  const { onProgress, intervalMs = 1000, objectMode = false, rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded, input: readInput } = options
+  const {
+    onProgress,
+    intervalMs = 1000,
+    objectMode = false,
+    rows: readRows,
+    uncompressedBytes: readUncompressed,
+    uploadedBytes: readUploaded,
+    input: readInput,
+  } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
   checkTimerMs('intervalMs', intervalMs)
   checkBoolean('objectMode', objectMode)
@@ -123,8 +131,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
   }
 
   let pending = false
-  const failure = (error: unknown) =>
-    new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? error}`, { cause: error })
+  const failure = (error: unknown) => new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? error}`, { cause: error })
   // Calls onProgress; a returned promise is awaited (one at a time: a slow callback skips ticks).
   const report = async (final = false): Promise<void> => {
     if (!onProgress || pending) return
@@ -144,7 +151,7 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
       if (objectMode) rowCount++
       else bytes += (chunk as Buffer).length
       if (onProgress && timer === undefined) {
-        timer = setInterval(() => report().catch((error: Error) => tap.destroy(error)), intervalMs).unref()
+        timer = setInterval(() => void report().catch((error: Error) => tap.destroy(error)), intervalMs).unref()
       }
       callback(null, chunk)
     },

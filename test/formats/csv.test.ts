@@ -101,7 +101,10 @@ describe('csv', () => {
   })
 
   it('takes the header from the first row and keeps that column set', async () => {
-    const text = await formatRows(csv(), [{ a: 1, b: 2 }, { b: 3, c: 4 }])
+    const text = await formatRows(csv(), [
+      { a: 1, b: 2 },
+      { b: 3, c: 4 },
+    ])
     expect(text).toBe('a,b\n1,2\n,3\n')
   })
 

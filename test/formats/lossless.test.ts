@@ -4,7 +4,11 @@ import { describe, expect, it } from 'vitest'
 import { csv, jsonArray, jsonl, type ExportError } from '../../src/index.js'
 import { formatRows } from '../helpers.js'
 
-const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: ExportError) => e)
+const failure = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (e: ExportError) => e,
+  )
 
 describe('NaN, Infinity and -0 stay distinguishable from NULL and from each other', () => {
   const row = { nan: Number.NaN, inf: Infinity, ninf: -Infinity, nzero: -0, zero: 0, nul: null, nested: { v: [Number.NaN, -0, Infinity] } }

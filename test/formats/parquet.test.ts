@@ -118,7 +118,15 @@ describe('parquet', () => {
       ['nested', 'BYTE_ARRAY', 'JSON'],
       ['id', 'BYTE_ARRAY', 'UTF8'],
     ])
-    expect(back[0]).toMatchObject({ s: null, n: 1.5, b: 10n, t: true, at: new Date('2026-01-01T00:00:00.001Z'), nested: { a: [1] }, id: '65b2f0c0a1b2c3d4e5f60718' })
+    expect(back[0]).toMatchObject({
+      s: null,
+      n: 1.5,
+      b: 10n,
+      t: true,
+      at: new Date('2026-01-01T00:00:00.001Z'),
+      nested: { a: [1] },
+      id: '65b2f0c0a1b2c3d4e5f60718',
+    })
     expect(back[1]).toMatchObject({ s: 'later', n: 2, b: -3n, at: null, nested: null })
   })
 
@@ -133,7 +141,11 @@ describe('parquet', () => {
   })
 
   it('writes every codec', async () => {
-    const schema: ColumnType[] = [{ name: 'id', type: 'INT64' }, { name: 'memo', type: 'STRING' }, { name: 'amount', type: 'DECIMAL', precision: 12, scale: 2 }]
+    const schema: ColumnType[] = [
+      { name: 'id', type: 'INT64' },
+      { name: 'memo', type: 'STRING' },
+      { name: 'amount', type: 'DECIMAL', precision: 12, scale: 2 },
+    ]
     for (const codec of ['SNAPPY', 'GZIP', 'ZSTD', 'UNCOMPRESSED'] as const) {
       const sink = collector()
       await exportStream({ source: fromIterable(statements(3000)), format: parquet({ schema, codec, rowGroupSize: 1000 }), sink })
@@ -161,15 +173,24 @@ describe('parquet', () => {
   it('a value that does not fit the schema: ERR_FORMAT naming row and column, nothing left behind', async () => {
     const dir = await tempDir()
     const rows = Array.from({ length: 1500 }, (_, i) => ({ id: i === 1234 ? 'x12' : String(i), amount: '1.50' }))
-    const schema: ColumnType[] = [{ name: 'id', type: 'INT64' }, { name: 'amount', type: 'DECIMAL', precision: 4, scale: 2 }]
-    const error = await exportStream({ source: rows, format: parquet({ schema, rowGroupSize: 1000 }), sink: fileSink({ path: join(dir, 'x.parquet') }) }).catch((e) => e)
+    const schema: ColumnType[] = [
+      { name: 'id', type: 'INT64' },
+      { name: 'amount', type: 'DECIMAL', precision: 4, scale: 2 },
+    ]
+    const error = await exportStream({ source: rows, format: parquet({ schema, rowGroupSize: 1000 }), sink: fileSink({ path: join(dir, 'x.parquet') }) }).catch(
+      (e) => e,
+    )
     expect(error.code).toBe('ERR_FORMAT')
     expect(error.message).toBe('Row 1234, column "id" (INT64): expected a 64-bit integer, got `"x12"` (string)')
     expect(await listDir(dir)).toEqual([])
 
     const tooPrecise = await exportStream({ source: [{ id: 1, amount: '1.234' }], format: parquet({ schema }), sink: collector() }).catch((e) => e)
     expect(tooPrecise.message).toBe('Row 0, column "amount" (DECIMAL): expected at most 2 digits after the point (decimal(4,2)), got `"1.234"` (string)')
-    const notNull = await exportStream({ source: [{ id: null, amount: '1' }], format: parquet({ schema: [{ name: 'id', type: 'INT64', nullable: false }] }), sink: collector() }).catch((e) => e)
+    const notNull = await exportStream({
+      source: [{ id: null, amount: '1' }],
+      format: parquet({ schema: [{ name: 'id', type: 'INT64', nullable: false }] }),
+      sink: collector(),
+    }).catch((e) => e)
     expect(notNull.message).toBe('Row 0, column "id" (INT64): expected a value (the column is not nullable), got `null` (null)')
   })
 
@@ -183,7 +204,10 @@ describe('parquet', () => {
     const pool = testPool()
     const key = 'parquet/statements.parquet'
     const result = await exportStream({
-      source: postgresSource({ pool, text: `select i as id, (i * 1.25)::numeric(12,2) as amount, timestamptz '2026-02-01 00:00:00+00' + i * interval '1 second' as at from generate_series(1, 20000) i` }),
+      source: postgresSource({
+        pool,
+        text: `select i as id, (i * 1.25)::numeric(12,2) as amount, timestamptz '2026-02-01 00:00:00+00' + i * interval '1 second' as at from generate_series(1, 20000) i`,
+      }),
       format: parquet({ rowGroupSize: 5000 }),
       sink: s3Sink({ client: s3.client, bucket: s3.bucket, key }),
     })

@@ -59,7 +59,7 @@ describe('fileSink: the rename is the commit point', () => {
       await writeFile(path, 'old\n')
       const controller = new AbortController()
       const sink = fileSink({ path })
-      const final = sink._final!.bind(sink)
+      const final = sink._final.bind(sink)
       sink._final = (callback) => {
         // 0: at once; then after a growing number of event-loop turns (fsync, close and rename each take some).
         if (run === 0) controller.abort(new Error('now'))

@@ -141,11 +141,16 @@ describe('s3Sink under faults', () => {
     const key = 'faults/too-small.bin'
     const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }))
     const parts: Array<{ PartNumber: number; ETag?: string }> = []
-    for (const [PartNumber, size] of [[1, 5 * MiB], [2, 20], [3, 5 * MiB]] as const) {
+    for (const [PartNumber, size] of [
+      [1, 5 * MiB],
+      [2, 20],
+      [3, 5 * MiB],
+    ] as const) {
       const { ETag } = await s3.client.send(new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId, PartNumber, Body: Buffer.alloc(size) }))
       parts.push({ PartNumber, ETag })
     }
-    const complete = (Parts: typeof parts) => s3.client.send(new CompleteMultipartUploadCommand({ Bucket: s3.bucket, Key: key, UploadId, MultipartUpload: { Parts } }))
+    const complete = (Parts: typeof parts) =>
+      s3.client.send(new CompleteMultipartUploadCommand({ Bucket: s3.bucket, Key: key, UploadId, MultipartUpload: { Parts } }))
     await expect(complete(parts)).rejects.toMatchObject({ name: 'EntityTooSmall' })
     await expect(complete([parts[2], parts[0]])).rejects.toMatchObject({ name: 'InvalidPartOrder' })
     await expect(complete([{ ...parts[0], ETag: '"0000"' }])).rejects.toMatchObject({ name: 'InvalidPart' })

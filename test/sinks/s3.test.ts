@@ -88,12 +88,21 @@ describe('s3Sink', () => {
     expect(head.ContentDisposition).toBe(`attachment; filename="Gr__e.jsonl.gz"; filename*=UTF-8''Gr%C3%BC%C3%9Fe.jsonl.gz`)
     expect(head.Metadata).toEqual({ job: '42' })
 
-    await exportStream({ source: [{ a: 1 }], format: csv(), sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'meta/plain.csv', contentType: 'text/plain' }) })
+    await exportStream({
+      source: [{ a: 1 }],
+      format: csv(),
+      sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'meta/plain.csv', contentType: 'text/plain' }),
+    })
     const plain = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: 'meta/plain.csv' }))
     expect(plain.ContentType).toBe('text/plain')
     expect(plain.ContentEncoding).toBeUndefined()
 
-    await exportStream({ source: [{ a: 1 }], format: csv(), gzip: true, sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'meta/decoded.csv', contentType: 'text/csv', contentEncoding: 'gzip' }) })
+    await exportStream({
+      source: [{ a: 1 }],
+      format: csv(),
+      gzip: true,
+      sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: 'meta/decoded.csv', contentType: 'text/csv', contentEncoding: 'gzip' }),
+    })
     const decoded = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: 'meta/decoded.csv' }))
     expect(decoded.ContentEncoding).toBe('gzip') // explicit options win
   })
@@ -135,7 +144,9 @@ describe('s3Sink', () => {
   }
 
   it('an S3 error rejects with ERR_SINK carrying the service error', async () => {
-    const error = await exportStream({ source: [{ a: 1 }], format: csv(), sink: s3Sink({ client: s3.client, bucket: 'no-such-bucket', key: 'x.csv' }) }).catch((e) => e)
+    const error = await exportStream({ source: [{ a: 1 }], format: csv(), sink: s3Sink({ client: s3.client, bucket: 'no-such-bucket', key: 'x.csv' }) }).catch(
+      (e) => e,
+    )
     expect(error.code).toBe('ERR_SINK')
     expect(error.cause.name).toBe('NoSuchBucket')
   })

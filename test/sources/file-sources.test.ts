@@ -36,7 +36,10 @@ describe('csvSource', () => {
 
   it('takes column names for a file without header, and a delimiter', async () => {
     const rows = await rowsOf(csvSource({ stream: Readable.from([Buffer.from('1;x\n2;y\n')]), columns: ['n', 'v'], delimiter: ';' }))
-    expect(rows).toEqual([{ n: '1', v: 'x' }, { n: '2', v: 'y' }])
+    expect(rows).toEqual([
+      { n: '1', v: 'x' },
+      { n: '2', v: 'y' },
+    ])
   })
 
   it('keeps values as strings unless cast is asked for', async () => {

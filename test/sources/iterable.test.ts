@@ -33,7 +33,9 @@ describe('fromIterable', () => {
   })
 
   it('rejects what is not a row iterable', () => {
-    expect(() => fromIterable('abc' as never)).toThrow('Expected `rows` to be an Iterable, an AsyncIterable or an object-mode Readable of rows, got `"abc"` (string)')
+    expect(() => fromIterable('abc' as never)).toThrow(
+      'Expected `rows` to be an Iterable, an AsyncIterable or an object-mode Readable of rows, got `"abc"` (string)',
+    )
     expect(() => fromIterable(Readable.from(Buffer.from('x'), { objectMode: false }) as never)).toThrow(/object-mode Readable/)
     expect(() => fromIterable(42 as never)).toThrow(/got `42` \(number\)/)
   })

@@ -77,19 +77,35 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
   it('a later document with a new field: ignored by default, an error when asked', async () => {
     const odd = mongo.client.db('stream_export_test').collection<{ _id: number; a: object }>('odd')
     await odd.drop().catch(() => {})
-    await odd.insertMany([{ _id: 1, a: { b: 1 } }, { _id: 2, a: { b: 2, c: 3 } }])
+    await odd.insertMany([
+      { _id: 1, a: { b: 1 } },
+      { _id: 2, a: { b: 2, c: 3 } },
+    ])
     const sink = collector()
     await exportStream({ source: mongoSource({ collection: odd, sort: { _id: 1 } }), format: csv({ flatten: true }), sink })
     expect(sink.buffer().toString()).toBe('_id,a.b\n1,1\n2,2\n')
-    const error = await exportStream({ source: mongoSource({ collection: odd, sort: { _id: 1 } }), format: csv({ flatten: true, extraColumns: 'error' }), sink: collector() }).catch((e) => e)
+    const error = await exportStream({
+      source: mongoSource({ collection: odd, sort: { _id: 1 } }),
+      format: csv({ flatten: true, extraColumns: 'error' }),
+      sink: collector(),
+    }).catch((e) => e)
     expect(error.code).toBe('ERR_FORMAT')
     expect(error.message).toBe('Cannot encode row 1: a column the header does not have: "a.c"')
   })
 
   it('exports the same documents as JSON Lines with native nesting', async () => {
     const sink = collector()
-    await exportStream({ source: mongoSource({ collection: users, filter: { n: { $in: [new Int32(0), new Int32(37_777)] } }, sort: { _id: 1 } }), format: jsonl(), sink })
-    const [first, second] = sink.buffer().toString().trim().split('\n').map((l) => JSON.parse(l))
+    await exportStream({
+      source: mongoSource({ collection: users, filter: { n: { $in: [new Int32(0), new Int32(37_777)] } }, sort: { _id: 1 } }),
+      format: jsonl(),
+      sink,
+    })
+    const [first, second] = sink
+      .buffer()
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     const cells = expectedCells(37_777)
     expect(second).toEqual({
       ...cells,
@@ -113,7 +129,12 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
     for (const count of ['exact', 'estimate'] as const) {
       expect(await mongoSource({ collection: users, filter: { n: { $lt: 2500 } }, count }).countRows?.()).toBe(count === 'exact' ? 2500 : COUNT)
       const reports: Progress[] = []
-      await exportStream({ source: mongoSource({ collection: users, filter: { n: { $lt: 2500 } }, count }), format: jsonl(), sink: collector(), onProgress: (p) => void reports.push(p) })
+      await exportStream({
+        source: mongoSource({ collection: users, filter: { n: { $lt: 2500 } }, count }),
+        format: jsonl(),
+        sink: collector(),
+        onProgress: (p) => void reports.push(p),
+      })
       // The last report gives the real count, whatever the estimate said.
       expect(reports.at(-1)).toMatchObject({ rows: 2500, totalRows: 2500, percent: 100 })
     }
@@ -146,7 +167,11 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
 
   it('a bad filter rejects with ERR_SOURCE and the driver error', async () => {
     const dir = await tempDir()
-    const error = await exportStream({ source: mongoSource({ collection: users, filter: { n: { $nope: 1 } } }), format: csv(), sink: fileSink({ path: join(dir, 'x.csv') }) }).catch((e) => e)
+    const error = await exportStream({
+      source: mongoSource({ collection: users, filter: { n: { $nope: 1 } } }),
+      format: csv(),
+      sink: fileSink({ path: join(dir, 'x.csv') }),
+    }).catch((e) => e)
     expect(error).toBeInstanceOf(ExportError)
     expect(error.code).toBe('ERR_SOURCE')
     expect(error.cause.code).toBe(2) // BadValue
@@ -161,7 +186,12 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
       it(`${fault.name} rejects with ERR_SOURCE and leaves no output`, async () => {
         const dir = await tempDir()
         mongo.server!.failGetMore(3, fault)
-        const error = await exportStream({ source: mongoSource({ collection: users, batchSize: 1000 }), format: csv(), gzip: true, sink: fileSink({ path: join(dir, 'out.csv.gz') }) }).catch((e) => e)
+        const error = await exportStream({
+          source: mongoSource({ collection: users, batchSize: 1000 }),
+          format: csv(),
+          gzip: true,
+          sink: fileSink({ path: join(dir, 'out.csv.gz') }),
+        }).catch((e) => e)
         expect(error.code).toBe('ERR_SOURCE')
         expect(error.cause.code).toBe(fault.code)
         expect(await listDir(dir)).toEqual([])

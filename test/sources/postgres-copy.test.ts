@@ -36,7 +36,10 @@ describe('postgresCopySource', () => {
     const pool = testPool()
     const dir = await tempDir()
     const path = join(dir, 'out.csv')
-    const result = await exportStream({ source: postgresCopySource({ pool, text: 'select 1 as a, $1 as b', values: ["it's"], header: false }), sink: fileSink({ path }) })
+    const result = await exportStream({
+      source: postgresCopySource({ pool, text: 'select 1 as a, $1 as b', values: ["it's"], header: false }),
+      sink: fileSink({ path }),
+    })
     expect(result.rows).toBe(1)
     expect(await listDir(dir)).toEqual(['out.csv'])
   })
@@ -72,7 +75,10 @@ describe('postgresCopySource', () => {
   it('a bad query rejects with ERR_SOURCE and the Postgres code', async () => {
     const pool = testPool()
     const dir = await tempDir()
-    const error = await exportStream({ source: postgresCopySource({ pool, text: `select nope from ${STATEMENTS}` }), sink: fileSink({ path: join(dir, 'x.csv') }) }).catch((e) => e)
+    const error = await exportStream({
+      source: postgresCopySource({ pool, text: `select nope from ${STATEMENTS}` }),
+      sink: fileSink({ path: join(dir, 'x.csv') }),
+    }).catch((e) => e)
     expect(error.code).toBe('ERR_SOURCE')
     expect(error.cause.code).toBe('42703')
     expect(await listDir(dir)).toEqual([])
@@ -89,7 +95,7 @@ describe('inlineParameters', () => {
     expect(inlineParameters(`select 'it''s $1', E'\\' $1', $1`, 1, lit)).toBe(`select 'it''s $1', E'\\' $1', <1>`)
     expect(inlineParameters('select $q$ $1 $q$, $$ $2 $$, $1', 1, lit)).toBe('select $q$ $1 $q$, $$ $2 $$, <1>')
   })
-  it('follows PostgreSQL\'s lexer: nested comments, CR line ends, names with $, E strings', () => {
+  it("follows PostgreSQL's lexer: nested comments, CR line ends, names with $, E strings", () => {
     expect(inlineParameters('select 1 /* /* */ $1 */, $2', 2, lit)).toBe('select 1 /* /* */ $1 */, <2>')
     expect(inlineParameters('select 1 -- note\r, $1', 1, lit)).toBe('select 1 -- note\r, <1>')
     expect(inlineParameters('select a$1, $1', 1, lit)).toBe('select a$1, <1>')
@@ -110,7 +116,10 @@ describe('inlineParameters', () => {
   it('escapes values so they cannot break out of the literal', async () => {
     const pool = testPool()
     const sink = collector()
-    await exportStream({ source: postgresCopySource({ pool, text: 'select $1::text as v, $2::int as n, $3::text as z', values: ["'); drop table x; --", 42, null] }), sink })
+    await exportStream({
+      source: postgresCopySource({ pool, text: 'select $1::text as v, $2::int as n, $3::text as z', values: ["'); drop table x; --", 42, null] }),
+      sink,
+    })
     expect(sink.buffer().toString()).toBe(`v,n,z\n'); drop table x; --,42,\n`)
   })
 })

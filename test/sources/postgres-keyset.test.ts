@@ -109,7 +109,9 @@ describe('postgresKeysetSource', () => {
 
   it('a table name cannot inject SQL', async () => {
     const pool = testPool()
-    const error = await postgresKeysetSource({ pool, table: `${STATEMENTS}; drop table ${STATEMENTS}` }).toArray().catch((e) => e)
+    const error = await postgresKeysetSource({ pool, table: `${STATEMENTS}; drop table ${STATEMENTS}` })
+      .toArray()
+      .catch((e) => e)
     expect(error.cause.code).toBe('42P01') // no such table: the name was quoted as one identifier
     expect((await pool.query(`select count(*)::int as n from ${STATEMENTS}`)).rows[0].n).toBe(ROWS)
   })
@@ -118,7 +120,9 @@ describe('postgresKeysetSource', () => {
     const pool = new pg.Pool({ connectionString: databaseUrl() })
     expect(() => postgresKeysetSource({ pool })).toThrow('Expected `table | select` to be exactly one of them')
     expect(() => postgresKeysetSource({ pool, table: 't', key: [] })).toThrow('Expected `key` to be a column name or a non-empty array of them')
-    expect(() => postgresKeysetSource({ pool, table: 't', key: ['a', 'b'], after: 5 })).toThrow('Expected `after` to be an array of 2 key values, got `5` (number)')
+    expect(() => postgresKeysetSource({ pool, table: 't', key: ['a', 'b'], after: 5 })).toThrow(
+      'Expected `after` to be an array of 2 key values, got `5` (number)',
+    )
     return pool.end()
   })
 })
@@ -131,7 +135,9 @@ describe('postgresKeysetSource: aborts and checkpoints', () => {
     const sink = collector()
     const started = Date.now()
     setTimeout(() => controller.abort(new Error('user cancelled')), 100)
-    const error = await exportStream({ source: postgresKeysetSource({ pool, table: STATEMENTS }), format: csv(), sink, signal: controller.signal }).catch((e) => e)
+    const error = await exportStream({ source: postgresKeysetSource({ pool, table: STATEMENTS }), format: csv(), sink, signal: controller.signal }).catch(
+      (e) => e,
+    )
     expect(error.code).toBe('ERR_ABORTED')
     expect(Date.now() - started).toBeLessThan(2_000)
     held.release()
@@ -143,10 +149,18 @@ describe('postgresKeysetSource: aborts and checkpoints', () => {
   it('result.checkpoint is the key of the last row in the committed output; resuming from it exports exactly the rest', async () => {
     const pool = testPool()
     const first = collector()
-    const done = await exportStream({ source: postgresKeysetSource({ pool, select: `select * from ${STATEMENTS} where id <= 1234`, batchSize: 500 }), format: csv(), sink: first })
+    const done = await exportStream({
+      source: postgresKeysetSource({ pool, select: `select * from ${STATEMENTS} where id <= 1234`, batchSize: 500 }),
+      format: csv(),
+      sink: first,
+    })
     expect(done.checkpoint).toBe('1234')
     const rest = collector()
-    const next = await exportStream({ source: postgresKeysetSource({ pool, table: STATEMENTS, batchSize: 500, after: done.checkpoint }), format: csv(), sink: rest })
+    const next = await exportStream({
+      source: postgresKeysetSource({ pool, table: STATEMENTS, batchSize: 500, after: done.checkpoint }),
+      format: csv(),
+      sink: rest,
+    })
     expect([...ids(first.buffer().toString()), ...ids(rest.buffer().toString())]).toEqual(Array.from({ length: ROWS }, (_, i) => i + 1))
     expect(next.checkpoint).toBe(String(ROWS))
   })

@@ -71,7 +71,12 @@ describe('postgresSource', () => {
     const pool = testPool()
     const sink = collector()
     await exportStream({ source: postgresSource({ pool, text: `select * from ${TYPES_TABLE} order by id` }), format: jsonl(), sink })
-    const [first, second, nulls] = sink.buffer().toString().trim().split('\n').map((l) => JSON.parse(l))
+    const [first, second, nulls] = sink
+      .buffer()
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(first).toMatchObject({
       id: 1,
       big: '9223372036854775807',
@@ -128,7 +133,11 @@ describe('postgresSource', () => {
       await client.query(`create temp table se_tx (n int) on commit drop`)
       await client.query(`insert into se_tx select generate_series(1, 2500)`)
       const sink = collector()
-      const result = await exportStream({ source: postgresSource({ client, text: 'select n from se_tx order by n', count: 'exact', batchSize: 1000 }), format: csv(), sink })
+      const result = await exportStream({
+        source: postgresSource({ client, text: 'select n from se_tx order by n', count: 'exact', batchSize: 1000 }),
+        format: csv(),
+        sink,
+      })
       expect(result.rows).toBe(2500)
       expect(sink.buffer().toString().split('\n')[2500]).toBe('2500')
       expect((await client.query('select count(*)::int as n from se_tx')).rows[0].n).toBe(2500) // still in the transaction
@@ -141,7 +150,11 @@ describe('postgresSource', () => {
   it('opens and closes its own connection from a connectionString', async () => {
     const pool = testPool()
     const before = (await otherBackends(pool)).length
-    const result = await exportStream({ source: postgresSource({ connectionString: databaseUrl(), text: `select * from ${STATEMENTS} limit 10` }), format: jsonl(), sink: collector() })
+    const result = await exportStream({
+      source: postgresSource({ connectionString: databaseUrl(), text: `select * from ${STATEMENTS} limit 10` }),
+      format: jsonl(),
+      sink: collector(),
+    })
     expect(result.rows).toBe(10)
     await expect.poll(async () => (await otherBackends(pool)).length).toBe(before)
   })

@@ -6,13 +6,22 @@ import { csv, ExportError, exportStream, fileSink, jsonl, mapRows, postgresCopyS
 import { collector, listDir, tempDir } from '../helpers.js'
 
 const numbers = (count: number) => Array.from({ length: count }, (_, i) => ({ id: i, email: `user${i}@example.com` }))
-const lines = (buffer: Buffer) => buffer.toString().trim().split('\n').map((l) => JSON.parse(l))
+const lines = (buffer: Buffer) =>
+  buffer
+    .toString()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
 
 describe('transform', () => {
   it('maps rows and passes the row index', async () => {
     const sink = collector()
     await exportStream({ source: numbers(3), transform: (row, i) => ({ n: row.id * 10, i }), format: jsonl(), sink })
-    expect(lines(sink.buffer())).toEqual([{ n: 0, i: 0 }, { n: 10, i: 1 }, { n: 20, i: 2 }])
+    expect(lines(sink.buffer())).toEqual([
+      { n: 0, i: 0 },
+      { n: 10, i: 1 },
+      { n: 20, i: 2 },
+    ])
   })
 
   it('drops rows for undefined and does not count them', async () => {
@@ -38,7 +47,11 @@ describe('transform', () => {
       sink,
     })
     expect(seen).toEqual([0, 2, 3])
-    expect(lines(sink.buffer())).toEqual([{ id: 0, tag: '#0' }, { id: 2, tag: '#2' }, { id: 3, tag: '#3' }])
+    expect(lines(sink.buffer())).toEqual([
+      { id: 0, tag: '#0' },
+      { id: 2, tag: '#2' },
+      { id: 3, tag: '#3' },
+    ])
   })
 
   it('awaits async functions and keeps the order, reading the next row only when one is done', async () => {
@@ -83,8 +96,16 @@ describe('transform', () => {
 
   it('mixes sync and async functions in one chain', async () => {
     const sink = collector()
-    await exportStream({ source: numbers(3), transform: [(r) => ({ id: r.id }), async (r) => ({ ...r, twice: r.id * 2 }), (r) => (r.id === 2 ? undefined : r)], format: jsonl(), sink })
-    expect(lines(sink.buffer())).toEqual([{ id: 0, twice: 0 }, { id: 1, twice: 2 }])
+    await exportStream({
+      source: numbers(3),
+      transform: [(r) => ({ id: r.id }), async (r) => ({ ...r, twice: r.id * 2 }), (r) => (r.id === 2 ? undefined : r)],
+      format: jsonl(),
+      sink,
+    })
+    expect(lines(sink.buffer())).toEqual([
+      { id: 0, twice: 0 },
+      { id: 1, twice: 2 },
+    ])
   })
 
   it('a throwing transform rejects with ERR_TRANSFORM naming the row, and leaves no file', async () => {
@@ -111,7 +132,12 @@ describe('transform', () => {
 
   it('works alone as mapRows() in a pipeline', async () => {
     const sink = collector()
-    await pipeline(Readable.from(numbers(2)), mapRows((r) => ({ e: r.email.toUpperCase() })), jsonl(), sink)
+    await pipeline(
+      Readable.from(numbers(2)),
+      mapRows((r) => ({ e: r.email.toUpperCase() })),
+      jsonl(),
+      sink,
+    )
     expect(lines(sink.buffer())).toEqual([{ e: 'USER0@EXAMPLE.COM' }, { e: 'USER1@EXAMPLE.COM' }])
   })
 
@@ -119,7 +145,11 @@ describe('transform', () => {
     expect(() => mapRows('x' as never)).toThrow('Expected `transform` to be a function, got `"x"` (string)')
     expect(() => mapRows([])).toThrow('Expected `transform` to be a function or a non-empty array of functions')
     expect(() => mapRows([() => 1, 2 as never])).toThrow('Expected `transform[1]` to be a function, got `2` (number)')
-    const error = await exportStream({ source: postgresCopySource({ connectionString: 'postgres://x@127.0.0.1:1/x', text: 'select 1' }), transform: (r) => r, sink: collector() }).catch((e) => e)
+    const error = await exportStream({
+      source: postgresCopySource({ connectionString: 'postgres://x@127.0.0.1:1/x', text: 'select 1' }),
+      transform: (r) => r,
+      sink: collector(),
+    }).catch((e) => e)
     expect(error.message).toContain('Expected `transform` to be undefined for a source that emits formatted bytes')
   })
 })

@@ -18,11 +18,7 @@ describe('progress tap', () => {
 
   it('counts rows when placed before the format (objectMode)', async () => {
     const tap = progress({ objectMode: true })
-    await pipeline(
-      Readable.from([{ a: 1 }, { a: 2 }]),
-      tap,
-      new Writable({ objectMode: true, write: (_c, _e, cb) => cb() }),
-    )
+    await pipeline(Readable.from([{ a: 1 }, { a: 2 }]), tap, new Writable({ objectMode: true, write: (_c, _e, cb) => cb() }))
     expect(tap.snapshot()).toMatchObject({ rows: 2, bytes: 0 })
   })
 
@@ -75,7 +71,7 @@ describe('progress tap', () => {
   })
 
   it('validates options', () => {
-    expect(() => progress({ intervalMs: -1 })).toThrow("Expected `intervalMs` to be a positive integer of milliseconds, at most 2147483647, got `-1` (number)")
+    expect(() => progress({ intervalMs: -1 })).toThrow('Expected `intervalMs` to be a positive integer of milliseconds, at most 2147483647, got `-1` (number)')
     expect(() => progress({ onProgress: 'log' as never })).toThrow('Expected `onProgress` to be a function')
   })
 })
