@@ -114,7 +114,7 @@ const EXTENSIONS: Record<string, FormatName> = { csv: 'csv', jsonl: 'jsonl', ndj
 export function formatOfName(name: string): { format?: FormatName; gzip: boolean } {
   const m = /\.([a-z]+)(\.gz)?$/i.exec(name)
   if (!m) return { gzip: /\.gz$/i.test(name) }
-  return { format: EXTENSIONS[m[1].toLowerCase()], gzip: Boolean(m[2]) }
+  return { format: EXTENSIONS[m[1]!.toLowerCase()], gzip: Boolean(m[2]) }
 }
 
 interface Options {
@@ -356,7 +356,8 @@ async function openSink(options: Options, stdout: NodeJS.WritableStream) {
       ? { endpoint: options.endpoint, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }
       : {}),
   })
-  const [, bucket, key] = s3url
+  const bucket = s3url[1]!
+  const key = s3url[2]!
   return { sink: s3Sink({ client, bucket, key }), client, bucket, key }
 }
 

@@ -202,7 +202,7 @@ export function csv(options: CsvOptions = {}): Formatter {
       let text = index === 0 ? start(columns) : ''
       for (let i = 0; i < readers.length; i++) {
         if (i > 0) text += delimiter
-        text += cells[i](readers[i](row))
+        text += cells[i]!(readers[i]!(row)) // one cell encoder per reader
       }
       return text + eol
     },

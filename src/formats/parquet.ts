@@ -245,7 +245,7 @@ export function parquet(options: ParquetOptions = {}): Formatter {
       }
       if (keys === undefined) keys = Object.keys(row)
       if (group.length === 0) group = keys.map(() => [])
-      for (let i = 0; i < keys.length; i++) group[i].push(row[keys[i]])
+      for (let i = 0; i < keys.length; i++) group[i]!.push(row[keys[i]!]) // a group column per key
       rows++
       if (rows - groupStart < rowGroupSize) return callback()
       try {
@@ -258,7 +258,7 @@ export function parquet(options: ParquetOptions = {}): Formatter {
     flush(callback) {
       try {
         if (rows > groupStart || !writer) writeGroup()
-        types!.forEach((column, i) => column.type === 'JSON' && Object.assign(elements[i], { converted_type: 'JSON' }))
+        types!.forEach((column, i) => column.type === 'JSON' && Object.assign(elements[i]!, { converted_type: 'JSON' }))
         void writer!.finish() // synchronous with our StreamingWriter
         callback()
       } catch (error) {
@@ -294,7 +294,7 @@ export function parquet(options: ParquetOptions = {}): Formatter {
           return null
         }
         try {
-          return convert[i](value)
+          return convert[i]!(value)
         } catch (error) {
           if (error instanceof Misfit) throw fitError(groupStart + r, column, value, error.message)
           throw error

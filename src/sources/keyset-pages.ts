@@ -39,7 +39,8 @@ export function keysetPages<R>({ batchSize, after, keyOf, fetchPage, release }: 
     if (done) return
     const rows = await fetchPage(last)
     if (stream.destroyed) return
-    if (rows.length > 0) last = keyOf(rows[rows.length - 1])
+    const lastRow = rows[rows.length - 1]
+    if (lastRow !== undefined) last = keyOf(lastRow)
     recent = recent.concat(rows.map(keyOf))
     if (recent.length > 3 * batchSize) recent = recent.slice(-2 * batchSize)
     done = rows.length < batchSize

@@ -101,10 +101,10 @@ export async function countRows(options: { client: PgClient; pool?: PgPool; text
     const query = (client.query as unknown as Query).bind(client)
     if (count === 'exact') {
       const { rows } = await query(`select count(*) as n from (${text}) as stream_export_count`, values)
-      return Number(rows[0].n)
+      return Number(rows[0]!.n) // count(*) returns one row
     }
     const { rows } = await query(`explain (format json) ${text}`, values)
-    return (rows[0]['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>)[0].Plan['Plan Rows']
+    return (rows[0]!['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>)[0]!.Plan['Plan Rows'] // one plan
   } finally {
     if (pool) client.release?.()
   }

@@ -140,7 +140,7 @@ export function inlineParameters(text: string, count: number, literal: (n: numbe
   let out = ''
   let i = 0
   while (i < n) {
-    const c = text[i]
+    const c = text[i]!
     let end = i + 1
     if (c === '-' && text[i + 1] === '-') {
       while (end < n && text[end] !== '\n' && text[end] !== '\r') end++
@@ -176,7 +176,7 @@ export function inlineParameters(text: string, count: number, literal: (n: numbe
       }
     } else if (IDENT.test(c)) {
       // A whole name, keyword or number at once: a `$` inside it is part of it.
-      while (end < n && IDENT.test(text[end])) end++
+      while (end < n && IDENT.test(text[end]!)) end++
       // E'...': the one string form with backslash escapes.
       if (end === i + 1 && (c === 'e' || c === 'E') && text[end] === "'") end = quoted(end + 1, "'", true)
     }

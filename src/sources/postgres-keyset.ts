@@ -56,7 +56,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
   const pageQuery = (from: boolean) =>
     `select * from (${base}) as stream_export_page${from ? afterKey : ''} order by ${keyList} limit $${values.length + (from ? keys.length : 0) + 1}`
   const keyValues = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k])
-  const keyOf = (row: Record<string, unknown>): unknown => (composite ? keys.map((k) => row[k]) : row[keys[0]])
+  const keyOf = (row: Record<string, unknown>): unknown => (composite ? keys.map((k) => row[k]) : row[keys[0]!])
 
   const types = losslessTypes()
   let ready: Promise<Connection> | undefined
@@ -90,7 +90,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
       const names = uniqueColumnNames(fields.map((field) => field.name))
       return rows.map((values) => {
         const row: Record<string, unknown> = {}
-        for (let i = 0; i < names.length; i++) row[names[i]] = values[i]
+        for (let i = 0; i < names.length; i++) row[names[i]!] = values[i]
         return row
       })
     },

@@ -75,7 +75,7 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
   const describeRows = stream.handleRowDescription
   stream.handleRowDescription = (message) => {
     const names = uniqueColumnNames(message.fields.map((field) => field.name))
-    describeRows({ ...message, fields: message.fields.map((field, i) => ({ ...field, name: names[i] })) })
+    describeRows({ ...message, fields: message.fields.map((field, i) => ({ ...field, name: names[i]! })) })
   }
 
   const started = connect(options).then(

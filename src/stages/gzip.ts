@@ -61,7 +61,7 @@ function parallelGzip(level: number, threads: number): Transform {
   }
 
   const takeBlock = (length: number): Buffer => {
-    const all = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes)
+    const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
     const block = all.subarray(0, length)
     const rest = all.subarray(length)
     pending = rest.length ? [rest] : []

@@ -34,7 +34,7 @@ export function applyTransforms(fns: RowTransform[], row: unknown, index: number
   let value = row
   for (let i = 0; i < fns.length; i++) {
     try {
-      value = fns[i](value, index)
+      value = fns[i]!(value, index)
     } catch (error) {
       throw transformError(error, index)
     }
@@ -47,7 +47,7 @@ export function applyTransforms(fns: RowTransform[], row: unknown, index: number
 async function finishAsync(fns: RowTransform[], from: number, pending: PromiseLike<unknown>, index: number): Promise<unknown> {
   try {
     let value = await pending
-    for (let i = from; i < fns.length && value !== undefined && value !== null; i++) value = await fns[i](value, index)
+    for (let i = from; i < fns.length && value !== undefined && value !== null; i++) value = await fns[i]!(value, index)
     return value ?? undefined
   } catch (error) {
     throw transformError(error, index)
