@@ -20,60 +20,77 @@ function formatError(error: unknown, index: number): ExportError {
 }
 
 /**
- * Wraps a pure row encoder in a thin Transform. Memory: one ~64 KiB chunk of text besides the
- * stream buffers.
+ * A text format stage: a pure row encoder in a thin Transform. Memory: one ~64 KiB chunk of text
+ * besides the stream buffers.
  */
+export class TextFormat extends Transform implements Formatter {
+  readonly contentType: string
+  readonly extension: string
+  readonly encoder: RowEncoder
+  #spec: FormatterSpec
+  #text = ''
+  #rows = 0
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(spec: FormatterSpec) {
+    super({ writableObjectMode: true })
+    this.#spec = spec
+    this.contentType = spec.contentType
+    this.extension = spec.extension
+    this.encoder = { encode: spec.encode, end: spec.end }
+  }
+
+  /** Rows encoded so far. */
+  get rows(): number {
+    return this.#rows
+  }
+
+  useSourceColumns(columns: () => ColumnType[] | undefined): void {
+    this.#spec.useSourceColumns?.(columns)
+  }
+
+  override _transform(row: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (typeof row !== 'object' || row === null) {
+      callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`))
+      return
+    }
+    try {
+      this.#text += this.#spec.encode(row as Row, this.#rows)
+    } catch (error) {
+      callback(formatError(error, this.#rows))
+      return
+    }
+    this.#rows++
+    if (this.#text.length >= CHUNK_CHARS) this.#pushText()
+    else this.#timer ??= setTimeout(() => this.#timedFlush(), MAX_DELAY_MS).unref()
+    callback()
+  }
+
+  override _flush(callback: (error?: Error | null) => void): void {
+    clearTimeout(this.#timer)
+    this.#text += this.#spec.end(this.#rows)
+    this.#pushText()
+    callback()
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.#timer)
+    callback(error)
+  }
+
+  #pushText(): void {
+    if (this.#text === '') return
+    this.push(Buffer.from(this.#text, 'utf8'))
+    this.#text = ''
+  }
+
+  #timedFlush(): void {
+    this.#timer = undefined
+    this.#pushText()
+  }
+}
+
+/** A format stage from a pure row encoder (csv, jsonl, jsonArray). */
 export function createFormatter(spec: FormatterSpec): Formatter {
-  let text = ''
-  let rows = 0
-  let timer: NodeJS.Timeout | undefined
-
-  const pushText = () => {
-    if (text === '') return
-    stream.push(Buffer.from(text, 'utf8'))
-    text = ''
-  }
-  const timedFlush = () => {
-    timer = undefined
-    pushText()
-  }
-
-  const stream = new Transform({
-    writableObjectMode: true,
-    transform(row: unknown, _encoding, callback) {
-      if (typeof row !== 'object' || row === null) {
-        callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${rows} to be an object, got ${describe(row)}`))
-        return
-      }
-      try {
-        text += spec.encode(row as Row, rows)
-      } catch (error) {
-        callback(formatError(error, rows))
-        return
-      }
-      rows++
-      if (text.length >= CHUNK_CHARS) pushText()
-      else timer ??= setTimeout(timedFlush, MAX_DELAY_MS).unref()
-      callback()
-    },
-    flush(callback) {
-      clearTimeout(timer)
-      text += spec.end(rows)
-      pushText()
-      callback()
-    },
-    destroy(error, callback) {
-      clearTimeout(timer)
-      callback(error)
-    },
-  }) as Formatter
-
-  Object.defineProperties(stream, {
-    rows: { get: () => rows, enumerable: true },
-    contentType: { value: spec.contentType, enumerable: true },
-    extension: { value: spec.extension, enumerable: true },
-    encoder: { value: { encode: spec.encode, end: spec.end } },
-  })
-  if (spec.useSourceColumns) Object.defineProperty(stream, 'useSourceColumns', { value: spec.useSourceColumns })
-  return stream
+  return new TextFormat(spec)
 }

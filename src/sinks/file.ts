@@ -23,35 +23,98 @@ export interface FileSinkOptions {
   createDirectories?: boolean
 }
 
-/**
- * File sink: writes to `<path>.partial-<random>` beside the target, fsyncs and renames it onto `path`
- * on success; on error or abort removes the temporary file and leaves any existing file at `path`
- * untouched. Nothing is created until the first byte (or the end) arrives.
- */
-export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
+/** File sink options checked and defaulted, apart from any stream. */
+export type NormalizedFileSinkOptions = Readonly<Required<FileSinkOptions>>
+
+/** Checks fileSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
+export function normalizeFileSinkOptions(options: FileSinkOptions): NormalizedFileSinkOptions {
   checkObject('options', options)
   const { path, createDirectories = true } = options
   checkString('path', path)
   checkBoolean('createDirectories', createDirectories)
-  const tempPath = `${path}.partial-${randomBytes(6).toString('hex')}`
-  let handle: Promise<FileHandle> | undefined
-  let location: { path: string } | undefined
-  let stopped = false // destroyed: nothing may be committed any more
-  let committing: Promise<void> | undefined
+  return Object.freeze({ path, createDirectories })
+}
 
-  let createdDirectory: string | undefined // the first directory this sink created, if any
+/**
+ * A file sink (see `fileSink`). The rename of the temporary file is its commit point: a destroy
+ * before it removes the temporary file; a destroy during it waits for it.
+ */
+export class FileSink extends Writable implements Sink<{ path: string }> {
+  readonly #path: string
+  readonly #tempPath: string
+  readonly #createDirectories: boolean
+  #handle: Promise<FileHandle> | undefined
+  #location: { path: string } | undefined
+  #stopped = false // destroyed: nothing may be committed any more
+  #committing: Promise<void> | undefined
+  #createdDirectory: string | undefined // the first directory this sink created, if any
 
-  const openFile = async () => {
-    const target = await stat(path).catch(() => undefined)
-    if (target?.isDirectory()) throw new ExportError('ERR_SINK', 'sink', `The destination ${JSON.stringify(path)} is a directory`)
-    if (createDirectories) createdDirectory = await mkdir(dirname(path), { recursive: true })
-    return open(tempPath, 'wx')
+  constructor({ path, createDirectories }: NormalizedFileSinkOptions) {
+    super()
+    this.#path = path
+    this.#tempPath = `${path}.partial-${randomBytes(6).toString('hex')}`
+    this.#createDirectories = createDirectories
   }
-  const file = () => (handle ??= openFile())
-  // Directories this sink created, deepest first, while they are empty.
-  const removeCreatedDirectories = async () => {
-    if (createdDirectory === undefined) return
-    for (let dir = dirname(path); dir.length >= createdDirectory.length; dir = dirname(dir)) {
+
+  /** `{ path }` once the file has been renamed into place. */
+  get location(): { path: string } | undefined {
+    return this.#location
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#file()
+      .then((fh) => writeAll(fh, [chunk]))
+      .then(() => callback(), callback)
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.#file()
+      .then((fh) =>
+        writeAll(
+          fh,
+          chunks.map((c) => c.chunk),
+        ),
+      )
+      .then(() => callback(), callback)
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#committing = this.#file().then(async (fh) => {
+      await fh.datasync()
+      await fh.close()
+      // The rename is the commit point: a destroy before it keeps the destination as it was.
+      if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before the file was renamed')
+      await rename(this.#tempPath, this.#path)
+      this.#location = { path: this.#path }
+    })
+    this.#committing.then(() => callback(), callback)
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stopped = true
+    void this.#cleanUp().then(() => callback(error))
+  }
+
+  #file(): Promise<FileHandle> {
+    return (this.#handle ??= this.#open())
+  }
+
+  async #open(): Promise<FileHandle> {
+    const target = await stat(this.#path).catch(() => undefined)
+    if (target?.isDirectory()) throw new ExportError('ERR_SINK', 'sink', `The destination ${JSON.stringify(this.#path)} is a directory`)
+    if (this.#createDirectories) this.#createdDirectory = await mkdir(dirname(this.#path), { recursive: true })
+    return open(this.#tempPath, 'wx')
+  }
+
+  async #cleanUp(): Promise<void> {
+    // A rename under way decides: once it is done, the export has landed.
+    await this.#committing?.catch(() => {})
+    if (this.#location !== undefined || this.#handle === undefined) return
+    await this.#handle.then((fh) => fh.close()).catch(() => {}) // already closed by final, or never opened
+    await unlink(this.#tempPath).catch(() => {}) // never created
+    // Directories this sink created, deepest first, while they are empty.
+    if (this.#createdDirectory === undefined) return
+    for (let dir = dirname(this.#path); dir.length >= this.#createdDirectory.length; dir = dirname(dir)) {
       if (
         !(await rmdir(dir).then(
           () => true,
@@ -61,47 +124,13 @@ export function fileSink(options: FileSinkOptions): Sink<{ path: string }> {
         return
     }
   }
+}
 
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      file()
-        .then((fh) => writeAll(fh, [chunk]))
-        .then(() => callback(), callback)
-    },
-    writev(chunks, callback) {
-      file()
-        .then((fh) =>
-          writeAll(
-            fh,
-            chunks.map((c) => c.chunk as Buffer),
-          ),
-        )
-        .then(() => callback(), callback)
-    },
-    final(callback) {
-      committing = file().then(async (fh) => {
-        await fh.datasync()
-        await fh.close()
-        // The rename is the commit point: a destroy before it keeps the destination as it was.
-        if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before the file was renamed')
-        await rename(tempPath, path)
-        location = { path }
-      })
-      committing.then(() => callback(), callback)
-    },
-    destroy(error, callback) {
-      stopped = true
-      const cleanUp = async () => {
-        // A rename under way decides: once it is done, the export has landed.
-        await committing?.catch(() => {})
-        if (location !== undefined || handle === undefined) return
-        await handle.then((fh) => fh.close()).catch(() => {}) // already closed by final, or never opened
-        await unlink(tempPath).catch(() => {}) // never created
-        await removeCreatedDirectories()
-      }
-      void cleanUp().then(() => callback(error))
-    },
-  }) as Sink<{ path: string }>
-  Object.defineProperty(sink, 'location', { get: () => location, enumerable: true })
-  return sink
+/**
+ * File sink: writes to `<path>.partial-<random>` beside the target, fsyncs and renames it onto `path`
+ * on success; on error or abort removes the temporary file (and folders it created) and leaves any
+ * existing file at `path` untouched. Nothing is created until the first byte (or the end) arrives.
+ */
+export function fileSink(options: FileSinkOptions): FileSink {
+  return new FileSink(normalizeFileSinkOptions(options))
 }

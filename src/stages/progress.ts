@@ -45,15 +45,6 @@ export interface ProgressOptions {
   input?: () => { bytesRead: number; totalBytes: number | undefined }
 }
 
-/** A pass-through stage that counts what flows through it and reports progress. */
-export interface ProgressTap extends Transform {
-  readonly bytes: number
-  /** Expected row count; may be set while the stream runs (e.g. once a COUNT query returns). */
-  totalRows: number | undefined
-  /** The current figures. */
-  snapshot(): Progress
-}
-
 /**
  * Percent and ETA from the fraction done after `elapsedMs`, at the average rate so far. 100% only
  * when `final`: a total reached early (an estimate, input bytes read ahead) is not the end.
@@ -65,49 +56,62 @@ export function estimate(fraction: number | undefined, elapsedMs: number, final 
   return done > 0 ? { percent: done * 100, etaMs: (elapsedMs / done) * (1 - done) } : { percent: 0 }
 }
 
-/**
- * Progress tap: put it anywhere in a pipeline. Counts bytes (or rows, for object-mode chunks)
- * and calls `onProgress` at most every `intervalMs`, and once at the end.
- */
-export function progress(options: ProgressOptions = {}): ProgressTap {
+/** Progress options checked and defaulted, apart from any stream (see `progress`). */
+export type NormalizedProgressOptions = Readonly<
+  Required<Pick<ProgressOptions, 'intervalMs' | 'objectMode'>> & Omit<ProgressOptions, 'intervalMs' | 'objectMode'>
+>
+
+/** Checks progress options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
+export function normalizeProgressOptions(options: ProgressOptions = {}): NormalizedProgressOptions {
   checkObject('options', options)
-  const {
-    onProgress,
-    intervalMs = 1000,
-    objectMode = false,
-    rows: readRows,
-    uncompressedBytes: readUncompressed,
-    uploadedBytes: readUploaded,
-    input: readInput,
-  } = options
+  const { onProgress, intervalMs = 1000, objectMode = false, totalRows, rows, uncompressedBytes, uploadedBytes, input } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
   checkTimerMs('intervalMs', intervalMs)
   checkBoolean('objectMode', objectMode)
-  if (options.totalRows !== undefined) checkNonNegativeInteger('totalRows', options.totalRows)
-  if (readRows !== undefined) checkFunction('rows', readRows)
-  if (readUncompressed !== undefined) checkFunction('uncompressedBytes', readUncompressed)
-  if (readUploaded !== undefined) checkFunction('uploadedBytes', readUploaded)
-  if (readInput !== undefined) checkFunction('input', readInput)
+  if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
+  if (rows !== undefined) checkFunction('rows', rows)
+  if (uncompressedBytes !== undefined) checkFunction('uncompressedBytes', uncompressedBytes)
+  if (uploadedBytes !== undefined) checkFunction('uploadedBytes', uploadedBytes)
+  if (input !== undefined) checkFunction('input', input)
+  return Object.freeze({ onProgress, intervalMs, objectMode, totalRows, rows, uncompressedBytes, uploadedBytes, input })
+}
 
-  const started = performance.now()
-  let bytes = 0
-  let rowCount = 0
-  let timer: NodeJS.Timeout | undefined
+/** A pass-through stage that counts what flows through it and reports progress (see `progress`). */
+export class ProgressTap extends Transform {
+  /** Expected row count; may be set while the stream runs (e.g. once a COUNT query returns). */
+  totalRows: number | undefined
+  readonly #options: NormalizedProgressOptions
+  readonly #started = performance.now()
+  #bytes = 0
+  #rowCount = 0
+  #timer: NodeJS.Timeout | undefined
+  #pending = false
 
-  // `final`: the last report, made once every row has passed.
-  const snapshot = (final = false): Progress => {
-    const elapsedMs = performance.now() - started
-    const rows = readRows ? readRows() : rowCount
-    const rowsPerSecond = elapsedMs > 0 ? (rows * 1000) / elapsedMs : 0
+  constructor(options: NormalizedProgressOptions) {
+    super({ objectMode: options.objectMode })
+    this.#options = options
+    this.totalRows = options.totalRows
+  }
+
+  /** Bytes that passed (zero for an object-mode tap). */
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  /** The current figures; `final` for the last report, once every row has passed. */
+  snapshot(final = false): Progress {
+    const { rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded, input: readInput } = this.#options
+    const elapsedMs = performance.now() - this.#started
+    const rows = readRows ? readRows() : this.#rowCount
     const report: Progress = {
       rows,
-      bytes,
-      uncompressedBytes: readUncompressed ? readUncompressed() : bytes,
+      bytes: this.#bytes,
+      uncompressedBytes: readUncompressed ? readUncompressed() : this.#bytes,
       elapsedMs,
-      rowsPerSecond,
+      rowsPerSecond: elapsedMs > 0 ? (rows * 1000) / elapsedMs : 0,
     }
     if (readUploaded) report.uploadedBytes = readUploaded()
-    const { totalRows } = tap
+    const { totalRows } = this
     let fraction: number | undefined
     if (totalRows !== undefined) {
       if (final) {
@@ -130,45 +134,45 @@ export function progress(options: ProgressOptions = {}): ProgressTap {
     return Object.assign(report, estimate(fraction, elapsedMs, final))
   }
 
-  let pending = false
-  const failure = (error: unknown) => new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? error}`, { cause: error })
-  // Calls onProgress; a returned promise is awaited (one at a time: a slow callback skips ticks).
-  const report = async (final = false): Promise<void> => {
-    if (!onProgress || pending) return
-    pending = true
-    try {
-      await onProgress(snapshot(final))
-    } catch (error) {
-      throw failure(error)
-    } finally {
-      pending = false
+  override _transform(chunk: unknown, _encoding: BufferEncoding, callback: (error: Error | null, chunk: unknown) => void): void {
+    if (this.#options.objectMode) this.#rowCount++
+    else this.#bytes += (chunk as Buffer).length
+    if (this.#options.onProgress && this.#timer === undefined) {
+      this.#timer = setInterval(() => void this.#report().catch((error: Error) => this.destroy(error)), this.#options.intervalMs).unref()
     }
+    callback(null, chunk)
   }
 
-  const tap = new Transform({
-    objectMode,
-    transform(chunk: unknown, _encoding, callback) {
-      if (objectMode) rowCount++
-      else bytes += (chunk as Buffer).length
-      if (onProgress && timer === undefined) {
-        timer = setInterval(() => void report().catch((error: Error) => tap.destroy(error)), intervalMs).unref()
-      }
-      callback(null, chunk)
-    },
-    flush(callback) {
-      clearInterval(timer)
-      pending = false // the final report is always made
-      report(true).then(() => callback(), callback)
-    },
-    destroy(error, callback) {
-      clearInterval(timer)
-      callback(error)
-    },
-  }) as ProgressTap
-  Object.defineProperties(tap, {
-    bytes: { get: () => bytes, enumerable: true },
-    snapshot: { value: snapshot },
-  })
-  tap.totalRows = options.totalRows
-  return tap
+  override _flush(callback: (error?: Error | null) => void): void {
+    clearInterval(this.#timer)
+    this.#pending = false // the final report is always made
+    this.#report(true).then(() => callback(), callback)
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearInterval(this.#timer)
+    callback(error)
+  }
+
+  // Calls onProgress; a returned promise is awaited (one at a time: a slow callback skips ticks).
+  async #report(final = false): Promise<void> {
+    const { onProgress } = this.#options
+    if (!onProgress || this.#pending) return
+    this.#pending = true
+    try {
+      await onProgress(this.snapshot(final))
+    } catch (error) {
+      throw new ExportError('ERR_PROGRESS', 'progress', `onProgress failed: ${(error as Error)?.message ?? String(error)}`, { cause: error })
+    } finally {
+      this.#pending = false
+    }
+  }
+}
+
+/**
+ * Progress tap: put it anywhere in a pipeline. Counts bytes (or rows, for object-mode chunks)
+ * and calls `onProgress` at most every `intervalMs`, and once at the end.
+ */
+export function progress(options: ProgressOptions = {}): ProgressTap {
+  return new ProgressTap(normalizeProgressOptions(options))
 }
