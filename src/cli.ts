@@ -8,6 +8,7 @@ import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { ExportError, type ExportErrorCode } from './errors.js'
 import { exportStream, type ExportResult } from './export-stream.js'
+import type { Location } from './types.js'
 import { csv } from './formats/csv.js'
 import { jsonArray } from './formats/json-array.js'
 import { jsonl } from './formats/jsonl.js'
@@ -387,7 +388,7 @@ export async function main(
     // With the data on standard output, messages go to standard error.
     const out = options.to === '-' ? io.stderr : io.stdout
     const tty = Boolean((io.stderr as { isTTY?: boolean }).isTTY)
-    const result: ExportResult & { url?: string } = await exportStream({
+    const result: ExportResult & { url?: string } = await exportStream<Location>({
       source,
       format: options.copy ? undefined : makeFormat(options),
       gzip: options.gzip,

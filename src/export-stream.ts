@@ -3,14 +3,13 @@ import { Readable, Writable, type Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, toExportError, type ExportErrorCode, type ExportStage } from './errors.js'
 import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from './options.js'
-import type { FileInputProgress } from './sources/file-input.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
 import { GZIP_CONTENT_TYPE, gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
 import { mapRows, type RowTransform } from './stages/map-rows.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
-import type { Formatter, Location, Sink, SourceExtras } from './types.js'
+import type { FormatInfo, Location, SinkInfo, SourceExtras } from './types.js'
 
-export interface ExportOptions {
+export interface ExportOptions<L extends object = Location> {
   /** Rows: an object-mode Readable (any source of this library) or an (async) iterable of row objects. */
   source: (Readable & SourceExtras) | RowIterable
   /**
@@ -18,8 +17,8 @@ export interface ExportOptions {
    * promise of it); `undefined` drops the row. An array runs in order. A throw: ERR_TRANSFORM.
    */
   transform?: RowTransform | RowTransform[]
-  /** Format stage: `csv()`, `jsonl()`, `jsonArray()`, or any Transform from rows to bytes (expose `rows` for counts). */
-  format?: Formatter | Transform
+  /** Format stage: `csv()`, `jsonl()`, `jsonArray()`, `parquet()`, or any Transform from rows to bytes (expose `rows` for counts). */
+  format?: Transform & FormatInfo
   /**
    * `true` for gzip level 6, `{ level, threads }`, or a ready compression Transform. Default off.
    * Unless `threads` is given, compression uses every core for a source of formatted bytes
@@ -27,7 +26,7 @@ export interface ExportOptions {
    */
   gzip?: boolean | GzipOptions | Transform
   /** Last stage: `fileSink()`, `s3Sink()`, or any Writable (an HTTP response too). */
-  sink: Sink | Writable
+  sink: Writable & SinkInfo<L>
   /** Progress callback (see `Progress`): every `progressIntervalMs` and once at the end. */
   onProgress?: (progress: Progress) => void | Promise<unknown>
   /** Default 1000. */
@@ -78,13 +77,13 @@ function toSource(value: unknown): Readable & SourceExtras {
  * Resolves when the sink has finished (file renamed, upload completed). On any failure or abort,
  * every stage is destroyed and cleans up (cursor closed, temp file removed, upload aborted).
  */
-export async function exportStream<L extends object = Location>(options: ExportOptions & { sink: Sink<L> | Writable }): Promise<ExportResult<L>> {
+export async function exportStream<L extends object = Location>(options: ExportOptions<L>): Promise<ExportResult<L>> {
   const started = performance.now()
   checkObject('options', options)
-  let sink: Sink<L> | Writable
-  let format: ExportOptions['format']
+  let sink: Writable & SinkInfo<L>
+  let format: ExportOptions<L>['format']
   let signal: AbortSignal | undefined
-  let onProgress: ExportOptions['onProgress']
+  let onProgress: ExportOptions<L>['onProgress']
   let progressIntervalMs: number
   let totalRows: number | undefined
   let source: Readable & SourceExtras
@@ -111,7 +110,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
     compress = makeGzip(options.gzip, Boolean(source.preformatted))
-    if (compress && (format as Partial<Formatter> | undefined)?.compressed) {
+    if (compress && format?.compressed) {
       invalidOption('gzip', 'off for a format that compresses its own output (Parquet)', options.gzip)
     }
     if (options.transform !== undefined) transform = mapRows(options.transform)
@@ -119,10 +118,10 @@ export async function exportStream<L extends object = Location>(options: ExportO
     destroyAll([options.source, format, options.gzip, sink!])
     throw toExportError(error, 'ERR_INVALID_OPTION', 'options')
   }
-  const rowsOf = (): number => (source.preformatted ?? (format as Partial<Formatter>)).rows ?? 0
+  const rowsOf = (): number => (source.preformatted ?? format)?.rows ?? 0
   const meter = progressTap() // counts bytes before compression
-  const uploaded = 'uploadedBytes' in sink ? () => (sink as Sink).uploadedBytes ?? 0 : undefined
-  const input = 'bytesRead' in source ? () => source as unknown as FileInputProgress : undefined
+  const uploaded = sink.uploadedBytes !== undefined ? () => sink.uploadedBytes ?? 0 : undefined
+  const input = source.bytesRead !== undefined ? () => ({ bytesRead: source.bytesRead ?? 0, totalBytes: source.totalBytes }) : undefined
   const tap = progressTap({
     onProgress,
     intervalMs: progressIntervalMs,
@@ -133,11 +132,11 @@ export async function exportStream<L extends object = Location>(options: ExportO
     input,
   })
 
-  ;(format as Partial<Formatter> | undefined)?.useSourceColumns?.(() => source.columnTypes?.())
-  const sinkInfo = source.preformatted ?? (format as Partial<Formatter>)
+  format?.useSourceColumns?.(() => source.columnTypes?.())
+  const sinkInfo = source.preformatted ?? format
   // A gzipped export is a .gz file: stored as application/gzip without Content-Encoding, so that a
   // browser following a presigned link saves the gzip bytes its name promises instead of decoding them.
-  ;(sink as Sink).setContentInfo?.({ contentType: compress ? GZIP_CONTENT_TYPE : sinkInfo.contentType })
+  sink.setContentInfo?.({ contentType: compress ? GZIP_CONTENT_TYPE : sinkInfo?.contentType })
 
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
   if (transform) stages.push(['transform', transform])
@@ -178,7 +177,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     await Promise.all(stages.map(([, stream]) => closed(stream)))
     // The sink's commit (rename, CompleteMultipartUpload) is the point of no return: once it has
     // happened every stage had finished, so an abort that arrived during it changes nothing.
-    if ((sink as Partial<Sink>).location === undefined) {
+    if (sink.location === undefined) {
       if (signal?.aborted) throw new ExportError('ERR_ABORTED', 'export', 'The export was aborted', { cause: signal.reason })
       const stage = failed?.stage ?? 'sink'
       throw toExportError(failed?.error ?? error, CODES[stage], stage)
@@ -191,8 +190,8 @@ export async function exportStream<L extends object = Location>(options: ExportO
     bytes: tap.bytes,
     uncompressedBytes: meter.bytes,
     durationMs: performance.now() - started,
-    location: (sink as Sink<L>).location,
-    ...('checkpoint' in source ? { checkpoint: source.checkpoint } : {}),
+    location: sink.location,
+    ...(source.checkpoint !== undefined ? { checkpoint: source.checkpoint } : {}),
   }
 }
 

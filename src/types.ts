@@ -35,20 +35,36 @@ export interface SourceExtras {
   columnTypes?(): ColumnType[] | undefined
   /** Set by sources that emit bytes already formatted (e.g. Postgres COPY): no `format` stage then. */
   preformatted?: { contentType: string; extension: string; readonly rows: number }
+  /** File sources: bytes read so far, for progress by bytes. */
+  readonly bytesRead?: number
+  /** File sources: the size of the input, when known. */
+  readonly totalBytes?: number | undefined
+  /** Keyset sources: the key of the last row handed on; exportStream reports it at the commit point. */
+  readonly checkpoint?: unknown
 }
 
-/** A format stage: a Transform from row objects (object mode) to bytes. */
-export interface Formatter extends Transform {
+/**
+ * What a format stage may tell the pipeline about itself. This library's formats tell all of it;
+ * a Transform of your own may tell some (at least `rows`, for the counts).
+ */
+export interface FormatInfo {
   /** Rows encoded so far. */
-  readonly rows: number
+  readonly rows?: number
   /** MIME type of the output, e.g. `text/csv`; sinks use it as the default Content-Type. */
-  readonly contentType: string
+  readonly contentType?: string
   /** File extension without the dot, e.g. `csv`; used by `exportKey()`. */
-  readonly extension: string
+  readonly extension?: string
   /** The output is compressed already (Parquet): a gzip stage after it is refused. */
   readonly compressed?: boolean
   /** Lets the format read the column types a source knows (Postgres field types); exportStream calls it. */
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
+}
+
+/** A format stage of this library: a Transform from row objects (object mode) to bytes. */
+export interface Formatter extends Transform, FormatInfo {
+  readonly rows: number
+  readonly contentType: string
+  readonly extension: string
   /** The pure row encoder of a text format, for writers that cut the output at row boundaries (resumable uploads). */
   readonly encoder?: RowEncoder
 }
@@ -73,11 +89,17 @@ export interface ContentInfo {
   contentEncoding?: string
 }
 
-/** A sink: the last stage of a pipeline. Its `location` is set once it has finished successfully. */
-export interface Sink<L extends object = Location> extends Writable {
-  readonly location: L | undefined
+/** What a sink may tell the pipeline; this library's sinks tell all of it, any Writable may. */
+export interface SinkInfo<L extends object = Location> {
+  /** Where the export landed, set at the commit point (rename, upload completed). */
+  readonly location?: L | undefined
   /** Bytes the destination has acknowledged so far, for sinks that know (S3); reported with progress. */
   readonly uploadedBytes?: number
   /** Defaults for metadata the sink stores (S3 Content-Type / Content-Encoding); explicit options win. */
   setContentInfo?(info: ContentInfo): void
+}
+
+/** A sink: the last stage of a pipeline. Its `location` is set once it has finished successfully. */
+export interface Sink<L extends object = Location> extends Writable, SinkInfo<L> {
+  readonly location: L | undefined
 }

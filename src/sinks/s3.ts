@@ -66,6 +66,25 @@ export function partSizeFor(partNumber: number, partSize: number): number {
   return Math.min(MAX_PART_SIZE, partSize * 2 ** Math.floor((partNumber - 1) / PARTS_PER_DOUBLING))
 }
 
+/** s3Sink options checked and defaulted, apart from any stream: sizes resolved, strings checked. */
+export type NormalizedS3SinkOptions = Readonly<Omit<S3SinkOptions, 'partSize' | 'queueSize' | 'memoryBudget'> & { partSize: number; queueSize: number }>
+
+/** Checks s3Sink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
+export function normalizeS3SinkOptions(options: S3SinkOptions): NormalizedS3SinkOptions {
+  checkObject('options', options)
+  const { client, bucket, key } = options
+  if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client', client)
+  checkString('bucket', bucket)
+  checkString('key', key)
+  for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'storageClass', 'serverSideEncryption'] as const) {
+    if (options[name] !== undefined) checkString(name, options[name])
+  }
+  if (options.metadata !== undefined) checkObject('metadata', options.metadata)
+  if (options.onUploadCreated !== undefined) checkFunction('onUploadCreated', options.onUploadCreated)
+  const { memoryBudget: _memoryBudget, partSize: _partSize, queueSize: _queueSize, ...rest } = options
+  return Object.freeze({ ...rest, ...sizing(options) })
+}
+
 function sizing(options: S3SinkOptions): { partSize: number; queueSize: number } {
   const { memoryBudget } = options
   if (memoryBudget !== undefined) {
@@ -85,10 +104,188 @@ function sizing(options: S3SinkOptions): { partSize: number; queueSize: number }
   return { partSize, queueSize }
 }
 
-/** An S3 sink (see s3Sink). */
-export interface S3Sink extends Sink<S3Location> {
+const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
+
+/**
+ * An S3 sink (see `s3Sink`): a streaming multipart upload, or one PutObject below one part.
+ * CompleteMultipartUpload (or the PutObject) is its commit point: a destroy before it aborts the
+ * upload; a destroy during it waits for S3's answer.
+ */
+export class S3Sink extends Writable implements Sink<S3Location> {
+  readonly #options: NormalizedS3SinkOptions
+  readonly #s3 = loadS3()
+  readonly #cancel = new AbortController()
+  #info: ContentInfo = {}
+  #buffered: Buffer[] = []
+  #bufferedBytes = 0
+  #uploadId: string | undefined
+  #creating: Promise<void> | undefined
+  #nextPart = 1
+  readonly #parts: Array<{ PartNumber: number; ETag: string }> = []
+  readonly #inFlight = new Set<Promise<void>>()
+  #failure: unknown // the first part (or create) that failed: the upload can no longer complete
+  #uploadedBytes = 0
+  #location: S3Location | undefined
+  #stopped = false // destroyed: nothing may be committed any more
+  #committing: Promise<unknown> | undefined
+
+  constructor(options: NormalizedS3SinkOptions) {
+    super({ highWaterMark: 64 * 1024 })
+    this.#options = options
+  }
+
+  /** `{ bucket, key, etag, versionId }` once S3 has completed the object. */
+  get location(): S3Location | undefined {
+    return this.#location
+  }
+
   /** Bytes S3 has acknowledged (completed parts, or the single PUT). */
-  readonly uploadedBytes: number
+  get uploadedBytes(): number {
+    return this.#uploadedBytes
+  }
+
+  setContentInfo(info: ContentInfo): void {
+    this.#info = info
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#failure !== undefined) return callback(toExportError(this.#failure, 'ERR_SINK', 'sink'))
+    this.#buffered.push(chunk)
+    this.#bufferedBytes += chunk.length
+    if (this.#bufferedBytes < partSizeFor(this.#nextPart, this.#options.partSize)) return callback()
+    this.#startPart(this.#takeBuffered()).then(
+      () => callback(),
+      (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+    )
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#commit().then(
+      () => callback(),
+      (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+    )
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stopped = true
+    this.#cleanUp(error).then(
+      () => callback(error),
+      (abortError) => callback(error ?? toExportError(abortError, 'ERR_SINK', 'sink')),
+    )
+  }
+
+  #call<T>(command: unknown, signal?: AbortSignal): Promise<T> {
+    return send<T>(this.#options.client, command, signal)
+  }
+
+  #objectParams() {
+    const { bucket, key, contentType, contentEncoding, contentDisposition, metadata, storageClass, serverSideEncryption } = this.#options
+    return {
+      Bucket: bucket,
+      Key: key,
+      ContentType: contentType ?? this.#info.contentType,
+      ContentEncoding: contentEncoding ?? this.#info.contentEncoding,
+      ContentDisposition: contentDisposition,
+      Metadata: metadata,
+      StorageClass: storageClass as never,
+      ServerSideEncryption: serverSideEncryption as never,
+    }
+  }
+
+  #takeBuffered(): Buffer {
+    const body = Buffer.concat(this.#buffered, this.#bufferedBytes)
+    this.#buffered = []
+    this.#bufferedBytes = 0
+    return body
+  }
+
+  // Not cancellable on purpose: once S3 has created the upload we must learn its id to abort it.
+  #createUpload(): Promise<void> {
+    return (this.#creating ??= this.#call<{ UploadId: string }>(new this.#s3.CreateMultipartUploadCommand(this.#objectParams())).then(async (r) => {
+      this.#uploadId = r.UploadId
+      await this.#options.onUploadCreated?.(r.UploadId)
+    }))
+  }
+
+  async #uploadPart(body: Buffer): Promise<void> {
+    const PartNumber = this.#nextPart++
+    if (PartNumber > MAX_PARTS) throw new ExportError('ERR_SINK', 'sink', `The upload reached S3's limit of ${MAX_PARTS} parts`)
+    await this.#createUpload()
+    const { bucket: Bucket, key: Key } = this.#options
+    const { ETag } = await this.#call<{ ETag: string }>(
+      new this.#s3.UploadPartCommand({ Bucket, Key, UploadId: this.#uploadId, PartNumber, Body: body }),
+      this.#cancel.signal,
+    )
+    this.#parts.push({ PartNumber, ETag })
+    this.#uploadedBytes += body.length
+  }
+
+  // Starts a part upload once fewer than queueSize are in flight (the write's backpressure): at
+  // most queueSize parts upload while one more fills or waits, partSize x (queueSize + 1) in all.
+  // A part that fails fails the upload: it is remembered and thrown by the next write or by final.
+  async #startPart(body: Buffer): Promise<void> {
+    while (this.#inFlight.size >= this.#options.queueSize && this.#failure === undefined) await Promise.race(this.#inFlight)
+    if (this.#failure !== undefined) throw toExportError(this.#failure, 'ERR_SINK', 'sink')
+    const tracked: Promise<void> = this.#uploadPart(body).then(
+      () => void this.#inFlight.delete(tracked),
+      (error) => {
+        this.#failure ??= error
+        this.#inFlight.delete(tracked)
+      },
+    )
+    this.#inFlight.add(tracked)
+  }
+
+  async #commit(): Promise<void> {
+    const { bucket, key } = this.#options
+    if (this.#creating === undefined) {
+      // Smaller than one part (or empty), and no multipart upload was ever attempted: a single PUT.
+      const body = this.#takeBuffered()
+      if (this.#stopped) throw stoppedError()
+      // The commit point of a small export: not cancellable, so that its outcome is known.
+      this.#committing = this.#call<{ ETag?: string; VersionId?: string }>(new this.#s3.PutObjectCommand({ ...this.#objectParams(), Body: body })).then(
+        (result) => {
+          this.#uploadedBytes = body.length
+          this.#location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+        },
+      )
+      return this.#committing as Promise<void>
+    }
+    if (this.#bufferedBytes > 0) await this.#startPart(this.#takeBuffered())
+    await Promise.all(this.#inFlight)
+    if (this.#failure !== undefined) throw toExportError(this.#failure, 'ERR_SINK', 'sink')
+    await this.#creating
+    if (this.#stopped) throw stoppedError()
+    const parts = this.#parts.sort((a, b) => a.PartNumber - b.PartNumber)
+    // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
+    this.#committing = this.#call<{ ETag?: string; VersionId?: string }>(
+      new this.#s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.#uploadId, MultipartUpload: { Parts: parts } }),
+    )
+      .catch(async (error: Error) => {
+        // A completion whose answer was lost, retried by the SDK, finds the upload gone: if the
+        // object is the one these parts make, the upload did complete.
+        if (error.name !== 'NoSuchUpload') throw error
+        const head = await this.#call<{ ETag?: string; VersionId?: string }>(new this.#s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch(
+          () => undefined,
+        )
+        if (head?.ETag !== multipartETag(parts)) throw error
+        return head
+      })
+      .then((result) => {
+        this.#location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+      })
+    await this.#committing
+  }
+
+  async #cleanUp(error: Error | null): Promise<void> {
+    // A completion already sent decides: if S3 completed the upload, the export has landed.
+    await this.#committing?.catch(() => {})
+    if (this.#location !== undefined) return
+    this.#cancel.abort(error ?? new Error('destroyed'))
+    await Promise.allSettled(this.#inFlight)
+    await this.#creating?.catch(() => {})
+    if (this.#uploadId !== undefined) await abortUpload(this.#options.client, this.#options.bucket, this.#options.key, this.#uploadId)
+  }
 }
 
 /**
@@ -98,164 +295,5 @@ export interface S3Sink extends Sink<S3Location> {
  * no parts are left behind.
  */
 export function s3Sink(options: S3SinkOptions): S3Sink {
-  checkObject('options', options)
-  const { client, bucket, key } = options
-  if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client', client)
-  checkString('bucket', bucket)
-  checkString('key', key)
-  for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'storageClass', 'serverSideEncryption'] as const) {
-    if (options[name] !== undefined) checkString(name, options[name])
-  }
-  if (options.metadata !== undefined) checkObject('metadata', options.metadata)
-  if (options.onUploadCreated !== undefined) checkFunction('onUploadCreated', options.onUploadCreated)
-  const { partSize, queueSize } = sizing(options)
-  const s3 = loadS3()
-
-  let info: ContentInfo = {}
-  const objectParams = () => ({
-    Bucket: bucket,
-    Key: key,
-    ContentType: options.contentType ?? info.contentType,
-    ContentEncoding: options.contentEncoding ?? info.contentEncoding,
-    ContentDisposition: options.contentDisposition,
-    Metadata: options.metadata,
-    StorageClass: options.storageClass as never,
-    ServerSideEncryption: options.serverSideEncryption as never,
-  })
-  const call = <T>(command: unknown, signal?: AbortSignal) => send<T>(client, command, signal)
-
-  const cancel = new AbortController()
-  let buffered: Buffer[] = []
-  let bufferedBytes = 0
-  let uploadId: string | undefined
-  let nextPart = 1
-  const parts: Array<{ PartNumber: number; ETag: string }> = []
-  const inFlight = new Set<Promise<void>>()
-  let failure: unknown // the first part (or create) that failed: the upload can no longer complete
-  let uploadedBytes = 0
-  let location: S3Location | undefined
-  let stopped = false // destroyed: nothing may be committed any more
-  let committing: Promise<unknown> | undefined
-
-  const takeBuffered = () => {
-    const body = Buffer.concat(buffered, bufferedBytes)
-    buffered = []
-    bufferedBytes = 0
-    return body
-  }
-
-  let creating: Promise<void> | undefined
-  // Not cancellable on purpose: once S3 has created the upload we must learn its id to abort it.
-  const createUpload = () =>
-    (creating ??= call<{ UploadId: string }>(new s3.CreateMultipartUploadCommand(objectParams())).then(async (r) => {
-      uploadId = r.UploadId
-      await options.onUploadCreated?.(uploadId)
-    }))
-
-  const uploadPart = async (body: Buffer): Promise<void> => {
-    const PartNumber = nextPart++
-    if (PartNumber > MAX_PARTS) throw new ExportError('ERR_SINK', 'sink', `The upload reached S3's limit of ${MAX_PARTS} parts`)
-    await createUpload()
-    const { ETag } = await call<{ ETag: string }>(
-      new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber, Body: body }),
-      cancel.signal,
-    )
-    parts.push({ PartNumber, ETag })
-    uploadedBytes += body.length
-  }
-
-  // Starts a part upload once fewer than queueSize are in flight (the write's backpressure): at
-  // most queueSize parts upload while one more fills or waits, partSize x (queueSize + 1) in all.
-  // A part that fails fails the upload: it is remembered and thrown by the next write or by final.
-  const startPart = async (body: Buffer): Promise<void> => {
-    while (inFlight.size >= queueSize && failure === undefined) await Promise.race(inFlight)
-    if (failure !== undefined) throw toExportError(failure, 'ERR_SINK', 'sink')
-    const tracked = uploadPart(body).then(
-      () => void inFlight.delete(tracked),
-      (error) => {
-        failure ??= error
-        inFlight.delete(tracked)
-      },
-    )
-    inFlight.add(tracked)
-  }
-
-  const commit = async () => {
-    if (creating === undefined) {
-      // Smaller than one part (or empty), and no multipart upload was ever attempted: a single PUT.
-      const body = takeBuffered()
-      if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
-      // The commit point of a small export: not cancellable, so that its outcome is known.
-      committing = call<{ ETag?: string; VersionId?: string }>(new s3.PutObjectCommand({ ...objectParams(), Body: body })).then((result) => {
-        uploadedBytes = body.length
-        location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
-      })
-      return committing
-    }
-    if (bufferedBytes > 0) await startPart(takeBuffered())
-    await Promise.all(inFlight)
-    if (failure !== undefined) throw toExportError(failure, 'ERR_SINK', 'sink')
-    await creating
-    if (stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
-    parts.sort((a, b) => a.PartNumber - b.PartNumber)
-    // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
-    committing = call<{ ETag?: string; VersionId?: string }>(
-      new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
-    )
-      .catch(async (error: Error) => {
-        // A completion whose answer was lost, retried by the SDK, finds the upload gone: if the
-        // object is the one these parts make, the upload did complete.
-        if (error.name !== 'NoSuchUpload') throw error
-        const head = await call<{ ETag?: string; VersionId?: string }>(new s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined)
-        if (head?.ETag !== multipartETag(parts)) throw error
-        return head
-      })
-      .then((result) => {
-        location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
-      })
-    await committing
-  }
-
-  const sink = new Writable({
-    highWaterMark: 64 * 1024,
-    write(chunk: Buffer, _encoding, callback) {
-      if (failure !== undefined) return callback(toExportError(failure, 'ERR_SINK', 'sink'))
-      buffered.push(chunk)
-      bufferedBytes += chunk.length
-      if (bufferedBytes < partSizeFor(nextPart, partSize)) return callback()
-      startPart(takeBuffered()).then(
-        () => callback(),
-        (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
-      )
-    },
-    final(callback) {
-      commit().then(
-        () => callback(),
-        (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
-      )
-    },
-    destroy(error, callback) {
-      stopped = true
-      const cleanUp = async () => {
-        // A completion already sent decides: if S3 completed the upload, the export has landed.
-        await committing?.catch(() => {})
-        if (location !== undefined) return
-        cancel.abort(error ?? new Error('destroyed'))
-        await Promise.allSettled(inFlight)
-        await creating?.catch(() => {})
-        if (uploadId !== undefined) await abortUpload(client, bucket, key, uploadId)
-      }
-      cleanUp().then(
-        () => callback(error),
-        (abortError) => callback(error ?? toExportError(abortError, 'ERR_SINK', 'sink')),
-      )
-    },
-  }) as S3Sink
-
-  Object.defineProperties(sink, {
-    location: { get: () => location, enumerable: true },
-    uploadedBytes: { get: () => uploadedBytes, enumerable: true },
-    setContentInfo: { value: (next: ContentInfo) => void (info = next) },
-  })
-  return sink
+  return new S3Sink(normalizeS3SinkOptions(options))
 }

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
 import { toExportError } from '../errors.js'
+import type { SourceExtras } from '../types.js'
 
 export interface KeysetPagesOptions<R> {
   /** Rows per page; also the stream's high-water mark, so the next page is fetched while this one drains. */
@@ -13,70 +14,72 @@ export interface KeysetPagesOptions<R> {
   release(failure?: Error): Promise<void>
 }
 
-/** A keyset-paged source with a resumable checkpoint. */
-export interface KeysetReadable extends Readable {
-  /**
-   * Key of the last row this stream has handed to its reader (rows fetched but still buffered do
-   * not count); `after` (or undefined) before the first. Pass it as `after` to resume with the next row.
-   */
-  readonly checkpoint: unknown
-  /** The key of a row of this source (what `checkpoint` and `after` hold). */
-  keyOf(row: unknown): unknown
-}
-
 /**
  * A Readable over keyset pages (`key > last ORDER BY key LIMIT n`), shared by the Postgres and
  * MongoDB keyset sources: no long-lived cursor or transaction, and a checkpoint to resume from.
  */
-export function keysetPages<R>({ batchSize, after, keyOf, fetchPage, release }: KeysetPagesOptions<R>): KeysetReadable {
-  let last = after
-  let done = false
-  let failure: Error | undefined
+export class KeysetReadable<R = unknown> extends Readable implements SourceExtras {
+  readonly #options: KeysetPagesOptions<R>
+  #last: unknown
+  #done = false
+  #failure: Error | undefined
   // Keys of the rows pushed lately: the checkpoint is the one before those still in our buffer.
-  let recent: unknown[] = []
+  #recent: unknown[] = []
+  /** Row count for progress; set by the source that owns the pages. */
+  countRows?: () => Promise<number | undefined>
 
-  const next = async (): Promise<void> => {
-    if (done) return
-    const rows = await fetchPage(last)
-    if (stream.destroyed) return
-    const lastRow = rows[rows.length - 1]
-    if (lastRow !== undefined) last = keyOf(lastRow)
-    recent = recent.concat(rows.map(keyOf))
-    if (recent.length > 3 * batchSize) recent = recent.slice(-2 * batchSize)
-    done = rows.length < batchSize
-    for (const row of rows) stream.push(row)
-    if (done) {
-      await release()
-      stream.push(null)
-    }
+  constructor(options: KeysetPagesOptions<R>) {
+    super({ objectMode: true, highWaterMark: options.batchSize })
+    this.#options = options
+    this.#last = options.after
   }
 
-  const stream = new Readable({
-    objectMode: true,
-    highWaterMark: batchSize,
-    read() {
-      next().catch((error: Error) => {
-        failure = error
-        stream.destroy(toExportError(error, 'ERR_SOURCE', 'source'))
-      })
-    },
-    destroy(error, callback) {
-      release(failure).then(
-        () => callback(error),
-        () => callback(error),
-      )
-    },
-  }) as KeysetReadable
+  /**
+   * Key of the last row this stream has handed to its reader (rows fetched but still buffered do
+   * not count); `after` (or undefined) before the first. It runs ahead of what reached a
+   * destination: save `result.checkpoint` of exportStream instead.
+   */
+  get checkpoint(): unknown {
+    const index = this.#recent.length - 1 - this.readableLength
+    return index >= 0 ? this.#recent[index] : this.#options.after
+  }
 
-  Object.defineProperties(stream, {
-    checkpoint: {
-      get: () => {
-        const index = recent.length - 1 - stream.readableLength
-        return index >= 0 ? recent[index] : after
-      },
-      enumerable: true,
-    },
-    keyOf: { value: keyOf },
-  })
-  return stream
+  /** The key of a row of this source (what `checkpoint` and `after` hold); bound, so it can be passed on. */
+  readonly keyOf = (row: unknown): unknown => this.#options.keyOf(row as R)
+
+  override _read(): void {
+    this.#next().catch((error: Error) => {
+      this.#failure = error
+      this.destroy(toExportError(error, 'ERR_SOURCE', 'source'))
+    })
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#options.release(this.#failure).then(
+      () => callback(error),
+      () => callback(error),
+    )
+  }
+
+  async #next(): Promise<void> {
+    if (this.#done) return
+    const { batchSize, keyOf, fetchPage, release } = this.#options
+    const rows = await fetchPage(this.#last)
+    if (this.destroyed) return
+    const lastRow = rows[rows.length - 1]
+    if (lastRow !== undefined) this.#last = keyOf(lastRow)
+    this.#recent = this.#recent.concat(rows.map(keyOf))
+    if (this.#recent.length > 3 * batchSize) this.#recent = this.#recent.slice(-2 * batchSize)
+    this.#done = rows.length < batchSize
+    for (const row of rows) this.push(row)
+    if (this.#done) {
+      await release()
+      this.push(null)
+    }
+  }
+}
+
+/** A keyset-paged source (see KeysetReadable). */
+export function keysetPages<R>(options: KeysetPagesOptions<R>): KeysetReadable<R> {
+  return new KeysetReadable(options)
 }

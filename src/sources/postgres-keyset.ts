@@ -4,7 +4,6 @@ import { checkConnection, connect, countRows, quoteIdentifier, type Connection, 
 import { uniqueColumnNames } from './column-names.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import { losslessTypes } from './postgres-types.js'
-import type { SourceExtras } from '../types.js'
 
 export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
   /** Table (or `schema.table`) to export. Give `table` or `select`. */
@@ -24,7 +23,7 @@ export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
 }
 
 /** A keyset-paged Postgres source; `checkpoint` is a value, or an array for a composite key. */
-export interface PostgresKeysetSource extends KeysetReadable, SourceExtras {}
+export type PostgresKeysetSource = KeysetReadable<Record<string, unknown>>
 
 /**
  * Pages through a table or query with `WHERE (key) > (last) ORDER BY key LIMIT n`: no long
@@ -105,7 +104,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
       )
       if (connected) await released
     },
-  }) as PostgresKeysetSource
+  })
   stream.countRows = async () => {
     await (ready ??= start())
     return counted
