@@ -1,7 +1,7 @@
 // Export jobs whose worker is SIGKILLed at chosen moments: the worker is the recipe
 // (examples/bullmq-worker.mjs) in its own process on real Redis, Postgres and the test S3 server,
 // which enforces real S3's completion rules and kills the worker at the exact request.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { gunzipSync } from 'node:zlib'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents } from 'bullmq'
@@ -11,6 +11,7 @@ import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { ExportCheckpoint } from '../src/bullmq.js'
 import { createStatements, databaseUrl } from './fixtures/postgres.js'
+import { startRecipeWorker } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 
 const redisUp = process.env.REDIS_AVAILABLE === '1'
@@ -56,22 +57,7 @@ async function exportQueue(env: Record<string, string> = {}) {
     await queue.close()
   })
   const worker = () => {
-    const child = spawn(process.execPath, [new URL('../examples/bullmq-worker.mjs', import.meta.url).pathname], {
-      env: {
-        ...process.env,
-        QUEUE: name,
-        REDIS_URL: redisUrl,
-        S3_ENDPOINT: s3.endpoint,
-        S3_BUCKET: s3.bucket,
-        DATABASE_URL: databaseUrl(),
-        AWS_ACCESS_KEY_ID: 'S3RVER',
-        AWS_SECRET_ACCESS_KEY: 'S3RVER',
-        CONCURRENCY: '1',
-        LOCK_DURATION_MS: '2000',
-        ...env,
-      },
-      stdio: ['ignore', 'ignore', 'ignore'],
-    })
+    const child = startRecipeWorker({ queue: name, redisUrl, s3, env: { LOCK_DURATION_MS: '2000', ...env } })
     children.push(child)
     return child
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
@@ -13,6 +13,7 @@ import { createExportProcessor, notifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADE
 import { resumableExport, type ExportCheckpoint } from '../src/jobs/resumable-upload.js'
 import { abortUpload } from '../src/sinks/s3-multipart.js'
 import { createStatements, databaseUrl } from './fixtures/postgres.js'
+import { startRecipeWorker } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 
 const redisUp = process.env.REDIS_AVAILABLE === '1'
@@ -176,23 +177,7 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     const name = `se-crash-${Date.now()}`
     const queue = new Queue(name, { connection: newConnection() })
     const events = new QueueEvents(name, { connection: newConnection() })
-    const env = {
-      ...process.env,
-      QUEUE: name,
-      REDIS_URL: redisUrl,
-      S3_ENDPOINT: s3.endpoint,
-      S3_BUCKET: s3.bucket,
-      DATABASE_URL: databaseUrl(),
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      CONCURRENCY: '1',
-      LOCK_DURATION_MS: '3000',
-    }
-    const startWorker = () => {
-      const child = spawn(process.execPath, [new URL('../examples/bullmq-worker.mjs', import.meta.url).pathname], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-      child.stderr.on('data', () => {})
-      return child
-    }
+    const startWorker = () => startRecipeWorker({ queue: name, redisUrl, s3, env: { LOCK_DURATION_MS: '3000' } })
     let first: ChildProcess | undefined
     let second: ChildProcess | undefined
     try {

@@ -1,7 +1,7 @@
 // Faults injected into a real S3 server (s3rver + the fixture middleware), spoken to by the real
 // SDK: every failure must fail the export and leave no object and no multipart upload behind; a
 // completion that S3 performed is a success whatever arrives after it.
-import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound } from '@aws-sdk/client-s3'
+import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { parse } from 'csv-parse/sync'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { statementRow, statements } from '../../examples/statements.mjs'
@@ -18,16 +18,6 @@ afterAll(() => s3.close())
 const MiB = 1024 * 1024
 // ~20 MB of CSV: four 5 MiB parts.
 const ROWS = 160_000
-
-async function exists(key: string): Promise<boolean> {
-  try {
-    await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))
-    return true
-  } catch (error) {
-    if (error instanceof NotFound || error instanceof NoSuchKey) return false
-    throw error
-  }
-}
 
 async function rowsOf(key: string): Promise<Array<Record<string, string>>> {
   const result = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))
@@ -57,7 +47,7 @@ describe('s3Sink under faults', () => {
       expect(error.stage).toBe('sink')
       expect(error.cause).toBeDefined()
       expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBeUndefined()
-      expect(await exists(key)).toBe(false)
+      expect(await s3.exists(key)).toBe(false)
       expect(await s3.openUploads()).toEqual([])
     }, 60_000)
   }
@@ -78,7 +68,7 @@ describe('s3Sink under faults', () => {
     const error = await run(key).catch((e) => e)
     expect(error.code).toBe('ERR_SINK')
     expect(s3.requests.get(`PutObject ${key}`)).toBeUndefined()
-    expect(await exists(key)).toBe(false)
+    expect(await s3.exists(key)).toBe(false)
     expect(await s3.openUploads()).toEqual([])
   }, 60_000)
 
@@ -102,7 +92,7 @@ describe('s3Sink under faults', () => {
     const error = await run(key, controller.signal).catch((e) => e)
     expect(error.code).toBe('ERR_ABORTED')
     expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBeUndefined()
-    expect(await exists(key)).toBe(false)
+    expect(await s3.exists(key)).toBe(false)
     expect(await s3.openUploads()).toEqual([])
   }, 60_000)
 
@@ -121,7 +111,7 @@ describe('s3Sink under faults', () => {
     s3.inject({ op: 'CompleteMultipartUpload', key })
     const error = await run(key).catch((e) => e)
     expect(error.code).toBe('ERR_SINK')
-    expect(await exists(key)).toBe(false)
+    expect(await s3.exists(key)).toBe(false)
     expect(await s3.openUploads()).toEqual([])
   }, 60_000)
 
