@@ -8,6 +8,7 @@ const suites = {
   mongo: './mongo.mjs',
   parquet: './parquet.mjs',
   pgzip: './pgzip.mjs',
+  split: './split.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

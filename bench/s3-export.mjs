@@ -1,15 +1,36 @@
-// One export in this process: in-memory statements -> csv -> gzip(6) -> s3Sink | fileSink.
-//   node bench/s3-export.mjs <s3|file> <rows> <endpoint | path>
+// One export in this process: in-memory statements -> csv -> gzip(6) -> s3Sink | fileSink, or the
+// same as a resumable export job (createExportProcessor: checkpointed segments of one upload).
+//   node bench/s3-export.mjs <s3|file|resumable> <rows> <endpoint | path>
 import { S3Client } from '@aws-sdk/client-s3'
 import { csv, exportStream, fileSink, fromIterable, s3Sink } from 'stream-export'
+import { createExportProcessor } from 'stream-export/bullmq'
 import { statements } from '../examples/statements.mjs'
 
 const [target, rows, where] = process.argv.slice(2)
 const client =
-  target === 's3'
+  target !== 'file'
     ? new S3Client({ endpoint: where, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
     : undefined
 const started = performance.now()
+if (target === 'resumable') {
+  // A job as BullMQ hands it over; its checkpoint is kept in memory (BullMQ keeps it in Redis).
+  const job = {
+    id: `resumable-${rows}`,
+    data: {},
+    attemptsMade: 0,
+    opts: {},
+    updateProgress: async () => {},
+    updateData: async (data) => void (job.data = data),
+  }
+  const processor = createExportProcessor({
+    s3: client,
+    bucket: 'bench',
+    resolve: () => ({ source: Object.assign(fromIterable(statements(Number(rows))), { keyOf: (row) => row.id }), format: csv(), gzip: true }),
+  })
+  const result = await processor(job)
+  console.log(JSON.stringify({ ms: performance.now() - started, rows: result.rows, bytes: result.bytes, rssMb: process.resourceUsage().maxRSS / 1024 }))
+  process.exit(0)
+}
 const result = await exportStream({
   source: fromIterable(statements(Number(rows))),
   format: csv(),

@@ -26,6 +26,7 @@ const processor = createExportProcessor({
   s3,
   bucket: process.env.S3_BUCKET ?? 'exports',
   partSize: 5 * 1024 * 1024,
+  progressIntervalMs: Number(process.env.PROGRESS_INTERVAL_MS ?? 1000),
   // `after` is where a crashed attempt stopped: the keyset source continues from there.
   resolve: (job, { after }) => ({
     source: postgresKeysetSource({ pool, table: job.data.table, key: 'id', after, batchSize: 2000, count: 'estimate' }),
@@ -50,7 +51,10 @@ const worker = new Worker(queueName, processor, {
 // A job that finally fails for any reason (out of attempts, or stalled too often, when no
 // processor runs to clean up) must not leave its multipart upload behind: abort it.
 const queue = new Queue(queueName, { connection })
-const queueEvents = new QueueEvents(queueName, { connection: connection.duplicate() })
+// QueueEvents blocks its connection: it gets one of its own (closed in stop, like every connection
+// we pass in: BullMQ closes only the connections it opened itself).
+const eventsConnection = connection.duplicate()
+const queueEvents = new QueueEvents(queueName, { connection: eventsConnection })
 queueEvents.on('failed', async ({ jobId }) => {
   const job = await queue.getJob(jobId)
   if (job) await abortFailedExport(s3, job).catch((error) => console.error(`export ${jobId}: upload not aborted: ${error.message}`))
@@ -59,12 +63,15 @@ worker.on('failed', (job, error) => console.error(`export ${job?.id} failed: ${e
 worker.on('completed', (job, result) => console.log(`export ${job.id}: ${result.rows} rows -> ${result.location.key}`))
 console.log('worker ready')
 
+// SIGTERM (a deploy, a scale-down): finish the running exports, close every connection, exit.
 const stop = async () => {
   await worker.close()
   await queueEvents.close()
   await queue.close()
   await pool.end()
+  await eventsConnection.quit()
   await connection.quit()
+  s3.destroy()
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)

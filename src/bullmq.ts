@@ -4,17 +4,18 @@
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs } from './options.js'
 import { invalidOption, type ExportError } from './errors.js'
 import { exportStream, type ExportOptions } from './export-stream.js'
-import { resumableExport, type ExportCheckpoint } from './jobs/resumable-upload.js'
 import { abortOtherUploads } from './sinks/s3-multipart.js'
+import { ResumableUpload, type ExportCheckpoint } from './sinks/s3-resumable.js'
+import { GZIP_CONTENT_TYPE } from './stages/gzip.js'
 import type { ExportNotification } from './jobs/webhook.js'
 import { exportKey, presignDownload } from './sinks/presign.js'
-import { MIN_PART_SIZE, s3Sink, type S3ClientLike, type S3Location } from './sinks/s3.js'
-import { checkTransforms } from './stages/map-rows.js'
-import { estimate, type Progress } from './stages/progress.js'
+import { MIN_PART_SIZE, partSizeFor, s3Sink, type S3ClientLike, type S3Location } from './sinks/s3.js'
+import type { Progress } from './stages/progress.js'
 import type { Formatter } from './types.js'
 
 export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './jobs/webhook.js'
-export type { ExportCheckpoint } from './jobs/resumable-upload.js'
+export { sendExportEvents, type ExportEventsOptions, type JobLookup, type JobEventSource, type EventResponse } from './jobs/job-events.js'
+export type { ExportCheckpoint } from './sinks/s3-resumable.js'
 
 /** The part of a BullMQ Job the processor uses. */
 export interface ExportJob {
@@ -50,7 +51,7 @@ export interface ExportProcessorOptions {
   urlExpiresIn?: number
   /** Part size of the upload. Default 8 MiB. */
   partSize?: number
-  /** Time between job.updateProgress calls while rows stream (resumable exports report once per part). Default 1000 ms. */
+  /** Time between job.updateProgress calls while rows stream. Default 1000 ms. */
   progressIntervalMs?: number
   /** Called after a job's export succeeded or finally failed, e.g. `notifyWebhook({ url, secret })`. */
   notify?(notification: ExportNotification): unknown
@@ -71,7 +72,7 @@ export interface ExportJobResult {
 /**
  * A BullMQ processor: `new Worker('exports', createExportProcessor({ s3, bucket, resolve }), { connection })`.
  * It runs the job's export to a stable S3 key, reports throttled progress
- * (`{ rows, totalRows, percent, etaMs, bytes }`) and returns the location with a presigned URL.
+ * (`{ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }`) and returns the location with a presigned URL.
  *
  * With a keyset source and a text format (CSV, JSONL, JSON) it is resumable: after every
  * completed S3 part it saves in the job's data the UploadId, the parts and the source key of
@@ -98,38 +99,49 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const key = exportKey({ prefix, jobId, format: spec.format, gzip })
     const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
     // Throttled where it comes from: exportStream's progress tap, or one call per uploaded part.
-    const report = ({ rows, totalRows, percent, etaMs, bytes }: Partial<Progress> & { rows: number }) =>
-      void job.updateProgress({ rows, totalRows, percent, etaMs, bytes }).catch(() => {})
+    const report = ({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }: Partial<Progress> & { rows: number }) =>
+      void job.updateProgress({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }).catch(() => {})
 
-    const source = spec.source as { keyOf?: (row: unknown) => unknown } & AsyncIterable<unknown>
-    const resumable = typeof source.keyOf === 'function' && spec.format.encoder !== undefined
+    const source = spec.source as { keyOf?: (row: unknown) => unknown; destroy?(): void }
+    const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
       let result: { rows: number; bytes: number; location: S3Location }
       if (resumable) {
-        // Percent and ETA over what is left: a keyset source counts from `after`.
-        const total = await (spec.source as { countRows?(): Promise<number | undefined> }).countRows?.().catch(() => undefined)
-        const startRows = saved?.rows ?? 0
-        const started = Date.now()
-        result = await resumableExport({
+        // One multipart upload whose parts end on row boundaries, checkpointed after each: the
+        // same pipeline as any export (transforms, progress, gzip on every core), in segments.
+        const upload = new ResumableUpload({
           client: s3,
           bucket,
           key,
-          contentType: spec.format.contentType,
-          source,
-          keyOf: source.keyOf!,
-          transforms: spec.transform === undefined ? [] : checkTransforms(spec.transform),
-          encoder: spec.format.encoder!,
-          gzip,
-          partSize,
+          contentType: gzip ? GZIP_CONTENT_TYPE : spec.format.contentType,
+          partSize: (n) => partSizeFor(n, partSize),
           checkpoint: saved,
           onCheckpoint: save,
-          onProgress: ({ rows, bytes }) => {
-            // A total the rows have passed was an estimate: unknown from here on.
-            const known = total !== undefined && rows - startRows <= total
-            const fraction = known ? (total === 0 ? 1 : (rows - startRows) / total) : undefined
-            report({ rows, bytes, totalRows: known ? startRows + total : undefined, ...estimate(fraction, Date.now() - started) })
-          },
         })
+        const earlier = await upload.open()
+        if (earlier) {
+          // An earlier attempt completed the object and died before saying so: nothing to export.
+          source.destroy?.()
+          spec.format.destroy()
+          result = { rows: saved!.rows, bytes: saved!.bytes, location: earlier }
+        } else {
+          const startRows = saved?.rows ?? 0
+          const startBytes = saved?.bytes ?? 0
+          const exported = await exportStream({
+            ...spec,
+            sink: upload,
+            progressIntervalMs,
+            // Percent and ETA over what is left: a keyset source counts from `after`.
+            onProgress: (p) =>
+              report({
+                ...p,
+                rows: startRows + p.rows,
+                bytes: startBytes + p.bytes,
+                totalRows: p.totalRows === undefined ? undefined : startRows + p.totalRows,
+              }),
+          })
+          result = { rows: startRows + exported.rows, bytes: startBytes + exported.bytes, location: exported.location as S3Location }
+        }
       } else {
         // Not resumable: uploads a crashed attempt left are aborted, and this attempt starts over.
         await abortOtherUploads(s3, bucket, key)

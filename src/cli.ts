@@ -43,6 +43,8 @@ Destination
   --gzip        gzip the output (on every core). Default: on when --to ends in .gz
   --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, checksums only when required
   --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
+  --split-rows <n>     write parts of n rows each (statements-00001.csv.gz, ...) and a manifest
+  --split-bytes <size> write parts of about this size as stored (100MB, 1GiB); with --split-rows too
 
 CSV
   --delimiter <c>   --no-header   --null <text>   --excel (BOM, CRLF, formula escaping)   --bom
@@ -84,6 +86,18 @@ export function parseDuration(text: string): number {
   const m = /^(\d+)([smhd]?)$/.exec(text)
   if (!m) throw new UsageError(`--presign: expected a duration such as 3600s, 30m, 24h or 7d, got ${JSON.stringify(text)}`)
   return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd']
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 }
+
+/** `100MB`, `1.5GB`, `512MiB`, or plain bytes -> bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024). */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = SIZE_UNITS[m?.[2]?.toLowerCase() ?? '-']
+  const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0
+  if (!(bytes >= 1 && Number.isSafeInteger(bytes)))
+    throw new UsageError(`--split-bytes: expected a size such as 100MB, 1GiB or 5000000, got ${JSON.stringify(text)}`)
+  return bytes
 }
 
 const formatDuration = (ms: number) => {
@@ -138,6 +152,7 @@ interface Options {
   columns?: string[]
   quiet: boolean
   json: boolean
+  split?: { rows?: number; bytes?: number }
 }
 
 class HelpRequested extends Error {}
@@ -160,6 +175,8 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
         gzip: { type: 'boolean' },
         to: { type: 'string' },
         presign: { type: 'string' },
+        'split-rows': { type: 'string' },
+        'split-bytes': { type: 'string' },
         endpoint: { type: 'string' },
         delimiter: { type: 'string' },
         'no-header': { type: 'boolean', default: false },
@@ -227,6 +244,14 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   if (!['exact', 'estimate', 'none'].includes(values.count))
     throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
   if (values.presign !== undefined && !values.to.startsWith('s3://')) throw new UsageError('--presign needs an s3:// destination')
+  let split: Options['split']
+  if (values['split-rows'] !== undefined || values['split-bytes'] !== undefined) {
+    if (values.to === '-') throw new UsageError('--split-rows and --split-bytes write files or objects: give --to a file name or s3:// key')
+    if (values.copy) throw new UsageError('--copy streams the bytes of one COPY: it cannot be split between rows; drop --copy')
+    const rows = values['split-rows']
+    if (rows !== undefined && !/^[1-9]\d*$/.test(rows)) throw new UsageError(`--split-rows: expected a positive whole number, got ${JSON.stringify(rows)}`)
+    split = { rows: rows === undefined ? undefined : Number(rows), bytes: values['split-bytes'] === undefined ? undefined : parseSize(values['split-bytes']) }
+  }
   if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to))
     throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
 
@@ -250,6 +275,7 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
     columns: values.columns?.split(',').map((c) => c.trim()),
     quiet: values.quiet,
     json: values.json,
+    split,
   }
 }
 
@@ -388,23 +414,36 @@ export async function main(
     // With the data on standard output, messages go to standard error.
     const out = options.to === '-' ? io.stderr : io.stdout
     const tty = Boolean((io.stderr as { isTTY?: boolean }).isTTY)
-    const result: ExportResult & { url?: string } = await exportStream<Location>({
+    const result: ExportResult & { url?: string; urls?: string[] } = await exportStream<Location>({
       source,
       format: options.copy ? undefined : makeFormat(options),
       gzip: options.gzip,
       sink,
+      split: options.split,
       signal: controller.signal,
       progressIntervalMs: tty ? 250 : 5000,
       onProgress: options.quiet ? undefined : (p) => void io.stderr.write(tty ? `\r${progressLine(p)}\x1b[K` : `${progressLine(p)}\n`),
     })
     if (tty && !options.quiet) io.stderr.write('\n')
+    const where = (location: Location | undefined) =>
+      location === undefined ? 'standard output' : 'path' in location ? location.path : `s3://${location.bucket}/${location.key}`
     if (options.presign && client) {
-      result.url = await presignDownload(client, { bucket: bucket, key: key, expiresIn: parseDuration(options.presign) })
+      const expiresIn = parseDuration(options.presign)
+      const presign = (objectKey: string) => presignDownload(client, { bucket: bucket, key: objectKey, expiresIn })
+      // A split export: a link to each part (in order); the manifest's is `url`.
+      if (result.parts) result.urls = await Promise.all(result.parts.map((part) => presign((part.location as { key: string }).key)))
+      result.url = await presign(result.location && 'key' in result.location ? result.location.key : key)
     }
-    if (options.json) out.write(`${JSON.stringify(result)}\n`)
+    if (options.json) out.write(`${JSON.stringify(result, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))}\n`)
     else if (!options.quiet) {
-      const where = options.to === '-' ? 'standard output' : 'path' in (result.location ?? {}) ? options.to : `s3://${bucket}/${key}`
-      out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where} in ${(result.durationMs / 1000).toFixed(1)} s\n`)
+      const seconds = `${(result.durationMs / 1000).toFixed(1)} s`
+      if (result.parts) {
+        const [first, last] = [result.parts[0]!, result.parts.at(-1)!]
+        const range = result.parts.length > 1 ? `${where(first.location)} .. ${last.name}` : where(first.location)
+        out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) in ${result.parts.length} parts to ${range} in ${seconds}\n`)
+        out.write(`manifest: ${where(result.location)}\n`)
+        for (const url of result.urls ?? []) out.write(`${url}\n`)
+      } else out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where(result.location)} in ${seconds}\n`)
       if (result.url) out.write(`${result.url}\n`)
     }
     return 0

@@ -4,6 +4,18 @@ export type ExportErrorCode = 'ERR_INVALID_OPTION' | 'ERR_SOURCE' | 'ERR_TRANSFO
 /** The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort). */
 export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'progress' | 'sink'
 
+/** The code of an error that comes from a stage (an abort of the export as a whole is ERR_ABORTED). */
+export const STAGE_CODES: Readonly<Record<ExportStage, ExportErrorCode>> = {
+  options: 'ERR_INVALID_OPTION',
+  export: 'ERR_ABORTED',
+  source: 'ERR_SOURCE',
+  transform: 'ERR_TRANSFORM',
+  format: 'ERR_FORMAT',
+  gzip: 'ERR_FORMAT',
+  progress: 'ERR_PROGRESS',
+  sink: 'ERR_SINK',
+}
+
 /**
  * The one error type every stage rejects with. `cause` holds the original error
  * (a Postgres error with its SQLSTATE `code`, an S3 service error, `signal.reason`, ...).

@@ -1,13 +1,14 @@
 import { availableParallelism } from 'node:os'
 import { Readable, Writable, type Transform } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import { ExportError, invalidOption, toExportError, type ExportErrorCode, type ExportStage } from './errors.js'
-import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from './options.js'
+import { finished, pipeline } from 'node:stream/promises'
+import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportStage } from './errors.js'
+import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger, checkTimerMs } from './options.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
 import { GZIP_CONTENT_TYPE, gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
-import { mapRows, type RowTransform } from './stages/map-rows.js'
+import { checkTransforms, mapRows, type RowTransform } from './stages/map-rows.js'
+import { SplitWriter, type SplitOptions, type SplitWriterOptions } from './split-export.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
-import type { FormatInfo, Location, SinkInfo, SourceExtras } from './types.js'
+import type { FormatInfo, Location, Manifest, PartInfo, SegmentSink, SinkInfo, SourceExtras, SplitSink } from './types.js'
 
 export interface ExportOptions<L extends object = Location> {
   /** Rows: an object-mode Readable (any source of this library) or an (async) iterable of row objects. */
@@ -35,6 +36,12 @@ export interface ExportOptions<L extends object = Location> {
   totalRows?: number
   /** Aborting stops every stage, cleans up and rejects with ERR_ABORTED (`cause`: `signal.reason`). */
   signal?: AbortSignal
+  /**
+   * Write the export as parts, each a complete file or object (`statements-00001.csv.gz`...), and a
+   * manifest beside them (`statements.manifest.json`), written last as the commit point. Needs a
+   * sink that names parts (`fileSink`, `s3Sink`) and a format of this library. See docs/parts.md.
+   */
+  split?: SplitOptions
 }
 
 export interface ExportResult<L extends object = Location> {
@@ -44,8 +51,12 @@ export interface ExportResult<L extends object = Location> {
   /** Bytes before compression. */
   uncompressedBytes: number
   durationMs: number
-  /** Where the export landed; `undefined` for a plain Writable sink. */
+  /** Where the export landed (a split export: its manifest); `undefined` for a plain Writable sink. */
   location: L | undefined
+  /** A split export's parts, in order. */
+  parts?: Array<PartInfo<L>>
+  /** A split export's manifest, as written. */
+  manifest?: Manifest<L>
   /**
    * Keyset sources (`postgresKeysetSource`, `mongoSource({ keyset: true })`): the key of the last
    * row of this export, known to be in the destination (it is read at the commit point). Pass it as
@@ -53,17 +64,6 @@ export interface ExportResult<L extends object = Location> {
    * start again from the same `after`.
    */
   checkpoint?: unknown
-}
-
-const CODES: Record<ExportStage, ExportErrorCode> = {
-  options: 'ERR_INVALID_OPTION',
-  export: 'ERR_ABORTED',
-  source: 'ERR_SOURCE',
-  transform: 'ERR_TRANSFORM',
-  format: 'ERR_FORMAT',
-  gzip: 'ERR_FORMAT',
-  progress: 'ERR_PROGRESS',
-  sink: 'ERR_SINK',
 }
 
 function toSource(value: unknown): Readable & SourceExtras {
@@ -89,6 +89,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
   let source: Readable & SourceExtras
   let compress: Transform | undefined
   let transform: Transform | undefined
+  let splitter: SplitWriter<L> | undefined
   try {
     // Read once, here: an options object with throwing getters fails as an invalid option.
     ;({ sink, format, signal, onProgress, progressIntervalMs = 1000, totalRows } = options)
@@ -113,21 +114,23 @@ export async function exportStream<L extends object = Location>(options: ExportO
     if (compress && format?.compressed) {
       invalidOption('gzip', 'off for a format that compresses its own output (Parquet)', options.gzip)
     }
-    if (options.transform !== undefined) transform = mapRows(options.transform)
+    if (options.split !== undefined || isSegmentSink(sink)) splitter = splitWriter(options, source, format!, compress)
+    else if (options.transform !== undefined) transform = mapRows(options.transform)
   } catch (error) {
-    destroyAll([options.source, format, options.gzip, sink!])
+    destroyAll([options.source, format, options.gzip, sink!, compress])
     throw toExportError(error, 'ERR_INVALID_OPTION', 'options')
   }
-  const rowsOf = (): number => (source.preformatted ?? format)?.rows ?? 0
+  const rowsOf = (): number => (splitter ?? source.preformatted ?? format)?.rows ?? 0
   const meter = progressTap() // counts bytes before compression
-  const uploaded = sink.uploadedBytes !== undefined ? () => sink.uploadedBytes ?? 0 : undefined
+  const uploaded = sink.uploadedBytes !== undefined && !splitter ? () => sink.uploadedBytes ?? 0 : undefined
   const input = source.bytesRead !== undefined ? () => ({ bytesRead: source.bytesRead ?? 0, totalBytes: source.totalBytes }) : undefined
   const tap = progressTap({
     onProgress,
     intervalMs: progressIntervalMs,
     totalRows,
     rows: rowsOf,
-    uncompressedBytes: () => meter.bytes,
+    // A split export: the parts count, and the tap is outside the stream (see below).
+    ...(splitter ? { bytes: () => splitter.bytes, uncompressedBytes: () => splitter.uncompressedBytes } : { uncompressedBytes: () => meter.bytes }),
     uploadedBytes: uploaded,
     input,
   })
@@ -138,25 +141,42 @@ export async function exportStream<L extends object = Location>(options: ExportO
   // browser following a presigned link saves the gzip bytes its name promises instead of decoding them.
   sink.setContentInfo?.({ contentType: compress ? GZIP_CONTENT_TYPE : sinkInfo?.contentType })
 
-  const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
-  if (transform) stages.push(['transform', transform])
-  if (format) stages.push(['format', format])
-  stages.push(['progress', meter])
-  if (compress) stages.push(['gzip', compress])
-  stages.push(['progress', tap], ['sink', sink])
-
   let failed: { stage: ExportStage; error: unknown } | undefined
+  const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
+  if (splitter) {
+    // The parts run their own format, gzip and sink stages; the sink given is their template. The
+    // tap reads its figures from the parts: it reports on its timer, and once more when it is
+    // ended, after the last part has landed and before the manifest (or the commit).
+    const parts = splitter
+    stages.push(['sink', parts])
+    tap.once('error', (error) => {
+      failed ??= { stage: 'progress', error }
+      parts.destroy(error)
+    })
+    parts.once('close', () => tap.destroy())
+    tap.start()
+    tap.resume() // nothing flows through it; its end is its final report
+    parts.beforeCommit = () => finished(tap.end())
+  } else {
+    if (transform) stages.push(['transform', transform])
+    if (format) stages.push(['format', format])
+    stages.push(['progress', meter])
+    if (compress) stages.push(['gzip', compress])
+    stages.push(['progress', tap], ['sink', sink])
+  }
+  const last: Writable & SinkInfo<L> = splitter ?? sink
+
   for (const [stage, stream] of stages) stream.once('error', (error) => (failed ??= { stage, error }))
   // A destination that closes before it finished (an HTTP client that went away) is the sink's
   // failure, not the premature close the other stages are then destroyed with.
-  sink.once('close', () => {
-    if (!sink.writableFinished)
+  last.once('close', () => {
+    if (!last.writableFinished)
       failed ??= {
         stage: 'sink',
         error: new ExportError('ERR_SINK', 'sink', 'The destination closed before the export finished (e.g. the HTTP client disconnected)'),
       }
   })
-  if (sink instanceof Writable) catchSyncThrows(sink)
+  if (last instanceof Writable) catchSyncThrows(last)
   const stop = signal ? linkedSignal(signal) : undefined
 
   if (totalRows === undefined && source.countRows) {
@@ -177,22 +197,81 @@ export async function exportStream<L extends object = Location>(options: ExportO
     await Promise.all(stages.map(([, stream]) => closed(stream)))
     // The sink's commit (rename, CompleteMultipartUpload) is the point of no return: once it has
     // happened every stage had finished, so an abort that arrived during it changes nothing.
-    if (sink.location === undefined) {
+    if (last.location === undefined) {
       if (signal?.aborted) throw new ExportError('ERR_ABORTED', 'export', 'The export was aborted', { cause: signal.reason })
       const stage = failed?.stage ?? 'sink'
-      throw toExportError(failed?.error ?? error, CODES[stage], stage)
+      throw toExportError(failed?.error ?? error, STAGE_CODES[stage], stage)
     }
   } finally {
     stop?.dispose()
+    if (splitter) sink.destroy() // the template: it never received a byte, so it leaves nothing
   }
   return {
     rows: rowsOf(),
     bytes: tap.bytes,
-    uncompressedBytes: meter.bytes,
+    uncompressedBytes: splitter ? splitter.uncompressedBytes : meter.bytes,
     durationMs: performance.now() - started,
-    location: sink.location,
+    location: last.location,
+    ...(splitter?.manifest ? { parts: [...splitter.parts], manifest: splitter.manifest } : {}),
     ...(source.checkpoint !== undefined ? { checkpoint: source.checkpoint } : {}),
   }
+}
+
+const isSplitSink = <L extends object>(sink: unknown): sink is SplitSink<L> =>
+  typeof (sink as Partial<SplitSink<L>>).partSink === 'function' && typeof (sink as Partial<SplitSink<L>>).manifestSink === 'function'
+const isSegmentSink = <L extends object>(sink: unknown): sink is SegmentSink<L> =>
+  typeof (sink as Partial<SegmentSink<L>>).partSink === 'function' && typeof (sink as Partial<SegmentSink<L>>).commit === 'function'
+
+/**
+ * Checks a `split` option (or a sink that takes segments of one object) and builds the last stage
+ * of an export in parts (see docs/parts.md).
+ */
+function splitWriter<L extends object>(
+  options: ExportOptions<L>,
+  source: Readable & SourceExtras,
+  format: Transform & FormatInfo,
+  compress: Transform | undefined,
+): SplitWriter<L> {
+  const { split, sink } = options
+  let target: SplitWriterOptions<L>['target']
+  let limits: SplitOptions = {}
+  if (source.preformatted) invalidOption('split', 'undefined for a source that emits formatted bytes (COPY): parts are cut between rows', split)
+  if (isSegmentSink<L>(sink)) {
+    if (split !== undefined) invalidOption('split', 'undefined for a sink that takes one object in segments', split)
+    if (typeof format.nextSegment !== 'function') invalidOption('format', 'a text format (csv(), jsonl(), jsonArray()) for an upload in segments', format)
+    target = { segments: sink }
+  } else {
+    checkObject('split', split)
+    const { rows, bytes } = split!
+    if (rows === undefined && bytes === undefined) invalidOption('split', 'an object with `rows` or `bytes`', split)
+    if (rows !== undefined) checkPositiveInteger('split.rows', rows)
+    if (bytes !== undefined) checkPositiveInteger('split.bytes', bytes)
+    if (!isSplitSink<L>(sink)) invalidOption('sink', 'a sink that names parts (fileSink() or s3Sink()) for a split export', sink)
+    if (typeof format.nextPart !== 'function')
+      invalidOption('format', 'a format of this library (csv(), jsonl(), jsonArray(), parquet()) for a split export', format)
+    target = { files: sink }
+    limits = { rows, bytes }
+  }
+  const gzipOption = options.gzip
+  if (gzipOption instanceof Readable || gzipOption instanceof Writable) {
+    invalidOption('gzip', 'true or gzip options for a split export (each part gets its own compression stage)', gzipOption)
+  }
+  // The first part takes the compression stage already made; each next part a new one alike.
+  let ready = compress
+  const compression = () => {
+    const stage = ready ?? makeGzip(gzipOption, false)!
+    ready = undefined
+    return stage
+  }
+  return new SplitWriter<L>({
+    target,
+    format,
+    compression: compress ? compression : undefined,
+    transforms: options.transform === undefined ? [] : checkTransforms(options.transform),
+    keyOf: source.keyOf?.bind(source),
+    columns: () => source.columnTypes?.()?.map((column) => column.name),
+    limits,
+  })
 }
 
 function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean): Transform | undefined {

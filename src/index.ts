@@ -1,5 +1,21 @@
 export { exportStream, type ExportOptions, type ExportResult } from './export-stream.js'
-export type { ColumnType, ContentInfo, FormatInfo, Formatter, Location, Row, RowEncoder, Sink, SinkInfo, SourceExtras } from './types.js'
+export type { SplitOptions } from './split-export.js'
+export type {
+  ColumnType,
+  ContentInfo,
+  Discardable,
+  FormatInfo,
+  Formatter,
+  Location,
+  Manifest,
+  PartInfo,
+  Row,
+  RowEncoder,
+  Sink,
+  SinkInfo,
+  SourceExtras,
+  SplitSink,
+} from './types.js'
 export { ExportError, type ExportErrorCode, type ExportStage } from './errors.js'
 export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres.js'

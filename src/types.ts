@@ -41,6 +41,8 @@ export interface SourceExtras {
   readonly totalBytes?: number | undefined
   /** Keyset sources: the key of the last row handed on; exportStream reports it at the commit point. */
   readonly checkpoint?: unknown
+  /** Keyset sources: the key of a row (what `after` takes); split exports list each part's first and last. */
+  keyOf?(row: Row): unknown
 }
 
 /**
@@ -58,6 +60,22 @@ export interface FormatInfo {
   readonly compressed?: boolean
   /** Lets the format read the column types a source knows (Postgres field types); exportStream calls it. */
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
+  /**
+   * Bytes of rows taken but not yet handed on (text gathered into a chunk, a Parquet row group,
+   * estimated until one has been written): split exports add them when they cut parts by size.
+   */
+  readonly pendingBytes?: number
+  /**
+   * A new stage with the same options, for the next file of a split export: text formats keep the
+   * columns the first part learned, Parquet the schema it resolved, so that every part agrees.
+   */
+  nextPart?(): Transform & FormatInfo
+  /**
+   * Text formats: a stage that continues this output in the next segment of one object, from row
+   * `startRow` (default: where this one stopped): no header again, and the end of the output
+   * (a JSON array's `]`) only when its `writesEnd` is set.
+   */
+  nextSegment?(startRow?: number): Transform & FormatInfo & { writesEnd: boolean }
 }
 
 /** A format stage of this library: a Transform from row objects (object mode) to bytes. */
@@ -102,4 +120,75 @@ export interface SinkInfo<L extends object = Location> {
 /** A sink: the last stage of a pipeline. Its `location` is set once it has finished successfully. */
 export interface Sink<L extends object = Location> extends Writable, SinkInfo<L> {
   readonly location: L | undefined
+}
+
+/**
+ * A sink that can also take an export as parts (`exportStream({ split })`): it is the template of
+ * the part sinks and of the manifest sink, named after its own path or key (`fileSink`, `s3Sink`).
+ */
+export interface SplitSink<L extends object = Location> {
+  /** The sink of part `n` (from 1): `statements.csv.gz` -> `statements-00001.csv.gz`. */
+  partSink(n: number): Sink<L> & Discardable
+  /** The sink of the manifest, written last: `statements.csv.gz` -> `statements.manifest.json`. */
+  manifestSink(): Sink<L>
+}
+
+/**
+ * A sink that takes an export as segments of one object (the parts of one multipart upload):
+ * exportStream cuts them between rows at `partBytes(n)`, each through its own compression stage;
+ * the format continues across them (its header only in the first, its end only in the last).
+ * Each finished part is handed to `partDone` in order, and `commit()` is the commit point.
+ */
+export interface SegmentSink<L extends object = Location> {
+  /** Rows exported before this attempt: the format's row count starts there (no header again). */
+  readonly startRow: number
+  /** The size at which part `n` (from 1) is cut. */
+  partBytes(n: number): number
+  /** The sink of part `n`. */
+  partSink(n: number): Sink<L> & Discardable
+  /** Called after each part has landed, in order (e.g. to save a checkpoint); `last` for the one holding the output's end. */
+  partDone(part: PartInfo<L>, last: boolean): Promise<void>
+  /** Assembles the object from the parts: the commit point. */
+  commit(): Promise<L>
+  /** Where the object landed, once committed. */
+  readonly location: L | undefined
+}
+
+/** A sink whose committed output can be taken back: a split export that fails removes its parts. */
+export interface Discardable {
+  /** Removes what the sink committed (the file, the object); nothing when it committed nothing. */
+  discard(): Promise<void>
+}
+
+/** One part of a split export, as the manifest lists it. */
+export interface PartInfo<L extends object = Location> {
+  /** File name of the part (the last segment of its path or key). */
+  name: string
+  /** Where the part landed. */
+  location: L
+  rows: number
+  /** Bytes of the part as stored (compressed when gzip is on). */
+  bytes: number
+  /** SHA-256 of the stored bytes, hex. */
+  sha256: string
+  /** Source key of the part's first and last row, for keyset sources (JSON: a bigint as a string). */
+  firstKey?: unknown
+  lastKey?: unknown
+}
+
+/** The manifest of a split export: written beside the parts, last, as the export's commit point. */
+export interface Manifest<L extends object = Location> {
+  version: 1
+  /** When the manifest was written (ISO 8601, UTC). */
+  createdAt: string
+  /** The format's file extension: `csv`, `jsonl`, `json`, `parquet`. */
+  format: string
+  /** Content type of each part before compression. */
+  contentType: string
+  compression: 'gzip' | 'none'
+  /** Column names, when the source or the first row told them. */
+  columns?: string[]
+  rows: number
+  bytes: number
+  parts: Array<PartInfo<L>>
 }

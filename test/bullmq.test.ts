@@ -8,9 +8,17 @@ import { gunzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { csv, fromIterable, jsonl, postgresKeysetSource } from '../src/index.js'
-import { createExportProcessor, notifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook, type ExportNotification } from '../src/bullmq.js'
-import { resumableExport, type ExportCheckpoint } from '../src/jobs/resumable-upload.js'
+import { csv, exportStream, fromIterable, jsonArray, jsonl, postgresKeysetSource } from '../src/index.js'
+import {
+  createExportProcessor,
+  notifyWebhook,
+  sendExportEvents,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  verifyWebhook,
+  type ExportNotification,
+} from '../src/bullmq.js'
+import { ResumableUpload, type ExportCheckpoint } from '../src/sinks/s3-resumable.js'
 import { abortUpload } from '../src/sinks/s3-multipart.js'
 import { createStatements, databaseUrl } from './fixtures/postgres.js'
 import { startRecipeWorker } from './fixtures/recipe-worker.js'
@@ -28,6 +36,8 @@ const newConnection = () => {
 }
 const TABLE = 'se_job_statements'
 const ROWS = 200_000
+const RESUMED_ROWS = 60_000
+const NOISY = 'se_job_noise'
 const MiB = 1024 * 1024
 
 let s3: TestS3
@@ -53,65 +63,144 @@ const expectAllIds = (ids: number[], count: number) => {
   expect(ids.every((id, i) => id === i + 1)).toBe(true) // in order, none twice, none missing
 }
 
-describe('resumableExport', () => {
+/** One attempt: the upload a checkpoint names (or a new one), fed by the same pipeline as any export. */
+const attempt = async (options: {
+  key: string
+  checkpoint?: ExportCheckpoint
+  onCheckpoint(c: ExportCheckpoint): Promise<unknown>
+  source: Parameters<typeof exportStream>[0]['source']
+  transform?: (row: Record<string, unknown>) => unknown
+  gzip: boolean
+}) => {
+  const upload = new ResumableUpload({
+    client: s3.client,
+    bucket: s3.bucket,
+    key: options.key,
+    contentType: 'text/csv',
+    partSize: () => 5 * MiB,
+    checkpoint: options.checkpoint,
+    onCheckpoint: options.onCheckpoint,
+  })
+  const earlier = await upload.open()
+  if (earlier) return { rows: options.checkpoint!.rows, location: earlier }
+  const result = await exportStream({ source: options.source, transform: options.transform, format: csv(), gzip: options.gzip, sink: upload })
+  return { rows: (options.checkpoint?.rows ?? 0) + result.rows, location: result.location }
+}
+
+describe('resumable uploads: exportStream in segments of one multipart upload', () => {
   it('continues a gzipped upload after a crash: the object gunzips to exactly the rows, once each', async () => {
     const key = 'resume/unit.csv.gz'
     const saved: ExportCheckpoint[] = []
-    const run = (checkpoint: ExportCheckpoint | undefined, failAfterParts?: number) => {
-      const source = postgresKeysetSource({ pool, table: TABLE, after: checkpoint?.lastKey, batchSize: 5000 })
-      return resumableExport({
+    const run = (checkpoint: ExportCheckpoint | undefined, failAfterParts?: number) =>
+      attempt({
+        key,
+        checkpoint,
+        source: postgresKeysetSource({ pool, select: `select * from ${TABLE} where id <= ${RESUMED_ROWS}`, after: checkpoint?.lastKey, batchSize: 5000 }),
+        // 128 random bytes a row: gzip cannot shrink them, so the rows fill two 5 MiB members.
+        transform: (row) => ({ ...row, noise: randomBytes(128).toString('base64') }),
+        gzip: true, // a gzip member per part, compressed on every core
+        onCheckpoint: async (c) => {
+          saved.push(c)
+          if (failAfterParts !== undefined && c.parts.length === failAfterParts) throw new Error('worker killed')
+        },
+      })
+    await expect(run(undefined, 1)).rejects.toThrow('worker killed')
+    const crashedAt = saved.at(-1)!
+    expect(crashedAt.parts).toHaveLength(1)
+    expect(Number(crashedAt.lastKey)).toBe(crashedAt.rows)
+    const result = await run(crashedAt)
+    expect(result.rows).toBe(RESUMED_ROWS)
+    expect(saved.at(-1)!.parts.length).toBeGreaterThan(1) // the retry uploaded a part of its own
+    expect(saved.at(-1)!.ended).toBe(true)
+    const text = gunzipSync(await getBody(key)).toString()
+    expect(text.match(/^id,/gm)).toHaveLength(1) // one header, in the first part only
+    expectAllIds(csvIds(text), RESUMED_ROWS)
+    expect(await s3.openUploads()).toEqual([])
+  }, 120_000)
+
+  it('a JSON array continues across parts and attempts: one array, its brackets only at the ends', async () => {
+    const key = 'resume/unit.json'
+    const saved: ExportCheckpoint[] = []
+    const rows = (after?: unknown) =>
+      fromIterable(
+        (function* () {
+          for (let id = Number(after ?? 0) + 1; id <= 40_000; id++) yield { id, noise: randomBytes(160).toString('base64') }
+        })(),
+      )
+    const keyed = (after?: unknown) => Object.assign(rows(after), { keyOf: (row: { id: number }) => row.id })
+    const upload = (checkpoint?: ExportCheckpoint, failAfterParts?: number) =>
+      new ResumableUpload({
         client: s3.client,
         bucket: s3.bucket,
         key,
-        contentType: 'text/csv',
-        source,
-        keyOf: source.keyOf,
-        // 32 random bytes a row: gzip cannot shrink them, so the rows fill more than one 5 MiB member.
-        transforms: [(row) => ({ ...(row as object), noise: randomBytes(32).toString('base64') })],
-        encoder: csv().encoder!,
-        gzip: true,
-        partSize: 5 * MiB,
+        contentType: 'application/json',
+        partSize: () => 5 * MiB,
         checkpoint,
         onCheckpoint: async (c) => {
           saved.push(c)
           if (failAfterParts !== undefined && c.parts.length === failAfterParts) throw new Error('worker killed')
         },
       })
-    }
-    await expect(run(undefined, 1)).rejects.toThrow('worker killed')
+    const first = upload(undefined, 1)
+    await first.open()
+    await expect(exportStream({ source: keyed(), format: jsonArray(), sink: first })).rejects.toThrow('worker killed')
     const crashedAt = saved.at(-1)!
-    expect(crashedAt.parts).toHaveLength(1)
-    expect(Number(crashedAt.lastKey)).toBe(crashedAt.rows)
-    const result = await run(crashedAt)
-    expect(result.rows).toBe(ROWS)
-    expectAllIds(csvIds(gunzipSync(await getBody(key)).toString()), ROWS)
-    expect(await s3.openUploads()).toEqual([])
-  }, 120_000)
-})
+    const second = upload(crashedAt)
+    expect(await second.open()).toBeUndefined()
+    await exportStream({ source: keyed(crashedAt.lastKey), format: jsonArray(), sink: second })
+    const ids = (JSON.parse((await getBody(key)).toString()) as Array<{ id: number }>).map((r) => r.id)
+    expectAllIds(ids, 40_000)
 
-describe('resumableExport errors', () => {
-  it('names the failing stage: a throwing transform is ERR_TRANSFORM, a missing upload ERR_SINK', async () => {
-    const base = {
+    // Killed right after the checkpoint of the last part (the array's end) was saved: the next
+    // attempt only completes the upload, and writes no second `]`.
+    const endKey = 'resume/ended.json'
+    const endSaved: ExportCheckpoint[] = []
+    const died = new ResumableUpload({
       client: s3.client,
       bucket: s3.bucket,
-      contentType: 'text/csv',
-      keyOf: (r: unknown) => (r as { id: number }).id,
-      encoder: csv().encoder!,
-      gzip: false,
-      partSize: 5 * MiB,
+      key: endKey,
+      contentType: 'application/json',
+      partSize: () => 5 * MiB,
+      onCheckpoint: async (c) => {
+        endSaved.push(c)
+        if (c.ended) throw new Error('worker killed')
+      },
+    })
+    await died.open()
+    await expect(exportStream({ source: keyed(), format: jsonArray(), sink: died })).rejects.toThrow('worker killed')
+    expect(endSaved.at(-1)).toMatchObject({ ended: true, rows: 40_000 })
+    // No checkpoint holds the last part without saying `ended`: there is no window in which a
+    // retry would write the end again.
+    expect(endSaved.filter((c) => c.rows === 40_000).every((c) => c.ended)).toBe(true)
+    const retry = new ResumableUpload({
+      client: s3.client,
+      bucket: s3.bucket,
+      key: endKey,
+      partSize: () => 5 * MiB,
+      checkpoint: endSaved.at(-1),
       onCheckpoint: async () => {},
-    }
+    })
+    expect(await retry.open()).toMatchObject({ key: endKey })
+    expectAllIds(
+      (JSON.parse((await getBody(endKey)).toString()) as Array<{ id: number }>).map((r) => r.id),
+      40_000,
+    )
+  }, 60_000)
+})
+
+describe('resumable upload errors', () => {
+  it('names the failing stage: a throwing transform is ERR_TRANSFORM, a missing upload ERR_SINK', async () => {
     const rows = () => fromIterable(Array.from({ length: 100 }, (_, i) => ({ id: i })))
-    const transform = await resumableExport({
-      ...base,
+    const keyed = () => Object.assign(rows(), { keyOf: (r: { id: number }) => r.id })
+    const transform = await attempt({
       key: 'errors/t.csv',
-      source: rows(),
-      transforms: [
-        (r) => {
-          if ((r as { id: number }).id === 10) throw new Error('bad row')
-          return r
-        },
-      ],
+      source: keyed(),
+      gzip: false,
+      transform: (r) => {
+        if (r.id === 10) throw new Error('bad row')
+        return r
+      },
+      onCheckpoint: async () => {},
     }).catch((e) => e)
     expect(transform.code).toBe('ERR_TRANSFORM')
     expect(transform.message).toBe('Transform failed on row 10: bad row')
@@ -119,18 +208,92 @@ describe('resumableExport errors', () => {
     expect(await s3.openUploads()).toEqual(['errors/t.csv'])
     const [upload] = (await s3.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket }))).Uploads!
     await abortUpload(s3.client, s3.bucket, 'errors/t.csv', upload.UploadId!)
-    const sink = await resumableExport({
-      ...base,
+    const sink = await attempt({
       key: 'errors/s.csv',
-      source: rows(),
-      transforms: [],
+      source: keyed(),
+      gzip: false,
       checkpoint: { uploadId: 'no-such-upload', parts: [], rows: 0, bytes: 0 },
+      onCheckpoint: async () => {},
     }).catch((e) => e)
     expect(sink.code).toBe('ERR_SINK')
   })
 })
 
 describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Redis is not reachable at REDIS_URL)'}`, () => {
+  it('sendExportEvents: a status event at once, the progress while it runs, the end, and the stream closed; 404 for an unknown job', async () => {
+    const name = `se-events-${Date.now()}`
+    const queue = new Queue(name, { connection: newConnection() })
+    const queueEvents = new QueueEvents(name, { connection: newConnection() })
+    await queueEvents.waitUntilReady()
+    const server = createServer(
+      (req, res) => void sendExportEvents(res, { queue, queueEvents, jobId: req.url!.slice(1), result: (r) => ({ rows: (r as { rows: number }).rows }) }),
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    const worker = new Worker(
+      name,
+      async (job) => {
+        for (const rows of [10, 20, 30]) {
+          await job.updateProgress({ rows, percent: rows })
+          await new Promise((resolve) => setTimeout(resolve, 30))
+        }
+        return { rows: 30, url: 'https://secret.example/presigned' }
+      },
+      { connection: newConnection(), autorun: false },
+    )
+    try {
+      const job = await queue.add('export', {})
+      const stream = fetch(`${url}/${job.id}`).then((response) => response.text()) // the page opens before the work starts
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      void worker.run()
+      const text = await stream // ends by itself after `completed`
+      const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+      expect(events[0]).toEqual(['status', { state: 'waiting', progress: 0 }]) // BullMQ's progress before the first report
+      expect(events.filter(([event]) => event === 'progress').map(([, data]) => data.rows)).toEqual([10, 20, 30])
+      expect(events.at(-1)).toEqual(['completed', { result: { rows: 30 } }]) // the URL left out
+      // A page opened after the end gets the final status and an ended stream.
+      expect(await (await fetch(`${url}/${job.id}`)).text()).toContain('"state":"completed","progress":{"rows":30,"percent":30},"result":{"rows":30}')
+      expect((await fetch(`${url}/no-such-job`)).status).toBe(404)
+      expect(queueEvents.listenerCount('progress')).toBe(0) // every stream removed its listeners
+    } finally {
+      await worker.close()
+      server.close()
+      await queueEvents.close()
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
+  })
+
+  it('sendExportEvents: an end QueueEvents never reported still ends the stream, from the job state read every checkIntervalMs', async () => {
+    const name = `se-events-missed-${Date.now()}`
+    const queue = new Queue(name, { connection: newConnection() })
+    const deaf = new QueueEvents(name, { connection: newConnection(), autorun: false }) // never reads: misses every event
+    const server = createServer((req, res) => void sendExportEvents(res, { queue, queueEvents: deaf, jobId: req.url!.slice(1), checkIntervalMs: 100 }))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    const worker = new Worker(name, async () => ({ rows: 7 }), { connection: newConnection(), autorun: false })
+    try {
+      const job = await queue.add('export', {})
+      const stream = fetch(`${url}/${job.id}`).then((response) => response.text())
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      void worker.run()
+      const text = await stream
+      expect(text).toContain(': still running\n\n') // the comments written while it waited
+      const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+      expect(events.map(([event]) => event)).toEqual(['status', 'completed'])
+      expect(events.at(-1)).toEqual(['completed', { result: { rows: 7 } }])
+      await expect(sendExportEvents(createServer as never, { queue, queueEvents: deaf, jobId: job.id!, checkIntervalMs: 0 })).rejects.toMatchObject({
+        code: 'ERR_INVALID_OPTION',
+      })
+    } finally {
+      await worker.close()
+      server.close()
+      await deaf.close()
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
+  })
+
   it('runs an export job: progress while it runs, the object at a stable key, a presigned URL', async () => {
     const name = `se-test-${Date.now()}`
     const queue = new Queue(name, { connection: newConnection() })
@@ -182,12 +345,18 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     let second: ChildProcess | undefined
     try {
       await events.waitUntilReady()
-      // gzip off: 5 MiB parts fill fast, so the kill lands between parts.
-      const job = await queue.add('export', { table: TABLE, format: 'csv', gzip: false }, { attempts: 3, backoff: { type: 'fixed', delay: 100 } })
+      // 128 hex digits a row (gzip halves them): ~13 MB of gzip, three 5 MiB members.
+      await pool.query(`drop table if exists ${NOISY}`)
+      await pool.query(
+        `create table ${NOISY} as select i::bigint as id, md5(i::text) || md5((-i)::text) || md5((i * 7)::text) || md5((i * 13)::text) as code from generate_series(1, ${ROWS}) i`,
+      )
+      await pool.query(`alter table ${NOISY} add primary key (id)`)
+      // gzip on, on every core: the new attempt continues through the same pipeline.
+      const job = await queue.add('export', { table: NOISY, format: 'csv', gzip: true }, { attempts: 3, backoff: { type: 'fixed', delay: 100 } })
       first = startWorker()
       await expect
-        .poll(async () => (await queue.getJob(job.id!))?.data.exportCheckpoint?.parts?.length ?? 0, { timeout: 60_000, interval: 20 })
-        .toBeGreaterThanOrEqual(2)
+        .poll(async () => (await queue.getJob(job.id!))?.data.exportCheckpoint?.parts?.length ?? 0, { timeout: 60_000, interval: 10 })
+        .toBeGreaterThanOrEqual(1)
       first.kill('SIGKILL')
       const atKill = (await queue.getJob(job.id!))!.data.exportCheckpoint as ExportCheckpoint
       expect(atKill.rows).toBeGreaterThan(0)
@@ -197,7 +366,9 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       const result = await job.waitUntilFinished(events, 90_000)
       expect(result.resumed).toBe(true)
       expect(result.rows).toBe(ROWS)
-      expectAllIds(csvIds((await getBody(result.location.key)).toString()), ROWS)
+      const text = gunzipSync(await getBody(result.location.key)).toString()
+      expect(text.match(/^id,code$/gm)).toHaveLength(1) // one header: the retry's parts continue the CSV
+      expectAllIds(csvIds(text), ROWS)
       expect(await s3.openUploads()).toEqual([])
     } finally {
       first?.kill('SIGKILL')

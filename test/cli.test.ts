@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { progressLine, parseDuration, redact } from '../src/cli.js'
+import { progressLine, parseDuration, parseSize, redact } from '../src/cli.js'
 import { databaseUrl } from './fixtures/postgres.js'
 import { startMongoServer, type MongoTestServer } from './fixtures/mongo-server.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
@@ -158,6 +158,43 @@ describe('stream-export CLI', () => {
     expect(head.status).not.toBe(200)
   }, 60_000)
 
+  it('--split-rows writes parts and prints the manifest path; --split-bytes takes sizes; SIGTERM mid-split leaves no part', async () => {
+    const dir = await tempDir()
+    const result = await run(['--from', databaseUrl(), '--query', query, '--split-rows', '2000', '--to', join(dir, 'orders.csv.gz')])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toMatch(/^exported 5,000 rows \(\d+\.\d MB\) in 3 parts to .*orders-00001\.csv\.gz \.\. orders-00003\.csv\.gz in \d+\.\d s\n/)
+    expect(result.stdout).toContain(`manifest: ${join(dir, 'orders.manifest.json')}\n`)
+    expect(await listDir(dir)).toEqual(['orders-00001.csv.gz', 'orders-00002.csv.gz', 'orders-00003.csv.gz', 'orders.manifest.json'])
+    const manifest = JSON.parse(await readFile(join(dir, 'orders.manifest.json'), 'utf8'))
+    expect(manifest.parts.map((p: { rows: number }) => p.rows)).toEqual([2000, 2000, 1000])
+    expect(parse(gunzipSync(await readFile(join(dir, 'orders-00003.csv.gz'))), { columns: true })[999]).toMatchObject({ id: '5000' })
+
+    const bad = await run(['--from', databaseUrl(), '--query', query, '--split-bytes', '10 parsecs', '--to', join(dir, 'x.csv')])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--split-bytes: expected a size such as 100MB')
+    expect((await run(['--from', databaseUrl(), '--query', query, '--split-rows', '10', '--to', '-'])).code).toBe(2)
+
+    const killed = await tempDir()
+    const child = spawn(process.execPath, [
+      cli,
+      '--from',
+      databaseUrl(),
+      '--query',
+      'select i, md5(i::text) from generate_series(1, 20000000) i',
+      '--split-bytes',
+      '1MB',
+      '--to',
+      join(killed, 'big.csv'),
+    ])
+    const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+    await expect
+      .poll(async () => (await listDir(killed)).filter((name) => /^big-\d+\.csv$/.test(name)).length, { timeout: 20_000, interval: 50 })
+      .toBeGreaterThan(2)
+    child.kill('SIGTERM')
+    expect(await exited).toBe(143)
+    expect(await listDir(killed)).toEqual([])
+  }, 60_000)
+
   it('a bad query or a bad URL: one line, a non-zero exit, no password echoed', async () => {
     const dir = await tempDir()
     const withPassword = databaseUrl().replace('postgres://postgres', 'postgres://postgres:hunter2')
@@ -303,6 +340,8 @@ describe('stream-export CLI', () => {
     expect(progressLine({ rows: 10, bytes: 0, uncompressedBytes: 0, elapsedMs: 1, rowsPerSecond: 10 })).toBe('10 rows  10 rows/s  0.0 MB')
     expect(parseDuration('24h')).toBe(86_400)
     expect(parseDuration('90')).toBe(90)
+    expect([parseSize('100MB'), parseSize('1.5 GB'), parseSize('512MiB'), parseSize('4096')]).toEqual([100e6, 1.5e9, 512 * 2 ** 20, 4096])
+    for (const size of ['0', '-1MB', 'MB', '1TB']) expect(() => parseSize(size)).toThrow('--split-bytes')
     expect(() => parseDuration('soon')).toThrow('--presign: expected a duration')
     expect(redact('postgres://me:s3cret@db:5432/x and mongodb+srv://a:b@c/d')).toBe('postgres://me:***@db:5432/x and mongodb+srv://a:***@c/d')
     expect(redact('mysql://u:pa/ss@w0rd@h/db')).toBe('mysql://u:***@h/db')

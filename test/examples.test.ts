@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { createStatementsTable, statementRow } from '../examples/statements.mjs'
 import { databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
+import { GetObjectCommand } from '@aws-sdk/client-s3'
+import type { Manifest } from '../src/index.js'
 import { tempDir } from './helpers.js'
 
 const run = promisify(execFile)
@@ -71,10 +73,23 @@ describe('examples with services', () => {
     DATABASE_URL: databaseUrl(),
   })
 
+  /**
+   * SIGTERM (a deploy, a scale-down), as a recipe meets it: it must close its connections and exit
+   * by itself, with 0. Resolves with the exit code, or 'still running' (then it is killed).
+   */
+  async function terminate(child: ChildProcess): Promise<number | string | null> {
+    if (child.exitCode !== null) return child.exitCode
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(resolve, 10_000, 'still running'))])
+    if (code === 'still running') child.kill('SIGKILL')
+    return code
+  }
+
   /** Starts an example server and resolves with its port, read from its "listening on" line. */
   function startServer(file: string, env: Record<string, string>): Promise<{ port: number; child: ChildProcess }> {
     const child = spawn(process.execPath, [join(examples, file)], { env: { ...process.env, ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
-    onTestFinished(() => void child.kill('SIGTERM'))
+    onTestFinished(async () => expect(await terminate(child)).toBe(0))
     return new Promise((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => {
         const m = /listening on (\d+)/.exec(d.toString())
@@ -91,7 +106,7 @@ describe('examples with services', () => {
       const env = { ...s3Env(), QUEUE: queue, EXPORT_TABLES: TABLE, REDIS_URL: process.env.REDIS_URL! }
       const { port } = await startServer('api-enqueue.mjs', env)
       const worker = spawn(process.execPath, [join(examples, 'bullmq-worker.mjs')], { env: { ...process.env, ...env }, stdio: 'ignore' })
-      onTestFinished(() => void worker.kill('SIGTERM'))
+      onTestFinished(async () => expect(await terminate(worker)).toBe(0))
       const api = `http://127.0.0.1:${port}/exports`
       const posted = await fetch(api, { method: 'POST', body: JSON.stringify({ table: TABLE, format: 'csv' }) })
       expect(posted.status).toBe(202)
@@ -159,5 +174,22 @@ describe('examples with services', () => {
     const text = gunzipSync(Buffer.from(await response.arrayBuffer())).toString() // stored as a .gz file, not Content-Encoding
     expect(text.startsWith('\ufeffid,user_name,email,currency,amount,posted_at,memo\r\n')).toBe(true)
     expect(parse(text, { columns: true, bom: true })).toHaveLength(20_000)
+  }, 120_000)
+
+  it('split-to-s3 writes gzipped CSV parts and prints the manifest that lists them', async () => {
+    const { stdout } = await run(process.execPath, [join(examples, 'split-to-s3.mjs'), '25000', '10000'], {
+      env: { ...process.env, ...s3Env(), RECREATE: '1' },
+    })
+    const manifest = JSON.parse(stdout) as Manifest<{ bucket: string; key: string }>
+    expect(manifest).toMatchObject({ rows: 25_000, compression: 'gzip', format: 'csv' })
+    expect(manifest.parts.map((p) => [p.location.key, p.rows])).toEqual([
+      ['statements/2026-11-23-00001.csv.gz', 10_000],
+      ['statements/2026-11-23-00002.csv.gz', 10_000],
+      ['statements/2026-11-23-00003.csv.gz', 5_000],
+    ])
+    const last = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: manifest.parts[2]!.location.key }))
+    const records = parse(gunzipSync(await last.Body!.transformToByteArray()), { columns: true }) as Array<{ id: string }>
+    expect(records.map((r) => Number(r.id))).toEqual(Array.from({ length: 5000 }, (_, i) => 20_001 + i))
+    expect(await s3.exists('statements/2026-11-23.manifest.json')).toBe(true)
   }, 120_000)
 })

@@ -2,7 +2,18 @@
 // fails CI there. The calls sit in functions that never run.
 import { Writable } from 'node:stream'
 import { describe, expectTypeOf, it } from 'vitest'
-import { csv, exportStream, fileSink, s3Sink, type ExportResult, type Location, type S3Location, type Sink } from '../src/index.js'
+import {
+  csv,
+  exportStream,
+  fileSink,
+  s3Sink,
+  type ExportResult,
+  type Location,
+  type Manifest,
+  type PartInfo,
+  type S3Location,
+  type Sink,
+} from '../src/index.js'
 import type { S3ClientLike } from '../src/index.js'
 
 declare const client: S3ClientLike
@@ -20,6 +31,10 @@ describe('public types', () => {
       const plain = await exportStream({ source: [], format: csv(), sink: new Writable() })
       expectTypeOf(plain).toEqualTypeOf<ExportResult<Location>>()
       expectTypeOf(plain.checkpoint).toEqualTypeOf<unknown>()
+      // A split export: the manifest's location, and each part's, are the sink's location type.
+      const parts = await exportStream({ source: [], format: csv(), sink: s3Sink({ client, bucket: 'b', key: 'k' }), split: { rows: 10 } })
+      expectTypeOf(parts.parts).toEqualTypeOf<Array<PartInfo<S3Location>> | undefined>()
+      expectTypeOf(parts.manifest).toEqualTypeOf<Manifest<S3Location> | undefined>()
     }
     expectTypeOf(types).returns.resolves.toBeVoid()
   })

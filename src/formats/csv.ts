@@ -1,6 +1,6 @@
 import { ExportError, invalidOption } from '../errors.js'
 import { checkBoolean, checkObject, checkOneOf, checkString } from '../options.js'
-import { createFormatter } from './formatter.js'
+import { createFormatter, type FormatterSpec } from './formatter.js'
 import { csvCellEncoder, isNumberColumn, type BinaryEncoding } from './values.js'
 import type { ColumnType, Formatter, Row } from '../types.js'
 
@@ -96,7 +96,7 @@ function checkDelimiters(delimiter: string, quote: string, eol: string): void {
   if (eol.includes(delimiter) || delimiter.includes(eol)) overlap('eol', 'delimiter', `${JSON.stringify(eol)} and ${JSON.stringify(delimiter)}`)
 }
 
-function normalizeColumns(columns: CsvOptions['columns']): CsvColumn[] | undefined {
+function normalizeColumns(columns: CsvOptions['columns']): Array<Required<CsvColumn>> | undefined {
   if (columns === undefined) return undefined
   const list: Array<string | CsvColumn> = Array.isArray(columns)
     ? [...(columns as ReadonlyArray<string | CsvColumn>)]
@@ -114,12 +114,14 @@ function normalizeColumns(columns: CsvOptions['columns']): CsvColumn[] | undefin
   })
 }
 
+/** CSV options with every default applied and every value checked: what `csv()` encodes with. */
+export type NormalizedCsvOptions = Readonly<Required<Omit<CsvOptions, 'columns' | 'excel'>> & { columns: readonly Readonly<Required<CsvColumn>>[] | undefined }>
+
 /**
- * CSV format stage: RFC 4180 quoting, byte-identical to csv-stringify for the same options (a test
- * holds it to that), applying the shared value policy.
- * @example pipeline(fromIterable(rows), csv({ excel: true }), fileSink({ path: 'out.csv' }))
+ * Checks CSV options and applies the defaults (the `excel` preset included), without building a
+ * stream: ERR_INVALID_OPTION names the first bad option. The result is frozen.
  */
-export function csv(options: CsvOptions = {}): Formatter {
+export function normalizeCsvOptions(options: CsvOptions = {}): NormalizedCsvOptions {
   checkObject('options', options)
   const excel = options.excel ?? false
   checkBoolean('excel', excel)
@@ -146,7 +148,36 @@ export function csv(options: CsvOptions = {}): Formatter {
   checkBoolean('flatten', flatten)
   checkOneOf('extraColumns', extraColumns, ['ignore', 'error'] as const)
   checkDelimiters(delimiter, quote, eol)
-  let columns = normalizeColumns(options.columns)
+  const columns = normalizeColumns(options.columns)
+  return Object.freeze({
+    header,
+    delimiter,
+    quote,
+    eol,
+    bom,
+    nullValue,
+    escapeFormulas,
+    binary,
+    flatten,
+    extraColumns,
+    columns: columns && Object.freeze(columns.map((c) => Object.freeze(c))),
+  })
+}
+
+/**
+ * CSV format stage: RFC 4180 quoting, byte-identical to csv-stringify for the same options (a test
+ * holds it to that), applying the shared value policy.
+ * @example pipeline(fromIterable(rows), csv({ excel: true }), fileSink({ path: 'out.csv' }))
+ */
+export function csv(options: CsvOptions = {}): Formatter {
+  return createFormatter(csvEncoder(normalizeCsvOptions(options)))
+}
+
+/** The CSV row encoder of normalised options; it learns the columns from the first row unless given. */
+function csvEncoder(options: NormalizedCsvOptions): FormatterSpec {
+  const { header, delimiter, quote, eol, bom, nullValue, escapeFormulas, binary, flatten, extraColumns } = options
+  const givenColumns = options.columns !== undefined
+  let columns: ReadonlyArray<Readonly<Required<CsvColumn>>> | undefined = options.columns
   // How to read a column given by name: its key; when flattening, a dotted name is a path too, and
   // a row holding both the dotted key and the nested path is ambiguous.
   const reader = (key: string) => {
@@ -170,13 +201,13 @@ export function csv(options: CsvOptions = {}): Formatter {
   // they arrive as text (int8, numeric), and with zero rows the header comes from their names.
   let sourceColumns: () => ColumnType[] | undefined = () => undefined
   let cells: Array<(value: unknown) => string> | undefined
-  const cellsFor = (cols: CsvColumn[]) => {
+  const cellsFor = (cols: ReadonlyArray<CsvColumn>) => {
     const types = new Map(sourceColumns()?.map((c) => [c.name, c]))
     return cols.map((c) => (isNumberColumn(types.get(c.key)) ? cell : dataCell))
   }
-  const start = (cols: CsvColumn[]) => (bom ? '\ufeff' : '') + (header ? cols.map((c) => cell(c.header ?? c.key)).join(delimiter) + eol : '')
+  const start = (cols: ReadonlyArray<CsvColumn>) => (bom ? '\ufeff' : '') + (header ? cols.map((c) => cell(c.header ?? c.key)).join(delimiter) + eol : '')
 
-  return createFormatter({
+  return {
     contentType: 'text/csv; charset=utf-8',
     extension: 'csv',
     encode(row: Row, index: number) {
@@ -188,14 +219,13 @@ export function csv(options: CsvOptions = {}): Formatter {
         known = new Set(paths.map((path) => JSON.stringify(path)))
       }
       if (extraColumns === 'error') {
-        const extra =
-          options.columns === undefined
-            ? leafPaths(row, flatten)
-                .find((path) => !known.has(JSON.stringify(path)))
-                ?.join('.')
-            : leafPaths(row, flatten)
-                .map((path) => path.join('.'))
-                .find((name) => !columns!.some((c) => c.key === name))
+        const extra = !givenColumns
+          ? leafPaths(row, flatten)
+              .find((path) => !known.has(JSON.stringify(path)))
+              ?.join('.')
+          : leafPaths(row, flatten)
+              .map((path) => path.join('.'))
+              .find((name) => !columns!.some((c) => c.key === name))
         if (extra !== undefined) throw new ExportError('ERR_FORMAT', 'format', `a column the header does not have: ${JSON.stringify(extra)}`)
       }
       cells ??= cellsFor(columns)
@@ -212,5 +242,5 @@ export function csv(options: CsvOptions = {}): Formatter {
       return columns ? start(columns) : bom ? '\ufeff' : ''
     },
     useSourceColumns: (columnsOf) => void (sourceColumns = columnsOf),
-  })
+  }
 }

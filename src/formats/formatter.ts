@@ -2,7 +2,8 @@ import { Transform } from 'node:stream'
 import { ExportError, describe } from '../errors.js'
 import type { ColumnType, Formatter, Row, RowEncoder } from '../types.js'
 
-interface FormatterSpec extends RowEncoder {
+/** What a text format is made of: its row encoder and what it tells the pipeline. */
+export interface FormatterSpec extends RowEncoder {
   contentType: string
   extension: string
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
@@ -27,8 +28,11 @@ export class TextFormat extends Transform implements Formatter {
   readonly contentType: string
   readonly extension: string
   readonly encoder: RowEncoder
+  /** Write the end of the output (a JSON array's `]`, a header without rows) when the stream ends. */
+  writesEnd = true
   #spec: FormatterSpec
   #text = ''
+  #textBytes = 0
   #rows = 0
   #timer: NodeJS.Timeout | undefined
 
@@ -45,8 +49,26 @@ export class TextFormat extends Transform implements Formatter {
     return this.#rows
   }
 
+  /** UTF-8 bytes of the encoded rows not yet handed on (under one ~64 KiB chunk). */
+  get pendingBytes(): number {
+    return this.#textBytes
+  }
+
   useSourceColumns(columns: () => ColumnType[] | undefined): void {
     this.#spec.useSourceColumns?.(columns)
+  }
+
+  /** The same format for the next file of a split export: one encoder, so the columns agree. */
+  nextPart(): TextFormat {
+    return new TextFormat(this.#spec)
+  }
+
+  /** The output continued in the next segment of one object, from `startRow` (see FormatInfo). */
+  nextSegment(startRow = this.#rows): TextFormat {
+    const next = new TextFormat(this.#spec)
+    next.#rows = startRow
+    next.writesEnd = false
+    return next
   }
 
   override _transform(row: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -55,7 +77,9 @@ export class TextFormat extends Transform implements Formatter {
       return
     }
     try {
-      this.#text += this.#spec.encode(row as Row, this.#rows)
+      const text = this.#spec.encode(row as Row, this.#rows)
+      this.#text += text
+      this.#textBytes += Buffer.byteLength(text)
     } catch (error) {
       callback(formatError(error, this.#rows))
       return
@@ -68,7 +92,7 @@ export class TextFormat extends Transform implements Formatter {
 
   override _flush(callback: (error?: Error | null) => void): void {
     clearTimeout(this.#timer)
-    this.#text += this.#spec.end(this.#rows)
+    if (this.writesEnd) this.#text += this.#spec.end(this.#rows)
     this.#pushText()
     callback()
   }
@@ -82,6 +106,7 @@ export class TextFormat extends Transform implements Formatter {
     if (this.#text === '') return
     this.push(Buffer.from(this.#text, 'utf8'))
     this.#text = ''
+    this.#textBytes = 0
   }
 
   #timedFlush(): void {

@@ -136,6 +136,16 @@ function converter(column: ColumnType): (value: unknown) => unknown {
   }
 }
 
+/** About the bytes a row's values take in a file: their text or binary length, 8 for numbers. */
+function roughSize(row: Row, keys: string[]): number {
+  let size = 0
+  for (const key of keys) {
+    const value = row[key]
+    size += typeof value === 'string' ? value.length : value instanceof Uint8Array ? value.length : 8
+  }
+  return size
+}
+
 class Misfit extends Error {}
 function misfit(expected: string): never {
   throw new Misfit(expected)
@@ -188,18 +198,25 @@ class StreamingWriter extends ByteWriter {
   }
 }
 
+/** Parquet options with every default applied and every value checked: what `parquet()` writes with. */
+export type NormalizedParquetOptions = Readonly<{
+  schema: readonly ColumnType[] | undefined
+  rowGroupSize: number
+  codec: ParquetCodec
+  columns: readonly string[] | undefined
+}>
+
 /**
- * Parquet format stage (hyparquet-writer): rows are gathered into row groups of `rowGroupSize`,
- * each written and handed on before the next is gathered, so memory holds one row group.
- * Parquet compresses inside (SNAPPY by default): gzip on top is ERR_INVALID_OPTION.
+ * Checks Parquet options and applies the defaults, without building a stream: ERR_INVALID_OPTION
+ * names the first bad option (down to `schema[2].precision`). The result is frozen.
  */
-export function parquet(options: ParquetOptions = {}): Formatter {
+export function normalizeParquetOptions(options: ParquetOptions = {}): NormalizedParquetOptions {
   checkObject('options', options)
-  const { schema, rowGroupSize = 100_000, codec = 'SNAPPY', columns: names } = options
+  const { schema, rowGroupSize = 100_000, codec = 'SNAPPY', columns } = options
   checkPositiveInteger('rowGroupSize', rowGroupSize)
   checkOneOf('codec', codec, ['SNAPPY', 'ZSTD', 'GZIP', 'UNCOMPRESSED'] as const)
-  if (names !== undefined && !(Array.isArray(names) && names.length > 0 && names.every((n) => typeof n === 'string' && n !== ''))) {
-    invalidOption('columns', 'a non-empty array of column names', names)
+  if (columns !== undefined && !(Array.isArray(columns) && columns.length > 0 && columns.every((n) => typeof n === 'string' && n !== ''))) {
+    invalidOption('columns', 'a non-empty array of column names', columns)
   }
   if (schema !== undefined) {
     if (!Array.isArray(schema) || schema.length === 0) invalidOption('schema', 'a non-empty array of { name, type }', schema)
@@ -214,87 +231,156 @@ export function parquet(options: ParquetOptions = {}): Formatter {
       }
     })
   }
-  let zstd: { compress(input: Uint8Array, level?: number): Uint8Array } | undefined
-  const zstdCodec =
-    codec === 'ZSTD'
-      ? loadOptional<{ ZstdCodec: { run(cb: (z: { Simple: new () => NonNullable<typeof zstd> }) => void): void } }>('zstd-codec', 'zstd-codec')
-      : undefined
+  return Object.freeze({
+    schema: schema && Object.freeze(schema.map((c) => Object.freeze({ ...c }))),
+    rowGroupSize,
+    codec,
+    columns: columns && Object.freeze([...columns]),
+  })
+}
 
-  let sourceColumns: () => ColumnType[] | undefined = () => undefined
-  let types: ColumnType[] | undefined
-  let convert: Array<(value: unknown) => unknown> = []
-  let writer: ParquetWriter | undefined
-  let elements: Array<ReturnType<typeof schemaElement>> = []
-  let keys: string[] | undefined = names ?? schema?.map((c) => c.name)
-  let group: unknown[][] = []
-  let groupStart = 0
-  let rows = 0
+type Zstd = { compress(input: Uint8Array, level?: number): Uint8Array }
+type ZstdCodec = { ZstdCodec: { run(cb: (z: { Simple: new () => Zstd }) => void): void } }
 
-  const stream = new Transform({
-    writableObjectMode: true,
-    construct(callback) {
-      if (!zstdCodec) return callback()
-      zstdCodec.ZstdCodec.run((z) => {
-        zstd = new z.Simple()
-        callback()
-      })
-    },
-    transform(row: Row, _encoding, callback) {
-      if (typeof row !== 'object' || row === null) {
-        return callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${rows} to be an object, got ${describe(row)}`))
-      }
-      if (keys === undefined) keys = Object.keys(row)
-      if (group.length === 0) group = keys.map(() => [])
-      for (let i = 0; i < keys.length; i++) group[i]!.push(row[keys[i]!]) // a group column per key
-      rows++
-      if (rows - groupStart < rowGroupSize) return callback()
-      try {
-        writeGroup()
-        callback()
-      } catch (error) {
-        callback(error as Error)
-      }
-    },
-    flush(callback) {
-      try {
-        if (rows > groupStart || !writer) writeGroup()
-        types!.forEach((column, i) => column.type === 'JSON' && Object.assign(elements[i]!, { converted_type: 'JSON' }))
-        void writer!.finish() // synchronous with our StreamingWriter
-        callback()
-      } catch (error) {
-        callback(error as Error)
-      }
-    },
-  }) as Formatter & { useSourceColumns(columns: () => ColumnType[] | undefined): void }
+/**
+ * Parquet format stage (hyparquet-writer): rows are gathered into row groups of `rowGroupSize`,
+ * each written and handed on before the next is gathered, so memory holds one row group.
+ * Parquet compresses inside (SNAPPY by default): gzip on top is ERR_INVALID_OPTION.
+ */
+export function parquet(options: ParquetOptions = {}): Formatter {
+  const normalized = normalizeParquetOptions(options)
+  const zstdCodec = normalized.codec === 'ZSTD' ? loadOptional<ZstdCodec>('zstd-codec', 'zstd-codec') : undefined
+  return new ParquetFormat(normalized, zstdCodec)
+}
 
-  function start() {
-    types = schema ?? sourceColumns()?.filter((c) => keys === undefined || keys.includes(c.name))
+/** The Parquet format stage: rows (object mode) in, the bytes of one Parquet file out. */
+class ParquetFormat extends Transform implements Formatter {
+  readonly contentType = 'application/vnd.apache.parquet'
+  readonly extension = 'parquet'
+  readonly compressed = true
+  readonly #options: NormalizedParquetOptions
+  readonly #zstdCodec: ZstdCodec | undefined
+  #zstd: Zstd | undefined
+  #sourceColumns: () => ColumnType[] | undefined = () => undefined
+  #types: ColumnType[] | undefined
+  #convert: Array<(value: unknown) => unknown> = []
+  #writer: ParquetWriter | undefined
+  #elements: Array<ReturnType<typeof schemaElement>> = []
+  #keys: string[] | undefined
+  #group: unknown[][] = []
+  #groupStart = 0
+  #rows = 0
+  #pushedBytes = 0
+  #roughGroupBytes = 0 // the values' sizes in the group, before the first group gives a real figure
+  #bytesPerRow: number | undefined // from the previous part of a split export
+
+  constructor(options: NormalizedParquetOptions, zstdCodec: ZstdCodec | undefined) {
+    super({ writableObjectMode: true })
+    this.#options = options
+    this.#zstdCodec = zstdCodec
+    this.#keys = options.columns ? [...options.columns] : options.schema?.map((c) => c.name)
+  }
+
+  /** Rows taken so far. */
+  get rows(): number {
+    return this.#rows
+  }
+
+  /**
+   * Estimated bytes of the rows gathered into the current row group: at the bytes per row of the
+   * groups written so far, or from the values' sizes before the first group is written.
+   */
+  get pendingBytes(): number {
+    const pendingRows = this.#rows - this.#groupStart
+    if (this.#groupStart > 0) return Math.round((pendingRows * this.#pushedBytes) / this.#groupStart)
+    return this.#bytesPerRow === undefined ? this.#roughGroupBytes : Math.round(pendingRows * this.#bytesPerRow)
+  }
+
+  useSourceColumns(columns: () => ColumnType[] | undefined): void {
+    this.#sourceColumns = columns
+  }
+
+  /** The same format for the next file of a split export, with the schema this one resolved. */
+  nextPart(): ParquetFormat {
+    const schema = this.#types ?? this.#options.schema
+    const next = new ParquetFormat({ ...this.#options, schema, columns: schema ? undefined : this.#options.columns }, this.#zstdCodec)
+    // What a row took in this file is the best guess for the next one's first row group.
+    if (this.#rows > 0) next.#bytesPerRow = this.#pushedBytes / this.#rows
+    return next
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    if (!this.#zstdCodec) return callback()
+    this.#zstdCodec.ZstdCodec.run((z) => {
+      this.#zstd = new z.Simple()
+      callback()
+    })
+  }
+
+  override _transform(row: Row, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (typeof row !== 'object' || row === null) {
+      return callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`))
+    }
+    const keys = (this.#keys ??= Object.keys(row))
+    if (this.#group.length === 0) this.#group = keys.map(() => [])
+    for (let i = 0; i < keys.length; i++) this.#group[i]!.push(row[keys[i]!]) // a group column per key
+    if (this.#groupStart === 0) this.#roughGroupBytes += roughSize(row, keys)
+    this.#rows++
+    if (this.#rows - this.#groupStart < this.#options.rowGroupSize) return callback()
+    try {
+      this.#writeGroup()
+      callback()
+    } catch (error) {
+      callback(error as Error)
+    }
+  }
+
+  override _flush(callback: (error?: Error | null) => void): void {
+    try {
+      if (this.#rows > this.#groupStart || !this.#writer) this.#writeGroup()
+      this.#types!.forEach((column, i) => column.type === 'JSON' && Object.assign(this.#elements[i]!, { converted_type: 'JSON' }))
+      void this.#writer!.finish() // synchronous with our StreamingWriter
+      callback()
+    } catch (error) {
+      callback(error as Error)
+    }
+  }
+
+  #start(): ParquetWriter {
+    const { schema, codec } = this.#options
+    const keys = this.#keys
+    let types = schema ? [...schema] : this.#sourceColumns()?.filter((c) => keys === undefined || keys.includes(c.name))
     if (types && keys) types = keys.map((k) => types!.find((c) => c.name === k) ?? { name: k, type: 'STRING' })
-    types ??= (keys ?? []).map((name, i) => inferType(name, group[i] ?? []))
-    keys = types.map((c) => c.name)
-    convert = types.map(converter)
-    elements = types.map(schemaElement)
-    writer = new ParquetWriter({
-      writer: new StreamingWriter((bytes) => stream.push(bytes)),
-      schema: [{ name: 'root', num_children: types.length }, ...elements] as never,
+    types ??= (keys ?? []).map((name, i) => inferType(name, this.#group[i] ?? []))
+    this.#types = types
+    this.#keys = types.map((c) => c.name)
+    this.#convert = types.map(converter)
+    this.#elements = types.map(schemaElement)
+    return new ParquetWriter({
+      writer: new StreamingWriter((bytes) => {
+        this.#pushedBytes += bytes.length
+        this.push(bytes)
+      }),
+      schema: [{ name: 'root', num_children: types.length }, ...this.#elements] as never,
       codec,
-      compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)), ZSTD: (input: Uint8Array) => zstd!.compress(input, 3) },
+      compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)), ZSTD: (input: Uint8Array) => this.#zstd!.compress(input, 3) },
       createdBy: 'stream-export',
     })
   }
 
-  function writeGroup() {
-    if (!writer) start()
-    const count = rows - groupStart
-    const columnData = types!.map((column, i) => {
-      const values = group[i] ?? []
+  #writeGroup(): void {
+    const writer = (this.#writer ??= this.#start())
+    const groupStart = this.#groupStart
+    const count = this.#rows - groupStart
+    const columnData = this.#types!.map((column, i) => {
+      const values = this.#group[i] ?? []
       const data = values.map((value, r) => {
         if (value === null || value === undefined) {
           if (column.nullable === false) throw fitError(groupStart + r, column, value, 'a value (the column is not nullable)')
           return null
         }
         try {
-          return convert[i]!(value)
+          return this.#convert[i]!(value)
         } catch (error) {
           if (error instanceof Misfit) throw fitError(groupStart + r, column, value, error.message)
           throw error
@@ -302,19 +388,10 @@ export function parquet(options: ParquetOptions = {}): Formatter {
       })
       return { name: column.name, data }
     })
-    if (count > 0) void writer!.write({ columnData, rowGroupSize: count }) // synchronous with our StreamingWriter
-    group = []
-    groupStart = rows
+    if (count > 0) void writer.write({ columnData, rowGroupSize: count }) // synchronous with our StreamingWriter
+    this.#group = []
+    this.#groupStart = this.#rows
   }
-
-  Object.defineProperties(stream, {
-    rows: { get: () => rows, enumerable: true },
-    contentType: { value: 'application/vnd.apache.parquet', enumerable: true },
-    extension: { value: 'parquet', enumerable: true },
-    compressed: { value: true, enumerable: true },
-    useSourceColumns: { value: (columns: () => ColumnType[] | undefined) => void (sourceColumns = columns) },
-  })
-  return stream
 }
 
 function fitError(row: number, column: ColumnType, value: unknown, expected: string): ExportError {

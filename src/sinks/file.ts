@@ -4,7 +4,8 @@ import { dirname } from 'node:path'
 import { Writable } from 'node:stream'
 import { ExportError } from '../errors.js'
 import { checkBoolean, checkObject, checkString } from '../options.js'
-import type { Sink } from '../types.js'
+import type { Discardable, Sink, SplitSink } from '../types.js'
+import { manifestPath, partPath } from './part-names.js'
 
 // writev may write less than asked (a full disk, a signal); writeFile on a handle finishes the rest or throws.
 async function writeAll(fh: FileHandle, buffers: Buffer[]): Promise<void> {
@@ -39,7 +40,7 @@ export function normalizeFileSinkOptions(options: FileSinkOptions): NormalizedFi
  * A file sink (see `fileSink`). The rename of the temporary file is its commit point: a destroy
  * before it removes the temporary file; a destroy during it waits for it.
  */
-export class FileSink extends Writable implements Sink<{ path: string }> {
+export class FileSink extends Writable implements Sink<{ path: string }>, SplitSink<{ path: string }>, Discardable {
   readonly #path: string
   readonly #tempPath: string
   readonly #createDirectories: boolean
@@ -59,6 +60,24 @@ export class FileSink extends Writable implements Sink<{ path: string }> {
   /** `{ path }` once the file has been renamed into place. */
   get location(): { path: string } | undefined {
     return this.#location
+  }
+
+  /** The sink of part `n` of a split export: `out/statements.csv.gz` -> `out/statements-00001.csv.gz`. */
+  partSink(n: number): FileSink {
+    return new FileSink({ path: partPath(this.#path, n), createDirectories: this.#createDirectories })
+  }
+
+  /** The sink of a split export's manifest: `out/statements.csv.gz` -> `out/statements.manifest.json`. */
+  manifestSink(): FileSink {
+    return new FileSink({ path: manifestPath(this.#path), createDirectories: this.#createDirectories })
+  }
+
+  /** Removes the file this sink renamed into place, and the folders it created if they are empty. */
+  async discard(): Promise<void> {
+    if (this.#location === undefined) return
+    await unlink(this.#path).catch(() => {})
+    this.#location = undefined
+    await this.#removeCreatedDirectories()
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -112,7 +131,11 @@ export class FileSink extends Writable implements Sink<{ path: string }> {
     if (this.#location !== undefined || this.#handle === undefined) return
     await this.#handle.then((fh) => fh.close()).catch(() => {}) // already closed by final, or never opened
     await unlink(this.#tempPath).catch(() => {}) // never created
-    // Directories this sink created, deepest first, while they are empty.
+    await this.#removeCreatedDirectories()
+  }
+
+  // Directories this sink created, deepest first, while they are empty.
+  async #removeCreatedDirectories(): Promise<void> {
     if (this.#createdDirectory === undefined) return
     for (let dir = dirname(this.#path); dir.length >= this.#createdDirectory.length; dir = dirname(dir)) {
       if (

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
 import { loadOptional } from '../optional.js'
 
-// The S3 calls every multipart writer needs, in one place: the sink, the resumable job export.
+// The S3 calls every multipart writer needs, in one place: s3Sink (and so split objects) and the
+// resumable upload of export jobs.
 
 type S3Commands = typeof import('@aws-sdk/client-s3')
 
@@ -70,4 +71,27 @@ export async function abortOtherUploads(client: S3ClientLike, bucket: string, ke
 export function multipartETag(parts: ReadonlyArray<{ ETag?: string }>): string {
   const md5s = Buffer.concat(parts.map((part) => Buffer.from((part.ETag ?? '').replace(/"/g, ''), 'hex')))
   return `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`
+}
+
+/**
+ * CompleteMultipartUpload. A completion whose answer was lost, retried by the SDK, finds the upload
+ * gone: if the object at the key is the one these parts make (its multipart ETag), the upload did
+ * complete and that is the result. Otherwise the error is thrown (`NoSuchUpload`: aborted).
+ */
+export async function completeUpload(
+  client: S3ClientLike,
+  bucket: string,
+  key: string,
+  uploadId: string,
+  parts: ReadonlyArray<{ PartNumber: number; ETag: string }>,
+): Promise<{ ETag?: string; VersionId?: string }> {
+  const s3 = loadS3()
+  try {
+    return await send(client, new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: [...parts] } }))
+  } catch (error) {
+    if (!isNoSuchUpload(error)) throw error
+    const head = await send<{ ETag?: string; VersionId?: string }>(client, new s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined)
+    if (parts.length > 0 && head?.ETag === multipartETag(parts)) return head
+    throw error
+  }
 }

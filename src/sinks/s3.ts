@@ -1,8 +1,9 @@
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../errors.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString } from '../options.js'
-import { abortUpload, loadS3, multipartETag, send, type S3ClientLike } from './s3-multipart.js'
-import type { ContentInfo, Sink } from '../types.js'
+import { abortUpload, completeUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
+import type { ContentInfo, Discardable, Sink, SplitSink } from '../types.js'
+import { manifestPath, partPath } from './part-names.js'
 
 export type { S3ClientLike }
 
@@ -111,7 +112,7 @@ const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload wa
  * CompleteMultipartUpload (or the PutObject) is its commit point: a destroy before it aborts the
  * upload; a destroy during it waits for S3's answer.
  */
-export class S3Sink extends Writable implements Sink<S3Location> {
+export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Location>, Discardable {
   readonly #options: NormalizedS3SinkOptions
   readonly #s3 = loadS3()
   readonly #cancel = new AbortController()
@@ -146,6 +147,27 @@ export class S3Sink extends Writable implements Sink<S3Location> {
 
   setContentInfo(info: ContentInfo): void {
     this.#info = info
+  }
+
+  /** The sink of part `n` of a split export, with these options: `exports/a.csv.gz` -> `exports/a-00001.csv.gz`. */
+  partSink(n: number): S3Sink {
+    const sink = new S3Sink({ ...this.#options, key: partPath(this.#options.key, n), onUploadCreated: undefined })
+    sink.setContentInfo(this.#info)
+    return sink
+  }
+
+  /** The sink of a split export's manifest: `exports/a.csv.gz` -> `exports/a.manifest.json`, JSON. */
+  manifestSink(): S3Sink {
+    const { client, bucket, key, partSize, queueSize, storageClass, serverSideEncryption } = this.#options
+    return new S3Sink({ client, bucket, key: manifestPath(key), partSize, queueSize, storageClass, serverSideEncryption, contentType: 'application/json' })
+  }
+
+  /** Deletes the object this sink completed (its version, on a versioned bucket). */
+  async discard(): Promise<void> {
+    const location = this.#location
+    if (location === undefined) return
+    await this.#call(new this.#s3.DeleteObjectCommand({ Bucket: location.bucket, Key: location.key, VersionId: location.versionId }))
+    this.#location = undefined
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -258,22 +280,9 @@ export class S3Sink extends Writable implements Sink<S3Location> {
     if (this.#stopped) throw stoppedError()
     const parts = this.#parts.sort((a, b) => a.PartNumber - b.PartNumber)
     // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
-    this.#committing = this.#call<{ ETag?: string; VersionId?: string }>(
-      new this.#s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.#uploadId, MultipartUpload: { Parts: parts } }),
-    )
-      .catch(async (error: Error) => {
-        // A completion whose answer was lost, retried by the SDK, finds the upload gone: if the
-        // object is the one these parts make, the upload did complete.
-        if (error.name !== 'NoSuchUpload') throw error
-        const head = await this.#call<{ ETag?: string; VersionId?: string }>(new this.#s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch(
-          () => undefined,
-        )
-        if (head?.ETag !== multipartETag(parts)) throw error
-        return head
-      })
-      .then((result) => {
-        this.#location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
-      })
+    this.#committing = completeUpload(this.#options.client, bucket, key, this.#uploadId!, parts).then((result) => {
+      this.#location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+    })
     await this.#committing
   }
 

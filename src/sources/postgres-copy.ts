@@ -23,9 +23,40 @@ export interface PostgresCopySourceOptions extends PostgresConnectionOptions {
 /** A byte source of CSV produced by Postgres itself; use it without a `format`. */
 export type PostgresCopySource = Readable & SourceExtras & { readonly preformatted: NonNullable<SourceExtras['preformatted']> }
 
-interface CopyStream extends Readable {
-  rowCount: number
-  handleReadyForQuery(...args: unknown[]): void
+type CopyStream = ReturnType<typeof copyStreams.to>
+
+/**
+ * The COPY as pg submits it: pg-copy-streams' stream does the protocol, and this says when the
+ * server is ready again, which is after the command tag (the row count) has arrived.
+ */
+class CopyOut {
+  readonly stream: CopyStream
+  readonly completed: Promise<void>
+  #ready = () => {}
+
+  constructor(sql: string) {
+    this.stream = copyStreams.to(sql)
+    this.completed = new Promise((resolve) => (this.#ready = resolve))
+  }
+
+  submit(connection: unknown): void {
+    this.stream.submit(connection as never)
+  }
+  handleError(error: Error): void {
+    ;(this.stream as unknown as CopyProtocol).handleError(error)
+  }
+  handleCommandComplete(message: unknown): void {
+    ;(this.stream as unknown as CopyProtocol).handleCommandComplete(message)
+  }
+  handleReadyForQuery(): void {
+    this.#ready()
+  }
+}
+
+/** The protocol callbacks of pg-copy-streams' stream that its type declarations leave out. */
+interface CopyProtocol {
+  handleError(error: Error): void
+  handleCommandComplete(message: unknown): void
 }
 
 /**
@@ -52,63 +83,74 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   const query = inlineParameters(text, values.length, (n) => literal(values[n - 1]))
   const sql = `COPY (${query}) TO STDOUT WITH (FORMAT csv${header ? ', HEADER' : ''})`
 
-  let connection: Connection | undefined
-  let copy: CopyStream | undefined
-  let finished = false
-  let failure: Error | undefined
+  const output = new CopyReadable(options.client !== undefined)
+  connect(options).then(
+    (conn) => output.start(conn, new CopyOut(sql)),
+    (error: Error) => output.fail(error),
+  )
+  return output
+}
 
-  const output = new Readable({
-    read() {
-      copy?.resume()
-    },
-    destroy(error, callback) {
-      const interrupted = !finished && copy !== undefined
-      // A COPY cut short leaves the connection mid-protocol: end it (a pool replaces it).
-      const release = async () => {
-        if (!connection) return
-        if (interrupted && options.client) await connection.client.end?.().catch(() => {})
-        await connection.release(failure ?? (interrupted ? new Error('COPY interrupted') : undefined))
-      }
-      void release().then(() => callback(error))
-    },
-  }) as PostgresCopySource
-  Object.defineProperty(output, 'preformatted', {
-    value: Object.defineProperty({ contentType: 'text/csv; charset=utf-8', extension: 'csv' }, 'rows', { get: () => copy?.rowCount ?? 0 }),
-    enumerable: true,
-  })
+/** The bytes of one COPY, with its row count; owns the connection until the end. */
+class CopyReadable extends Readable implements PostgresCopySource {
+  readonly preformatted: PostgresCopySource['preformatted']
+  #connection: Connection | undefined
+  #copy: CopyStream | undefined
+  #finished = false
+  #failure: Error | undefined
 
-  const fail = (error: Error) => {
-    failure ??= error
-    output.destroy(toExportError(error, 'ERR_SOURCE', 'source'))
+  /** @param callersClient the connection is the caller's client: an interrupted COPY must end it. */
+  constructor(private readonly callersClient: boolean) {
+    super()
+    const rows = () => this.#copy?.rowCount ?? 0
+    this.preformatted = {
+      contentType: 'text/csv; charset=utf-8',
+      extension: 'csv',
+      get rows() {
+        return rows()
+      },
+    }
   }
 
-  connect(options).then((conn) => {
-    connection = conn
-    if (output.destroyed) return void conn.release()
-    copy = copyStreams.to(sql) as unknown as CopyStream
-    // The command tag (the row count) arrives after the data; end the stream only once it has.
-    const completed = new Promise<void>((resolve) => {
-      const handleReadyForQuery = copy!.handleReadyForQuery.bind(copy)
-      copy!.handleReadyForQuery = (...args) => {
-        handleReadyForQuery(...args)
-        resolve()
-      }
-    })
+  start(connection: Connection, query: CopyOut): void {
+    this.#connection = connection
+    if (this.destroyed) return void connection.release()
+    const copy = (this.#copy = query.stream)
     copy.on('data', (chunk: Buffer) => {
-      if (!output.push(chunk)) copy!.pause()
+      if (!this.push(chunk)) copy.pause()
     })
-    copy.on('error', fail)
+    copy.on('error', (error: Error) => this.fail(error))
+    // The command tag (the row count) arrives after the data; end the stream only once it has.
     copy.on('end', () => {
-      void completed.then(async () => {
-        finished = true
-        await conn.release()
-        output.push(null)
+      void query.completed.then(async () => {
+        this.#finished = true
+        await connection.release()
+        this.push(null)
       })
     })
-    conn.client.query(copy as never)
-  }, fail)
+    connection.client.query(query as never)
+  }
 
-  return output
+  fail(error: Error): void {
+    this.#failure ??= error
+    this.destroy(toExportError(error, 'ERR_SOURCE', 'source'))
+  }
+
+  override _read(): void {
+    this.#copy?.resume()
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const connection = this.#connection
+    const interrupted = !this.#finished && this.#copy !== undefined
+    // A COPY cut short leaves the connection mid-protocol: end it (a pool replaces it).
+    const release = async () => {
+      if (!connection) return
+      if (interrupted && this.callersClient) await connection.client.end?.().catch(() => {})
+      await connection.release(this.#failure ?? (interrupted ? new Error('COPY interrupted') : undefined))
+    }
+    void release().then(() => callback(error))
+  }
 }
 
 // PostgreSQL's lexer (src/backend/parser/scan.l): identifiers continue with letters, digits, `_`,

@@ -5,7 +5,7 @@ import QueryStream from 'pg-query-stream'
 import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
-import type { SourceExtras } from '../types.js'
+import type { ColumnType, SourceExtras } from '../types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
   /** The query. Use `$1`, `$2`... placeholders with `values`; never build SQL from user input. */
@@ -28,10 +28,52 @@ export interface PostgresSourceOptions extends PostgresConnectionOptions {
 /** A Postgres row source: a Readable of rows with the lossless value policy. */
 export type PostgresSource = Readable & SourceExtras
 
-interface QueryStreamLike extends Readable {
-  cursor: { state: string; close(cb: (error?: Error) => void): void; _result?: { fields: PgField[] } }
-  /** The cursor's, bound: pg calls it on the submitted query with the row description. */
-  handleRowDescription(message: { fields: PgField[] }): void
+/**
+ * pg-query-stream's QueryStream with the three things a source of ours adds: unique column names,
+ * a connection released exactly once (as failed when the cursor failed), and the column types.
+ */
+class PostgresQueryStream extends QueryStream implements SourceExtras {
+  connection: Connection | undefined
+  counted: Promise<number | undefined> = Promise.resolve(undefined)
+  started: Promise<void> = Promise.resolve()
+
+  constructor(text: string, values: unknown[], batchSize: number) {
+    super(text, values, { batchSize, types: losslessTypes() })
+    // Rows are objects: a repeated column name (a join) would overwrite the earlier column. The
+    // names are made unique before pg builds the rows from them. (QueryStream binds its handlers
+    // to the cursor in its constructor, so this one is replaced here too.)
+    const describeRows = this.handleRowDescription as (message: { fields: PgField[] }) => void
+    this.handleRowDescription = (message: { fields: PgField[] }) => {
+      const names = uniqueColumnNames(message.fields.map((field) => field.name))
+      describeRows({ ...message, fields: message.fields.map((field, i) => ({ ...field, name: names[i]! })) })
+    }
+  }
+
+  // QueryStream closes the cursor here; when the cursor itself failed (a query error, a terminated
+  // backend) there is nothing to close and the connection may be dead: skip the close, and release
+  // the client as failed so the pool replaces it.
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const cursor = this.cursor as { state: string }
+    const cursorFailed = cursor.state === 'error'
+    const finish = (closeError?: Error | null) => {
+      const failure = cursorFailed ? error : closeError
+      const released = this.connection ? this.connection.release(failure ?? undefined) : Promise.resolve()
+      const reported = failure ? toExportError(failure, 'ERR_SOURCE', 'source') : error
+      void released.then(() => callback(reported))
+    }
+    if (cursorFailed || this.connection === undefined) finish()
+    else super._destroy(error as Error, (closeError: Error | null | undefined) => finish(closeError === error ? null : closeError))
+  }
+
+  columnTypes(): ColumnType[] | undefined {
+    const fields = (this.cursor as { _result?: { fields: PgField[] } })._result?.fields
+    return fields?.length ? fields.map(pgColumnType) : undefined
+  }
+
+  async countRows(): Promise<number | undefined> {
+    await this.started
+    return this.counted
+  }
 }
 
 /**
@@ -50,53 +92,18 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
   checkPositiveInteger('batchSize', batchSize)
   if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
 
-  const stream = new QueryStream(text, values, { batchSize, types: losslessTypes() as never }) as unknown as QueryStreamLike & PostgresSource
-  let connection: Connection | undefined
-  let counted: Promise<number | undefined> = Promise.resolve(undefined)
-
-  // pg-query-stream closes the cursor in _destroy; when the cursor itself failed (a query error,
-  // a terminated backend) there is nothing to close and the connection may be dead: skip the
-  // close, and release the client as failed so the pool replaces it.
-  const closeCursor = stream._destroy.bind(stream)
-  stream._destroy = (error, callback) => {
-    const cursorFailed = stream.cursor.state === 'error'
-    const finish = (closeError?: Error | null) => {
-      const failure = cursorFailed ? error : closeError
-      const released = connection ? connection.release(failure ?? undefined) : Promise.resolve()
-      const reported = failure ? toExportError(failure, 'ERR_SOURCE', 'source') : error
-      void released.then(() => callback(reported))
-    }
-    if (cursorFailed || connection === undefined) finish()
-    else closeCursor(error, (closeError) => finish(closeError === error ? null : closeError))
-  }
-
-  // Rows are objects: a repeated column name (a join) would overwrite the earlier column. The
-  // names are made unique before pg builds the rows from them.
-  const describeRows = stream.handleRowDescription
-  stream.handleRowDescription = (message) => {
-    const names = uniqueColumnNames(message.fields.map((field) => field.name))
-    describeRows({ ...message, fields: message.fields.map((field, i) => ({ ...field, name: names[i]! })) })
-  }
-
-  const started = connect(options).then(
+  const stream = new PostgresQueryStream(text, values, batchSize)
+  stream.started = connect(options).then(
     async (conn) => {
-      connection = conn
+      stream.connection = conn
       if (stream.destroyed) return void conn.release()
-      counted = count ? countRows({ client: conn.client, pool: options.pool, text, values, count }) : counted
+      if (count) stream.counted = countRows({ client: conn.client, pool: options.pool, text, values, count })
       // On a single connection the count must finish before the cursor takes it over.
-      if (!options.pool) await counted.catch(() => {})
+      if (!options.pool) await stream.counted.catch(() => {})
       if (stream.destroyed) return void conn.release()
       conn.client.query(stream as never)
     },
-    (error) => stream.destroy(toExportError(error, 'ERR_SOURCE', 'source')),
+    (error) => void stream.destroy(toExportError(error, 'ERR_SOURCE', 'source')),
   )
-  stream.columnTypes = () => {
-    const fields = stream.cursor._result?.fields
-    return fields?.length ? fields.map(pgColumnType) : undefined
-  }
-  stream.countRows = async () => {
-    await started
-    return counted
-  }
   return stream
 }

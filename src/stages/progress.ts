@@ -37,6 +37,8 @@ export interface ProgressOptions {
   objectMode?: boolean
   /** Where to read the row count from, e.g. `() => format.rows`. Default: rows counted by an object-mode tap, else 0. */
   rows?: () => number
+  /** Where to read the byte count from, e.g. the parts of a split export. Default: bytes that passed the tap. */
+  bytes?: () => number
   /** Where to read the uncompressed byte count from. Default: same as `bytes`. */
   uncompressedBytes?: () => number
   /** Where to read the acknowledged byte count from, e.g. `() => sink.uploadedBytes`. Default: none. */
@@ -64,16 +66,17 @@ export type NormalizedProgressOptions = Readonly<
 /** Checks progress options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
 export function normalizeProgressOptions(options: ProgressOptions = {}): NormalizedProgressOptions {
   checkObject('options', options)
-  const { onProgress, intervalMs = 1000, objectMode = false, totalRows, rows, uncompressedBytes, uploadedBytes, input } = options
+  const { onProgress, intervalMs = 1000, objectMode = false, totalRows, rows, bytes, uncompressedBytes, uploadedBytes, input } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
   checkTimerMs('intervalMs', intervalMs)
   checkBoolean('objectMode', objectMode)
   if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
   if (rows !== undefined) checkFunction('rows', rows)
+  if (bytes !== undefined) checkFunction('bytes', bytes)
   if (uncompressedBytes !== undefined) checkFunction('uncompressedBytes', uncompressedBytes)
   if (uploadedBytes !== undefined) checkFunction('uploadedBytes', uploadedBytes)
   if (input !== undefined) checkFunction('input', input)
-  return Object.freeze({ onProgress, intervalMs, objectMode, totalRows, rows, uncompressedBytes, uploadedBytes, input })
+  return Object.freeze({ onProgress, intervalMs, objectMode, totalRows, rows, bytes, uncompressedBytes, uploadedBytes, input })
 }
 
 /** A pass-through stage that counts what flows through it and reports progress (see `progress`). */
@@ -93,9 +96,9 @@ export class ProgressTap extends Transform {
     this.totalRows = options.totalRows
   }
 
-  /** Bytes that passed (zero for an object-mode tap). */
+  /** Bytes that passed (zero for an object-mode tap), or as read from the `bytes` option. */
   get bytes(): number {
-    return this.#bytes
+    return this.#options.bytes ? this.#options.bytes() : this.#bytes
   }
 
   /** The current figures; `final` for the last report, once every row has passed. */
@@ -103,10 +106,11 @@ export class ProgressTap extends Transform {
     const { rows: readRows, uncompressedBytes: readUncompressed, uploadedBytes: readUploaded, input: readInput } = this.#options
     const elapsedMs = performance.now() - this.#started
     const rows = readRows ? readRows() : this.#rowCount
+    const bytes = this.bytes
     const report: Progress = {
       rows,
-      bytes: this.#bytes,
-      uncompressedBytes: readUncompressed ? readUncompressed() : this.#bytes,
+      bytes,
+      uncompressedBytes: readUncompressed ? readUncompressed() : bytes,
       elapsedMs,
       rowsPerSecond: elapsedMs > 0 ? (rows * 1000) / elapsedMs : 0,
     }
@@ -137,10 +141,17 @@ export class ProgressTap extends Transform {
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: (error: Error | null, chunk: unknown) => void): void {
     if (this.#options.objectMode) this.#rowCount++
     else this.#bytes += (chunk as Buffer).length
-    if (this.#options.onProgress && this.#timer === undefined) {
-      this.#timer = setInterval(() => void this.#report().catch((error: Error) => this.destroy(error)), this.#options.intervalMs).unref()
-    }
+    if (this.#timer === undefined) this.start()
     callback(null, chunk)
+  }
+
+  /**
+   * Starts the periodic reports (the first chunk does it). For a tap outside the stream, reading
+   * its figures from elsewhere (`rows`, `bytes`): end it for the final report.
+   */
+  start(): void {
+    if (!this.#options.onProgress || this.#timer !== undefined) return
+    this.#timer = setInterval(() => void this.#report().catch((error: Error) => this.destroy(error)), this.#options.intervalMs).unref()
   }
 
   override _flush(callback: (error?: Error | null) => void): void {

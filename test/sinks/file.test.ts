@@ -55,7 +55,11 @@ describe('fileSink: the rename is the commit point', () => {
     const dir = await tempDir()
     const path = join(dir, 'out.jsonl')
     const outcomes = { resolved: 0, aborted: 0 }
-    for (let run = 0; run < 24; run++) {
+    // 24 runs with a growing delay; then, while no run has resolved yet (a busy disk makes fsync
+    // slow), the delay doubles until one does.
+    let turnsAfter = 24 * 24 * 4
+    for (let run = 0; run < 24 || (outcomes.resolved === 0 && run < 48); run++) {
+      const delay = run < 24 ? run * run * 4 : (turnsAfter *= 2)
       await writeFile(path, 'old\n')
       const controller = new AbortController()
       const sink = fileSink({ path })
@@ -64,7 +68,7 @@ describe('fileSink: the rename is the commit point', () => {
         // 0: at once; then after a growing number of event-loop turns (fsync, close and rename each take some).
         if (run === 0) controller.abort(new Error('now'))
         else {
-          let turns = run * run * 4
+          let turns = delay
           const spin = () => (--turns <= 0 ? controller.abort(new Error('late')) : setImmediate(spin))
           setImmediate(spin)
         }

@@ -118,7 +118,8 @@ describe('s3Sink under faults', () => {
   it('parts that land after AbortMultipartUpload are found by ListParts and aborted again', async () => {
     const key = 'faults/late-parts.csv'
     s3.inject({ op: 'AbortMultipartUpload', key, action: 'pass', keepUpload: true, times: 1 })
-    s3.inject({ op: 'UploadPart', key, partNumber: 2, action: 500 })
+    // Part 2 fails late, so that part 1 has landed: the upload the first abort leaves holds a part.
+    s3.inject({ op: 'UploadPart', key, partNumber: 2, action: 500, delayMs: 500 })
     const error = await run(key).catch((e) => e)
     expect(error.code).toBe('ERR_SINK')
     expect(s3.requests.get(`AbortMultipartUpload ${key}`)).toBe(2)

@@ -1,0 +1,161 @@
+// Option normalisers, tested without streams: each factory checks its options through one of these
+// before it builds anything, so what they accept, refuse and default is what the factories do.
+import { describe, expect, it } from 'vitest'
+import { ExportError } from '../src/index.js'
+import { normalizeCsvOptions } from '../src/formats/csv.js'
+import { normalizeParquetOptions } from '../src/formats/parquet.js'
+import { normalizeProgressOptions } from '../src/stages/progress.js'
+import { normalizeFileSinkOptions } from '../src/sinks/file.js'
+import { normalizeS3SinkOptions } from '../src/sinks/s3.js'
+
+/** The ERR_INVALID_OPTION `run` throws: its message names the option. */
+function refusal(run: () => unknown): ExportError {
+  try {
+    run()
+  } catch (error) {
+    expect(error).toBeInstanceOf(ExportError)
+    expect((error as ExportError).code).toBe('ERR_INVALID_OPTION')
+    return error as ExportError
+  }
+  throw new Error('expected ERR_INVALID_OPTION, nothing was thrown')
+}
+
+describe('normalizeCsvOptions', () => {
+  it('fills every default and freezes the result', () => {
+    const options = normalizeCsvOptions()
+    expect(options).toEqual({
+      header: true,
+      delimiter: ',',
+      quote: '"',
+      eol: '\n',
+      bom: false,
+      nullValue: '',
+      escapeFormulas: false,
+      binary: 'base64',
+      flatten: false,
+      extraColumns: 'ignore',
+      columns: undefined,
+    })
+    expect(Object.isFrozen(options)).toBe(true)
+  })
+
+  it('applies the excel preset, each part overridable', () => {
+    expect(normalizeCsvOptions({ excel: true })).toMatchObject({ bom: true, eol: '\r\n', escapeFormulas: true })
+    expect(normalizeCsvOptions({ excel: true, eol: '\n', bom: false })).toMatchObject({ bom: false, eol: '\n', escapeFormulas: true })
+  })
+
+  it('turns every columns form into frozen { key, header } pairs', () => {
+    const expected = [
+      { key: 'id', header: 'id' },
+      { key: 'name', header: 'Name' },
+    ]
+    expect(normalizeCsvOptions({ columns: ['id', { key: 'name', header: 'Name' }] }).columns).toEqual(expected)
+    const fromMap = normalizeCsvOptions({ columns: { id: 'id', name: 'Name' } }).columns
+    expect(fromMap).toEqual(expected)
+    expect(Object.isFrozen(fromMap) && Object.isFrozen(fromMap![0])).toBe(true)
+  })
+
+  it.each([
+    [{ delimiter: '' }, 'delimiter'],
+    [{ quote: 'ab' }, 'quote'],
+    [{ delimiter: ';"' }, '`delimiter` and `quote`'],
+    [{ eol: ',' }, '`eol` and `delimiter`'],
+    [{ nullValue: null }, 'nullValue'],
+    [{ binary: 'base32' }, 'binary'],
+    [{ extraColumns: 'drop' }, 'extraColumns'],
+    [{ columns: [] }, 'columns'],
+    [{ columns: ['id', 7] }, 'columns[1]'],
+    [{ columns: [{ key: 'id', header: 1 }] }, 'columns[0].header'],
+    [{ excel: 'yes' }, 'excel'],
+  ])('refuses %j, naming %s', (options, name) => {
+    expect(refusal(() => normalizeCsvOptions(options as never)).message).toContain(name)
+  })
+})
+
+describe('normalizeParquetOptions', () => {
+  it('fills the defaults and copies what it keeps, frozen', () => {
+    const schema = [{ name: 'amount', type: 'DECIMAL' as const, precision: 12, scale: 2 }]
+    const options = normalizeParquetOptions({ schema })
+    expect(options).toEqual({ schema, rowGroupSize: 100_000, codec: 'SNAPPY', columns: undefined })
+    expect(Object.isFrozen(options) && Object.isFrozen(options.schema) && Object.isFrozen(options.schema![0])).toBe(true)
+    schema[0]!.scale = 5
+    expect(options.schema![0]!.scale).toBe(2)
+  })
+
+  it.each([
+    [{ rowGroupSize: 0 }, 'rowGroupSize'],
+    [{ codec: 'LZ4' }, 'codec'],
+    [{ columns: [] }, 'columns'],
+    [{ schema: [] }, 'schema'],
+    [{ schema: [{ name: '', type: 'STRING' }] }, 'schema[0].name'],
+    [
+      {
+        schema: [
+          { name: 'a', type: 'STRING' },
+          { name: 'b', type: 'FLOAT' },
+        ],
+      },
+      'schema[1].type',
+    ],
+    [{ schema: [{ name: 'a', type: 'DECIMAL', precision: 77 }] }, 'schema[0].precision'],
+    [{ schema: [{ name: 'a', type: 'DECIMAL', precision: 4, scale: 5 }] }, 'schema[0].scale'],
+  ])('refuses %j, naming %s', (options, name) => {
+    expect(refusal(() => normalizeParquetOptions(options as never)).message).toContain(name)
+  })
+})
+
+describe('normalizeProgressOptions', () => {
+  it('fills the defaults and keeps the readers it was given', () => {
+    const rows = () => 3
+    const options = normalizeProgressOptions({ rows })
+    expect(options).toMatchObject({ intervalMs: 1000, objectMode: false, rows })
+    expect(Object.isFrozen(options)).toBe(true)
+  })
+
+  it.each([
+    [{ intervalMs: 2 ** 31 }, 'intervalMs'],
+    [{ intervalMs: 0 }, 'intervalMs'],
+    [{ totalRows: -1 }, 'totalRows'],
+    [{ onProgress: 'log' }, 'onProgress'],
+    [{ uploadedBytes: 5 }, 'uploadedBytes'],
+  ])('refuses %j, naming %s', (options, name) => {
+    expect(refusal(() => normalizeProgressOptions(options as never)).message).toContain(name)
+  })
+})
+
+describe('normalizeFileSinkOptions', () => {
+  it('defaults createDirectories to true', () => {
+    expect(normalizeFileSinkOptions({ path: 'out.csv' })).toEqual({ path: 'out.csv', createDirectories: true })
+  })
+
+  it.each([
+    [{ path: '' }, 'path'],
+    [{ path: 'a', createDirectories: 1 }, 'createDirectories'],
+  ])('refuses %j, naming %s', (options, name) => {
+    expect(refusal(() => normalizeFileSinkOptions(options as never)).message).toContain(name)
+  })
+})
+
+describe('normalizeS3SinkOptions', () => {
+  const client = { send: () => Promise.resolve({}) }
+
+  it('resolves part size and queue size from the defaults or a memory budget', () => {
+    expect(normalizeS3SinkOptions({ client, bucket: 'b', key: 'k' })).toMatchObject({ partSize: 8 * 2 ** 20, queueSize: 4 })
+    // 64 MiB: four parts in flight plus the one being filled, 12.8 MiB each.
+    expect(normalizeS3SinkOptions({ client, bucket: 'b', key: 'k', memoryBudget: 64 * 2 ** 20 })).toMatchObject({
+      partSize: Math.floor((64 * 2 ** 20) / 5),
+      queueSize: 4,
+    })
+  })
+
+  it.each([
+    [{ client: {}, bucket: 'b', key: 'k' }, 'client'],
+    [{ client, bucket: '', key: 'k' }, 'bucket'],
+    [{ client, bucket: 'b', key: 'k', partSize: 1024 }, 'partSize'],
+    [{ client, bucket: 'b', key: 'k', memoryBudget: 2 ** 20 }, 'memoryBudget'],
+    [{ client, bucket: 'b', key: 'k', memoryBudget: 2 ** 26, partSize: 2 ** 23 }, 'memoryBudget'],
+    [{ client, bucket: 'b', key: 'k', contentType: 5 }, 'contentType'],
+  ])('refuses %j, naming %s', (options, name) => {
+    expect(refusal(() => normalizeS3SinkOptions(options as never)).message).toContain(name)
+  })
+})
