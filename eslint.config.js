@@ -10,8 +10,8 @@ const noPipeline = {
 }
 const noFormat = { group: ['**/formats/*', '!**/formats/values.js'], message: 'Sources, stages and sinks do not depend on a format.' }
 const noOtherFormat = {
-  group: ['./*', '!./formatter.js', '!./values.js'],
-  message: 'A format never imports another format: share through formatter.ts, values.ts or src/types.ts.',
+  group: ['./*', '!./formatter.js', '!./values.js', '!./columns.js', '!./zip.js'],
+  message: 'A format never imports another format: share through formatter.ts, values.ts, columns.ts, zip.ts or src/types.ts.',
 }
 const restrict = (...patterns) => ['error', { patterns, paths: [noBullmq] }]
 

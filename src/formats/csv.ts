@@ -1,21 +1,19 @@
 import { ExportError, invalidOption } from '../errors.js'
 import { checkBoolean, checkObject, checkOneOf, checkString } from '../options.js'
+import { normalizeColumns, type Column, type ColumnsOption } from './columns.js'
 import { createFormatter, type FormatterSpec } from './formatter.js'
 import { csvCellEncoder, isNumberColumn, type BinaryEncoding } from './values.js'
 import type { ColumnType, Formatter, Row } from '../types.js'
 
 /** A column: the row key to read and the header to write. */
-export interface CsvColumn {
-  key: string
-  header?: string
-}
+export type CsvColumn = Column
 
 export interface CsvOptions {
   /**
    * Columns in output order. Strings, `{ key, header }` objects (to rename), or a
    * `{ key: header }` map. Default: the first row's keys; later rows' extra keys are ignored.
    */
-  columns?: ReadonlyArray<string | CsvColumn> | Readonly<Record<string, string>>
+  columns?: ColumnsOption
   /** Write a header line. Default `true`. With zero rows, a header is written only if `columns` is given. */
   header?: boolean
   /** Field delimiter, one or more characters. Default `,`. */
@@ -94,24 +92,6 @@ function checkDelimiters(delimiter: string, quote: string, eol: string): void {
   if (delimiter.includes(quote)) overlap('delimiter', 'quote', `${JSON.stringify(delimiter)} holds the quote ${JSON.stringify(quote)}`)
   if (eol.includes(quote)) overlap('eol', 'quote', `${JSON.stringify(eol)} holds the quote ${JSON.stringify(quote)}`)
   if (eol.includes(delimiter) || delimiter.includes(eol)) overlap('eol', 'delimiter', `${JSON.stringify(eol)} and ${JSON.stringify(delimiter)}`)
-}
-
-function normalizeColumns(columns: CsvOptions['columns']): Array<Required<CsvColumn>> | undefined {
-  if (columns === undefined) return undefined
-  const list: Array<string | CsvColumn> = Array.isArray(columns)
-    ? [...(columns as ReadonlyArray<string | CsvColumn>)]
-    : typeof columns === 'object' && columns !== null
-      ? Object.entries(columns as Readonly<Record<string, string>>).map(([key, header]) => ({ key, header }))
-      : invalidOption('columns', 'an array of column names or a { key: header } object', columns)
-  if (list.length === 0) invalidOption('columns', 'a non-empty list', columns)
-  return list.map((column, i) => {
-    if (typeof column === 'string' && column !== '') return { key: column, header: column }
-    if (typeof column === 'object' && column !== null && typeof column.key === 'string' && column.key !== '') {
-      if (column.header !== undefined && typeof column.header !== 'string') invalidOption(`columns[${i}].header`, 'a string', column.header)
-      return { key: column.key, header: column.header ?? column.key }
-    }
-    return invalidOption(`columns[${i}]`, 'a column name or { key, header }', column)
-  })
 }
 
 /** CSV options with every default applied and every value checked: what `csv()` encodes with. */
