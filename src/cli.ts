@@ -13,6 +13,7 @@ import { csv } from './formats/csv.js'
 import { jsonArray } from './formats/json-array.js'
 import { jsonl } from './formats/jsonl.js'
 import { parquet } from './formats/parquet.js'
+import { xlsx } from './formats/xlsx.js'
 import { loadOptional } from './optional.js'
 import { fileSink } from './sinks/file.js'
 import { presignDownload } from './sinks/presign.js'
@@ -39,14 +40,14 @@ Source
 
 Destination
   --to          a file path (missing folders are created), s3://bucket/key, or - for standard output
-  --format      csv | jsonl | json | parquet. Default: from the --to extension, else csv
+  --format      csv | jsonl | json | parquet | xlsx. Default: from the --to extension, else csv
   --gzip        gzip the output (on every core). Default: on when --to ends in .gz
   --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, checksums only when required
   --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
   --split-rows <n>     write parts of n rows each (statements-00001.csv.gz, ...) and a manifest
   --split-bytes <size> write parts of about this size as stored (100MB, 1GiB); with --split-rows too
 
-CSV
+CSV (--columns and --no-header also for XLSX)
   --delimiter <c>   --no-header   --null <text>   --excel (BOM, CRLF, formula escaping)   --bom
   --columns a,b,c   (order and subset of the columns)
 
@@ -120,10 +121,10 @@ export function progressLine(p: Progress, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.percent.toFixed(1).padStart(5)}%  ${rows}  ${rate}${eta}  ${mb(p.bytes)}`
 }
 
-const FORMATS = ['csv', 'jsonl', 'json', 'parquet'] as const
+const FORMATS = ['csv', 'jsonl', 'json', 'parquet', 'xlsx'] as const
 type FormatName = (typeof FORMATS)[number]
 /** File extensions and the format they mean. */
-const EXTENSIONS: Record<string, FormatName> = { csv: 'csv', jsonl: 'jsonl', ndjson: 'jsonl', json: 'json', parquet: 'parquet' }
+const EXTENSIONS: Record<string, FormatName> = { csv: 'csv', jsonl: 'jsonl', ndjson: 'jsonl', json: 'json', parquet: 'parquet', xlsx: 'xlsx' }
 
 /** The format and compression a file name says: `x.csv.gz` -> csv, gzip. */
 export function formatOfName(name: string): { format?: FormatName; gzip: boolean } {
@@ -231,11 +232,14 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
     throw new UsageError(`--gzip contradicts --to ${JSON.stringify(values.to)}: ${gzip ? 'add .gz to the name' : 'the name ends in .gz'}`)
   }
   if (gzip && format === 'parquet') throw new UsageError('--gzip: Parquet compresses itself; drop --gzip (or the .gz)')
+  if (gzip && format === 'xlsx') throw new UsageError('--gzip: an XLSX workbook is a ZIP already; drop --gzip (or the .gz)')
 
   const csvOptions = ['delimiter', 'null', 'columns']
     .filter((name) => values[name as 'delimiter'] !== undefined)
     .concat(['no-header', 'excel', 'bom'].filter((name) => values[name as 'excel'] === true))
-  if (format !== 'csv' && csvOptions.length > 0) throw new UsageError(`--${csvOptions[0]} is a CSV option; the format is ${format}`)
+  // --columns and --no-header apply to XLSX sheets too.
+  const refused = format === 'xlsx' ? csvOptions.filter((name) => name !== 'columns' && name !== 'no-header') : format === 'csv' ? [] : csvOptions
+  if (refused.length > 0) throw new UsageError(`--${refused[0]} is a CSV option; the format is ${format}`)
   if (values.copy) {
     if (format !== 'csv') throw new UsageError(`--copy writes CSV (the server's COPY); the format is ${format}`)
     const unsupported = csvOptions.find((name) => name !== 'no-header')
@@ -304,6 +308,8 @@ function makeFormat(options: Options) {
       return jsonArray()
     case 'parquet':
       return parquet()
+    case 'xlsx':
+      return xlsx({ header: options.header, ...(options.columns ? { columns: options.columns } : {}) })
   }
 }
 

@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
+import ExcelJS from 'exceljs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { progressLine, parseDuration, parseSize, redact } from '../src/cli.js'
 import { databaseUrl } from './fixtures/postgres.js'
@@ -211,7 +212,7 @@ describe('stream-export CLI', () => {
     expect(scheme.stderr).not.toContain('hunter2')
     const usage = await run(['--from', databaseUrl(), '--to', join(dir, 'x.out'), '--format', 'xml', '--query', 'select 1'])
     expect(usage.code).toBe(2)
-    expect(usage.stderr).toContain('--format: expected one of csv, jsonl, json, parquet, got "xml"')
+    expect(usage.stderr).toContain('--format: expected one of csv, jsonl, json, parquet, xlsx, got "xml"')
     expect(await listDir(dir)).toEqual([])
   })
 
@@ -234,7 +235,19 @@ describe('stream-export CLI', () => {
     expect(contradiction.stderr).toContain('--format jsonl contradicts --to')
     const gzipped = await run(['--from', databaseUrl(), '--query', query, '--gzip', '--to', join(dir, 'y.csv')])
     expect(gzipped.code).toBe(2)
-    expect(await listDir(dir)).toEqual(['out.parquet', 'x.jsonl.gz'])
+    // An Excel workbook from the name, with the columns asked for; never gzipped.
+    const book = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'out.xlsx'), '--columns', 'name,id', '--quiet'])
+    expect(book.code).toBe(0)
+    const sheet = new ExcelJS.Workbook()
+    await sheet.xlsx.load((await readFile(join(dir, 'out.xlsx'))) as unknown as ArrayBuffer)
+    expect(sheet.worksheets[0]!.rowCount).toBe(5001)
+    expect(sheet.worksheets[0]!.getRow(2).values).toEqual([undefined, 'name, "1"', 1])
+    const zipped = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'out.xlsx.gz')])
+    expect(zipped.code).toBe(2)
+    expect(zipped.stderr).toContain('an XLSX workbook is a ZIP already')
+    const csvOnly = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'y.xlsx'), '--excel'])
+    expect(csvOnly.stderr).toContain('--excel is a CSV option; the format is xlsx')
+    expect(await listDir(dir)).toEqual(['out.parquet', 'out.xlsx', 'x.jsonl.gz'])
   })
 
   it('--to - writes the data to standard output and messages to standard error', async () => {

@@ -39,8 +39,8 @@ export interface XlsxOptions {
   /** A string longer than Excel's 32,767 characters: `error` (default, ERR_FORMAT naming row and column) or `truncate`. */
   longText?: 'error' | 'truncate'
   /**
-   * A row with a key the columns do not have (with columns from the first row, a later row's new
-   * field): `error` (default, ERR_FORMAT naming it) or `ignore`.
+   * With columns from the first row, a later row's new field: `error` (default, ERR_FORMAT naming
+   * it) or `ignore`. Given `columns` choose the keys written: other keys are left out as asked.
    */
   extraColumns?: 'error' | 'ignore'
   /** Number format of date-time cells (Date values, timestamps). Default `yyyy-mm-dd hh:mm:ss`. */
@@ -231,6 +231,7 @@ export class XlsxFormat extends Transform implements Formatter {
   #kinds: ColumnKind[] = []
   #refs: string[] = [] // column letters
   #known = new Set<string>() // keys the columns read
+  #checkExtra = false // columns inferred: a new key in a later row is an error
   #sheets: string[] = []
   #sheetRows = 0 // data rows in the open sheet
   #text = ''
@@ -343,6 +344,7 @@ export class XlsxFormat extends Transform implements Formatter {
     this.#readers = columns.map((c) => (row: Row) => row[c.key])
     this.#refs = columns.map((_, i) => columnLetters(i))
     this.#known = new Set(columns.map((c) => c.key))
+    this.#checkExtra = this.#options.extraColumns === 'error' && this.#options.columns === undefined
     this.#shared.widths ??= columns.map((c, i) =>
       Math.min(MAX_WIDTH, Math.max(this.#options.header ? c.header.length : 0, ...this.#waiting.map((row) => this.#shownChars(row[c.key], i))) + 2),
     )
@@ -385,7 +387,7 @@ export class XlsxFormat extends Transform implements Formatter {
   }
 
   #addRow(row: Row): void {
-    if (this.#options.extraColumns === 'error') {
+    if (this.#checkExtra) {
       for (const key in row) {
         if (Object.hasOwn(row, key) && !this.#known.has(key)) {
           throw new ExportError('ERR_FORMAT', 'format', `Row ${this.#added}: a column the sheet does not have: ${JSON.stringify(key)}`)
