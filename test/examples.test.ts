@@ -5,6 +5,7 @@ import { promisify } from 'node:util'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import { stringify } from 'csv-stringify/sync'
+import ExcelJS from 'exceljs'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { createStatementsTable, statementRow } from '../examples/statements.mjs'
@@ -173,7 +174,35 @@ describe('examples with services', () => {
     expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements-2026-02.csv.gz"')
     const text = gunzipSync(Buffer.from(await response.arrayBuffer())).toString() // stored as a .gz file, not Content-Encoding
     expect(text.startsWith('\ufeffid,user_name,email,currency,amount,posted_at,memo\r\n')).toBe(true)
-    expect(parse(text, { columns: true, bom: true })).toHaveLength(20_000)
+    const records = parse(text, { columns: true, bom: true }) as Array<{ amount: string; memo: string }>
+    expect(records).toHaveLength(20_000)
+    // Negative amounts are numbers by the column's type (numeric): never formula-escaped.
+    expect(records.filter((r) => r.amount.startsWith('-')).length).toBeGreaterThan(1000)
+    expect(records.filter((r) => r.amount.startsWith("'"))).toEqual([])
+  }, 120_000)
+
+  it('monthly-statements-xlsx writes a workbook to S3 whose link downloads it under its name, typed cells in a named sheet', async () => {
+    const { stdout } = await run(process.execPath, [join(examples, 'monthly-statements-xlsx.mjs'), '20000'], {
+      env: { ...process.env, ...s3Env(), RECREATE: '1' },
+    })
+    const { rows, url, key } = JSON.parse(stdout)
+    expect(rows).toBe(20_000)
+    expect(key).toBe('statements/2026-02.xlsx')
+    const response = await fetch(url)
+    expect(response.headers.get('content-type')).toBe('application/vnd.openxmlformats-officedocument.spreadsheetml.sheet')
+    expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements-2026-02.xlsx"')
+    const book = new ExcelJS.Workbook()
+    await book.xlsx.load(await response.arrayBuffer())
+    const sheet = book.getWorksheet('Statements')!
+    expect(sheet.rowCount).toBe(20_001)
+    expect(sheet.getRow(1).values).toEqual([undefined, 'ID', 'Posted', 'Name', 'Amount', 'Currency', 'Memo'])
+    // Typed from the table's columns: int8 and numeric(14,2) as numbers, timestamptz as a date.
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 })
+    const {
+      rows: [first],
+    } = await pool.query('select id, posted_at, user_name, amount, currency, memo from monthly_statements where id = 1').finally(() => pool.end())
+    expect(sheet.getRow(2).values).toEqual([undefined, 1, first.posted_at, first.user_name, Number(first.amount), first.currency, first.memo])
+    expect(sheet.getCell('B2').numFmt).toBe('yyyy-mm-dd hh:mm:ss')
   }, 120_000)
 
   it('split-to-s3 writes gzipped CSV parts and prints the manifest that lists them', async () => {

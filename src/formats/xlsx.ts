@@ -12,6 +12,8 @@ import type { ColumnType, Formatter, Row } from '../types.js'
 
 /** Rows in one Excel worksheet, the header row included (Excel's limit). */
 export const XLSX_MAX_ROWS = 1_048_576
+/** Columns in one Excel worksheet (Excel's limit). */
+export const XLSX_MAX_COLUMNS = 16_384
 /** Characters in one Excel cell (Excel's limit). */
 export const XLSX_MAX_CELL_CHARS = 32_767
 
@@ -339,6 +341,13 @@ export class XlsxFormat extends Transform implements Formatter {
     const columns = (this.#shared.columns ??=
       this.#options.columns ??
       (first ? Object.keys(first).map((key) => ({ key, header: key })) : (source?.map((c) => ({ key: c.name, header: c.name })) ?? [])))
+    if (columns.length > XLSX_MAX_COLUMNS) {
+      throw new ExportError(
+        'ERR_FORMAT',
+        'format',
+        `${columns.length.toLocaleString('en')} columns: an Excel sheet holds ${XLSX_MAX_COLUMNS.toLocaleString('en')} (choose them with \`columns\`)`,
+      )
+    }
     const types = new Map(source?.map((c) => [c.name, c]))
     this.#kinds = columns.map((c) => kindOf(types.get(c.key)))
     this.#readers = columns.map((c) => (row: Row) => row[c.key])

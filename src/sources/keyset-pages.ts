@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import { toExportError } from '../errors.js'
-import type { SourceExtras } from '../types.js'
+import type { ColumnType, SourceExtras } from '../types.js'
 
 export interface KeysetPagesOptions<R> {
   /** Rows per page; also the stream's high-water mark, so the next page is fetched while this one drains. */
@@ -27,6 +27,8 @@ export class KeysetReadable<R = unknown> extends Readable implements SourceExtra
   #recent: unknown[] = []
   /** Row count for progress; set by the source that owns the pages. */
   countRows?: () => Promise<number | undefined>
+  /** Column types, once the first page has described them; set by the source that owns the pages. */
+  columnTypes?: () => ColumnType[] | undefined
 
   constructor(options: KeysetPagesOptions<R>) {
     super({ objectMode: true, highWaterMark: options.batchSize })

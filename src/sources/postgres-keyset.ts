@@ -3,7 +3,8 @@ import { checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkSt
 import { checkConnection, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
-import { losslessTypes } from './postgres-types.js'
+import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
+import type { ColumnType } from '../types.js'
 
 export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
   /** Table (or `schema.table`) to export. Give `table` or `select`. */
@@ -62,6 +63,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
   let counted: Promise<number | undefined> = Promise.resolve(undefined)
 
   let connected = false
+  let columns: ColumnType[] | undefined // from the first page's row description
   const start = async (): Promise<Connection> => {
     const connection = await connect(options)
     connected = true
@@ -83,10 +85,11 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
       const { client } = await (ready ??= start())
       const from = last !== undefined
       const params = from ? [...values, ...keyValues(last), batchSize] : [...values, batchSize]
-      const query = client.query as unknown as (config: object) => Promise<{ rows: unknown[][]; fields: Array<{ name: string }> }>
+      const query = client.query as unknown as (config: object) => Promise<{ rows: unknown[][]; fields: PgField[] }>
       // Array rows, named here: a repeated column name (a join) must not overwrite the earlier column.
       const { rows, fields } = await query.call(client, { text: pageQuery(from), values: params, types, rowMode: 'array' })
       const names = uniqueColumnNames(fields.map((field) => field.name))
+      columns ??= fields.map((field, i) => pgColumnType({ ...field, name: names[i]! }))
       return rows.map((values) => {
         const row: Record<string, unknown> = {}
         for (let i = 0; i < names.length; i++) row[names[i]!] = values[i]
@@ -105,6 +108,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
       if (connected) await released
     },
   })
+  stream.columnTypes = () => columns
   stream.countRows = async () => {
     await (ready ??= start())
     return counted

@@ -249,6 +249,11 @@ describe('xlsx', () => {
     expect(() => xlsx({ sheetName: 'a/b' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('sheetName') }))
     expect(() => xlsx({ maxRowsPerSheet: 1_048_576 })).toThrow('1,048,575')
     expect(() => xlsx({ header: false, maxRowsPerSheet: 1_048_577 })).toThrow('1,048,576')
+    const wide = Object.fromEntries(Array.from({ length: 16_385 }, (_, i) => [`c${i}`, i]))
+    await expect(workbook([wide])).rejects.toMatchObject({
+      code: 'ERR_FORMAT',
+      message: expect.stringContaining('16,385 columns: an Excel sheet holds 16,384'),
+    })
   })
 
   it('split output: one workbook per part, each with its header, listed in the manifest', async () => {

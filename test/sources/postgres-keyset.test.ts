@@ -31,6 +31,22 @@ describe('postgresKeysetSource', () => {
     expect(pool.totalCount).toBe(pool.idleCount)
   })
 
+  it('describes its columns from the first page (typed formats read them): int8 and numeric as exact numbers, timestamptz as UTC timestamps', async () => {
+    const pool = testPool()
+    const source = postgresKeysetSource({ pool, table: STATEMENTS, batchSize: 500 })
+    expect(source.columnTypes?.()).toBeUndefined() // nothing read yet
+    await exportStream({ source, format: csv({ excel: true }), sink: collector() })
+    expect(source.columnTypes?.()?.map((c) => [c.name, c.type])).toEqual([
+      ['id', 'INT64'],
+      ['user_name', 'STRING'],
+      ['email', 'STRING'],
+      ['currency', 'STRING'],
+      ['amount', 'DECIMAL'],
+      ['posted_at', 'TIMESTAMP'],
+      ['memo', 'STRING'],
+    ])
+  })
+
   it('resumes from the checkpoint of a stopped export with exactly the remaining rows', async () => {
     const pool = testPool()
     const first = postgresKeysetSource({ pool, table: STATEMENTS, batchSize: 500 })

@@ -1,0 +1,32 @@
+// One XLSX export in this process: <rows> in-memory statements -> an .xlsx file, by this library's
+// xlsx() or by exceljs's streaming WorkbookWriter (inline strings, styles on: the same workbook).
+//   node bench/xlsx-export.mjs <ours|exceljs> <rows> <out path>
+import { performance } from 'node:perf_hooks'
+import { exportStream, fileSink, fromIterable, xlsx } from 'stream-export'
+import { statements } from '../examples/statements.mjs'
+
+const [impl, rowsArg, path] = process.argv.slice(2)
+const rows = Number(rowsArg)
+const started = performance.now()
+let bytes
+let sheets = 1
+if (impl === 'ours') {
+  const result = await exportStream({ source: fromIterable(statements(rows)), format: xlsx(), sink: fileSink({ path }) })
+  bytes = result.bytes
+  sheets = Math.ceil(rows / 1_048_575)
+} else {
+  const { default: ExcelJS } = await import('exceljs')
+  const book = new ExcelJS.stream.xlsx.WorkbookWriter({ filename: path, useStyles: true, useSharedStrings: false })
+  const sheet = book.addWorksheet('Sheet1', { views: [{ state: 'frozen', ySplit: 1 }] })
+  sheet.columns = ['id', 'user_name', 'email', 'currency', 'amount', 'posted_at', 'memo'].map((key) => ({ header: key, key }))
+  sheet.getColumn('posted_at').numFmt = 'yyyy-mm-dd hh:mm:ss'
+  for (const row of statements(rows)) sheet.addRow(row).commit()
+  sheet.commit()
+  await book.commit()
+  const { statSync } = await import('node:fs')
+  bytes = statSync(path).size
+}
+const usage = process.resourceUsage()
+console.log(
+  JSON.stringify({ ms: performance.now() - started, bytes, sheets, cpuMs: (usage.userCPUTime + usage.systemCPUTime) / 1000, rssMb: usage.maxRSS / 1024 }),
+)
