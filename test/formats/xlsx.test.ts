@@ -42,9 +42,10 @@ async function read(bytes: Buffer): Promise<ExcelJS.Workbook> {
 /** A sheet's rows as arrays of cell values (exceljs: numbers, strings, booleans, Dates; null for an empty cell). */
 function values(sheet: ExcelJS.Worksheet): unknown[][] {
   const rows: unknown[][] = []
+  const columns = sheet.columnCount // exceljs counts them over every row at each call
   sheet.eachRow({ includeEmpty: true }, (row) => {
     const cells: unknown[] = []
-    for (let i = 1; i <= sheet.columnCount; i++) cells.push(row.getCell(i).value ?? null)
+    for (let i = 1; i <= columns; i++) cells.push(row.getCell(i).value ?? null)
     rows.push(cells)
   })
   return rows
@@ -276,6 +277,50 @@ describe('xlsx', () => {
       ids.push(...rows.map(([id]) => id))
     }
     expect(ids).toEqual([...statements(250)].map((r) => r.id))
+  })
+})
+
+describe('xlsx: parts by size, and an abort', () => {
+  it('split by bytes: each workbook within 64 KiB of the size (the compressor holds about that much), each whole', async () => {
+    const dir = await tempDir()
+    const MB = 1_000_000
+    const result = await exportStream({
+      source: fromIterable(statements(60_000)),
+      format: xlsx(),
+      sink: fileSink({ path: join(dir, 'rows.xlsx') }),
+      split: { bytes: MB },
+    })
+    const parts = result.manifest!.parts
+    expect(parts.length).toBeGreaterThanOrEqual(3)
+    const ids: unknown[] = []
+    for (const [i, part] of parts.entries()) {
+      if (i < parts.length - 1) expect(Math.abs(part.bytes - MB)).toBeLessThan(64 * 1024)
+      else expect(part.bytes).toBeLessThan(MB + 64 * 1024)
+      const [header, ...rows] = values((await read(await readFile(join(dir, part.name)))).worksheets[0]!)
+      expect(header![0]).toBe('id')
+      ids.push(...rows.map(([id]) => id))
+    }
+    expect(ids).toEqual(Array.from({ length: 60_000 }, (_, i) => i + 1))
+  })
+
+  it('an abort mid-export stops the compressor and leaves no file', async () => {
+    const dir = await tempDir()
+    const controller = new AbortController()
+    async function* rows() {
+      let i = 0
+      for (const row of statements(1_000_000)) {
+        if (i++ === 30_000) controller.abort()
+        yield row
+      }
+    }
+    const error = await exportStream({
+      source: fromIterable(rows()),
+      format: xlsx(),
+      sink: fileSink({ path: join(dir, 'aborted.xlsx') }),
+      signal: controller.signal,
+    }).catch((e) => e)
+    expect(error).toMatchObject({ code: 'ERR_ABORTED' })
+    expect(await listDir(dir)).toEqual([])
   })
 })
 
