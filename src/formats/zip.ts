@@ -1,9 +1,11 @@
 // A streaming ZIP writer: what the XLSX format writes its workbook with (docs/xlsx.md has the
-// measured choice). Streamed entries are deflated by node:zlib on the thread pool (the main thread
-// keeps encoding rows while a chunk compresses) and followed by a data descriptor: nothing is
+// measured choice). Streamed entries are deflated in blocks on every core (src/deflate-blocks.ts:
+// the main thread keeps encoding rows meanwhile) and followed by a data descriptor: nothing is
 // sought back. ZIP64 records are written where a size, an offset or the entry count passes the
 // 32-bit fields (APPNOTE 6.3.10, section 4.5.3).
-import { crc32, createDeflateRaw, deflateRawSync, type DeflateRaw, type ZlibOptions } from 'node:zlib'
+import { availableParallelism } from 'node:os'
+import { crc32, deflateRawSync } from 'node:zlib'
+import { BlockDeflater } from '../deflate-blocks.js'
 
 const MAX32 = 0xffffffff
 const UTF8 = 0x0800 // general purpose flag bit 11: names are UTF-8
@@ -24,6 +26,8 @@ interface Entry {
 export interface ZipWriterOptions {
   /** zlib level, 0-9. Default 6. */
   level?: number
+  /** Blocks of a streamed entry deflated at once on the thread pool. Default: `os.availableParallelism()`. */
+  threads?: number
   /** Writes ZIP64 records for every entry and the end, whatever the sizes (tests read them back). */
   forceZip64?: boolean
   /** Modification time of every entry (stored in its UTC fields). Default: when the writer was made. */
@@ -38,16 +42,18 @@ export interface ZipWriterOptions {
 export class ZipWriter {
   #out: (chunk: Buffer) => void
   #level: number
+  #threads: number
   #forceZip64: boolean
   #time: number
   #date: number
   #offset = 0
   #entries: Entry[] = []
-  #current: { entry: Entry; deflate: DeflateRaw; ended: Promise<void> } | undefined
+  #current: { entry: Entry; deflater: BlockDeflater } | undefined
 
   constructor(out: (chunk: Buffer) => void, options: ZipWriterOptions = {}) {
     this.#out = out
     this.#level = options.level ?? 6
+    this.#threads = options.threads ?? availableParallelism()
     this.#forceZip64 = options.forceZip64 ?? false
     const d = options.date ?? new Date()
     // MS-DOS date and time (two-second resolution; the years 1980-2107).
@@ -63,12 +69,12 @@ export class ZipWriter {
 
   /** Uncompressed bytes taken so far, over every entry. */
   get bytesIn(): number {
-    return this.#entries.reduce((sum, entry) => sum + entry.size, 0)
+    return this.#entries.reduce((sum, entry) => sum + entry.size, 0) + (this.#current?.deflater.size ?? 0)
   }
 
   /** Bytes of the current streamed entry taken but not yet compressed and handed on. */
   get pendingBytes(): number {
-    return this.#current?.deflate.writableLength ?? 0
+    return this.#current?.deflater.pendingBytes ?? 0
   }
 
   /** A whole entry, compressed at once: its sizes go in its local header (no descriptor). */
@@ -104,42 +110,30 @@ export class ZipWriter {
     }
     this.#entries.push(entry)
     this.#emit(this.#localHeader(entry))
-    // A queue of a few chunks lets the thread pool compress while the caller encodes the next.
-    // (zlib streams pass stream options on to their Transform; the typings leave them out.)
-    const deflate = createDeflateRaw({ level: this.#level, writableHighWaterMark: 256 * 1024 } as ZlibOptions)
-    deflate.on('data', (chunk: Buffer) => {
-      entry.compressedSize += chunk.length
-      this.#emit(chunk)
+    const deflater = new BlockDeflater(this.#level, this.#threads, (output) => {
+      entry.compressedSize += output.length
+      this.#emit(output)
     })
-    const ended = new Promise<void>((resolve, reject) => {
-      deflate.once('end', resolve)
-      deflate.once('error', reject)
-    })
-    ended.catch(() => {}) // read by endEntry; an error before then is also the writer's next call's
-    this.#current = { entry, deflate, ended }
+    this.#current = { entry, deflater }
   }
 
   /** Adds bytes to the streamed entry; false when the compressor's queue is full (await `drain()`). */
   write(chunk: Buffer): boolean {
-    const current = this.#open()
-    current.entry.crc = crc32(chunk, current.entry.crc)
-    current.entry.size += chunk.length
-    return current.deflate.write(chunk)
+    return this.#open().deflater.write(chunk)
   }
 
   /** Resolves when the compressor's queue has room again. */
   async drain(): Promise<void> {
-    const { deflate, ended } = this.#open()
-    if (!deflate.writableNeedDrain) return
-    await Promise.race([new Promise((resolve) => deflate.once('drain', resolve)), ended])
+    await this.#open().deflater.drain()
   }
 
   /** Ends the streamed entry: the rest compressed and handed on, then its data descriptor. */
   async endEntry(): Promise<void> {
-    const { entry, deflate, ended } = this.#open()
-    deflate.end()
-    await ended
+    const { entry, deflater } = this.#open()
+    await deflater.end()
     this.#current = undefined
+    entry.crc = deflater.crc
+    entry.size = deflater.size
     const wide = entry.zip64Local || entry.size > MAX32 || entry.compressedSize > MAX32
     const descriptor = Buffer.alloc(wide ? 24 : 16)
     descriptor.writeUInt32LE(0x08074b50, 0)
@@ -187,9 +181,8 @@ export class ZipWriter {
     this.#emit(end)
   }
 
-  /** Stops the compressor of an open entry (the export failed or was aborted). */
+  /** Forgets an open entry (the export failed or was aborted): blocks in flight finish unread. */
   destroy(): void {
-    this.#current?.deflate.destroy()
     this.#current = undefined
   }
 
