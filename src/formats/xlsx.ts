@@ -223,8 +223,8 @@ export interface XlsxInternals {
 
 /**
  * The XLSX format stage (see `xlsx()`): a Transform from row objects to the bytes of one
- * workbook. Memory: the first 100 rows (for the column widths), one ~64 KiB chunk of XML and the
- * compressor's window, whatever the row count.
+ * workbook. Memory: the first 100 rows (for the column widths), one ~64 KiB chunk of XML and up
+ * to `threads` x 2 blocks of 256 KiB being deflated, whatever the row count.
  */
 export class XlsxFormat extends Transform implements Formatter {
   readonly contentType = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'
@@ -258,7 +258,7 @@ export class XlsxFormat extends Transform implements Formatter {
     this.#zip = new ZipWriter(out, { level: options.compressionLevel, threads: options.threads, ...internals })
   }
 
-  /** Rows written so far. */
+  /** Rows taken so far. */
   get rows(): number {
     return this.#rows
   }

@@ -132,12 +132,30 @@ describe('parquet', () => {
 
   it('writes 25,000 rows with rowGroupSize 10,000 as 3 row groups', async () => {
     const sink = collector()
-    const result = await exportStream({ source: fromIterable(statements(25_000)), format: parquet({ rowGroupSize: 10_000 }), sink })
+    const result = await exportStream({ source: fromIterable(statements(25_000)), format: parquet({ rowGroupSize: 10_000, rowGroupBytes: 1e9 }), sink })
     expect(result.rows).toBe(25_000)
     const metadata = parquetMetadata(arrayBuffer(sink.buffer()))
     expect(metadata.row_groups.map((g) => Number(g.num_rows))).toEqual([10_000, 10_000, 5_000])
     expect(Number(metadata.num_rows)).toBe(25_000)
     expect(sink.chunks).toBeGreaterThanOrEqual(3) // each row group left the stage before the next was gathered
+  })
+
+  it('ends a row group at rowGroupBytes of values: wide rows make smaller groups, memory bounded whatever the width', async () => {
+    const sink = collector()
+    // 8 (a number) + 1,000 characters a row: 100,000 bytes are reached at the 100th row of a group.
+    const rows = Array.from({ length: 3000 }, (_, i) => ({ id: i, body: `${i}`.padEnd(1000, '.') }))
+    await exportStream({ source: fromIterable(rows), format: parquet({ rowGroupBytes: 100_000 }), sink })
+    const metadata = parquetMetadata(arrayBuffer(sink.buffer()))
+    expect(metadata.row_groups.map((g) => Number(g.num_rows))).toEqual(Array(30).fill(100))
+    const back = (await parquetReadObjects({ file: arrayBuffer(sink.buffer()) })) as Array<{ id: number; body: string }>
+    expect(back.map((r) => r.id)).toEqual(rows.map((r) => r.id))
+    // The default (1 MB of values) cuts narrow statement rows into groups of about 10,000.
+    const narrow = collector()
+    await exportStream({ source: fromIterable(statements(30_000)), format: parquet(), sink: narrow })
+    const groups = parquetMetadata(arrayBuffer(narrow.buffer())).row_groups.map((g) => Number(g.num_rows))
+    expect(groups.length).toBeGreaterThanOrEqual(3)
+    expect(groups.slice(0, -1).every((n) => n > 5_000 && n < 15_000)).toBe(true)
+    expect(() => parquet({ rowGroupBytes: 0 })).toThrow('Expected `rowGroupBytes` to be a positive integer')
   })
 
   it('writes every codec', async () => {
