@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { ExportError } from '../src/index.js'
 import { normalizeCsvOptions } from '../src/formats/csv.js'
 import { normalizeParquetOptions } from '../src/formats/parquet.js'
+import { normalizeXlsxOptions } from '../src/formats/xlsx.js'
 import { normalizeProgressOptions } from '../src/stages/progress.js'
 import { normalizeFileSinkOptions } from '../src/sinks/file.js'
 import { normalizeS3SinkOptions } from '../src/sinks/s3.js'
@@ -76,7 +77,7 @@ describe('normalizeParquetOptions', () => {
   it('fills the defaults and copies what it keeps, frozen', () => {
     const schema = [{ name: 'amount', type: 'DECIMAL' as const, precision: 12, scale: 2 }]
     const options = normalizeParquetOptions({ schema })
-    expect(options).toEqual({ schema, rowGroupSize: 100_000, codec: 'SNAPPY', columns: undefined })
+    expect(options).toEqual({ schema, rowGroupSize: 100_000, rowGroupBytes: 1_000_000, codec: 'SNAPPY', columns: undefined })
     expect(Object.isFrozen(options) && Object.isFrozen(options.schema) && Object.isFrozen(options.schema![0])).toBe(true)
     schema[0]!.scale = 5
     expect(options.schema![0]!.scale).toBe(2)
@@ -84,6 +85,7 @@ describe('normalizeParquetOptions', () => {
 
   it.each([
     [{ rowGroupSize: 0 }, 'rowGroupSize'],
+    [{ rowGroupBytes: 1.5 }, 'rowGroupBytes'],
     [{ codec: 'LZ4' }, 'codec'],
     [{ columns: [] }, 'columns'],
     [{ schema: [] }, 'schema'],
@@ -101,6 +103,46 @@ describe('normalizeParquetOptions', () => {
     [{ schema: [{ name: 'a', type: 'DECIMAL', precision: 4, scale: 5 }] }, 'schema[0].scale'],
   ])('refuses %j, naming %s', (options, name) => {
     expect(refusal(() => normalizeParquetOptions(options as never)).message).toContain(name)
+  })
+})
+
+describe('normalizeXlsxOptions', () => {
+  it('fills the defaults (the Excel row limit under a header), frozen, and reads columns as csv() does', () => {
+    const options = normalizeXlsxOptions({ columns: { id: 'ID' }, threads: 3 })
+    expect(options).toEqual({
+      header: true,
+      sheetName: 'Sheet1',
+      maxRowsPerSheet: 1_048_575,
+      bigNumbers: 'text',
+      longText: 'error',
+      extraColumns: 'error',
+      dateTimeFormat: 'yyyy-mm-dd hh:mm:ss',
+      dateFormat: 'yyyy-mm-dd',
+      binary: 'base64',
+      compressionLevel: 6,
+      threads: 3,
+      columns: [{ key: 'id', header: 'ID' }],
+    })
+    expect(Object.isFrozen(options) && Object.isFrozen(options.columns) && Object.isFrozen(options.columns![0])).toBe(true)
+    expect(normalizeXlsxOptions({ header: false }).maxRowsPerSheet).toBe(1_048_576)
+  })
+
+  it.each([
+    [{ sheetName: 'a'.repeat(32) }, 'sheetName'],
+    [{ sheetName: 'Q1/Q2' }, 'sheetName'],
+    [{ sheetName: "'quoted'" }, 'sheetName'],
+    [{ sheetName: 'History' }, 'sheetName'],
+    [{ maxRowsPerSheet: 0 }, 'maxRowsPerSheet'],
+    [{ maxRowsPerSheet: 1_048_576 }, 'maxRowsPerSheet'],
+    [{ bigNumbers: 'round' }, 'bigNumbers'],
+    [{ longText: 'drop' }, 'longText'],
+    [{ extraColumns: 'keep' }, 'extraColumns'],
+    [{ dateFormat: '' }, 'dateFormat'],
+    [{ compressionLevel: 10 }, 'compressionLevel'],
+    [{ threads: 0 }, 'threads'],
+    [{ columns: [''] }, 'columns[0]'],
+  ])('refuses %j naming %s', (options, name) => {
+    expect(refusal(() => normalizeXlsxOptions(options as never)).message).toContain(name)
   })
 })
 

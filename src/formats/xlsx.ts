@@ -70,7 +70,7 @@ export type NormalizedXlsxOptions = Readonly<Required<Omit<XlsxOptions, 'columns
  */
 function checkSheetName(name: unknown): asserts name is string {
   const expected = "a sheet name of 1-31 characters without : \\ / ? * [ ], not starting or ending with ' (Excel's rules)"
-  if (typeof name !== 'string' || name.length === 0 || name.length > 31 || /[:\\/?*[\]]/.test(name) || /^'|'$/.test(name) || name === 'History') {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 31 || /[:\\/?*[\]]/.test(name) || /^'|'$/.test(name) || name.toLowerCase() === 'history') {
     invalidOption('sheetName', expected, name)
   }
 }
