@@ -17,10 +17,24 @@ if (impl === 'ours') {
 } else {
   const { default: ExcelJS } = await import('exceljs')
   const book = new ExcelJS.stream.xlsx.WorkbookWriter({ filename: path, useStyles: true, useSharedStrings: false })
-  const sheet = book.addWorksheet('Sheet1', { views: [{ state: 'frozen', ySplit: 1 }] })
-  sheet.columns = ['id', 'user_name', 'email', 'currency', 'amount', 'posted_at', 'memo'].map((key) => ({ header: key, key }))
-  sheet.getColumn('posted_at').numFmt = 'yyyy-mm-dd hh:mm:ss'
-  for (const row of statements(rows)) sheet.addRow(row).commit()
+  // exceljs does not roll over: a new sheet every 1,048,575 rows, as xlsx() does.
+  let sheet
+  const newSheet = () => {
+    sheet?.commit()
+    sheet = book.addWorksheet(sheets === 1 && !sheet ? 'Sheet1' : `Sheet1 (${++sheets})`, { views: [{ state: 'frozen', ySplit: 1 }] })
+    sheet.columns = ['id', 'user_name', 'email', 'currency', 'amount', 'posted_at', 'memo'].map((key) => ({ header: key, key }))
+    sheet.getColumn('posted_at').numFmt = 'yyyy-mm-dd hh:mm:ss'
+  }
+  newSheet()
+  let inSheet = 0
+  for (const row of statements(rows)) {
+    if (inSheet === 1_048_575) {
+      newSheet()
+      inSheet = 0
+    }
+    sheet.addRow(row).commit()
+    inSheet++
+  }
   sheet.commit()
   await book.commit()
   const { statSync } = await import('node:fs')

@@ -1,6 +1,6 @@
 // XLSX suite: (1) the ZIP writer candidates on the same sheet XML; (2) xlsx() against exceljs's
-// streaming WorkbookWriter on 1M statement rows, and xlsx() alone on 5M rows (five sheets: past
-// Excel's 1,048,576 rows). Each run in its own process (its own peak RSS), rounds interleaved, medians.
+// streaming WorkbookWriter on 100k, 1M and 5M statement rows (five sheets: past Excel's 1,048,576
+// rows). Each run in its own process (its own peak RSS), rounds interleaved, medians.
 import { mkdirSync, rmSync } from 'node:fs'
 import { buildSync } from 'esbuild'
 import { fmt, machine, median, runChild, writeSection } from './lib.mjs'
@@ -9,6 +9,7 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const zipRows = Number(process.env.BENCH_ZIP_ROWS ?? 300_000)
 const rows = Number(process.env.BENCH_ROWS ?? 1_000_000)
 const bigRows = Number(process.env.BENCH_BIG_ROWS ?? 5_000_000)
+const smallRows = Number(process.env.BENCH_SMALL_ROWS ?? 100_000)
 const dir = new URL('./.data/xlsx/', import.meta.url).pathname
 rmSync(dir, { recursive: true, force: true })
 mkdirSync(dir, { recursive: true })
@@ -44,28 +45,34 @@ const runs = { ours: [], exceljs: [] }
 for (let round = 0; round < rounds; round++) {
   for (const impl of round % 2 ? ['exceljs', 'ours'] : ['ours', 'exceljs']) runs[impl].push(runChild(script, [impl, rows, `${dir}${impl}.xlsx`]))
 }
-const big = runChild(script, ['ours', bigRows, `${dir}big.xlsx`])
+const small = Object.fromEntries(['ours', 'exceljs'].map((impl) => [impl, runChild(script, [impl, smallRows, `${dir}${impl}-small.xlsx`])]))
+const big = Object.fromEntries(['ours', 'exceljs'].map((impl) => [impl, runChild(script, [impl, bigRows, `${dir}${impl}-big.xlsx`])]))
 rmSync(dir, { recursive: true, force: true })
 const ours = median(runs.ours)
 const exceljs = median(runs.exceljs)
 console.error(
-  `xlsx ${fmt.s(ours.ms)} s / ${ours.rssMb.toFixed(0)} MB, exceljs ${fmt.s(exceljs.ms)} s / ${exceljs.rssMb.toFixed(0)} MB, ${fmt.int(bigRows)} rows ${fmt.s(big.ms)} s / ${big.rssMb.toFixed(0)} MB`,
+  `xlsx ${fmt.s(ours.ms)} s / ${ours.rssMb.toFixed(0)} MB, exceljs ${fmt.s(exceljs.ms)} s / ${exceljs.rssMb.toFixed(0)} MB; ${fmt.int(bigRows)} rows ${fmt.s(big.ours.ms)} s / ${big.ours.rssMb.toFixed(0)} MB against ${fmt.s(big.exceljs.ms)} s / ${big.exceljs.rssMb.toFixed(0)} MB`,
 )
-// exceljs writes one sheet: the 5M-row run (five sheets) has no exceljs to compare with.
-const line = (name, n, run) =>
-  `| ${name} | ${fmt.int(n)} | ${run.sheets} | ${fmt.s(run.ms)} | ${n === rows ? fmt.x(run.ms / exceljs.ms) : '—'} | ${fmt.s(run.cpuMs)} | ${run.rssMb.toFixed(0)} | ${fmt.mb(run.bytes)} |`
+const line = (name, n, run, baseline) =>
+  `| ${name} | ${fmt.int(n)} | ${run.sheets} | ${fmt.s(run.ms)} | ${fmt.x(run.ms / baseline.ms)} | ${fmt.s(run.cpuMs)} | ${run.rssMb.toFixed(0)} | ${fmt.mb(run.bytes)} |`
+const EXCELJS = 'exceljs 4.4.0 stream.xlsx.WorkbookWriter (inline strings, styles)'
 writeSection(
   'xlsx',
   `## XLSX: statement rows -> an Excel workbook file
 
-Machine: ${machine()}. Each run in its own process; median of ${rounds} interleaved rounds (the
-${fmt.int(bigRows)}-row run once). \`node bench/run.mjs xlsx\` rewrites this section.
+Machine: ${machine()}. Each run in its own process; median of ${rounds} interleaved rounds at
+${fmt.int(rows)} rows, the ${fmt.int(smallRows)}- and ${fmt.int(bigRows)}-row runs once. Past
+1,048,575 rows both start a new sheet (exceljs by the benchmark's hand). \`node bench/run.mjs xlsx\`
+rewrites this section.
 
 | writer | rows | sheets | wall s | vs exceljs | CPU s | peak RSS MB | file MB |
 |---|---|---|---|---|---|---|---|
-${line('exceljs 4.4.0 stream.xlsx.WorkbookWriter (inline strings, styles)', rows, exceljs)}
-${line('stream-export xlsx()', rows, ours)}
-${line('stream-export xlsx()', bigRows, big)}
+${line(EXCELJS, smallRows, small.exceljs, small.exceljs)}
+${line('stream-export xlsx()', smallRows, small.ours, small.exceljs)}
+${line(EXCELJS, rows, exceljs, exceljs)}
+${line('stream-export xlsx()', rows, ours, exceljs)}
+${line(EXCELJS, bigRows, big.exceljs, big.exceljs)}
+${line('stream-export xlsx()', bigRows, big.ours, big.exceljs)}
 
 ### The ZIP writer under it: ${fmt.int(zipRows)} rows of sheet XML into one deflated entry (level 6)
 

@@ -12,9 +12,10 @@ import { Decimal128, Long, ObjectId } from 'mongodb'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
-import { exportStream, fileSink, fromIterable, postgresSource, xlsx, type Manifest, type XlsxOptions } from '../../src/index.js'
+import { exportStream, fileSink, fromIterable, postgresSource, s3Sink, xlsx, type Manifest, type XlsxOptions } from '../../src/index.js'
 import { XlsxFormat, normalizeXlsxOptions, type XlsxInternals } from '../../src/formats/xlsx.js'
 import { databaseUrl } from '../fixtures/postgres.js'
+import { startS3 } from '../fixtures/s3-server.js'
 import { listDir, tempDir } from '../helpers.js'
 
 /** The workbook's bytes for these rows. */
@@ -280,7 +281,7 @@ describe('xlsx', () => {
   })
 })
 
-describe('xlsx: parts by size, and an abort', () => {
+describe('xlsx: parts by size, and aborts', () => {
   it('split by bytes: each workbook within 64 KiB of the size (the compressor holds about that much), each whole', async () => {
     const dir = await tempDir()
     const SIZE = 300_000
@@ -321,6 +322,33 @@ describe('xlsx: parts by size, and an abort', () => {
     }).catch((e) => e)
     expect(error).toMatchObject({ code: 'ERR_ABORTED' })
     expect(await listDir(dir)).toEqual([])
+  })
+
+  it('an abort after parts were uploaded to S3 leaves no object and no open upload', async () => {
+    const s3 = await startS3()
+    try {
+      const controller = new AbortController()
+      let taken = 0
+      async function* rows() {
+        for (const row of statements(1_000_000)) {
+          if (++taken === 200_000) controller.abort(new Error('user cancelled')) // past the first 5 MiB part
+          yield row
+        }
+      }
+      const key = 'xlsx/aborted.xlsx'
+      const error = await exportStream({
+        source: fromIterable(rows()),
+        format: xlsx(),
+        sink: s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * 1024 * 1024 }),
+        signal: controller.signal,
+      }).catch((e) => e)
+      expect(error).toMatchObject({ code: 'ERR_ABORTED' })
+      expect(s3.partsReceived.get(key)).toBeGreaterThanOrEqual(1) // it had started uploading
+      expect(await s3.exists(key)).toBe(false)
+      expect(await s3.openUploads()).toEqual([])
+    } finally {
+      await s3.close()
+    }
   })
 })
 
