@@ -304,6 +304,26 @@ describe('xlsx: parts by size, and aborts', () => {
     expect(ids).toEqual(Array.from({ length: 20_000 }, (_, i) => i + 1))
   })
 
+  it('behind a slow sink it holds a bounded amount of work: the source waits', async () => {
+    const format = xlsx()
+    const seen: Array<[rows: number, bytes: number]> = [] // rows taken by the stage, bytes the sink had, at each write
+    let received = 0
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        received += chunk.length
+        seen.push([format.rows, received])
+        setTimeout(callback, 2) // a slow upload
+      },
+    })
+    await pipeline(fromIterable(statements(150_000)), format, sink)
+    // Rows taken but not yet out as bytes, at the workbook's bytes per row: a few blocks' worth
+    // (threads x 2 blocks of 256 KiB of XML, about 2,000 rows here), never the workbook.
+    const bytesPerRow = received / 150_000
+    const mostAhead = Math.max(...seen.map(([rows, bytes]) => rows - bytes / bytesPerRow))
+    expect(mostAhead).toBeLessThan(15_000)
+    expect(mostAhead).toBeGreaterThan(0)
+  })
+
   it('an abort mid-export stops the compressor and leaves no file', async () => {
     const dir = await tempDir()
     const controller = new AbortController()
