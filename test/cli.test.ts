@@ -49,6 +49,17 @@ afterAll(async () => {
 const query = `select i as id, 'name, "' || i || '"' as name, (i * 1.5)::numeric(10,2) as amount from generate_series(1, 5000) i order by i`
 const s3Env = () => ({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' })
 
+/** The CLI exporting 20M rows (more than any test waits for) with `args`, to be stopped by a signal. */
+function startLongExport(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const child = spawn(process.execPath, [cli, '--from', databaseUrl(), '--query', 'select i, md5(i::text) from generate_series(1, 20000000) i', ...args], {
+    env,
+  })
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+  return { child, exited, stderr: () => stderr }
+}
+
 describe('stream-export CLI', () => {
   it('Postgres -> gzipped CSV file', async () => {
     const dir = await tempDir()
@@ -109,48 +120,19 @@ describe('stream-export CLI', () => {
   ] as const) {
     it(`${signal} mid-export exits ${code} and leaves no partial file`, async () => {
       const dir = await tempDir()
-      const child = spawn(process.execPath, [
-        cli,
-        '--from',
-        databaseUrl(),
-        '--query',
-        'select i, md5(i::text) from generate_series(1, 20000000) i',
-        '--gzip',
-        '--to',
-        join(dir, 'big.csv.gz'),
-      ])
-      let stderr = ''
-      child.stderr.on('data', (d) => (stderr += d))
-      const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+      const { child, exited, stderr } = startLongExport(['--gzip', '--to', join(dir, 'big.csv.gz')])
       // Interrupt once the export has written bytes.
       await expect.poll(async () => (await listDir(dir)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0)
       child.kill(signal)
       expect(await exited).toBe(code)
-      expect(stderr).toContain('stream-export: ERR_ABORTED: The export was aborted')
+      expect(stderr()).toContain('stream-export: ERR_ABORTED: The export was aborted')
       expect(await listDir(dir)).toEqual([])
     }, 60_000)
   }
 
   it('SIGTERM during an S3 export aborts the multipart upload: no object, no open upload', async () => {
     const key = 'cli/killed.csv'
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        '--from',
-        databaseUrl(),
-        '--query',
-        'select i, md5(i::text) from generate_series(1, 20000000) i',
-        '--to',
-        `s3://${s3.bucket}/${key}`,
-        '--endpoint',
-        s3.endpoint,
-      ],
-      {
-        env: { ...process.env, ...s3Env() },
-      },
-    )
-    const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+    const { child, exited } = startLongExport(['--to', `s3://${s3.bucket}/${key}`, '--endpoint', s3.endpoint], { ...process.env, ...s3Env() })
     await expect.poll(() => s3.partsReceived.get(key) ?? 0, { timeout: 30_000, interval: 50 }).toBeGreaterThan(0)
     child.kill('SIGTERM')
     expect(await exited).toBe(143)
@@ -176,18 +158,7 @@ describe('stream-export CLI', () => {
     expect((await run(['--from', databaseUrl(), '--query', query, '--split-rows', '10', '--to', '-'])).code).toBe(2)
 
     const killed = await tempDir()
-    const child = spawn(process.execPath, [
-      cli,
-      '--from',
-      databaseUrl(),
-      '--query',
-      'select i, md5(i::text) from generate_series(1, 20000000) i',
-      '--split-bytes',
-      '1MB',
-      '--to',
-      join(killed, 'big.csv'),
-    ])
-    const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+    const { child, exited } = startLongExport(['--split-bytes', '1MB', '--to', join(killed, 'big.csv')])
     await expect
       .poll(async () => (await listDir(killed)).filter((name) => /^big-\d+\.csv$/.test(name)).length, { timeout: 20_000, interval: 50 })
       .toBeGreaterThan(2)

@@ -214,6 +214,7 @@ const CHUNK_CHARS = 64 * 1024
 const XML_HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 const MAIN_NS = 'http://schemas.openxmlformats.org/spreadsheetml/2006/main'
 const REL_NS = 'http://schemas.openxmlformats.org/officeDocument/2006/relationships'
+const PACKAGE_REL_NS = 'http://schemas.openxmlformats.org/package/2006/relationships'
 
 /** Internal knobs for tests: ZIP64 records forced, a fixed entry time. */
 export interface XlsxInternals {
@@ -323,10 +324,6 @@ export class XlsxFormat extends Transform implements Formatter {
     return this.#zip.write(chunk)
   }
 
-  #append(text: string): void {
-    this.#text += text
-  }
-
   /** The first sheet started, with the rows that waited for it. */
   async #start(): Promise<void> {
     this.#begin()
@@ -392,7 +389,7 @@ export class XlsxFormat extends Transform implements Formatter {
       columns.forEach((c, i) => (text += `<c r="${this.#refs[i]}1" s="${STYLE_HEADER}" t="inlineStr"><is>${inline(c.header)}</is></c>`))
       text += '</row>'
     }
-    this.#append(text)
+    this.#text += text
     this.#sheetRows = 0
   }
 
@@ -401,7 +398,7 @@ export class XlsxFormat extends Transform implements Formatter {
     const columns = this.#shared.columns!
     let text = '</sheetData>'
     if (this.#options.header && columns.length > 0) text += `<autoFilter ref="A1:${this.#refs.at(-1)}${this.#sheetRows + 1}"/>`
-    this.#append(`${text}</worksheet>`)
+    this.#text += `${text}</worksheet>`
     if (!this.#writeText()) await this.#zip.drain()
     await this.#zip.endEntry()
   }
@@ -421,7 +418,7 @@ export class XlsxFormat extends Transform implements Formatter {
       if (value === null || value === undefined) continue
       text += this.#cell(value, i, `${this.#refs[i]}${r}`)
     }
-    this.#append(`${text}</row>`)
+    this.#text += `${text}</row>`
     this.#sheetRows++
     this.#added++
   }
@@ -525,7 +522,7 @@ export class XlsxFormat extends Transform implements Formatter {
     zip.addFile('xl/styles.xml', this.#stylesXml())
     zip.addFile(
       '_rels/.rels',
-      `${XML_HEAD}<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="${REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>`,
+      `${XML_HEAD}<Relationships xmlns="${PACKAGE_REL_NS}"><Relationship Id="rId1" Type="${REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>`,
     )
     zip.addFile('[Content_Types].xml', this.#contentTypes())
     zip.finish()
@@ -550,7 +547,7 @@ export class XlsxFormat extends Transform implements Formatter {
   #workbookRels(): string {
     const sheets = this.#sheets.map((_, i) => `<Relationship Id="rId${i + 1}" Type="${REL_NS}/worksheet" Target="worksheets/sheet${i + 1}.xml"/>`).join('')
     const styles = `<Relationship Id="rId${this.#sheets.length + 1}" Type="${REL_NS}/styles" Target="styles.xml"/>`
-    return `${XML_HEAD}<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">${sheets}${styles}</Relationships>`
+    return `${XML_HEAD}<Relationships xmlns="${PACKAGE_REL_NS}">${sheets}${styles}</Relationships>`
   }
 
   #stylesXml(): string {
