@@ -112,7 +112,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
     compress = makeGzip(options.gzip, Boolean(source.preformatted))
     if (compress && format?.compressed) {
-      invalidOption('gzip', 'off for a format that compresses its own output (Parquet)', options.gzip)
+      invalidOption('gzip', 'off for a format that compresses its own output (Parquet, XLSX)', options.gzip)
     }
     if (options.split !== undefined || isSegmentSink(sink)) splitter = splitWriter(options, source, format!, compress)
     else if (options.transform !== undefined) transform = mapRows(options.transform)
@@ -248,7 +248,7 @@ function splitWriter<L extends object>(
     if (bytes !== undefined) checkPositiveInteger('split.bytes', bytes)
     if (!isSplitSink<L>(sink)) invalidOption('sink', 'a sink that names parts (fileSink() or s3Sink()) for a split export', sink)
     if (typeof format.nextPart !== 'function')
-      invalidOption('format', 'a format of this library (csv(), jsonl(), jsonArray(), parquet()) for a split export', format)
+      invalidOption('format', 'a format of this library (csv(), jsonl(), jsonArray(), parquet(), xlsx()) for a split export', format)
     target = { files: sink }
     limits = { rows, bytes }
   }

@@ -215,7 +215,7 @@ describe('parquet', () => {
   it('refuses gzip on top: Parquet compresses inside', async () => {
     const error = await exportStream({ source: [{ a: 1 }], format: parquet(), gzip: true, sink: collector() }).catch((e) => e)
     expect(error.code).toBe('ERR_INVALID_OPTION')
-    expect(error.message).toContain('Expected `gzip` to be off for a format that compresses its own output (Parquet)')
+    expect(error.message).toContain('Expected `gzip` to be off for a format that compresses its own output (Parquet, XLSX)')
   })
 
   it('Postgres -> parquet -> S3, end to end', async () => {
