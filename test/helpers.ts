@@ -1,11 +1,12 @@
+import { createHash } from 'node:crypto'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Transform } from 'node:stream'
-import { onTestFinished } from 'vitest'
-import { exportStream, fromIterable, jsonl } from '../src/index.js'
+import { expect, onTestFinished } from 'vitest'
+import { exportStream, fromIterable, jsonl, type ExportOptions } from '../src/index.js'
 
 /** A fresh temp directory per test, removed afterwards. */
 
@@ -36,18 +37,20 @@ export async function formatRows(format: Transform, rows: Iterable<object> | Asy
   return Buffer.concat(chunks).toString('utf8')
 }
 
-/** A Writable collecting bytes, optionally slow. */
-export function collector(delayMs = 0): Writable & { buffer(): Buffer; chunks: number } {
+/** A Writable collecting bytes, optionally slow; it counts the chunks and the line feeds it received. */
+export function collector(delayMs = 0): Writable & { buffer(): Buffer; chunks: number; lines: number } {
   const parts: Buffer[] = []
   const sink = new Writable({
     write(chunk: Buffer, _e, cb) {
       parts.push(chunk)
       sink.chunks++
+      for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) sink.lines++
       if (delayMs > 0) setTimeout(cb, delayMs)
       else cb()
     },
-  }) as Writable & { buffer(): Buffer; chunks: number }
+  }) as Writable & { buffer(): Buffer; chunks: number; lines: number }
   sink.chunks = 0
+  sink.lines = 0
   sink.buffer = () => Buffer.concat(parts)
   return sink
 }
@@ -58,7 +61,7 @@ export function collector(delayMs = 0): Writable & { buffer(): Buffer; chunks: n
  */
 export async function rowsAheadOfSlowSink(source: Readable, produced: () => number, delayMs: number): Promise<{ maxAhead: number; consumed: number }> {
   const sink = collector(delayMs)
-  const consumed = () => sink.buffer().toString().split('\n').length - 1
+  const consumed = () => sink.lines
   let maxAhead = 0
   const watch = setInterval(() => (maxAhead = Math.max(maxAhead, produced() - consumed())), 2)
   try {
@@ -67,4 +70,33 @@ export async function rowsAheadOfSlowSink(source: Readable, produced: () => numb
     clearInterval(watch)
   }
   return { maxAhead, consumed: consumed() }
+}
+
+/** Every byte `exportStream` writes for `options`, in memory: the serial export a resumed, split or faulted one must reproduce. */
+export async function exportedBytes(options: Omit<ExportOptions, 'sink'>): Promise<Buffer> {
+  const sink = collector()
+  await exportStream({ ...options, sink })
+  return sink.buffer()
+}
+
+/**
+ * Asserts that `actual` holds exactly the bytes of `expected` (a memcmp, not a parse: whole
+ * exports are compared this way); a difference is reported as the first line that differs.
+ */
+export function expectSameBytes(actual: Buffer, expected: Buffer): void {
+  if (actual.equals(expected)) return
+  let at = 0
+  while (at < actual.length && at < expected.length && actual[at] === expected[at]) at++
+  const start = expected.lastIndexOf(10, at - 1) + 1
+  const line = (bytes: Buffer) => {
+    const end = bytes.indexOf(10, at)
+    return bytes.subarray(start, end === -1 ? bytes.length : end).toString()
+  }
+  expect({ bytes: actual.length, lineAtFirstDifference: line(actual) }).toEqual({ bytes: expected.length, lineAtFirstDifference: line(expected) })
+}
+
+/** `bytes` bytes of SHA-256 output for `seed`, as base64: incompressible, and the same on every run. */
+export function noise(seed: number, bytes = 96): string {
+  const blocks = Array.from({ length: Math.ceil(bytes / 32) }, (_, k) => createHash('sha256').update(`${seed}:${k}`).digest())
+  return Buffer.concat(blocks).subarray(0, bytes).toString('base64')
 }
