@@ -56,7 +56,7 @@ describe('examples/mask-emails', () => {
 
 describe('examples with services', () => {
   const TABLE = 'se_example_statements'
-  const ROWS = 300_000
+  const ROWS = 100_000
   let s3: TestS3
   beforeAll(async () => {
     s3 = await startS3()
@@ -106,7 +106,10 @@ describe('examples with services', () => {
       const queue = `se-example-${Date.now()}`
       const env = { ...s3Env(), QUEUE: queue, EXPORT_TABLES: TABLE, REDIS_URL: process.env.REDIS_URL! }
       const { port } = await startServer('api-enqueue.mjs', env)
-      const worker = spawn(process.execPath, [join(examples, 'bullmq-worker.mjs')], { env: { ...process.env, ...env }, stdio: 'ignore' })
+      const worker = spawn(process.execPath, [join(examples, 'bullmq-worker.mjs')], {
+        env: { ...process.env, ...env, PROGRESS_INTERVAL_MS: '100' },
+        stdio: 'ignore',
+      })
       onTestFinished(async () => expect(await terminate(worker)).toBe(0))
       const api = `http://127.0.0.1:${port}/exports`
       const posted = await fetch(api, { method: 'POST', body: JSON.stringify({ table: TABLE, format: 'csv' }) })

@@ -95,8 +95,19 @@ export function expectSameBytes(actual: Buffer, expected: Buffer): void {
   expect({ bytes: actual.length, lineAtFirstDifference: line(actual) }).toEqual({ bytes: expected.length, lineAtFirstDifference: line(expected) })
 }
 
-/** `bytes` bytes of SHA-256 output for `seed`, as base64: incompressible, and the same on every run. */
+/** 1 MiB of SHA-256 output (a hash chain): random to gzip, the same on every run. */
+const NOISE = (() => {
+  const blocks = [createHash('sha256').update('stream-export').digest()]
+  while (blocks.length < 32_768) blocks.push(createHash('sha256').update(blocks.at(-1)!).digest())
+  return Buffer.concat(blocks)
+})()
+
+/**
+ * `bytes` incompressible bytes for row `seed`, as base64, the same on every run: consecutive seeds
+ * take consecutive slices of 1 MiB of hash output, which repeats only megabytes of output later,
+ * far beyond gzip's 32 KiB window.
+ */
 export function noise(seed: number, bytes = 96): string {
-  const blocks = Array.from({ length: Math.ceil(bytes / 32) }, (_, k) => createHash('sha256').update(`${seed}:${k}`).digest())
-  return Buffer.concat(blocks).subarray(0, bytes).toString('base64')
+  const start = (seed * bytes) % (NOISE.length - (NOISE.length % bytes))
+  return NOISE.toString('base64', start, start + bytes)
 }

@@ -19,7 +19,7 @@ const redisUp = process.env.REDIS_AVAILABLE === '1'
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const TABLE = 'se_status_rows'
 const MISSING = 'se_status_missing' // allowed by the page, absent from the database
-const ROWS = 300_000
+const ROWS = 120_000
 // The screenshot linked from the docs is written there with UPDATE_SCREENSHOTS=1; otherwise to a
 // temporary folder, so that a test run leaves the working tree as it was.
 const DOCS_SCREENSHOT = new URL('../docs/status-page.png', import.meta.url).pathname
