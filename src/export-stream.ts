@@ -136,6 +136,9 @@ export async function exportStream<L extends object = Location>(options: ExportO
   })
 
   format?.useSourceColumns?.(() => source.columnTypes?.())
+  // Rows a source can encode exactly as the format would (Postgres COPY) skip the row path; a
+  // transform needs row objects, and a split cuts parts between rows of its own counting.
+  if (format?.textEncoding && !transform && !splitter) source.encodeFor?.(format.textEncoding)
   const sinkInfo = source.preformatted ?? format
   // A gzipped export is a .gz file: stored as application/gzip without Content-Encoding, so that a
   // browser following a presigned link saves the gzip bytes its name promises instead of decoding them.

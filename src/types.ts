@@ -43,7 +43,37 @@ export interface SourceExtras {
   readonly checkpoint?: unknown
   /** Keyset sources: the key of a row (what `after` takes); split exports list each part's first and last. */
   keyOf?(row: Row): unknown
+  /**
+   * Asks the source to send rows already encoded as `encoding` (`EncodedRows`) where it can write
+   * exactly the bytes the format would (Postgres: COPY); it sends row objects otherwise. exportStream
+   * calls it before data flows, for an export without a transform or split.
+   */
+  encodeFor?(encoding: TextEncoding): void
 }
+
+/**
+ * What a text format writes, told so that a source can write the same bytes itself: CSV cells by the
+ * value policy (docs/postgres.md), with these options; the format keeps the header and BOM.
+ */
+export interface TextEncoding {
+  kind: 'csv'
+  delimiter: string
+  quote: string
+  eol: string
+  nullValue: string
+  escapeFormulas: boolean
+  binary: 'base64' | 'hex'
+}
+
+/** Whole rows a source has encoded for the format's `TextEncoding`: the format passes the bytes on. */
+export interface EncodedRows {
+  readonly encodedRows: number
+  readonly bytes: Buffer
+}
+
+/** Whether a chunk a format receives is `EncodedRows` rather than a row. */
+export const isEncodedRows = (chunk: unknown): chunk is EncodedRows =>
+  typeof chunk === 'object' && chunk !== null && typeof (chunk as EncodedRows).encodedRows === 'number' && Buffer.isBuffer((chunk as EncodedRows).bytes)
 
 /**
  * What a format stage may tell the pipeline about itself. This library's formats tell all of it;
@@ -60,6 +90,8 @@ export interface FormatInfo {
   readonly compressed?: boolean
   /** Lets the format read the column types a source knows (Postgres field types); exportStream calls it. */
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
+  /** Text formats whose bytes a source may write itself (see `SourceExtras.encodeFor`). */
+  readonly textEncoding?: TextEncoding
   /**
    * Bytes of rows taken but not yet handed on (text gathered into a chunk, a Parquet row group,
    * estimated until one has been written): split exports add them when they cut parts by size.

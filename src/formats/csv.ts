@@ -190,6 +190,9 @@ function csvEncoder(options: NormalizedCsvOptions): FormatterSpec {
   return {
     contentType: 'text/csv; charset=utf-8',
     extension: 'csv',
+    // Columns chosen or renamed are the row path's work; otherwise a source may write the cells.
+    textEncoding: givenColumns ? undefined : { kind: 'csv', delimiter, quote, eol, nullValue, escapeFormulas, binary },
+    begin: () => start((columns ??= sourceColumns()?.map((c) => ({ key: c.name, header: c.name })) ?? [])),
     encode(row: Row, index: number) {
       if (columns === undefined) {
         const paths = leafPaths(row, flatten)

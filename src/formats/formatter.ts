@@ -1,12 +1,16 @@
 import { Transform } from 'node:stream'
 import { ExportError, describe } from '../errors.js'
-import type { ColumnType, Formatter, Row, RowEncoder } from '../types.js'
+import { isEncodedRows, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../types.js'
 
 /** What a text format is made of: its row encoder and what it tells the pipeline. */
 export interface FormatterSpec extends RowEncoder {
   contentType: string
   extension: string
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
+  /** The encoding a source may write itself (see `SourceExtras.encodeFor`), with `begin` for what comes first. */
+  textEncoding?: TextEncoding
+  /** The text before rows a source encoded (a CSV header from the source's columns, a BOM). */
+  begin?(): string
 }
 
 // Encoded rows are emitted as ~64 KiB chunks: zlib and file writes are 5-8x slower when every row
@@ -58,6 +62,10 @@ export class TextFormat extends Transform implements Formatter {
     this.#spec.useSourceColumns?.(columns)
   }
 
+  get textEncoding(): TextEncoding | undefined {
+    return this.#spec.textEncoding
+  }
+
   /** The same format for the next file of a split export: one encoder, so the columns agree. */
   nextPart(): TextFormat {
     return new TextFormat(this.#spec)
@@ -72,6 +80,15 @@ export class TextFormat extends Transform implements Formatter {
   }
 
   override _transform(row: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (isEncodedRows(row)) {
+      // Rows the source wrote as this format would have (COPY): passed on as they are.
+      if (this.#rows === 0) this.#text += this.#spec.begin?.() ?? ''
+      this.#pushText()
+      this.push(row.bytes)
+      this.#rows += row.encodedRows
+      callback()
+      return
+    }
     if (typeof row !== 'object' || row === null) {
       callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`))
       return

@@ -20,6 +20,14 @@ export interface PostgresCopySourceOptions extends PostgresConnectionOptions {
   header?: boolean
 }
 
+/** A value as an SQL literal, as pg would send it as a parameter (COPY takes no bind parameters). */
+export function sqlLiteral(value: unknown): string {
+  const prepared = pgUtils.prepareValue(value)
+  if (prepared === null || prepared === undefined) return 'NULL'
+  if (Buffer.isBuffer(prepared)) return `'\\x${prepared.toString('hex')}'::bytea`
+  return pg.escapeLiteral(String(prepared))
+}
+
 /** A byte source of CSV produced by Postgres itself; use it without a `format`. */
 export type PostgresCopySource = Readable & SourceExtras & { readonly preformatted: NonNullable<SourceExtras['preformatted']> }
 
@@ -29,7 +37,7 @@ type CopyStream = ReturnType<typeof copyStreams.to>
  * The COPY as pg submits it: pg-copy-streams' stream does the protocol, and this says when the
  * server is ready again, which is after the command tag (the row count) has arrived.
  */
-class CopyOut {
+export class CopyOut {
   readonly stream: CopyStream
   readonly completed: Promise<void>
   #ready = () => {}
@@ -74,13 +82,7 @@ export function postgresCopySource(options: PostgresCopySourceOptions): Postgres
   checkString('text', text)
   if (!Array.isArray(values)) invalidOption('values', 'an array', values)
   checkBoolean('header', header)
-  const literal = (value: unknown): string => {
-    const prepared = pgUtils.prepareValue(value)
-    if (prepared === null || prepared === undefined) return 'NULL'
-    if (Buffer.isBuffer(prepared)) return `'\\x${prepared.toString('hex')}'::bytea`
-    return pg.escapeLiteral(String(prepared))
-  }
-  const query = inlineParameters(text, values.length, (n) => literal(values[n - 1]))
+  const query = inlineParameters(text, values.length, (n) => sqlLiteral(values[n - 1]))
   const sql = `COPY (${query}) TO STDOUT WITH (FORMAT csv${header ? ', HEADER' : ''})`
 
   const output = new CopyReadable(options.client !== undefined)

@@ -1,11 +1,13 @@
 import type { Readable } from 'node:stream'
-import { invalidOption, toExportError } from '../errors.js'
+import { ExportError, invalidOption, toExportError } from '../errors.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import QueryStream from 'pg-query-stream'
 import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
-import type { ColumnType, SourceExtras } from '../types.js'
+import { copyCsvQuery, copyCsvRefusal, CsvRecords } from './postgres-csv.js'
+import { CopyOut, inlineParameters, sqlLiteral } from './postgres-copy.js'
+import type { ColumnType, SourceExtras, TextEncoding } from '../types.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
   /** The query. Use `$1`, `$2`... placeholders with `values`; never build SQL from user input. */
@@ -36,6 +38,15 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   connection: Connection | undefined
   counted: Promise<number | undefined> = Promise.resolve(undefined)
   started: Promise<void> = Promise.resolve()
+  /** The format's encoding, when the export asked for encoded rows (see `encodeFor`). */
+  encoding: TextEncoding | undefined
+  /** Why the rows are not encoded by Postgres (the last check made), for tests and debugging. */
+  rowPathReason: string | undefined = 'no encoding asked for'
+  /** The COPY writing encoded rows, once it runs instead of the cursor. */
+  #copy: CopyOut['stream'] | undefined
+  #copyDone = false
+  #describing = false
+  #fields: PgField[] | undefined
 
   constructor(text: string, values: unknown[], batchSize: number) {
     super(text, values, { batchSize, types: losslessTypes() })
@@ -52,7 +63,82 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   // QueryStream closes the cursor here; when the cursor itself failed (a query error, a terminated
   // backend) there is nothing to close and the connection may be dead: skip the close, and release
   // the client as failed so the pool replaces it.
+  encodeFor(encoding: TextEncoding): void {
+    this.encoding = encoding
+  }
+
+  /**
+   * Runs `COPY` instead of the cursor when PostgreSQL can write exactly the bytes the format
+   * would (postgres-csv.ts): the query's row description comes first. Returns false otherwise.
+   */
+  async copyInstead(conn: Connection, text: string, values: unknown[]): Promise<boolean> {
+    const encoding = this.encoding
+    if (encoding === undefined) return false
+    const client = conn.client as unknown as { query(q: object): Promise<{ fields: PgField[]; rows: Array<{ DateStyle: string }> }> }
+    let fields: PgField[]
+    let dateStyle: string
+    this.#describing = true
+    try {
+      ;({ fields } = await client.query({ text: `SELECT * FROM (${text}) AS q LIMIT 0`, values, types: losslessTypes() }))
+      dateStyle = (await client.query({ text: 'SHOW DateStyle' })).rows[0]!.DateStyle
+    } catch (error) {
+      this.rowPathReason = `the query cannot be described as a subquery (${(error as Error).message})`
+      return false
+    } finally {
+      this.#describing = false
+    }
+    this.rowPathReason = copyCsvRefusal(fields, encoding, dateStyle)
+    if (this.rowPathReason !== undefined || this.destroyed) return false
+    const names = uniqueColumnNames(fields.map((field) => field.name))
+    this.#fields = fields.map((field, i) => ({ ...field, name: names[i]! }))
+    const sql = copyCsvQuery(
+      inlineParameters(text, values.length, (n) => sqlLiteral(values[n - 1])),
+      fields,
+      encoding,
+    )
+    const query = new CopyOut(sql)
+    const records = new CsvRecords(encoding)
+    let rows = 0
+    const copy = (this.#copy = query.stream)
+    copy.on('data', (chunk: Buffer) => {
+      const batch = records.push(chunk)
+      if (batch === undefined) return
+      rows += batch.encodedRows
+      this.push(batch)
+      // Batches are ~64 KiB: a few in the buffer, not the object-mode highWaterMark's worth.
+      if (this.readableLength >= 4) copy.pause()
+    })
+    copy.on('error', (error: Error) => this.destroy(toExportError(error, 'ERR_SOURCE', 'source')))
+    copy.on('end', () => {
+      void query.completed.then(async () => {
+        this.#copyDone = true
+        const counted = copy.rowCount
+        if (records.pending > 0 || rows !== counted) {
+          this.destroy(new ExportError('ERR_SOURCE', 'source', `COPY sent ${counted} rows; ${rows} whole rows were read (${records.pending} bytes left over)`))
+          return
+        }
+        await this.connection?.release()
+        this.connection = undefined
+        this.push(null)
+      })
+    })
+    conn.client.query(query as never)
+    return true
+  }
+
+  override _read(size: number): void {
+    if (this.#copy) this.#copy.resume()
+    else super._read(size)
+  }
+
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.#copy || this.#describing) {
+      // A COPY cut short (or a describe) leaves the connection mid-protocol: the pool must replace it.
+      const interrupted = !this.#copyDone
+      const released = this.connection?.release(interrupted ? (error ?? new Error('COPY interrupted')) : undefined) ?? Promise.resolve()
+      void released.then(() => callback(error && toExportError(error, 'ERR_SOURCE', 'source')))
+      return
+    }
     const cursor = this.cursor as { state: string }
     const cursorFailed = cursor.state === 'error'
     const finish = (closeError?: Error | null) => {
@@ -66,7 +152,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   }
 
   columnTypes(): ColumnType[] | undefined {
-    const fields = (this.cursor as { _result?: { fields: PgField[] } })._result?.fields
+    const fields = this.#fields ?? (this.cursor as { _result?: { fields: PgField[] } })._result?.fields
     return fields?.length ? fields.map(pgColumnType) : undefined
   }
 
@@ -100,6 +186,9 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
       if (count) stream.counted = countRows({ client: conn.client, pool: options.pool, text, values, count })
       // On a single connection the count must finish before the cursor takes it over.
       if (!options.pool) await stream.counted.catch(() => {})
+      if (stream.destroyed) return void conn.release()
+      // A caller's client may be inside a transaction that a failed describe would abort.
+      if (options.client === undefined && (await stream.copyInstead(conn, text, values))) return
       if (stream.destroyed) return void conn.release()
       conn.client.query(stream as never)
     },

@@ -194,11 +194,12 @@ describe('postgresSource', () => {
   })
 
   describe('faults reject with ERR_SOURCE carrying the Postgres error code, leave nothing, keep the pool usable', () => {
-    async function failingExport(pool: pg.Pool, source: ReturnType<typeof postgresSource>, during?: () => Promise<void>) {
+    async function failingExport(pool: pg.Pool, source: ReturnType<typeof postgresSource>, during?: () => Promise<void>, transform?: (row: object) => object) {
       const dir = await tempDir()
       let triggered = false
       const error = await exportStream({
         source,
+        transform,
         format: csv(),
         gzip: true,
         sink: fileSink({ path: join(dir, 'out.csv.gz') }),
@@ -238,19 +239,31 @@ describe('postgresSource', () => {
       expect(error.cause.code).toBe('42703')
     })
 
-    it('the backend terminated mid-export', async () => {
-      const pool = testPool()
-      const admin = testPool(1)
-      const source = postgresSource({ pool, text: `select s.*, pg_backend_pid() as pid from ${STATEMENTS} s order by id`, batchSize: 100 })
-      const error = await failingExport(pool, source, async () => {
-        await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where query like '%pg_backend_pid() as pid%' and pid <> pg_backend_pid()`)
+    // Without a transform PostgreSQL writes the CSV (COPY); with one, rows come through the cursor.
+    for (const [path, transform] of [
+      ['COPY', undefined],
+      ['cursor', (row: object) => row],
+    ] as const) {
+      it(`the backend terminated mid-export (${path})`, async () => {
+        const pool = testPool()
+        const admin = testPool(1)
+        const text = `select s.*, pg_backend_pid() as pid from ${STATEMENTS} s, generate_series(1, 50) order by id`
+        const source = postgresSource({ pool, text, batchSize: 100 })
+        const error = await failingExport(
+          pool,
+          source,
+          async () => {
+            await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where query like '%pg_backend_pid() as pid%' and pid <> pg_backend_pid()`)
+          },
+          transform,
+        )
+        expect(error.code).toBe('ERR_SOURCE')
+        // Which error reaches the cursor first depends on timing: the server's 57P01 message, or the
+        // dead socket (a failed write, or "Connection terminated unexpectedly").
+        expect(['57P01', 'EPIPE', 'ECONNRESET', undefined]).toContain(error.cause.code)
+        expect(error.cause).toBeInstanceOf(Error)
       })
-      expect(error.code).toBe('ERR_SOURCE')
-      // Which error reaches the cursor first depends on timing: the server's 57P01 message, or the
-      // dead socket (a failed write, or "Connection terminated unexpectedly").
-      expect(['57P01', 'EPIPE', 'ECONNRESET', undefined]).toContain(error.cause.code)
-      expect(error.cause).toBeInstanceOf(Error)
-    })
+    }
   })
 
   it('validates its options before connecting', () => {
