@@ -5,13 +5,15 @@ import os from 'node:os'
 
 /** Runs a benchmark script in its own process (so peak RSS is its own) and returns its JSON result. */
 export function runChild(script, args = [], env = {}) {
+  const started = performance.now()
   const child = spawnSync(process.execPath, [script, ...args.map(String)], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     maxBuffer: 64 * 1024 * 1024,
   })
+  const processMs = performance.now() - started // the whole process: start-up and imports too
   if (child.status !== 0) throw new Error(`${script} ${args.join(' ')} failed:\n${child.stderr}`)
-  return JSON.parse(child.stdout.trim().split('\n').at(-1))
+  return { processMs, ...JSON.parse(child.stdout.trim().split('\n').at(-1)) }
 }
 
 /** runChild without blocking this process (for a server it runs itself, like the S3 suite's). */

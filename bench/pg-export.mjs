@@ -1,5 +1,7 @@
 // One Postgres export in this process, for bench/postgres.mjs.
-//   node bench/pg-export.mjs <copy|cursor> <sql> <out path> [batchSize]
+//   node bench/pg-export.mjs <copy|text|rows> <sql> <out path> [batchSize]
+// copy: postgresCopySource; text: postgresSource + csv() (PostgreSQL writes the CSV where it can);
+// rows: the same with a transform (every row through the row path).
 import pg from 'pg'
 import { csv, exportStream, fileSink, postgresCopySource, postgresSource } from 'stream-export'
 
@@ -10,7 +12,13 @@ const started = performance.now()
 const result = await exportStream(
   kind === 'copy'
     ? { source: postgresCopySource({ pool, text }), gzip, sink: fileSink({ path }) }
-    : { source: postgresSource({ pool, text, batchSize: Number(batchSize) }), format: csv(), gzip, sink: fileSink({ path }) },
+    : {
+        source: postgresSource({ pool, text, batchSize: Number(batchSize) }),
+        transform: kind === 'rows' ? (row) => row : undefined,
+        format: csv(),
+        gzip,
+        sink: fileSink({ path }),
+      },
 )
 const ms = performance.now() - started
 await pool.end()

@@ -28,8 +28,8 @@ const contenders = [
   ['psql \\copy \\| gzip -6', psql],
   ['postgresCopySource + gzip, 1 thread', run('copy', 1)],
   ['postgresCopySource + gzip, 2 threads', run('copy', 2)],
-  ['postgresSource + csv + gzip, 1 thread', run('cursor', 1)],
-  ['postgresSource + csv + gzip, 2 threads', run('cursor', 2)],
+  ['postgresSource + transform + csv + gzip (row path), 1 thread', run('rows', 1)],
+  ['postgresSource + transform + csv + gzip (row path), 2 threads', run('rows', 2)],
 ]
 const results = contenders.map(() => [])
 for (let round = 0; round < repeat; round++) contenders.forEach(([, measure], i) => results[i].push(measure()))

@@ -17,7 +17,7 @@ const deflateRawAsync = promisify(deflateRaw)
  */
 export class BlockDeflater {
   readonly #level: number
-  readonly #threads: number
+  #threads: number
   readonly #out: (output: Buffer, inputBytes: number) => void
   #pending: Buffer[] = []
   #pendingBytes = 0
@@ -32,6 +32,11 @@ export class BlockDeflater {
     this.#level = level
     this.#threads = threads
     this.#out = out
+  }
+
+  /** Blocks compressed at once; may change while it runs (the export learns its source encodes rows itself). */
+  set threads(threads: number) {
+    this.#threads = threads
   }
 
   /** CRC-32 of the input so far. */

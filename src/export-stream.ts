@@ -4,7 +4,7 @@ import { finished, pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportStage } from './errors.js'
 import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger, checkTimerMs } from './options.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
-import { GZIP_CONTENT_TYPE, gzip as gzipStage, type GzipOptions } from './stages/gzip.js'
+import { adjustableGzip, GZIP_CONTENT_TYPE, growGzip, gzip as gzipStage, normalizeGzipOptions, type GzipOptions } from './stages/gzip.js'
 import { checkTransforms, mapRows, type RowTransform } from './stages/map-rows.js'
 import { SplitWriter, type SplitOptions, type SplitWriterOptions } from './split-export.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
@@ -90,6 +90,9 @@ export async function exportStream<L extends object = Location>(options: ExportO
   let compress: Transform | undefined
   let transform: Transform | undefined
   let splitter: SplitWriter<L> | undefined
+  // Rows a source can encode exactly as the format would (Postgres COPY) skip the row path; a
+  // transform needs row objects, and a split cuts parts between rows of its own counting.
+  let mayEncode: boolean
   try {
     // Read once, here: an options object with throwing getters fails as an invalid option.
     ;({ sink, format, signal, onProgress, progressIntervalMs = 1000, totalRows } = options)
@@ -110,7 +113,9 @@ export async function exportStream<L extends object = Location>(options: ExportO
     checkTimerMs('progressIntervalMs', progressIntervalMs)
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
-    compress = makeGzip(options.gzip, Boolean(source.preformatted))
+    // A source that may encode rows itself (Postgres COPY) gets a gzip stage that can take every core once it does.
+    mayEncode = Boolean(format?.textEncoding && source.encodeFor && options.transform === undefined && options.split === undefined && !isSegmentSink(sink))
+    compress = makeGzip(options.gzip, Boolean(source.preformatted), mayEncode)
     if (compress && format?.compressed) {
       invalidOption('gzip', 'off for a format that compresses its own output (Parquet, XLSX)', options.gzip)
     }
@@ -136,9 +141,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
   })
 
   format?.useSourceColumns?.(() => source.columnTypes?.())
-  // Rows a source can encode exactly as the format would (Postgres COPY) skip the row path; a
-  // transform needs row objects, and a split cuts parts between rows of its own counting.
-  if (format?.textEncoding && !transform && !splitter) source.encodeFor?.(format.textEncoding)
+  if (mayEncode) source.encodeFor!(format!.textEncoding!, () => growGzip(compress, availableParallelism()))
   const sinkInfo = source.preformatted ?? format
   // A gzipped export is a .gz file: stored as application/gzip without Content-Encoding, so that a
   // browser following a presigned link saves the gzip bytes its name promises instead of decoding them.
@@ -262,7 +265,7 @@ function splitWriter<L extends object>(
   // The first part takes the compression stage already made; each next part a new one alike.
   let ready = compress
   const compression = () => {
-    const stage = ready ?? makeGzip(gzipOption, false)!
+    const stage = ready ?? makeGzip(gzipOption, false, false)!
     ready = undefined
     return stage
   }
@@ -277,7 +280,7 @@ function splitWriter<L extends object>(
   })
 }
 
-function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean): Transform | undefined {
+function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean, mayEncode: boolean): Transform | undefined {
   if (option === undefined || option === false) return undefined
   if (option instanceof Readable && option instanceof Writable) return option
   if (option !== true && (typeof option !== 'object' || option === null || Array.isArray(option))) {
@@ -285,8 +288,11 @@ function makeGzip(option: ExportOptions['gzip'], bytesOnly: boolean): Transform 
   }
   // Encoding rows takes the main thread's core: compressing on every core would take CPU from it
   // (measured on 2 cores: 30% slower), so row exports leave it one; a byte source needs none.
-  const threads = bytesOnly ? availableParallelism() : Math.max(1, availableParallelism() - 1)
-  return gzipStage({ threads, ...(option === true ? {} : option) })
+  // A source that encodes rows itself (see encodeFor) leaves the main thread idle: its stage can
+  // take every core once it does, unless the caller chose the thread count.
+  const chosen = option === true ? {} : option
+  const { level, threads } = normalizeGzipOptions({ threads: bytesOnly ? availableParallelism() : Math.max(1, availableParallelism() - 1), ...chosen })
+  return mayEncode && chosen.threads === undefined ? adjustableGzip(level, threads) : gzipStage({ level, threads })
 }
 
 // An http.ServerResponse is a writable stream without being a stream.Writable (it predates it).

@@ -45,10 +45,11 @@ export interface SourceExtras {
   keyOf?(row: Row): unknown
   /**
    * Asks the source to send rows already encoded as `encoding` (`EncodedRows`) where it can write
-   * exactly the bytes the format would (Postgres: COPY); it sends row objects otherwise. exportStream
-   * calls it before data flows, for an export without a transform or split.
+   * exactly the bytes the format would (Postgres: COPY); it sends row objects otherwise, and calls
+   * `onEncoding` once it knows it encodes. exportStream calls it before data flows, for an export
+   * without a transform or split.
    */
-  encodeFor?(encoding: TextEncoding): void
+  encodeFor?(encoding: TextEncoding, onEncoding?: () => void): void
 }
 
 /**

@@ -14,6 +14,8 @@ const TIMESTAMPS = new Set([1114, 1184])
 const BYTEA = 17
 // Values the row path reads as strings, which `escapeFormulas` applies to (numbers by type excepted).
 const STRINGS = new Set([25, 1043, 1042, 19, 18, 2950, 1082, 1083, 1266, 1186, 1114, 1184])
+// Types whose text can be empty (text types, bytea): COPY would quote an empty value.
+const MAY_BE_EMPTY = new Set([25, 1043, 1042, 19, 18, BYTEA])
 
 /** A one-byte character COPY accepts as a CSV delimiter or quote. */
 const copyChar = (text: string) => (text === '\t' || (text.length === 1 && text >= ' ' && text <= '~')) && !/[A-Za-z0-9\\.]/.test(text)
@@ -40,7 +42,7 @@ function cellSql(field: PgField, n: number, encoding: TextEncoding): string {
   if (TIMESTAMPS.has(field.dataTypeID)) {
     // The row path turns Postgres' ISO text into ISO 8601 (`T`, `+00:00`), which is to_json's; BC
     // dates and -infinity it leaves as they are.
-    text = `CASE WHEN ${c} < '0001-01-01' THEN ${c}::text ELSE to_json(${c}) #>> '{}' END`
+    text = `CASE WHEN ${c} < '0001-01-01' THEN ${c}::text ELSE btrim(to_json(${c})::text, '"') END`
   } else if (field.dataTypeID === BYTEA) {
     text = encoding.binary === 'hex' ? `encode(${c}, 'hex')` : `translate(encode(${c}, 'base64'), E'\\n', '')`
   } else if (field.dataTypeID === 1042) {
@@ -52,7 +54,7 @@ function cellSql(field: PgField, n: number, encoding: TextEncoding): string {
     text = `CASE WHEN left(${text}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || ${text} ELSE ${text} END`
   }
   // COPY writes "" for an empty string; csv() writes it bare, as it writes NULL (nullValue '').
-  return `NULLIF(${text}, '')`
+  return MAY_BE_EMPTY.has(field.dataTypeID) ? `NULLIF(${text}, '')` : text
 }
 
 /** `COPY (...) TO STDOUT` writing the rows of `query` as csv() would, without the header. */

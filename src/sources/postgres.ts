@@ -46,6 +46,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   #copy: CopyOut['stream'] | undefined
   #copyDone = false
   #describing = false
+  #onEncoding: (() => void) | undefined
   #fields: PgField[] | undefined
 
   constructor(text: string, values: unknown[], batchSize: number) {
@@ -63,8 +64,9 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   // QueryStream closes the cursor here; when the cursor itself failed (a query error, a terminated
   // backend) there is nothing to close and the connection may be dead: skip the close, and release
   // the client as failed so the pool replaces it.
-  encodeFor(encoding: TextEncoding): void {
+  encodeFor(encoding: TextEncoding, onEncoding?: () => void): void {
     this.encoding = encoding
+    this.#onEncoding = onEncoding
   }
 
   /**
@@ -123,6 +125,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
       })
     })
     conn.client.query(query as never)
+    this.#onEncoding?.()
     return true
   }
 

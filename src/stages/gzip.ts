@@ -34,12 +34,34 @@ export type GzipStage = Transform & {
  * Every gzip reader reads the result; it is within ~0.1% of single-threaded gzip's size.
  */
 export function gzip(options: GzipOptions = {}): GzipStage {
+  const { level, threads } = normalizeGzipOptions(options)
+  if (threads === 1) return createGzip({ level, chunkSize: 64 * 1024 })
+  return new ParallelGzip(level, threads)
+}
+
+/** Checks gzip options and applies the defaults, without building a stream. */
+export function normalizeGzipOptions(options: GzipOptions = {}): Readonly<Required<GzipOptions>> {
   checkObject('options', options)
   const { level = 6, threads = availableParallelism() } = options
   if (!Number.isInteger(level) || level < 0 || level > 9) invalidOption('level', 'an integer from 0 to 9', level)
   checkPositiveInteger('threads', threads)
-  if (threads === 1) return createGzip({ level, chunkSize: 64 * 1024 })
-  return new ParallelGzip(level, threads)
+  return Object.freeze({ level, threads })
+}
+
+/**
+ * A parallel gzip stage whose thread count can change before or while it runs (even from 1): the
+ * pipeline gives it every core once the source encodes rows itself and leaves the main thread idle.
+ */
+export function adjustableGzip(level: number, threads: number): GzipStage {
+  const stage = new ParallelGzip(level, threads)
+  adjustable.add(stage)
+  return stage
+}
+const adjustable = new WeakSet<ParallelGzip>()
+
+/** Gives a stage made by `adjustableGzip` `threads` threads; any other stage keeps its own. */
+export function growGzip(stage: unknown, threads: number): void {
+  if (adjustable.has(stage as ParallelGzip)) (stage as ParallelGzip).threads = threads
 }
 
 /** The multi-threaded gzip stage (see `gzip`): block deflate between a gzip header and trailer. */
@@ -56,6 +78,10 @@ class ParallelGzip extends Transform {
       this.#bytesWritten += input
       this.push(output)
     })
+  }
+
+  set threads(threads: number) {
+    this.#deflater.threads = threads
   }
 
   get bytesWritten(): number {
