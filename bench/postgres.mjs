@@ -51,7 +51,9 @@ for (const [name, r, all] of speed) {
   lines.push(
     `| ${name} | ${fmt.s(r.ms)} (${range}) | **${fmt.x(r.ms / baselineMs)}** | ${fmt.s(r.processMs)} | **${fmt.x(r.processMs / baselineMs)}** | ${fmt.int(r.rows / (r.ms / 1000))} | ${fmt.mb(r.bytes)} | ${r.rssMb.toFixed(0)} |`,
   )
-  console.error(`${name}: ${fmt.s(r.ms)} s (${fmt.x(r.ms / baselineMs)}), process ${fmt.s(r.processMs)} s (${fmt.x(r.processMs / baselineMs)}), RSS ${r.rssMb.toFixed(0)} MB`)
+  console.error(
+    `${name}: ${fmt.s(r.ms)} s (${fmt.x(r.ms / baselineMs)}), process ${fmt.s(r.processMs)} s (${fmt.x(r.processMs / baselineMs)}), RSS ${r.rssMb.toFixed(0)} MB`,
+  )
 }
 
 const memory = []

@@ -186,9 +186,13 @@ export async function exportStream<L extends object = Location>(options: ExportO
   const stop = signal ? linkedSignal(signal) : undefined
 
   if (totalRows === undefined && source.countRows) {
+    tap.countPending = true
     source.countRows().then(
-      (count) => (tap.totalRows ??= count),
-      () => {}, // a failed count only costs the percentage; the export itself reports real errors
+      (count) => {
+        tap.totalRows ??= count
+        tap.countPending = false
+      },
+      () => (tap.countPending = false), // a failed count only costs the percentage; the export itself reports real errors
     )
   }
 

@@ -15,6 +15,8 @@ export type {
   SinkInfo,
   SourceExtras,
   SplitSink,
+  EncodedRows,
+  TextEncoding,
 } from './types.js'
 export { ExportError, type ExportErrorCode, type ExportStage } from './errors.js'
 export { fromIterable, type RowIterable } from './sources/iterable.js'

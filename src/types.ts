@@ -66,7 +66,10 @@ export interface TextEncoding {
   binary: 'base64' | 'hex'
 }
 
-/** Whole rows a source has encoded for the format's `TextEncoding`: the format passes the bytes on. */
+/**
+ * Output a source has encoded for the format's `TextEncoding`, in which `encodedRows` rows end (a
+ * batch may end inside a row, the next continues it): the format passes the bytes on.
+ */
 export interface EncodedRows {
   readonly encodedRows: number
   readonly bytes: Buffer

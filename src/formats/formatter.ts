@@ -38,6 +38,7 @@ export class TextFormat extends Transform implements Formatter {
   #text = ''
   #textBytes = 0
   #rows = 0
+  #begun = false
   #timer: NodeJS.Timeout | undefined
 
   constructor(spec: FormatterSpec) {
@@ -82,7 +83,8 @@ export class TextFormat extends Transform implements Formatter {
   override _transform(row: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (isEncodedRows(row)) {
       // Rows the source wrote as this format would have (COPY): passed on as they are.
-      if (this.#rows === 0) this.#text += this.#spec.begin?.() ?? ''
+      if (!this.#begun) this.#text += this.#spec.begin?.() ?? ''
+      this.#begun = true
       this.#pushText()
       this.push(row.bytes)
       this.#rows += row.encodedRows

@@ -69,28 +69,28 @@ const LF = 0x0a
 const CR = 0x0d
 
 /**
- * Cuts COPY's CSV output at record ends (a LF outside quotes), so that each batch holds whole rows
- * and the rows are counted as they pass; with `eol: '\r\n'` a CR goes before each record's LF
- * (COPY ends records with LF; line breaks inside quoted cells stay as they are).
+ * Counts the records of COPY's CSV output as it passes (a record ends at a LF outside quotes), and
+ * with `eol: '\r\n'` puts a CR before each record's LF (COPY ends records with LF; line breaks
+ * inside quoted cells stay as they are). Chunks pass on as they came otherwise: no copy.
  */
 export class CsvRecords {
   #quote: number
   #crlf: boolean
   #quoted = false
-  #rest: Buffer = Buffer.alloc(0)
+  #pending = 0
 
   constructor(encoding: TextEncoding) {
     this.#quote = encoding.quote.charCodeAt(0)
     this.#crlf = encoding.eol === '\r\n'
   }
 
-  /** Bytes after the last whole record. */
+  /** Bytes after the last record end: 0 once the output is whole. */
   get pending(): number {
-    return this.#rest.length
+    return this.#pending
   }
 
-  /** The whole records `chunk` completes, or undefined when it ends none. */
-  push(chunk: Buffer): EncodedRows | undefined {
+  /** `chunk` (CRLF records with `eol: '\r\n'`) and the count of records that end in it. */
+  push(chunk: Buffer): EncodedRows {
     const ends: number[] = []
     let quoted = this.#quoted
     let nextQuote = chunk.indexOf(this.#quote)
@@ -103,23 +103,17 @@ export class CsvRecords {
     }
     for (; nextQuote !== -1; nextQuote = chunk.indexOf(this.#quote, nextQuote + 1)) quoted = !quoted
     this.#quoted = quoted
-    if (ends.length === 0) {
-      this.#rest = Buffer.concat([this.#rest, chunk])
-      return undefined
-    }
-    const last = ends.at(-1)! + 1
-    const rest = this.#rest
-    this.#rest = chunk.subarray(last)
-    if (!this.#crlf) return { encodedRows: ends.length, bytes: Buffer.concat([rest, chunk.subarray(0, last)]) }
-    const bytes = Buffer.allocUnsafe(rest.length + last + ends.length)
-    let to = rest.copy(bytes, 0)
+    this.#pending = ends.length === 0 ? this.#pending + chunk.length : chunk.length - ends.at(-1)! - 1
+    if (!this.#crlf || ends.length === 0) return { encodedRows: ends.length, bytes: chunk }
+    const bytes = Buffer.allocUnsafe(chunk.length + ends.length)
+    let to = 0
     let from = 0
     for (const end of ends) {
       to += chunk.copy(bytes, to, from, end)
       bytes[to++] = CR
       from = end
     }
-    chunk.copy(bytes, to, from, last)
+    chunk.copy(bytes, to, from)
     return { encodedRows: ends.length, bytes }
   }
 }

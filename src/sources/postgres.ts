@@ -98,17 +98,16 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
       fields,
       encoding,
     )
+    // The cursor's buffer holds `batchSize` rows; COPY's chunks are ~64 KiB each: a few of them.
+    ;(this as unknown as { _readableState: { highWaterMark: number } })._readableState.highWaterMark = 4
     const query = new CopyOut(sql)
     const records = new CsvRecords(encoding)
     let rows = 0
     const copy = (this.#copy = query.stream)
     copy.on('data', (chunk: Buffer) => {
       const batch = records.push(chunk)
-      if (batch === undefined) return
       rows += batch.encodedRows
-      this.push(batch)
-      // Batches are ~64 KiB: a few in the buffer, not the object-mode highWaterMark's worth.
-      if (this.readableLength >= 4) copy.pause()
+      if (!this.push(batch)) copy.pause()
     })
     copy.on('error', (error: Error) => this.destroy(toExportError(error, 'ERR_SOURCE', 'source')))
     copy.on('end', () => {
@@ -116,7 +115,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
         this.#copyDone = true
         const counted = copy.rowCount
         if (records.pending > 0 || rows !== counted) {
-          this.destroy(new ExportError('ERR_SOURCE', 'source', `COPY sent ${counted} rows; ${rows} whole rows were read (${records.pending} bytes left over)`))
+          this.destroy(new ExportError('ERR_SOURCE', 'source', `COPY sent ${counted} rows; ${rows} were read, and ${records.pending} bytes after the last`))
           return
         }
         await this.connection?.release()

@@ -83,6 +83,8 @@ export function normalizeProgressOptions(options: ProgressOptions = {}): Normali
 export class ProgressTap extends Transform {
   /** Expected row count; may be set while the stream runs (e.g. once a COUNT query returns). */
   totalRows: number | undefined
+  /** A count is on its way (see `totalRows`): if the rows end first, the final report's total is the rows. */
+  countPending = false
   readonly #options: NormalizedProgressOptions
   readonly #started = performance.now()
   #bytes = 0
@@ -115,7 +117,7 @@ export class ProgressTap extends Transform {
       rowsPerSecond: elapsedMs > 0 ? (rows * 1000) / elapsedMs : 0,
     }
     if (readUploaded) report.uploadedBytes = readUploaded()
-    const { totalRows } = this
+    const totalRows = this.totalRows ?? (final && this.countPending ? rows : undefined)
     let fraction: number | undefined
     if (totalRows !== undefined) {
       if (final) {

@@ -128,12 +128,16 @@ describe('postgresSource + csv(): PostgreSQL writes the CSV', () => {
     }
   })
 
-  it('reports rows while COPY streams, and the count at the end is the command tag', async () => {
+  it('reports rows while COPY streams, holds a few chunks behind a slow sink, and the count at the end is the command tag', async () => {
     const pool = testPool(1)
     const reports: Progress[] = []
     const source = postgresSource({ pool, text: `select * from ${STATEMENTS} order by id`, count: 'exact' }) as Source
     const sink = collector(1) // 1 ms a chunk: the export takes a while
+    let buffered = 0 // COPY's chunks waiting in the source: a few, whatever the sink's pace
+    const watch = setInterval(() => (buffered = Math.max(buffered, source.readableLength)), 1)
     const result = await exportStream({ source, format: csv(), sink, progressIntervalMs: 20, onProgress: (p) => void reports.push(p) })
+    clearInterval(watch)
+    expect(buffered).toBeLessThanOrEqual(4)
     expect(source.rowPathReason).toBeUndefined()
     expect(result.rows).toBe(50_000)
     expect(reports.some((p) => p.rows > 0 && p.rows < 50_000)).toBe(true)

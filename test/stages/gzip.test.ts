@@ -9,7 +9,7 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
 import { csv, exportStream, fromIterable, gzip } from '../../src/index.js'
-import { BLOCK_SIZE } from '../../src/stages/gzip.js'
+import { adjustableGzip, BLOCK_SIZE, growGzip } from '../../src/stages/gzip.js'
 import { collector, tempDir } from '../helpers.js'
 
 /** Compresses `input` in chunks of `chunkSize` with the parallel stage. */
@@ -108,5 +108,17 @@ describe('gzip (parallel)', () => {
   it('validates its options', () => {
     expect(() => gzip({ threads: 0 })).toThrow('Expected `threads` to be a positive integer, got `0` (number)')
     expect(() => gzip({ level: -1 })).toThrow('Expected `level` to be an integer from 0 to 9')
+  })
+
+  it('a stage whose threads grow while it runs (as the pipeline grows it when the source encodes) writes one valid member', async () => {
+    const input = Buffer.from(randomBytes(3 * BLOCK_SIZE).toString('base64'))
+    const stage = adjustableGzip(6, 1)
+    const sink = collector()
+    const done = pipeline(stage, sink)
+    stage.write(input.subarray(0, BLOCK_SIZE))
+    growGzip(stage, 4)
+    stage.end(input.subarray(BLOCK_SIZE))
+    await done
+    expect(gunzipSync(sink.buffer()).equals(input)).toBe(true)
   })
 })
