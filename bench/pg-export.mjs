@@ -1,9 +1,9 @@
 // One Postgres export in this process, for bench/postgres.mjs.
 //   node bench/pg-export.mjs <copy|text|rows> <sql> <out path> [batchSize]
 // copy: postgresCopySource; text: postgresSource + csv() (PostgreSQL writes the CSV where it can);
-// rows: the same with a transform (every row through the row path).
+// rows: the same with a transform (every row through the row path). FORMAT=jsonl: jsonl() instead.
 import pg from 'pg'
-import { csv, exportStream, fileSink, postgresCopySource, postgresSource } from 'stream-export'
+import { csv, exportStream, fileSink, jsonl, postgresCopySource, postgresSource } from 'stream-export'
 
 const [kind, text, path, batchSize = '1000'] = process.argv.slice(2)
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
@@ -15,7 +15,7 @@ const result = await exportStream(
     : {
         source: postgresSource({ pool, text, batchSize: Number(batchSize) }),
         transform: kind === 'rows' ? (row) => row : undefined,
-        format: csv(),
+        format: process.env.FORMAT === 'jsonl' ? jsonl() : csv(),
         gzip,
         sink: fileSink({ path }),
       },

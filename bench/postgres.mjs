@@ -22,8 +22,8 @@ await pool.end()
 
 const select = (n) => (n <= 1_000_000 ? `select * from ${table} where id <= ${n} order by id` : STATEMENTS_SQL.replace('$1::bigint', `${n}::bigint`))
 const psql = (sql) => timeShell(`psql "${url}" -q -c "\\copy (${sql.replace(/\s+/g, ' ').replace(/"/g, '\\"')}) to stdout csv header" | gzip -6 > ${out}`)
-const run = (kind, sql, batchSize) => {
-  const result = runChild(script, [kind, sql, out, batchSize ?? 1000], env)
+const run = (kind, sql, batchSize, format = 'csv') => {
+  const result = runChild(script, [kind, sql, out, batchSize ?? 1000], { ...env, FORMAT: format })
   rmSync(out)
   return result
 }
@@ -34,6 +34,8 @@ const repeat = Number(process.env.BENCH_REPEAT ?? 3)
 const contenders = [
   ['postgresCopySource + gzip', () => run('copy', select(1_000_000))],
   ['postgresSource + csv + gzip (PostgreSQL writes the CSV)', () => run('text', select(1_000_000))],
+  ['postgresSource + jsonl + gzip (PostgreSQL writes the JSON Lines)', () => run('text', select(1_000_000), 1000, 'jsonl')],
+  ['postgresSource + transform + jsonl + gzip (row path)', () => run('rows', select(1_000_000), 1000, 'jsonl')],
   ...[1000, 5000].map((b) => [`postgresSource (batchSize ${b}) + transform + csv + gzip (row path)`, () => run('rows', select(1_000_000), b)]),
 ]
 const baselines = []
@@ -80,8 +82,9 @@ Baseline: \`psql -c "\\copy (...) to stdout csv header" | gzip -6 > file\`: medi
 (range ${spread} s). Every contender ran ${repeat} times in interleaved rounds; wall time is the
 median (range in brackets), ratio = median export / median baseline; "process" is the whole
 \`node\` process (start-up and imports included), as the baseline's pipeline is timed.
-\`postgresSource + csv()\` without a transform lets PostgreSQL write the CSV (docs/postgres.md),
-byte for byte what the row path writes; a transform sends every row through the row path.
+\`postgresSource\` + \`csv()\` or \`jsonl()\` without a transform lets PostgreSQL write the text
+(docs/postgres.md), byte for byte what the row path writes; a transform sends every row through the
+row path. The JSON Lines contenders are compared with the same CSV baseline (JSON Lines are larger: the keys are on every line).
 
 | export | wall s | vs psql \\| gzip -6 | process s | vs psql \\| gzip -6 | rows/s | gzipped MB | peak RSS MB |
 |---|---:|---:|---:|---:|---:|---:|---:|

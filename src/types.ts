@@ -53,18 +53,21 @@ export interface SourceExtras {
 }
 
 /**
- * What a text format writes, told so that a source can write the same bytes itself: CSV cells by the
- * value policy (docs/postgres.md), with these options; the format keeps the header and BOM.
+ * What a text format writes, told so that a source can write the same bytes itself: CSV cells or
+ * JSON Lines by the value policy (docs/postgres.md), with these options; the format keeps the CSV
+ * header and BOM.
  */
-export interface TextEncoding {
-  kind: 'csv'
-  delimiter: string
-  quote: string
-  eol: string
-  nullValue: string
-  escapeFormulas: boolean
-  binary: 'base64' | 'hex'
-}
+export type TextEncoding =
+  | {
+      kind: 'csv'
+      delimiter: string
+      quote: string
+      eol: string
+      nullValue: string
+      escapeFormulas: boolean
+      binary: 'base64' | 'hex'
+    }
+  | { kind: 'jsonl'; binary: 'base64' | 'hex' }
 
 /**
  * Output a source has encoded for the format's `TextEncoding`, in which `encodedRows` rows end (a

@@ -8,6 +8,7 @@ export function jsonl(options: JsonOptions = {}): Formatter {
   return createFormatter({
     contentType: 'application/x-ndjson',
     extension: 'jsonl',
+    textEncoding: { kind: 'jsonl', binary: options.binary ?? 'base64' },
     encode: (row) => encode(row) + '\n',
     end: () => '',
   })

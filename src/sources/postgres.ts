@@ -5,7 +5,7 @@ import QueryStream from 'pg-query-stream'
 import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
-import { copyCsvQuery, copyCsvRefusal, CsvRecords } from './postgres-csv.js'
+import { BinaryLines, copyQuery, copyRefusal, CsvRecords } from './postgres-text.js'
 import { CopyOut, inlineParameters, sqlLiteral } from './postgres-copy.js'
 import type { ColumnType, SourceExtras, TextEncoding } from '../types.js'
 
@@ -71,7 +71,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
 
   /**
    * Runs `COPY` instead of the cursor when PostgreSQL can write exactly the bytes the format
-   * would (postgres-csv.ts): the query's row description comes first. Returns false otherwise.
+   * would (postgres-text.ts): the query's row description comes first. Returns false otherwise.
    */
   async copyInstead(conn: Connection, text: string, values: unknown[]): Promise<boolean> {
     const encoding = this.encoding
@@ -89,23 +89,25 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
     } finally {
       this.#describing = false
     }
-    this.rowPathReason = copyCsvRefusal(fields, encoding, dateStyle)
+    this.rowPathReason = copyRefusal(fields, encoding, dateStyle)
     if (this.rowPathReason !== undefined || this.destroyed) return false
     const names = uniqueColumnNames(fields.map((field) => field.name))
     this.#fields = fields.map((field, i) => ({ ...field, name: names[i]! }))
-    const sql = copyCsvQuery(
+    const sql = copyQuery(
       inlineParameters(text, values.length, (n) => sqlLiteral(values[n - 1])),
       fields,
+      names,
       encoding,
     )
     // The cursor's buffer holds `batchSize` rows; COPY's chunks are ~64 KiB each: a few of them.
     ;(this as unknown as { _readableState: { highWaterMark: number } })._readableState.highWaterMark = 4
     const query = new CopyOut(sql)
-    const records = new CsvRecords(encoding)
+    const records = encoding.kind === 'csv' ? new CsvRecords(encoding) : new BinaryLines()
     let rows = 0
     const copy = (this.#copy = query.stream)
     copy.on('data', (chunk: Buffer) => {
       const batch = records.push(chunk)
+      if (batch.bytes.length === 0) return
       rows += batch.encodedRows
       if (!this.push(batch)) copy.pause()
     })

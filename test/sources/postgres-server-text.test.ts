@@ -1,10 +1,10 @@
-// postgresSource + csv() without a transform: PostgreSQL writes the CSV (COPY), and the bytes must
+// postgresSource + csv() or jsonl() without a transform: PostgreSQL writes the text (COPY), and the bytes must
 // be exactly those of the row path (the same export with a transform that returns each row as it
 // is), for every type of docs/postgres.md and every CSV option COPY can express; elsewhere the row
 // path runs, and says why.
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { csv, type CsvOptions, exportStream, postgresSource, type Progress } from '../../src/index.js'
+import { csv, type CsvOptions, exportStream, jsonl, postgresSource, type Formatter, type Progress } from '../../src/index.js'
 import { createStatements, databaseUrl, otherBackends, testPool } from '../fixtures/postgres.js'
 import { collector, expectSameBytes } from '../helpers.js'
 
@@ -34,7 +34,10 @@ beforeAll(async () => {
      '\\x2b2f', e'\\rstarts with CR', '\\.', '"', '"', 'a,b', null),
     (6, 2, 2, '0.1', 3, 3, true,
      '1800-01-01 00:00:00+00', '2000-02-29 00:00:00', '2000-02-29', '01:02:03', '01:02:03-03:30', '1 day',
-     '\\x0a0d22', ';semi;colon', e'tab\\tinside', 'q''uote', 'z', 'n', null)`)
+     '\\x0a0d22', ';semi;colon', e'tab\\tinside', 'q''uote', 'z', 'n', null),
+    (7, 3, 3, '1e-20', 4, 4, false,
+     '2026-11-23 23:59:59.999999+00', '2026-11-23 00:00:00.000001', '2026-11-23', '24:00', '00:00:00+00', '-1 year',
+     '\\x', chr(1) || chr(8) || chr(9) || chr(12) || chr(27) || chr(31) || '\\' || chr(127) || chr(8232) || '/"', '{"a":1}', 'é', 'ü', '__proto__', null)`)
   await createStatements(pool, STATEMENTS, 50_000)
   await pool.end()
 })
@@ -42,12 +45,13 @@ beforeAll(async () => {
 type Source = ReturnType<typeof postgresSource> & { rowPathReason?: string }
 
 /** The export as PostgreSQL writes it and as the row path writes it, with why the first went as it did. */
-async function bothPaths(pool: pg.Pool, text: string, options: CsvOptions = {}, values?: unknown[]) {
+async function bothPaths(pool: pg.Pool, text: string, options: CsvOptions | (() => Formatter) = {}, values?: unknown[]) {
+  const format = typeof options === 'function' ? options : () => csv(options)
   const server = collector()
   const source = postgresSource({ pool, text, values }) as Source
-  const result = await exportStream({ source, format: csv(options), sink: server })
+  const result = await exportStream({ source, format: format(), sink: server })
   const rows = collector()
-  await exportStream({ source: postgresSource({ pool, text, values }), transform: (row) => row, format: csv(options), sink: rows })
+  await exportStream({ source: postgresSource({ pool, text, values }), transform: (row) => row, format: format(), sink: rows })
   return { server: server.buffer(), rows: rows.buffer(), reason: source.rowPathReason, result }
 }
 
@@ -64,8 +68,22 @@ describe('postgresSource + csv(): PostgreSQL writes the CSV', () => {
       const pool = testPool(1)
       const { server, rows, reason, result } = await bothPaths(pool, `select * from ${TABLE} order by id`, options)
       expect(reason).toBeUndefined() // COPY wrote it
-      expect(result.rows).toBe(6)
+      expect(result.rows).toBe(7)
       expectSameBytes(server, rows)
+    })
+  }
+
+  for (const binary of ['base64', 'hex'] as const) {
+    it(`JSON Lines: every type, byte for byte the row path's (${binary} bytes), and a single column`, async () => {
+      const pool = testPool(1)
+      const { server, rows, reason, result } = await bothPaths(pool, `select * from ${TABLE} order by id`, () => jsonl({ binary }))
+      expect(reason).toBeUndefined()
+      expect(result.rows).toBe(7)
+      expect(server.toString().split('\n')).toHaveLength(8)
+      expectSameBytes(server, rows)
+      const single = await bothPaths(pool, `select note from ${TABLE} order by id`, () => jsonl({ binary }))
+      expect(single.reason).toBeUndefined()
+      expectSameBytes(single.server, single.rows)
     })
   }
 
@@ -111,6 +129,9 @@ describe('postgresSource + csv(): PostgreSQL writes the CSV', () => {
       expect(reason).toMatch(why)
       expectSameBytes(server, rows)
     }
+    const json = await bothPaths(pool, `select id, short::json as doc, short::jsonb as docb from ${TABLE} where id = 7`, () => jsonl())
+    expect(json.reason).toMatch(/column "doc" of type oid 114/) // the row path re-encodes JSON (spacing, numbers)
+    expectSameBytes(json.server, json.rows)
     // Columns chosen or renamed by the format, and a transform, are the row path's by design.
     const chosen = postgresSource({ pool, text: `select id, note from ${TABLE}` }) as Source
     await exportStream({ source: chosen, format: csv({ columns: ['note'] }), sink: collector() })
