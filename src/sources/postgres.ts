@@ -39,7 +39,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   counted: Promise<number | undefined> = Promise.resolve(undefined)
   started: Promise<void> = Promise.resolve()
   /** The format's encoding, when the export asked for encoded rows (see `encodeFor`). */
-  encoding: TextEncoding | undefined
+  #encoding: TextEncoding | undefined
   /** Why the rows are not encoded by Postgres (the last check made), for tests and debugging. */
   rowPathReason: string | undefined = 'no encoding asked for'
   /** The COPY writing encoded rows, once it runs instead of the cursor. */
@@ -61,11 +61,8 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
     }
   }
 
-  // QueryStream closes the cursor here; when the cursor itself failed (a query error, a terminated
-  // backend) there is nothing to close and the connection may be dead: skip the close, and release
-  // the client as failed so the pool replaces it.
   encodeFor(encoding: TextEncoding, onEncoding?: () => void): void {
-    this.encoding = encoding
+    this.#encoding = encoding
     this.#onEncoding = onEncoding
   }
 
@@ -74,7 +71,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
    * would (postgres-text.ts): the query's row description comes first. Returns false otherwise.
    */
   async copyInstead(conn: Connection, text: string, values: unknown[]): Promise<boolean> {
-    const encoding = this.encoding
+    const encoding = this.#encoding
     if (encoding === undefined) return false
     const client = conn.client as unknown as { query(q: object): Promise<{ fields: PgField[]; rows: Array<{ DateStyle: string }> }> }
     let fields: PgField[]
@@ -140,9 +137,12 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
       // A COPY cut short (or a describe) leaves the connection mid-protocol: the pool must replace it.
       const interrupted = !this.#copyDone
       const released = this.connection?.release(interrupted ? (error ?? new Error('COPY interrupted')) : undefined) ?? Promise.resolve()
-      void released.then(() => callback(error && toExportError(error, 'ERR_SOURCE', 'source')))
+      void released.then(() => callback(error))
       return
     }
+    // The cursor: QueryStream closes it here; when the cursor itself failed (a query error, a
+    // terminated backend) there is nothing to close and the connection may be dead: skip the close,
+    // and release the client as failed so the pool replaces it.
     const cursor = this.cursor as { state: string }
     const cursorFailed = cursor.state === 'error'
     const finish = (closeError?: Error | null) => {

@@ -107,6 +107,12 @@ describe('postgresSource + csv(): PostgreSQL writes the CSV', () => {
     expect(join.server.toString().split('\n', 1)[0]).toBe('id,user_name,email,currency,amount,posted_at,memo,id_2,note')
     expect(join.result.rows).toBe(50_000 - 10)
     expectSameBytes(join.server, join.rows)
+    // Rows (and CRLF records, and COPY's binary framing) cut across COPY's chunks.
+    for (const format of [() => csv({ excel: true }), () => jsonl()]) {
+      const other = await bothPaths(pool, query, format, [10, 'never'])
+      expect(other.reason).toBeUndefined()
+      expectSameBytes(other.server, other.rows)
+    }
     const none = await bothPaths(pool, `select * from ${STATEMENTS} where id < 0`, { excel: true })
     expect(none.reason).toBeUndefined()
     expect(none.server.toString()).toBe('\ufeffid,user_name,email,currency,amount,posted_at,memo\r\n')
