@@ -74,13 +74,20 @@ export type TextEncoding =
  * batch may end inside a row, the next continues it): the format passes the bytes on.
  */
 export interface EncodedRows {
+  readonly [ENCODED_ROWS]: true
   readonly encodedRows: number
   readonly bytes: Buffer
 }
 
+/** The brand of `EncodedRows`: no row object is ever taken for one. */
+export const ENCODED_ROWS: unique symbol = Symbol.for('stream-export.EncodedRows')
+
+/** `EncodedRows` of `bytes` in which `rows` rows end. */
+export const encodedRows = (rows: number, bytes: Buffer): EncodedRows => ({ [ENCODED_ROWS]: true, encodedRows: rows, bytes })
+
 /** Whether a chunk a format receives is `EncodedRows` rather than a row. */
 export const isEncodedRows = (chunk: unknown): chunk is EncodedRows =>
-  typeof chunk === 'object' && chunk !== null && typeof (chunk as EncodedRows).encodedRows === 'number' && Buffer.isBuffer((chunk as EncodedRows).bytes)
+  typeof chunk === 'object' && chunk !== null && (chunk as Partial<EncodedRows>)[ENCODED_ROWS] === true
 
 /**
  * What a format stage may tell the pipeline about itself. This library's formats tell all of it;

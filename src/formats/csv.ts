@@ -192,7 +192,11 @@ function csvEncoder(options: NormalizedCsvOptions): FormatterSpec {
     extension: 'csv',
     // Columns chosen or renamed are the row path's work; otherwise a source may write the cells.
     textEncoding: givenColumns ? undefined : { kind: 'csv', delimiter, quote, eol, nullValue, escapeFormulas, binary },
-    begin: () => start((columns ??= sourceColumns()?.map((c) => ({ key: c.name, header: c.name })) ?? [])),
+    begin: () => {
+      columns ??= sourceColumns()?.map((c) => ({ key: c.name, header: c.name }))
+      if (columns === undefined) throw new ExportError('ERR_FORMAT', 'format', 'The source sent encoded rows without telling its columns (for the header)')
+      return start(columns)
+    },
     encode(row: Row, index: number) {
       if (columns === undefined) {
         const paths = leafPaths(row, flatten)

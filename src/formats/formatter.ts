@@ -83,7 +83,12 @@ export class TextFormat extends Transform implements Formatter {
   override _transform(row: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (isEncodedRows(row)) {
       // Rows the source wrote as this format would have (COPY): passed on as they are.
-      if (!this.#begun) this.#text += this.#spec.begin?.() ?? ''
+      try {
+        if (!this.#begun) this.#text += this.#spec.begin?.() ?? ''
+      } catch (error) {
+        callback(error as Error)
+        return
+      }
       this.#begun = true
       this.#pushText()
       this.push(row.bytes)

@@ -4,7 +4,7 @@
 // Lines, one text per row in COPY's binary framing. Where identity cannot be guaranteed,
 // `copyRefusal` says why and the rows go through the row path.
 import pg from 'pg'
-import type { EncodedRows, TextEncoding } from '../types.js'
+import { encodedRows, type EncodedRows, type TextEncoding } from '../types.js'
 
 type CsvEncoding = Extract<TextEncoding, { kind: 'csv' }>
 import type { PgField } from './postgres-types.js'
@@ -129,7 +129,7 @@ export class CsvRecords {
     for (; nextQuote !== -1; nextQuote = chunk.indexOf(this.#quote, nextQuote + 1)) quoted = !quoted
     this.#quoted = quoted
     this.#pending = ends.length === 0 ? this.#pending + chunk.length : chunk.length - ends.at(-1)! - 1
-    if (!this.#crlf || ends.length === 0) return { encodedRows: ends.length, bytes: chunk }
+    if (!this.#crlf || ends.length === 0) return encodedRows(ends.length, chunk)
     const bytes = Buffer.allocUnsafe(chunk.length + ends.length)
     let to = 0
     let from = 0
@@ -139,7 +139,7 @@ export class CsvRecords {
       from = end
     }
     chunk.copy(bytes, to, from)
-    return { encodedRows: ends.length, bytes }
+    return encodedRows(ends.length, bytes)
   }
 }
 
@@ -166,7 +166,7 @@ export class BinaryLines {
     if (!this.#body) {
       if (data.length < HEADER || data.length < HEADER + data.readUInt32BE(HEADER - 4)) {
         this.#carry = data
-        return { encodedRows: 0, bytes: Buffer.alloc(0) }
+        return encodedRows(0, Buffer.alloc(0))
       }
       at = HEADER + data.readUInt32BE(HEADER - 4)
       this.#body = true
@@ -185,6 +185,6 @@ export class BinaryLines {
       at += 6 + length
     }
     this.#carry = data.subarray(at)
-    return { encodedRows: lines.length / 2, bytes: Buffer.concat(lines) }
+    return encodedRows(lines.length / 2, Buffer.concat(lines))
   }
 }

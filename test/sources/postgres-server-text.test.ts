@@ -6,7 +6,7 @@ import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { csv, type CsvOptions, exportStream, jsonl, postgresSource, type Formatter, type Progress } from '../../src/index.js'
 import { createStatements, databaseUrl, otherBackends, testPool } from '../fixtures/postgres.js'
-import { collector, expectSameBytes } from '../helpers.js'
+import { collector, expectSameBytes, formatRows } from '../helpers.js'
 
 const TABLE = 'se_server_csv_types'
 const STATEMENTS = 'se_server_csv_statements'
@@ -197,5 +197,11 @@ describe('postgresSource + csv(): PostgreSQL writes the CSV', () => {
       .poll(async () => (await pool.query('select count(*)::int as n from pg_stat_activity where pid = $1', [pid])).rows[0].n, { timeout: 5000 })
       .toBe(0)
     await expect.poll(async () => (await otherBackends(pool)).length, { timeout: 5000 }).toBe(before)
+  })
+
+  it('a row shaped like encoded rows is a row: only the brand marks them', async () => {
+    const row = { encodedRows: 1, bytes: Buffer.from('x') }
+    expect(await formatRows(csv(), [row])).toBe('encodedRows,bytes\n1,eA==\n')
+    expect(await formatRows(jsonl(), [row])).toBe('{"encodedRows":1,"bytes":"eA=="}\n')
   })
 })
