@@ -18,8 +18,9 @@ const BYTEA = 17
 const JSON_LITERAL = new Set([16, 21, 23, 26])
 // Values the row path reads as strings, which `escapeFormulas` applies to (numbers by type excepted).
 const STRINGS = new Set([25, 1043, 1042, 19, 18, 2950, 1082, 1083, 1266, 1186, 1114, 1184])
-// Types whose text can be empty (text types, bytea): COPY would quote an empty value.
-const MAY_BE_EMPTY = new Set([25, 1043, 1042, 19, 18, BYTEA])
+// Text types: any character, so JSON escapes; with bytea, the values that can be empty (COPY would quote them).
+const TEXT = new Set([25, 1043, 1042, 19, 18])
+const MAY_BE_EMPTY = new Set([...TEXT, BYTEA])
 
 /** A one-byte character COPY accepts as a CSV delimiter or quote. */
 const copyChar = (text: string) => (text === '\t' || (text.length === 1 && text >= ' ' && text <= '~')) && !/[A-Za-z0-9\\.]/.test(text)
@@ -70,8 +71,14 @@ function cellSql(field: PgField, n: number, encoding: CsvEncoding): string {
 /** The JSON text of column `n` as jsonl() writes it (strings quoted and escaped; int8 and numeric as strings). */
 function jsonSql(field: PgField, n: number, binary: TextEncoding['binary']): string {
   const c = `q."${n}"`
-  // int2, int4, oid and bool are JSON numbers and booleans; everything else a JSON string.
-  const json = JSON_LITERAL.has(field.dataTypeID) ? `${c}::text` : `to_json(${valueSql(field, c, binary)})::text`
+  const id = field.dataTypeID
+  let json: string
+  if (JSON_LITERAL.has(id))
+    json = `${c}::text` // int2, int4, oid, bool: JSON numbers and booleans
+  else if (TIMESTAMPS.has(id)) json = `(CASE WHEN ${c} < '0001-01-01' THEN to_json(${c}::text) ELSE to_json(${c}) END)::text`
+  else if (TEXT.has(id))
+    json = `to_json(${valueSql(field, c, binary)})::text` // escaped as JSON.stringify escapes
+  else json = `'"' || ${valueSql(field, c, binary)} || '"'` // numbers, dates, times, uuid, base64/hex: nothing to escape
   return `COALESCE(${json}, 'null')`
 }
 
