@@ -28,7 +28,14 @@ export interface PostgresSourceOptions extends PostgresConnectionOptions {
 }
 
 /** A Postgres row source: a Readable of rows with the lossless value policy. */
-export type PostgresSource = Readable & SourceExtras
+export type PostgresSource = Readable &
+  SourceExtras & {
+    /**
+     * Why the rows go through the row path rather than being written by PostgreSQL (see
+     * docs/postgres.md), once the source has decided; `undefined` when PostgreSQL writes them.
+     */
+    readonly rowPathReason: string | undefined
+  }
 
 /**
  * pg-query-stream's QueryStream with the three things a source of ours adds: unique column names,
@@ -40,7 +47,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   started: Promise<void> = Promise.resolve()
   /** The format's encoding, when the export asked for encoded rows (see `encodeFor`). */
   #encoding: TextEncoding | undefined
-  /** Why the rows are not encoded by Postgres (the last check made), for tests and debugging. */
+  /** See `PostgresSource.rowPathReason`. */
   rowPathReason: string | undefined = 'no encoding asked for'
   /** The COPY writing encoded rows, once it runs instead of the cursor. */
   #copy: CopyOut['stream'] | undefined

@@ -42,7 +42,7 @@ beforeAll(async () => {
   await pool.end()
 })
 
-type Source = ReturnType<typeof postgresSource> & { rowPathReason?: string }
+type Source = ReturnType<typeof postgresSource>
 
 /** The export as PostgreSQL writes it and as the row path writes it, with why the first went as it did. */
 async function bothPaths(pool: pg.Pool, text: string, options: CsvOptions | (() => Formatter) = {}, values?: unknown[]) {
