@@ -25,11 +25,14 @@ const MAY_BE_EMPTY = new Set([...TEXT, BYTEA])
 /** A one-byte character COPY accepts as a CSV delimiter or quote. */
 const copyChar = (text: string) => (text === '\t' || (text.length === 1 && text >= ' ' && text <= '~')) && !/[A-Za-z0-9\\.]/.test(text)
 
-/** Why the row path must write this export, or undefined when COPY writes the same bytes. */
-export function copyRefusal(fields: readonly PgField[], encoding: TextEncoding, dateStyle: string): string | undefined {
+/** Whether the text of these columns depends on the session's DateStyle (timestamps). */
+export const dependsOnDateStyle = (fields: readonly PgField[]): boolean => fields.some((f) => TIMESTAMPS.has(f.dataTypeID))
+
+/** Why the row path must write this export, or undefined when COPY writes the same bytes (`dateStyle`: when it matters). */
+export function copyRefusal(fields: readonly PgField[], encoding: TextEncoding, dateStyle?: string): string | undefined {
   const other = fields.find((f) => !AS_TEXT.has(f.dataTypeID) && !TIMESTAMPS.has(f.dataTypeID) && f.dataTypeID !== BYTEA)
   if (other) return `column ${JSON.stringify(other.name)} of type oid ${other.dataTypeID}`
-  if (fields.some((f) => TIMESTAMPS.has(f.dataTypeID)) && !dateStyle.startsWith('ISO')) return `DateStyle ${dateStyle}`
+  if (dateStyle !== undefined && !dateStyle.startsWith('ISO')) return `DateStyle ${dateStyle}`
   return encoding.kind === 'csv' ? csvRefusal(fields, encoding) : undefined
 }
 

@@ -5,7 +5,7 @@ import QueryStream from 'pg-query-stream'
 import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
-import { BinaryLines, copyQuery, copyRefusal, CsvRecords } from './postgres-text.js'
+import { BinaryLines, copyQuery, copyRefusal, CsvRecords, dependsOnDateStyle } from './postgres-text.js'
 import { CopyOut, inlineParameters, sqlLiteral } from './postgres-copy.js'
 import type { ColumnType, SourceExtras, TextEncoding } from '../types.js'
 
@@ -82,11 +82,11 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
     if (encoding === undefined) return false
     const client = conn.client as unknown as { query(q: object): Promise<{ fields: PgField[]; rows: Array<{ DateStyle: string }> }> }
     let fields: PgField[]
-    let dateStyle: string
+    let dateStyle: string | undefined
     this.#describing = true
     try {
       ;({ fields } = await client.query({ text: `SELECT * FROM (${text}) AS q LIMIT 0`, values, types: losslessTypes() }))
-      dateStyle = (await client.query({ text: 'SHOW DateStyle' })).rows[0]!.DateStyle
+      if (dependsOnDateStyle(fields)) dateStyle = (await client.query({ text: 'SHOW DateStyle' })).rows[0]!.DateStyle
     } catch (error) {
       this.rowPathReason = `the query cannot be described as a subquery (${(error as Error).message})`
       return false
