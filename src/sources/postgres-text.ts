@@ -9,18 +9,22 @@ import { encodedRows, type EncodedRows, type TextEncoding } from '../types.js'
 type CsvEncoding = Extract<TextEncoding, { kind: 'csv' }>
 import type { PgField } from './postgres-types.js'
 
-const NUMBER = new Set([20, 21, 23, 26, 1700]) // int8, int2, int4, oid, numeric: never formula-escaped
-// Text Postgres prints as the row path writes it: bool (true/false), numbers, text types, uuid,
-// date/time/interval (the row path keeps their text).
-const AS_TEXT = new Set([16, ...NUMBER, 25, 1043, 1042, 19, 18, 2950, 1082, 1083, 1266, 1186])
-const TIMESTAMPS = new Set([1114, 1184])
+// The types PostgreSQL prints as the row path writes them, one list per kind; the sets below are made of them.
+const BOOL = 16
+const NUMBERS = [20, 21, 23, 26, 1700] // int8, int2, int4, oid, numeric: never formula-escaped
+const TEXTS = [25, 1043, 1042, 19, 18] // text, varchar, char(n), name, "char": any character
+const TEXT_KEPT = [2950, 1082, 1083, 1266, 1186] // uuid, date, time, timetz, interval: the row path keeps their text
+const TIMESTAMP_TYPES = [1114, 1184]
 const BYTEA = 17
-const JSON_LITERAL = new Set([16, 21, 23, 26])
+
+const AS_TEXT = new Set([BOOL, ...NUMBERS, ...TEXTS, ...TEXT_KEPT])
+const TIMESTAMPS = new Set(TIMESTAMP_TYPES)
+const JSON_LITERAL = new Set([BOOL, 21, 23, 26]) // JSON booleans and numbers (int8, numeric are strings)
 // Values the row path reads as strings, which `escapeFormulas` applies to (numbers by type excepted).
-const STRINGS = new Set([25, 1043, 1042, 19, 18, 2950, 1082, 1083, 1266, 1186, 1114, 1184])
-// Text types: any character, so JSON escapes; with bytea, the values that can be empty (COPY would quote them).
-const TEXT = new Set([25, 1043, 1042, 19, 18])
-const MAY_BE_EMPTY = new Set([...TEXT, BYTEA])
+const STRINGS = new Set([...TEXTS, ...TEXT_KEPT, ...TIMESTAMP_TYPES])
+// Text types need JSON escapes; with bytea, they are the values that can be empty (COPY would quote them).
+const TEXT = new Set(TEXTS)
+const MAY_BE_EMPTY = new Set([...TEXTS, BYTEA])
 
 /** A one-byte character COPY accepts as a CSV delimiter or quote. */
 const copyChar = (text: string) => (text === '\t' || (text.length === 1 && text >= ' ' && text <= '~')) && !/[A-Za-z0-9\\.]/.test(text)
