@@ -142,6 +142,8 @@ export async function exportStream<L extends object = Location>(options: ExportO
 
   format?.useSourceColumns?.(() => source.columnTypes?.())
   if (mayEncode) source.encodeFor!(format!.textEncoding!, () => growGzip(compress, availableParallelism()))
+  // Rows in batches when what reads them takes batches (a transform of ours hands them on as batches).
+  if (!splitter && format?.takesBatches) source.sendBatches?.()
   const sinkInfo = source.preformatted ?? format
   // A gzipped export is a .gz file: stored as application/gzip without Content-Encoding, so that a
   // browser following a presigned link saves the gzip bytes its name promises instead of decoding them.

@@ -16,9 +16,10 @@ export type {
   SourceExtras,
   SplitSink,
   EncodedRows,
+  RowBatch,
   TextEncoding,
 } from './types.js'
-export { ENCODED_ROWS, encodedRows } from './types.js'
+export { ENCODED_ROWS, encodedRows, ROW_BATCH, rowBatch, isRowBatch } from './types.js'
 export { ExportError, type ExportErrorCode, type ExportStage } from './errors.js'
 export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres.js'

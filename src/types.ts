@@ -50,7 +50,29 @@ export interface SourceExtras {
    * without a transform or split.
    */
   encodeFor?(encoding: TextEncoding, onEncoding?: () => void): void
+  /**
+   * Asks the source to push `RowBatch`es (the rows of one driver page or input chunk) instead of
+   * one row per chunk, so that each stage's per-chunk cost is paid once per batch. exportStream
+   * calls it before data flows when the stage after the source takes batches (this library's
+   * formats and transforms); any other reader gets rows.
+   */
+  sendBatches?(): void
 }
+
+/** Rows handed on together (see `SourceExtras.sendBatches`): a stage that takes them treats them as these rows in order. */
+export interface RowBatch {
+  readonly [ROW_BATCH]: true
+  readonly rows: readonly Row[]
+}
+
+/** The brand of `RowBatch`: an array row is never taken for one. */
+export const ROW_BATCH: unique symbol = Symbol.for('stream-export.RowBatch')
+
+/** A `RowBatch` of `rows`. */
+export const rowBatch = (rows: readonly Row[]): RowBatch => ({ [ROW_BATCH]: true, rows })
+
+/** Whether a chunk is a `RowBatch` rather than a row. */
+export const isRowBatch = (chunk: unknown): chunk is RowBatch => typeof chunk === 'object' && chunk !== null && (chunk as Partial<RowBatch>)[ROW_BATCH] === true
 
 /**
  * What a text format writes, told so that a source can write the same bytes itself: CSV cells or
@@ -106,6 +128,8 @@ export interface FormatInfo {
   useSourceColumns?(columns: () => ColumnType[] | undefined): void
   /** Text formats whose bytes a source may write itself (see `SourceExtras.encodeFor`). */
   readonly textEncoding?: TextEncoding
+  /** The stage takes `RowBatch`es as well as rows (see `SourceExtras.sendBatches`). */
+  readonly takesBatches?: boolean
   /**
    * Bytes of rows taken but not yet handed on (text gathered into a chunk, a Parquet row group,
    * estimated until one has been written): split exports add them when they cut parts by size.

@@ -202,7 +202,10 @@ function csvEncoder(options: NormalizedCsvOptions): FormatterSpec {
         const paths = leafPaths(row, flatten)
         const names = pathNames(paths)
         columns = names.map((key) => ({ key, header: key }))
-        readers = paths.map((path) => (r: Row) => readPath(r, path))
+        readers = paths.map((path) => {
+          const key = path[0]!
+          return path.length === 1 ? (r: Row) => r[key] : (r: Row) => readPath(r, path)
+        })
         known = new Set(paths.map((path) => JSON.stringify(path)))
       }
       if (extraColumns === 'error') {

@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError, describe } from '../errors.js'
-import { isEncodedRows, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../types.js'
+import { isEncodedRows, isRowBatch, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../types.js'
 
 /** What a text format is made of: its row encoder and what it tells the pipeline. */
 export interface FormatterSpec extends RowEncoder {
@@ -34,6 +34,7 @@ export class TextFormat extends Transform implements Formatter {
   readonly encoder: RowEncoder
   /** Write the end of the output (a JSON array's `]`, a header without rows) when the stream ends. */
   writesEnd = true
+  readonly takesBatches = true
   #spec: FormatterSpec
   #text = ''
   #textBytes = 0
@@ -96,22 +97,31 @@ export class TextFormat extends Transform implements Formatter {
       callback()
       return
     }
-    if (typeof row !== 'object' || row === null) {
-      callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`))
-      return
-    }
     try {
-      const text = this.#spec.encode(row as Row, this.#rows)
-      this.#text += text
-      this.#textBytes += Buffer.byteLength(text)
+      if (isRowBatch(row)) for (const each of row.rows) this.#encode(each)
+      else this.#encode(row)
     } catch (error) {
-      callback(formatError(error, this.#rows))
+      callback(error as Error)
       return
     }
+    if (this.#text !== '') this.#timer ??= setTimeout(() => this.#timedFlush(), MAX_DELAY_MS).unref()
+    callback()
+  }
+
+  /** Encodes one row into the pending text, handing the text on once it fills a chunk. */
+  #encode(row: unknown): void {
+    if (typeof row !== 'object' || row === null)
+      throw new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`)
+    let text: string
+    try {
+      text = this.#spec.encode(row as Row, this.#rows)
+    } catch (error) {
+      throw formatError(error, this.#rows)
+    }
+    this.#text += text
+    this.#textBytes += Buffer.byteLength(text)
     this.#rows++
     if (this.#text.length >= CHUNK_CHARS) this.#pushText()
-    else this.#timer ??= setTimeout(() => this.#timedFlush(), MAX_DELAY_MS).unref()
-    callback()
   }
 
   override _flush(callback: (error?: Error | null) => void): void {

@@ -5,7 +5,7 @@ import { ExportError, describe, invalidOption } from '../errors.js'
 import { loadOptional } from '../optional.js'
 import { checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
 import { bsonValue, jsonValue } from './values.js'
-import type { ColumnType, Formatter, Row } from '../types.js'
+import { isRowBatch, type ColumnType, type Formatter, type Row } from '../types.js'
 
 export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
 
@@ -270,6 +270,7 @@ class ParquetFormat extends Transform implements Formatter {
   readonly contentType = 'application/vnd.apache.parquet'
   readonly extension = 'parquet'
   readonly compressed = true
+  readonly takesBatches = true
   readonly #options: NormalizedParquetOptions
   readonly #zstdCodec: ZstdCodec | undefined
   #zstd: Zstd | undefined
@@ -329,22 +330,26 @@ class ParquetFormat extends Transform implements Formatter {
     })
   }
 
-  override _transform(row: Row, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (typeof row !== 'object' || row === null) {
-      return callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`))
-    }
-    const keys = (this.#keys ??= Object.keys(row))
-    if (this.#group.length === 0) this.#group = keys.map(() => [])
-    for (let i = 0; i < keys.length; i++) this.#group[i]!.push(row[keys[i]!]) // a group column per key
-    this.#groupBytes += roughSize(row, keys)
-    this.#rows++
-    if (this.#rows - this.#groupStart < this.#options.rowGroupSize && this.#groupBytes < this.#options.rowGroupBytes) return callback()
+  override _transform(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     try {
-      this.#writeGroup()
+      if (isRowBatch(chunk)) for (const row of chunk.rows) this.#add(row)
+      else this.#add(chunk)
       callback()
     } catch (error) {
       callback(error as Error)
     }
+  }
+
+  /** Adds a row to the row group, writing the group once it is full. */
+  #add(row: unknown): void {
+    if (typeof row !== 'object' || row === null)
+      throw new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`)
+    const keys = (this.#keys ??= Object.keys(row))
+    if (this.#group.length === 0) this.#group = keys.map(() => [])
+    for (let i = 0; i < keys.length; i++) this.#group[i]!.push((row as Row)[keys[i]!]) // a group column per key
+    this.#groupBytes += roughSize(row as Row, keys)
+    this.#rows++
+    if (this.#rows - this.#groupStart >= this.#options.rowGroupSize || this.#groupBytes >= this.#options.rowGroupBytes) this.#writeGroup()
   }
 
   override _flush(callback: (error?: Error | null) => void): void {

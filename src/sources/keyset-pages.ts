@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import { toExportError } from '../errors.js'
-import type { ColumnType, SourceExtras } from '../types.js'
+import { rowBatch, type ColumnType, type Row, type SourceExtras } from '../types.js'
+import { setHighWaterMark } from './high-water-mark.js'
 
 export interface KeysetPagesOptions<R> {
   /** Rows per page; also the stream's high-water mark, so the next page is fetched while this one drains. */
@@ -23,8 +24,10 @@ export class KeysetReadable<R = unknown> extends Readable implements SourceExtra
   #last: unknown
   #done = false
   #failure: Error | undefined
-  // Keys of the rows pushed lately: the checkpoint is the one before those still in our buffer.
+  // Keys of the last rows of the chunks pushed lately (rows, or batches once asked for): the
+  // checkpoint is the one before the chunks still in our buffer.
   #recent: unknown[] = []
+  #batches = false
   /** Row count for progress; set by the source that owns the pages. */
   countRows?: () => Promise<number | undefined>
   /** Column types, once the first page has described them; set by the source that owns the pages. */
@@ -44,6 +47,11 @@ export class KeysetReadable<R = unknown> extends Readable implements SourceExtra
   get checkpoint(): unknown {
     const index = this.#recent.length - 1 - this.readableLength
     return index >= 0 ? this.#recent[index] : this.#options.after
+  }
+
+  sendBatches(): void {
+    this.#batches = true
+    setHighWaterMark(this, 1) // a page buffered while the next is fetched, as with rows
   }
 
   /** The key of a row of this source (what `checkpoint` and `after` hold); bound, so it can be passed on. */
@@ -70,10 +78,17 @@ export class KeysetReadable<R = unknown> extends Readable implements SourceExtra
     if (this.destroyed) return
     const lastRow = rows[rows.length - 1]
     if (lastRow !== undefined) this.#last = keyOf(lastRow)
-    this.#recent = this.#recent.concat(rows.map(keyOf))
-    if (this.#recent.length > 3 * batchSize) this.#recent = this.#recent.slice(-2 * batchSize)
     this.#done = rows.length < batchSize
-    for (const row of rows) this.push(row)
+    if (this.#batches) {
+      if (lastRow !== undefined) {
+        this.#recent = [...this.#recent.slice(-2), this.#last]
+        this.push(rowBatch(rows as Row[]))
+      }
+    } else {
+      this.#recent = this.#recent.concat(rows.map(keyOf))
+      if (this.#recent.length > 3 * batchSize) this.#recent = this.#recent.slice(-2 * batchSize)
+      for (const row of rows) this.push(row)
+    }
     if (this.#done) {
       await release()
       this.push(null)

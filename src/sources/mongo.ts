@@ -1,6 +1,7 @@
-import { Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../errors.js'
 import { checkBoolean, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
+import { fromIterable, fromPages } from './iterable.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import type { SourceExtras } from '../types.js'
 
@@ -11,9 +12,16 @@ export interface MongoCursorLike extends AsyncIterable<Document> {
   close(): Promise<void>
 }
 
+/** A FindCursor of the official driver (structural). */
+export interface MongoFindCursorLike extends MongoCursorLike {
+  toArray(): Promise<Document[]>
+  /** The documents of the current driver batch not yet read (the cursor's toArray reads them so). */
+  readBufferedDocuments(): Document[]
+}
+
 /** A Collection of the official driver (structural). */
 export interface MongoCollectionLike {
-  find(filter: Document, options: Document): MongoCursorLike & { toArray(): Promise<Document[]> }
+  find(filter: Document, options: Document): MongoFindCursorLike
   countDocuments(filter: Document): Promise<number>
   estimatedDocumentCount(): Promise<number>
 }
@@ -86,8 +94,9 @@ export function mongoSource(options: MongoSourceOptions): MongoSource {
       release: async () => {},
     })
   } else {
-    const open = () => cursor ?? collection!.find(filter, { projection, sort, batchSize, noCursorTimeout })
-    stream = Readable.from(documents(open), { objectMode: true, highWaterMark: 16 })
+    // A cursor of ours is read a driver batch at a time; a given one may map its documents, which
+    // only its iterator applies: it is read one document at a time.
+    stream = cursor ? fromIterable(documents(() => cursor)) : fromPages(pages(() => collection!.find(filter, { projection, sort, batchSize, noCursorTimeout })))
   }
   if (count && collection) {
     stream.countRows = () => (count === 'exact' ? collection.countDocuments(fromAfter(after)) : collection.estimatedDocumentCount())
@@ -99,6 +108,18 @@ async function* documents(open: () => MongoCursorLike): AsyncGenerator<Document>
   const cursor = open()
   try {
     for await (const doc of cursor) yield doc
+  } catch (error) {
+    throw toExportError(error, 'ERR_SOURCE', 'source')
+  } finally {
+    await cursor.close()
+  }
+}
+
+/** A cursor's documents a driver batch at a time, read as its `toArray` reads them. */
+async function* pages(open: () => MongoFindCursorLike): AsyncGenerator<Document[]> {
+  const cursor = open()
+  try {
+    for await (const doc of cursor) yield [doc].concat(cursor.readBufferedDocuments())
   } catch (error) {
     throw toExportError(error, 'ERR_SOURCE', 'source')
   } finally {

@@ -7,7 +7,8 @@ import { uniqueColumnNames } from './column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './postgres-types.js'
 import { BinaryLines, copyQuery, copyRefusal, CsvRecords, dependsOnDateStyle } from './postgres-text.js'
 import { CopyOut, inlineParameters, sqlLiteral } from './postgres-copy.js'
-import type { ColumnType, SourceExtras, TextEncoding } from '../types.js'
+import { rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../types.js'
+import { setHighWaterMark } from './high-water-mark.js'
 
 export interface PostgresSourceOptions extends PostgresConnectionOptions {
   /** The query. Use `$1`, `$2`... placeholders with `values`; never build SQL from user input. */
@@ -37,6 +38,11 @@ export type PostgresSource = Readable &
     readonly rowPathReason: string | undefined
   }
 
+/** The part of pg-cursor a page is read with (QueryStream types its cursor as `any`). */
+interface PgCursor {
+  read(rows: number, callback: (error: Error | undefined, rows: Row[]) => void): void
+}
+
 /**
  * pg-query-stream's QueryStream with the three things a source of ours adds: unique column names,
  * a connection released exactly once (as failed when the cursor failed), and the column types.
@@ -56,8 +62,12 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
   #onEncoding: (() => void) | undefined
   #fields: PgField[] | undefined
 
+  readonly #batchSize: number
+  #batches = false
+
   constructor(text: string, values: unknown[], batchSize: number) {
     super(text, values, { batchSize, types: losslessTypes() })
+    this.#batchSize = batchSize
     // Rows are objects: a repeated column name (a join) would overwrite the earlier column. The
     // names are made unique before pg builds the rows from them. (QueryStream binds its handlers
     // to the cursor in its constructor, so this one is replaced here too.)
@@ -104,7 +114,7 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
       encoding,
     )
     // The cursor's buffer holds `batchSize` rows; COPY's chunks are ~64 KiB each: a few of them.
-    ;(this as unknown as { _readableState: { highWaterMark: number } })._readableState.highWaterMark = 4
+    setHighWaterMark(this, 4)
     const query = new CopyOut(sql)
     const records = encoding.kind === 'csv' ? new CsvRecords(encoding) : new BinaryLines()
     let rows = 0
@@ -134,9 +144,20 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
     return true
   }
 
+  sendBatches(): void {
+    this.#batches = true
+    setHighWaterMark(this, 1) // a page buffered while the next is fetched, as with rows
+  }
+
   override _read(size: number): void {
     if (this.#copy) this.#copy.resume()
-    else super._read(size)
+    else if (!this.#batches) super._read(size)
+    else
+      (this.cursor as PgCursor).read(this.#batchSize, (error, rows) => {
+        if (error) return void this.destroy(error)
+        if (rows.length > 0) this.push(rowBatch(rows))
+        if (rows.length < this.#batchSize) this.push(null)
+      })
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

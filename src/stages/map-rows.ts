@@ -1,5 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError, invalidOption } from '../errors.js'
+import { isRowBatch, rowBatch, type Row } from '../types.js'
 
 /**
  * A row function: return the row to write (the same object changed, or a new one), or `undefined`
@@ -60,21 +61,38 @@ async function finishAsync(fns: RowTransform[], from: number, pending: PromiseLi
  *
  * @example pipeline(source, mapRows((row) => ({ ...row, email: mask(row.email) })), csv(), sink)
  */
-export function mapRows(transform: RowTransform | RowTransform[]): Transform {
+export function mapRows(transform: RowTransform | RowTransform[]): Transform & { readonly takesBatches: true } {
   const fns = checkTransforms(transform)
   let index = 0
-  return new Transform({
+  const stage = new Transform({
     objectMode: true,
-    transform(row: unknown, _encoding, callback) {
-      let result: unknown
-      try {
-        result = applyTransforms(fns, row, index++)
-      } catch (error) {
-        return callback(error as Error)
+    transform(chunk: unknown, _encoding, callback) {
+      // A batch (see SourceExtras.sendBatches) leaves as a batch of the rows kept.
+      const rows = isRowBatch(chunk) ? chunk.rows : [chunk]
+      const kept: unknown[] = []
+      const next = (from: number): void => {
+        for (let i = from; i < rows.length; i++) {
+          let result: unknown
+          try {
+            result = applyTransforms(fns, rows[i], index++)
+          } catch (error) {
+            return callback(error as Error)
+          }
+          if (isThenable(result)) {
+            result.then((value) => {
+              if (value !== undefined) kept.push(value)
+              next(i + 1)
+            }, callback)
+            return
+          }
+          // An undefined result keeps nothing: the row is dropped.
+          if (result !== undefined) kept.push(result)
+        }
+        if (kept.length === 0) callback()
+        else callback(null, isRowBatch(chunk) ? rowBatch(kept as Row[]) : kept[0])
       }
-      // An undefined result pushes nothing: the row is dropped.
-      if (isThenable(result)) result.then((value) => callback(null, value), callback)
-      else callback(null, result)
+      next(0)
     },
   })
+  return Object.assign(stage, { takesBatches: true as const })
 }

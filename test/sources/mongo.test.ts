@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { parse } from 'csv-parse/sync'
 import { Binary, Decimal128, Double, Int32, Long, ObjectId, UUID, type Collection } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { csv, ExportError, exportStream, fileSink, jsonl, mongoSource, type Progress } from '../../src/index.js'
+import { csv, ExportError, exportStream, fileSink, isRowBatch, jsonl, mongoSource, type Progress } from '../../src/index.js'
 import { realMongoUrl, startMongo, type MongoTarget } from '../fixtures/mongo.js'
 import { collector, listDir, tempDir } from '../helpers.js'
 
@@ -123,6 +123,17 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
     const cursor = users.aggregate([{ $match: { n: { $lt: 5 } } }, { $sort: { _id: -1 } }, { $project: { n: 1 } }])
     const rows = await mongoSource({ cursor }).toArray()
     expect(rows.map((r) => Number(r.n))).toEqual([4, 3, 2, 1, 0])
+  })
+
+  it('hands the documents of a collection on a driver batch at a time once asked; a given cursor (which may map them) one by one', async () => {
+    const source = mongoSource({ collection: users, filter: { n: { $lt: 2_500 } }, sort: { _id: 1 }, batchSize: 1_000 })
+    source.sendBatches!()
+    const chunks = await source.toArray()
+    expect(chunks.map((chunk) => (isRowBatch(chunk) ? chunk.rows.length : 'row'))).toEqual([1_000, 1_000, 500])
+    expect(chunks.flatMap((chunk) => chunk.rows).map((doc: { n: number }) => Number(doc.n))).toEqual(Array.from({ length: 2_500 }, (_, i) => i))
+    const mapped = mongoSource({ cursor: users.find({ n: { $lt: 3 } }, { sort: { _id: 1 } }).map((doc) => ({ twice: doc.n * 2 })) })
+    mapped.sendBatches?.()
+    expect(await mapped.toArray()).toEqual([{ twice: 0 }, { twice: 2 }, { twice: 4 }])
   })
 
   it('reports exact and estimated counts for progress', async () => {
