@@ -41,6 +41,11 @@ export interface SourceExtras {
   readonly totalBytes?: number | undefined
   /** Keyset sources: the key of the last row handed on; exportStream reports it at the commit point. */
   readonly checkpoint?: unknown
+  /**
+   * Incremental sources: where the next run starts (its `after`), once the source has read its
+   * snapshot; exportStream reports it at the commit point (see docs/incremental.md).
+   */
+  readonly watermark?: unknown
   /** Keyset sources: the key of a row (what `after` takes); split exports list each part's first and last. */
   keyOf?(row: Row): unknown
   /**
@@ -67,6 +72,12 @@ export interface RowBatch {
 
 /** The brand of `RowBatch`: an array row is never taken for one. */
 export const ROW_BATCH: unique symbol = Symbol.for('stream-export.RowBatch')
+
+/**
+ * Chunks (rows or batches) a stage that takes batches lets wait at its input: a batch is a page of
+ * rows (1000 from Postgres), and Node's default of 16 held 40 MB more at peak for no speed (bench core).
+ */
+export const WAITING_CHUNKS = 2
 
 /** A `RowBatch` of `rows`. */
 export const rowBatch = (rows: readonly Row[]): RowBatch => ({ [ROW_BATCH]: true, rows })

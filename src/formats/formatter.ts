@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError, describe } from '../errors.js'
-import { isEncodedRows, isRowBatch, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../types.js'
+import { isEncodedRows, isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../types.js'
 
 /** What a text format is made of: its row encoder and what it tells the pipeline. */
 export interface FormatterSpec extends RowEncoder {
@@ -43,7 +43,7 @@ export class TextFormat extends Transform implements Formatter {
   #timer: NodeJS.Timeout | undefined
 
   constructor(spec: FormatterSpec) {
-    super({ writableObjectMode: true })
+    super({ writableObjectMode: true, writableHighWaterMark: WAITING_CHUNKS })
     this.#spec = spec
     this.contentType = spec.contentType
     this.extension = spec.extension

@@ -5,7 +5,7 @@ import { ExportError, describe, invalidOption } from '../errors.js'
 import { loadOptional } from '../optional.js'
 import { checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
 import { bsonValue, jsonValue } from './values.js'
-import { isRowBatch, type ColumnType, type Formatter, type Row } from '../types.js'
+import { isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row } from '../types.js'
 
 export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
 
@@ -288,7 +288,7 @@ class ParquetFormat extends Transform implements Formatter {
   #bytesPerRow: number | undefined // from the previous part of a split export
 
   constructor(options: NormalizedParquetOptions, zstdCodec: ZstdCodec | undefined) {
-    super({ writableObjectMode: true })
+    super({ writableObjectMode: true, writableHighWaterMark: WAITING_CHUNKS })
     this.#options = options
     this.#zstdCodec = zstdCodec
     this.#keys = options.columns ? [...options.columns] : options.schema?.map((c) => c.name)

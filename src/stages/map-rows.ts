@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
 import { ExportError, invalidOption } from '../errors.js'
-import { isRowBatch, rowBatch, type Row } from '../types.js'
+import { isRowBatch, rowBatch, WAITING_CHUNKS, type Row } from '../types.js'
 
 /**
  * A row function: return the row to write (the same object changed, or a new one), or `undefined`
@@ -66,6 +66,7 @@ export function mapRows(transform: RowTransform | RowTransform[]): Transform & {
   let index = 0
   const stage = new Transform({
     objectMode: true,
+    highWaterMark: WAITING_CHUNKS,
     transform(chunk: unknown, _encoding, callback) {
       // A batch (see SourceExtras.sendBatches) leaves as a batch of the rows kept.
       const rows = isRowBatch(chunk) ? chunk.rows : [chunk]
