@@ -2,7 +2,7 @@
 // (an optional peer dependency): this module only needs a job's `id`, `data`, `updateProgress`
 // and `updateData`.
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs } from './options.js'
-import { invalidOption, type ExportError } from './errors.js'
+import { ExportError, invalidOption } from './errors.js'
 import { exportStream, type ExportOptions } from './export-stream.js'
 import { abortOtherUploads } from './sinks/s3-multipart.js'
 import { ResumableUpload, type ExportCheckpoint } from './sinks/s3-resumable.js'
@@ -12,6 +12,7 @@ import { exportKey, presignDownload } from './sinks/presign.js'
 import { MIN_PART_SIZE, partSizeFor, s3Sink, type S3ClientLike, type S3Location } from './sinks/s3.js'
 import type { Progress } from './stages/progress.js'
 import type { Formatter } from './types.js'
+import { saveAfterCommit, type WatermarkStore } from './watermark-store.js'
 
 export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './jobs/webhook.js'
 export { sendExportEvents, type ExportEventsOptions, type JobLookup, type JobEventSource, type EventResponse } from './jobs/job-events.js'
@@ -33,6 +34,14 @@ export interface ExportSpec {
   format: Formatter
   gzip?: boolean
   transform?: ExportOptions['transform']
+  /** The object's key, e.g. `orders/2026-11-23.csv.gz`. Default `${prefix}/${job.id}.${ext}[.gz]`. */
+  key?: string
+  /**
+   * An incremental export (`postgresIncrementalSource`, built from `await store.load(name)`): the
+   * source's next watermark is saved under `name` once the upload has completed, before the job
+   * completes. If saving fails, the attempt fails and a retry exports the same rows again.
+   */
+  watermark?: { store: WatermarkStore; name: string }
 }
 
 export interface ExportProcessorOptions {
@@ -96,7 +105,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const saved = job.data.exportCheckpoint
     const spec = await resolve(job, { after: saved?.lastKey })
     const gzip = spec.gzip ?? false
-    const key = exportKey({ prefix, jobId, format: spec.format, gzip })
+    const key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, gzip })
     const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
     // Throttled where it comes from: exportStream's progress tap, or one call per uploaded part.
     const report = ({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }: Partial<Progress> & { rows: number }) =>
@@ -105,7 +114,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const source = spec.source as { keyOf?: (row: unknown) => unknown; destroy?(): void }
     const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
-      let result: { rows: number; bytes: number; location: S3Location }
+      let result: { rows: number; bytes: number; location: S3Location; watermark?: unknown }
       if (resumable) {
         // One multipart upload whose parts end on row boundaries, checkpointed after each: the
         // same pipeline as any export (transforms, progress, gzip on every core), in segments.
@@ -151,12 +160,13 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
           progressIntervalMs,
           onProgress: report,
         })
-        result = { rows: exported.rows, bytes: exported.bytes, location: exported.location as S3Location }
+        result = { rows: exported.rows, bytes: exported.bytes, location: exported.location as S3Location, watermark: exported.watermark }
       }
+      if (spec.watermark) await saveWatermark(spec.watermark, result)
       await save(undefined)
       const url = await presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
       await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
-      const done = { ...result, url, resumed: saved !== undefined && resumable }
+      const done = { rows: result.rows, bytes: result.bytes, location: result.location, url, resumed: saved !== undefined && resumable }
       await onComplete?.(done, job)
       await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
       return done
@@ -175,6 +185,13 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       throw error
     }
   }
+}
+
+/** Stores an incremental job's next watermark after its upload. */
+async function saveWatermark({ store, name }: NonNullable<ExportSpec['watermark']>, result: { watermark?: unknown; location: S3Location }): Promise<void> {
+  if (result.watermark === undefined)
+    throw new ExportError('ERR_INVALID_OPTION', 'options', 'A job with `watermark` needs an incremental source (postgresIncrementalSource)')
+  await saveAfterCommit(store, name, result.watermark, `s3://${result.location.bucket}/${result.location.key}`)
 }
 
 /**

@@ -1,8 +1,11 @@
 /** Stable error codes. Match on `code`, never on the message. */
-export type ExportErrorCode = 'ERR_INVALID_OPTION' | 'ERR_SOURCE' | 'ERR_TRANSFORM' | 'ERR_FORMAT' | 'ERR_SINK' | 'ERR_PROGRESS' | 'ERR_ABORTED'
+export type ExportErrorCode = 'ERR_INVALID_OPTION' | 'ERR_SOURCE' | 'ERR_TRANSFORM' | 'ERR_FORMAT' | 'ERR_SINK' | 'ERR_PROGRESS' | 'ERR_ABORTED' | 'ERR_STATE'
 
-/** The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort). */
-export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'progress' | 'sink'
+/**
+ * The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort; `state`:
+ * an incremental export's watermark store).
+ */
+export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'progress' | 'sink' | 'state'
 
 /** The code of an error that comes from a stage (an abort of the export as a whole is ERR_ABORTED). */
 export const STAGE_CODES: Readonly<Record<ExportStage, ExportErrorCode>> = {
@@ -14,6 +17,7 @@ export const STAGE_CODES: Readonly<Record<ExportStage, ExportErrorCode>> = {
   gzip: 'ERR_FORMAT',
   progress: 'ERR_PROGRESS',
   sink: 'ERR_SINK',
+  state: 'ERR_STATE',
 }
 
 /**

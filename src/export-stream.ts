@@ -64,6 +64,11 @@ export interface ExportResult<L extends object = Location> {
    * start again from the same `after`.
    */
   checkpoint?: unknown
+  /**
+   * Incremental sources (`postgresIncrementalSource`): where the next run starts. Store it once the
+   * export has succeeded (`incrementalExport` does) and pass it as the next run's `after`.
+   */
+  watermark?: unknown
 }
 
 function toSource(value: unknown): Readable & SourceExtras {
@@ -226,6 +231,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     location: last.location,
     ...(splitter?.manifest ? { parts: [...splitter.parts], manifest: splitter.manifest } : {}),
     ...(source.checkpoint !== undefined ? { checkpoint: source.checkpoint } : {}),
+    ...(source.watermark !== undefined ? { watermark: source.watermark } : {}),
   }
 }
 

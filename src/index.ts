@@ -24,6 +24,14 @@ export { ExportError, type ExportErrorCode, type ExportStage } from './errors.js
 export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres.js'
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres-keyset.js'
+export {
+  postgresIncrementalSource,
+  type IncrementalWatermark,
+  type PostgresIncrementalSource,
+  type PostgresIncrementalSourceOptions,
+} from './sources/postgres-incremental.js'
+export { incrementalExport, type IncrementalExportOptions } from './incremental-export.js'
+export { fileWatermarkStore, postgresWatermarkStore, redisWatermarkStore, type RedisLike, type WatermarkStore } from './watermark-store.js'
 export { postgresCopySource, type PostgresCopySource, type PostgresCopySourceOptions } from './sources/postgres-copy.js'
 export { mongoSource, type MongoSource, type MongoSourceOptions, type MongoCursorLike, type MongoCollectionLike } from './sources/mongo.js'
 export type { KeysetReadable } from './sources/keyset-pages.js'

@@ -7,7 +7,8 @@ import { checkExactlyOne, checkString } from '../options.js'
 /** A `pg` Client or PoolClient (anything with `query(submittable)`). */
 export interface PgClient {
   query(...args: never[]): unknown
-  release?(error?: Error | boolean): void
+  /** pg's returns nothing; a wrapper's promise (a transaction to end first) is awaited. */
+  release?(error?: Error | boolean): void | Promise<void>
   end?(): Promise<void>
   escapeLiteral?(value: string): string
   on?(event: 'error', listener: (error: Error) => void): unknown
@@ -69,8 +70,7 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
         released = true
         client.removeListener?.('error', ignore)
         // release(error) makes the pool destroy the connection instead of reusing it.
-        client.release?.(error)
-        return Promise.resolve()
+        return Promise.resolve(client.release?.(error))
       },
     }
   }
@@ -106,7 +106,7 @@ export async function countRows(options: { client: PgClient; pool?: PgPool; text
     const { rows } = await query(`explain (format json) ${text}`, values)
     return (rows[0]!['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>)[0]!.Plan['Plan Rows'] // one plan
   } finally {
-    if (pool) client.release?.()
+    if (pool) await client.release?.()
   }
 }
 
