@@ -21,6 +21,10 @@ import { s3Sink } from './sinks/s3.js'
 import { mongoSource } from './sources/mongo.js'
 import { postgresSource } from './sources/postgres.js'
 import { postgresCopySource } from './sources/postgres-copy.js'
+import { postgresIncrementalSource, type IncrementalWatermark } from './sources/postgres-incremental.js'
+import { incrementalExport } from './incremental-export.js'
+import { fileWatermarkStore, postgresWatermarkStore, type WatermarkStore } from './watermark-store.js'
+import pg from 'pg'
 import { csvSource } from './sources/csv-file.js'
 import { jsonlSource } from './sources/jsonl-file.js'
 import type { Progress } from './stages/progress.js'
@@ -37,6 +41,12 @@ Source
   --copy        Postgres COPY fast path (CSV only: the server writes the CSV)
   --collection  a MongoDB collection      --filter  its filter (extended JSON)
   --count       exact | estimate | none: the total behind the progress bar (default: estimate)
+
+Incremental (Postgres; each run exports the rows written since the previous one, docs/incremental.md)
+  --since-state <file.json | postgres[:table]>  where the watermark is kept: a JSON file, or a table
+                in the source database (default stream_export_watermarks); stored after the commit
+  --table       the table to export (instead of --query)   --feed  the watermark's name (default: --table)
+  --order-by    output order, e.g. updated_at               --key   primary key column(s) (default: id)
 
 Destination
   --to          a file path (missing folders are created), s3://bucket/key, or - for standard output
@@ -56,6 +66,7 @@ Output
   -h, --help    this text                       --version
 
 Exit codes: 0 done, 2 bad arguments, 3 source failed, 4 format failed, 5 destination failed,
+6 watermark not loaded or stored (after a commit: the next run repeats these rows),
 130/143/129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (nothing is left behind), 1 anything else.`
 
 const EXIT: Partial<Record<ExportErrorCode, number>> = {
@@ -65,6 +76,7 @@ const EXIT: Partial<Record<ExportErrorCode, number>> = {
   ERR_FORMAT: 4,
   ERR_SINK: 5,
   ERR_ABORTED: 130,
+  ERR_STATE: 6,
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
@@ -154,6 +166,7 @@ interface Options {
   quiet: boolean
   json: boolean
   split?: { rows?: number; bytes?: number }
+  incremental?: { state: string; table: string; feed: string; orderBy?: string[]; key: string[] }
 }
 
 class HelpRequested extends Error {}
@@ -172,6 +185,11 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
         collection: { type: 'string' },
         filter: { type: 'string' },
         count: { type: 'string', default: 'estimate' },
+        'since-state': { type: 'string' },
+        table: { type: 'string' },
+        feed: { type: 'string' },
+        'order-by': { type: 'string' },
+        key: { type: 'string' },
         format: { type: 'string' },
         gzip: { type: 'boolean' },
         to: { type: 'string' },
@@ -215,7 +233,25 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   if (query !== undefined && query.trim() === '') throw new UsageError('--query: the query is empty')
 
   // The source: --from, or the connection from the environment (never only in argv, where ps shows it).
-  const from = values.from ?? (query !== undefined ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
+  const list = (text: string) => text.split(',').map((c) => c.trim())
+  let incremental: Options['incremental']
+  const incrementalOnly = (['table', 'feed', 'order-by', 'key'] as const).find((name) => values[name] !== undefined)
+  if (values['since-state'] === undefined) {
+    if (incrementalOnly) throw new UsageError(`--${incrementalOnly} is for an incremental export: give --since-state too`)
+  } else {
+    if (!values.table) throw new UsageError('--since-state exports a table: give --table (instead of --query)')
+    if (query !== undefined || values.collection !== undefined || values.copy)
+      throw new UsageError('--since-state exports a Postgres --table: drop --query, --collection and --copy')
+    incremental = {
+      state: values['since-state'],
+      table: values.table,
+      feed: values.feed ?? values.table,
+      orderBy: values['order-by'] === undefined ? undefined : list(values['order-by']),
+      key: list(values.key ?? 'id'),
+    }
+  }
+  const from =
+    values.from ?? (query !== undefined || incremental ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
   if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
@@ -280,6 +316,7 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
     quiet: values.quiet,
     json: values.json,
     split,
+    incremental,
   }
 }
 
@@ -311,6 +348,16 @@ function makeFormat(options: Options) {
     case 'xlsx':
       return xlsx({ header: options.header, ...(options.columns ? { columns: options.columns } : {}) })
   }
+}
+
+/** The watermark store of --since-state: a JSON file, or `postgres[:table]` in the source database. */
+function openStore(options: Options, cleanups: Array<() => Promise<unknown>>): WatermarkStore {
+  const state = options.incremental!.state
+  const table = /^postgres(?::(.+))?$/.exec(state)
+  if (!table) return fileWatermarkStore({ path: state })
+  const pool = new pg.Pool({ connectionString: options.from, max: 1 })
+  cleanups.push(() => pool.end())
+  return postgresWatermarkStore({ pool, ...(table[1] ? { table: table[1] } : {}) })
 }
 
 async function openSource(options: Options, cleanups: Array<() => Promise<unknown>>) {
@@ -416,20 +463,30 @@ export async function main(
   try {
     const options = await parse(argv, io.stdin)
     const { sink, client, bucket, key } = await openSink(options, io.stdout)
-    const source = await openSource(options, cleanups)
+    const incremental = options.incremental
+    if (incremental && !/^postgres(ql)?:\/\//i.test(options.from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
+    const source = incremental ? undefined : await openSource(options, cleanups)
     // With the data on standard output, messages go to standard error.
     const out = options.to === '-' ? io.stderr : io.stdout
     const tty = Boolean((io.stderr as { isTTY?: boolean }).isTTY)
-    const result: ExportResult & { url?: string; urls?: string[] } = await exportStream<Location>({
-      source,
+    const run = {
       format: options.copy ? undefined : makeFormat(options),
       gzip: options.gzip,
       sink,
       split: options.split,
       signal: controller.signal,
       progressIntervalMs: tty ? 250 : 5000,
-      onProgress: options.quiet ? undefined : (p) => void io.stderr.write(tty ? `\r${progressLine(p)}\x1b[K` : `${progressLine(p)}\n`),
-    })
+      onProgress: options.quiet ? undefined : (p: Progress) => void io.stderr.write(tty ? `\r${progressLine(p)}\x1b[K` : `${progressLine(p)}\n`),
+    }
+    const result: ExportResult & { url?: string; urls?: string[] } = incremental
+      ? await incrementalExport<Location, IncrementalWatermark>({
+          ...run,
+          name: incremental.feed,
+          store: openStore(options, cleanups),
+          source: (after) =>
+            postgresIncrementalSource({ connectionString: options.from, table: incremental.table, orderBy: incremental.orderBy, key: incremental.key, after }),
+        })
+      : await exportStream<Location>({ ...run, source: source! })
     if (tty && !options.quiet) io.stderr.write('\n')
     const where = (location: Location | undefined) =>
       location === undefined ? 'standard output' : 'path' in location ? location.path : `s3://${location.bucket}/${location.key}`

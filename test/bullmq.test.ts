@@ -1,10 +1,11 @@
-import type { ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import { gunzipSync } from 'node:zlib'
 import pg from 'pg'
+import { parse } from 'csv-parse/sync'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { csv, exportStream, fromIterable, jsonArray, jsonl, postgresKeysetSource } from '../src/index.js'
 import {
@@ -375,6 +376,91 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       await queue.close()
     }
   }, 150_000)
+})
+
+describe.skipIf(!redisUp)(`the daily-delta recipe on BullMQ's job scheduler${redisUp ? '' : ' (skipped: Redis is not reachable at REDIS_URL)'}`, () => {
+  it('runs incremental exports on a cron (every second here): every order once over the runs, an object and a signed webhook per run', async () => {
+    const table = 'se_delta_orders'
+    await pool.query(`drop table if exists ${table}`)
+    await pool.query(`create table ${table} (id int primary key, status text not null, updated_at timestamptz not null default now())`)
+    await pool.query(`insert into ${table} (id, status) select i, 'new' from generate_series(1, 2000) i`)
+    const notifications: ExportNotification[] = []
+    const webhook = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d) => (body += d))
+      req.on('end', () => {
+        const signature = String(req.headers[SIGNATURE_HEADER])
+        if (verifyWebhook({ secret: 'hush', body, signature, timestamp: String(req.headers[TIMESTAMP_HEADER]) })) notifications.push(JSON.parse(body))
+        res.end()
+      })
+    })
+    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve))
+    const queue = `se-delta-${Date.now()}`
+    const recipe = spawn(process.execPath, [new URL('../examples/daily-delta.mjs', import.meta.url).pathname], {
+      env: {
+        ...process.env,
+        QUEUE: queue,
+        REDIS_URL: redisUrl,
+        DATABASE_URL: databaseUrl(),
+        S3_ENDPOINT: s3.endpoint,
+        S3_BUCKET: s3.bucket,
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        CRON: '* * * * * *',
+        TABLE: table,
+        KEY_STAMP: 'time',
+        WEBHOOK_URL: `http://127.0.0.1:${(webhook.address() as { port: number }).port}/`,
+        WEBHOOK_SECRET: 'hush',
+      },
+    })
+    const runs: Array<{ rows: number; key: string }> = []
+    let errors = ''
+    recipe.stderr.on('data', (d) => (errors += d))
+    recipe.stdout.on('data', (d: Buffer) => {
+      for (const [, rows, key] of d.toString().matchAll(/delta \S+: (\d+) rows -> (\S+)/g)) runs.push({ rows: Number(rows), key: key! })
+    })
+    const ranAfter = async (count: number) => expect.poll(() => runs.length, { timeout: 30_000, interval: 50 }).toBeGreaterThanOrEqual(count)
+    const redis = newConnection()
+    try {
+      await ranAfter(1)
+      // Changes between the ticks: new orders and updated ones, each landing in whichever run comes next.
+      await pool.query(`insert into ${table} (id, status) select i, 'new' from generate_series(2001, 2100) i`)
+      await ranAfter(runs.length + 1)
+      await pool.query(`update ${table} set status = 'paid', updated_at = now() where id between 1 and 10`)
+      // Two more runs: the second surely started after the last change.
+      await ranAfter(runs.length + 2)
+      recipe.kill('SIGTERM')
+      await new Promise((resolve) => recipe.once('exit', resolve))
+      expect(errors).not.toMatch(/failed/) // (the AWS SDK warns about Node 20 on standard error)
+      expect(runs.length).toBeGreaterThanOrEqual(3)
+
+      const exported: string[] = []
+      for (const run of runs) {
+        expect(run.key).toMatch(new RegExp(`^${table}/\\d{4}-\\d{2}-\\d{2}T[\\d-]+Z\\.csv\\.gz$`))
+        const rows = parse(gunzipSync(await getBody(run.key)), { columns: true }) as Array<{ id: string; status: string }>
+        expect(rows.length).toBe(run.rows)
+        exported.push(...rows.map((row) => `${row.id}:${row.status}`))
+      }
+      // Every version once: 2,100 new orders, and 10 of them again as paid.
+      expect(exported.length).toBe(2_110)
+      expect(new Set(exported).size).toBe(2_110)
+      expect(
+        exported
+          .filter((version) => version.endsWith(':paid'))
+          .map((version) => Number(version.split(':')[0]))
+          .sort((a, b) => a - b),
+      ).toEqual(Array.from({ length: 10 }, (_, i) => i + 1))
+      expect(JSON.parse((await redis.get(`${queue}:watermark:${table}-daily`))!)).toMatchObject({ version: 1 })
+      await expect.poll(() => notifications.length).toBe(runs.length)
+      expect(notifications.every((n) => n.event === 'export.completed' && typeof n.url === 'string')).toBe(true)
+    } finally {
+      recipe.kill('SIGKILL')
+      webhook.close()
+      const cleanup = new Queue(queue, { connection: newConnection() })
+      await cleanup.obliterate({ force: true })
+      await cleanup.close()
+    }
+  }, 90_000)
 })
 
 describe('notifyWebhook', () => {

@@ -11,6 +11,7 @@ import { startMongoServer, type MongoTestServer } from './fixtures/mongo-server.
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { listDir, tempDir } from './helpers.js'
 import { MongoClient } from 'mongodb'
+import pg from 'pg'
 
 // The CLI runs as users run it: the built dist/cli.js in its own process (`npm test` builds first).
 const cli = new URL('../dist/cli.js', import.meta.url).pathname
@@ -301,6 +302,57 @@ describe('stream-export CLI', () => {
     const wrong = await run(['--from', databaseUrl(), '--query', sql, '--to', '-', '--format', 'jsonl', '--delimiter', ';'])
     expect(wrong.code).toBe(2)
     expect(wrong.stderr).toContain('--delimiter is a CSV option')
+  })
+
+  it('--since-state: each run exports the rows written since the last, the watermark in a file or a Postgres table; a state that cannot be stored exits 6 after the commit', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 })
+    try {
+      await pool.query('drop table if exists se_cli_orders; drop table if exists se_cli_marks')
+      await pool.query(`create table se_cli_orders (id int primary key, status text, updated_at timestamptz default now())`)
+      await pool.query(`insert into se_cli_orders (id, status) select i, 'new' from generate_series(1, 300) i`)
+      const dir = await tempDir()
+      const ids = async (name: string) => (parse(await readFile(join(dir, name)), { columns: true }) as Array<{ id: string }>).map((row) => Number(row.id))
+      const feedOf = (state: string) => [
+        '--from',
+        databaseUrl(),
+        '--table',
+        'se_cli_orders',
+        '--order-by',
+        'updated_at',
+        '--since-state',
+        state,
+        '--feed',
+        'orders',
+        '--quiet',
+      ]
+      for (const state of [join(dir, 'state.json'), 'postgres:se_cli_marks']) {
+        const feed = feedOf(state)
+        expect((await run([...feed, '--to', join(dir, 'all.csv')])).code).toBe(0)
+        expect(await ids('all.csv')).toHaveLength(300)
+        await pool.query(`update se_cli_orders set status = 'paid', updated_at = now() where id in (7, 42)`)
+        expect((await run([...feed, '--to', join(dir, 'delta.csv')])).code).toBe(0)
+        expect(await ids('delta.csv')).toEqual([7, 42])
+        expect((await run([...feed, '--to', join(dir, 'none.csv')])).code).toBe(0)
+        expect(await ids('none.csv')).toEqual([])
+      }
+      expect(Object.keys(JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')))).toEqual(['orders'])
+      expect((await pool.query('select name from se_cli_marks')).rows).toEqual([{ name: 'orders' }])
+
+      // A state table that refuses writes: the export lands, the watermark cannot be stored.
+      await pool.query('drop table if exists se_cli_stuck')
+      await pool.query('create table se_cli_stuck (name text primary key, watermark jsonb not null, updated_at timestamptz not null default now())')
+      await pool.query(`create or replace function se_cli_refuse() returns trigger language plpgsql as $$ begin raise exception 'read-only state'; end $$`)
+      await pool.query('create trigger se_cli_refuse before insert or update on se_cli_stuck for each row execute function se_cli_refuse()')
+      const stuck = ['--from', databaseUrl(), '--table', 'se_cli_orders', '--since-state', 'postgres:se_cli_stuck']
+      const failed = await run([...stuck, '--to', join(dir, 'landed.csv')])
+      expect(failed.code).toBe(6)
+      expect(failed.stderr).toMatch(/ERR_STATE: .*the next run exports these rows again\. read-only state/)
+      expect(await ids('landed.csv')).toHaveLength(300)
+      expect((await run(['--from', databaseUrl(), '--table', 'x', '--to', join(dir, 'x.csv')])).stderr).toContain('--table is for an incremental export')
+      expect((await run([...feedOf(join(dir, 'state.json')), '--query', 'select 1', '--to', join(dir, 'x.csv')])).code).toBe(2)
+    } finally {
+      await pool.end()
+    }
   })
 
   it('-h and --help print the usage on standard output; --version prints the version', async () => {
