@@ -30,6 +30,12 @@ export {
   type PostgresIncrementalSource,
   type PostgresIncrementalSourceOptions,
 } from './sources/postgres-incremental.js'
+export {
+  mongoIncrementalSource,
+  type MongoIncrementalSource,
+  type MongoIncrementalSourceOptions,
+  type MongoIncrementalWatermark,
+} from './sources/mongo-incremental.js'
 export { incrementalExport, type IncrementalExportOptions } from './incremental-export.js'
 export { fileWatermarkStore, postgresWatermarkStore, redisWatermarkStore, type RedisLike, type WatermarkStore } from './watermark-store.js'
 export { postgresCopySource, type PostgresCopySource, type PostgresCopySourceOptions } from './sources/postgres-copy.js'

@@ -10,13 +10,16 @@ import {
   fileSink,
   fileWatermarkStore,
   incrementalExport,
+  mongoIncrementalSource,
   postgresIncrementalSource,
   postgresWatermarkStore,
   redisWatermarkStore,
   type IncrementalWatermark,
+  type MongoIncrementalWatermark,
   type WatermarkStore,
 } from '../src/index.js'
 import { databaseUrl, testPool } from './fixtures/postgres.js'
+import { startMongo } from './fixtures/mongo.js'
 import { collector, listDir, tempDir } from './helpers.js'
 
 const TABLE = 'se_incremental_orders'
@@ -227,5 +230,48 @@ describe('incremental exports (postgresIncrementalSource + incrementalExport)', 
     await expect(
       incrementalExport({ name: 'x', store: memoryStore(), source: () => collector() as never, format: csv(), sink: collector() }),
     ).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
+  })
+})
+
+describe('mongoIncrementalSource', () => {
+  it('three runs: every document version once by updatedAt, the boundary value not twice, a late write within the lookback exported', async () => {
+    const mongo = await startMongo()
+    try {
+      const orders = mongo.client.db('stream_export_test').collection<{ _id: number; v: number; updatedAt: Date }>('incremental_orders')
+      await orders.drop().catch(() => {})
+      const base = Date.UTC(2026, 10, 23)
+      const at = (minutes: number) => new Date(base + minutes * 60_000)
+      // Two documents share the highest updatedAt of the first run: neither may come again.
+      await orders.insertMany(Array.from({ length: 500 }, (_, i) => ({ _id: i, v: 1, updatedAt: at(Math.min(i, 498)) })))
+      const write = async (id: number, v: number, minutes: number) => {
+        await orders.deleteOne({ _id: id }) // an update, as the test server takes it
+        await orders.insertOne({ _id: id, v, updatedAt: at(minutes) })
+      }
+      const store = memoryStore()
+      const runOnce = async () => {
+        const sink = collector()
+        await incrementalExport<object, MongoIncrementalWatermark>({
+          name: 'orders',
+          store,
+          source: (after) => mongoIncrementalSource({ collection: orders as never, after, lookbackMs: 5 * 60_000, batchSize: 100 }),
+          format: csv({ columns: ['_id', 'v'] }),
+          sink,
+        })
+        return (parse(sink.buffer(), { columns: true }) as Array<{ _id: string; v: string }>).map((row) => `${row._id}:${row.v}`)
+      }
+
+      expect(await runOnce()).toHaveLength(500)
+      expect(store.saved.get('orders')).toMatchObject({ version: 1, field: 'updatedAt', type: 'date', high: at(498).getTime() })
+      await write(10, 2, 600) // updated later
+      await write(20, 2, 496) // committed late: its updatedAt is 2 minutes below the first run's highest
+      await orders.insertOne({ _id: 1000, v: 1, updatedAt: at(601) })
+      expect(await runOnce()).toEqual(['20:2', '10:2', '1000:1'])
+      await write(1000, 2, 602)
+      await write(30, 2, 700)
+      expect(await runOnce()).toEqual(['1000:2', '30:2'])
+      expect(await runOnce()).toEqual([])
+    } finally {
+      await mongo.close()
+    }
   })
 })

@@ -5,7 +5,7 @@ import { fromIterable, fromPages } from './iterable.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
 import type { SourceExtras } from '../types.js'
 
-type Document = Record<string, unknown>
+export type Document = Record<string, unknown>
 
 /** A FindCursor or AggregationCursor of the official driver (structural). */
 export interface MongoCursorLike extends AsyncIterable<Document> {
@@ -116,7 +116,7 @@ async function* documents(open: () => MongoCursorLike): AsyncGenerator<Document>
 }
 
 /** A cursor's documents a driver batch at a time, read as its `toArray` reads them. */
-async function* pages(open: () => MongoFindCursorLike): AsyncGenerator<Document[]> {
+export async function* pages(open: () => MongoFindCursorLike): AsyncGenerator<Document[]> {
   const cursor = open()
   try {
     for await (const doc of cursor) yield [doc].concat(cursor.readBufferedDocuments())
