@@ -105,6 +105,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const saved = job.data.exportCheckpoint
     const spec = await resolve(job, { after: saved?.lastKey })
     const gzip = spec.gzip ?? false
+    if (spec.key !== undefined) checkString('key', spec.key)
     const key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, gzip })
     const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
     // Throttled where it comes from: exportStream's progress tap, or one call per uploaded part.

@@ -293,6 +293,45 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     }
   })
 
+  it('sendExportEvents: a job that ends between the read of the job and of its state is sent with its result', async () => {
+    const name = `se-events-race-${Date.now()}`
+    const queue = new Queue(name, { connection: newConnection() })
+    const deaf = new QueueEvents(name, { connection: newConnection(), autorun: false })
+    const worker = new Worker(name, async () => ({ rows: 7 }), { connection: newConnection(), autorun: false })
+    const server = createServer(
+      (req, res) =>
+        void sendExportEvents(res, {
+          // The real queue, with the job run to its end right after it was read (while active).
+          queue: {
+            getJob: async (id: string) => {
+              const job = await queue.getJob(id)
+              if (job && (await job.getState()) !== 'completed') {
+                void worker.run()
+                await expect.poll(() => job.getState()).toBe('completed')
+              }
+              return job
+            },
+          },
+          queueEvents: deaf,
+          jobId: req.url!.slice(1),
+          checkIntervalMs: 100,
+        }),
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const job = await queue.add('export', {})
+      const text = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/${job.id}`).then((response) => response.text())
+      const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+      expect(events).toEqual([['status', { state: 'completed', progress: 0, result: { rows: 7 } }]])
+    } finally {
+      await worker.close()
+      server.close()
+      await deaf.close()
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
+  })
+
   it('runs an export job: progress while it runs, the object at a stable key, a presigned URL', async () => {
     const name = `se-test-${Date.now()}`
     const queue = new Queue(name, { connection: newConnection() })

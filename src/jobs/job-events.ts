@@ -88,7 +88,7 @@ export async function sendExportEvents(response: EventResponse, options: ExportE
   queueEvents.on('completed', onCompleted)
   queueEvents.on('failed', onFailed)
   response.once('close', end)
-  const job = await queue.getJob(jobId)
+  let job = await queue.getJob(jobId)
   if (!job) {
     response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
     response.write('no such export\n')
@@ -96,6 +96,8 @@ export async function sendExportEvents(response: EventResponse, options: ExportE
     return done
   }
   const state = await job.getState()
+  // The job was read before its state: one that ended between the two is read again, with its result.
+  if (state === 'completed' || state === 'failed') job = (await queue.getJob(jobId)) ?? job
   response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
   response.write('retry: 2000\n\n')
   send('status', {
@@ -108,8 +110,9 @@ export async function sendExportEvents(response: EventResponse, options: ExportE
   // The state read again now and then: the end is sent once, whoever sees it first.
   const check = async () => {
     try {
-      const now = await queue.getJob(jobId)
+      let now = await queue.getJob(jobId)
       const state = await now?.getState()
+      if (state === 'completed' || state === 'failed') now = await queue.getJob(jobId) // read after it ended: with its result
       if (ended) return
       if (!now) return end() // removed meanwhile
       if (state === 'completed') return onCompleted({ jobId, returnvalue: now.returnvalue })
