@@ -24,6 +24,7 @@ export { ExportError, type ExportErrorCode, type ExportStage } from './errors.js
 export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres.js'
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres-keyset.js'
+export { planShards, type PlanShardsOptions, type ShardRange } from './sources/postgres-shards.js'
 export {
   postgresIncrementalSource,
   type IncrementalWatermark,

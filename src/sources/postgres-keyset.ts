@@ -19,6 +19,8 @@ export interface PostgresKeysetSourceOptions extends PostgresConnectionOptions {
   batchSize?: number
   /** Resume after this key (a `checkpoint` of an earlier run): a value, or an array for a composite key. */
   after?: unknown
+  /** Stop at this key, inclusive (a shard's upper edge, see `planShards`): a value, or an array for a composite key. */
+  until?: unknown
   /** Fill `totalRows` for progress: `exact` (count(*)) or `estimate` (planner). Counts rows after `after`. */
   count?: 'exact' | 'estimate'
 }
@@ -34,28 +36,36 @@ export type PostgresKeysetSource = KeysetReadable<Record<string, unknown>>
 export function postgresKeysetSource(options: PostgresKeysetSourceOptions): PostgresKeysetSource {
   checkObject('options', options)
   checkConnection(options)
-  const { table, select, values = [], key = 'id', batchSize = 1000, after, count } = options
+  const { table, select, values: given = [], key = 'id', batchSize = 1000, after, until, count } = options
   checkExactlyOne(options, ['table', 'select'])
   if (table !== undefined) checkString('table', table)
   if (select !== undefined) checkString('select', select)
-  if (!Array.isArray(values)) invalidOption('values', 'an array', values)
+  if (!Array.isArray(given)) invalidOption('values', 'an array', given)
   const keys = Array.isArray(key) ? key : [key]
   if (keys.length === 0) invalidOption('key', 'a column name or a non-empty array of them', key)
   keys.forEach((k, i) => checkString(Array.isArray(key) ? `key[${i}]` : 'key', k))
   checkPositiveInteger('batchSize', batchSize)
   const composite = Array.isArray(key)
-  if (after !== undefined && composite && (!Array.isArray(after) || after.length !== keys.length)) {
-    invalidOption('after', `an array of ${keys.length} key values`, after)
+  for (const [name, edge] of [
+    ['after', after],
+    ['until', until],
+  ] as const) {
+    if (edge !== undefined && composite && (!Array.isArray(edge) || edge.length !== keys.length))
+      invalidOption(name, `an array of ${keys.length} key values`, edge)
   }
   if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
 
-  const base = table !== undefined ? `select * from ${quoteIdentifier(table, true)}` : select!
   const keyList = keys.map((k) => quoteIdentifier(k)).join(', ')
+  const keyValues = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k])
+  const relation = table !== undefined ? `select * from ${quoteIdentifier(table, true)}` : select!
+  // Up to a key: `(k1, k2) <= (...)` around the rows, its values after the caller's.
+  const placeholders = (from: number) => keys.map((_, i) => `$${from + i + 1}`).join(', ')
+  const base = until === undefined ? relation : `select * from (${relation}) as stream_export_range where (${keyList}) <= (${placeholders(given.length)})`
+  const values = until === undefined ? given : [...given, ...keyValues(until)]
   // Rows after a key: `(k1, k2) > ($n+1, $n+2)`, a row comparison an index on (k1, k2) serves.
-  const afterKey = ` where (${keyList}) > (${keys.map((_, i) => `$${values.length + i + 1}`).join(', ')})`
+  const afterKey = ` where (${keyList}) > (${placeholders(values.length)})`
   const pageQuery = (from: boolean) =>
     `select * from (${base}) as stream_export_page${from ? afterKey : ''} order by ${keyList} limit $${values.length + (from ? keys.length : 0) + 1}`
-  const keyValues = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k])
   const keyOf = (row: Record<string, unknown>): unknown => (composite ? keys.map((k) => row[k]) : row[keys[0]!])
 
   const types = losslessTypes()
