@@ -70,10 +70,9 @@ process; "gzip -6" is the system \`gzip -6\` compressing the very bytes the expo
 uncompressed first), in the same run. Every time is the median of \`ROUNDS\` (default 3) runs,
 export and \`gzip -6\` alternating: timings on this shared machine vary by 20-30% between runs.
 The statement rows are compression-bound (gzip on one thread, the main thread's core left to
-encoding): on a busy host an export on two threads loses more than the one-threaded \`gzip -6\`. In
-the run of 2026-11-24 the build before batches (19957a9), run alternately with this one, took
-5.8-6.0 s for 1M statements to CSV against this build's 5.2-5.6 s; the same build measured 4.46 s
-(1.50x) on an idle host the day before.
+encoding): on a busy host an export on two threads loses more than the one-threaded \`gzip -6\`
+(in a busy hour of 2026-11-24, 1M statements took 5.2-5.6 s here and 5.8-6.0 s with the build
+before batches, against 4.3-4.5 s in a quiet one).
 Ratio = export wall time (in the process, from the call to the commit) / \`gzip -6\` wall time;
 "process" is the whole child process (Node start-up and imports too). Peak RSS is the highest
 \`maxRSS\` of the runs.
