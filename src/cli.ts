@@ -253,6 +253,7 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   const from =
     values.from ?? (query !== undefined || incremental ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
   if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
+  if (incremental && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
   const named = values.to === '-' ? { gzip: false } : formatOfName(values.to.replace(/^s3:\/\/[^/]*\//, ''))
@@ -464,7 +465,6 @@ export async function main(
     const options = await parse(argv, io.stdin)
     const { sink, client, bucket, key } = await openSink(options, io.stdout)
     const incremental = options.incremental
-    if (incremental && !/^postgres(ql)?:\/\//i.test(options.from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
     const source = incremental ? undefined : await openSource(options, cleanups)
     // With the data on standard output, messages go to standard error.
     const out = options.to === '-' ? io.stderr : io.stdout

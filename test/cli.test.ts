@@ -350,6 +350,8 @@ describe('stream-export CLI', () => {
       expect(await ids('landed.csv')).toHaveLength(300)
       expect((await run(['--from', databaseUrl(), '--table', 'x', '--to', join(dir, 'x.csv')])).stderr).toContain('--table is for an incremental export')
       expect((await run([...feedOf(join(dir, 'state.json')), '--query', 'select 1', '--to', join(dir, 'x.csv')])).code).toBe(2)
+      const notPostgres = await run(['--from', join(dir, 'all.csv'), '--table', 't', '--since-state', join(dir, 's.json'), '--to', join(dir, 'x.csv')])
+      expect([notPostgres.code, notPostgres.stderr]).toEqual([2, expect.stringContaining('--since-state needs a Postgres --from')])
     } finally {
       await pool.end()
     }
