@@ -218,6 +218,18 @@ describe('resumable upload errors', () => {
   })
 })
 
+/** The events of a Server-Sent Events stream's text: `[event, data]` pairs. */
+const sseEvents = (text: string) => [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+
+/** Closes what a sendExportEvents test started, and removes its queue. */
+async function closeEvents(worker: Worker, server: ReturnType<typeof createServer>, queueEvents: QueueEvents, queue: Queue): Promise<void> {
+  await worker.close()
+  server.close()
+  await queueEvents.close()
+  await queue.obliterate({ force: true })
+  await queue.close()
+}
+
 describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Redis is not reachable at REDIS_URL)'}`, () => {
   it('sendExportEvents: a status event at once, the progress while it runs, the end, and the stream closed; 404 for an unknown job', async () => {
     const name = `se-events-${Date.now()}`
@@ -246,7 +258,7 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       await new Promise((resolve) => setTimeout(resolve, 200))
       void worker.run()
       const text = await stream // ends by itself after `completed`
-      const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+      const events = sseEvents(text)
       expect(events[0]).toEqual(['status', { state: 'waiting', progress: 0 }]) // BullMQ's progress before the first report
       expect(events.filter(([event]) => event === 'progress').map(([, data]) => data.rows)).toEqual([10, 20, 30])
       expect(events.at(-1)).toEqual(['completed', { result: { rows: 30 } }]) // the URL left out
@@ -255,11 +267,7 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       expect((await fetch(`${url}/no-such-job`)).status).toBe(404)
       expect(queueEvents.listenerCount('progress')).toBe(0) // every stream removed its listeners
     } finally {
-      await worker.close()
-      server.close()
-      await queueEvents.close()
-      await queue.obliterate({ force: true })
-      await queue.close()
+      await closeEvents(worker, server, queueEvents, queue)
     }
   })
 
@@ -278,18 +286,14 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       void worker.run()
       const text = await stream
       expect(text).toContain(': still running\n\n') // the comments written while it waited
-      const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+      const events = sseEvents(text)
       expect(events.map(([event]) => event)).toEqual(['status', 'completed'])
       expect(events.at(-1)).toEqual(['completed', { result: { rows: 7 } }])
       await expect(sendExportEvents(createServer as never, { queue, queueEvents: deaf, jobId: job.id!, checkIntervalMs: 0 })).rejects.toMatchObject({
         code: 'ERR_INVALID_OPTION',
       })
     } finally {
-      await worker.close()
-      server.close()
-      await deaf.close()
-      await queue.obliterate({ force: true })
-      await queue.close()
+      await closeEvents(worker, server, deaf, queue)
     }
   })
 
@@ -321,14 +325,10 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     try {
       const job = await queue.add('export', {})
       const text = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/${job.id}`).then((response) => response.text())
-      const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n\n/g)].map(([, event, data]) => [event, JSON.parse(data!)])
+      const events = sseEvents(text)
       expect(events).toEqual([['status', { state: 'completed', progress: 0, result: { rows: 7 } }]])
     } finally {
-      await worker.close()
-      server.close()
-      await deaf.close()
-      await queue.obliterate({ force: true })
-      await queue.close()
+      await closeEvents(worker, server, deaf, queue)
     }
   })
 
