@@ -28,6 +28,14 @@ export function checkString(name: string, value: unknown): asserts value is stri
   if (typeof value !== 'string' || value === '') invalidOption(name, 'a non-empty string', value)
 }
 
+/** A column name or a non-empty array of them (`key`, `orderBy`), as a list. */
+export function checkColumns(name: string, value: string | string[]): string[] {
+  const list = Array.isArray(value) ? value : [value]
+  if (list.length === 0) invalidOption(name, 'a column name or a non-empty array of them', value)
+  list.forEach((column, i) => checkString(Array.isArray(value) ? `${name}[${i}]` : name, column))
+  return list
+}
+
 export function checkBoolean(name: string, value: unknown): asserts value is boolean {
   if (typeof value !== 'boolean') invalidOption(name, 'a boolean', value)
 }

@@ -1,5 +1,5 @@
 import { ExportError, invalidOption } from '../errors.js'
-import { checkObject, checkPositiveInteger, checkString } from '../options.js'
+import { checkColumns, checkObject, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, quoteIdentifier, type PgClient, type PostgresConnectionOptions } from './postgres-connection.js'
 import { postgresSource, type PostgresSource } from './postgres.js'
 
@@ -50,13 +50,6 @@ function checkWatermark(after: unknown): asserts after is IncrementalWatermark {
   if (!ok) invalidOption('after', 'the watermark of an earlier run (result.watermark)', after)
 }
 
-const columnList = (name: string, value: string | string[]): string[] => {
-  const list = Array.isArray(value) ? value : [value]
-  if (list.length === 0) invalidOption(name, 'a column name or a non-empty array of them', value)
-  list.forEach((column, i) => checkString(Array.isArray(value) ? `${name}[${i}]` : name, column))
-  return list
-}
-
 /**
  * The rows of a table written since the previous run, each row version exactly once across runs:
  * the rows whose writing transaction the previous run's snapshot did not see, found by
@@ -76,8 +69,8 @@ export function postgresIncrementalSource(options: PostgresIncrementalSourceOpti
   checkConnection(options)
   const { table, key = 'id', after, batchSize = 1000 } = options
   checkString('table', table)
-  const keys = columnList('key', key)
-  const first = options.orderBy === undefined ? [] : columnList('orderBy', options.orderBy)
+  const keys = checkColumns('key', key)
+  const first = options.orderBy === undefined ? [] : checkColumns('orderBy', options.orderBy)
   const order = [...first, ...keys.filter((k) => !first.includes(k))]
   if (after !== undefined) checkWatermark(after)
   checkPositiveInteger('batchSize', batchSize)

@@ -1,5 +1,5 @@
 import { invalidOption } from '../errors.js'
-import { checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
+import { checkColumns, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './postgres-connection.js'
 import { uniqueColumnNames } from './column-names.js'
 import { keysetPages, type KeysetReadable } from './keyset-pages.js'
@@ -41,9 +41,7 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
   if (table !== undefined) checkString('table', table)
   if (select !== undefined) checkString('select', select)
   if (!Array.isArray(given)) invalidOption('values', 'an array', given)
-  const keys = Array.isArray(key) ? key : [key]
-  if (keys.length === 0) invalidOption('key', 'a column name or a non-empty array of them', key)
-  keys.forEach((k, i) => checkString(Array.isArray(key) ? `key[${i}]` : 'key', k))
+  const keys = checkColumns('key', key)
   checkPositiveInteger('batchSize', batchSize)
   const composite = Array.isArray(key)
   for (const [name, edge] of [

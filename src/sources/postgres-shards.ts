@@ -1,5 +1,5 @@
-import { ExportError, invalidOption } from '../errors.js'
-import { checkObject, checkPositiveInteger, checkString } from '../options.js'
+import { ExportError } from '../errors.js'
+import { checkColumns, checkObject, checkPositiveInteger, checkString } from '../options.js'
 import { checkConnection, connect, quoteIdentifier, type PostgresConnectionOptions } from './postgres-connection.js'
 import { losslessTypes } from './postgres-types.js'
 
@@ -43,9 +43,7 @@ export async function planShards(options: PlanShardsOptions): Promise<ShardRange
   checkConnection(options)
   const { table, key = 'id', shards, sampleRows = 20_000 } = options
   checkString('table', table)
-  const keys = Array.isArray(key) ? key : [key]
-  if (keys.length === 0) invalidOption('key', 'a column name or a non-empty array of them', key)
-  keys.forEach((k, i) => checkString(Array.isArray(key) ? `key[${i}]` : 'key', k))
+  const keys = checkColumns('key', key)
   checkPositiveInteger('shards', shards)
   checkPositiveInteger('sampleRows', sampleRows)
   if (shards === 1) return [{ index: 0 }]
