@@ -208,3 +208,13 @@ export async function abortFailedExport(s3: S3ClientLike, job: { data: ExportJob
   if (job.isFailed && !(await job.isFailed())) return
   await abortOtherUploads(s3, checkpoint.bucket, checkpoint.key)
 }
+
+export {
+  createShardedExportProcessor,
+  type ShardedExportJob,
+  type ShardedExportProcessorOptions,
+  type ShardedExportResult,
+  type ShardedExportState,
+  type ShardQueue,
+} from './jobs/sharded-export.js'
+export type { ShardAssignment, ShardResult } from './sinks/s3-shard.js'

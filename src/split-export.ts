@@ -233,8 +233,8 @@ export class SplitWriter<L extends object = Location> extends Writable {
     this.#nextFormat = undefined
     const n = ++this.#opened
     const target = this.#options.target
-    const sink = 'segments' in target ? target.segments.partSink(n) : target.files.partSink(n)
-    const part = new OpenPart(n, format, this.#options.compression?.(), sink)
+    const sink = 'segments' in target ? target.segments.partSink(n, () => part.last) : target.files.partSink(n)
+    const part: OpenPart<L> = new OpenPart(n, format, this.#options.compression?.(), sink)
     // Files: the next part's format is made now, while this one still holds what it learned.
     // Segments: it continues this one, so it is made once this one has all its rows.
     this.#nextFormat = this.#segments ? undefined : format.nextPart?.()

@@ -226,8 +226,8 @@ export interface SegmentSink<L extends object = Location> {
   readonly startRow: number
   /** The size at which part `n` (from 1) is cut. */
   partBytes(n: number): number
-  /** The sink of part `n`. */
-  partSink(n: number): Sink<L> & Discardable
+  /** The sink of part `n`; `isLast()` tells, once the part is ending, whether it holds the output's end. */
+  partSink(n: number, isLast: () => boolean): Sink<L> & Discardable
   /** Called after each part has landed, in order (e.g. to save a checkpoint); `last` for the one holding the output's end. */
   partDone(part: PartInfo<L>, last: boolean): Promise<void>
   /** Assembles the object from the parts: the commit point. */

@@ -10,8 +10,11 @@ export interface ExportCheckpoint {
   /** Where the upload goes: what a clean-up after a final failure needs. */
   bucket?: string
   key?: string
-  /** Completed parts, in order. */
-  parts: Array<{ PartNumber: number; ETag: string }>
+  /**
+   * Completed parts, in order. A shard's first and last pieces are `stash` objects instead (parts
+   * of S3 but the last must hold 5 MiB: the flow's parent joins them to their neighbours).
+   */
+  parts: Array<{ PartNumber: number; ETag: string; stash?: string }>
   /** Source key of the last row inside the completed parts (undefined: none yet). */
   lastKey?: unknown
   /** Rows written inside the completed parts. */
@@ -176,17 +179,26 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
   }
 }
 
-/** One part of a resumable upload: its bytes are gathered, then sent as one UploadPart on finish. */
-class PartUpload extends Writable implements Sink<S3Location>, Discardable {
+/**
+ * One part of a resumable upload: its bytes are gathered, then sent as one UploadPart on finish, or
+ * as an object of their own when `stashKey()` names one then (a shard's first or last piece).
+ */
+export class PartUpload extends Writable implements Sink<S3Location>, Discardable {
   readonly #client: S3ClientLike
   readonly #params: { Bucket: string; Key: string; UploadId: string; PartNumber: number }
+  readonly #stashKey: () => string | undefined
   readonly #chunks: Buffer[] = []
   #location: S3Location | undefined
 
-  constructor(client: S3ClientLike, params: { Bucket: string; Key: string; UploadId: string; PartNumber: number }) {
+  constructor(
+    client: S3ClientLike,
+    params: { Bucket: string; Key: string; UploadId: string; PartNumber: number },
+    stashKey = (): string | undefined => undefined,
+  ) {
     super()
     this.#client = client
     this.#params = params
+    this.#stashKey = stashKey
   }
 
   /** The part's `{ bucket, key, etag }` once S3 has it. */
@@ -205,10 +217,14 @@ class PartUpload extends Writable implements Sink<S3Location>, Discardable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    const { Bucket, Key } = this.#params
-    send<{ ETag: string }>(this.#client, new (loadS3().UploadPartCommand)({ ...this.#params, Body: Buffer.concat(this.#chunks) })).then(
+    const { Bucket, Key, UploadId, PartNumber } = this.#params
+    const Body = Buffer.concat(this.#chunks)
+    const stash = this.#stashKey()
+    const s3 = loadS3()
+    const command = stash ? new s3.PutObjectCommand({ Bucket, Key: stash, Body }) : new s3.UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body })
+    send<{ ETag: string }>(this.#client, command).then(
       ({ ETag }) => {
-        this.#location = { bucket: Bucket, key: Key, etag: ETag }
+        this.#location = { bucket: Bucket, key: stash ?? Key, etag: ETag }
         callback()
       },
       (error) => callback(sinkError(error)),

@@ -59,7 +59,7 @@ export interface S3SinkOptions {
 const MiB = 1024 * 1024
 export const MIN_PART_SIZE = 5 * MiB
 const MAX_PART_SIZE = 5 * 1024 * MiB
-const MAX_PARTS = 10_000
+export const MAX_PARTS = 10_000
 const PARTS_PER_DOUBLING = 1_000
 
 /** Size of part `partNumber` (1-based) for a start size: doubled every 1,000 parts, capped at 5 GiB. */

@@ -1,0 +1,254 @@
+// A sharded export as a BullMQ flow: the parent job plans key ranges, creates one multipart upload
+// and adds one child job per range to the same queue; each child exports its range as parts of
+// that upload (checkpointed, resumed after a crash); the parent, run again once every child is
+// done, completes the upload in key order. One object, each row once, in order.
+import type { Readable } from 'node:stream'
+import { ExportError, invalidOption, type ExportErrorCode } from '../errors.js'
+import { exportStream } from '../export-stream.js'
+import { checkFunction, checkObject, checkString, checkTimerMs } from '../options.js'
+import { abortOtherUploads, loadS3, send } from '../sinks/s3-multipart.js'
+import { exportKey, presignDownload } from '../sinks/presign.js'
+import type { ExportCheckpoint } from '../sinks/s3-resumable.js'
+import { MIN_PART_SIZE, type S3ClientLike, type S3Location } from '../sinks/s3.js'
+import { assembleShards, discardShards, removeStash, reservePartNumbers, ShardUpload, type ShardAssignment, type ShardResult } from '../sinks/s3-shard.js'
+import type { ShardRange } from '../sources/postgres-shards.js'
+import { GZIP_CONTENT_TYPE } from '../stages/gzip.js'
+import type { ExportSpec } from '../bullmq.js'
+
+/** The part of a BullMQ Job (5.58 or later) a sharded export uses. */
+export interface ShardedExportJob {
+  id?: string
+  name: string
+  data: Record<string, unknown> & {
+    shardedExport?: ShardedExportState
+    exportShard?: ShardAssignment & { range: ShardRange }
+    exportCheckpoint?: ExportCheckpoint
+  }
+  attemptsMade: number
+  opts: { attempts?: number; backoff?: unknown }
+  queueQualifiedName: string
+  updateProgress(progress: object): Promise<unknown>
+  updateData(data: Record<string, unknown>): Promise<unknown>
+  moveToWaitingChildren(token: string): Promise<boolean>
+  getChildrenValues(): Promise<Record<string, unknown>>
+  getFailedChildrenValues(): Promise<Record<string, string>>
+  removeUnprocessedChildren(): Promise<void>
+}
+
+/** The part of a BullMQ Queue the parent uses: the queue its worker takes jobs from. */
+export interface ShardQueue {
+  addBulk(jobs: Array<{ name: string; data: object; opts: object }>): Promise<unknown>
+  getJob(id: string): Promise<{ data: Record<string, unknown> } | undefined>
+}
+
+/** What the parent saves in its job's data between its runs. */
+export interface ShardedExportState {
+  /** `planned`: the upload exists, the children may not; `waiting`: the children were added. */
+  step: 'planned' | 'waiting'
+  key: string
+  uploadId: string
+  stashPrefix: string
+  ranges: ShardRange[]
+}
+
+export interface ShardedExportProcessorOptions {
+  s3: S3ClientLike
+  bucket: string
+  /** The queue this processor's Worker takes jobs from: the parent adds its shards' jobs to it. */
+  queue: ShardQueue
+  /** Key prefix: objects are `${prefix}/${job.id}.${ext}[.gz]` unless the spec names a key. Default `exports`. */
+  prefix?: string
+  /** The key ranges of a parent job, e.g. `planShards({ pool, table, key: 'id', shards: 8 })`. */
+  plan(job: ShardedExportJob): ShardRange[] | Promise<ShardRange[]>
+  /**
+   * The export of one range: a keyset source from `after` (the range's start, or where a crashed
+   * attempt stopped) to `range.until`, a format (`csv()` or `jsonl()`) and gzip. Called for the
+   * parent too, with range 0, for the object's key and type (its source is not read).
+   */
+  resolve(job: ShardedExportJob, context: { range: ShardRange; after?: unknown }): ExportSpec | Promise<ExportSpec>
+  /** Lifetime of the presigned URL in the result. Default 86400 (a day). */
+  urlExpiresIn?: number
+  /** First part size; a shard's parts grow within its share of S3's 10,000. Default 8 MiB. */
+  partSize?: number
+  /** Time between a shard's job.updateProgress calls. Default 1000 ms. */
+  progressIntervalMs?: number
+}
+
+export interface ShardedExportResult {
+  location: S3Location
+  rows: number
+  bytes: number
+  shards: number
+  /** Presigned GET URL of the export. */
+  url: string
+}
+
+const waitingChildren = () => Object.assign(new Error('Waiting for the shards of the export'), { name: 'WaitingChildrenError' })
+
+/**
+ * A BullMQ processor for sharded exports (see docs/shards.md):
+ * `new Worker('exports', createShardedExportProcessor({ s3, bucket, queue, plan, resolve }), { connection })`,
+ * then `queue.add('statements', { table: 'statements' }, { attempts: 3 })`. A job is a parent: it
+ * plans the ranges, creates the upload, adds a child job per range (with its own attempts) and
+ * waits; each child writes its range into a reserved range of part numbers, checkpointed after
+ * every part; the parent completes the upload once all are done. A child out of attempts fails
+ * the flow: the parent aborts the upload, removes what the shards held, and fails with that error.
+ */
+export function createShardedExportProcessor(
+  options: ShardedExportProcessorOptions,
+): (job: ShardedExportJob, token?: string) => Promise<ShardedExportResult | ShardResult> {
+  checkObject('options', options)
+  const { s3, bucket, queue, prefix = 'exports', plan, resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000 } = options
+  checkString('bucket', bucket)
+  if (typeof queue?.addBulk !== 'function' || typeof queue.getJob !== 'function') invalidOption('queue', 'the BullMQ Queue the worker takes jobs from', queue)
+  checkFunction('plan', plan)
+  checkFunction('resolve', resolve)
+  checkTimerMs('progressIntervalMs', progressIntervalMs)
+  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) invalidOption('partSize', `an integer of at least 5 MiB (${MIN_PART_SIZE})`, partSize)
+
+  const runShard = async (job: ShardedExportJob): Promise<ShardResult> => {
+    const shard = job.data.exportShard!
+    const saved = job.data.exportCheckpoint
+    const save = (checkpoint: ExportCheckpoint) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
+    const upload = new ShardUpload({ client: s3, shard, partSize, checkpoint: saved, onCheckpoint: save })
+    const gone = () => new ExportError('ERR_SINK', 'sink', `The upload of ${shard.key} is gone: the flow failed or was aborted`)
+    try {
+      // Every piece was uploaded by an attempt that died before it returned.
+      if (!saved?.ended) {
+        const spec = await resolve(job, { range: shard.range, after: saved === undefined ? shard.range.after : (saved.lastKey ?? shard.range.after) })
+        checkShardSpec(spec)
+        if (!(await upload.exists())) throw gone()
+        await exportStream({
+          ...spec,
+          sink: upload,
+          progressIntervalMs,
+          onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows: (saved?.rows ?? 0) + rows, bytes }).catch(() => {}),
+        })
+      }
+      // The flow may have failed meanwhile: then nothing will join this shard's pieces.
+      if (!(await upload.exists())) throw gone()
+      const { rows, bytes, parts } = upload.checkpoint
+      return { index: shard.index, rows, bytes, parts }
+    } catch (error) {
+      const e = error as ExportError
+      if (!(await upload.exists().catch(() => true))) await upload.discard().catch(() => {})
+      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+        await job.updateData({ ...job.data, exportError: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } }).catch(() => {})
+      throw error
+    }
+  }
+
+  const runParent = async (job: ShardedExportJob, token: string | undefined): Promise<ShardedExportResult> => {
+    let state = job.data.shardedExport
+    let flowFailed = false
+    try {
+      if (!state) state = await start(job)
+      if (state.step === 'planned') {
+        const { partCount, firstPart } = reservePartNumbers(state.ranges.length)
+        const { shardedExport: _, ...data } = job.data
+        await queue.addBulk(
+          state.ranges.map((range) => {
+            const assignment: ShardAssignment = {
+              ...shardOf(state!),
+              index: range.index,
+              shards: state!.ranges.length,
+              firstPart: firstPart(range.index),
+              partCount,
+            }
+            return {
+              name: `${job.name}.shard`,
+              data: { ...data, exportShard: { ...assignment, range } },
+              // The same job ids again after a crash here: BullMQ adds each child once.
+              opts: {
+                jobId: `${job.id}-shard-${range.index}`,
+                parent: { id: job.id, queue: job.queueQualifiedName },
+                continueParentOnFailure: true,
+                attempts: job.opts.attempts,
+                backoff: job.opts.backoff,
+              },
+            }
+          }),
+        )
+        state = { ...state, step: 'waiting' }
+        await job.updateData({ ...job.data, shardedExport: state })
+      }
+      const failed = Object.keys(await job.getFailedChildrenValues())
+      if (failed.length > 0) {
+        flowFailed = true
+        throw await shardFailure(job, failed[0]!, state)
+      }
+      if (token === undefined) throw new ExportError('ERR_INVALID_OPTION', 'options', 'A sharded export needs the token BullMQ passes to the processor')
+      if (await job.moveToWaitingChildren(token)) throw waitingChildren()
+
+      const results = Object.values(await job.getChildrenValues()) as ShardResult[]
+      await assembleShards(s3, shardOf(state), results)
+      await removeStash(s3, shardOf(state)).catch(() => {}) // the export has landed; left pieces are only clutter
+      const rows = results.reduce((sum, r) => sum + r.rows, 0)
+      const bytes = results.reduce((sum, r) => sum + r.bytes, 0)
+      const url = await presignDownload(s3, { bucket, key: state.key, expiresIn: urlExpiresIn })
+      await job.updateProgress({ rows, bytes, percent: 100 })
+      return { location: { bucket, key: state.key }, rows, bytes, shards: results.length, url }
+    } catch (error) {
+      if ((error as Error).name === 'WaitingChildrenError') throw error
+      if (state && (flowFailed || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))) await discardShards(s3, shardOf(state)).catch(() => {})
+      throw error
+    }
+  }
+
+  /** Plans the ranges and creates the upload, saved before any child exists. */
+  const start = async (job: ShardedExportJob): Promise<ShardedExportState> => {
+    const spec = await resolve(job, { range: { index: 0 } })
+    ;(spec.source as Partial<Readable>).destroy?.()
+    spec.format.destroy()
+    checkShardSpec(spec)
+    const gzip = spec.gzip ?? false
+    if (spec.key !== undefined) checkString('key', spec.key)
+    const key = spec.key ?? exportKey({ prefix, jobId: String(job.id), format: spec.format, gzip })
+    const ranges = await plan(job)
+    if (!Array.isArray(ranges) || ranges.length === 0) invalidOption('plan', 'a function resolving to key ranges (planShards)', ranges)
+    reservePartNumbers(ranges.length)
+    const stashPrefix = `${key}.shards/`
+    // What an attempt that died here before saving left: an upload nobody knows, pieces.
+    await abortOtherUploads(s3, bucket, key)
+    await removeStash(s3, { bucket, stashPrefix })
+    const s3Commands = loadS3()
+    const { UploadId } = await send<{ UploadId: string }>(
+      s3,
+      new s3Commands.CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: gzip ? GZIP_CONTENT_TYPE : spec.format.contentType }),
+    )
+    const state: ShardedExportState = { step: 'planned', key, uploadId: UploadId, stashPrefix, ranges }
+    await job.updateData({ ...job.data, shardedExport: state })
+    return state
+  }
+
+  const shardOf = (state: ShardedExportState) => ({ bucket, key: state.key, uploadId: state.uploadId, stashPrefix: state.stashPrefix })
+
+  /** The error a failed child leaves (saved in its data), as the flow's: its code, and which shard. */
+  const shardFailure = async (job: ShardedExportJob, childKey: string, state: ShardedExportState): Promise<ExportError> => {
+    await job.removeUnprocessedChildren()
+    const child = await queue.getJob(childKey.slice(childKey.lastIndexOf(':') + 1))
+    const shard = child?.data.exportShard as ShardAssignment | undefined
+    const cause = child?.data.exportError as { code: ExportErrorCode; message: string } | undefined
+    const which = shard ? `Shard ${shard.index + 1} of ${state.ranges.length}` : 'A shard'
+    return new ExportError(
+      cause?.code ?? 'ERR_SINK',
+      'export',
+      `${which} of ${state.key} failed after its last attempt: ${cause?.message ?? 'unknown error'}`,
+      {
+        cause: child?.data.exportError,
+      },
+    )
+  }
+
+  return (job, token) => (job.data.exportShard ? runShard(job) : runParent(job, token))
+}
+
+/** A shard is a keyset source (to resume and to stop at its range's end) and a format whose end is empty once rows were written. */
+function checkShardSpec(spec: ExportSpec): void {
+  const source = spec.source as { keyOf?: unknown }
+  if (typeof source.keyOf !== 'function') invalidOption('source', 'a keyset source (postgresKeysetSource) for a sharded export', spec.source)
+  const format = spec.format as ExportSpec['format'] & { encoder?: { end(rows: number): string }; nextSegment?: unknown }
+  // A JSON array's `,` and `]` belong between and after shards; csv() and jsonl() write nothing there.
+  if (typeof format.nextSegment !== 'function' || format.encoder?.end(1) !== '')
+    invalidOption('format', 'csv() or jsonl() for a sharded export (a JSON array cannot be joined from shards yet)', spec.format)
+}

@@ -1,0 +1,220 @@
+// The shards of one object: several workers write key ranges of one export as parts of one
+// multipart upload, each within its own range of part numbers, and a coordinator (the flow's
+// parent job) completes it. S3 takes parts of at least 5 MiB but the last: a shard's first and
+// last pieces, which may be small, are held as objects of their own (`stash`) until the
+// coordinator joins them to their neighbours, in key order.
+import { Writable } from 'node:stream'
+import { ExportError, toExportError } from '../errors.js'
+import { abortUpload, completeUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
+import { PartUpload, type ExportCheckpoint } from './s3-resumable.js'
+import { MAX_PARTS, MIN_PART_SIZE, partSizeFor, type S3Location } from './s3.js'
+import type { PartInfo, SegmentSink } from '../types.js'
+
+/** One shard's share of the upload, as the coordinator hands it to the shard's job. */
+export interface ShardAssignment {
+  /** From 0, in key order. */
+  index: number
+  shards: number
+  bucket: string
+  key: string
+  uploadId: string
+  /** The first part number reserved for this shard, and how many follow it. */
+  firstPart: number
+  partCount: number
+  /** Key prefix of the pieces held apart (`stash`), e.g. `exports/42.csv.gz.shards/`. */
+  stashPrefix: string
+}
+
+/** What a shard's job returns to the coordinator: its pieces, in order. */
+export interface ShardResult {
+  index: number
+  rows: number
+  bytes: number
+  parts: ExportCheckpoint['parts']
+}
+
+const sinkError = (error: unknown) => toExportError(error, 'ERR_SINK', 'sink')
+
+/**
+ * Part numbers for `shards` shards within S3's 10,000: an equal range each. A shard's parts grow
+ * as an upload's do (doubled every 1,000 parts), scaled to its range, so that the shards together
+ * hold what one upload of the same part size holds.
+ */
+export function reservePartNumbers(shards: number): { partCount: number; firstPart: (index: number) => number } {
+  const partCount = Math.floor(MAX_PARTS / shards)
+  if (partCount < 2)
+    throw new ExportError('ERR_INVALID_OPTION', 'options', `Expected at most ${MAX_PARTS / 2} shards (two parts each within S3's ${MAX_PARTS}), got ${shards}`)
+  return { partCount, firstPart: (index) => 1 + index * partCount }
+}
+
+export interface ShardUploadOptions {
+  client: S3ClientLike
+  shard: ShardAssignment
+  /** The upload's first part size; later parts grow (see reservePartNumbers). */
+  partSize: number
+  /** Where an earlier attempt of this shard stopped. */
+  checkpoint?: ExportCheckpoint
+  /** Persist the checkpoint (e.g. job.updateData); awaited after every completed part. */
+  onCheckpoint(checkpoint: ExportCheckpoint): Promise<unknown>
+}
+
+/**
+ * A shard's pieces of the coordinator's upload, as the sink of `exportStream` (segments cut at row
+ * boundaries, a gzip member each), checkpointed after every piece so that a crashed attempt's
+ * successor continues with the next piece and the next key. Its "commit" only says the shard is
+ * whole: the coordinator completes the upload (see `assembleShards`).
+ */
+export class ShardUpload extends Writable implements SegmentSink<S3Location> {
+  readonly #options: ShardUploadOptions
+  #done: ExportCheckpoint
+  readonly #firstPiece: number
+  #location: S3Location | undefined
+
+  constructor(options: ShardUploadOptions) {
+    super()
+    this.#options = options
+    const { shard, checkpoint } = options
+    this.#done = checkpoint
+      ? { ...checkpoint, parts: [...checkpoint.parts] }
+      : { uploadId: shard.uploadId, bucket: shard.bucket, key: shard.key, parts: [], rows: 0, bytes: 0 }
+    this.#firstPiece = this.#done.parts.length + 1
+  }
+
+  /** The checkpoint as it stands. */
+  get checkpoint(): ExportCheckpoint {
+    return this.#done
+  }
+
+  /** Whether the coordinator's upload still exists (a failed flow aborts it). */
+  async exists(): Promise<boolean> {
+    const { client, shard } = this.#options
+    const s3 = loadS3()
+    return send(client, new s3.ListPartsCommand({ Bucket: shard.bucket, Key: shard.key, UploadId: shard.uploadId, MaxParts: 1 })).then(
+      () => true,
+      (error: Error) => {
+        if (error.name === 'NoSuchUpload') return false
+        throw sinkError(error)
+      },
+    )
+  }
+
+  /** After a failed flow: removes the pieces this shard held apart. */
+  discard(): Promise<void> {
+    const { client, shard } = this.#options
+    return removeStash(client, { bucket: shard.bucket, stashPrefix: `${shard.stashPrefix}${shard.index}-` })
+  }
+
+  /** Shards after the first continue the output (no header); a resumed one its own rows. */
+  get startRow(): number {
+    return (this.#options.shard.index > 0 ? 1 : 0) + this.#done.rows
+  }
+
+  partBytes(n: number): number {
+    const piece = this.#firstPiece + n - 1
+    return partSizeFor(Math.ceil((piece * MAX_PARTS) / this.#options.shard.partCount), this.#options.partSize)
+  }
+
+  partSink(n: number, isLast: () => boolean): PartUpload {
+    const { client, shard } = this.#options
+    const piece = this.#firstPiece + n - 1
+    if (piece > shard.partCount)
+      throw new ExportError('ERR_SINK', 'sink', `Shard ${shard.index} filled its ${shard.partCount} part numbers: use fewer shards or a larger partSize`)
+    const params = { Bucket: shard.bucket, Key: shard.key, UploadId: shard.uploadId, PartNumber: shard.firstPart + piece - 1 }
+    // The first shard's first piece starts the object: only what follows another shard's end waits.
+    const held = () => (piece === 1 && shard.index > 0) || isLast()
+    return new PartUpload(client, params, () => (held() ? `${shard.stashPrefix}${shard.index}-${piece}` : undefined))
+  }
+
+  async partDone(part: PartInfo<S3Location>, last: boolean): Promise<void> {
+    const done = this.#done
+    const { shard } = this.#options
+    const stash = part.location.key === shard.key ? {} : { stash: part.location.key }
+    done.parts.push({ PartNumber: shard.firstPart + done.parts.length, ETag: part.location.etag!, ...stash })
+    done.rows += part.rows
+    done.bytes += part.bytes
+    if ('lastKey' in part) done.lastKey = part.lastKey
+    if (last) done.ended = true
+    await this.#options.onCheckpoint({ ...done, parts: [...done.parts] })
+  }
+
+  /** The shard is whole; the object is not there yet (the coordinator completes it). */
+  commit(): Promise<S3Location> {
+    const { bucket, key } = this.#options.shard
+    return Promise.resolve((this.#location = { bucket, key }))
+  }
+
+  get location(): S3Location | undefined {
+    return this.#location
+  }
+}
+
+/**
+ * The coordinator's commit: joins the shards' held pieces to their neighbours (uploaded as parts of
+ * at least 5 MiB, or as the last part), in key order, and completes the upload. Memory: the pieces
+ * joined into one part, about 5 MiB plus one piece. Resolves with the parts listed in the completion.
+ */
+export async function assembleShards(client: S3ClientLike, shard: Pick<ShardAssignment, 'bucket' | 'key' | 'uploadId'>, results: ShardResult[]) {
+  const { bucket, key, uploadId } = shard
+  const s3 = loadS3()
+  const parts: Array<{ PartNumber: number; ETag: string }> = []
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let pendingNumber = 0
+  const flush = async () => {
+    const Body = Buffer.concat(pending)
+    const { ETag } = await send<{ ETag: string }>(
+      client,
+      new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: pendingNumber, Body }),
+    )
+    parts.push({ PartNumber: pendingNumber, ETag })
+    pending = []
+    pendingBytes = 0
+  }
+  try {
+    for (const result of [...results].sort((a, b) => a.index - b.index)) {
+      for (const part of result.parts) {
+        if (part.stash === undefined) {
+          // A piece held before this part ends with the first piece of this shard, which was cut full.
+          if (pending.length > 0) await flush()
+          parts.push({ PartNumber: part.PartNumber, ETag: part.ETag })
+          continue
+        }
+        const object = await send<{ Body: { transformToByteArray(): Promise<Uint8Array> } }>(
+          client,
+          new s3.GetObjectCommand({ Bucket: bucket, Key: part.stash }),
+        )
+        const bytes = Buffer.from(await object.Body.transformToByteArray())
+        pending.push(bytes)
+        pendingBytes += bytes.length
+        pendingNumber = part.PartNumber
+        if (pendingBytes >= MIN_PART_SIZE) await flush()
+      }
+    }
+    if (pending.length > 0) await flush()
+    await completeUpload(client, bucket, key, uploadId, parts)
+    return parts
+  } catch (error) {
+    throw sinkError(error)
+  }
+}
+
+/** A failed flow: its upload aborted and every piece held apart removed. */
+export async function discardShards(client: S3ClientLike, shard: Pick<ShardAssignment, 'bucket' | 'key' | 'uploadId' | 'stashPrefix'>): Promise<void> {
+  const { bucket, key, uploadId } = shard
+  await abortUpload(client, bucket, key, uploadId)
+  await removeStash(client, shard)
+}
+
+/** Removes the pieces held apart under the stash prefix (after the completion, or after a failure). */
+export async function removeStash(client: S3ClientLike, { bucket, stashPrefix }: Pick<ShardAssignment, 'bucket' | 'stashPrefix'>): Promise<void> {
+  const s3 = loadS3()
+  let ContinuationToken: string | undefined
+  do {
+    const page = await send<{ Contents?: Array<{ Key?: string }>; NextContinuationToken?: string }>(
+      client,
+      new s3.ListObjectsV2Command({ Bucket: bucket, Prefix: stashPrefix, ContinuationToken }),
+    )
+    for (const object of page.Contents ?? []) await send(client, new s3.DeleteObjectCommand({ Bucket: bucket, Key: object.Key }))
+    ContinuationToken = page.NextContinuationToken
+  } while (ContinuationToken !== undefined)
+}
