@@ -73,3 +73,23 @@ export function median(results) {
   const sorted = [...results].sort((a, b) => a.ms - b.ms)
   return sorted[Math.floor(sorted.length / 2)]
 }
+
+/**
+ * The test suite's S3 server (s3rver with its middleware), in this process: it is TypeScript, so it
+ * is bundled first (its packages stay external), then imported.
+ */
+export async function startTestS3(bucket) {
+  const { build } = await import('esbuild')
+  const fixture = new URL('./.data/s3-server.mjs', import.meta.url).pathname
+  await build({
+    entryPoints: [new URL('../test/fixtures/s3-server.ts', import.meta.url).pathname],
+    outfile: fixture,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    packages: 'external',
+    logLevel: 'error',
+  })
+  const { startS3 } = await import(fixture)
+  return startS3(bucket)
+}

@@ -9,6 +9,7 @@ const suites = {
   parquet: './parquet.mjs',
   pgzip: './pgzip.mjs',
   split: './split.mjs',
+  shards: './shards.mjs',
   xlsx: './xlsx.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)

@@ -2,22 +2,9 @@
 // (s3rver, with the test suite's middleware for what s3rver lacks: ListMultipartUploads, ListParts,
 // AbortMultipartUpload), against the same export to fileSink and as a resumable export job.
 import { mkdirSync, rmSync } from 'node:fs'
-import { build } from 'esbuild'
-import { fmt, machine, median, runChildAsync, writeSection } from './lib.mjs'
+import { fmt, machine, median, runChildAsync, startTestS3, writeSection } from './lib.mjs'
 
-// The test server is TypeScript: bundled here (its packages stay external) and imported.
-const fixture = new URL('./.data/s3-server.mjs', import.meta.url).pathname
-await build({
-  entryPoints: [new URL('../test/fixtures/s3-server.ts', import.meta.url).pathname],
-  outfile: fixture,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  packages: 'external',
-  logLevel: 'error',
-})
-const { startS3 } = await import(fixture)
-const server = await startS3('bench')
+const server = await startTestS3('bench')
 const { endpoint } = server
 const dir = new URL('./.data/', import.meta.url).pathname
 mkdirSync(dir, { recursive: true })

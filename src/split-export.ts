@@ -223,7 +223,12 @@ export class SplitWriter<L extends object = Location> extends Writable {
 
   #isFull(part: OpenPart<L>): boolean {
     const { rows } = this.#options.limits
-    const bytes = this.#segments ? this.#segments.partBytes(part.number) : this.#options.limits.bytes
+    if (this.#segments) {
+      // A segment is a part of an upload, and S3 refuses parts under 5 MiB but the last: it is cut
+      // once its bytes have landed, never on an estimate (which may fall short by a compressed block).
+      return part.digest.bytes >= this.#segments.partBytes(part.number)
+    }
+    const { bytes } = this.#options.limits
     return (rows !== undefined && part.rows >= rows) || (bytes !== undefined && part.projectedBytes() >= bytes)
   }
 

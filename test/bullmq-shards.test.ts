@@ -141,6 +141,21 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     expect(await stashLeft(key)).toEqual([])
   }, 180_000)
 
+  it('the parent killed after S3 assembled the object, before it said so: its next run recognises the object and succeeds', async () => {
+    const { events, worker, add } = await shardQueue()
+    const job = await add({ shards: 4, gzip: true })
+    const key = `exports/${job.id}.csv.gz`
+    const first = worker()
+    s3.inject({ op: 'CompleteMultipartUpload', key, times: 1, action: 'pass', onDone: () => first.kill('SIGKILL'), holdResponseMs: 1000 })
+    await new Promise((resolve) => first.once('exit', resolve))
+    worker()
+    const result = await job.waitUntilFinished(events, 120_000)
+    expect(result).toMatchObject({ rows: ROWS, shards: 4 })
+    expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBe(2) // the second found the upload gone, and the object its parts make
+    expectSameBytes(gunzipSync(await objectBytes(key)), serialExport)
+    expect(await stashLeft(key)).toEqual([])
+  }, 180_000)
+
   it('a shard failing past its attempts fails the flow: upload aborted, pieces removed, the parent failed with the shard named', async () => {
     const { queue, events, worker, add } = await shardQueue()
     const job = await add({ shards: 4, gzip: true }, 2)

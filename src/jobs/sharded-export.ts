@@ -49,6 +49,8 @@ export interface ShardedExportState {
   uploadId: string
   stashPrefix: string
   ranges: ShardRange[]
+  /** The upload was completed: the export has landed. */
+  completed?: boolean
 }
 
 export interface ShardedExportProcessorOptions {
@@ -181,7 +183,12 @@ export function createShardedExportProcessor(
       if (await job.moveToWaitingChildren(token)) throw waitingChildren()
 
       const results = Object.values(await job.getChildrenValues()) as ShardResult[]
-      await assembleShards(s3, shardOf(state), results)
+      if (!state.completed) {
+        await assembleShards(s3, shardOf(state), results)
+        // Saved before the pieces go: a retry after a crash then knows the object is complete.
+        state = { ...state, completed: true }
+        await job.updateData({ ...job.data, shardedExport: state })
+      }
       await removeStash(s3, shardOf(state)).catch(() => {}) // the export has landed; left pieces are only clutter
       const rows = results.reduce((sum, r) => sum + r.rows, 0)
       const bytes = results.reduce((sum, r) => sum + r.bytes, 0)
@@ -190,7 +197,7 @@ export function createShardedExportProcessor(
       return { location: { bucket, key: state.key }, rows, bytes, shards: results.length, url }
     } catch (error) {
       if ((error as Error).name === 'WaitingChildrenError') throw error
-      if (state && (flowFailed || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))) await discardShards(s3, shardOf(state)).catch(() => {})
+      if (state && !state.completed && (flowFailed || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))) await discardShards(s3, shardOf(state)).catch(() => {})
       throw error
     }
   }

@@ -3,6 +3,7 @@
 // parent job) completes it. S3 takes parts of at least 5 MiB but the last: a shard's first and
 // last pieces, which may be small, are held as objects of their own (`stash`) until the
 // coordinator joins them to their neighbours, in key order.
+import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { ExportError, toExportError } from '../errors.js'
 import { abortUpload, completeUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
@@ -160,12 +161,21 @@ export async function assembleShards(client: S3ClientLike, shard: Pick<ShardAssi
   let pending: Buffer[] = []
   let pendingBytes = 0
   let pendingNumber = 0
+  // The upload is gone: a coordinator before this one completed it and died before saying so, or
+  // it was aborted. The parts' ETags (their MD5s) are computed instead, to tell which (see below).
+  let gone = false
   const flush = async () => {
     const Body = Buffer.concat(pending)
-    const { ETag } = await send<{ ETag: string }>(
-      client,
-      new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: pendingNumber, Body }),
-    )
+    let ETag = `"${createHash('md5').update(Body).digest('hex')}"`
+    if (!gone) {
+      const command = new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: pendingNumber, Body })
+      try {
+        ;({ ETag } = await send<{ ETag: string }>(client, command))
+      } catch (error) {
+        if ((error as Error).name !== 'NoSuchUpload') throw error
+        gone = true
+      }
+    }
     parts.push({ PartNumber: pendingNumber, ETag })
     pending = []
     pendingBytes = 0
@@ -191,6 +201,7 @@ export async function assembleShards(client: S3ClientLike, shard: Pick<ShardAssi
       }
     }
     if (pending.length > 0) await flush()
+    // completeUpload tells a completed upload (the object's multipart ETag is these parts') from an aborted one.
     await completeUpload(client, bucket, key, uploadId, parts)
     return parts
   } catch (error) {
