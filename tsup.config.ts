@@ -2,7 +2,8 @@ import { defineConfig } from 'tsup'
 
 export default defineConfig([
   {
-    entry: ['src/index.ts', 'src/bullmq.ts'],
+    // shard-worker: the worker threads of in-process shards, loaded by path beside the chunks.
+    entry: { index: 'src/index.ts', bullmq: 'src/bullmq.ts', 'shard-worker': 'src/shard-worker.ts' },
     format: ['esm', 'cjs'],
     // Code shared by the entries (ExportError above all) lives in one chunk in both formats, so
     // that `instanceof ExportError` holds across `stream-export` and `stream-export/bullmq`.

@@ -25,6 +25,8 @@ export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres.js'
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres-keyset.js'
 export { planShards, type PlanShardsOptions, type ShardRange } from './sources/postgres-shards.js'
+export { postgresShardedSource, type PostgresShardedSource, type PostgresShardedSourceOptions } from './sources/postgres-sharded.js'
+export type { ShardedReadable } from './sources/sharded-readable.js'
 export {
   postgresIncrementalSource,
   type IncrementalWatermark,

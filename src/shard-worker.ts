@@ -1,0 +1,125 @@
+// A worker thread of in-process shards (sharded-readable.ts): reads one key range on its own
+// connection, inside the coordinator's snapshot, and sends its output in chunks, each once the one
+// `window` chunks before it was acknowledged. Built as its own entry (dist/shard-worker.js, .cjs).
+import { Writable, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { serialize } from 'node:v8'
+import { parentPort, workerData } from 'node:worker_threads'
+import pg from 'pg'
+import { toExportError } from './errors.js'
+import { csv } from './formats/csv.js'
+import { jsonl } from './formats/jsonl.js'
+import { isRowBatch, type Formatter, type Row, type SourceExtras } from './types.js'
+import { postgresSource } from './sources/postgres.js'
+import type { ShardMessage, ShardSource, ShardWork } from './sources/sharded-readable.js'
+
+// Rows per chunk in row mode: a Postgres page.
+const CHUNK_ROWS = 1000
+
+const work = workerData as ShardWork
+const port = parentPort!
+let credit = work.window
+let waiting: (() => void) | undefined
+// Set once the export no longer wants this shard: its source is destroyed, its connection ended.
+let stop: (() => void) | undefined
+let stopped = false
+port.on('message', (message: { type: 'ack'; count: number } | { type: 'stop' }) => {
+  if (message.type === 'stop') {
+    stopped = true
+    stop?.()
+    return
+  }
+  credit += message.count
+  const wake = waiting
+  waiting = undefined
+  wake?.()
+})
+
+/** Sends a chunk (a copy the other thread owns) once a window's chunk has been acknowledged. */
+async function send(rows: number, bytes: Uint8Array, source: SourceExtras): Promise<void> {
+  while (credit <= 0) await new Promise<void>((resolve) => (waiting = resolve))
+  credit--
+  const payload = new Uint8Array(bytes) // a driver's or the pool's buffer is never given away
+  const message: ShardMessage = { type: 'data', rows, payload, columns: source.columnTypes?.() }
+  port.postMessage(message, [payload.buffer])
+}
+
+/** The last stage: encoded bytes with the rows ending in them, or rows serialized a page at a time. */
+function sender(source: SourceExtras, format: Formatter | undefined): Writable {
+  let sent = 0
+  let rows: Row[] = []
+  const flushRows = () => {
+    const list = rows
+    rows = []
+    return list.length > 0 ? send(list.length, serialize(list), source) : Promise.resolve()
+  }
+  return new Writable({
+    objectMode: format === undefined,
+    write(chunk: Buffer | Row, _encoding, callback) {
+      if (format) {
+        const ended = format.rows - sent
+        sent = format.rows
+        send(ended, chunk as Buffer, source).then(() => callback(), callback)
+        return
+      }
+      if (isRowBatch(chunk)) rows.push(...chunk.rows)
+      else rows.push(chunk as Row)
+      if (rows.length < CHUNK_ROWS) callback()
+      else flushRows().then(() => callback(), callback)
+    },
+    final(callback) {
+      flushRows().then(() => callback(), callback)
+    },
+  })
+}
+
+async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>): Promise<{ stream: Readable & SourceExtras; close(): Promise<void> }> {
+  const client = new pg.Client(typeof source.connection === 'string' ? { connectionString: source.connection } : source.connection)
+  client.on('error', () => {}) // a dead backend fails the query too: that is the error reported
+  try {
+    await client.connect()
+    await client.query('begin isolation level repeatable read read only')
+    await client.query(`set transaction snapshot ${client.escapeLiteral(source.snapshot)}`)
+  } catch (error) {
+    await client.end().catch(() => {})
+    throw error
+  }
+  port.postMessage({ type: 'ready' } satisfies ShardMessage)
+  return {
+    stream: postgresSource({ client, text: source.text, values: source.values, batchSize: source.batchSize }),
+    close: async () => {
+      await client.query('commit').catch(() => {})
+      await client.end()
+    },
+  }
+}
+
+async function run(): Promise<void> {
+  let opened: Awaited<ReturnType<typeof openPostgres>> | undefined
+  try {
+    opened = await openPostgres(work.source)
+    const { stream } = opened
+    stop = () => stream.destroy()
+    if (stopped) stream.destroy()
+    const { encoding } = work
+    let format: Formatter | undefined
+    if (encoding) {
+      const { kind, ...options } = encoding
+      format = kind === 'csv' ? csv({ ...options, header: false }) : jsonl(options)
+      stream.encodeFor?.(encoding)
+      format.useSourceColumns?.(() => stream.columnTypes?.())
+    }
+    stream.sendBatches?.()
+    await pipeline([stream, ...(format ? [format] : []), sender(stream, format)])
+    await opened.close()
+    port.postMessage({ type: 'end', columns: stream.columnTypes?.() } satisfies ShardMessage)
+  } catch (error) {
+    const { code, stage, message } = toExportError(error, 'ERR_SOURCE', 'source')
+    if (!stopped) port.postMessage({ type: 'error', code, stage, message } satisfies ShardMessage)
+    await opened?.close().catch(() => {})
+  } finally {
+    port.removeAllListeners('message')
+  }
+}
+
+void run()

@@ -1,0 +1,163 @@
+import { availableParallelism } from 'node:os'
+import { invalidOption, toExportError } from '../errors.js'
+import { checkColumns, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
+import { connect, countRows, quoteIdentifier, type PgPool } from './postgres-connection.js'
+import { planShards } from './postgres-shards.js'
+import { ShardedReadable, type ShardSource } from './sharded-readable.js'
+
+export interface PostgresShardedSourceOptions {
+  /** Each shard opens its own connection with it, and so does the coordinator. Give this or `pool`. */
+  connectionString?: string
+  /**
+   * A `pg` Pool: the coordinator takes a client from it; each shard, on its own thread, opens a
+   * connection with the pool's options (which must not hold functions, such as a password callback).
+   */
+  pool?: PgPool & { options?: object }
+  /** The table to split into key ranges (and to read, unless `select` is given). */
+  table: string
+  /** A query over `table` to read instead of all of it; its result must include the key columns. */
+  select?: string
+  /** Parameters of `select` (`$1`, `$2`...). */
+  values?: unknown[]
+  /** Key column(s): unique and indexed; the output is in key order. Default `id`. */
+  key?: string | string[]
+  /** How many key ranges, each read on a worker thread with its own connection. Default: one per core. */
+  shards?: number
+  /** Rows per round trip of each shard's cursor (when the rows are not written by COPY). Default 1000. */
+  batchSize?: number
+  /** Rows sampled to plan the ranges (see `planShards`). Default 20,000. */
+  sampleRows?: number
+  /** Fill `totalRows` for progress, in the export's snapshot: `exact` (count(*)) or `estimate` (planner). */
+  count?: 'exact' | 'estimate'
+  /**
+   * Bytes of each shard's output held in memory before the rest of what it read ahead of its turn
+   * waits in a temp file. Default 8 MiB.
+   */
+  bufferBytes?: number
+  /** Folder of those temp files (removed at the end). Default: the system's temp folder. */
+  tempDir?: string
+}
+
+/** A sharded Postgres source (see `postgresShardedSource`). */
+export type PostgresShardedSource = ShardedReadable
+
+/**
+ * Reads one table as `shards` key ranges at once, each on a worker thread with its own connection,
+ * all in ONE snapshot (a coordinating REPEATABLE READ transaction exports it with
+ * `pg_export_snapshot()`; each shard imports it with `SET TRANSACTION SNAPSHOT`), and hands the
+ * rows on in key order: the output is byte for byte what one cursor over the table would give.
+ * With `csv()` or `jsonl()` (no transform) the shards also encode (or let PostgreSQL write) the
+ * rows, so decoding and encoding run on every core.
+ */
+export function postgresShardedSource(options: PostgresShardedSourceOptions): PostgresShardedSource {
+  checkObject('options', options)
+  checkExactlyOne(options, ['pool', 'connectionString'])
+  const {
+    pool,
+    connectionString,
+    table,
+    select,
+    values = [],
+    key = 'id',
+    shards = availableParallelism(),
+    batchSize = 1000,
+    sampleRows = 20_000,
+    count,
+  } = options
+  const { bufferBytes = 8 * 2 ** 20, tempDir } = options
+  if (pool !== undefined && typeof pool?.connect !== 'function') invalidOption('pool', 'a pg Pool', pool)
+  if (connectionString !== undefined) checkString('connectionString', connectionString)
+  checkString('table', table)
+  if (select !== undefined) checkString('select', select)
+  if (!Array.isArray(values)) invalidOption('values', 'an array', values)
+  const keys = checkColumns('key', key)
+  checkPositiveInteger('shards', shards)
+  checkPositiveInteger('batchSize', batchSize)
+  checkPositiveInteger('sampleRows', sampleRows)
+  checkPositiveInteger('bufferBytes', bufferBytes)
+  if (tempDir !== undefined) checkString('tempDir', tempDir)
+  if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
+  const connection = connectionString ?? workerConfig(pool!)
+  try {
+    structuredClone(values)
+  } catch {
+    invalidOption('values', 'an array of plain values (they are sent to the shards’ threads)', values)
+  }
+
+  const keyList = keys.map((k) => quoteIdentifier(k)).join(', ')
+  const relation = select ?? `select * from ${quoteIdentifier(table, true)}`
+  const keyValues = (edge: unknown): unknown[] => (Array.isArray(key) ? (edge as unknown[]) : [edge])
+  const placeholders = (from: number) => keys.map((_, i) => `$${from + i + 1}`).join(', ')
+  /** The query of the rows with after < key <= until, in key order. */
+  const rangeQuery = (after: unknown, until: unknown): { text: string; values: unknown[] } => {
+    const params = [...values]
+    const conditions: string[] = []
+    for (const [edge, operator] of [
+      [after, '>'],
+      [until, '<='],
+    ] as const) {
+      if (edge === undefined) continue
+      conditions.push(`(${keyList}) ${operator} (${placeholders(params.length)})`)
+      params.push(...keyValues(edge))
+    }
+    const where = conditions.length > 0 ? ` where ${conditions.join(' and ')}` : ''
+    return { text: `select * from (${relation}) as stream_export_shard${where} order by ${keyList}`, values: params }
+  }
+
+  let countResolved: (count: number | undefined) => void = () => {}
+  const counted = new Promise<number | undefined>((resolve) => (countResolved = resolve))
+  return new ShardedReadable({
+    bufferBytes,
+    tempDir,
+    countRows: () => counted,
+    async plan() {
+      const conn = await connect(pool ? { pool } : { connectionString })
+      const query = conn.client.query.bind(conn.client) as unknown as (text: string) => Promise<{ rows: Array<Record<string, unknown>> }>
+      let released: Promise<void> | undefined
+      // The coordinator's transaction holds the snapshot until every shard has imported it.
+      const release = (error?: Error) =>
+        (released ??= (async () => {
+          countResolved(undefined)
+          if (!error) await query('commit').catch(() => {})
+          await conn.release(error)
+        })())
+      try {
+        await query('begin isolation level repeatable read read only')
+        const snapshot = String((await query('select pg_export_snapshot() as id')).rows[0]!.id)
+        const ranges = await planShards({ client: conn.client, table, key, shards, sampleRows })
+        const total = count ? countRows({ client: conn.client, text: relation, values, count }) : Promise.resolve(undefined)
+        total.then(countResolved, () => countResolved(undefined))
+        const sources: ShardSource[] = ranges.map(({ after, until }) => ({
+          kind: 'postgres',
+          connection,
+          snapshot,
+          batchSize,
+          ...rangeQuery(after, until),
+        }))
+        return {
+          sources,
+          ready: async () => {
+            await total.catch(() => {})
+            await release()
+          },
+          release,
+        }
+      } catch (error) {
+        await release(error as Error)
+        throw toExportError(error, 'ERR_SOURCE', 'source')
+      }
+    },
+  })
+}
+
+/** The connection options of a pg Pool, as plain data a worker thread can take. */
+function workerConfig(pool: { options?: object }): Record<string, unknown> {
+  const config = Object.fromEntries(Object.entries(pool.options ?? {}).filter(([, value]) => typeof value !== 'function' && value !== undefined))
+  const password = (pool.options as { password?: unknown } | undefined)?.password
+  try {
+    if (typeof password === 'function') throw new Error('a password callback')
+    return structuredClone(config)
+  } catch {
+    return invalidOption('pool', 'a pg Pool whose options can be sent to worker threads (no password callback), or pass connectionString', pool)
+  }
+}
