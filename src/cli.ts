@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // stream-export: the library's main job from a shell. Credentials come from the environment
 // (the URL, AWS_* variables and the AWS default chain) and are never printed.
-import { constants } from 'node:os'
+import { availableParallelism, constants } from 'node:os'
 import { readFile, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { Writable } from 'node:stream'
@@ -21,6 +21,7 @@ import { s3Sink } from './sinks/s3.js'
 import { mongoSource } from './sources/mongo.js'
 import { postgresSource } from './sources/postgres.js'
 import { postgresCopySource } from './sources/postgres-copy.js'
+import { postgresShardedSource } from './sources/postgres-sharded.js'
 import { postgresIncrementalSource, type IncrementalWatermark } from './sources/postgres-incremental.js'
 import { incrementalExport } from './incremental-export.js'
 import { fileWatermarkStore, postgresWatermarkStore, type WatermarkStore } from './watermark-store.js'
@@ -41,6 +42,11 @@ Source
   --copy        Postgres COPY fast path (CSV only: the server writes the CSV)
   --collection  a MongoDB collection      --filter  its filter (extended JSON)
   --count       exact | estimate | none: the total behind the progress bar (default: estimate)
+
+Shards (Postgres; one table read as key ranges on worker threads, in one snapshot, docs/shards.md)
+  --shards <n|auto>  read --table as n key ranges at once (auto: one per core), rows in --key
+                order (default id); --query, if given, is a query over that table to read instead
+                (its result includes the key columns)
 
 Incremental (Postgres; each run exports the rows written since the previous one, docs/incremental.md)
   --since-state <file.json | postgres[:table]>  where the watermark is kept: a JSON file, or a table
@@ -167,6 +173,7 @@ interface Options {
   json: boolean
   split?: { rows?: number; bytes?: number }
   incremental?: { state: string; table: string; feed: string; orderBy?: string[]; key: string[] }
+  shards?: { count: number; table: string; key: string[] }
 }
 
 class HelpRequested extends Error {}
@@ -190,6 +197,7 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
         feed: { type: 'string' },
         'order-by': { type: 'string' },
         key: { type: 'string' },
+        shards: { type: 'string' },
         format: { type: 'string' },
         gzip: { type: 'boolean' },
         to: { type: 'string' },
@@ -235,9 +243,19 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   // The source: --from, or the connection from the environment (never only in argv, where ps shows it).
   const list = (text: string) => text.split(',').map((c) => c.trim())
   let incremental: Options['incremental']
+  let shards: Options['shards']
   const incrementalOnly = (['table', 'feed', 'order-by', 'key'] as const).find((name) => values[name] !== undefined)
-  if (values['since-state'] === undefined) {
-    if (incrementalOnly) throw new UsageError(`--${incrementalOnly} is for an incremental export: give --since-state too`)
+  if (values.shards !== undefined) {
+    if (values['since-state'] !== undefined || values.collection !== undefined || values.copy)
+      throw new UsageError('--shards reads a Postgres --table: drop --since-state, --collection and --copy')
+    if (!values.table) throw new UsageError('--shards splits a table: give --table')
+    const extra = (['feed', 'order-by'] as const).find((name) => values[name] !== undefined)
+    if (extra) throw new UsageError(`--${extra} is for an incremental export (--since-state), not --shards`)
+    if (values.shards !== 'auto' && !/^[1-9]\d*$/.test(values.shards))
+      throw new UsageError(`--shards: expected a positive whole number or auto, got ${JSON.stringify(values.shards)}`)
+    shards = { count: values.shards === 'auto' ? availableParallelism() : Number(values.shards), table: values.table, key: list(values.key ?? 'id') }
+  } else if (values['since-state'] === undefined) {
+    if (incrementalOnly) throw new UsageError(`--${incrementalOnly} is for an incremental export (give --since-state) or a sharded one (--shards)`)
   } else {
     if (!values.table) throw new UsageError('--since-state exports a table: give --table (instead of --query)')
     if (query !== undefined || values.collection !== undefined || values.copy)
@@ -251,9 +269,11 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
     }
   }
   const from =
-    values.from ?? (query !== undefined || incremental ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
+    values.from ??
+    (query !== undefined || incremental || shards ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
   if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
   if (incremental && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
+  if (shards && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--shards needs a Postgres --from (postgres://...)')
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
   const named = values.to === '-' ? { gzip: false } : formatOfName(values.to.replace(/^s3:\/\/[^/]*\//, ''))
@@ -318,6 +338,7 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
     json: values.json,
     split,
     incremental,
+    shards,
   }
 }
 
@@ -364,6 +385,10 @@ function openStore(options: Options, cleanups: Array<() => Promise<unknown>>): W
 async function openSource(options: Options, cleanups: Array<() => Promise<unknown>>) {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(options.from)?.[1]?.toLowerCase()
   const count = options.count === 'none' ? undefined : options.count
+  if (options.shards) {
+    const { count: shards, table, key } = options.shards
+    return postgresShardedSource({ connectionString: options.from, table, key, shards, select: options.query, count })
+  }
   if (scheme === 'postgres' || scheme === 'postgresql') {
     if (!options.query || options.collection) throw new UsageError('a Postgres source takes --query (and no --collection)')
     if (options.copy) return postgresCopySource({ connectionString: options.from, text: options.query, header: options.header })

@@ -68,7 +68,9 @@ function sender(source: SourceExtras, format: Formatter | undefined): Writable {
       else flushRows().then(() => callback(), callback)
     },
     final(callback) {
-      flushRows().then(() => callback(), callback)
+      // A format counts a row once it has pushed its bytes: the last rows' count comes after them.
+      const last = format ? (format.rows > sent ? send(format.rows - sent, new Uint8Array(0), source) : Promise.resolve()) : flushRows()
+      last.then(() => callback(), callback)
     },
   })
 }
@@ -118,7 +120,7 @@ async function run(): Promise<void> {
     if (!stopped) port.postMessage({ type: 'error', code, stage, message } satisfies ShardMessage)
     await opened?.close().catch(() => {})
   } finally {
-    port.removeAllListeners('message')
+    port.unref() // the thread exits once its connection has closed
   }
 }
 

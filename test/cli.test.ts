@@ -168,6 +168,56 @@ describe('stream-export CLI', () => {
     expect(await listDir(killed)).toEqual([])
   }, 60_000)
 
+  it('--shards reads a table as key ranges on worker threads: the file one query in key order writes; SIGTERM mid-export leaves no file and no connection', async () => {
+    const dir = await tempDir()
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 })
+    try {
+      await pool.query('drop table if exists se_cli_sharded')
+      await pool.query(
+        `create table se_cli_sharded as select i::bigint as id, 'name, "' || i || '"' as name, (i * 1.5)::numeric(10,2) as amount from generate_series(1, 30000) i`,
+      )
+      await pool.query('alter table se_cli_sharded add primary key (id)')
+      const sharded = await run(['--from', databaseUrl(), '--table', 'se_cli_sharded', '--shards', '3', '--to', join(dir, 'sharded.csv.gz')])
+      expect(sharded.code).toBe(0)
+      expect(sharded.stdout).toMatch(/^exported 30,000 rows/)
+      await run(['--from', databaseUrl(), '--query', 'select * from se_cli_sharded order by id', '--to', join(dir, 'one.csv.gz')])
+      expect(gunzipSync(await readFile(join(dir, 'sharded.csv.gz'))).equals(gunzipSync(await readFile(join(dir, 'one.csv.gz'))))).toBe(true)
+      for (const [args, message] of [
+        [['--shards', '0', '--table', 'se_cli_sharded'], '--shards: expected a positive whole number or auto'],
+        [['--shards', '2'], '--shards splits a table: give --table'],
+        [['--shards', '2', '--table', 'se_cli_sharded', '--copy'], '--shards reads a Postgres --table'],
+      ]) {
+        const refused = await run(['--from', databaseUrl(), ...args!, '--to', join(dir, 'x.csv')])
+        expect(refused.code).toBe(2)
+        expect(refused.stderr).toContain(message)
+      }
+      // A million rows: the export is mid-way when it is stopped.
+      await pool.query('drop table if exists se_cli_sharded_big')
+      await pool.query('create table se_cli_sharded_big as select i::bigint as id, md5(i::text) as v from generate_series(1, 1000000) i')
+      await pool.query('alter table se_cli_sharded_big add primary key (id)')
+      const stopDir = await tempDir()
+      const child = spawn(
+        process.execPath,
+        [cli, '--from', databaseUrl(), '--table', 'se_cli_sharded_big', '--shards', 'auto', '--gzip', '--to', join(stopDir, 'big.csv.gz')],
+        {
+          env: process.env,
+        },
+      )
+      let stderr = ''
+      child.stderr.on('data', (d) => (stderr += d))
+      const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? -1)))
+      await expect.poll(async () => (await listDir(stopDir)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0)
+      child.kill('SIGTERM')
+      expect(await exited).toBe(143)
+      expect(stderr).toContain('ERR_ABORTED')
+      expect(await listDir(stopDir)).toEqual([])
+      const backends = `select count(*)::int as n from pg_stat_activity where application_name = current_setting('application_name') and pid <> pg_backend_pid()`
+      await expect.poll(async () => (await pool.query(backends)).rows[0].n, { timeout: 5000 }).toBe(0)
+    } finally {
+      await pool.end()
+    }
+  }, 60_000)
+
   it('a bad query or a bad URL: one line, a non-zero exit, no password echoed', async () => {
     const dir = await tempDir()
     const withPassword = databaseUrl().replace('postgres://postgres', 'postgres://postgres:hunter2')

@@ -328,7 +328,7 @@ export class ShardedReadable extends Readable implements SourceExtras {
   }
 
   #pushChunk({ rows, payload }: ShardChunk): boolean {
-    if (this.#encoding) return payload.length === 0 ? true : this.push(encodedRows(rows, payload))
+    if (this.#encoding) return payload.length === 0 && rows === 0 ? true : this.push(encodedRows(rows, payload))
     const list = deserialize(payload) as Row[]
     if (this.#batches) return this.push(rowBatch(list))
     let more = true
