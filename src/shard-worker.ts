@@ -88,7 +88,9 @@ async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>):
   }
   port.postMessage({ type: 'ready' } satisfies ShardMessage)
   return {
-    stream: postgresSource({ client, text: source.text, values: source.values, batchSize: source.batchSize }),
+    // Handed over as a pool of this one client (never released by the source): the transaction is
+    // this worker's own, so PostgreSQL's COPY may write the rows (a caller's client takes the row path).
+    stream: postgresSource({ pool: { connect: () => Promise.resolve(client) }, text: source.text, values: source.values, batchSize: source.batchSize }),
     close: async () => {
       await client.query('commit').catch(() => {})
       await client.end()

@@ -87,28 +87,18 @@ class PostgresQueryStream extends QueryStream implements SourceExtras {
    * Runs `COPY` instead of the cursor when PostgreSQL can write exactly the bytes the format
    * would (postgres-text.ts): the query's row description comes first. Returns false otherwise.
    */
-  async copyInstead(conn: Connection, text: string, values: unknown[], callersClient: boolean): Promise<boolean> {
+  async copyInstead(conn: Connection, text: string, values: unknown[]): Promise<boolean> {
     const encoding = this.#encoding
     if (encoding === undefined) return false
     const client = conn.client as unknown as { query(q: object): Promise<{ fields: PgField[]; rows: Array<{ DateStyle: string }> }> }
     let fields: PgField[]
     let dateStyle: string | undefined
     this.#describing = true
-    // A caller's client may be inside a transaction that a failed describe would abort: the
-    // describe runs under a savepoint there (outside a transaction the savepoint fails, harmlessly).
-    const savepoint =
-      callersClient &&
-      (await client.query({ text: 'SAVEPOINT stream_export_describe' }).then(
-        () => true,
-        () => false,
-      ))
     try {
       ;({ fields } = await client.query({ text: `SELECT * FROM (${text}) AS q LIMIT 0`, values, types: losslessTypes() }))
       if (dependsOnDateStyle(fields)) dateStyle = (await client.query({ text: 'SHOW DateStyle' })).rows[0]!.DateStyle
-      if (savepoint) await client.query({ text: 'RELEASE SAVEPOINT stream_export_describe' })
     } catch (error) {
       this.rowPathReason = `the query cannot be described as a subquery (${(error as Error).message})`
-      if (savepoint) await client.query({ text: 'ROLLBACK TO SAVEPOINT stream_export_describe' }).catch(() => {})
       return false
     } finally {
       this.#describing = false
@@ -229,7 +219,8 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
       // On a single connection the count must finish before the cursor takes it over.
       if (!options.pool) await stream.counted.catch(() => {})
       if (stream.destroyed) return void conn.release()
-      if (await stream.copyInstead(conn, text, values, options.client !== undefined)) return
+      // A caller's client may be inside a transaction that a failed describe would abort.
+      if (options.client === undefined && (await stream.copyInstead(conn, text, values))) return
       if (stream.destroyed) return void conn.release()
       conn.client.query(stream as never)
     },

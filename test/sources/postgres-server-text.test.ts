@@ -144,30 +144,6 @@ describe('postgresSource + csv(): PostgreSQL writes the CSV', () => {
     expect(chosen.rowPathReason).toBe('no encoding asked for')
   })
 
-  it("on a caller's client inside its transaction, COPY writes the rows too; a query it cannot describe leaves the transaction usable", async () => {
-    const pool = testPool(1)
-    const client = await pool.connect()
-    try {
-      await client.query('begin isolation level repeatable read')
-      await client.query(`update ${TABLE} set note = 'changed in the transaction' where id = 1`)
-      const source = postgresSource({ client, text: `select id, note from ${TABLE} where id <= 3 order by id` }) as Source
-      const sink = collector()
-      await exportStream({ source, format: csv(), sink })
-      expect(source.rowPathReason).toBeUndefined()
-      expect(sink.buffer().toString()).toContain('1,changed in the transaction\n') // the transaction's own view
-      // `;` makes the describe fail: the savepoint takes the failure back, the cursor runs, the transaction lives on.
-      const refused = postgresSource({ client, text: `select id, note from ${TABLE} where id <= 3 order by id;` }) as Source
-      const rows = collector()
-      await exportStream({ source: refused, format: csv(), sink: rows })
-      expect(refused.rowPathReason).toMatch(/cannot be described as a subquery/)
-      expectSameBytes(rows.buffer(), sink.buffer())
-      expect((await client.query(`select note from ${TABLE} where id = 1`)).rows[0].note).toBe('changed in the transaction')
-    } finally {
-      await client.query('rollback')
-      client.release()
-    }
-  })
-
   it('under another DateStyle the row path writes timestamps', async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1, options: '-c DateStyle=SQL,DMY' })
     try {
