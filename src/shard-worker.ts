@@ -75,7 +75,7 @@ function sender(source: SourceExtras, format: Formatter | undefined): Writable {
   })
 }
 
-async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>): Promise<{ stream: Readable & SourceExtras; close(): Promise<void> }> {
+async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>): Promise<{ stream: Readable & SourceExtras; close(failed: boolean): Promise<void> }> {
   const client = new pg.Client(typeof source.connection === 'string' ? { connectionString: source.connection } : source.connection)
   client.on('error', () => {}) // a dead backend fails the query too: that is the error reported
   try {
@@ -91,8 +91,9 @@ async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>):
     // Handed over as a pool of this one client (never released by the source): the transaction is
     // this worker's own, so PostgreSQL's COPY may write the rows (a caller's client takes the row path).
     stream: postgresSource({ pool: { connect: () => Promise.resolve(client) }, text: source.text, values: source.values, batchSize: source.batchSize }),
-    close: async () => {
-      await client.query('commit').catch(() => {})
+    // After a failure or a stop the connection just ends (a COPY may still be running on it).
+    close: async (failed) => {
+      if (!failed) await client.query('commit')
       await client.end()
     },
   }
@@ -115,12 +116,12 @@ async function run(): Promise<void> {
     }
     stream.sendBatches?.()
     await pipeline([stream, ...(format ? [format] : []), sender(stream, format)])
-    await opened.close()
+    await opened.close(false)
     port.postMessage({ type: 'end', columns: stream.columnTypes?.() } satisfies ShardMessage)
   } catch (error) {
     const { code, stage, message } = toExportError(error, 'ERR_SOURCE', 'source')
     if (!stopped) port.postMessage({ type: 'error', code, stage, message } satisfies ShardMessage)
-    await opened?.close().catch(() => {})
+    await opened?.close(true).catch(() => {})
   } finally {
     port.unref() // the thread exits once its connection has closed
   }
