@@ -10,6 +10,7 @@ const suites = {
   pgzip: './pgzip.mjs',
   split: './split.mjs',
   shards: './shards.mjs',
+  'shards-local': './shards-local.mjs',
   xlsx: './xlsx.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
