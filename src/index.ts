@@ -26,6 +26,7 @@ export { postgresSource, type PostgresSource, type PostgresSourceOptions } from 
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres-keyset.js'
 export { planShards, type PlanShardsOptions, type ShardRange } from './sources/postgres-shards.js'
 export { postgresShardedSource, type PostgresShardedSource, type PostgresShardedSourceOptions } from './sources/postgres-sharded.js'
+export { mongoShardedSource, type MongoShardedSourceOptions } from './sources/mongo-sharded.js'
 export type { ShardedReadable } from './sources/sharded-readable.js'
 export {
   postgresIncrementalSource,

@@ -1,7 +1,7 @@
 // A worker thread of in-process shards (sharded-readable.ts): reads one key range on its own
 // connection, inside the coordinator's snapshot, and sends its output in chunks, each once the one
 // `window` chunks before it was acknowledged. Built as its own entry (dist/shard-worker.js, .cjs).
-import { Writable, type Readable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { serialize } from 'node:v8'
 import { parentPort, workerData } from 'node:worker_threads'
@@ -9,12 +9,14 @@ import pg from 'pg'
 import { toExportError } from './errors.js'
 import { csv } from './formats/csv.js'
 import { jsonl } from './formats/jsonl.js'
+import { loadOptional } from './optional.js'
 import { isRowBatch, type Formatter, type Row, type SourceExtras } from './types.js'
 import { postgresSource } from './sources/postgres.js'
 import type { ShardMessage, ShardSource, ShardWork } from './sources/sharded-readable.js'
 
-// Rows per chunk in row mode: a Postgres page.
+// Rows per chunk in row mode: a Postgres page; bytes per chunk of raw documents.
 const CHUNK_ROWS = 1000
+const CHUNK_BYTES = 64 * 1024
 
 const work = workerData as ShardWork
 const port = parentPort!
@@ -62,6 +64,10 @@ function sender(source: SourceExtras, format: Formatter | undefined): Writable {
         send(ended, chunk as Buffer, source).then(() => callback(), callback)
         return
       }
+      if (isRaw(chunk)) {
+        send(chunk.rows, chunk.payload, source).then(() => callback(), callback)
+        return
+      }
       if (isRowBatch(chunk)) rows.push(...chunk.rows)
       else rows.push(chunk as Row)
       if (rows.length < CHUNK_ROWS) callback()
@@ -75,7 +81,22 @@ function sender(source: SourceExtras, format: Formatter | undefined): Writable {
   })
 }
 
-async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>): Promise<{ stream: Readable & SourceExtras; close(failed: boolean): Promise<void> }> {
+/** A shard's source, and how its connection ends. */
+interface Opened {
+  stream: Readable & SourceExtras
+  close(failed: boolean): Promise<void>
+}
+
+/** Documents as the driver received them (raw BSON, one after another), sent on undecoded. */
+interface RawRows {
+  raw: true
+  rows: number
+  payload: Buffer
+}
+
+const isRaw = (chunk: unknown): chunk is RawRows => (chunk as Partial<RawRows>).raw === true
+
+async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>): Promise<Opened> {
   const client = new pg.Client(typeof source.connection === 'string' ? { connectionString: source.connection } : source.connection)
   client.on('error', () => {}) // a dead backend fails the query too: that is the error reported
   try {
@@ -99,10 +120,48 @@ async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>):
   }
 }
 
+async function openMongo(source: Extract<ShardSource, { kind: 'mongo' }>): Promise<Opened> {
+  const { MongoClient, BSON } = loadOptional<typeof import('mongodb')>('mongodb', 'mongodb')
+  const client = new MongoClient(source.url, source.clientOptions)
+  await client.connect()
+  port.postMessage({ type: 'ready' } satisfies ShardMessage)
+  const parse = (text: string) => BSON.EJSON.parse(text, { relaxed: false }) as Record<string, unknown>
+  const cursor = client
+    .db(source.db)
+    .collection(source.collection)
+    .find(parse(source.filter), {
+      projection: source.projection === undefined ? undefined : parse(source.projection),
+      sort: { _id: 1 },
+      batchSize: source.batchSize,
+      raw: true,
+    })
+  // Chunks of about 64 KiB of documents, decoded once, by the thread that hands them on.
+  async function* chunks(): AsyncGenerator<RawRows> {
+    let docs: Buffer[] = []
+    let bytes = 0
+    for await (const doc of cursor as unknown as AsyncIterable<Buffer>) {
+      docs.push(doc)
+      bytes += doc.length
+      if (bytes < CHUNK_BYTES) continue
+      yield { raw: true, rows: docs.length, payload: Buffer.concat(docs) }
+      docs = []
+      bytes = 0
+    }
+    if (docs.length > 0) yield { raw: true, rows: docs.length, payload: Buffer.concat(docs) }
+  }
+  return {
+    stream: Readable.from(chunks(), { highWaterMark: 1 }),
+    close: async () => {
+      await cursor.close().catch(() => {})
+      await client.close()
+    },
+  }
+}
+
 async function run(): Promise<void> {
-  let opened: Awaited<ReturnType<typeof openPostgres>> | undefined
+  let opened: Opened | undefined
   try {
-    opened = await openPostgres(work.source)
+    opened = work.source.kind === 'postgres' ? await openPostgres(work.source) : await openMongo(work.source)
     const { stream } = opened
     stop = () => stream.destroy()
     if (stopped) stream.destroy()

@@ -107,6 +107,7 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
   let countResolved: (count: number | undefined) => void = () => {}
   const counted = new Promise<number | undefined>((resolve) => (countResolved = resolve))
   return new ShardedReadable({
+    encodes: true,
     bufferBytes,
     tempDir,
     countRows: () => counted,
@@ -128,7 +129,7 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
         const total = count ? countRows({ client: conn.client, text: relation, values, count }) : Promise.resolve(undefined)
         total.then(countResolved, () => countResolved(undefined))
         const sources: ShardSource[] = ranges.map(({ after, until }) => ({
-          kind: 'postgres',
+          kind: 'postgres' as const,
           connection,
           snapshot,
           batchSize,

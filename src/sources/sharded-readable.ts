@@ -12,16 +12,28 @@ import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, ty
 // this Readable hands their output on in shard order, holding what runs ahead on disk.
 
 /** What a shard's worker reads: the source of its range, as plain data (it crosses a thread). */
-export type ShardSource = {
-  kind: 'postgres'
-  /** A connection string, or the config of the caller's pool. */
-  connection: string | Record<string, unknown>
-  /** The snapshot the coordinator exported; the worker's transaction imports it. */
-  snapshot: string
-  text: string
-  values: unknown[]
-  batchSize: number
-}
+export type ShardSource =
+  | {
+      kind: 'postgres'
+      /** A connection string, or the config of the caller's pool. */
+      connection: string | Record<string, unknown>
+      /** The snapshot the coordinator exported; the worker's transaction imports it. */
+      snapshot: string
+      text: string
+      values: unknown[]
+      batchSize: number
+    }
+  | {
+      kind: 'mongo'
+      url: string
+      clientOptions: Record<string, unknown>
+      db: string | undefined
+      collection: string
+      /** The range's filter and the projection, as canonical extended JSON (BSON values cross as text). */
+      filter: string
+      projection: string | undefined
+      batchSize: number
+    }
 
 /** `workerData` of a shard's worker. */
 export interface ShardWork {
@@ -58,6 +70,10 @@ export interface ShardedReadableOptions {
   tempDir?: string
   /** Row count for progress, once the plan is made. */
   countRows?(): Promise<number | undefined>
+  /** Whether the shards can encode for a text format (`encodeFor`); otherwise they send rows. */
+  encodes: boolean
+  /** The rows of a chunk of row objects a shard sent. Default: `v8.deserialize`. */
+  decodeRows?(payload: Buffer): Row[]
 }
 
 /** A chunk of a shard's output: bytes in which `rows` rows end, or `rows` serialized row objects. */
@@ -232,6 +248,7 @@ export class ShardedReadable extends Readable implements SourceExtras {
   }
 
   encodeFor(encoding: TextEncoding, onEncoding?: () => void): void {
+    if (!this.#options.encodes) return
     this.#encoding = encoding
     onEncoding?.() // the workers encode: this thread only hands bytes on
   }
@@ -329,7 +346,7 @@ export class ShardedReadable extends Readable implements SourceExtras {
 
   #pushChunk({ rows, payload }: ShardChunk): boolean {
     if (this.#encoding) return payload.length === 0 && rows === 0 ? true : this.push(encodedRows(rows, payload))
-    const list = deserialize(payload) as Row[]
+    const list = this.#options.decodeRows?.(payload) ?? (deserialize(payload) as Row[])
     if (this.#batches) return this.push(rowBatch(list))
     let more = true
     for (const row of list) more = this.push(row)
