@@ -19,6 +19,7 @@ import { fileSink } from './sinks/file.js'
 import { presignDownload } from './sinks/presign.js'
 import { s3Sink } from './sinks/s3.js'
 import { mongoSource } from './sources/mongo.js'
+import { mongoShardedSource } from './sources/mongo-sharded.js'
 import { postgresSource } from './sources/postgres.js'
 import { postgresCopySource } from './sources/postgres-copy.js'
 import { postgresShardedSource } from './sources/postgres-sharded.js'
@@ -43,10 +44,10 @@ Source
   --collection  a MongoDB collection      --filter  its filter (extended JSON)
   --count       exact | estimate | none: the total behind the progress bar (default: estimate)
 
-Shards (Postgres; one table read as key ranges on worker threads, in one snapshot, docs/shards.md)
-  --shards <n|auto>  read --table as n key ranges at once (auto: one per core), rows in --key
-                order (default id); --query, if given, is a query over that table to read instead
-                (its result includes the key columns)
+Shards (key ranges read at once on worker threads, docs/shards.md)
+  --shards <n|auto>  n ranges (auto: one per core). Postgres: --table, rows in --key order (default
+                id), all in one snapshot; --query, if given, is a query over that table to read
+                instead (its result includes the key columns). MongoDB: --collection in _id order
 
 Incremental (Postgres; each run exports the rows written since the previous one, docs/incremental.md)
   --since-state <file.json | postgres[:table]>  where the watermark is kept: a JSON file, or a table
@@ -173,7 +174,7 @@ interface Options {
   json: boolean
   split?: { rows?: number; bytes?: number }
   incremental?: { state: string; table: string; feed: string; orderBy?: string[]; key: string[] }
-  shards?: { count: number; table: string; key: string[] }
+  shards?: { count: number; table?: string; key: string[] }
 }
 
 class HelpRequested extends Error {}
@@ -246,9 +247,10 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   let shards: Options['shards']
   const incrementalOnly = (['table', 'feed', 'order-by', 'key'] as const).find((name) => values[name] !== undefined)
   if (values.shards !== undefined) {
-    if (values['since-state'] !== undefined || values.collection !== undefined || values.copy)
-      throw new UsageError('--shards reads a Postgres --table: drop --since-state, --collection and --copy')
-    if (!values.table) throw new UsageError('--shards splits a table: give --table')
+    if (values['since-state'] !== undefined || values.copy) throw new UsageError('--shards reads key ranges: drop --since-state and --copy')
+    if (!values.table && values.collection === undefined) throw new UsageError('--shards splits a table or a collection: give --table or --collection')
+    if (values.table && values.collection !== undefined) throw new UsageError('--shards: give --table (Postgres) or --collection (MongoDB), not both')
+    if (values.collection !== undefined && values.key !== undefined) throw new UsageError('--key is for a Postgres --table: MongoDB ranges are of _id')
     const extra = (['feed', 'order-by'] as const).find((name) => values[name] !== undefined)
     if (extra) throw new UsageError(`--${extra} is for an incremental export (--since-state), not --shards`)
     if (values.shards !== 'auto' && !/^[1-9]\d*$/.test(values.shards))
@@ -270,10 +272,10 @@ async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Opti
   }
   const from =
     values.from ??
-    (query !== undefined || incremental || shards ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
+    (query !== undefined || incremental || shards?.table ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
   if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
   if (incremental && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
-  if (shards && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--shards needs a Postgres --from (postgres://...)')
+  if (shards?.table && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--shards --table needs a Postgres --from (postgres://...)')
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
   const named = values.to === '-' ? { gzip: false } : formatOfName(values.to.replace(/^s3:\/\/[^/]*\//, ''))
@@ -385,7 +387,7 @@ function openStore(options: Options, cleanups: Array<() => Promise<unknown>>): W
 async function openSource(options: Options, cleanups: Array<() => Promise<unknown>>) {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(options.from)?.[1]?.toLowerCase()
   const count = options.count === 'none' ? undefined : options.count
-  if (options.shards) {
+  if (options.shards?.table) {
     const { count: shards, table, key } = options.shards
     return postgresShardedSource({ connectionString: options.from, table, key, shards, select: options.query, count })
   }
@@ -410,6 +412,10 @@ async function openSource(options: Options, cleanups: Array<() => Promise<unknow
       await client.connect()
     } catch (error) {
       throw new ExportError('ERR_SOURCE', 'source', `Cannot connect to MongoDB: ${(error as Error).message}`, { cause: error })
+    }
+    if (options.shards) {
+      const clientOptions = { serverSelectionTimeoutMS: 10_000 }
+      return mongoShardedSource({ url: options.from, clientOptions, collection: options.collection, filter, shards: options.shards.count, count })
     }
     const collection = client.db().collection(options.collection)
     return mongoSource({ collection: collection, filter, count })

@@ -112,6 +112,14 @@ describe('stream-export CLI', () => {
     const orders = JSON.parse(await readFile(path, 'utf8'))
     expect(orders).toHaveLength(500)
     expect(orders.every((o: { status: string }) => o.status === 'open')).toBe(true)
+    // The same in _id ranges on worker threads: the same documents, in _id order.
+    const sharded = join(dir, 'sharded.json')
+    const shards = await run(['--from', url, '--collection', 'orders', '--filter', '{"status": "open"}', '--shards', '3', '--to', sharded, '--quiet'])
+    expect(shards).toMatchObject({ code: 0, stdout: '' })
+    expect(JSON.parse(await readFile(sharded, 'utf8'))).toEqual(orders.sort((a: { _id: number }, b: { _id: number }) => a._id - b._id))
+    const keyed = await run(['--from', url, '--collection', 'orders', '--shards', '3', '--key', 'n', '--to', sharded])
+    expect(keyed.code).toBe(2)
+    expect(keyed.stderr).toContain('--key is for a Postgres --table')
   })
 
   for (const [signal, code] of [
@@ -184,8 +192,8 @@ describe('stream-export CLI', () => {
       expect(gunzipSync(await readFile(join(dir, 'sharded.csv.gz'))).equals(gunzipSync(await readFile(join(dir, 'one.csv.gz'))))).toBe(true)
       for (const [args, message] of [
         [['--shards', '0', '--table', 'se_cli_sharded'], '--shards: expected a positive whole number or auto'],
-        [['--shards', '2'], '--shards splits a table: give --table'],
-        [['--shards', '2', '--table', 'se_cli_sharded', '--copy'], '--shards reads a Postgres --table'],
+        [['--shards', '2'], '--shards splits a table or a collection'],
+        [['--shards', '2', '--table', 'se_cli_sharded', '--copy'], '--shards reads key ranges: drop --since-state and --copy'],
       ]) {
         const refused = await run(['--from', databaseUrl(), ...args!, '--to', join(dir, 'x.csv')])
         expect(refused.code).toBe(2)
