@@ -5,13 +5,14 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports node examples/sharded-worker.mjs
 //   (then, anywhere: new Queue('exports', { connection }).add('statements', { table: 'statements', shards: 8 }, { attempts: 3 }))
+//   (format: 'csv' (default), 'jsonl' or 'json' (one JSON array); gzip: true (default) or false)
 //
 // Needs BullMQ 5.58 or later (a failed shard fails the flow at once: continueParentOnFailure).
 import { S3Client } from '@aws-sdk/client-s3'
 import { Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { csv, jsonl, planShards, postgresKeysetSource } from 'stream-export'
+import { csv, jsonArray, jsonl, planShards, postgresKeysetSource } from 'stream-export'
 import { createShardedExportProcessor } from 'stream-export/bullmq'
 
 const connection = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null })
@@ -28,12 +29,13 @@ const processor = createShardedExportProcessor({
   bucket: process.env.S3_BUCKET ?? 'exports',
   queue,
   partSize: 5 * 1024 * 1024,
-  // Key ranges of similar row counts, from a sample of the table (never a full scan).
-  plan: (job) => planShards({ pool, table: job.data.table, key: 'id', shards: job.data.shards ?? 8 }),
+  // Key ranges of similar row counts, from a sample of the table (never a full scan), unless the
+  // job gives its own (`ranges: [{ index: 0, until: 1000 }, { index: 1, after: 1000 }]`).
+  plan: (job) => job.data.ranges ?? planShards({ pool, table: job.data.table, key: 'id', shards: job.data.shards ?? 8 }),
   // One range: from `after` (its start, or where a dead worker's attempt stopped) to its end.
   resolve: (job, { range, after }) => ({
     source: postgresKeysetSource({ pool, table: job.data.table, key: 'id', after, until: range.until, batchSize: 2000 }),
-    format: job.data.format === 'jsonl' ? jsonl() : csv(),
+    format: { csv, jsonl, json: jsonArray }[job.data.format ?? 'csv'](),
     gzip: job.data.gzip ?? true,
   }),
 })

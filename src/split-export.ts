@@ -278,7 +278,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
     // An export of no rows still has one part: a valid empty file (a CSV header, `[]`).
     const last = this.#part ?? (this.#opened === 0 ? this.#open() : undefined)
     if (last) {
-      if ('writesEnd' in last.format) last.format.writesEnd = true // the end of a segmented output
+      if ('writesEnd' in last.format) last.format.writesEnd = this.#segments?.writesEnd ?? true // the end of a segmented output
       last.last = true
       await this.#cut(last)
     }

@@ -224,6 +224,11 @@ export interface SplitSink<L extends object = Location> {
 export interface SegmentSink<L extends object = Location> {
   /** Rows exported before this attempt: the format's row count starts there (no header again). */
   readonly startRow: number
+  /**
+   * Whether the format's end (a JSON array's `]`) is written in the last segment. Default `true`;
+   * `false` where the output goes on after these segments (a shard before the last).
+   */
+  readonly writesEnd?: boolean
   /** The size at which part `n` (from 1) is cut. */
   partBytes(n: number): number
   /** The sink of part `n`; `isLast()` tells, once the part is ending, whether it holds the output's end. */

@@ -11,7 +11,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { startRecipeWorker } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
-import { expectSameBytes } from './helpers.js'
+import { exportedBytes, expectSameBytes } from './helpers.js'
+import { jsonArray, postgresKeysetSource } from '../src/index.js'
 
 const redisUp = process.env.REDIS_AVAILABLE === '1'
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -154,6 +155,32 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     expect(s3.requests.get(`CompleteMultipartUpload ${key}`)).toBe(2) // the second found the upload gone, and the object its parts make
     expectSameBytes(gunzipSync(await objectBytes(key)), serialExport)
     expect(await stashLeft(key)).toEqual([])
+  }, 180_000)
+
+  it('a JSON array from shards: brackets only at the ends, when the first shards are empty, and when every shard is', async () => {
+    const { events, worker, add } = await shardQueue()
+    worker()
+    worker()
+    const expected = await exportedBytes({ source: postgresKeysetSource({ pool, table: TABLE, key: 'id' }), format: jsonArray() })
+    // The first two ranges hold no row: the third shard's first row opens the array.
+    const ranges = [
+      { index: 0, until: -2 },
+      { index: 1, after: -2, until: -1 },
+      { index: 2, after: -1, until: 100_000 },
+      { index: 3, after: 100_000 },
+    ]
+    for (const gzip of [true, false]) {
+      const job = await add({ format: 'json', gzip, ranges })
+      const key = `exports/${job.id}.json${gzip ? '.gz' : ''}`
+      expect(await job.waitUntilFinished(events, 120_000)).toMatchObject({ rows: ROWS, shards: 4, location: { key } })
+      const bytes = await objectBytes(key)
+      expectSameBytes(gzip ? gunzipSync(bytes) : bytes, expected)
+      expect(await stashLeft(key)).toEqual([])
+    }
+    // No shard holds a row: `[]`, as an export of no rows writes it.
+    const job = await add({ format: 'json', gzip: true, ranges: ranges.slice(0, 2) })
+    expect(await job.waitUntilFinished(events, 120_000)).toMatchObject({ rows: 0, shards: 2 })
+    expect(gunzipSync(await objectBytes(`exports/${job.id}.json.gz`)).toString()).toBe('[]\n')
   }, 180_000)
 
   it('a shard failing past its attempts fails the flow: upload aborted, pieces removed, the parent failed with the shard named', async () => {

@@ -10,7 +10,16 @@ import { abortOtherUploads, loadS3, send } from '../sinks/s3-multipart.js'
 import { exportKey, presignDownload } from '../sinks/presign.js'
 import type { ExportCheckpoint } from '../sinks/s3-resumable.js'
 import { MIN_PART_SIZE, type S3ClientLike, type S3Location } from '../sinks/s3.js'
-import { assembleShards, discardShards, removeStash, reservePartNumbers, ShardUpload, type ShardAssignment, type ShardResult } from '../sinks/s3-shard.js'
+import {
+  assembleShards,
+  discardShards,
+  jsonArrayStart,
+  removeStash,
+  reservePartNumbers,
+  ShardUpload,
+  type ShardAssignment,
+  type ShardResult,
+} from '../sinks/s3-shard.js'
 import type { ShardRange } from '../sources/postgres-shards.js'
 import { GZIP_CONTENT_TYPE } from '../stages/gzip.js'
 import type { ExportSpec } from '../bullmq.js'
@@ -49,6 +58,8 @@ export interface ShardedExportState {
   uploadId: string
   stashPrefix: string
   ranges: ShardRange[]
+  /** A JSON array (gzipped or not): the parent mends its start (see `jsonArrayStart`). */
+  jsonArray?: { gzip: boolean }
   /** The upload was completed: the export has landed. */
   completed?: boolean
 }
@@ -64,7 +75,7 @@ export interface ShardedExportProcessorOptions {
   plan(job: ShardedExportJob): ShardRange[] | Promise<ShardRange[]>
   /**
    * The export of one range: a keyset source from `after` (the range's start, or where a crashed
-   * attempt stopped) to `range.until`, a format (`csv()` or `jsonl()`) and gzip. Called for the
+   * attempt stopped) to `range.until`, a format (`csv()`, `jsonl()` or `jsonArray()`) and gzip. Called for the
    * parent too, with range 0, for the object's key and type (its source is not read).
    */
   resolve(job: ShardedExportJob, context: { range: ShardRange; after?: unknown }): ExportSpec | Promise<ExportSpec>
@@ -156,6 +167,7 @@ export function createShardedExportProcessor(
               shards: state!.ranges.length,
               firstPart: firstPart(range.index),
               partCount,
+              ...(state!.jsonArray ? { jsonArray: true } : {}),
             }
             return {
               name: `${job.name}.shard`,
@@ -184,7 +196,7 @@ export function createShardedExportProcessor(
 
       const results = Object.values(await job.getChildrenValues()) as ShardResult[]
       if (!state.completed) {
-        await assembleShards(s3, shardOf(state), results)
+        await assembleShards(s3, shardOf(state), results, state.jsonArray ? jsonArrayStart(state.jsonArray.gzip) : undefined)
         // Saved before the pieces go: a retry after a crash then knows the object is complete.
         state = { ...state, completed: true }
         await job.updateData({ ...job.data, shardedExport: state })
@@ -223,7 +235,14 @@ export function createShardedExportProcessor(
       s3,
       new s3Commands.CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: gzip ? GZIP_CONTENT_TYPE : spec.format.contentType }),
     )
-    const state: ShardedExportState = { step: 'planned', key, uploadId: UploadId, stashPrefix, ranges }
+    const state: ShardedExportState = {
+      step: 'planned',
+      key,
+      uploadId: UploadId,
+      stashPrefix,
+      ranges,
+      ...(isJsonArray(spec.format) ? { jsonArray: { gzip } } : {}),
+    }
     await job.updateData({ ...job.data, shardedExport: state })
     return state
   }
@@ -250,12 +269,19 @@ export function createShardedExportProcessor(
   return (job, token) => (job.data.exportShard ? runShard(job) : runParent(job, token))
 }
 
-/** A shard is a keyset source (to resume and to stop at its range's end) and a format whose end is empty once rows were written. */
+type ShardFormat = ExportSpec['format'] & { encoder?: { end(rows: number): string }; nextSegment?: unknown }
+
+/** This library's jsonArray(): its `]` is written by the last shard, its `[` mended by the parent. */
+const isJsonArray = (format: ShardFormat) => format.extension === 'json' && format.encoder?.end(0) === '[]\n'
+
+/**
+ * A shard is a keyset source (to resume and to stop at its range's end) and a text format whose
+ * end is empty once rows were written (csv(), jsonl()), or a JSON array (see `jsonArrayStart`).
+ */
 function checkShardSpec(spec: ExportSpec): void {
   const source = spec.source as { keyOf?: unknown }
   if (typeof source.keyOf !== 'function') invalidOption('source', 'a keyset source (postgresKeysetSource) for a sharded export', spec.source)
-  const format = spec.format as ExportSpec['format'] & { encoder?: { end(rows: number): string }; nextSegment?: unknown }
-  // A JSON array's `,` and `]` belong between and after shards; csv() and jsonl() write nothing there.
-  if (typeof format.nextSegment !== 'function' || format.encoder?.end(1) !== '')
-    invalidOption('format', 'csv() or jsonl() for a sharded export (a JSON array cannot be joined from shards yet)', spec.format)
+  const format = spec.format as ShardFormat
+  if (typeof format.nextSegment !== 'function' || (format.encoder?.end(1) !== '' && !isJsonArray(format)))
+    invalidOption('format', 'csv(), jsonl() or jsonArray() for a sharded export', spec.format)
 }

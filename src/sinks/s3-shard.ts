@@ -5,6 +5,7 @@
 // coordinator joins them to their neighbours, in key order.
 import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
+import { gunzipSync, gzipSync } from 'node:zlib'
 import { ExportError, toExportError } from '../errors.js'
 import { abortUpload, completeUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
 import { PartUpload, type ExportCheckpoint } from './s3-resumable.js'
@@ -24,6 +25,8 @@ export interface ShardAssignment {
   partCount: number
   /** Key prefix of the pieces held apart (`stash`), e.g. `exports/42.csv.gz.shards/`. */
   stashPrefix: string
+  /** A JSON array: its `]` is the last shard's, its `[` the first row's (see `jsonArrayStart`). */
+  jsonArray?: boolean
 }
 
 /** What a shard's job returns to the coordinator: its pieces, in order. */
@@ -110,6 +113,12 @@ export class ShardUpload extends Writable implements SegmentSink<S3Location> {
     return (this.#options.shard.index > 0 ? 1 : 0) + this.#done.rows
   }
 
+  /** A JSON array is closed by the last shard only; a CSV's end (its header with no rows) is written by each. */
+  get writesEnd(): boolean {
+    const { shard } = this.#options
+    return !shard.jsonArray || shard.index === shard.shards - 1
+  }
+
   partBytes(n: number): number {
     const piece = this.#firstPiece + n - 1
     return partSizeFor(Math.ceil((piece * MAX_PARTS) / this.#options.shard.partCount), this.#options.partSize)
@@ -154,7 +163,17 @@ export class ShardUpload extends Writable implements SegmentSink<S3Location> {
  * at least 5 MiB, or as the last part), in key order, and completes the upload. Memory: the pieces
  * joined into one part, about 5 MiB plus one piece. Resolves with the parts listed in the completion.
  */
-export async function assembleShards(client: S3ClientLike, shard: Pick<ShardAssignment, 'bucket' | 'key' | 'uploadId'>, results: ShardResult[]) {
+export async function assembleShards(
+  client: S3ClientLike,
+  shard: Pick<ShardAssignment, 'bucket' | 'key' | 'uploadId'>,
+  results: ShardResult[],
+  /**
+   * Mends the first bytes of the object, where the shard that wrote them could not know they were
+   * the first: the first piece held apart that holds any (`undefined`: it holds none) unless a
+   * part came before it. See `jsonArrayStart`.
+   */
+  start?: (piece: Buffer) => Buffer | undefined,
+) {
   const { bucket, key, uploadId } = shard
   const s3 = loadS3()
   const parts: Array<{ PartNumber: number; ETag: string }> = []
@@ -180,6 +199,7 @@ export async function assembleShards(client: S3ClientLike, shard: Pick<ShardAssi
     pending = []
     pendingBytes = 0
   }
+  let started = start === undefined
   try {
     for (const result of [...results].sort((a, b) => a.index - b.index)) {
       for (const part of result.parts) {
@@ -187,13 +207,18 @@ export async function assembleShards(client: S3ClientLike, shard: Pick<ShardAssi
           // A piece held before this part ends with the first piece of this shard, which was cut full.
           if (pending.length > 0) await flush()
           parts.push({ PartNumber: part.PartNumber, ETag: part.ETag })
+          started = true
           continue
         }
         const object = await send<{ Body: { transformToByteArray(): Promise<Uint8Array> } }>(
           client,
           new s3.GetObjectCommand({ Bucket: bucket, Key: part.stash }),
         )
-        const bytes = Buffer.from(await object.Body.transformToByteArray())
+        let bytes: Buffer = Buffer.from(await object.Body.transformToByteArray())
+        if (!started) {
+          const mended = start!(bytes)
+          if (mended !== undefined) [bytes, started] = [mended, true]
+        }
         pending.push(bytes)
         pendingBytes += bytes.length
         pendingNumber = part.PartNumber
@@ -228,4 +253,24 @@ export async function removeStash(client: S3ClientLike, { bucket, stashPrefix }:
     for (const object of page.Contents ?? []) await send(client, new s3.DeleteObjectCommand({ Bucket: bucket, Key: object.Key }))
     ContinuationToken = page.NextContinuationToken
   } while (ContinuationToken !== undefined)
+}
+
+/**
+ * The start of a JSON array joined from shards. Each shard writes its rows as if rows came before
+ * (`,` then the row), the first shard's first row `[` then the row, and the last shard the `]`.
+ * When the first shards are empty, the first row found is a later shard's: its `,` becomes `[`;
+ * when every shard is empty, the last one's `\n]\n` becomes `[]\n`. Gzipped pieces are one or
+ * more gzip members: decompressed, mended, compressed again.
+ */
+export function jsonArrayStart(gzip: boolean): (piece: Buffer) => Buffer | undefined {
+  return (piece) => {
+    const text = gzip ? gunzipSync(piece) : piece
+    if (text.length === 0) return undefined
+    let mended: Buffer
+    if (text.toString() === '\n]\n') mended = Buffer.from('[]\n')
+    else if (text[0] === 0x2c)
+      mended = Buffer.concat([Buffer.from('['), text.subarray(1)]) // ","
+    else return piece // the first shard's first row: `[` already
+    return gzip ? gzipSync(mended) : mended
+  }
 }
