@@ -5,7 +5,8 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports node examples/sharded-worker.mjs
 //   (then, anywhere: new Queue('exports', { connection }).add('statements', { table: 'statements', shards: 8 }, { attempts: 3 }))
-//   (format: 'csv' (default), 'jsonl' or 'json' (one JSON array); gzip: true (default) or false)
+//   (format: 'csv' (default), 'jsonl' or 'json' (one JSON array); gzip: true (default) or false;
+//   splitRows: n for parts of n rows and a manifest instead of one object)
 //
 // Needs BullMQ 5.58 or later (a failed shard fails the flow at once: continueParentOnFailure).
 import { S3Client } from '@aws-sdk/client-s3'
@@ -37,6 +38,8 @@ const processor = createShardedExportProcessor({
     source: postgresKeysetSource({ pool, table: job.data.table, key: 'id', after, until: range.until, batchSize: 2000 }),
     format: { csv, jsonl, json: jsonArray }[job.data.format ?? 'csv'](),
     gzip: job.data.gzip ?? true,
+    // `splitRows`: the export as parts of that many rows each and one manifest, instead of one object.
+    ...(job.data.splitRows ? { split: { rows: job.data.splitRows } } : {}),
   }),
 })
 
@@ -51,7 +54,8 @@ const worker = new Worker(queueName, processor, {
 })
 worker.on('failed', (job, error) => console.error(`${job?.name} ${job?.id} failed: ${error.message}`))
 worker.on('completed', (job, result) => {
-  if (result.url) console.log(`export ${job.id}: ${result.rows} rows in ${result.shards} shards -> ${result.location.key}`)
+  if (result.url)
+    console.log(`export ${job.id}: ${result.rows} rows in ${result.shards} shards -> ${result.location.key}${result.parts ? ` (${result.parts} parts)` : ''}`)
 })
 console.log('worker ready')
 

@@ -214,7 +214,9 @@ export {
   type ShardedExportJob,
   type ShardedExportProcessorOptions,
   type ShardedExportResult,
+  type ShardedExportSpec,
   type ShardedExportState,
   type ShardQueue,
 } from './jobs/sharded-export.js'
+export type { SplitShardResult } from './jobs/sharded-split.js'
 export type { ShardAssignment, ShardResult } from './sinks/s3-shard.js'

@@ -2,11 +2,11 @@ import { availableParallelism } from 'node:os'
 import { Readable, Writable, type Transform } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportStage } from './errors.js'
-import { checkFunction, checkNonNegativeInteger, checkObject, checkPositiveInteger, checkTimerMs } from './options.js'
+import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from './options.js'
 import { fromIterable, type RowIterable } from './sources/iterable.js'
 import { adjustableGzip, GZIP_CONTENT_TYPE, growGzip, gzip as gzipStage, normalizeGzipOptions, type GzipOptions } from './stages/gzip.js'
 import { checkTransforms, mapRows, type RowTransform } from './stages/map-rows.js'
-import { SplitWriter, type SplitOptions, type SplitWriterOptions } from './split-export.js'
+import { checkSplitOptions, SplitWriter, type SplitOptions, type SplitWriterOptions } from './split-export.js'
 import { progress as progressTap, type Progress } from './stages/progress.js'
 import type { FormatInfo, Location, Manifest, PartInfo, SegmentSink, SinkInfo, SourceExtras, SplitSink } from './types.js'
 
@@ -259,11 +259,7 @@ function splitWriter<L extends object>(
     if (typeof format.nextSegment !== 'function') invalidOption('format', 'a text format (csv(), jsonl(), jsonArray()) for an upload in segments', format)
     target = { segments: sink }
   } else {
-    checkObject('split', split)
-    const { rows, bytes } = split!
-    if (rows === undefined && bytes === undefined) invalidOption('split', 'an object with `rows` or `bytes`', split)
-    if (rows !== undefined) checkPositiveInteger('split.rows', rows)
-    if (bytes !== undefined) checkPositiveInteger('split.bytes', bytes)
+    const { rows, bytes } = checkSplitOptions(split)
     if (!isSplitSink<L>(sink)) invalidOption('sink', 'a sink that names parts (fileSink() or s3Sink()) for a split export', sink)
     if (typeof format.nextPart !== 'function')
       invalidOption('format', 'a format of this library (csv(), jsonl(), jsonArray(), parquet(), xlsx()) for a split export', format)

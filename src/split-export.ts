@@ -4,7 +4,8 @@
 import { once } from 'node:events'
 import { Readable, Writable, type Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { ExportError, STAGE_CODES, toExportError, type ExportStage } from './errors.js'
+import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportStage } from './errors.js'
+import { checkObject, checkPositiveInteger } from './options.js'
 import { applyTransforms, type RowTransform } from './stages/map-rows.js'
 import { progress } from './stages/progress.js'
 import { Sha256Tap } from './stages/sha256.js'
@@ -22,6 +23,16 @@ export interface SplitOptions {
    * group's size.
    */
   bytes?: number
+}
+
+/** Checks a `split` option: an object with `rows` or `bytes` (positive integers). */
+export function checkSplitOptions(split: unknown): SplitOptions {
+  checkObject('split', split)
+  const { rows, bytes } = split as SplitOptions
+  if (rows === undefined && bytes === undefined) invalidOption('split', 'an object with `rows` or `bytes`', split)
+  if (rows !== undefined) checkPositiveInteger('split.rows', rows)
+  if (bytes !== undefined) checkPositiveInteger('split.bytes', bytes)
+  return { rows, bytes }
 }
 
 type Format = Transform & FormatInfo

@@ -183,6 +183,49 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     expect(gunzipSync(await objectBytes(`exports/${job.id}.json.gz`)).toString()).toBe('[]\n')
   }, 180_000)
 
+  it('split output: each shard writes complete parts, the parent one manifest of them in key order; a shard killed mid-range is written again, nothing stale left; a failed flow leaves nothing', async () => {
+    const { events, worker, add } = await shardQueue()
+    const job = await add({ shards: 4, gzip: true, splitRows: 40_000 })
+    const base = `exports/${job.id}`
+    const doomed = worker()
+    worker()
+    // The second shard's second part (one PutObject: below one upload part) is on its way when its worker dies.
+    s3.inject({ op: 'PutObject', key: `${base}-shard-0002-00002.csv.gz`, times: 1, action: 'close', onRequest: () => doomed.kill('SIGKILL') })
+    await new Promise((resolve) => doomed.once('exit', resolve))
+    worker()
+    const result = await job.waitUntilFinished(events, 120_000)
+    expect(result).toMatchObject({ rows: ROWS, shards: 4, location: { key: `${base}.manifest.json` } })
+    const manifest = JSON.parse((await objectBytes(`${base}.manifest.json`)).toString())
+    expect(manifest).toMatchObject({ version: 1, format: 'csv', compression: 'gzip', rows: ROWS })
+    expect(result.parts).toBe(manifest.parts.length)
+    expect(result.urls).toHaveLength(manifest.parts.length)
+    // Each part a complete gzipped CSV with its header; their rows, in order, are the serial export's.
+    const header = serialExport.subarray(0, serialExport.indexOf(10) + 1)
+    const bodies: Buffer[] = [header]
+    for (const part of manifest.parts) {
+      const text = gunzipSync(await objectBytes(part.location.key))
+      expect(text.subarray(0, header.length).equals(header)).toBe(true)
+      expect(part.rows).toBeLessThanOrEqual(40_000)
+      bodies.push(text.subarray(header.length))
+    }
+    expectSameBytes(Buffer.concat(bodies), serialExport)
+    // Under the export's name: the parts listed and the manifest, nothing else (no shard manifest, no leftover).
+    const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: base }))
+    expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual(
+      [...manifest.parts.map((p: { location: { key: string } }) => p.location.key), `${base}.manifest.json`].sort(),
+    )
+    expect(await s3.openUploads()).toEqual([])
+
+    // A shard out of attempts: every part of every shard removed, no manifest.
+    const failing = await add({ shards: 4, gzip: true, splitRows: 40_000 }, 2)
+    const failingBase = `exports/${failing.id}`
+    s3.inject({ op: 'PutObject', key: `${failingBase}-shard-0003-00001.csv.gz`, action: 500 })
+    await expect(failing.waitUntilFinished(events, 120_000)).rejects.toThrow(/Shard 3 of 4 of .* failed after its last attempt/)
+    await expect
+      .poll(async () => (await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: failingBase }))).Contents ?? [], { timeout: 10_000 })
+      .toEqual([])
+  }, 180_000)
+
   it('a shard failing past its attempts fails the flow: upload aborted, pieces removed, the parent failed with the shard named', async () => {
     const { queue, events, worker, add } = await shardQueue()
     const job = await add({ shards: 4, gzip: true }, 2)

@@ -22,6 +22,9 @@ import {
 } from '../sinks/s3-shard.js'
 import type { ShardRange } from '../sources/postgres-shards.js'
 import { GZIP_CONTENT_TYPE } from '../stages/gzip.js'
+import { s3Sink } from '../sinks/s3.js'
+import { checkSplitOptions, type SplitOptions } from '../split-export.js'
+import { assembleSplitShards, jsonText, splitShardKey, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
 import type { ExportSpec } from '../bullmq.js'
 
 /** The part of a BullMQ Job (5.58 or later) a sharded export uses. */
@@ -30,7 +33,7 @@ export interface ShardedExportJob {
   name: string
   data: Record<string, unknown> & {
     shardedExport?: ShardedExportState
-    exportShard?: ShardAssignment & { range: ShardRange }
+    exportShard?: ShardAssignment & { range: ShardRange; split?: SplitOptions }
     exportCheckpoint?: ExportCheckpoint
   }
   attemptsMade: number
@@ -54,9 +57,14 @@ export interface ShardQueue {
 export interface ShardedExportState {
   /** `planned`: the upload exists, the children may not; `waiting`: the children were added. */
   step: 'planned' | 'waiting'
+  /** The object's key; a split flow's manifest and parts are named after it. */
   key: string
-  uploadId: string
+  /** The upload the shards write into; none for a split flow. */
+  uploadId?: string
+  /** The prefix of what the shards write apart: pieces to join, or a split flow's parts. */
   stashPrefix: string
+  /** A split flow: each shard writes complete parts, the parent one manifest of them all. */
+  split?: SplitOptions
   ranges: ShardRange[]
   /** A JSON array (gzipped or not): the parent mends its start (see `jsonArrayStart`). */
   jsonArray?: { gzip: boolean }
@@ -78,7 +86,7 @@ export interface ShardedExportProcessorOptions {
    * attempt stopped) to `range.until`, a format (`csv()`, `jsonl()` or `jsonArray()`) and gzip. Called for the
    * parent too, with range 0, for the object's key and type (its source is not read).
    */
-  resolve(job: ShardedExportJob, context: { range: ShardRange; after?: unknown }): ExportSpec | Promise<ExportSpec>
+  resolve(job: ShardedExportJob, context: { range: ShardRange; after?: unknown }): ShardedExportSpec | Promise<ShardedExportSpec>
   /** Lifetime of the presigned URL in the result. Default 86400 (a day). */
   urlExpiresIn?: number
   /** First part size; a shard's parts grow within its share of S3's 10,000. Default 8 MiB. */
@@ -87,13 +95,23 @@ export interface ShardedExportProcessorOptions {
   progressIntervalMs?: number
 }
 
+/** A range's export; with `split`, the shards write complete parts and the parent a manifest of them. */
+export interface ShardedExportSpec extends ExportSpec {
+  /** Write the export as parts of `rows` or `bytes` each (see docs/parts.md), each shard its own. */
+  split?: SplitOptions
+}
+
 export interface ShardedExportResult {
+  /** The object; a split flow's manifest. */
   location: S3Location
   rows: number
   bytes: number
   shards: number
-  /** Presigned GET URL of the export. */
+  /** Presigned GET URL of the export (a split flow: of its manifest). */
   url: string
+  /** A split flow: how many parts the manifest lists, and a presigned URL of each, in order. */
+  parts?: number
+  urls?: string[]
 }
 
 const waitingChildren = () => Object.assign(new Error('Waiting for the shards of the export'), { name: 'WaitingChildrenError' })
@@ -109,7 +127,7 @@ const waitingChildren = () => Object.assign(new Error('Waiting for the shards of
  */
 export function createShardedExportProcessor(
   options: ShardedExportProcessorOptions,
-): (job: ShardedExportJob, token?: string) => Promise<ShardedExportResult | ShardResult> {
+): (job: ShardedExportJob, token?: string) => Promise<ShardedExportResult | ShardResult | SplitShardResult> {
   checkObject('options', options)
   const { s3, bucket, queue, prefix = 'exports', plan, resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000 } = options
   checkString('bucket', bucket)
@@ -118,6 +136,44 @@ export function createShardedExportProcessor(
   checkFunction('resolve', resolve)
   checkTimerMs('progressIntervalMs', progressIntervalMs)
   if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) invalidOption('partSize', `an integer of at least 5 MiB (${MIN_PART_SIZE})`, partSize)
+
+  /** The last attempt's error, saved for the parent (a failed child's return value is not kept). */
+  const failedAttempt = async (job: ShardedExportJob, error: unknown) => {
+    const e = error as ExportError
+    if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+      await job.updateData({ ...job.data, exportError: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } }).catch(() => {})
+  }
+
+  /** A split flow's shard: its range as complete parts and their manifest; a retry writes them again. */
+  const runSplitShard = async (job: ShardedExportJob): Promise<SplitShardResult> => {
+    const shard = job.data.exportShard!
+    try {
+      const spec = await resolve(job, { range: shard.range, after: shard.range.after })
+      checkShardSpec(spec, true)
+      const result = await exportStream({
+        source: spec.source,
+        format: spec.format,
+        gzip: spec.gzip,
+        transform: spec.transform,
+        split: shard.split,
+        sink: s3Sink({ client: s3, bucket, key: splitShardKey(shard.key, shard.index) }),
+        progressIntervalMs,
+        onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows, bytes }).catch(() => {}),
+      })
+      const { format, contentType, compression, columns } = result.manifest!
+      const returned: SplitShardResult = {
+        index: shard.index,
+        rows: result.rows,
+        bytes: result.bytes,
+        files: result.parts as SplitShardResult['files'],
+        manifest: { format, contentType, compression, columns },
+      }
+      return JSON.parse(jsonText(returned)) as SplitShardResult // a job's value is JSON: a bigint key as text
+    } catch (error) {
+      await failedAttempt(job, error)
+      throw error
+    }
+  }
 
   const runShard = async (job: ShardedExportJob): Promise<ShardResult> => {
     const shard = job.data.exportShard!
@@ -129,7 +185,7 @@ export function createShardedExportProcessor(
       // Every piece was uploaded by an attempt that died before it returned.
       if (!saved?.ended) {
         const spec = await resolve(job, { range: shard.range, after: saved === undefined ? shard.range.after : (saved.lastKey ?? shard.range.after) })
-        checkShardSpec(spec)
+        checkShardSpec(spec, false)
         if (!(await upload.exists())) throw gone()
         await exportStream({
           ...spec,
@@ -143,10 +199,8 @@ export function createShardedExportProcessor(
       const { rows, bytes, parts } = upload.checkpoint
       return { index: shard.index, rows, bytes, parts }
     } catch (error) {
-      const e = error as ExportError
       if (!(await upload.exists().catch(() => true))) await upload.discard().catch(() => {})
-      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
-        await job.updateData({ ...job.data, exportError: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } }).catch(() => {})
+      await failedAttempt(job, error)
       throw error
     }
   }
@@ -171,7 +225,7 @@ export function createShardedExportProcessor(
             }
             return {
               name: `${job.name}.shard`,
-              data: { ...data, exportShard: { ...assignment, range } },
+              data: { ...data, exportShard: { ...assignment, range, ...(state!.split ? { split: state!.split } : {}) } },
               // The same job ids again after a crash here: BullMQ adds each child once.
               opts: {
                 jobId: `${job.id}-shard-${range.index}`,
@@ -194,6 +248,7 @@ export function createShardedExportProcessor(
       if (token === undefined) throw new ExportError('ERR_INVALID_OPTION', 'options', 'A sharded export needs the token BullMQ passes to the processor')
       if (await job.moveToWaitingChildren(token)) throw waitingChildren()
 
+      if (state.split) return await completeSplit(job, state)
       const results = Object.values(await job.getChildrenValues()) as ShardResult[]
       if (!state.completed) {
         await assembleShards(s3, shardOf(state), results, state.jsonArray ? jsonArrayStart(state.jsonArray.gzip) : undefined)
@@ -209,7 +264,8 @@ export function createShardedExportProcessor(
       return { location: { bucket, key: state.key }, rows, bytes, shards: results.length, url }
     } catch (error) {
       if ((error as Error).name === 'WaitingChildrenError') throw error
-      if (state && !state.completed && (flowFailed || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))) await discardShards(s3, shardOf(state)).catch(() => {})
+      if (state && !state.completed && (flowFailed || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)))
+        await (state.split ? removeStash(s3, { bucket, stashPrefix: state.stashPrefix }) : discardShards(s3, shardOf(state))).catch(() => {})
       throw error
     }
   }
@@ -219,13 +275,20 @@ export function createShardedExportProcessor(
     const spec = await resolve(job, { range: { index: 0 } })
     ;(spec.source as Partial<Readable>).destroy?.()
     spec.format.destroy()
-    checkShardSpec(spec)
+    checkShardSpec(spec, spec.split !== undefined)
     const gzip = spec.gzip ?? false
     if (spec.key !== undefined) checkString('key', spec.key)
     const key = spec.key ?? exportKey({ prefix, jobId: String(job.id), format: spec.format, gzip })
     const ranges = await plan(job)
     if (!Array.isArray(ranges) || ranges.length === 0) invalidOption('plan', 'a function resolving to key ranges (planShards)', ranges)
     reservePartNumbers(ranges.length)
+    if (spec.split !== undefined) {
+      const split = checkSplitOptions(spec.split)
+      const state: ShardedExportState = { step: 'planned', key, stashPrefix: splitShardPrefix(key), ranges, split }
+      await removeStash(s3, { bucket, stashPrefix: state.stashPrefix }) // what an attempt that died here left
+      await job.updateData({ ...job.data, shardedExport: state })
+      return state
+    }
     const stashPrefix = `${key}.shards/`
     // What an attempt that died here before saving left: an upload nobody knows, pieces.
     await abortOtherUploads(s3, bucket, key)
@@ -247,7 +310,26 @@ export function createShardedExportProcessor(
     return state
   }
 
-  const shardOf = (state: ShardedExportState) => ({ bucket, key: state.key, uploadId: state.uploadId, stashPrefix: state.stashPrefix })
+  const shardOf = (state: ShardedExportState) => ({ bucket, key: state.key, uploadId: state.uploadId ?? '', stashPrefix: state.stashPrefix })
+
+  /** A split flow's commit: one manifest of every shard's parts (see assembleSplitShards). */
+  const completeSplit = async (job: ShardedExportJob, state: ShardedExportState): Promise<ShardedExportResult> => {
+    const results = Object.values(await job.getChildrenValues()) as SplitShardResult[]
+    const { manifest, location } = await assembleSplitShards(s3, bucket, state.key, results)
+    await job.updateData({ ...job.data, shardedExport: { ...state, completed: true } })
+    const presign = (key: string) => presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
+    const urls = await Promise.all(manifest.parts.map((part) => presign(part.location.key)))
+    await job.updateProgress({ rows: manifest.rows, bytes: manifest.bytes, percent: 100 })
+    return {
+      location,
+      rows: manifest.rows,
+      bytes: manifest.bytes,
+      shards: results.length,
+      url: await presign(location.key),
+      parts: manifest.parts.length,
+      urls,
+    }
+  }
 
   /** The error a failed child leaves (saved in its data), as the flow's: its code, and which shard. */
   const shardFailure = async (job: ShardedExportJob, childKey: string, state: ShardedExportState): Promise<ExportError> => {
@@ -266,7 +348,7 @@ export function createShardedExportProcessor(
     )
   }
 
-  return (job, token) => (job.data.exportShard ? runShard(job) : runParent(job, token))
+  return (job, token) => (job.data.exportShard ? (job.data.exportShard.split ? runSplitShard(job) : runShard(job)) : runParent(job, token))
 }
 
 type ShardFormat = ExportSpec['format'] & { encoder?: { end(rows: number): string }; nextSegment?: unknown }
@@ -278,9 +360,10 @@ const isJsonArray = (format: ShardFormat) => format.extension === 'json' && form
  * A shard is a keyset source (to resume and to stop at its range's end) and a text format whose
  * end is empty once rows were written (csv(), jsonl()), or a JSON array (see `jsonArrayStart`).
  */
-function checkShardSpec(spec: ExportSpec): void {
+function checkShardSpec(spec: ExportSpec, split: boolean): void {
   const source = spec.source as { keyOf?: unknown }
   if (typeof source.keyOf !== 'function') invalidOption('source', 'a keyset source (postgresKeysetSource) for a sharded export', spec.source)
+  if (split) return // parts are complete files: any format of this library (exportStream checks it)
   const format = spec.format as ShardFormat
   if (typeof format.nextSegment !== 'function' || (format.encoder?.end(1) !== '' && !isJsonArray(format)))
     invalidOption('format', 'csv(), jsonl() or jsonArray() for a sharded export', spec.format)

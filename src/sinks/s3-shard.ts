@@ -241,8 +241,15 @@ export async function discardShards(client: S3ClientLike, shard: Pick<ShardAssig
   await removeStash(client, shard)
 }
 
-/** Removes the pieces held apart under the stash prefix (after the completion, or after a failure). */
-export async function removeStash(client: S3ClientLike, { bucket, stashPrefix }: Pick<ShardAssignment, 'bucket' | 'stashPrefix'>): Promise<void> {
+/**
+ * Removes the pieces held apart under the stash prefix (after the completion, or after a failure),
+ * or those of them `which` picks.
+ */
+export async function removeStash(
+  client: S3ClientLike,
+  { bucket, stashPrefix }: Pick<ShardAssignment, 'bucket' | 'stashPrefix'>,
+  which: (key: string) => boolean = () => true,
+): Promise<void> {
   const s3 = loadS3()
   let ContinuationToken: string | undefined
   do {
@@ -250,7 +257,7 @@ export async function removeStash(client: S3ClientLike, { bucket, stashPrefix }:
       client,
       new s3.ListObjectsV2Command({ Bucket: bucket, Prefix: stashPrefix, ContinuationToken }),
     )
-    for (const object of page.Contents ?? []) await send(client, new s3.DeleteObjectCommand({ Bucket: bucket, Key: object.Key }))
+    for (const object of page.Contents ?? []) if (which(object.Key!)) await send(client, new s3.DeleteObjectCommand({ Bucket: bucket, Key: object.Key }))
     ContinuationToken = page.NextContinuationToken
   } while (ContinuationToken !== undefined)
 }
