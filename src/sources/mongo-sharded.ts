@@ -88,13 +88,10 @@ export function mongoShardedSource(options: MongoShardedSourceOptions): ShardedR
   const { MongoClient, BSON } = loadOptional<typeof import('mongodb')>('mongodb', 'mongodb')
   const text = (value: unknown) => BSON.EJSON.stringify(value, { relaxed: false })
 
-  let countResolved: (count: number | undefined) => void = () => {}
-  const counted = new Promise<number | undefined>((resolve) => (countResolved = resolve))
   return new ShardedReadable({
     encodes: false,
     bufferBytes,
     tempDir,
-    countRows: () => counted,
     decodeRows(payload) {
       const rows: Row[] = []
       for (let at = 0; at < payload.length;) {
@@ -106,17 +103,11 @@ export function mongoShardedSource(options: MongoShardedSourceOptions): ShardedR
     },
     async plan() {
       const client = new MongoClient(url, clientOptions)
-      let released: Promise<void> | undefined
-      const release = () =>
-        (released ??= (async () => {
-          countResolved(undefined)
-          await client.close()
-        })())
+      const release = () => client.close()
       try {
         await client.connect()
         const docs = client.db(db).collection(collection)
-        const total = count ? (count === 'exact' ? docs.countDocuments(filter) : docs.estimatedDocumentCount()) : Promise.resolve(undefined)
-        total.then(countResolved, () => countResolved(undefined))
+        const total = count ? (count === 'exact' ? docs.countDocuments(filter) : docs.estimatedDocumentCount()) : undefined
         // The first and the last _id: of one bracket, every _id between them is too.
         const end = (direction: 1 | -1) => docs.find(filter, { projection: { _id: 1 }, sort: { _id: direction }, limit: 1 }).toArray()
         const [[first], [last]] = await Promise.all([end(1), end(-1)])
@@ -153,14 +144,7 @@ export function mongoShardedSource(options: MongoShardedSourceOptions): ShardedR
             batchSize,
           })
         }
-        return {
-          sources,
-          ready: async () => {
-            await total.catch(() => {})
-            await release()
-          },
-          release,
-        }
+        return { sources, total, release }
       } catch (error) {
         await release()
         throw toExportError(error, 'ERR_SOURCE', 'source')

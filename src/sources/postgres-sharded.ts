@@ -104,30 +104,23 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
     return { text: `select * from (${relation}) as stream_export_shard${where} order by ${keyList}`, values: params }
   }
 
-  let countResolved: (count: number | undefined) => void = () => {}
-  const counted = new Promise<number | undefined>((resolve) => (countResolved = resolve))
   return new ShardedReadable({
     encodes: true,
     bufferBytes,
     tempDir,
-    countRows: () => counted,
     async plan() {
       const conn = await connect(pool ? { pool } : { connectionString })
       const query = conn.client.query.bind(conn.client) as unknown as (text: string) => Promise<{ rows: Array<Record<string, unknown>> }>
-      let released: Promise<void> | undefined
       // The coordinator's transaction holds the snapshot until every shard has imported it.
-      const release = (error?: Error) =>
-        (released ??= (async () => {
-          countResolved(undefined)
-          if (!error) await query('commit').catch(() => {})
-          await conn.release(error)
-        })())
+      const release = async (error?: Error) => {
+        if (!error) await query('commit').catch(() => {})
+        await conn.release(error)
+      }
       try {
         await query('begin isolation level repeatable read read only')
         const snapshot = String((await query('select pg_export_snapshot() as id')).rows[0]!.id)
         const ranges = await planShards({ client: conn.client, table, key, shards, sampleRows })
-        const total = count ? countRows({ client: conn.client, text: relation, values, count }) : Promise.resolve(undefined)
-        total.then(countResolved, () => countResolved(undefined))
+        const total = count ? countRows({ client: conn.client, text: relation, values, count }) : undefined
         const sources: ShardSource[] = ranges.map(({ after, until }) => ({
           kind: 'postgres' as const,
           connection,
@@ -135,14 +128,7 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
           batchSize,
           ...rangeQuery(after, until),
         }))
-        return {
-          sources,
-          ready: async () => {
-            await total.catch(() => {})
-            await release()
-          },
-          release,
-        }
+        return { sources, total, release }
       } catch (error) {
         await release(error as Error)
         throw toExportError(error, 'ERR_SOURCE', 'source')

@@ -56,9 +56,12 @@ export type ShardMessage =
 export interface ShardPlan {
   /** One per shard, in output order. */
   sources: ShardSource[]
-  /** Every worker holds the snapshot: the coordinator may let it go. */
-  ready(): Promise<void>
-  /** Frees what the plan held (after `ready`, or on failure with the error). Idempotent. */
+  /** The row count for progress, when asked for (counted while the shards run). */
+  total?: Promise<number | undefined>
+  /**
+   * Frees what the plan held (the coordinator's snapshot and connection): called once, when every
+   * shard holds the snapshot and `total` has settled, or on failure with the error.
+   */
   release(error?: Error): Promise<void>
 }
 
@@ -68,8 +71,6 @@ export interface ShardedReadableOptions {
   bufferBytes: number
   /** Where the output of shards running ahead is kept. Default: the system's temp folder. */
   tempDir?: string
-  /** Row count for progress, once the plan is made. */
-  countRows?(): Promise<number | undefined>
   /** Whether the shards can encode for a text format (`encodeFor`); otherwise they send rows. */
   encodes: boolean
   /** The rows of a chunk of row objects a shard sent. Default: `v8.deserialize`. */
@@ -229,6 +230,9 @@ export class ShardedReadable extends Readable implements SourceExtras {
   #workers: Worker[] = []
   #channels: ShardChannel[] = []
   #plan: ShardPlan | undefined
+  #released: Promise<void> | undefined
+  #counted: (total: number | undefined) => void = () => {}
+  readonly #total = new Promise<number | undefined>((resolve) => (this.#counted = resolve))
   #temp: Promise<string> | undefined
   #wake: (() => void) | undefined
 
@@ -261,8 +265,9 @@ export class ShardedReadable extends Readable implements SourceExtras {
     return this.#columns
   }
 
+  /** The plan's row count (`count` option), once it is known; `undefined` without one. */
   countRows(): Promise<number | undefined> {
-    return this.#options.countRows?.() ?? Promise.resolve(undefined)
+    return this.#total
   }
 
   override _read(): void {
@@ -284,7 +289,7 @@ export class ShardedReadable extends Readable implements SourceExtras {
       await Promise.all(this.#workers.map(stopWorker))
       await Promise.all(this.#channels.map((channel) => channel.close()))
       if (this.#temp) await rm(await this.#temp, { recursive: true, force: true })
-      await this.#plan?.release(error ?? undefined)
+      await this.#release(error ?? undefined)
     }
     cleanup().then(
       () => callback(error),
@@ -293,8 +298,14 @@ export class ShardedReadable extends Readable implements SourceExtras {
   }
 
   async #run(): Promise<void> {
-    const plan = (this.#plan = await this.#options.plan())
-    if (this.destroyed) return
+    const plan = (this.#plan = await this.#options.plan().catch((error: unknown) => {
+      this.#counted(undefined)
+      throw error
+    }))
+    if (plan.total) plan.total.then(this.#counted, () => this.#counted(undefined))
+    else this.#counted(undefined)
+    // Destroyed while planning: nothing else holds the coordinator's connection.
+    if (this.destroyed) return this.#release(new Error('The export stopped before its shards started'))
     const tempDir = () => (this.#temp ??= mkdtemp(join(this.#options.tempDir ?? tmpdir(), 'stream-export-shards-')))
     let ready = 0
     const file = workerFile()
@@ -312,7 +323,12 @@ export class ShardedReadable extends Readable implements SourceExtras {
       worker.on('message', (message: ShardMessage) => {
         if (this.destroyed) return
         if (message.type === 'ready') {
-          if (++ready === plan.sources.length) plan.ready().catch((error: Error) => this.destroy(toExportError(error, 'ERR_SOURCE', 'source')))
+          // Every shard holds the snapshot: the coordinator lets it go once the count (if any) is in.
+          if (++ready === plan.sources.length)
+            void Promise.resolve(plan.total)
+              .catch(() => undefined)
+              .then(() => this.#release())
+              .catch((error: Error) => this.destroy(toExportError(error, 'ERR_SOURCE', 'source')))
         } else if (message.type === 'data') {
           this.#columns ??= message.columns
           channel.add({ rows: message.rows, payload: Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength) })
@@ -331,7 +347,6 @@ export class ShardedReadable extends Readable implements SourceExtras {
           this.destroy(new ExportError('ERR_SOURCE', 'source', `Shard ${index + 1} of ${plan.sources.length}: its worker stopped (exit code ${code})`))
       })
     })
-    this.#channels[0]!.current = true
     for (let i = 0; i < this.#channels.length; i++) {
       const channel = this.#channels[i]!
       channel.current = true
@@ -342,6 +357,12 @@ export class ShardedReadable extends Readable implements SourceExtras {
       }
     }
     if (!this.destroyed) this.push(null)
+  }
+
+  /** Releases the plan, once it exists, once (after a failure: with its error). */
+  #release(error?: Error): Promise<void> {
+    if (!this.#plan) return Promise.resolve()
+    return (this.#released ??= this.#plan.release(error))
   }
 
   #pushChunk({ rows, payload }: ShardChunk): boolean {

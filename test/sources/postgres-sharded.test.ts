@@ -103,9 +103,11 @@ describe('postgresShardedSource', () => {
   it('holds what shards read ahead of their turn on disk (bounded memory), hands it on in order, and removes the files', async () => {
     const dir = await tempDir()
     const expected = await serial(() => jsonl())
-    const source = postgresShardedSource({ connectionString: databaseUrl(), table: TABLE, shards: 3, bufferBytes: 64 * 1024, tempDir: dir })
+    const source = postgresShardedSource({ connectionString: databaseUrl(), table: TABLE, shards: 3, bufferBytes: 64 * 1024, tempDir: dir, count: 'exact' })
     const sink = collector(2) // a slow destination: the later shards finish long before their turn
-    await exportStream({ source, format: jsonl(), sink })
+    const reports: Array<{ rows: number; totalRows?: number }> = []
+    await exportStream({ source, format: jsonl(), sink, progressIntervalMs: 20, onProgress: (p) => void reports.push(p) })
+    expect(reports.at(-1)).toMatchObject({ rows: 60000, totalRows: 60000 }) // counted in the export's snapshot
     expectSameBytes(sink.buffer(), expected)
     expect(source.spilledBytes).toBeGreaterThan(expected.length / 2) // shards 2 and 3 went to disk
     expect(await listDir(dir)).toEqual([])
@@ -133,6 +135,14 @@ describe('postgresShardedSource', () => {
     expect(await listDir(dir)).toEqual([])
     expect(await listDir(spill)).toEqual([])
     await expect.poll(() => otherBackends(pool), { timeout: 5000 }).toEqual([])
+    // Aborted while the coordinator plans (its snapshot transaction open): its connection goes too.
+    const early = new AbortController()
+    const planning = exportStream({ source: postgresShardedSource({ pool, table: TABLE, shards: 4 }), format: csv(), sink: collector(), signal: early.signal })
+    await expect.poll(async () => (await otherBackends(pool)).length, { interval: 1 }).toBeGreaterThan(0)
+    early.abort()
+    await expect(planning).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    await expect.poll(() => otherBackends(pool), { timeout: 5000 }).toEqual([])
+    expect(pool.totalCount).toBe(pool.idleCount)
   })
 
   it('a shard whose backend dies fails the export with ERR_SOURCE naming the shard, and leaves nothing behind', async () => {
