@@ -1,16 +1,13 @@
 // Export jobs whose worker is SIGKILLed at chosen moments: the worker is the recipe
 // (examples/bullmq-worker.mjs) in its own process on real Redis, Postgres and the test S3 server,
 // which enforces real S3's completion rules and kills the worker at the exact request.
-import type { ChildProcess } from 'node:child_process'
 import { gunzipSync } from 'node:zlib'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
-import { Queue, QueueEvents } from 'bullmq'
-import { Redis } from 'ioredis'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { ExportCheckpoint } from '../src/bullmq.js'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
-import { startRecipeWorker } from './fixtures/recipe-worker.js'
+import { recipeQueue } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { expectSameBytes } from './helpers.js'
 
@@ -22,9 +19,6 @@ const ROWS = 120_000 // ~15 MB of CSV: three 5 MiB parts; ~3 MB gzipped: one
 let s3: TestS3
 /** The table exported in one go, uninterrupted: what every killed and resumed job must write. */
 let serialExport: Buffer
-const connections: Redis[] = []
-const children: ChildProcess[] = []
-const cleanups: Array<() => Promise<unknown>> = []
 
 beforeAll(async () => {
   s3 = await startS3()
@@ -33,37 +27,11 @@ beforeAll(async () => {
   await pool.end()
   serialExport = await tableCsv(TABLE)
 }, 120_000)
-afterEach(async () => {
-  s3.clearFaults()
-  for (const child of children.splice(0)) child.kill('SIGKILL')
-  for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => {})
-})
-afterAll(async () => {
-  await s3.close()
-  await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())))
-})
-
-function connection() {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: !redisUp })
-  connections.push(redis)
-  return redis
-}
+afterEach(() => s3.clearFaults())
+afterAll(() => s3.close())
 
 async function exportQueue(env: Record<string, string> = {}) {
-  const name = `se-kill-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`
-  const queue = new Queue(name, { connection: connection() })
-  const events = new QueueEvents(name, { connection: connection() })
-  await events.waitUntilReady()
-  cleanups.push(async () => {
-    await events.close()
-    await queue.obliterate({ force: true })
-    await queue.close()
-  })
-  const worker = () => {
-    const child = startRecipeWorker({ queue: name, redisUrl, s3, env: { LOCK_DURATION_MS: '2000', ...env } })
-    children.push(child)
-    return child
-  }
+  const { queue, events, worker } = await recipeQueue({ prefix: 'se-kill', redisUrl, s3, env })
   const add = (data: object) => queue.add('export', { table: TABLE, format: 'csv', ...data }, { attempts: 3, backoff: { type: 'fixed', delay: 100 } })
   const checkpoint = async (id: string) => (await queue.getJob(id))?.data.exportCheckpoint as ExportCheckpoint | undefined
   return { queue, events, worker, add, checkpoint }

@@ -1,15 +1,12 @@
 // Sharded exports as a BullMQ flow: the worker recipe (examples/sharded-worker.mjs) in separate
 // processes on real Redis, Postgres and the test S3 server (which holds completions to real S3's
 // rules: parts in order, every part but the last at least 5 MiB), killed at chosen requests.
-import type { ChildProcess } from 'node:child_process'
 import { gunzipSync } from 'node:zlib'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
-import { Queue, QueueEvents } from 'bullmq'
-import { Redis } from 'ioredis'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
-import { startRecipeWorker } from './fixtures/recipe-worker.js'
+import { recipeQueue } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { exportedBytes, expectSameBytes } from './helpers.js'
 import { jsonArray, postgresKeysetSource } from '../src/index.js'
@@ -22,9 +19,6 @@ const ROWS = 300_000 // ~31 MB of CSV: two shards of three pieces each (5 MiB pa
 let s3: TestS3
 let serialExport: Buffer
 let pool: pg.Pool
-const connections: Redis[] = []
-const children: ChildProcess[] = []
-const cleanups: Array<() => Promise<unknown>> = []
 
 beforeAll(async () => {
   if (!redisUp) return
@@ -33,48 +27,24 @@ beforeAll(async () => {
   await createStatements(pool, TABLE, ROWS)
   serialExport = await tableCsv(TABLE)
 }, 180_000)
-afterEach(async () => {
-  s3?.clearFaults()
-  for (const child of children.splice(0)) child.kill('SIGKILL')
-  for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => {})
-})
+afterEach(() => s3?.clearFaults())
 afterAll(async () => {
   await s3?.close()
   await pool?.end()
-  await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())))
 })
 
-function connection() {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: !redisUp })
-  connections.push(redis)
-  return redis
-}
-
 async function shardQueue() {
-  const name = `se-shards-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`
-  const queue = new Queue(name, { connection: connection() })
-  const events = new QueueEvents(name, { connection: connection() })
-  await events.waitUntilReady()
-  cleanups.push(async () => {
-    await events.close()
-    await queue.obliterate({ force: true })
-    await queue.close()
-  })
   // The workers' own connections, told apart from the test's for the leak check.
-  const applicationName = name
+  const applicationName = `se-shards-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`
   const url = new URL(databaseUrl())
   url.searchParams.set('application_name', applicationName)
-  const worker = () => {
-    const child = startRecipeWorker({
-      recipe: 'sharded-worker.mjs',
-      queue: name,
-      redisUrl,
-      s3,
-      env: { LOCK_DURATION_MS: '2000', DATABASE_URL: url.toString() },
-    })
-    children.push(child)
-    return child
-  }
+  const { name, queue, events, worker } = await recipeQueue({
+    prefix: 'se-shards',
+    recipe: 'sharded-worker.mjs',
+    redisUrl,
+    s3,
+    env: { DATABASE_URL: url.toString() },
+  })
   // Job ids unique across the tests' queues: the object keys are made of them.
   const add = (data: object, attempts = 3) =>
     queue.add(

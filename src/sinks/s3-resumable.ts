@@ -130,12 +130,7 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
    */
   async partDone(part: PartInfo<S3Location>, last: boolean): Promise<void> {
     const done = this.#done!
-    done.parts.push({ PartNumber: done.parts.length + 1, ETag: part.location.etag! })
-    done.rows += part.rows
-    done.bytes += part.bytes
-    if ('lastKey' in part) done.lastKey = part.lastKey
-    if (last) done.ended = true
-    await this.#options.onCheckpoint({ ...done, parts: [...done.parts] })
+    await this.#options.onCheckpoint(recordPart(done, { PartNumber: done.parts.length + 1, ETag: part.location.etag! }, part, last))
   }
 
   /** The commit point: every part is in (the checkpoint says `ended`); S3 assembles the object. */
@@ -230,4 +225,17 @@ export class PartUpload extends Writable implements Sink<S3Location>, Discardabl
       (error) => callback(sinkError(error)),
     )
   }
+}
+
+/**
+ * Adds a landed part to a checkpoint (its rows, bytes and last key; `ended` with the output's last
+ * part) and returns a copy to save.
+ */
+export function recordPart(done: ExportCheckpoint, entry: ExportCheckpoint['parts'][number], part: PartInfo<S3Location>, last: boolean): ExportCheckpoint {
+  done.parts.push(entry)
+  done.rows += part.rows
+  done.bytes += part.bytes
+  if ('lastKey' in part) done.lastKey = part.lastKey
+  if (last) done.ended = true
+  return { ...done, parts: [...done.parts] }
 }

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { ExportError, toExportError } from '../errors.js'
 import { abortUpload, completeUpload, loadS3, send, type S3ClientLike } from './s3-multipart.js'
-import { PartUpload, type ExportCheckpoint } from './s3-resumable.js'
+import { PartUpload, recordPart, type ExportCheckpoint } from './s3-resumable.js'
 import { MAX_PARTS, MIN_PART_SIZE, partSizeFor, type S3Location } from './s3.js'
 import type { PartInfo, SegmentSink } from '../types.js'
 
@@ -139,12 +139,8 @@ export class ShardUpload extends Writable implements SegmentSink<S3Location> {
     const done = this.#done
     const { shard } = this.#options
     const stash = part.location.key === shard.key ? {} : { stash: part.location.key }
-    done.parts.push({ PartNumber: shard.firstPart + done.parts.length, ETag: part.location.etag!, ...stash })
-    done.rows += part.rows
-    done.bytes += part.bytes
-    if ('lastKey' in part) done.lastKey = part.lastKey
-    if (last) done.ended = true
-    await this.#options.onCheckpoint({ ...done, parts: [...done.parts] })
+    const entry = { PartNumber: shard.firstPart + done.parts.length, ETag: part.location.etag!, ...stash }
+    await this.#options.onCheckpoint(recordPart(done, entry, part, last))
   }
 
   /** The shard is whole; the object is not there yet (the coordinator completes it). */
