@@ -1,6 +1,7 @@
 // Shared helpers for the benchmarks: child processes, timing, and writing docs/benchmarks.md.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 
 /** Runs a benchmark script in its own process (so peak RSS is its own) and returns its JSON result. */
@@ -92,4 +93,32 @@ export async function startTestS3(bucket) {
   })
   const { startS3 } = await import(fixture)
   return startS3(bucket)
+}
+
+/**
+ * A TCP proxy in front of PostgreSQL at `url` that holds every chunk the client sends for
+ * `delayMs` (in order) before it reaches the server; the server's answers come back at once. Each
+ * query or cursor page then costs one delayed round trip, as a database in another region does.
+ * Resolves with the URL to connect through, and `close()`.
+ */
+export async function startDelayProxy(url, delayMs) {
+  const target = new URL(url)
+  const proxy = net.createServer((client) => {
+    const server = net.connect(Number(target.port || 5432), target.hostname)
+    let chain = Promise.resolve()
+    client.on('data', (chunk) => {
+      chain = chain.then(() => new Promise((resolve) => setTimeout(resolve, delayMs))).then(() => server.write(chunk))
+    })
+    server.pipe(client)
+    const close = () => {
+      client.destroy()
+      server.destroy()
+    }
+    client.on('error', close).on('close', close)
+    server.on('error', close).on('close', close)
+  })
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  const through = new URL(url)
+  through.host = `127.0.0.1:${proxy.address().port}`
+  return { url: through.toString(), close: () => new Promise((resolve) => proxy.close(resolve)) }
 }

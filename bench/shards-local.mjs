@@ -3,12 +3,11 @@
 // snapshot), against `psql \copy | gzip -6`, in the same rounds; both when PostgreSQL's COPY writes
 // the CSV and when every row goes through JavaScript. Then a latency-bound case: every message the
 // client sends PostgreSQL held 50 ms by a proxy (a database far away), cursor pages of 1,000 rows.
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { createStatementsTable } from '../examples/statements.mjs'
-import { fmt, machine, median, runChildAsync, timeShell, writeSection } from './lib.mjs'
+import { fmt, machine, median, runChildAsync, startDelayProxy, timeShell, writeSection } from './lib.mjs'
 
 const url = process.env.DATABASE_URL
 if (!url) throw new Error('DATABASE_URL is required (the shards-local suite exports a PostgreSQL table)')
@@ -59,34 +58,15 @@ const table1 = paths.flatMap(([pathLabel, path]) =>
   }),
 )
 
-// The proxy: every chunk the client sends waits DELAY_MS before it reaches PostgreSQL (in order);
-// what PostgreSQL sends comes back at once. Each cursor page is then one delayed round trip.
-const target = new URL(url)
-const proxy = net.createServer((client) => {
-  const server = net.connect(Number(target.port || 5432), target.hostname)
-  let chain = Promise.resolve()
-  client.on('data', (chunk) => {
-    chain = chain.then(() => new Promise((resolve) => setTimeout(resolve, DELAY_MS))).then(() => server.write(chunk))
-  })
-  server.pipe(client)
-  const close = () => {
-    client.destroy()
-    server.destroy()
-  }
-  client.on('error', close).on('close', close)
-  server.on('error', close).on('close', close)
-})
-await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve))
-const far = new URL(url)
-far.host = `127.0.0.1:${proxy.address().port}`
+const far = await startDelayProxy(url, DELAY_MS)
 const latency = []
 for (const [label, mode] of modes.filter(([, mode]) => mode !== '1')) {
-  const r = await exportWith(mode, 'rows', { DATABASE_URL: far.toString() }, `${table}_far`)
+  const r = await exportWith(mode, 'rows', { DATABASE_URL: far.url }, `${table}_far`)
   if (r.rows !== LATENCY_ROWS) throw new Error(`expected ${LATENCY_ROWS} rows, got ${r.rows}`)
   latency.push({ label, ...r })
   console.error(`latency-bound: ${label}: ${fmt.s(r.ms)} s`)
 }
-proxy.close()
+await far.close()
 // The projection: CPU seconds per million rows of the whole process with 4 shards, rows through JavaScript.
 const perMillion = median(results.get('rows 4')).cpu / (ROWS / 1_000_000)
 

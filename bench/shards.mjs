@@ -9,7 +9,7 @@ import { Queue, QueueEvents } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { createStatementsTable } from '../examples/statements.mjs'
-import { fmt, machine, median, startTestS3, timeShell, writeSection } from './lib.mjs'
+import { fmt, machine, median, startDelayProxy, startTestS3, timeShell, writeSection } from './lib.mjs'
 
 const url = process.env.DATABASE_URL
 if (!url) throw new Error('DATABASE_URL is required (the shards suite exports a PostgreSQL table)')
@@ -18,12 +18,20 @@ const table = 'bench_shard_statements'
 const ROWS = 1_000_000
 const repeat = Number(process.env.BENCH_REPEAT ?? 3)
 
+const FAR_ROWS = 400_000
+const FAR_DELAY_MS = 50
 const pool = new pg.Pool({ connectionString: url, max: 1 })
 await createStatementsTable(pool, table, ROWS)
+await createStatementsTable(pool, `${table}_far`, FAR_ROWS)
 await pool.end()
 const s3 = await startTestS3('bench')
 const redis = new Redis(redisUrl, { maxRetriesPerRequest: null })
 const ticks = 100 // clock ticks per second of /proc/<pid>/stat (USER_HZ)
+
+/** Peak resident memory of a process so far, in MB (VmHWM), from /proc. */
+function peakRssMb(pid) {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024
+}
 
 /** CPU seconds a process has used so far (user + system), from /proc. */
 function cpuSeconds(pid) {
@@ -32,7 +40,7 @@ function cpuSeconds(pid) {
 }
 
 /** Starts `count` worker processes of a recipe and resolves once each says it is ready. */
-async function startWorkers(recipe, queue, count) {
+async function startWorkers(recipe, queue, count, databaseUrl) {
   const workers = []
   for (let i = 0; i < count; i++) {
     const child = spawn(process.execPath, [new URL(`../examples/${recipe}`, import.meta.url).pathname], {
@@ -42,7 +50,7 @@ async function startWorkers(recipe, queue, count) {
         REDIS_URL: redisUrl,
         S3_ENDPOINT: s3.endpoint,
         S3_BUCKET: 'bench',
-        DATABASE_URL: url,
+        DATABASE_URL: databaseUrl,
         AWS_ACCESS_KEY_ID: 'S3RVER',
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
         CONCURRENCY: '1',
@@ -59,25 +67,26 @@ async function startWorkers(recipe, queue, count) {
 }
 
 /** One export job on fresh workers: wall time from enqueue to result, and the workers' CPU seconds. */
-async function run({ recipe, workers: count, data }) {
+async function run({ recipe, workers: count, data, rows = ROWS, databaseUrl = url }) {
   const name = `bench-shards-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`
   const queue = new Queue(name, { connection: redis })
   const events = new QueueEvents(name, { connection: redis.duplicate() })
   await events.waitUntilReady()
-  const workers = await startWorkers(recipe, name, count)
+  const workers = await startWorkers(recipe, name, count, databaseUrl)
   const before = workers.map((w) => cpuSeconds(w.pid))
   const started = performance.now()
   const job = await queue.add('bench', { table, gzip: true, ...data }, { attempts: 1 })
   const result = await job.waitUntilFinished(events, 600_000)
   const ms = performance.now() - started
   const cpu = workers.reduce((sum, w, i) => sum + cpuSeconds(w.pid) - before[i], 0)
+  const rssMb = Math.max(...workers.map((w) => peakRssMb(w.pid)))
   for (const w of workers) w.kill('SIGTERM')
   await Promise.all(workers.map((w) => new Promise((resolve) => (w.exitCode === null ? w.once('exit', resolve) : resolve()))))
   await events.close()
   await queue.obliterate({ force: true })
   await queue.close()
-  if (result.rows !== ROWS) throw new Error(`expected ${ROWS} rows, got ${result.rows}`)
-  return { ms, cpu, bytes: result.bytes }
+  if (result.rows !== rows) throw new Error(`expected ${rows} rows, got ${result.rows}`)
+  return { ms, cpu, rssMb, bytes: result.bytes }
 }
 
 const psql = () => ({ ms: timeShell(`psql "${url}" -q -c "\\copy (select * from ${table} order by id) to stdout csv header" | gzip -6 > /dev/null`) })
@@ -100,7 +109,7 @@ for (let round = 0; round < repeat; round++) {
 const base = median(baselines)
 const rows = contenders.map(([label], i) => {
   const r = median(results[i])
-  return `| ${label} | ${fmt.s(r.ms)} | ${fmt.x(r.ms / base.ms)} | ${fmt.int(ROWS / (r.ms / 1000))} | ${r.cpu.toFixed(1)} |`
+  return `| ${label} | ${fmt.s(r.ms)} | ${fmt.x(r.ms / base.ms)} | ${fmt.int(ROWS / (r.ms / 1000))} | ${r.cpu.toFixed(1)} | ${Math.round(r.rssMb)} |`
 })
 
 // Latency-bound: every UploadPart and PutObject held 400 ms, uncompressed CSV (~125 MB, ~24 parts).
@@ -112,6 +121,21 @@ for (const n of [1, 2, 4]) {
   latency.push({ n, ...r })
   console.error(`latency-bound, ${n} shards: ${fmt.s(r.ms)} s`)
 }
+// Latency-bound at the source: every message a worker sends PostgreSQL held 50 ms by a proxy (a
+// database in another region); keyset pages of 2,000 rows, each one delayed round trip.
+const far = await startDelayProxy(url, FAR_DELAY_MS)
+const farLatency = []
+for (const [label, recipe, n] of [
+  ['serial export job, 1 worker', 'bullmq-worker.mjs', 1],
+  ['sharded flow, 2 shards on 2 workers', 'sharded-worker.mjs', 2],
+  ['sharded flow, 4 shards on 4 workers', 'sharded-worker.mjs', 4],
+]) {
+  const data = recipe === 'bullmq-worker.mjs' ? { table: `${table}_far`, format: 'csv' } : { table: `${table}_far`, shards: n }
+  const r = await run({ recipe, workers: n, data, rows: FAR_ROWS, databaseUrl: far.url })
+  farLatency.push({ label, ...r })
+  console.error(`source 50 ms away: ${label}: ${fmt.s(r.ms)} s`)
+}
+await far.close()
 // The projection: CPU seconds per million rows of one shard's worker (the 4-shard runs' median).
 const perMillion = median(results.at(-1)).cpu / (ROWS / 1_000_000)
 await s3.close()
@@ -133,18 +157,26 @@ PostgreSQL's or the S3 server's.
 Machine: ${machine()}. **Two cores shared by PostgreSQL, Redis, the S3 server and the workers**:
 more shards than cores cannot run faster here; they show what sharding costs.
 
-| export | seconds | vs psql \\| gzip -6 (${fmt.s(base.ms)} s) | rows/s | worker CPU s |
-|---|---|---|---|---|
+| export | seconds | vs psql \\| gzip -6 (${fmt.s(base.ms)} s) | rows/s | worker CPU s | worker peak RSS MB |
+|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 Latency-bound (every UploadPart and PutObject held 400 ms before it is carried out, as a slow
 network gives; uncompressed CSV, ~24 parts of 5 MiB). At this delay a shard's uploads overlap its
 encoding (two parts in flight), so the two cores, not the network, stay the limit: the shards do
-not scale here. A delay that dominates the CPU time is still to be measured.
+not scale here.
 
 | shards | seconds | speed-up |
 |---|---|---|
 ${latency.map((r) => `| ${r.n} | ${fmt.s(r.ms)} | ${fmt.x(latency[0].ms / r.ms)} |`).join('\n')}
+
+Latency-bound at the source: ${fmt.int(FAR_ROWS)} statements read through a proxy that holds every message a worker
+sends PostgreSQL ${FAR_DELAY_MS} ms (a database in another region; keyset pages of 2,000 rows, each one delayed round
+trip), gzipped CSV into one object; one run each. The waiting dominates: each shard waits for its own pages.
+
+| export | seconds | speed-up |
+|---|---|---|
+${farLatency.map((r) => `| ${r.label} | ${fmt.s(r.ms)} | ${fmt.x(farLatency[0].ms / r.ms)} |`).join('\n')}
 
 **Projection, not a measurement:** the 4 shard workers used ${perMillion.toFixed(1)} CPU seconds per million
 rows (decoding, CSV, gzip, S3 requests). A 16-core worker machine running 16 shards would then
