@@ -1,8 +1,9 @@
 // Shards suite: 1M statements in PostgreSQL -> gzipped CSV -> one S3 object, exported by the
 // sharded flow (examples/sharded-worker.mjs, one worker process per shard, real Redis, the test
 // suite's S3 server in this process), against the serial export job (examples/bullmq-worker.mjs)
-// and `psql \copy | gzip -6`, in the same rounds. Then a latency-bound case (every S3 request held
-// 400 ms, as a slow network gives), and a projection from the CPU seconds the workers used.
+// and `psql \copy | gzip -6`, in the same rounds. Then two latency-bound cases (every S3 request
+// held 400 ms; every message to PostgreSQL held 50 ms by a proxy), and a projection from the CPU
+// seconds the workers used.
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { Queue, QueueEvents } from 'bullmq'
