@@ -1,7 +1,8 @@
 // A sharded export as a BullMQ flow: the parent job plans key ranges, creates one multipart upload
 // and adds one child job per range to the same queue; each child exports its range as parts of
 // that upload (checkpointed, resumed after a crash); the parent, run again once every child is
-// done, completes the upload in key order. One object, each row once, in order.
+// done, completes the upload in key order. One object, each row once, in order. With `split`, the
+// shards write complete parts instead and the parent one manifest of them (sharded-split.ts).
 import type { Readable } from 'node:stream'
 import { ExportError, invalidOption, type ExportErrorCode } from '../errors.js'
 import { exportStream } from '../export-stream.js'
@@ -83,8 +84,9 @@ export interface ShardedExportProcessorOptions {
   plan(job: ShardedExportJob): ShardRange[] | Promise<ShardRange[]>
   /**
    * The export of one range: a keyset source from `after` (the range's start, or where a crashed
-   * attempt stopped) to `range.until`, a format (`csv()`, `jsonl()` or `jsonArray()`) and gzip. Called for the
-   * parent too, with range 0, for the object's key and type (its source is not read).
+   * attempt stopped) to `range.until`, a format (`csv()`, `jsonl()` or `jsonArray()`; with `split`,
+   * any of this library) and gzip. Called for the parent too, with range 0, for the object's key,
+   * type and `split` (its source is not read).
    */
   resolve(job: ShardedExportJob, context: { range: ShardRange; after?: unknown }): ShardedExportSpec | Promise<ShardedExportSpec>
   /** Lifetime of the presigned URL in the result. Default 86400 (a day). */
@@ -122,8 +124,10 @@ const waitingChildren = () => Object.assign(new Error('Waiting for the shards of
  * then `queue.add('statements', { table: 'statements' }, { attempts: 3 })`. A job is a parent: it
  * plans the ranges, creates the upload, adds a child job per range (with its own attempts) and
  * waits; each child writes its range into a reserved range of part numbers, checkpointed after
- * every part; the parent completes the upload once all are done. A child out of attempts fails
- * the flow: the parent aborts the upload, removes what the shards held, and fails with that error.
+ * every part; the parent completes the upload once all are done. With `split` in the spec, each
+ * child writes complete parts and the parent one manifest of them instead. A child out of attempts
+ * fails the flow: the parent aborts the upload, removes what the shards wrote, and fails with that
+ * error.
  */
 export function createShardedExportProcessor(
   options: ShardedExportProcessorOptions,

@@ -270,9 +270,9 @@ export function jsonArrayStart(gzip: boolean): (piece: Buffer) => Buffer | undef
     const text = gzip ? gunzipSync(piece) : piece
     if (text.length === 0) return undefined
     let mended: Buffer
-    if (text.toString() === '\n]\n') mended = Buffer.from('[]\n')
-    else if (text[0] === 0x2c)
-      mended = Buffer.concat([Buffer.from('['), text.subarray(1)]) // ","
+    const COMMA = 0x2c
+    if (text.length === 3 && text.toString() === '\n]\n') mended = Buffer.from('[]\n')
+    else if (text[0] === COMMA) mended = Buffer.concat([Buffer.from('['), text.subarray(1)])
     else return piece // the first shard's first row: `[` already
     return gzip ? gzipSync(mended) : mended
   }
