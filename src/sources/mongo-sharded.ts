@@ -1,9 +1,8 @@
-import { availableParallelism } from 'node:os'
-import { ExportError, invalidOption, toExportError } from '../errors.js'
-import { checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
+import { ExportError, toExportError } from '../errors.js'
+import { checkObject, checkPositiveInteger, checkString } from '../options.js'
 import { loadOptional } from '../optional.js'
 import type { Row } from '../types.js'
-import { ShardedReadable, type ShardSource } from './sharded-readable.js'
+import { checkPlainData, ShardedReadable, shardOptions, type ShardSource } from './sharded-readable.js'
 
 export interface MongoShardedSourceOptions {
   /** The connection string; the coordinator and each shard open a client with it. */
@@ -55,36 +54,17 @@ function bracket(value: unknown): string {
  */
 export function mongoShardedSource(options: MongoShardedSourceOptions): ShardedReadable {
   checkObject('options', options)
-  const {
-    url,
-    clientOptions = {},
-    db,
-    collection,
-    filter = {},
-    projection,
-    shards = availableParallelism(),
-    batchSize = 1000,
-    sampleSize = 10_000,
-    count,
-  } = options
-  const { bufferBytes = 8 * 2 ** 20, tempDir } = options
+  const { url, clientOptions = {}, db, collection, filter = {}, projection, batchSize = 1000, sampleSize = 10_000 } = options
+  const { shards, bufferBytes, tempDir, count } = shardOptions(options)
   checkString('url', url)
   checkObject('clientOptions', clientOptions)
   if (db !== undefined) checkString('db', db)
   checkString('collection', collection)
   checkObject('filter', filter)
   if (projection !== undefined) checkObject('projection', projection)
-  checkPositiveInteger('shards', shards)
   checkPositiveInteger('batchSize', batchSize)
   checkPositiveInteger('sampleSize', sampleSize)
-  checkPositiveInteger('bufferBytes', bufferBytes)
-  if (tempDir !== undefined) checkString('tempDir', tempDir)
-  if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
-  try {
-    structuredClone(clientOptions)
-  } catch {
-    invalidOption('clientOptions', 'plain data (it is sent to the shards’ threads)', clientOptions)
-  }
+  checkPlainData('clientOptions', clientOptions, 'plain data')
   const { MongoClient, BSON } = loadOptional<typeof import('mongodb')>('mongodb', 'mongodb')
   const text = (value: unknown) => BSON.EJSON.stringify(value, { relaxed: false })
 

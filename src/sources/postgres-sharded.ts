@@ -1,9 +1,8 @@
-import { availableParallelism } from 'node:os'
 import { invalidOption, toExportError } from '../errors.js'
-import { checkColumns, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString } from '../options.js'
+import { checkColumns, checkExactlyOne, checkObject, checkPositiveInteger, checkString } from '../options.js'
 import { connect, countRows, quoteIdentifier, type PgPool } from './postgres-connection.js'
 import { planShards } from './postgres-shards.js'
-import { ShardedReadable, type ShardSource } from './sharded-readable.js'
+import { checkPlainData, ShardedReadable, shardOptions, type ShardSource } from './sharded-readable.js'
 
 export interface PostgresShardedSourceOptions {
   /** Each shard opens its own connection with it, and so does the coordinator. Give this or `pool`. */
@@ -52,37 +51,18 @@ export type PostgresShardedSource = ShardedReadable
 export function postgresShardedSource(options: PostgresShardedSourceOptions): PostgresShardedSource {
   checkObject('options', options)
   checkExactlyOne(options, ['pool', 'connectionString'])
-  const {
-    pool,
-    connectionString,
-    table,
-    select,
-    values = [],
-    key = 'id',
-    shards = availableParallelism(),
-    batchSize = 1000,
-    sampleRows = 20_000,
-    count,
-  } = options
-  const { bufferBytes = 8 * 2 ** 20, tempDir } = options
+  const { pool, connectionString, table, select, values = [], key = 'id', batchSize = 1000, sampleRows = 20_000 } = options
+  const { shards, bufferBytes, tempDir, count } = shardOptions(options)
   if (pool !== undefined && typeof pool?.connect !== 'function') invalidOption('pool', 'a pg Pool', pool)
   if (connectionString !== undefined) checkString('connectionString', connectionString)
   checkString('table', table)
   if (select !== undefined) checkString('select', select)
   if (!Array.isArray(values)) invalidOption('values', 'an array', values)
   const keys = checkColumns('key', key)
-  checkPositiveInteger('shards', shards)
   checkPositiveInteger('batchSize', batchSize)
   checkPositiveInteger('sampleRows', sampleRows)
-  checkPositiveInteger('bufferBytes', bufferBytes)
-  if (tempDir !== undefined) checkString('tempDir', tempDir)
-  if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
   const connection = connectionString ?? workerConfig(pool!)
-  try {
-    structuredClone(values)
-  } catch {
-    invalidOption('values', 'an array of plain values (they are sent to the shards’ threads)', values)
-  }
+  checkPlainData('values', values, 'an array of plain values')
 
   const keyList = keys.map((k) => quoteIdentifier(k)).join(', ')
   const relation = select ?? `select * from ${quoteIdentifier(table, true)}`

@@ -1,11 +1,12 @@
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { dirname, extname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { deserialize } from 'node:v8'
 import { Worker } from 'node:worker_threads'
-import { ExportError, STAGE_CODES, toExportError, type ExportErrorCode, type ExportStage } from '../errors.js'
+import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportErrorCode, type ExportStage } from '../errors.js'
+import { checkOneOf, checkPositiveInteger, checkString } from '../options.js'
 import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../types.js'
 
 // The two ends of in-process shards: worker threads read one key range each (src/shard-worker.ts) and
@@ -81,6 +82,25 @@ export interface ShardedReadableOptions {
 interface ShardChunk {
   rows: number
   payload: Buffer
+}
+
+/** The options every sharded source takes, checked, with their defaults. */
+export function shardOptions(options: { shards?: number; bufferBytes?: number; tempDir?: string; count?: string }) {
+  const { shards = availableParallelism(), bufferBytes = 8 * 2 ** 20, tempDir, count } = options
+  checkPositiveInteger('shards', shards)
+  checkPositiveInteger('bufferBytes', bufferBytes)
+  if (tempDir !== undefined) checkString('tempDir', tempDir)
+  if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
+  return { shards, bufferBytes, tempDir, count }
+}
+
+/** Checks that an option is plain data, which a worker thread can receive. */
+export function checkPlainData(name: string, value: unknown, expected: string): void {
+  try {
+    structuredClone(value)
+  } catch {
+    invalidOption(name, `${expected} (it is sent to the shards' threads)`, value)
+  }
 }
 
 const WINDOW = 4
