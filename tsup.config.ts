@@ -2,8 +2,8 @@ import { defineConfig } from 'tsup'
 
 export default defineConfig([
   {
-    // shard-worker: the worker threads of in-process shards, loaded by path beside the chunks.
-    entry: { index: 'src/index.ts', bullmq: 'src/bullmq.ts', 'shard-worker': 'src/shard-worker.ts' },
+    // shard-worker (src/shards/worker.ts): the worker threads of in-process shards, loaded by path beside the chunks.
+    entry: { index: 'src/index.ts', bullmq: 'src/bullmq.ts', 'shard-worker': 'src/shards/worker.ts' },
     format: ['esm', 'cjs'],
     // Code shared by the entries (ExportError above all) lives in one chunk in both formats, so
     // that `instanceof ExportError` holds across `stream-export` and `stream-export/bullmq`.
@@ -11,14 +11,14 @@ export default defineConfig([
     dts: true,
     clean: true,
     sourcemap: true,
-    target: 'node20',
+    target: 'node22',
     shims: true,
   },
   {
-    // The command-line tool: ESM only, with its shebang kept.
-    entry: ['src/cli.ts'],
+    // The command-line tool (src/cli/, its entry main.ts): dist/cli.js, ESM only, with its shebang kept.
+    entry: { cli: 'src/cli/main.ts' },
     format: ['esm'],
     sourcemap: true,
-    target: 'node20',
+    target: 'node22',
   },
 ])

@@ -12,6 +12,8 @@ const suites = {
   shards: './shards.mjs',
   'shards-local': './shards-local.mjs',
   xlsx: './xlsx.mjs',
+  zstd: './zstd.mjs',
+  partitions: './partitions.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

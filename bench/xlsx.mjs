@@ -17,7 +17,7 @@ mkdirSync(dir, { recursive: true })
 // Our ZIP writer is internal: bundled from the source for this comparison.
 const own = `${dir}zip.mjs`
 buildSync({
-  entryPoints: [new URL('../src/formats/zip.ts', import.meta.url).pathname],
+  entryPoints: [new URL('../src/formats/xlsx/zip.ts', import.meta.url).pathname],
   bundle: true,
   platform: 'node',
   format: 'esm',

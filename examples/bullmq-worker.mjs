@@ -36,28 +36,33 @@ const processor = createExportProcessor({
   notify: process.env.WEBHOOK_URL ? notifyWebhook({ url: process.env.WEBHOOK_URL, secret: process.env.WEBHOOK_SECRET ?? '' }) : undefined,
 })
 
+const queueName = process.env.QUEUE ?? 'exports'
+// A job that finally fails for any reason (out of attempts, or stalled too often, when no
+// processor runs to clean up) must not leave its multipart upload behind: abort it.
+const queue = new Queue(queueName, { connection })
+// QueueEvents blocks its connection: it gets one of its own (closed in stop, like every connection
+// we pass in: BullMQ closes only the connections it opened itself). It reads the events from this
+// moment (Redis's clock), not from whenever its first read happens: the worker's first stalled
+// check, as it starts, may fail a job before then.
+const eventsConnection = connection.duplicate()
+const [seconds, micros] = await connection.time()
+const lastEventId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`
+const queueEvents = new QueueEvents(queueName, { connection: eventsConnection, lastEventId })
+queueEvents.on('failed', async ({ jobId }) => {
+  const job = await queue.getJob(jobId)
+  if (job) await abortFailedExport(s3, job).catch((error) => console.error(`export ${jobId}: upload not aborted: ${error.message}`))
+})
+
 // lockDuration: how soon BullMQ notices a dead worker's job (its lock expires) and retries it.
 // maxStalledCount: how many times a job may lose its worker (SIGKILL, OOM, a node drained) and
 // still be resumed. BullMQ's default of 1 fails a job at its second stall without running it.
 const lockDuration = Number(process.env.LOCK_DURATION_MS ?? 30_000)
-const queueName = process.env.QUEUE ?? 'exports'
 const worker = new Worker(queueName, processor, {
   connection,
   concurrency: Number(process.env.CONCURRENCY ?? 2),
   lockDuration,
   stalledInterval: lockDuration,
   maxStalledCount: Number(process.env.MAX_STALLED_COUNT ?? 5),
-})
-// A job that finally fails for any reason (out of attempts, or stalled too often, when no
-// processor runs to clean up) must not leave its multipart upload behind: abort it.
-const queue = new Queue(queueName, { connection })
-// QueueEvents blocks its connection: it gets one of its own (closed in stop, like every connection
-// we pass in: BullMQ closes only the connections it opened itself).
-const eventsConnection = connection.duplicate()
-const queueEvents = new QueueEvents(queueName, { connection: eventsConnection })
-queueEvents.on('failed', async ({ jobId }) => {
-  const job = await queue.getJob(jobId)
-  if (job) await abortFailedExport(s3, job).catch((error) => console.error(`export ${jobId}: upload not aborted: ${error.message}`))
 })
 worker.on('failed', (job, error) => console.error(`export ${job?.id} failed: ${error.message}`))
 worker.on('completed', (job, result) => console.log(`export ${job.id}: ${result.rows} rows -> ${result.location.key}`))

@@ -25,7 +25,7 @@ const result = await exportStream({
   source: postgresKeysetSource({ pool, table: 'split_statements', batchSize: 5000, count: 'estimate' }),
   format: csv(),
   gzip: true,
-  // The key names the parts (statements/2026-11-23-00001.csv.gz, ...) and the manifest
+  // The key names the parts (statements/2026-11-23-<run>-00001.csv.gz, ...) and the manifest
   // (statements/2026-11-23.manifest.json).
   sink: s3Sink({ client: s3, bucket: process.env.S3_BUCKET ?? 'exports', key: 'statements/2026-11-23.csv.gz' }),
   split: { rows: perPart },

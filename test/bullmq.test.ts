@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
-import { gunzipSync } from 'node:zlib'
+import { gunzipSync, zstdDecompressSync } from 'node:zlib'
 import pg from 'pg'
 import { parse } from 'csv-parse/sync'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -17,8 +17,8 @@ import {
   verifyWebhook,
   type ExportNotification,
 } from '../src/bullmq.js'
-import { ResumableUpload, type ExportCheckpoint } from '../src/sinks/s3-resumable.js'
-import { abortUpload } from '../src/sinks/s3-multipart.js'
+import { ResumableUpload, type ExportCheckpoint } from '../src/sinks/s3/resumable.js'
+import { MultipartUpload } from '../src/sinks/s3/multipart.js'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { startRecipeWorker } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
@@ -206,7 +206,7 @@ describe('resumable upload errors', () => {
     // A failed attempt keeps its upload for the next one to resume; the last attempt aborts it.
     expect(await s3.openUploads()).toEqual(['errors/t.csv'])
     const [upload] = (await s3.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket }))).Uploads!
-    await abortUpload(s3.client, s3.bucket, 'errors/t.csv', upload.UploadId!)
+    await new MultipartUpload({ client: s3.client, bucket: s3.bucket, key: 'errors/t.csv' }, upload.UploadId!).abort()
     const sink = await attempt({
       key: 'errors/s.csv',
       source: keyed(),
@@ -346,7 +346,11 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
         s3: s3.client,
         bucket: s3.bucket,
         progressIntervalMs: 20,
-        resolve: (job) => ({ source: fromIterable(Array.from({ length: Number(job.data.rows) }, (_, i) => ({ i }))), format: jsonl(), gzip: true }),
+        resolve: (job) => ({
+          source: fromIterable(Array.from({ length: Number(job.data.rows) }, (_, i) => ({ i }))),
+          format: jsonl(),
+          ...(job.data.zstd ? { compression: 'zstd' as const } : { gzip: true }),
+        }),
         notify: (n) => void notifications.push(n),
         onComplete: (result, job) => void completed.push([job.id, result.rows]),
       }),
@@ -366,6 +370,18 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       expect(progress.at(-1)).toMatchObject({ rows: 100_000, percent: 100 })
       expect(notifications).toEqual([expect.objectContaining({ event: 'export.completed', jobId: job.id, rows: 100_000, url: result.url })])
       expect(completed).toEqual([[job.id, 100_000]])
+      // zstd: a .zst object, stored as application/zstd.
+      const zstdJob = await queue.add('export', { rows: 1000, zstd: true })
+      const zstdResult = await zstdJob.waitUntilFinished(events, 60_000)
+      expect(zstdResult.location.key).toBe(`exports/${zstdJob.id}.jsonl.zst`)
+      const response = await fetch(zstdResult.url)
+      expect(response.headers.get('content-type')).toBe('application/zstd')
+      expect(
+        zstdDecompressSync(Buffer.from(await response.arrayBuffer()))
+          .toString()
+          .trim()
+          .split('\n'),
+      ).toHaveLength(1000)
     } finally {
       await worker.close()
       await events.close()

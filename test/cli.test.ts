@@ -5,8 +5,9 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import { parse } from 'csv-parse/sync'
 import ExcelJS from 'exceljs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { progressLine, parseDuration, parseSize, redact } from '../src/cli.js'
-import { databaseUrl } from './fixtures/postgres.js'
+import { parseDuration, parseSize } from '../src/cli/args.js'
+import { progressLine, redact } from '../src/cli/output.js'
+import { databaseUrl, testPool } from './fixtures/postgres.js'
 import { startMongoServer, type MongoTestServer } from './fixtures/mongo-server.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { listDir, tempDir } from './helpers.js'
@@ -154,12 +155,16 @@ describe('stream-export CLI', () => {
     const dir = await tempDir()
     const result = await run(['--from', databaseUrl(), '--query', query, '--split-rows', '2000', '--to', join(dir, 'orders.csv.gz')])
     expect(result.code).toBe(0)
-    expect(result.stdout).toMatch(/^exported 5,000 rows \(\d+\.\d MB\) in 3 parts to .*orders-00001\.csv\.gz \.\. orders-00003\.csv\.gz in \d+\.\d s\n/)
+    const runId = /orders-([0-9a-f]{8})-00001\.csv\.gz/.exec(result.stdout)?.[1]
+    expect(result.stdout).toMatch(
+      /^exported 5,000 rows \(\d+\.\d MB\) in 3 parts to .*orders-[0-9a-f]{8}-00001\.csv\.gz \.\. orders-[0-9a-f]{8}-00003\.csv\.gz in \d+\.\d s\n/,
+    )
     expect(result.stdout).toContain(`manifest: ${join(dir, 'orders.manifest.json')}\n`)
-    expect(await listDir(dir)).toEqual(['orders-00001.csv.gz', 'orders-00002.csv.gz', 'orders-00003.csv.gz', 'orders.manifest.json'])
+    const parts = [1, 2, 3].map((n) => `orders-${runId}-0000${n}.csv.gz`)
+    expect(await listDir(dir)).toEqual([...parts, 'orders.manifest.json'])
     const manifest = JSON.parse(await readFile(join(dir, 'orders.manifest.json'), 'utf8'))
     expect(manifest.parts.map((p: { rows: number }) => p.rows)).toEqual([2000, 2000, 1000])
-    expect(parse(gunzipSync(await readFile(join(dir, 'orders-00003.csv.gz'))), { columns: true })[999]).toMatchObject({ id: '5000' })
+    expect(parse(gunzipSync(await readFile(join(dir, parts[2]!))), { columns: true })[999]).toMatchObject({ id: '5000' })
 
     const bad = await run(['--from', databaseUrl(), '--query', query, '--split-bytes', '10 parsecs', '--to', join(dir, 'x.csv')])
     expect(bad.code).toBe(2)
@@ -169,7 +174,7 @@ describe('stream-export CLI', () => {
     const killed = await tempDir()
     const { child, exited } = startLongExport(['--split-bytes', '1MB', '--to', join(killed, 'big.csv')])
     await expect
-      .poll(async () => (await listDir(killed)).filter((name) => /^big-\d+\.csv$/.test(name)).length, { timeout: 20_000, interval: 50 })
+      .poll(async () => (await listDir(killed)).filter((name) => /^big-[0-9a-f]{8}-\d+\.csv$/.test(name)).length, { timeout: 20_000, interval: 50 })
       .toBeGreaterThan(2)
     child.kill('SIGTERM')
     expect(await exited).toBe(143)
@@ -228,8 +233,10 @@ describe('stream-export CLI', () => {
 
   it('a bad query or a bad URL: one line, a non-zero exit, no password echoed', async () => {
     const dir = await tempDir()
-    const withPassword = databaseUrl().replace('postgres://postgres', 'postgres://postgres:hunter2')
-    const bad = await run(['--from', withPassword, '--query', 'select nope', '--to', join(dir, 'x.csv')])
+    // A URL with a password (under trust authentication any will do; the embedded server's is real).
+    const withPassword = new URL(databaseUrl())
+    withPassword.password ||= 'hunter2'
+    const bad = await run(['--from', withPassword.href, '--query', 'select nope', '--to', join(dir, 'x.csv')])
     expect(bad.code).toBe(3)
     expect(bad.stderr).toBe('stream-export: ERR_SOURCE: source failed: column "nope" does not exist\n')
     const refused = await run(['--from', 'postgres://u:hunter2@127.0.0.1:1/db', '--query', 'select 1', '--to', join(dir, 'x.csv')])
@@ -265,6 +272,15 @@ describe('stream-export CLI', () => {
     expect(contradiction.stderr).toContain('--format jsonl contradicts --to')
     const gzipped = await run(['--from', databaseUrl(), '--query', query, '--gzip', '--to', join(dir, 'y.csv')])
     expect(gzipped.code).toBe(2)
+    // Parquet takes no .gz: --gzip is refused as such, not answered with "add .gz to the name".
+    for (const args of [
+      ['--gzip', '--to', join(dir, 'y.parquet')],
+      ['--to', join(dir, 'y.parquet.gz')],
+    ]) {
+      const parquetGzip = await run(['--from', databaseUrl(), '--query', query, ...args])
+      expect(parquetGzip.code).toBe(2)
+      expect(parquetGzip.stderr).toContain('Parquet compresses itself; drop --gzip (or the .gz)')
+    }
     // An Excel workbook from the name, with the columns asked for; never gzipped.
     const book = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'out.xlsx'), '--columns', 'name,id', '--quiet'])
     expect(book.code).toBe(0)
@@ -288,6 +304,18 @@ describe('stream-export CLI', () => {
     const gz = await run(['--from', databaseUrl(), '--query', 'select 1 as a', '--to', '-', '--gzip', '--quiet'])
     expect(gunzipSync(Buffer.from(gz.stdout, 'latin1')).toString()).toBe('a\n1\n')
   })
+
+  it('--to - | head -2: the export stops quietly when the reader goes away, exit 0 (a pipefail script goes on), its query cancelled', async () => {
+    const tag = `se_epipe_${Date.now()}`
+    const script = `set -o pipefail; "${process.execPath}" "${cli}" --from "${databaseUrl()}" --query "select i /* ${tag} */ from generate_series(1, 20000000) i" --to - | head -2`
+    const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile('bash', ['-c', script], { env: process.env }, (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stdout, stderr })),
+    )
+    expect(result).toEqual({ code: 0, stdout: 'i\n1\n', stderr: '' })
+    const pool = testPool(1)
+    const running = await pool.query(`select count(*)::int as n from pg_stat_activity where query like $1 and pid <> pg_backend_pid()`, [`%${tag}%`])
+    expect(running.rows[0].n).toBe(0)
+  }, 60_000)
 
   it('refuses a directory or a bucket without a key as --to before the query runs', async () => {
     const dir = await tempDir()
@@ -314,6 +342,16 @@ describe('stream-export CLI', () => {
     await writeFile(join(dir, 'in.csv.gz'), gzipSync('id,name\n1,a\n2,"b, c"\n'))
     const fromCsv = await run(['--from', join(dir, 'in.csv.gz'), '--to', '-', '--format', 'jsonl', '--quiet'])
     expect(fromCsv).toMatchObject({ code: 0, stdout: '{"id":"1","name":"a"}\n{"id":"2","name":"b, c"}\n' })
+    // Typed: inferred or declared; an unquoted empty cell NULL with --empty-null.
+    await writeFile(join(dir, 'paid.csv'), 'id,paid,note,zip\n1,false,,01234\n2,true,"",02134\n')
+    const inferred = await run(['--from', join(dir, 'paid.csv'), '--infer', '--empty-null', '--to', '-', '--format', 'jsonl', '--quiet'])
+    expect(inferred).toMatchObject({ code: 0, stdout: '{"id":1,"paid":false,"note":null,"zip":"01234"}\n{"id":2,"paid":true,"note":"","zip":"02134"}\n' })
+    const declared = await run(['--from', join(dir, 'paid.csv'), '--types', 'id:integer,paid:boolean', '--to', '-', '--format', 'jsonl', '--quiet'])
+    expect(declared).toMatchObject({ code: 0, stdout: '{"id":1,"paid":false,"note":"","zip":"01234"}\n{"id":2,"paid":true,"note":"","zip":"02134"}\n' })
+    const badType = await run(['--from', join(dir, 'paid.csv'), '--types', 'zip:boolean', '--to', '-', '--quiet'])
+    expect(badType).toMatchObject({ code: 3, stderr: 'stream-export: ERR_SOURCE: Line 2, column "zip": "01234" is not a boolean (true, false, t, f)\n' })
+    const badFlag = await run(['--from', join(dir, 'paid.csv'), '--types', 'id:int', '--to', '-'])
+    expect(badFlag.code).toBe(2)
     await writeFile(join(dir, 'in.jsonl'), '{"x":1}\n{"x":2}\n')
     const fromJsonl = await run(['--from', join(dir, 'in.jsonl'), '--to', '-', '--quiet'])
     expect(fromJsonl).toMatchObject({ code: 0, stdout: 'x\n1\n2\n' })

@@ -86,7 +86,7 @@ void same
         types: ['node'],
         paths: { 'stream-export': [join(repo, 'src/index.ts')], 'stream-export/bullmq': [join(repo, 'src/bullmq.ts')] },
       },
-      include: ['*.ts', join(repo, 'src/pg-internals.d.ts')],
+      include: ['*.ts', join(repo, 'src/sources/postgres/pg-internals.d.ts')],
     }),
   )
   const result = await exec(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', dir], { cwd: dir }).catch((e) => e)

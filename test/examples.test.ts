@@ -1,5 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { gunzipSync, gzipSync } from 'node:zlib'
@@ -13,6 +15,7 @@ import { databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import type { Manifest } from '../src/index.js'
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook } from '../src/bullmq.js'
 import { expectSameBytes, tempDir } from './helpers.js'
 
 const run = promisify(execFile)
@@ -183,6 +186,43 @@ describe('examples with services', () => {
     expect(records.filter((r) => r.amount.startsWith("'"))).toEqual([])
   }, 120_000)
 
+  it('statements-per-customer writes a gzipped CSV per customer in one pass, a link each, a signed webhook each', async () => {
+    const received: Array<{ jobId: string; rows: number; url: string }> = []
+    const server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      req.on('end', () => {
+        const signed = verifyWebhook({
+          secret: 'shh',
+          body,
+          signature: req.headers[SIGNATURE_HEADER] as string,
+          timestamp: req.headers[TIMESTAMP_HEADER] as string,
+        })
+        if (signed) received.push(JSON.parse(body) as { jobId: string; rows: number; url: string })
+        res.writeHead(signed ? 204 : 401).end()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    const webhook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+    const { stdout } = await run(process.execPath, [join(examples, 'statements-per-customer.mjs'), '20000', '50'], {
+      env: { ...process.env, ...s3Env(), RECREATE: '1', WEBHOOK_URL: webhook, WEBHOOK_SECRET: 'shh' },
+    })
+    const out = JSON.parse(stdout) as { rows: number; manifest: string; customers: Array<{ customer: string; rows: number; url: string }> }
+    expect(out.rows).toBe(20_000)
+    expect(out.manifest).toBe('statements/2026-02/partitions.manifest.json')
+    expect(out.customers).toHaveLength(50)
+    expect(out.customers.reduce((sum, c) => sum + c.rows, 0)).toBe(20_000)
+    expect(received.map((n) => n.jobId).sort()).toEqual(out.customers.map((c) => `2026-02/${c.customer}`).sort())
+    for (const { customer, rows, url } of out.customers.slice(0, 3)) {
+      const response = await fetch(url)
+      expect(response.headers.get('content-disposition')).toBe(`attachment; filename="statements-2026-02-${customer}.csv.gz"`)
+      const records = parse(gunzipSync(Buffer.from(await response.arrayBuffer())), { columns: true, bom: true }) as Array<{ customer: string }>
+      expect(records).toHaveLength(rows)
+      expect(records.every((record) => record.customer === customer)).toBe(true)
+    }
+  }, 120_000)
+
   it('monthly-statements-xlsx writes a workbook to S3 whose link downloads it under its name, typed cells in a named sheet', async () => {
     const { stdout } = await run(process.execPath, [join(examples, 'monthly-statements-xlsx.mjs'), '20000'], {
       env: { ...process.env, ...s3Env(), RECREATE: '1' },
@@ -213,10 +253,11 @@ describe('examples with services', () => {
     })
     const manifest = JSON.parse(stdout) as Manifest<{ bucket: string; key: string }>
     expect(manifest).toMatchObject({ rows: 25_000, compression: 'gzip', format: 'csv' })
+    const runId = /^statements\/2026-11-23-([0-9a-f]{8})-00001\.csv\.gz$/.exec(manifest.parts[0]!.location.key)![1]
     expect(manifest.parts.map((p) => [p.location.key, p.rows])).toEqual([
-      ['statements/2026-11-23-00001.csv.gz', 10_000],
-      ['statements/2026-11-23-00002.csv.gz', 10_000],
-      ['statements/2026-11-23-00003.csv.gz', 5_000],
+      [`statements/2026-11-23-${runId}-00001.csv.gz`, 10_000],
+      [`statements/2026-11-23-${runId}-00002.csv.gz`, 10_000],
+      [`statements/2026-11-23-${runId}-00003.csv.gz`, 5_000],
     ])
     const last = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: manifest.parts[2]!.location.key }))
     const records = parse(gunzipSync(await last.Body!.transformToByteArray()), { columns: true }) as Array<{ id: string }>

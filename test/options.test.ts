@@ -4,10 +4,10 @@ import { describe, expect, it } from 'vitest'
 import { ExportError } from '../src/index.js'
 import { normalizeCsvOptions } from '../src/formats/csv.js'
 import { normalizeParquetOptions } from '../src/formats/parquet.js'
-import { normalizeXlsxOptions } from '../src/formats/xlsx.js'
+import { normalizeXlsxOptions } from '../src/formats/xlsx/index.js'
 import { normalizeProgressOptions } from '../src/stages/progress.js'
 import { normalizeFileSinkOptions } from '../src/sinks/file.js'
-import { normalizeS3SinkOptions } from '../src/sinks/s3.js'
+import { normalizeS3SinkOptions } from '../src/sinks/s3/sink.js'
 
 /** The ERR_INVALID_OPTION `run` throws: its message names the option. */
 function refusal(run: () => unknown): ExportError {

@@ -84,6 +84,16 @@ console.log(JSON.stringify({ rows: result.rows, path: result.location.path, same
     expect(JSON.parse(stdout)).toEqual({ rows: 1000, path: 'exports/statements.csv.gz', same: true })
   })
 
+  it(`the installed CLI exports a query on this Node (${process.version}), without a warning`, async () => {
+    const cli = join(project, 'node_modules', 'stream-export', 'dist', 'cli.js')
+    const query = 'select i as id from generate_series(1, 3) i order by i'
+    const { stdout, stderr } = await exec(process.execPath, [cli, '--from', databaseUrl(), '--query', query, '--to', '-', '--format', 'jsonl', '--quiet'], {
+      cwd: project,
+    })
+    expect(stdout).toBe('{"id":1}\n{"id":2}\n{"id":3}\n')
+    expect(stderr).toBe('') // no engine or deprecation warning
+  })
+
   it('CommonJS: require() of both entries, one ExportError class', async () => {
     await writeFile(
       join(project, 'cjs.cjs'),

@@ -91,9 +91,11 @@ describe('split exports', () => {
       sink: fileSink({ path: join(dir, 'rows.csv.gz') }),
       split: { rows: 50_000 },
     })
-    const names = Array.from({ length: 8 }, (_, i) => `rows-0000${i + 1}.csv.gz`)
-    expect(await readdir(dir)).toEqual([...names, 'rows.manifest.json'].sort())
     const manifest = JSON.parse(await readFile(join(dir, 'rows.manifest.json'), 'utf8')) as Manifest<{ path: string }>
+    // Named after the sink's path and the run that wrote them: rows-<run>-00001.csv.gz ... -00008.
+    const run = /^rows-([0-9a-f]{8})-00001\.csv\.gz$/.exec(manifest.parts[0]!.name)![1]
+    const names = Array.from({ length: 8 }, (_, i) => `rows-${run}-0000${i + 1}.csv.gz`)
+    expect(await readdir(dir)).toEqual([...names, 'rows.manifest.json'].sort())
     expect(manifest).toMatchObject({ version: 1, format: 'csv', compression: 'gzip', columns: ['id', 'code'], rows: ROWS })
     expect(result.manifest).toEqual(manifest)
     expect(result.location).toEqual({ path: join(dir, 'rows.manifest.json') })

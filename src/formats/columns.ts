@@ -1,6 +1,6 @@
 // The `columns` option of the tabular formats (csv, xlsx): which row keys, in which order, under
 // which headers.
-import { invalidOption } from '../errors.js'
+import { invalidOption } from '../core/errors.js'
 
 /** A column: the row key to read and the header to write. */
 export interface Column {

@@ -1,9 +1,9 @@
-import { ExportError, invalidOption } from '../errors.js'
-import { checkBoolean, checkObject, checkOneOf, checkString } from '../options.js'
+import { ExportError, invalidOption } from '../core/errors.js'
+import { checkBoolean, checkObject, checkOneOf, checkString, optionNames } from '../core/options.js'
 import { normalizeColumns, type Column, type ColumnsOption } from './columns.js'
 import { createFormatter, type FormatterSpec } from './formatter.js'
 import { csvCellEncoder, isNumberColumn, type BinaryEncoding } from './values.js'
-import type { ColumnType, Formatter, Row } from '../types.js'
+import type { ColumnType, Formatter, Row } from '../core/types.js'
 
 /** A column: the row key to read and the header to write. */
 export type CsvColumn = Column
@@ -97,12 +97,27 @@ function checkDelimiters(delimiter: string, quote: string, eol: string): void {
 /** CSV options with every default applied and every value checked: what `csv()` encodes with. */
 export type NormalizedCsvOptions = Readonly<Required<Omit<CsvOptions, 'columns' | 'excel'>> & { columns: readonly Readonly<Required<CsvColumn>>[] | undefined }>
 
+const CSV_OPTION_NAMES = optionNames<CsvOptions>({
+  columns: true,
+  header: true,
+  delimiter: true,
+  quote: true,
+  eol: true,
+  bom: true,
+  nullValue: true,
+  escapeFormulas: true,
+  binary: true,
+  excel: true,
+  flatten: true,
+  extraColumns: true,
+})
+
 /**
  * Checks CSV options and applies the defaults (the `excel` preset included), without building a
  * stream: ERR_INVALID_OPTION names the first bad option. The result is frozen.
  */
 export function normalizeCsvOptions(options: CsvOptions = {}): NormalizedCsvOptions {
-  checkObject('options', options)
+  checkObject('options', options, CSV_OPTION_NAMES)
   const excel = options.excel ?? false
   checkBoolean('excel', excel)
   const {

@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
-import { ExportError, describe } from '../errors.js'
-import { isEncodedRows, isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../types.js'
+import { ExportError, describe } from '../core/errors.js'
+import { isEncodedRows, isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row, type RowEncoder, type TextEncoding } from '../core/types.js'
 
 /** What a text format is made of: its row encoder and what it tells the pipeline. */
 export interface FormatterSpec extends RowEncoder {

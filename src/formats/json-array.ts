@@ -1,6 +1,6 @@
 import { createFormatter } from './formatter.js'
 import { jsonEncoder, type JsonOptions } from './values.js'
-import type { Formatter } from '../types.js'
+import type { Formatter } from '../core/types.js'
 
 /** JSON array format stage: one valid JSON document for any row count; `[]` for zero rows. */
 export function jsonArray(options: JsonOptions = {}): Formatter {

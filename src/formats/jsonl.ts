@@ -1,6 +1,6 @@
 import { createFormatter } from './formatter.js'
 import { jsonEncoder, type JsonOptions } from './values.js'
-import type { Formatter } from '../types.js'
+import type { Formatter } from '../core/types.js'
 
 /** JSON Lines format stage: one JSON object per line, `\n`-terminated. Zero rows: empty output. */
 export function jsonl(options: JsonOptions = {}): Formatter {

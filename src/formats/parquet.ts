@@ -1,11 +1,11 @@
 import { Transform } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
-import { ExportError, describe, invalidOption } from '../errors.js'
-import { loadOptional } from '../optional.js'
-import { checkObject, checkOneOf, checkPositiveInteger } from '../options.js'
+import { ExportError, describe, invalidOption } from '../core/errors.js'
+import { loadOptional } from '../core/optional.js'
+import { checkObject, checkOneOf, checkPositiveInteger, optionNames } from '../core/options.js'
 import { bsonValue, jsonValue } from './values.js'
-import { isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row } from '../types.js'
+import { isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row } from '../core/types.js'
 
 export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
 
@@ -213,12 +213,14 @@ export type NormalizedParquetOptions = Readonly<{
   columns: readonly string[] | undefined
 }>
 
+const PARQUET_OPTION_NAMES = optionNames<ParquetOptions>({ schema: true, rowGroupSize: true, rowGroupBytes: true, codec: true, columns: true })
+
 /**
  * Checks Parquet options and applies the defaults, without building a stream: ERR_INVALID_OPTION
  * names the first bad option (down to `schema[2].precision`). The result is frozen.
  */
 export function normalizeParquetOptions(options: ParquetOptions = {}): NormalizedParquetOptions {
-  checkObject('options', options)
+  checkObject('options', options, PARQUET_OPTION_NAMES)
   const { schema, rowGroupSize = 100_000, rowGroupBytes = DEFAULT_ROW_GROUP_BYTES, codec = 'SNAPPY', columns } = options
   checkPositiveInteger('rowGroupSize', rowGroupSize)
   checkPositiveInteger('rowGroupBytes', rowGroupBytes)

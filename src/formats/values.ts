@@ -1,6 +1,7 @@
-import { ExportError } from '../errors.js'
-import { checkObject, checkOneOf } from '../options.js'
-import type { ColumnType } from '../types.js'
+import { ExportError } from '../core/errors.js'
+import { checkObject, checkOneOf, optionNames } from '../core/options.js'
+import type { ColumnType } from '../core/types.js'
+import type { BsonLike } from '../core/bson.js'
 
 /**
  * The value policy shared by every format: lossless, declared once.
@@ -56,17 +57,6 @@ export function isoDate(value: Date): string {
   ms -= minutes * 60_000
   const seconds = Math.floor(ms / 1000)
   return `${lastDayText}${DIGITS2[hours]}:${DIGITS2[minutes]}:${DIGITS2[seconds]}.${DIGITS3[ms - seconds * 1000]}Z`
-}
-
-interface BsonLike {
-  _bsontype: string
-  toHexString(): string
-  toString(): string
-  valueOf(): unknown
-  sub_type: number
-  buffer: Uint8Array
-  position: number
-  toUUID(): { toHexString(): string }
 }
 
 /**
@@ -249,9 +239,11 @@ export interface JsonOptions {
   binary?: BinaryEncoding
 }
 
+const JSON_OPTION_NAMES = optionNames<JsonOptions>({ binary: true })
+
 /** Validates JSON format options and returns the row encoder applying the value policy. */
 export function jsonEncoder(options: JsonOptions) {
-  checkObject('options', options)
+  checkObject('options', options, JSON_OPTION_NAMES)
   const { binary = 'base64' } = options
   checkOneOf('binary', binary, ['base64', 'hex'] as const)
   return jsonRowEncoder(binary)

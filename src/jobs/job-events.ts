@@ -1,6 +1,6 @@
 // Server-Sent Events for one export job: what a status page listens to. BullMQ's QueueEvents is
 // the caller's; only the structural parts used here are typed.
-import { invalidOption } from '../errors.js'
+import { invalidOption } from '../core/errors.js'
 
 /** The parts of a BullMQ Queue this uses. */
 export interface JobLookup {

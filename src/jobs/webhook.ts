@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { ExportError, invalidOption } from '../errors.js'
-import { checkObject, checkPositiveInteger, checkString, checkTimerMs } from '../options.js'
+import { ExportError, invalidOption } from '../core/errors.js'
+import { checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
 
 /** What an export job reports to a webhook. */
 export interface ExportNotification {
@@ -32,6 +32,8 @@ export const TIMESTAMP_HEADER = 'x-stream-export-timestamp'
 
 const sign = (secret: string, timestamp: string, body: string) => `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`
 
+const WEBHOOK_OPTION_NAMES = optionNames<WebhookOptions>({ url: true, secret: true, attempts: true, backoffMs: true, timeoutMs: true })
+
 /**
  * A notifier that POSTs JSON to `url`, signed with HMAC-SHA256 over `<timestamp>.<body>` (headers
  * `x-stream-export-signature: sha256=<hex>` and `x-stream-export-timestamp: <unix seconds>`),
@@ -39,7 +41,7 @@ const sign = (secret: string, timestamp: string, body: string) => `sha256=${crea
  * attempts fail or the receiver answers another 4xx.
  */
 export function notifyWebhook(options: WebhookOptions): (notification: ExportNotification) => Promise<void> {
-  checkObject('options', options)
+  checkObject('options', options, WEBHOOK_OPTION_NAMES)
   const { url, secret, attempts = 4, backoffMs = 1000, timeoutMs = 10_000 } = options
   checkString('url', url)
   if (!/^https?:\/\//.test(url)) invalidOption('url', 'an http(s) URL', url)
@@ -73,11 +75,20 @@ export function notifyWebhook(options: WebhookOptions): (notification: ExportNot
   }
 }
 
+const VERIFY_WEBHOOK_OPTION_NAMES = optionNames<Parameters<typeof verifyWebhook>[0]>({
+  secret: true,
+  body: true,
+  signature: true,
+  timestamp: true,
+  toleranceSeconds: true,
+})
+
 /**
  * For receivers: true when `signature` is the HMAC of `timestamp` and the raw `body` with
  * `secret`, and the timestamp is within `toleranceSeconds` of now (default 300: replays fail).
- * A missing or malformed signature, timestamp or body is `false`; an empty secret or a tolerance
- * that is not a positive number is a configuration error (ERR_INVALID_OPTION).
+ * A missing or malformed signature, timestamp or body is `false`; an empty secret, a tolerance
+ * that is not a positive number or an unknown option key (`toleranceSecond`) is a configuration
+ * error (ERR_INVALID_OPTION).
  */
 export function verifyWebhook(options: {
   secret: string
@@ -86,7 +97,7 @@ export function verifyWebhook(options: {
   timestamp: string | undefined
   toleranceSeconds?: number
 }): boolean {
-  checkObject('options', options)
+  checkObject('options', options, VERIFY_WEBHOOK_OPTION_NAMES)
   const { secret, body, signature, timestamp, toleranceSeconds = 300 } = options
   checkString('secret', secret)
   if (typeof toleranceSeconds !== 'number' || !(toleranceSeconds > 0) || toleranceSeconds === Infinity) {

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises'
-import { dirname } from 'node:path'
-import { Writable } from 'node:stream'
-import { ExportError } from '../errors.js'
-import { checkBoolean, checkObject, checkString } from '../options.js'
-import type { Discardable, Sink, SplitSink } from '../types.js'
-import { manifestPath, partPath } from './part-names.js'
+import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { ExportError } from '../core/errors.js'
+import { checkBoolean, checkObject, checkString, optionNames } from '../core/options.js'
+import type { Discardable, PartStore, Sink, SplitSink } from '../core/types.js'
 
 // writev may write less than asked (a full disk, a signal); writeFile on a handle finishes the rest or throws.
 async function writeAll(fh: FileHandle, buffers: Buffer[]): Promise<void> {
@@ -27,9 +27,11 @@ export interface FileSinkOptions {
 /** File sink options checked and defaulted, apart from any stream. */
 export type NormalizedFileSinkOptions = Readonly<Required<FileSinkOptions>>
 
+const FILE_SINK_OPTION_NAMES = optionNames<FileSinkOptions>({ path: true, createDirectories: true })
+
 /** Checks fileSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
 export function normalizeFileSinkOptions(options: FileSinkOptions): NormalizedFileSinkOptions {
-  checkObject('options', options)
+  checkObject('options', options, FILE_SINK_OPTION_NAMES)
   const { path, createDirectories = true } = options
   checkString('path', path)
   checkBoolean('createDirectories', createDirectories)
@@ -62,20 +64,38 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
     return this.#location
   }
 
-  /** The sink of part `n` of a split export: `out/statements.csv.gz` -> `out/statements-00001.csv.gz`. */
-  partSink(n: number): FileSink {
-    return new FileSink({ path: partPath(this.#path, n), createDirectories: this.#createDirectories })
-  }
-
-  /** The sink of a split export's manifest: `out/statements.csv.gz` -> `out/statements.manifest.json`. */
-  manifestSink(): FileSink {
-    return new FileSink({ path: manifestPath(this.#path), createDirectories: this.#createDirectories })
+  /** The files of a split export beside this sink's path, each written as this sink writes its own. */
+  partStore(): PartStore<{ path: string }> {
+    const createDirectories = this.#createDirectories
+    const missing = (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+      return undefined
+    }
+    return {
+      name: this.#path,
+      sink: (path) => new FileSink({ path, createDirectories }),
+      read: (path) => readFile(path).catch(missing),
+      async write(path, body) {
+        const sink = new FileSink({ path, createDirectories })
+        await pipeline(Readable.from([body]), sink)
+        return sink.location!
+      },
+      remove: (path) => unlink(path).catch(missing),
+      locationOf: (path) => ({ path }),
+      async list(prefix) {
+        const dir = dirname(prefix)
+        const names = (await readdir(dir).catch(missing)) ?? []
+        return names.map((name) => join(dir, name)).filter((path) => path.startsWith(prefix))
+      },
+    }
   }
 
   /** Removes the file this sink renamed into place, and the folders it created if they are empty. */
   async discard(): Promise<void> {
     if (this.#location === undefined) return
-    await unlink(this.#path).catch(() => {})
+    await unlink(this.#path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
     this.#location = undefined
     await this.#removeCreatedDirectories()
   }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
-import { ExportError, invalidOption } from '../errors.js'
-import { rowBatch, type Row, type SourceExtras } from '../types.js'
+import { ExportError, invalidOption } from '../core/errors.js'
+import { rowBatch, type Row, type SourceExtras } from '../core/types.js'
 import { setHighWaterMark } from './high-water-mark.js'
 
 /** Anything `fromIterable` accepts. */

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
-import { toExportError } from '../errors.js'
-import { rowBatch, type ColumnType, type Row, type SourceExtras } from '../types.js'
+import { toExportError } from '../core/errors.js'
+import { rowBatch, type ColumnType, type Row, type SourceExtras } from '../core/types.js'
 import { setHighWaterMark } from './high-water-mark.js'
 
 export interface KeysetPagesOptions<R> {

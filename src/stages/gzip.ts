@@ -1,9 +1,10 @@
 import { availableParallelism } from 'node:os'
 import { Transform } from 'node:stream'
 import { createGzip } from 'node:zlib'
-import { BlockDeflater } from '../deflate-blocks.js'
-import { invalidOption } from '../errors.js'
-import { checkObject, checkPositiveInteger } from '../options.js'
+import { BlockDeflater } from './deflate-blocks.js'
+import { invalidOption } from '../core/errors.js'
+import { COMPRESSION_CONTENT_TYPES } from '../core/types.js'
+import { checkObject, checkPositiveInteger, optionNames } from '../core/options.js'
 
 export interface GzipOptions {
   /** Compression level 0-9. Default 6 (the `gzip` command's default). */
@@ -17,9 +18,9 @@ export interface GzipOptions {
 }
 
 /** The Content-Type of a gzipped export: a .gz file (not Content-Encoding, which clients decode). */
-export const GZIP_CONTENT_TYPE = 'application/gzip'
+export const GZIP_CONTENT_TYPE = COMPRESSION_CONTENT_TYPES.gzip
 
-export { BLOCK_SIZE } from '../deflate-blocks.js'
+export { BLOCK_SIZE } from './deflate-blocks.js'
 
 /** A gzip stage: a Transform that also tells how many input bytes it has compressed and handed on. */
 export type GzipStage = Transform & {
@@ -29,7 +30,7 @@ export type GzipStage = Transform & {
 
 /**
  * Gzip stage: bytes in, one standard gzip member out (a valid empty member for empty input).
- * With more than one thread it compresses blocks in parallel the way pigz does (src/deflate-blocks.ts),
+ * With more than one thread it compresses blocks in parallel the way pigz does (src/stages/deflate-blocks.ts),
  * the outputs written in order between one gzip header and one CRC-32/size trailer.
  * Every gzip reader reads the result; it is within ~0.1% of single-threaded gzip's size.
  */
@@ -39,9 +40,11 @@ export function gzip(options: GzipOptions = {}): GzipStage {
   return new ParallelGzip(level, threads)
 }
 
+const GZIP_OPTION_NAMES = optionNames<GzipOptions>({ level: true, threads: true })
+
 /** Checks gzip options and applies the defaults, without building a stream. */
 export function normalizeGzipOptions(options: GzipOptions = {}): Readonly<Required<GzipOptions>> {
-  checkObject('options', options)
+  checkObject('options', options, GZIP_OPTION_NAMES)
   const { level = 6, threads = availableParallelism() } = options
   if (!Number.isInteger(level) || level < 0 || level > 9) invalidOption('level', 'an integer from 0 to 9', level)
   checkPositiveInteger('threads', threads)

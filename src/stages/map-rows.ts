@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
-import { ExportError, invalidOption } from '../errors.js'
-import { isRowBatch, rowBatch, WAITING_CHUNKS, type Row } from '../types.js'
+import { ExportError, invalidOption } from '../core/errors.js'
+import { isRowBatch, rowBatch, WAITING_CHUNKS, type Row } from '../core/types.js'
 
 /**
  * A row function: return the row to write (the same object changed, or a new one), or `undefined`

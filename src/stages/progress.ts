@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream'
-import { ExportError } from '../errors.js'
-import { checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs } from '../options.js'
+import { ExportError } from '../core/errors.js'
+import { checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs, optionNames } from '../core/options.js'
 
 /** A progress report. Rates and estimates are computed from the start of the stream. */
 export interface Progress {
@@ -63,9 +63,21 @@ export type NormalizedProgressOptions = Readonly<
   Required<Pick<ProgressOptions, 'intervalMs' | 'objectMode'>> & Omit<ProgressOptions, 'intervalMs' | 'objectMode'>
 >
 
+const PROGRESS_OPTION_NAMES = optionNames<ProgressOptions>({
+  onProgress: true,
+  intervalMs: true,
+  totalRows: true,
+  objectMode: true,
+  rows: true,
+  bytes: true,
+  uncompressedBytes: true,
+  uploadedBytes: true,
+  input: true,
+})
+
 /** Checks progress options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
 export function normalizeProgressOptions(options: ProgressOptions = {}): NormalizedProgressOptions {
-  checkObject('options', options)
+  checkObject('options', options, PROGRESS_OPTION_NAMES)
   const { onProgress, intervalMs = 1000, objectMode = false, totalRows, rows, bytes, uncompressedBytes, uploadedBytes, input } = options
   if (onProgress !== undefined) checkFunction('onProgress', onProgress)
   checkTimerMs('intervalMs', intervalMs)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { isoDate } from '../../src/formats/values.js'
-import { ExportError } from '../../src/errors.js'
+import { ExportError } from '../../src/core/errors.js'
 
 describe('isoDate', () => {
   it('writes what Date#toISOString writes, across the fast path and its edges', () => {

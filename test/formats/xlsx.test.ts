@@ -2,7 +2,8 @@
 // and, for the markup itself, by Python's zipfile: values and their types, the header, the
 // frozen pane and autofilter, sheets at the row limit, ZIP64, Postgres types end to end.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -10,10 +11,10 @@ import { parse } from 'csv-parse/sync'
 import ExcelJS from 'exceljs'
 import { Decimal128, Long, ObjectId } from 'mongodb'
 import pg from 'pg'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
 import { exportStream, fileSink, fromIterable, postgresSource, s3Sink, xlsx, type Manifest, type XlsxOptions } from '../../src/index.js'
-import { XlsxFormat, normalizeXlsxOptions, type XlsxInternals } from '../../src/formats/xlsx.js'
+import { XlsxFormat, normalizeXlsxOptions, type XlsxInternals } from '../../src/formats/xlsx/index.js'
 import { databaseUrl } from '../fixtures/postgres.js'
 import { startS3 } from '../fixtures/s3-server.js'
 import { listDir, tempDir } from '../helpers.js'
@@ -69,11 +70,13 @@ function libreOfficeHere(): boolean {
 }
 
 /** Each sheet as LibreOffice Calc reads it, saved as UTF-8 CSV (values as shown: dates in their number format). */
+let profile: string | undefined // one LibreOffice profile for the file: made once, its first start the slow one
 async function libreOfficeSheets(path: string): Promise<string[][][]> {
   const out = await tempDir()
+  profile ??= await mkdtemp(join(tmpdir(), 'stream-export-lo-'))
   // Filter options: comma, double quote, UTF-8, from line 1, ..., every sheet to its own file (-1).
   const filter = 'csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1'
-  execFileSync('soffice', [`-env:UserInstallation=file://${out}/profile`, '--headless', '--convert-to', filter, '--outdir', out, path], { stdio: 'ignore' })
+  execFileSync('soffice', [`-env:UserInstallation=file://${profile}`, '--headless', '--convert-to', filter, '--outdir', out, path], { stdio: 'ignore' })
   const files = (await listDir(out)).filter((name) => name.endsWith('.csv'))
   const sheets = await Promise.all(
     files.map(async (name) => [name, parse(await readFile(join(out, name)), { relax_column_count: true }) as string[][]] as const),
@@ -82,6 +85,8 @@ async function libreOfficeSheets(path: string): Promise<string[][][]> {
   const order = (name: string) => Number(/\((\d+)\)\.csv$/.exec(name)?.[1] ?? 1)
   return sheets.sort(([a], [b]) => order(a) - order(b)).map(([, rows]) => rows)
 }
+
+afterAll(() => profile && rm(profile, { recursive: true, force: true }))
 
 describe('xlsx', () => {
   it('writes statement rows Excel opens as typed cells: a bold frozen header with an autofilter, column widths, dates as dates', async () => {
@@ -111,7 +116,7 @@ describe('xlsx', () => {
     // As a spreadsheet shows them: dates in the date-time format (LibreOffice cuts to the second), the formula-looking memo as text.
     const second = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString().slice(0, 19).replace('T', ' ')
     expect(shown).toEqual([header, ...rows.map((r) => [String(r.id), r.user_name, r.email, r.currency, r.amount, second(r.posted_at), r.memo])])
-  })
+  }, 120_000) // LibreOffice starts in 10-30 s on a loaded 2-core machine
 
   it('applies the value policy: exact numbers, big integers as text, booleans, empty cells, bytes, JSON, BSON', async () => {
     const row = {
@@ -167,6 +172,24 @@ describe('xlsx', () => {
     expect(asNumbers[1]).toEqual([12345678901234567000, 2 ** 60])
   })
 
+  it('a JS number past 15 significant digits is exact text, as a bigint is; bigNumbers: number keeps it a number', async () => {
+    // Significant digits of the shortest round-trip text (String(n)), as Excel would cut them to 15.
+    const long = [9007199254740991, 1234567890123456, -1234567890123456, 0.1234567890123456, 0.1 + 0.2, 1.2345678901234566e25]
+    const short = [123456789012345, 0.1, 1e20, 1e25, 0.000001234, -1.5e-7]
+    const row = Object.fromEntries([...long, ...short].map((n, i) => [`c${i}`, n]))
+    const bytes = await workbook([row])
+    const [, cells] = values((await read(bytes)).worksheets[0]!)
+    expect(cells).toEqual([...long.map(String), ...short])
+    const [, asNumbers] = values((await read(await workbook([row], { bigNumbers: 'number' }))).worksheets[0]!)
+    expect(asNumbers).toEqual([...long, ...short])
+
+    if (!libreOfficeHere()) return
+    const dir = await tempDir()
+    await writeFile(join(dir, 'digits.xlsx'), bytes)
+    const [[, shown]] = (await libreOfficeSheets(join(dir, 'digits.xlsx'))) as [string[][]]
+    expect(shown!.slice(0, long.length)).toEqual(long.map(String)) // every digit, as text
+  }, 120_000) // LibreOffice starts in 10-30 s on a loaded 2-core machine
+
   it('keeps every character: controls and CR as OOXML escapes Excel and LibreOffice decode, text that looks like an escape escaped again', async () => {
     const tricky = ['a\u0001b\rc\r\nd\te\u001f', ' padded ', 'x\uD800y', '_x0041_ is not A', '<b>&amp;</b> "q" \'s\'', 'emoji 😀 and Zürich', '=1+1']
     const dir = await tempDir()
@@ -188,7 +211,7 @@ describe('xlsx', () => {
     const expected = tricky.map((text) => text.replace(/\r\n?/g, '\n'))
     expected[2] = 'x?'
     expect(cells.map(([text]) => text)).toEqual(expected)
-  })
+  }, 120_000) // LibreOffice starts in 10-30 s on a loaded 2-core machine
 
   it('a cell longer than Excel allows is an ERR_FORMAT naming row and column, and no file is left; longText: truncate cuts it', async () => {
     const dir = await tempDir()
@@ -275,8 +298,9 @@ describe('xlsx', () => {
       sink: fileSink({ path: join(dir, 'statements.xlsx') }),
       split: { rows: 100 },
     })
-    expect(await listDir(dir)).toEqual(['statements-00001.xlsx', 'statements-00002.xlsx', 'statements-00003.xlsx', 'statements.manifest.json'])
     const manifest = JSON.parse(await readFile(join(dir, 'statements.manifest.json'), 'utf8')) as Manifest
+    expect(manifest.parts.map((p) => p.name)).toEqual([1, 2, 3].map((n) => expect.stringMatching(new RegExp(`^statements-[0-9a-f]{8}-0000${n}\\.xlsx$`))))
+    expect(await listDir(dir)).toEqual([...manifest.parts.map((p) => p.name), 'statements.manifest.json'])
     expect(manifest).toMatchObject({ format: 'xlsx', compression: 'none', rows: 250 })
     expect(manifest.parts.map((p) => p.rows)).toEqual([100, 100, 50])
     expect(result.rows).toBe(250)

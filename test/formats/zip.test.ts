@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ZipWriter } from '../../src/formats/zip.js'
+import { ZipWriter } from '../../src/formats/xlsx/zip.js'
 import { tempDir } from '../helpers.js'
 
 const has = (command: string, args: string[]) => spawnSync(command, args, { stdio: 'ignore' }).status === 0

@@ -1,10 +1,11 @@
 // Faults injected into a real S3 server (s3rver + the fixture middleware), spoken to by the real
 // SDK: every failure must fail the export and leave no object and no multipart upload behind; a
 // completion that S3 performed is a success whatever arrives after it.
+import { request as httpRequest } from 'node:http'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
-import { csv, exportStream, fromIterable, s3Sink } from '../../src/index.js'
+import { csv, exportStream, fromIterable, s3Sink, type Progress } from '../../src/index.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
 import { expectSameBytes, formatRows } from '../helpers.js'
 
@@ -54,6 +55,23 @@ describe('s3Sink under faults', () => {
       expect(await s3.openUploads()).toEqual([])
     }, 60_000)
   }
+
+  it('progress goes on while the last parts upload: the final report, before the commit, has every byte acknowledged', async () => {
+    const key = 'faults/slow-parts.csv'
+    s3.inject({ op: 'UploadPart', key, partNumber: 3, action: 'pass', delayMs: 1000 }) // the last part: after the last row
+    const reports: Progress[] = []
+    let completedAt = Infinity
+    s3.inject({ op: 'CompleteMultipartUpload', key, action: 'pass', onRequest: () => (completedAt = reports.length) })
+    const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB })
+    const result = await exportStream({ source: fromIterable(paced()), format: csv(), sink, progressIntervalMs: 50, onProgress: (p) => void reports.push(p) })
+    const tail = reports.filter((p) => p.rows === ROWS && p.uploadedBytes! < result.bytes)
+    expect(tail.length).toBeGreaterThanOrEqual(5) // every row written, the last part still uploading: the reports go on
+    expect(tail.every((p) => p.bytes === result.bytes)).toBe(true)
+    expect(tail.some((p) => p.uploadedBytes! >= 5 * MiB)).toBe(true) // parts acknowledged since the last row, part 3 not yet
+    expect(reports.at(-1)).toMatchObject({ rows: ROWS, bytes: result.bytes, uploadedBytes: result.bytes })
+    expect(completedAt).toBe(reports.length) // the final report came before CompleteMultipartUpload
+    await expectWholeObject(key)
+  }, 60_000)
 
   it('a part that fails once is retried and the object is whole', async () => {
     const key = 'faults/part-once.csv'
@@ -148,5 +166,29 @@ describe('s3Sink under faults', () => {
     await expect(complete([{ ...parts[0], ETag: '"0000"' }])).rejects.toMatchObject({ name: 'InvalidPart' })
     const done = await complete([parts[0], parts[2]])
     expect(done.ETag).toMatch(/-2"$/)
+  })
+
+  it('the test server keeps what real S3 keeps: a part whose request was cut off mid-body is no part', async () => {
+    const { CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, ListPartsCommand } = await import('@aws-sdk/client-s3')
+    const key = 'faults/cut-part.bin'
+    const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }))
+    const { ETag } = await s3.client.send(new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId, PartNumber: 1, Body: Buffer.alloc(100) }))
+    // Part 2's sender dies after half of its body (a worker SIGKILLed mid-part).
+    const cut = new Promise<void>((resolve) => {
+      const request = httpRequest(`${s3.endpoint}/${s3.bucket}/${key}?partNumber=2&uploadId=${UploadId}`, {
+        method: 'PUT',
+        headers: { 'content-length': 1000 },
+      })
+      request.on('error', () => resolve())
+      request.write(Buffer.alloc(500), () => setTimeout(() => request.destroy(), 100))
+    })
+    await cut
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const listed = await s3.client.send(new ListPartsCommand({ Bucket: s3.bucket, Key: key, UploadId }))
+    expect(listed.Parts?.map((p) => [p.PartNumber, p.Size])).toEqual([[1, 100]])
+    const done = await s3.client.send(
+      new CompleteMultipartUploadCommand({ Bucket: s3.bucket, Key: key, UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] } }),
+    )
+    expect(done.ETag).toMatch(/-1"$/)
   })
 })

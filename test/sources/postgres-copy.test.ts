@@ -3,7 +3,7 @@ import { gunzipSync } from 'node:zlib'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { csv, exportStream, fileSink, postgresCopySource, postgresSource } from '../../src/index.js'
-import { inlineParameters } from '../../src/sources/postgres-copy.js'
+import { inlineParameters } from '../../src/sources/postgres/copy.js'
 import { createStatements, databaseUrl, otherBackends, testPool } from '../fixtures/postgres.js'
 import { collector, listDir, tempDir } from '../helpers.js'
 

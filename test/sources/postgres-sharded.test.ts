@@ -1,7 +1,7 @@
 // In-process shards run on worker threads loaded from the build: these tests use dist, as users do.
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { join, sep } from 'node:path'
 import { Writable } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
 import pg from 'pg'
@@ -31,6 +31,14 @@ beforeAll(async () => {
   await pool.query(`analyze ${TABLE}`)
   await pool.end()
 })
+
+/**
+ * What exports left in a spill folder (`tempDir`): anything inside this process's folder,
+ * `stream-export-spill-<uid>/<pid>-<random>/`, which stays (empty) until the process exits.
+ */
+async function leftInSpill(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).filter((path) => path.split(sep).length > 2)
+}
 
 /** The bytes of one cursor over the table, as exportStream writes them with `format`. */
 async function serial(format: () => InstanceType<typeof Writable>, extra: object = {}): Promise<Buffer> {
@@ -62,7 +70,7 @@ describe('postgresShardedSource', () => {
       expectSameBytes(sink.buffer(), expected)
     }
     expect(await otherBackends(pool)).toEqual([]) // the coordinator's and every shard's connection closed
-  })
+  }, 120_000) // four exports over worker threads: 30 s was not enough on a loaded 2-core machine
 
   it('reads ONE snapshot: while a writer keeps moving amounts between rows of different shards, the exported total never changes', async () => {
     const pool = testPool(2)
@@ -110,7 +118,7 @@ describe('postgresShardedSource', () => {
     expect(reports.at(-1)).toMatchObject({ rows: 60000, totalRows: 60000 }) // counted in the export's snapshot
     expectSameBytes(sink.buffer(), expected)
     expect(source.spilledBytes).toBeGreaterThan(expected.length / 2) // shards 2 and 3 went to disk
-    expect(await listDir(dir)).toEqual([])
+    expect(await leftInSpill(dir)).toEqual([])
   })
 
   it('an abort mid-export rejects with ERR_ABORTED and leaves no file, no temp file and no connection', async () => {
@@ -133,7 +141,7 @@ describe('postgresShardedSource', () => {
     expect(error).toBeInstanceOf(ExportError)
     expect((error as InstanceType<typeof ExportError>).code).toBe('ERR_ABORTED')
     expect(await listDir(dir)).toEqual([])
-    expect(await listDir(spill)).toEqual([])
+    expect(await leftInSpill(spill)).toEqual([])
     await expect.poll(() => otherBackends(pool), { timeout: 5000 }).toEqual([])
     // Aborted while the coordinator plans (its snapshot transaction open): its connection goes too.
     const early = new AbortController()
@@ -189,6 +197,25 @@ describe('postgresShardedSource', () => {
     const withCallback = new pg.Pool({ connectionString: databaseUrl(), password: async () => 'x' })
     expect(() => postgresShardedSource({ pool: withCallback, table: TABLE })).toThrow(/password callback/)
     await withCallback.end()
+  })
+
+  it('refuses more shards than the server has connections for (max_connections), with ERR_INVALID_OPTION naming the limit, before any shard starts', async () => {
+    const pool = testPool()
+    const { rows } = await pool.query(`select current_setting('max_connections')::int as max`)
+    const max = rows[0].max as number
+    const dir = await tempDir()
+    const source = postgresShardedSource({ pool, table: TABLE, shards: max + 5 })
+    const error = await exportStream({ source, format: csv(), sink: fileSink({ path: join(dir, 'out.csv') }) }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ExportError)
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', stage: 'options' })
+    expect((error as Error).message).toMatch(
+      new RegExp(`^Expected \`shards\` to be at most \\d+ \\(the server's max_connections ${max}, less \\d+ reserved and \\d+ in use\\), got \`${max + 5}\``),
+    )
+    expect((error as Error).message).toContain('lower `shards` or raise max_connections')
+    expect(source.shards).toBe(0) // no worker thread was started
+    expect(await listDir(dir)).toEqual([])
+    expect(await otherBackends(pool)).toEqual([]) // the coordinator's connection went back, its transaction ended
+    expect(pool.totalCount).toBe(pool.idleCount)
   })
 
   it('works from the CommonJS build too (its worker is the .cjs file), gzipped to a file', async () => {

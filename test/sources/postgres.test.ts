@@ -204,6 +204,45 @@ describe('postgresSource', () => {
     })
   }
 
+  // pg-cursor queues a read asked for before the row description and sends its Execute when the
+  // description arrives, even after the cursor was closed: the server then answers "portal does not
+  // exist" to a client back in the pool, and the pool emits it as 'error' (a crash without a listener).
+  it('an abort just after the cursor is submitted, before its row description: the pool emits no error', async () => {
+    const pool = testPool(2)
+    const poolErrors: Error[] = []
+    pool.on('error', (error) => void poolErrors.push(error))
+    const connect = pool.connect.bind(pool)
+    let controller = new AbortController()
+    // Each client aborts the export right after it has sent the cursor's query (Parse, Bind, Describe).
+    pool.connect = (async () => {
+      const client = await connect()
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown
+      ;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        const result = query(...args)
+        if ((args[0] as { cursor?: unknown })?.cursor) controller.abort(new Error('stop'))
+        return result
+      }
+      return client
+    }) as typeof pool.connect
+    for (let i = 0; i < 5; i++) {
+      controller = new AbortController()
+      const dir = await tempDir()
+      const error = await exportStream({
+        source: postgresSource({ pool, text: 'select i as id, md5(i::text) as note from generate_series(1, 60000) i', batchSize: 5000 }),
+        format: csv(),
+        sink: fileSink({ path: join(dir, 'orders.csv') }),
+        split: { rows: 100 },
+        signal: controller.signal,
+      }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_ABORTED' })
+      expect(await listDir(dir)).toEqual([])
+    }
+    pool.connect = connect // (pool.query calls connect with a callback, which the wrapper does not take)
+    await new Promise((resolve) => setTimeout(resolve, 200)) // the server's answer to a stray Execute would be in by now
+    expect(poolErrors).toEqual([])
+    expect((await pool.query('select 1 as n')).rows[0].n).toBe(1)
+  })
+
   describe('faults reject with ERR_SOURCE carrying the Postgres error code, leave nothing, keep the pool usable', () => {
     async function failingExport(pool: pg.Pool, source: ReturnType<typeof postgresSource>, during?: () => Promise<void>, transform?: (row: object) => object) {
       const dir = await tempDir()

@@ -1,0 +1,357 @@
+// The command line of stream-export: its options, their checks and the usage text. Pure: nothing
+// here opens a connection or a file (but --query @file and --query - read the SQL).
+import { availableParallelism } from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { CSV_COLUMN_TYPES, type CsvColumnType } from '../index.js'
+
+export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
+                     --to <file|s3://bucket/key|-> [options]
+
+Source
+  --from        postgres://..., mongodb://..., or a CSV / JSONL file (.csv, .jsonl, .ndjson; also .gz, .zst).
+                Default: $DATABASE_URL with --query, $MONGODB_URL with --collection (keeps the
+                password out of \`ps\`). A password in a URL is never printed.
+  --query       SQL for Postgres; @report.sql reads it from a file, - from standard input
+  --query-file  the same as --query @file
+  --copy        Postgres COPY fast path (CSV only: the server writes the CSV)
+  --collection  a MongoDB collection      --filter  its filter (extended JSON)
+  --count       exact | estimate | none: the total behind the progress bar (default: estimate)
+  --infer       a CSV file's column types from its first 1000 rows (a later cell of another form
+                stays text)     --types id:bigint,paid:boolean,...  declared types (docs/sources.md)
+  --empty-null  a CSV file's unquoted empty cells are NULL (a quoted "" stays an empty string)
+
+Shards (key ranges read at once on worker threads, docs/shards.md)
+  --shards <n|auto>  n ranges (auto: one per core). Postgres: --table, rows in --key order (default
+                id), all in one snapshot; --query, if given, is a query over that table to read
+                instead (its result includes the key columns). MongoDB: --collection in _id order
+
+Incremental (Postgres; each run exports the rows written since the previous one, docs/incremental.md)
+  --since-state <file.json | postgres[:table]>  where the watermark is kept: a JSON file, or a table
+                in the source database (default stream_export_watermarks); stored after the commit
+  --table       the table to export (instead of --query)   --feed  the watermark's name (default: --table)
+  --order-by    output order, e.g. updated_at               --key   primary key column(s) (default: id)
+
+Destination
+  --to          a file path (missing folders are created), s3://bucket/key, or - for standard output
+  --format      csv | jsonl | json | parquet | xlsx. Default: from the --to extension, else csv
+  --gzip        gzip the output (on every core). Default: on when --to ends in .gz
+  --zstd        Zstandard the output (level 3). Default: on when --to ends in .zst
+  --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, checksums only when required
+  --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
+  --split-rows <n>     write parts of n rows each (statements-<run>-00001.csv.gz, ...) and a manifest
+  --split-bytes <size> write parts of about this size as stored (100MB, 1GiB); with --split-rows too
+  --partition-by <a,b> one file or object per value of these columns, named by --to's {placeholders}
+                (--to 's3://b/exports/{customer}.csv.gz'), one manifest for all (docs/partitions.md);
+                --hive: folders customer=acme/ under --to's folder instead of placeholders
+
+CSV (--columns and --no-header also for XLSX)
+  --delimiter <c>   --no-header   --null <text>   --excel (BOM, CRLF, formula escaping)   --bom
+  --columns a,b,c   (order and subset of the columns)
+
+Output
+  --quiet       no progress and no summary      --json   print the result as JSON
+  -h, --help    this text                       --version
+
+Exit codes: 0 done, 2 bad arguments, 3 source failed, 4 format failed, 5 destination failed,
+6 watermark not loaded or stored (after a commit: the next run repeats these rows),
+130/143/129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (nothing is left behind), 1 anything else.`
+
+/** A bad command line: exit code 2, the message and a pointer to --help. */
+export class UsageError extends Error {}
+
+/** `90s`, `30m`, `24h`, `7d`, or plain seconds -> seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text)
+  if (!m) throw new UsageError(`--presign: expected a duration such as 3600s, 30m, 24h or 7d, got ${JSON.stringify(text)}`)
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd']
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 }
+
+/** `100MB`, `1.5GB`, `512MiB`, or plain bytes -> bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024). */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = SIZE_UNITS[m?.[2]?.toLowerCase() ?? '-']
+  const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0
+  if (!(bytes >= 1 && Number.isSafeInteger(bytes)))
+    throw new UsageError(`--split-bytes: expected a size such as 100MB, 1GiB or 5000000, got ${JSON.stringify(text)}`)
+  return bytes
+}
+
+const FORMATS = ['csv', 'jsonl', 'json', 'parquet', 'xlsx'] as const
+export type FormatName = (typeof FORMATS)[number]
+/** File extensions and the format they mean. */
+const EXTENSIONS: Record<string, FormatName> = { csv: 'csv', jsonl: 'jsonl', ndjson: 'jsonl', json: 'json', parquet: 'parquet', xlsx: 'xlsx' }
+
+type CompressionName = 'gzip' | 'zstd'
+const COMPRESSED: Record<string, CompressionName> = { gz: 'gzip', zst: 'zstd' }
+const SUFFIX: Record<CompressionName, string> = { gzip: '.gz', zstd: '.zst' }
+
+/** The format and compression a file name says: `x.csv.gz` -> csv, gzip; `x.jsonl.zst` -> jsonl, zstd. */
+export function formatOfName(name: string): { format?: FormatName; compression?: CompressionName } {
+  // The compression first: `out.zst` is a zstd file of no named format, not a format `zst`.
+  const compressed = /\.(gz|zst)$/i.exec(name)
+  const format = /\.([a-z]+)$/i.exec(compressed ? name.slice(0, compressed.index) : name)?.[1]
+  return {
+    format: format === undefined ? undefined : EXTENSIONS[format.toLowerCase()],
+    compression: compressed ? COMPRESSED[compressed[1]!.toLowerCase()] : undefined,
+  }
+}
+
+export interface Options {
+  from: string
+  query?: string
+  collection?: string
+  filter?: string
+  copy: boolean
+  count: 'exact' | 'estimate' | 'none'
+  format: FormatName
+  /** The output's compression (--gzip, --zstd, or the name's .gz or .zst), or none. */
+  compression?: CompressionName
+  to: string
+  presign?: string
+  endpoint?: string
+  delimiter?: string
+  header: boolean
+  null?: string
+  excel: boolean
+  bom: boolean
+  columns?: string[]
+  quiet: boolean
+  json: boolean
+  split?: { rows?: number; bytes?: number }
+  partitionBy?: { by: string[]; hive: boolean }
+  incremental?: { state: string; table: string; feed: string; orderBy?: string[]; key: string[] }
+  shards?: { count: number; table?: string; key: string[] }
+  /** A CSV file's column types: inferred, or declared. */
+  types?: 'infer' | Record<string, CsvColumnType>
+  emptyNull: boolean
+}
+
+export class HelpRequested extends Error {}
+export class VersionRequested extends Error {}
+
+/** The options of a command line, checked; the SQL read from its file or standard input. */
+export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promise<Options> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        from: { type: 'string' },
+        query: { type: 'string' },
+        'query-file': { type: 'string' },
+        copy: { type: 'boolean', default: false },
+        collection: { type: 'string' },
+        filter: { type: 'string' },
+        count: { type: 'string', default: 'estimate' },
+        infer: { type: 'boolean', default: false },
+        types: { type: 'string' },
+        'empty-null': { type: 'boolean', default: false },
+        'since-state': { type: 'string' },
+        table: { type: 'string' },
+        feed: { type: 'string' },
+        'order-by': { type: 'string' },
+        key: { type: 'string' },
+        shards: { type: 'string' },
+        format: { type: 'string' },
+        gzip: { type: 'boolean' },
+        zstd: { type: 'boolean' },
+        to: { type: 'string' },
+        presign: { type: 'string' },
+        'split-rows': { type: 'string' },
+        'split-bytes': { type: 'string' },
+        'partition-by': { type: 'string' },
+        hive: { type: 'boolean', default: false },
+        endpoint: { type: 'string' },
+        delimiter: { type: 'string' },
+        'no-header': { type: 'boolean', default: false },
+        null: { type: 'string' },
+        excel: { type: 'boolean', default: false },
+        bom: { type: 'boolean', default: false },
+        columns: { type: 'string' },
+        quiet: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', default: false },
+      },
+      strict: true,
+    })
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+  const { values } = parsed
+  if (values.help) throw new HelpRequested()
+  if (values.version) throw new VersionRequested()
+  if (!values.to) throw new UsageError('--to is required')
+
+  // The SQL: inline, @file, --query-file, or - for standard input.
+  if (values['query-file'] !== undefined) {
+    if (values.query !== undefined) throw new UsageError('give --query or --query-file, not both')
+    values.query = `@${values['query-file']}`
+  }
+  let query = values.query
+  if (query === '-') query = await text(stdin)
+  else if (query?.startsWith('@')) {
+    query = await readFile(query.slice(1), 'utf8').catch((error: Error) => {
+      throw new UsageError(`--query: cannot read ${JSON.stringify(query!.slice(1))}: ${error.message}`)
+    })
+  }
+  if (query !== undefined && query.trim() === '') throw new UsageError('--query: the query is empty')
+
+  // The source: --from, or the connection from the environment (never only in argv, where ps shows it).
+  const list = (text: string) => text.split(',').map((c) => c.trim())
+  let incremental: Options['incremental']
+  let shards: Options['shards']
+  const incrementalOnly = (['table', 'feed', 'order-by', 'key'] as const).find((name) => values[name] !== undefined)
+  if (values.shards !== undefined) {
+    if (values['since-state'] !== undefined || values.copy) throw new UsageError('--shards reads key ranges: drop --since-state and --copy')
+    if (!values.table && values.collection === undefined) throw new UsageError('--shards splits a table or a collection: give --table or --collection')
+    if (values.table && values.collection !== undefined) throw new UsageError('--shards: give --table (Postgres) or --collection (MongoDB), not both')
+    if (values.collection !== undefined && values.key !== undefined) throw new UsageError('--key is for a Postgres --table: MongoDB ranges are of _id')
+    const extra = (['feed', 'order-by'] as const).find((name) => values[name] !== undefined)
+    if (extra) throw new UsageError(`--${extra} is for an incremental export (--since-state), not --shards`)
+    if (values.shards !== 'auto' && !/^[1-9]\d*$/.test(values.shards))
+      throw new UsageError(`--shards: expected a positive whole number or auto, got ${JSON.stringify(values.shards)}`)
+    shards = { count: values.shards === 'auto' ? availableParallelism() : Number(values.shards), table: values.table, key: list(values.key ?? 'id') }
+  } else if (values['since-state'] === undefined) {
+    if (incrementalOnly) throw new UsageError(`--${incrementalOnly} is for an incremental export (give --since-state) or a sharded one (--shards)`)
+  } else {
+    if (!values.table) throw new UsageError('--since-state exports a table: give --table (instead of --query)')
+    if (query !== undefined || values.collection !== undefined || values.copy)
+      throw new UsageError('--since-state exports a Postgres --table: drop --query, --collection and --copy')
+    incremental = {
+      state: values['since-state'],
+      table: values.table,
+      feed: values.feed ?? values.table,
+      orderBy: values['order-by'] === undefined ? undefined : list(values['order-by']),
+      key: list(values.key ?? 'id'),
+    }
+  }
+  const from =
+    values.from ??
+    (query !== undefined || incremental || shards?.table ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
+  if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
+  if (incremental && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
+  if (shards?.table && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--shards --table needs a Postgres --from (postgres://...)')
+
+  const types = csvTypes(values.infer, values.types)
+  if ((types !== undefined || values['empty-null']) && !/\.csv(\.gz|\.zst)?$/i.test(from))
+    throw new UsageError('--infer, --types and --empty-null read a CSV file: give --from a .csv file')
+
+  // Format and compression: from the options, else from the destination's name; never contradicting it.
+  const named = values.to === '-' ? {} : formatOfName(values.to.replace(/^s3:\/\/[^/]*\//, ''))
+  if (values.format !== undefined && !FORMATS.includes(values.format as FormatName)) {
+    throw new UsageError(`--format: expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`)
+  }
+  const format = (values.format as FormatName | undefined) ?? named.format ?? 'csv'
+  if (named.format !== undefined && named.format !== format) {
+    throw new UsageError(`--format ${format} contradicts --to ${JSON.stringify(values.to)} (a .${extensionOf(named.format)} name): change one of them`)
+  }
+  const compression = compressionOf(values, values.to, named, format)
+
+  const csvOptions = ['delimiter', 'null', 'columns']
+    .filter((name) => values[name as 'delimiter'] !== undefined)
+    .concat(['no-header', 'excel', 'bom'].filter((name) => values[name as 'excel'] === true))
+  // --columns and --no-header apply to XLSX sheets too.
+  const refused = format === 'xlsx' ? csvOptions.filter((name) => name !== 'columns' && name !== 'no-header') : format === 'csv' ? [] : csvOptions
+  if (refused.length > 0) throw new UsageError(`--${refused[0]} is a CSV option; the format is ${format}`)
+  if (values.copy) {
+    if (format !== 'csv') throw new UsageError(`--copy writes CSV (the server's COPY); the format is ${format}`)
+    const unsupported = csvOptions.find((name) => name !== 'no-header')
+    if (unsupported) throw new UsageError(`--${unsupported} is not available with --copy (PostgreSQL writes the CSV)`)
+  }
+  if (!['exact', 'estimate', 'none'].includes(values.count))
+    throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
+  if (values.presign !== undefined && !values.to.startsWith('s3://')) throw new UsageError('--presign needs an s3:// destination')
+  let split: Options['split']
+  if (values['split-rows'] !== undefined || values['split-bytes'] !== undefined) {
+    if (values.to === '-') throw new UsageError('--split-rows and --split-bytes write files or objects: give --to a file name or s3:// key')
+    if (values.copy) throw new UsageError('--copy streams the bytes of one COPY: it cannot be split between rows; drop --copy')
+    const rows = values['split-rows']
+    if (rows !== undefined && !/^[1-9]\d*$/.test(rows)) throw new UsageError(`--split-rows: expected a positive whole number, got ${JSON.stringify(rows)}`)
+    split = { rows: rows === undefined ? undefined : Number(rows), bytes: values['split-bytes'] === undefined ? undefined : parseSize(values['split-bytes']) }
+  }
+  let partitionBy: Options['partitionBy']
+  if (values['partition-by'] !== undefined) {
+    if (values.to === '-') throw new UsageError('--partition-by writes a file or object per partition: give --to a name with {placeholders}')
+    if (values.copy) throw new UsageError('--copy streams the bytes of one COPY: it cannot be partitioned between rows; drop --copy')
+    const by = list(values['partition-by'])
+    if (by.some((column) => column === '')) throw new UsageError(`--partition-by: expected column names, got ${JSON.stringify(values['partition-by'])}`)
+    partitionBy = { by, hive: values.hive }
+  } else if (values.hive) throw new UsageError('--hive names the folders of --partition-by: give --partition-by')
+  if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to))
+    throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
+
+  return {
+    from,
+    query,
+    collection: values.collection,
+    filter: values.filter,
+    copy: values.copy,
+    count: values.count as Options['count'],
+    format,
+    compression,
+    to: values.to,
+    presign: values.presign,
+    endpoint: values.endpoint,
+    delimiter: values.delimiter,
+    header: !values['no-header'],
+    null: values.null,
+    excel: values.excel,
+    bom: values.bom,
+    columns: values.columns?.split(',').map((c) => c.trim()),
+    quiet: values.quiet,
+    json: values.json,
+    split,
+    partitionBy,
+    incremental,
+    shards,
+    types,
+    emptyNull: values['empty-null'],
+  }
+}
+
+/** --gzip, --zstd or the destination's .gz / .zst; a flag never contradicts the name, nor says what a format does itself. */
+function compressionOf(
+  flags: { gzip?: boolean; zstd?: boolean },
+  to: string,
+  named: { format?: FormatName; compression?: CompressionName },
+  format: FormatName,
+) {
+  if (flags.gzip && flags.zstd) throw new UsageError('give --gzip or --zstd, not both')
+  const flag = flags.gzip ? 'gzip' : flags.zstd ? 'zstd' : undefined
+  const said = flag ?? named.compression
+  // A format that compresses itself first: `--to x.parquet --gzip` must not be told to add .gz.
+  if (said && format === 'parquet') throw new UsageError(`--${said}: Parquet compresses itself; drop --${said} (or the ${SUFFIX[said]})`)
+  if (said && format === 'xlsx') throw new UsageError(`--${said}: an XLSX workbook is a ZIP already; drop --${said} (or the ${SUFFIX[said]})`)
+  if (flag && to !== '-' && (named.format !== undefined || named.compression !== undefined) && flag !== named.compression) {
+    const fix = named.compression ? `the name ends in ${SUFFIX[named.compression]}` : `add ${SUFFIX[flag]} to the name`
+    throw new UsageError(`--${flag} contradicts --to ${JSON.stringify(to)}: ${fix}`)
+  }
+  return said
+}
+
+/** `--infer`, or `--types id:bigint,paid:boolean`: the types of a CSV file's columns. */
+function csvTypes(infer: boolean, declared: string | undefined): Options['types'] {
+  if (infer && declared !== undefined) throw new UsageError('give --infer or --types, not both')
+  if (infer) return 'infer'
+  if (declared === undefined) return undefined
+  const types: Record<string, CsvColumnType> = {}
+  for (const pair of declared.split(',')) {
+    const [name = '', type = ''] = pair.split(':').map((part) => part.trim())
+    if (!name || !CSV_COLUMN_TYPES.includes(type as CsvColumnType))
+      throw new UsageError(`--types: expected column:type pairs, a type one of ${CSV_COLUMN_TYPES.join(', ')}; got ${JSON.stringify(pair)}`)
+    types[name] = type as CsvColumnType
+  }
+  return types
+}
+
+const extensionOf = (format: FormatName) => (format === 'jsonl' ? 'jsonl' : format)
+
+async function text(stream: NodeJS.ReadableStream): Promise<string> {
+  let result = ''
+  for await (const chunk of stream) result += chunk.toString()
+  return result
+}

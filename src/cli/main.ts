@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// stream-export: the library's main job from a shell. Credentials come from the environment
+// (the URL, AWS_* variables and the AWS default chain) and are never printed.
+import { constants } from 'node:os'
+import { createRequire } from 'node:module'
+import {
+  ExportError,
+  exportStream,
+  incrementalExport,
+  postgresIncrementalSource,
+  presignDownload,
+  type ExportErrorCode,
+  type ExportResult,
+  type IncrementalWatermark,
+  type Location,
+  type Progress,
+} from '../index.js'
+import { HelpRequested, parse, parseDuration, USAGE, UsageError, VersionRequested } from './args.js'
+import { makeFormat, openSink, openSource, openStore } from './open.js'
+import { mb, progressLine, redact } from './output.js'
+
+const EXIT: Partial<Record<ExportErrorCode, number>> = {
+  ERR_INVALID_OPTION: 2,
+  ERR_SOURCE: 3,
+  ERR_TRANSFORM: 4,
+  ERR_FORMAT: 4,
+  ERR_SINK: 5,
+  ERR_ABORTED: 130,
+  ERR_STATE: 6,
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+export async function main(
+  argv: string[],
+  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stdin: NodeJS.ReadableStream } = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+  },
+): Promise<number> {
+  const cleanups: Array<() => Promise<unknown>> = []
+  const controller = new AbortController()
+  // Ctrl-C, a container stop (SIGTERM) and a closed terminal (SIGHUP) all stop the export the same
+  // way: temp file removed, multipart upload aborted; the exit code is 128 + the signal's number.
+  let stoppedBy: NodeJS.Signals | undefined
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy) process.exit(128 + constants.signals[signal]) // a second signal does not wait for the cleanup
+    stoppedBy = signal
+    controller.abort(new Error(`interrupted by ${signal}`))
+  }
+  for (const signal of SIGNALS) process.on(signal, onSignal)
+  let readerGone = false
+  try {
+    const options = await parse(argv, io.stdin)
+    // `--to - | head`: the reader has what it wanted; the export stops quietly (exit 0), as psql's does.
+    const { sink, client, bucket, key } = await openSink(options, io.stdout, () => {
+      readerGone = true
+      controller.abort(new Error('standard output was closed by its reader'))
+    })
+    const incremental = options.incremental
+    const source = incremental ? undefined : await openSource(options, cleanups)
+    // With the data on standard output, messages go to standard error.
+    const out = options.to === '-' ? io.stderr : io.stdout
+    const tty = Boolean((io.stderr as { isTTY?: boolean }).isTTY)
+    const run = {
+      format: options.copy ? undefined : makeFormat(options),
+      compression: options.compression,
+      sink,
+      split: options.split,
+      partitionBy: options.partitionBy,
+      signal: controller.signal,
+      progressIntervalMs: tty ? 250 : 5000,
+      onProgress: options.quiet ? undefined : (p: Progress) => void io.stderr.write(tty ? `\r${progressLine(p)}\x1b[K` : `${progressLine(p)}\n`),
+    }
+    const result: ExportResult & { url?: string; urls?: string[] } = incremental
+      ? await incrementalExport<Location, IncrementalWatermark>({
+          ...run,
+          name: incremental.feed,
+          store: openStore(options, cleanups),
+          source: (after) =>
+            postgresIncrementalSource({ connectionString: options.from, table: incremental.table, orderBy: incremental.orderBy, key: incremental.key, after }),
+        })
+      : await exportStream<Location>({ ...run, source: source! })
+    if (tty && !options.quiet) io.stderr.write('\n')
+    const where = (location: Location | undefined) =>
+      location === undefined ? 'standard output' : 'path' in location ? location.path : `s3://${location.bucket}/${location.key}`
+    if (options.presign && client) {
+      const expiresIn = parseDuration(options.presign)
+      const presign = (objectKey: string) => presignDownload(client, { bucket: bucket, key: objectKey, expiresIn })
+      // A split export: a link to each part (in order); the manifest's is `url`.
+      if (result.parts) result.urls = await Promise.all(result.parts.map((part) => presign((part.location as { key: string }).key)))
+      result.url = await presign(result.location && 'key' in result.location ? result.location.key : key)
+    }
+    if (options.json) out.write(`${JSON.stringify(result, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))}\n`)
+    else if (!options.quiet) {
+      const seconds = `${(result.durationMs / 1000).toFixed(1)} s`
+      if (result.parts) {
+        const [first, last] = [result.parts[0]!, result.parts.at(-1)!]
+        const range = result.parts.length > 1 ? `${where(first.location)} .. ${last.name}` : where(first.location)
+        out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) in ${result.parts.length} parts to ${range} in ${seconds}\n`)
+        out.write(`manifest: ${where(result.location)}\n`)
+        for (const url of result.urls ?? []) out.write(`${url}\n`)
+      } else out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where(result.location)} in ${seconds}\n`)
+      if (result.url) out.write(`${result.url}\n`)
+    }
+    return 0
+  } catch (error) {
+    if (error instanceof HelpRequested) {
+      io.stdout.write(`${USAGE}\n`)
+      return 0
+    }
+    if (error instanceof VersionRequested) {
+      io.stdout.write(`${version()}\n`)
+      return 0
+    }
+    if (readerGone) return 0
+    if (error instanceof UsageError) {
+      io.stderr.write(`stream-export: ${error.message}\nRun stream-export --help for the options.\n`)
+      return 2
+    }
+    // One line: the code and the message (a URL's password redacted), never a stack.
+    const code = error instanceof ExportError ? error.code : undefined
+    const message = redact((error as Error).message ?? String(error)).split('\n')[0]
+    io.stderr.write(`stream-export: ${code ?? 'error'}: ${message}\n`)
+    if (code === 'ERR_ABORTED' && stoppedBy) return 128 + constants.signals[stoppedBy]
+    return (code && EXIT[code]) ?? 1
+  } finally {
+    for (const signal of SIGNALS) process.off(signal, onSignal)
+    await Promise.all(cleanups.map((c) => c().catch(() => {})))
+  }
+}
+
+/** The package's version, read from its package.json (dist/cli.js sits one folder below it). */
+function version(): string {
+  return (createRequire(import.meta.url)('../package.json') as { version: string }).version
+}
+
+// Run when executed (not when imported by a test).
+if (process.argv[1] && /(^|[/\\])(cli\.(js|cjs|mjs)|stream-export)$/.test(process.argv[1])) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code
+  })
+}

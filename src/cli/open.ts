@@ -1,0 +1,164 @@
+// The parts of the CLI's export, opened from its options: the source, the format, the sink (a
+// file, S3 or standard output) and the watermark store of --since-state.
+import { stat } from 'node:fs/promises'
+import { Writable } from 'node:stream'
+import pg from 'pg'
+import {
+  csv,
+  csvSource,
+  ExportError,
+  fileSink,
+  fileWatermarkStore,
+  jsonArray,
+  jsonl,
+  jsonlSource,
+  mongoShardedSource,
+  mongoSource,
+  parquet,
+  postgresCopySource,
+  postgresShardedSource,
+  postgresSource,
+  postgresWatermarkStore,
+  s3Sink,
+  xlsx,
+  type WatermarkStore,
+} from '../index.js'
+import { loadOptional } from '../core/optional.js'
+import { formatOfName, UsageError, type Options } from './args.js'
+import { redact } from './output.js'
+
+export function makeFormat(options: Options) {
+  switch (options.format) {
+    case 'csv':
+      return csv({
+        header: options.header,
+        ...(options.excel ? { excel: true } : {}),
+        ...(options.bom ? { bom: true } : {}),
+        ...(options.delimiter !== undefined ? { delimiter: options.delimiter } : {}),
+        ...(options.null !== undefined ? { nullValue: options.null } : {}),
+        ...(options.columns ? { columns: options.columns } : {}),
+      })
+    case 'jsonl':
+      return jsonl()
+    case 'json':
+      return jsonArray()
+    case 'parquet':
+      return parquet()
+    case 'xlsx':
+      return xlsx({ header: options.header, ...(options.columns ? { columns: options.columns } : {}) })
+  }
+}
+
+/** The watermark store of --since-state: a JSON file, or `postgres[:table]` in the source database. */
+export function openStore(options: Options, cleanups: Array<() => Promise<unknown>>): WatermarkStore {
+  const state = options.incremental!.state
+  const table = /^postgres(?::(.+))?$/.exec(state)
+  if (!table) return fileWatermarkStore({ path: state })
+  const pool = new pg.Pool({ connectionString: options.from, max: 1 })
+  cleanups.push(() => pool.end())
+  return postgresWatermarkStore({ pool, ...(table[1] ? { table: table[1] } : {}) })
+}
+
+export async function openSource(options: Options, cleanups: Array<() => Promise<unknown>>) {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(options.from)?.[1]?.toLowerCase()
+  const count = options.count === 'none' ? undefined : options.count
+  if (options.shards?.table) {
+    const { count: shards, table, key } = options.shards
+    return postgresShardedSource({ connectionString: options.from, table, key, shards, select: options.query, count })
+  }
+  if (scheme === 'postgres' || scheme === 'postgresql') {
+    if (!options.query || options.collection) throw new UsageError('a Postgres source takes --query (and no --collection)')
+    if (options.copy) return postgresCopySource({ connectionString: options.from, text: options.query, header: options.header })
+    return postgresSource({ connectionString: options.from, text: options.query, count })
+  }
+  if (scheme === 'mongodb' || scheme === 'mongodb+srv') {
+    if (!options.collection || options.query) throw new UsageError('a MongoDB source takes --collection (and no --query)')
+    if (options.copy) throw new UsageError('--copy is for Postgres')
+    const { MongoClient, BSON } = loadOptional<typeof import('mongodb')>('mongodb', 'mongodb')
+    let filter: Record<string, unknown>
+    try {
+      filter = options.filter ? (BSON.EJSON.parse(options.filter) as Record<string, unknown>) : {}
+    } catch (error) {
+      throw new UsageError(`--filter: not valid (extended) JSON: ${(error as Error).message}`)
+    }
+    const client = new MongoClient(options.from, { serverSelectionTimeoutMS: 10_000 })
+    cleanups.push(() => client.close())
+    try {
+      await client.connect()
+    } catch (error) {
+      throw new ExportError('ERR_SOURCE', 'source', `Cannot connect to MongoDB: ${(error as Error).message}`, { cause: error })
+    }
+    if (options.shards) {
+      const clientOptions = { serverSelectionTimeoutMS: 10_000 }
+      return mongoShardedSource({ url: options.from, clientOptions, collection: options.collection, filter, shards: options.shards.count, count })
+    }
+    const collection = client.db().collection(options.collection)
+    return mongoSource({ collection: collection, filter, count })
+  }
+  if (scheme === undefined) {
+    // A file of rows.
+    if (options.query || options.collection || options.copy) throw new UsageError('a file source takes no --query, --collection or --copy')
+    const { format } = formatOfName(options.from)
+    if (format === 'csv') return csvSource({ path: options.from, types: options.types, empty: options.emptyNull ? 'null' : 'string' })
+    if (format === 'jsonl') return jsonlSource({ path: options.from })
+    throw new UsageError(
+      `--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`,
+    )
+  }
+  throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`)
+}
+
+/**
+ * Standard output as a sink, with its backpressure; it finishes without closing it. A reader that
+ * goes away (`| head`) is no failure: `readerGone` is called once (the CLI stops the export
+ * quietly, as psql does) and nothing more is written.
+ */
+function stdoutSink(stdout: NodeJS.WritableStream, readerGone: () => void): Writable {
+  let gone = false
+  let failure: Error | undefined
+  const onError = (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') failure ??= error
+    else if (!gone) {
+      gone = true
+      readerGone()
+    }
+  }
+  // Left listening after the export: an EPIPE of the last writes can come after it has finished.
+  stdout.on('error', onError)
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (failure || gone || stdout.write(chunk)) return callback(failure)
+      const settle = () => {
+        stdout.off('drain', settle)
+        stdout.off('error', settle)
+        callback(failure) // (the error listener above has run first: a reader gone is no failure)
+      }
+      stdout.once('drain', settle)
+      stdout.once('error', settle)
+    },
+    final(callback) {
+      callback(failure)
+    },
+  })
+}
+
+export async function openSink(options: Options, stdout: NodeJS.WritableStream, readerGone: () => void = () => {}) {
+  if (options.to === '-') return { sink: stdoutSink(stdout, readerGone) }
+  const s3url = /^s3:\/\/([^/]+)\/(.+)$/.exec(options.to)
+  if (!s3url) {
+    // Checked before the query runs: a directory would only fail at the rename, after every row.
+    if ((await stat(options.to).catch(() => undefined))?.isDirectory())
+      throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
+    return { sink: fileSink({ path: options.to }) }
+  }
+  const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
+  const client = new S3Client({
+    region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    ...(options.endpoint
+      ? { endpoint: options.endpoint, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }
+      : {}),
+  })
+  const bucket = s3url[1]!
+  const key = s3url[2]!
+  return { sink: s3Sink({ client, bucket, key }), client, bucket, key }
+}

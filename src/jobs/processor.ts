@@ -1,0 +1,157 @@
+// The plain export job: one export to a stable S3 key, resumable from its last completed part
+// when its source is a keyset source and its format a text format.
+import { ExportError } from '../core/errors.js'
+import { exportStream } from '../pipeline/export-stream.js'
+import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
+import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
+import { abortOtherUploads, checkPartSize, partSizeFor } from '../sinks/s3/multipart.js'
+import { exportKey, presignDownload } from '../sinks/s3/presign.js'
+import { ResumableUpload, type ExportCheckpoint } from '../sinks/s3/resumable.js'
+import { s3Sink } from '../sinks/s3/sink.js'
+import type { Progress } from '../stages/progress.js'
+import { saveAfterCommit } from '../pipeline/watermark-store.js'
+import { COMPRESSION_CONTENT_TYPES } from '../core/types.js'
+import { compressionOfSpec, isFinalAttempt, pipelineOf, type ExportJob, type ExportJobResult, type ExportProcessorOptions, type ExportSpec } from './types.js'
+
+const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
+  s3: true,
+  bucket: true,
+  prefix: true,
+  resolve: true,
+  urlExpiresIn: true,
+  partSize: true,
+  progressIntervalMs: true,
+  notify: true,
+  onComplete: true,
+})
+
+/**
+ * A BullMQ processor: `new Worker('exports', createExportProcessor({ s3, bucket, resolve }), { connection })`.
+ * It runs the job's export to a stable S3 key, reports throttled progress
+ * (`{ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }`) and returns the location with a presigned URL.
+ *
+ * With a keyset source and a text format (CSV, JSONL, JSON) it is resumable: after every
+ * completed S3 part it saves in the job's data the UploadId, the parts and the source key of
+ * the last row inside them; an attempt after a crash (worker killed) continues the same upload
+ * from the next part and the next key. Otherwise a retry starts again, aborting the upload a
+ * crashed attempt left.
+ */
+export function createExportProcessor(options: ExportProcessorOptions): (job: ExportJob) => Promise<ExportJobResult> {
+  checkObject('options', options, EXPORT_PROCESSOR_OPTION_NAMES)
+  const { s3, bucket, prefix = 'exports', resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000, notify, onComplete } = options
+  checkString('bucket', bucket)
+  checkFunction('resolve', resolve)
+  checkPositiveInteger('urlExpiresIn', urlExpiresIn)
+  checkTimerMs('progressIntervalMs', progressIntervalMs)
+  checkPartSize('partSize', partSize)
+  if (notify !== undefined) checkFunction('notify', notify)
+  if (onComplete !== undefined) checkFunction('onComplete', onComplete)
+
+  return async (job) => {
+    const jobId = String(job.id)
+    const saved = job.data.exportCheckpoint
+    const spec = await resolve(job, { after: saved?.lastKey })
+    const compression = compressionOfSpec(spec)
+    if (spec.key !== undefined) checkString('key', spec.key)
+    const key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, compression })
+    const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
+    // Throttled where it comes from: exportStream's progress tap, or one call per uploaded part.
+    const report = ({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }: Partial<Progress> & { rows: number }) =>
+      void job.updateProgress({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }).catch(() => {})
+
+    const source = spec.source as { keyOf?: (row: unknown) => unknown; destroy?(): void }
+    const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
+    try {
+      let result: { rows: number; bytes: number; location: S3Location; watermark?: unknown }
+      if (resumable) {
+        // One multipart upload whose parts end on row boundaries, checkpointed after each: the
+        // same pipeline as any export (transforms, progress, gzip on every core), in segments.
+        const upload = new ResumableUpload({
+          client: s3,
+          bucket,
+          key,
+          contentType: compression ? COMPRESSION_CONTENT_TYPES[compression] : spec.format.contentType,
+          partSize: (n) => partSizeFor(n, partSize),
+          checkpoint: saved,
+          onCheckpoint: save,
+        })
+        const earlier = await upload.open()
+        if (earlier) {
+          // An earlier attempt completed the object and died before saying so: nothing to export.
+          source.destroy?.()
+          spec.format.destroy()
+          result = { rows: saved!.rows, bytes: saved!.bytes, location: earlier }
+        } else {
+          const startRows = saved?.rows ?? 0
+          const startBytes = saved?.bytes ?? 0
+          const exported = await exportStream({
+            ...pipelineOf(spec),
+            sink: upload,
+            progressIntervalMs,
+            // Percent and ETA over what is left: a keyset source counts from `after`.
+            onProgress: (p) =>
+              report({
+                ...p,
+                rows: startRows + p.rows,
+                bytes: startBytes + p.bytes,
+                totalRows: p.totalRows === undefined ? undefined : startRows + p.totalRows,
+              }),
+          })
+          result = { rows: startRows + exported.rows, bytes: startBytes + exported.bytes, location: exported.location as S3Location }
+        }
+      } else {
+        // Not resumable: uploads a crashed attempt left are aborted, and this attempt starts over.
+        await abortOtherUploads({ client: s3, bucket, key })
+        const exported = await exportStream({
+          ...pipelineOf(spec),
+          sink: s3Sink({ client: s3, bucket, key, partSize, onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
+          progressIntervalMs,
+          onProgress: report,
+        })
+        result = { rows: exported.rows, bytes: exported.bytes, location: exported.location as S3Location, watermark: exported.watermark }
+      }
+      if (spec.watermark) await saveWatermark(spec.watermark, result)
+      await save(undefined)
+      const url = await presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
+      await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
+      const done = { rows: result.rows, bytes: result.bytes, location: result.location, url, resumed: saved !== undefined && resumable }
+      await onComplete?.(done, job)
+      await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
+      return done
+    } catch (error) {
+      // The upload vanished (aborted by a lifecycle rule or an operator) and the object is not
+      // ours: the next attempt starts over instead of failing on the same checkpoint.
+      if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload')
+        await save(undefined).catch(() => {})
+      const finalAttempt = isFinalAttempt(job)
+      if (finalAttempt) {
+        // No attempt will continue this upload: abort it rather than leave billed parts.
+        await abortOtherUploads({ client: s3, bucket, key }).catch(() => {})
+        const e = error as ExportError
+        await Promise.resolve(notify?.({ event: 'export.failed', jobId, error: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } })).catch(() => {})
+      }
+      throw error
+    }
+  }
+}
+
+/** Stores an incremental job's next watermark after its upload. */
+async function saveWatermark({ store, name }: NonNullable<ExportSpec['watermark']>, result: { watermark?: unknown; location: S3Location }): Promise<void> {
+  if (result.watermark === undefined)
+    throw new ExportError('ERR_INVALID_OPTION', 'options', 'A job with `watermark` needs an incremental source (postgresIncrementalSource)')
+  await saveAfterCommit(store, name, result.watermark, `s3://${result.location.bucket}/${result.location.key}`)
+}
+
+/**
+ * For a BullMQ `failed` event (QueueEvents, which also reports jobs failed for stalling too often,
+ * when no processor ran): aborts the multipart uploads the job's export left at its key.
+ * Does nothing while the job can still be retried, or when it saved no checkpoint.
+ *
+ * @example queueEvents.on('failed', async ({ jobId }) => { const job = await queue.getJob(jobId); if (job) await abortFailedExport(s3, job) })
+ */
+export async function abortFailedExport(s3: S3ClientLike, job: { data: ExportJob['data']; isFailed?(): Promise<boolean> }): Promise<void> {
+  const checkpoint = job.data.exportCheckpoint
+  if (!checkpoint?.bucket || !checkpoint.key) return
+  if (job.isFailed && !(await job.isFailed())) return
+  await abortOtherUploads({ client: s3, bucket: checkpoint.bucket, key: checkpoint.key })
+}

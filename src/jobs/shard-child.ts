@@ -1,0 +1,99 @@
+// The child jobs of a sharded flow: each exports its key range, as pieces of the parent's upload
+// (checkpointed, resumed after a crash), or, for split output, as complete parts and a manifest.
+import { ExportError, invalidOption } from '../core/errors.js'
+import { exportStream } from '../pipeline/export-stream.js'
+import type { ExportCheckpoint } from '../sinks/s3/resumable.js'
+import { ShardUpload, type ShardResult } from '../sinks/s3/shards.js'
+import { newRunId } from '../parts/names.js'
+import { s3Sink } from '../sinks/s3/sink.js'
+import { jsonText } from '../parts/manifest.js'
+import { splitShardKey, type SplitShardResult } from './sharded-split.js'
+import { isFinalAttempt, pipelineOf, type ExportSpec, type ShardedContext, type ShardedExportJob } from './types.js'
+
+/** The last attempt's error, saved for the parent (a failed child's return value is not kept). */
+async function failedAttempt(job: ShardedExportJob, error: unknown) {
+  const e = error as ExportError
+  if (isFinalAttempt(job)) await job.updateData({ ...job.data, exportError: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } }).catch(() => {})
+}
+
+/** A split flow's shard: its range as complete parts and their manifest; a retry writes them again. */
+export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob): Promise<SplitShardResult> {
+  const { s3, bucket, resolve, progressIntervalMs } = ctx
+  const shard = job.data.exportShard!
+  try {
+    const spec = await resolve(job, { range: shard.range, after: shard.range.after })
+    checkShardSpec(spec, true)
+    const result = await exportStream({
+      source: spec.source,
+      format: spec.format,
+      gzip: spec.gzip,
+      compression: spec.compression,
+      transform: spec.transform,
+      split: shard.split,
+      sink: s3Sink({ client: s3, bucket, key: splitShardKey(shard.stashPrefix, shard.key, shard.index, newRunId()) }),
+      progressIntervalMs,
+      onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows, bytes }).catch(() => {}),
+    })
+    const { format, contentType, compression, columns } = result.manifest!
+    const returned: SplitShardResult = {
+      index: shard.index,
+      rows: result.rows,
+      bytes: result.bytes,
+      files: result.parts as SplitShardResult['files'],
+      manifest: { format, contentType, compression, columns },
+    }
+    return JSON.parse(jsonText(returned)) as SplitShardResult // a job's value is JSON: a bigint key as text
+  } catch (error) {
+    await failedAttempt(job, error)
+    throw error
+  }
+}
+
+export async function runShard(ctx: ShardedContext, job: ShardedExportJob): Promise<ShardResult> {
+  const { s3, resolve, partSize, progressIntervalMs } = ctx
+  const shard = job.data.exportShard!
+  const saved = job.data.exportCheckpoint
+  const save = (checkpoint: ExportCheckpoint) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
+  const upload = new ShardUpload({ client: s3, shard, partSize, checkpoint: saved, onCheckpoint: save })
+  const gone = () => new ExportError('ERR_SINK', 'sink', `The upload of ${shard.key} is gone: the flow failed or was aborted`)
+  try {
+    // Every piece was uploaded by an attempt that died before it returned.
+    if (!saved?.ended) {
+      const spec = await resolve(job, { range: shard.range, after: saved === undefined ? shard.range.after : (saved.lastKey ?? shard.range.after) })
+      checkShardSpec(spec, false)
+      if (!(await upload.exists())) throw gone()
+      await exportStream({
+        ...pipelineOf(spec),
+        sink: upload,
+        progressIntervalMs,
+        onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows: (saved?.rows ?? 0) + rows, bytes }).catch(() => {}),
+      })
+    }
+    // The flow may have failed meanwhile: then nothing will join this shard's pieces.
+    if (!(await upload.exists())) throw gone()
+    const { rows, bytes, parts } = upload.checkpoint
+    return { index: shard.index, rows, bytes, parts }
+  } catch (error) {
+    if (!(await upload.exists().catch(() => true))) await upload.discard().catch(() => {})
+    await failedAttempt(job, error)
+    throw error
+  }
+}
+
+type ShardFormat = ExportSpec['format'] & { encoder?: { end(rows: number): string }; nextSegment?: unknown }
+
+/** This library's jsonArray(): its `]` is written by the last shard, its `[` mended by the parent. */
+export const isJsonArray = (format: ShardFormat) => format.extension === 'json' && format.encoder?.end(0) === '[]\n'
+
+/**
+ * A shard is a keyset source (to resume and to stop at its range's end) and a text format whose
+ * end is empty once rows were written (csv(), jsonl()), or a JSON array (see `jsonArrayStart`).
+ */
+export function checkShardSpec(spec: ExportSpec, split: boolean): void {
+  const source = spec.source as { keyOf?: unknown }
+  if (typeof source.keyOf !== 'function') invalidOption('source', 'a keyset source (postgresKeysetSource) for a sharded export', spec.source)
+  if (split) return // parts are complete files: any format of this library (exportStream checks it)
+  const format = spec.format as ShardFormat
+  if (typeof format.nextSegment !== 'function' || (format.encoder?.end(1) !== '' && !isJsonArray(format)))
+    invalidOption('format', 'csv(), jsonl() or jsonArray() for a sharded export', spec.format)
+}

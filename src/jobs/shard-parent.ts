@@ -1,0 +1,209 @@
+// The parent job of a sharded flow: plans the ranges, creates the upload (or, for split output,
+// claims the manifest), adds one child job per range and waits; run again once every child is
+// done, it commits: completes the upload in key order, or writes the manifest of every shard's parts.
+import type { Readable } from 'node:stream'
+import { ExportError, invalidOption, toExportError, type ExportErrorCode } from '../core/errors.js'
+import { checkString } from '../core/options.js'
+import { claimManifest } from '../parts/commit.js'
+import { parseManifest } from '../parts/manifest.js'
+import { manifestPath, newRunId } from '../parts/names.js'
+import { checkSplitOptions } from '../parts/writer.js'
+import { abortOtherUploads, MultipartUpload } from '../sinks/s3/multipart.js'
+import { exportKey, presignDownload } from '../sinks/s3/presign.js'
+import { assembleShards, discardShards, jsonArrayStart, removeStash, reservePartNumbers, type ShardAssignment, type ShardResult } from '../sinks/s3/shards.js'
+import { normalizeS3SinkOptions, s3PartStore } from '../sinks/s3/sink.js'
+import { checkShardSpec, isJsonArray } from './shard-child.js'
+import { compressionOfSpec } from './types.js'
+import { assembleSplitShards, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
+import { COMPRESSION_CONTENT_TYPES, type Manifest } from '../core/types.js'
+import type { S3Location } from '../sinks/s3/client.js'
+import { isFinalAttempt, type ShardedContext, type ShardedExportJob, type ShardedExportResult, type ShardedExportState } from './types.js'
+
+const waitingChildren = () => Object.assign(new Error('Waiting for the shards of the export'), { name: 'WaitingChildrenError' })
+
+const partStore = ({ s3, bucket }: ShardedContext, key: string) => s3PartStore(normalizeS3SinkOptions({ client: s3, bucket, key }))
+const shardOf = ({ bucket }: ShardedContext, state: ShardedExportState) => ({
+  bucket,
+  key: state.key,
+  uploadId: state.uploadId ?? '',
+  stashPrefix: state.stashPrefix,
+})
+
+export async function runParent(ctx: ShardedContext, job: ShardedExportJob, token: string | undefined): Promise<ShardedExportResult> {
+  const { s3, bucket, queue, urlExpiresIn } = ctx
+  let state = job.data.shardedExport
+  let flowFailed = false
+  // Once the commit has landed (or may have), nothing the flow wrote may be removed.
+  const commit = { landed: false as boolean | 'unknown' }
+  try {
+    if (!state) state = await start(ctx, job)
+    if (state.step === 'planned') {
+      const { partCount, firstPart } = reservePartNumbers(state.ranges.length)
+      const { shardedExport: _, ...data } = job.data
+      await queue.addBulk(
+        state.ranges.map((range) => {
+          const assignment: ShardAssignment = {
+            ...shardOf(ctx, state!),
+            index: range.index,
+            shards: state!.ranges.length,
+            firstPart: firstPart(range.index),
+            partCount,
+            ...(state!.jsonArray ? { jsonArray: true } : {}),
+          }
+          return {
+            name: `${job.name}.shard`,
+            data: { ...data, exportShard: { ...assignment, range, ...(state!.split ? { split: state!.split } : {}) } },
+            // The same job ids again after a crash here: BullMQ adds each child once.
+            opts: {
+              jobId: `${job.id}-shard-${range.index}`,
+              parent: { id: job.id, queue: job.queueQualifiedName },
+              continueParentOnFailure: true,
+              attempts: job.opts.attempts,
+              backoff: job.opts.backoff,
+            },
+          }
+        }),
+      )
+      state = { ...state, step: 'waiting' }
+      await job.updateData({ ...job.data, shardedExport: state })
+    }
+    const failed = Object.keys(await job.getFailedChildrenValues())
+    if (failed.length > 0) {
+      flowFailed = true
+      throw await shardFailure(ctx, job, failed[0]!, state)
+    }
+    if (token === undefined) throw new ExportError('ERR_INVALID_OPTION', 'options', 'A sharded export needs the token BullMQ passes to the processor')
+    if (await job.moveToWaitingChildren(token)) throw waitingChildren()
+
+    if (state.split) return await completeSplit(ctx, job, state, commit)
+    const results = Object.values(await job.getChildrenValues()) as ShardResult[]
+    if (!state.completed) {
+      await assembleShards(
+        s3,
+        shardOf(ctx, state),
+        results,
+        state.jsonArray ? jsonArrayStart(state.jsonArray.zstd ? 'zstd' : state.jsonArray.gzip ? 'gzip' : undefined) : undefined,
+      )
+      // Saved before the pieces go: a retry after a crash then knows the object is complete.
+      state = { ...state, completed: true }
+      await job.updateData({ ...job.data, shardedExport: state })
+    }
+    // The export has landed: pieces that cannot be removed are clutter, named in the result.
+    const leftBehind = await removeStash(s3, shardOf(ctx, state)).catch(() => [`${state!.stashPrefix}*`])
+    const rows = results.reduce((sum, r) => sum + r.rows, 0)
+    const bytes = results.reduce((sum, r) => sum + r.bytes, 0)
+    const url = await presignDownload(s3, { bucket, key: state.key, expiresIn: urlExpiresIn })
+    await job.updateProgress({ rows, bytes, percent: 100 })
+    return { location: { bucket, key: state.key }, rows, bytes, shards: results.length, url, ...(leftBehind.length > 0 ? { leftBehind } : {}) }
+  } catch (error) {
+    if ((error as Error).name === 'WaitingChildrenError') throw error
+    if (state && !state.completed && commit.landed === false && (flowFailed || isFinalAttempt(job))) {
+      // No attempt will go on: everything the flow wrote goes, every object that can be removed.
+      const left = await (state.split ? removeStash(s3, { bucket, stashPrefix: state.stashPrefix }) : discardShards(s3, shardOf(ctx, state))).catch(
+        (cleanup: Error) => [`${state!.stashPrefix}* (${cleanup.message})`],
+      )
+      if (left.length > 0 && error instanceof ExportError) error.leftBehind = left
+    }
+    throw error
+  }
+}
+
+/** Plans the ranges and creates the upload, saved before any child exists. */
+async function start(ctx: ShardedContext, job: ShardedExportJob): Promise<ShardedExportState> {
+  const { s3, bucket, prefix, plan, resolve } = ctx
+  const spec = await resolve(job, { range: { index: 0 } })
+  ;(spec.source as Partial<Readable>).destroy?.()
+  spec.format.destroy()
+  checkShardSpec(spec, spec.split !== undefined)
+  const compression = compressionOfSpec(spec)
+  if (spec.key !== undefined) checkString('key', spec.key)
+  const key = spec.key ?? exportKey({ prefix, jobId: String(job.id), format: spec.format, compression })
+  const ranges = await plan(job)
+  if (!Array.isArray(ranges) || ranges.length === 0) invalidOption('plan', 'a function resolving to key ranges (planShards)', ranges)
+  reservePartNumbers(ranges.length)
+  // Everything the flow writes apart carries its run: a failed flow removes only its own.
+  const run = newRunId()
+  if (spec.split !== undefined) {
+    const split = checkSplitOptions(spec.split)
+    // Two exports never share a manifest: refused before any shard runs.
+    await claimManifest(partStore(ctx, key), { format: spec.format.extension ?? 'bin', compression: compression ?? 'none' })
+    const state: ShardedExportState = { step: 'planned', key, stashPrefix: splitShardPrefix(key, run), ranges, split }
+    await job.updateData({ ...job.data, shardedExport: state })
+    return state
+  }
+  const stashPrefix = `${key}.shards/${run}/`
+  // What an attempt that died here before saving left: an upload nobody knows.
+  const target = { client: s3, bucket, key }
+  await abortOtherUploads(target)
+  const { uploadId: UploadId } = await MultipartUpload.create(target, {
+    ContentType: compression ? COMPRESSION_CONTENT_TYPES[compression] : spec.format.contentType,
+  })
+  const state: ShardedExportState = {
+    step: 'planned',
+    key,
+    uploadId: UploadId,
+    stashPrefix,
+    ranges,
+    ...(isJsonArray(spec.format) ? { jsonArray: { gzip: compression === 'gzip', zstd: compression === 'zstd' } } : {}),
+  }
+  await job.updateData({ ...job.data, shardedExport: state })
+  return state
+}
+
+/**
+ * A split flow's commit: one manifest of every shard's parts (see assembleSplitShards), or, when
+ * an attempt before this one committed and died before saying so, the manifest it wrote.
+ */
+async function completeSplit(
+  ctx: ShardedContext,
+  job: ShardedExportJob,
+  state: ShardedExportState,
+  commit: { landed: boolean | 'unknown' },
+): Promise<ShardedExportResult> {
+  const { s3, bucket, urlExpiresIn } = ctx
+  const store = partStore(ctx, state.key)
+  const where = manifestPath(state.key)
+  const results = Object.values(await job.getChildrenValues()) as SplitShardResult[]
+  let manifest: Manifest<S3Location>
+  let leftBehind: string[] = []
+  if (state.completed) {
+    const bytes = await store.read(where)
+    if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `The manifest ${where} this flow committed is gone`)
+    manifest = parseManifest<S3Location>(bytes, where)
+  } else {
+    const outcome = await assembleSplitShards(store, state.stashPrefix, results)
+    commit.landed = outcome.landed
+    if (outcome.landed !== true) {
+      if (outcome.landed === false) throw toExportError(outcome.error, 'ERR_SINK', 'sink')
+      throw new ExportError('ERR_SINK', 'sink', `Writing ${where} failed and whether it landed is unknown: every part is kept`, { cause: outcome.error })
+    }
+    ;({ manifest, leftBehind } = outcome)
+    await job.updateData({ ...job.data, shardedExport: { ...state, completed: true } })
+  }
+  const presign = (key: string) => presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
+  const urls = await Promise.all(manifest.parts.map((part) => presign(part.location.key)))
+  await job.updateProgress({ rows: manifest.rows, bytes: manifest.bytes, percent: 100 })
+  return {
+    location: store.locationOf(where),
+    rows: manifest.rows,
+    bytes: manifest.bytes,
+    shards: results.length,
+    url: await presign(where),
+    parts: manifest.parts.length,
+    urls,
+    ...(leftBehind.length > 0 ? { leftBehind } : {}),
+  }
+}
+
+/** The error a failed child leaves (saved in its data), as the flow's: its code, and which shard. */
+async function shardFailure(ctx: ShardedContext, job: ShardedExportJob, childKey: string, state: ShardedExportState): Promise<ExportError> {
+  const { queue } = ctx
+  await job.removeUnprocessedChildren()
+  const child = await queue.getJob(childKey.slice(childKey.lastIndexOf(':') + 1))
+  const shard = child?.data.exportShard as ShardAssignment | undefined
+  const cause = child?.data.exportError as { code: ExportErrorCode; message: string } | undefined
+  const which = shard ? `Shard ${shard.index + 1} of ${state.ranges.length}` : 'A shard'
+  return new ExportError(cause?.code ?? 'ERR_SINK', 'export', `${which} of ${state.key} failed after its last attempt: ${cause?.message ?? 'unknown error'}`, {
+    cause: child?.data.exportError,
+  })
+}

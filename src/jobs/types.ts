@@ -1,0 +1,187 @@
+// The job types of stream-export/bullmq, in one module: the plain processor's and the sharded
+// flow's (parent and child). BullMQ itself is the caller's (an optional peer dependency): these
+// are the structural parts of its Job and Queue that the processors use.
+import type { ExportOptions } from '../pipeline/export-stream.js'
+import type { SplitOptions } from '../parts/writer.js'
+import type { ShardRange } from '../shards/plan.js'
+import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
+import type { ExportCheckpoint } from '../sinks/s3/resumable.js'
+import type { ShardAssignment } from '../sinks/s3/shards.js'
+import type { CompressionName, Formatter } from '../core/types.js'
+import { invalidOption } from '../core/errors.js'
+import type { WatermarkStore } from '../pipeline/watermark-store.js'
+import type { ExportNotification } from './webhook.js'
+
+/** The part of a BullMQ Job the processor uses. */
+export interface ExportJob {
+  id?: string
+  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint }
+  attemptsMade: number
+  opts: { attempts?: number }
+  updateProgress(progress: object): Promise<unknown>
+  updateData(data: Record<string, unknown>): Promise<unknown>
+}
+
+/** What `resolve` returns for a job: the export's stages, as for exportStream. */
+export interface ExportSpec {
+  source: ExportOptions['source']
+  format: Formatter
+  gzip?: boolean
+  /** `'zstd'` (or `'gzip'`, as `gzip: true`): the object is a `.zst` file. Set this or `gzip`. */
+  compression?: CompressionName
+  transform?: ExportOptions['transform']
+  /** The object's key, e.g. `orders/2026-11-23.csv.gz`. Default `${prefix}/${job.id}.${ext}[.gz|.zst]`. */
+  key?: string
+  /**
+   * An incremental export (`postgresIncrementalSource`, built from `await store.load(name)`): the
+   * source's next watermark is saved under `name` once the upload has completed, before the job
+   * completes. If saving fails, the attempt fails and a retry exports the same rows again.
+   */
+  watermark?: { store: WatermarkStore; name: string }
+}
+
+/** The stages of a job's export, as exportStream takes them (`key` and `watermark` are the job's own). */
+export function pipelineOf(spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform'>) {
+  const { source, format, gzip, compression, transform } = spec
+  return { source, format, gzip, compression, transform }
+}
+
+/** The compression a spec asks for (`gzip: true` or `compression`), or none. */
+export function compressionOfSpec(spec: Pick<ExportSpec, 'gzip' | 'compression'>): CompressionName | undefined {
+  if (spec.compression !== undefined) {
+    if (spec.gzip) invalidOption('compression', 'unset when `gzip` is set', spec.compression)
+    if (spec.compression !== 'gzip' && spec.compression !== 'zstd') invalidOption('compression', "'gzip' or 'zstd'", spec.compression)
+    return spec.compression
+  }
+  return spec.gzip ? 'gzip' : undefined
+}
+
+export interface ExportProcessorOptions {
+  s3: S3ClientLike
+  bucket: string
+  /** Key prefix: objects are `${prefix}/${job.id}.${ext}[.gz]`, so a retry overwrites its own. Default `exports`. */
+  prefix?: string
+  /**
+   * Builds the export of a job. `after` is the source key where an earlier, crashed attempt
+   * stopped (as saved in the job's data, so JSON: revive an ObjectId with `new ObjectId(after)`):
+   * pass it to a keyset source (`postgresKeysetSource`, `mongoSource({ keyset: true })`) and the
+   * export continues from there. Any other source restarts from the beginning on a retry.
+   */
+  resolve(job: ExportJob, context: { after?: unknown }): ExportSpec | Promise<ExportSpec>
+  /** Lifetime of the presigned URL in the result. Default 86400 (a day). */
+  urlExpiresIn?: number
+  /** Part size of the upload. Default 8 MiB. */
+  partSize?: number
+  /** Time between job.updateProgress calls while rows stream. Default 1000 ms. */
+  progressIntervalMs?: number
+  /** Called after a job's export succeeded or finally failed, e.g. `notifyWebhook({ url, secret })`. */
+  notify?(notification: ExportNotification): unknown
+  /** Called after a job's export succeeded, before the job completes (e.g. to e-mail the link). */
+  onComplete?(result: ExportJobResult, job: ExportJob): unknown
+}
+
+export interface ExportJobResult {
+  location: S3Location
+  rows: number
+  bytes: number
+  /** Presigned GET URL of the export. */
+  url: string
+  /** True when this attempt continued an earlier one's upload. */
+  resumed: boolean
+}
+
+/** The part of a BullMQ Job (5.58 or later) a sharded export uses. */
+export interface ShardedExportJob {
+  id?: string
+  name: string
+  data: Record<string, unknown> & {
+    shardedExport?: ShardedExportState
+    exportShard?: ShardAssignment & { range: ShardRange; split?: SplitOptions }
+    exportCheckpoint?: ExportCheckpoint
+  }
+  attemptsMade: number
+  opts: { attempts?: number; backoff?: unknown }
+  queueQualifiedName: string
+  updateProgress(progress: object): Promise<unknown>
+  updateData(data: Record<string, unknown>): Promise<unknown>
+  moveToWaitingChildren(token: string): Promise<boolean>
+  getChildrenValues(): Promise<Record<string, unknown>>
+  getFailedChildrenValues(): Promise<Record<string, string>>
+  removeUnprocessedChildren(): Promise<void>
+}
+
+/** The part of a BullMQ Queue the parent uses: the queue its worker takes jobs from. */
+export interface ShardQueue {
+  addBulk(jobs: Array<{ name: string; data: object; opts: object }>): Promise<unknown>
+  getJob(id: string): Promise<{ data: Record<string, unknown> } | undefined>
+}
+
+/** What the parent saves in its job's data between its runs. */
+export interface ShardedExportState {
+  /** `planned`: the upload exists, the children may not; `waiting`: the children were added. */
+  step: 'planned' | 'waiting'
+  /** The object's key; a split flow's manifest and parts are named after it. */
+  key: string
+  /** The upload the shards write into; none for a split flow. */
+  uploadId?: string
+  /** The prefix of what the shards write apart: pieces to join, or a split flow's parts. */
+  stashPrefix: string
+  /** A split flow: each shard writes complete parts, the parent one manifest of them all. */
+  split?: SplitOptions
+  ranges: ShardRange[]
+  /** A JSON array (compressed or not): the parent mends its start (see `jsonArrayStart`). */
+  jsonArray?: { gzip: boolean; zstd?: boolean }
+  /** The upload was completed: the export has landed. */
+  completed?: boolean
+}
+
+export interface ShardedExportProcessorOptions {
+  s3: S3ClientLike
+  bucket: string
+  /** The queue this processor's Worker takes jobs from: the parent adds its shards' jobs to it. */
+  queue: ShardQueue
+  /** Key prefix: objects are `${prefix}/${job.id}.${ext}[.gz]` unless the spec names a key. Default `exports`. */
+  prefix?: string
+  /** The key ranges of a parent job, e.g. `planShards({ pool, table, key: 'id', shards: 8 })`. */
+  plan(job: ShardedExportJob): ShardRange[] | Promise<ShardRange[]>
+  /**
+   * The export of one range: a keyset source from `after` (the range's start, or where a crashed
+   * attempt stopped) to `range.until`, a format (`csv()`, `jsonl()` or `jsonArray()`; with `split`,
+   * any of this library) and gzip. Called for the parent too, with range 0, for the object's key,
+   * type and `split` (its source is not read).
+   */
+  resolve(job: ShardedExportJob, context: { range: ShardRange; after?: unknown }): ShardedExportSpec | Promise<ShardedExportSpec>
+  /** Lifetime of the presigned URL in the result. Default 86400 (a day). */
+  urlExpiresIn?: number
+  /** First part size; a shard's parts grow within its share of S3's 10,000. Default 8 MiB. */
+  partSize?: number
+  /** Time between a shard's job.updateProgress calls. Default 1000 ms. */
+  progressIntervalMs?: number
+}
+
+/** A range's export; with `split`, the shards write complete parts and the parent a manifest of them. */
+export interface ShardedExportSpec extends ExportSpec {
+  /** Write the export as parts of `rows` or `bytes` each (see docs/parts.md), each shard its own. */
+  split?: SplitOptions
+}
+
+export interface ShardedExportResult {
+  /** The object; a split flow's manifest. */
+  location: S3Location
+  rows: number
+  bytes: number
+  shards: number
+  /** Presigned GET URL of the export (a split flow: of its manifest). */
+  url: string
+  /** A split flow: how many parts the manifest lists, and a presigned URL of each, in order. */
+  parts?: number
+  urls?: string[]
+  /** What could not be removed after the commit (pieces held apart; a split flow: the previous export's parts, the flow's leftovers). */
+  leftBehind?: string[]
+}
+
+/** A sharded processor's options, checked and defaulted: what its parent and child jobs run with. */
+export type ShardedContext = Required<ShardedExportProcessorOptions>
+
+/** Whether no attempt of this job comes after this one (BullMQ counts `attemptsMade` from 0). */
+export const isFinalAttempt = (job: { attemptsMade: number; opts: { attempts?: number } }): boolean => job.attemptsMade + 1 >= (job.opts.attempts ?? 1)

@@ -1,0 +1,415 @@
+// A partitioned export: rows routed by their partition values into one part writer per partition
+// (a complete file or object each, cut further by `split`), and one manifest over all of them,
+// written last: the commit point of the whole set (docs/partitions.md).
+import { once } from 'node:events'
+import { Writable } from 'node:stream'
+import { ExportError, invalidOption, toExportError } from '../core/errors.js'
+import { checkBoolean, checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../core/options.js'
+import { isRowBatch, rowBatch, WAITING_CHUNKS, type Location, type Manifest, type PartInfo, type PartStore, type Row, type RowBatch } from '../core/types.js'
+import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
+import { claimManifest, commitError, commitManifest } from './commit.js'
+import { buildManifest, manifestBytes, partsKind } from './manifest.js'
+import { nameParts, newRunId } from './names.js'
+import { expandTemplate, hiveTemplate, parseTemplate, partitionPartOf, valueText, type PartitionTemplate } from './partition-names.js'
+import type { Format } from './part.js'
+import { SplitWriter, type SplitOptions, type SplitWriterOptions } from './writer.js'
+
+/** The values of a row's partition, by the placeholders of the name template. */
+export type PartitionFunction = (row: Row) => Record<string, unknown>
+
+/** `exportStream({ partitionBy })`: columns, a function of the row, or these options. */
+export type PartitionBy = string | string[] | PartitionFunction | PartitionOptions
+
+export interface PartitionOptions {
+  /** The partition columns (each a placeholder of the sink's path: `exports/{customer}.csv.gz`), or a function of the row giving the placeholders' values. */
+  by: string | string[] | PartitionFunction
+  /** Hive-style names from columns: the sink's `out/events.parquet` becomes `out/customer=acme/events-<run>-00001.parquet`. */
+  hive?: boolean
+  /**
+   * Partitions written at once. A row of a new partition past them finishes the partition written
+   * least recently; a row of a finished partition fails the export (order the rows by the
+   * partition columns). Memory: up to this many open parts (an S3 part buffers up to its part
+   * size). Default 16.
+   */
+  maxOpen?: number
+}
+
+const PARTITION_OPTION_NAMES = optionNames<PartitionOptions>({ by: true, hive: true, maxOpen: true })
+/** Partitions whose last part may still be landing while rows go on into others. */
+const MAX_CLOSING = 4
+
+interface Settings {
+  template: PartitionTemplate
+  values: PartitionFunction
+  /** The partition columns, when partitioned by columns (not by a function). */
+  columns: string[] | undefined
+  maxOpen: number
+  /** The manifest's path, as a name whose `manifestPath` it is. */
+  manifestName: string
+}
+
+/** Checks `partitionBy` against the sink's path or key (the name template). */
+export function checkPartitionBy(option: unknown, path: string): Settings {
+  const {
+    by,
+    hive = false,
+    maxOpen = 16,
+  } = typeof option === 'object' && option !== null && !Array.isArray(option) ? (checked(option) as PartitionOptions) : { by: option as PartitionOptions['by'] }
+  checkPositiveInteger('partitionBy.maxOpen', maxOpen)
+  checkBoolean('partitionBy.hive', hive)
+  let values: PartitionFunction
+  let columns: string[] | undefined
+  if (typeof by === 'function') values = by
+  else {
+    columns =
+      typeof by === 'string'
+        ? [by]
+        : Array.isArray(by)
+          ? by
+          : invalidOption('partitionBy', 'a column, columns, a function of the row or { by, hive, maxOpen }', by)
+    if (columns.length === 0) invalidOption('partitionBy', 'at least one column', by)
+    columns.forEach((column, i) => checkString(`partitionBy[${i}]`, column))
+    const picked = columns
+    values = (row) => Object.fromEntries(picked.map((column) => [column, row[column]]))
+  }
+  if (hive && columns === undefined) invalidOption('partitionBy.hive', 'used with partition columns', hive)
+  const template = parseTemplate(hive ? hiveTemplate(path, columns!) : path)
+  if (columns) {
+    const missing = columns.find((column) => !template.names.includes(column))
+    if (missing !== undefined)
+      invalidOption('partitionBy', `columns the sink's path names as {placeholders} (${JSON.stringify(path)} has no {${missing}})`, columns)
+    const extra = template.names.find((name) => !columns.includes(name))
+    if (extra !== undefined)
+      invalidOption('partitionBy', `the columns of every {placeholder} in the sink's path (${JSON.stringify(path)} has {${extra}})`, columns)
+  }
+  const { stem, extensions } = nameParts(template.relative.slice(template.relative.search(/[^/\\]*$/)))
+  const manifestStem = stem.replace(/\{[^{}]*\}/g, '').replace(/^[-_.]+|[-_.]+$/g, '') || 'partitions'
+  return { template, values, columns, maxOpen, manifestName: `${template.base}${manifestStem}${extensions}` }
+}
+
+function checked(option: object): object {
+  checkObject('partitionBy', option, PARTITION_OPTION_NAMES)
+  if (typeof (option as PartitionOptions).by === 'function') checkFunction('partitionBy.by', (option as PartitionOptions).by)
+  return option
+}
+
+interface Partition<L extends object> {
+  values: Record<string, unknown>
+  writer: SplitWriter<L>
+  finished: Promise<void>
+}
+
+export interface PartitionWriterOptions<L extends object> extends Pick<SplitWriterOptions<L>, 'compression' | 'keyOf' | 'columns'> {
+  store: PartStore<L>
+  settings: Settings
+  format: Format
+  transforms: RowTransform[]
+  limits: SplitOptions
+}
+
+/**
+ * The last stage of a partitioned export: takes rows (object mode), applies the transforms, writes
+ * each into its partition's part writer, and on finish writes the one manifest (commit.ts). A
+ * failure or a destroy before the manifest removes every part of every partition.
+ */
+export class PartitionWriter<L extends object = Location> extends Writable {
+  /** Rows come in batches when nothing transforms them and the format takes batches (see `SourceExtras.sendBatches`). */
+  readonly takesBatches: boolean
+  /** Called once every part has landed, before the manifest (the final progress report). */
+  beforeCommit: (() => Promise<void>) | undefined
+  readonly #options: PartitionWriterOptions<L>
+  readonly #settings: Settings
+  readonly #store: PartStore<L>
+  /** Partitions being written, least recently written first, by the text of their values (see #identify). */
+  readonly #open = new Map<string, Partition<L>>()
+  readonly #all: Array<Partition<L>> = []
+  readonly #finished = new Set<string>()
+  readonly #closing = new Set<Promise<void>>()
+  /** Partition paths by their lower-case form: two that differ only in case get apart names. */
+  readonly #cases = new Map<string, string[]>()
+  #nextFormat: Format | undefined
+  readonly #run = newRunId()
+  #index = 0
+  #rows = 0
+  #firstRow: Row | undefined
+  /** The partition of the row before, and its column values. */
+  #last: { key: string; partition: Partition<L>; raw: unknown[] } | undefined
+  /** Paths by their values' text (see #identify): encoding each row's values would cost more than the rest of the row. */
+  readonly #paths = new Map<string, string>()
+  #manifest: Manifest<L> | undefined
+  #location: L | undefined
+  #leftBehind: string[] = []
+  #committing: Promise<{ landed: unknown }> | undefined
+  #stopped = false
+
+  constructor(options: PartitionWriterOptions<L>) {
+    const batches = options.transforms.length === 0 && options.format.takesBatches === true && options.limits.bytes === undefined
+    // A batch is a thousand rows: a few of them wait, as for any stage that takes batches.
+    super({ objectMode: true, highWaterMark: batches ? WAITING_CHUNKS : 64 })
+    this.#options = options
+    this.#settings = options.settings
+    this.#store = { ...options.store, name: options.settings.manifestName }
+    this.#nextFormat = options.format
+    this.takesBatches = batches
+  }
+
+  get rows(): number {
+    return this.#rows
+  }
+  get bytes(): number {
+    return this.#all.reduce((sum, partition) => sum + partition.writer.bytes, 0)
+  }
+  get uncompressedBytes(): number {
+    return this.#all.reduce((sum, partition) => sum + partition.writer.uncompressedBytes, 0)
+  }
+  /** Every part, partition after partition (in the order their first rows came). */
+  get parts(): ReadonlyArray<PartInfo<L>> {
+    return this.#manifest?.parts ?? []
+  }
+  get manifest(): Manifest<L> | undefined {
+    return this.#location === undefined ? undefined : this.#manifest
+  }
+  get location(): L | undefined {
+    return this.#location
+  }
+  get leftBehind(): string[] {
+    return this.#leftBehind
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    const { format, compression, settings } = this.#options
+    claimManifest(this.#store, { ...partsKind(format, compression), name: settings.template.relative }).then(
+      () => callback(),
+      (error: unknown) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+    )
+  }
+
+  override _write(source: Row | RowBatch, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (isRowBatch(source)) return void this.#putBatch(source.rows).then(() => callback(), callback)
+    let row: unknown
+    try {
+      row = applyTransforms(this.#options.transforms, source, this.#index++)
+    } catch (error) {
+      return callback(error as Error)
+    }
+    if (row instanceof Promise) {
+      row.then((value) => (value === undefined ? undefined : this.#route(value as Row))).then(() => callback(), callback)
+      return
+    }
+    let waiting: Promise<void> | undefined
+    try {
+      waiting = row === undefined ? undefined : this.#route(row as Row)
+    } catch (error) {
+      return callback(error as Error)
+    }
+    // Synchronous for a row of an open partition that needs no waiting (no backpressure, no new partition).
+    if (waiting === undefined) callback()
+    else waiting.then(() => callback(), callback)
+  }
+
+  // The row into its partition's writer; a promise when it must wait (a partition to finish, backpressure).
+  #route(row: Row): Promise<void> | undefined {
+    const partition = this.#partitionOf(row)
+    if (partition instanceof Promise) return partition.then((started) => this.#write(started, row, 1))
+    return this.#write(partition, row, 1)
+  }
+
+  // A batch (see takesBatches): each run of rows of one partition goes to it as one slice.
+  async #putBatch(rows: readonly Row[]): Promise<void> {
+    const first = this.#index // (the index counts rows, for the row number in an error)
+    for (let at = 0; at < rows.length;) {
+      this.#index = first + at + 1
+      const partition = await this.#partitionOf(rows[at]!)
+      let end = at + 1
+      while (end < rows.length && ((this.#index = first + end + 1), this.#sameAsLast(rows[end]!))) end++
+      await this.#write(partition, rowBatch(rows.slice(at, end)), end - at)
+      at = end
+    }
+    this.#index = first + rows.length
+  }
+
+  // Whether a row belongs to the partition of the row before.
+  #sameAsLast(row: Row): boolean {
+    const { columns } = this.#settings
+    const last = this.#last
+    if (last === undefined || this.#open.get(last.key) !== last.partition) return false
+    // Ordered rows by columns: the same column values (no values object, no path).
+    if (columns) return columns.every((column, i) => row[column] === last.raw[i])
+    return this.#identify(this.#valuesOf(row)).key === last.key
+  }
+
+  // The partition of a row: the row before's, an open one, or a new one (which may first wait for
+  // the least recently written to finish).
+  #partitionOf(row: Row): Partition<L> | Promise<Partition<L>> {
+    if (this.#settings.columns && this.#sameAsLast(row)) return this.#last!.partition
+    const values = this.#valuesOf(row)
+    const { key, path } = this.#identify(values)
+    const partition = this.#open.get(key)
+    if (partition === undefined) return this.#newPartition(key, path, values, row)
+    this.#open.delete(key) // written now: the most recent
+    this.#open.set(key, partition)
+    this.#last = { key, partition, raw: this.#settings.columns?.map((column) => row[column]) ?? [] }
+    return partition
+  }
+
+  #valuesOf(row: Row): Record<string, unknown> {
+    let values: Record<string, unknown>
+    try {
+      values = this.#settings.values(row)
+      if (typeof values !== 'object' || values === null) throw new Error(`it returned ${String(values)}`)
+    } catch (error) {
+      throw new ExportError('ERR_TRANSFORM', 'transform', `partitionBy failed on row ${this.#index - 1}: ${(error as Error).message}`, { cause: error })
+    }
+    const missing = this.#settings.template.names.find((name) => !(name in values))
+    if (missing !== undefined) throw new ExportError('ERR_TRANSFORM', 'transform', `partitionBy gave no value for {${missing}} on row ${this.#index - 1}`)
+    return values
+  }
+
+  async #newPartition(key: string, path: string, values: Record<string, unknown>, row: Row): Promise<Partition<L>> {
+    if (this.#finished.has(key)) {
+      throw new ExportError(
+        'ERR_SOURCE',
+        'source',
+        `A row of the partition ${path.slice(this.#settings.template.base.length)} came after that partition was finished (${this.#settings.maxOpen} others were written since): order the rows by the partition columns, or raise partitionBy.maxOpen`,
+      )
+    }
+    if (this.#open.size >= this.#settings.maxOpen) await this.#finishOldest()
+    const partition = this.#start(path, values)
+    this.#open.set(key, partition)
+    this.#last = { key, partition, raw: this.#settings.columns?.map((column) => row[column]) ?? [] }
+    this.#firstRow ??= row
+    return partition
+  }
+
+  #write(partition: Partition<L>, chunk: Row | RowBatch, rows: number): Promise<void> | undefined {
+    this.#rows += rows
+    if (partition.writer.write(chunk)) return undefined
+    return Promise.race([once(partition.writer, 'drain'), partition.finished]).then(() => undefined)
+  }
+
+  // A partition's identity (the text of its values: 1 and '1' are one partition) and its path,
+  // from a cache. Two partitions whose paths are the same (`{a}-{b}` of x-y,z and x,y-z) are apart
+  // by their identity, and their names by #caseApart.
+  #identify(values: Record<string, unknown>): { key: string; path: string } {
+    const key = JSON.stringify(
+      this.#settings.template.names.map((name) => (values[name] === null || values[name] === undefined ? null : valueText(values[name]))),
+    )
+    let path = this.#paths.get(key)
+    if (path === undefined) {
+      path = expandTemplate(this.#settings.template, values)
+      if (this.#paths.size >= 10_000) this.#paths.clear()
+      this.#paths.set(key, path)
+    }
+    return { key, path }
+  }
+
+  #start(path: string, values: Record<string, unknown>): Partition<L> {
+    if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped')
+    const format = this.#nextFormat!
+    this.#nextFormat = format.nextPart?.()
+    const { compression, keyOf, columns, limits, transforms } = this.#options
+    const writer = new SplitWriter<L>({
+      target: { files: { ...this.#options.store, name: this.#caseApart(path) } },
+      format,
+      compression,
+      transforms: [],
+      keyOf: transforms.length === 0 ? keyOf : undefined, // the key of a transformed row is not the source's
+      columns,
+      limits,
+      commits: false,
+      run: this.#run,
+    })
+    const finished = new Promise<void>((resolve, reject) => {
+      writer.once('finish', resolve)
+      writer.once('error', reject)
+    })
+    finished.catch((error: Error) => this.destroy(error)) // a partition that fails fails the export at once
+    const partition = { values, writer, finished }
+    this.#all.push(partition)
+    return partition
+  }
+
+  // `out/Acme.csv` after `out/acme.csv` becomes `out/Acme~2.csv`: apart on a case-insensitive disk
+  // (and a path another partition's values made too, alike).
+  #caseApart(path: string): string {
+    const lower = path.toLowerCase()
+    const same = this.#cases.get(lower) ?? []
+    this.#cases.set(lower, [...same, path])
+    if (same.length === 0) return path
+    const { dir, stem, extensions } = nameParts(path)
+    return `${dir}${stem}~${same.length + 1}${extensions}`
+  }
+
+  async #finishOldest(): Promise<void> {
+    const [key, partition] = this.#open.entries().next().value!
+    this.#open.delete(key)
+    this.#finished.add(key)
+    partition.writer.end()
+    // (Its failure fails the export through `finished`; this promise only counts it.)
+    const closing = partition.finished.finally(() => this.#closing.delete(closing)).catch(() => {})
+    this.#closing.add(closing)
+    if (this.#closing.size > MAX_CLOSING) await Promise.race(this.#closing)
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#finish().then(() => callback(), callback)
+  }
+
+  async #finish(): Promise<void> {
+    for (const partition of this.#open.values()) partition.writer.end()
+    await Promise.all(this.#all.map((partition) => partition.finished))
+    await this.beforeCommit?.()
+    const { format, compression, settings, columns } = this.#options
+    const base = settings.template.base
+    const parts = this.#all.flatMap((partition) =>
+      partition.writer.parts.map((part) => ({ ...part, name: relativeName(part.location, base), partition: partition.values })),
+    )
+    const manifest = buildManifest(
+      settings.template.relative,
+      { ...partsKind(format, compression), columns: columns() ?? (this.#firstRow && Object.keys(this.#firstRow)) },
+      parts,
+    )
+    this.#manifest = { ...manifest, partitionBy: settings.template.names }
+    if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before its manifest was written')
+    const committing = commitManifest(this.#store, manifestBytes(this.#manifest), this.#manifest, () => this.#stopped, partitionPartOf(settings.template))
+    this.#committing = committing
+    const outcome = await committing
+    if (outcome.landed !== true) throw commitError(outcome)
+    this.#location = outcome.location
+    this.#leftBehind = outcome.leftBehind
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stopped = true
+    this.#stop(error).then(
+      () => callback(error),
+      (cleanupError: unknown) => callback(error ?? toExportError(cleanupError, 'ERR_SINK', 'sink')),
+    )
+  }
+
+  // Every partition's parts are removed unless the manifest has landed (or may have: then they
+  // are kept and named in leftBehind).
+  async #stop(error: Error | null): Promise<void> {
+    for (const partition of this.#all) partition.writer.destroy(error ?? new Error('stopped'))
+    // (Not events.once: it would reject with the error the writer is destroyed with.)
+    await Promise.all(this.#all.map(({ writer }) => new Promise<void>((resolve) => (writer.closed ? resolve() : writer.once('close', () => resolve())))))
+    this.#nextFormat?.destroy()
+    const outcome = await this.#committing?.catch(() => undefined)
+    if (outcome?.landed === true) return
+    if (outcome?.landed === 'unknown') {
+      this.#leftBehind = this.#all.flatMap((partition) => partition.writer.parts.map((part) => relativeName(part.location, '')))
+      return
+    }
+    const left: string[] = []
+    // A partition stopped mid-way removed its own parts; one that had finished has them still.
+    // The latest first: the folders the first partition made are emptied before it removes them.
+    for (const { writer } of [...this.#all].reverse()) left.push(...(writer.partsDone ? await writer.discardParts() : writer.leftBehind))
+    this.#leftBehind = left
+  }
+}
+
+/** A part's path or key from the manifest's folder. */
+function relativeName(location: object, base: string): string {
+  const where = 'key' in location ? String(location.key) : 'path' in location ? String(location.path) : ''
+  return where.startsWith(base) ? where.slice(base.length) : where
+}

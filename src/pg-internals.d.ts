@@ -1,6 +1,0 @@
-// pg's own value conversion (Dates, arrays, Buffers, toPostgres), which the COPY source uses to
-// inline parameters exactly as pg would send them. @types/pg does not declare this module.
-declare module 'pg/lib/utils.js' {
-  const utils: { prepareValue(value: unknown): string | Buffer | null | undefined }
-  export default utils
-}

@@ -1,0 +1,116 @@
+// The S3 client, and the object commands every S3 writer shares (PutObject, GetObject,
+// HeadObject, DeleteObject, ListObjectsV2): each constructed here only.
+import { loadOptional } from '../../core/optional.js'
+
+type S3Commands = typeof import('@aws-sdk/client-s3')
+
+/** An `S3Client` of @aws-sdk/client-s3 (structural, so our types do not pin the SDK's). */
+export interface S3ClientLike {
+  send(command: never, options?: { abortSignal?: AbortSignal }): Promise<unknown>
+}
+
+/** Where an S3 writer writes. */
+export interface S3Target {
+  client: S3ClientLike
+  bucket: string
+  key: string
+}
+
+export interface S3Location {
+  bucket: string
+  key: string
+  etag?: string
+  versionId?: string
+}
+
+export const loadS3 = (): S3Commands => loadOptional<S3Commands>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
+
+/**
+ * Sends a command. Some stores (Ceph RGW) answer errors with an empty `<Message>`, which the SDK
+ * turns into `UnknownError`: the message then names the error and its HTTP status instead.
+ */
+export async function send<T>(client: S3ClientLike, command: unknown, signal?: AbortSignal): Promise<T> {
+  try {
+    return (await client.send(command as never, signal ? { abortSignal: signal } : undefined)) as T
+  } catch (error) {
+    const e = error as Error & { $metadata?: { httpStatusCode?: number } }
+    if (e instanceof Error && (e.message === '' || e.message === 'UnknownError') && e.name && e.name !== 'Error') {
+      const status = e.$metadata?.httpStatusCode
+      e.message = status ? `${e.name} (HTTP ${status})` : e.name
+    }
+    throw error
+  }
+}
+
+/**
+ * A multipart upload that no longer exists (aborted or completed): S3 answers `NoSuchUpload`;
+ * Ceph RGW answers ListParts of a finished upload with `NoSuchKey`.
+ */
+export const isGone = (error: unknown): boolean => ['NoSuchUpload', 'NoSuchKey'].includes((error as Error | undefined)?.name ?? '')
+
+/** The object parameters of a new object (PutObject, CreateMultipartUpload). */
+export interface ObjectParams {
+  ContentType?: string
+  ContentEncoding?: string
+  ContentDisposition?: string
+  Metadata?: Record<string, string>
+  StorageClass?: string
+  ServerSideEncryption?: string
+}
+
+/** PutObject of a whole body. */
+export async function putObject({ client, bucket, key }: S3Target, body: Buffer, params: ObjectParams = {}): Promise<S3Location> {
+  const s3 = loadS3()
+  const command = new s3.PutObjectCommand({ ...(params as object), Bucket: bucket, Key: key, Body: body })
+  const result = await send<{ ETag?: string; VersionId?: string }>(client, command)
+  return { bucket, key, etag: result.ETag, versionId: result.VersionId }
+}
+
+/** A GetObject command (sent here, or signed for a download link). */
+export function getObjectCommand(bucket: string, key: string, responseContentDisposition?: string): object {
+  const s3 = loadS3()
+  return new s3.GetObjectCommand({ Bucket: bucket, Key: key, ResponseContentDisposition: responseContentDisposition })
+}
+
+/** The bytes of an object, or `undefined` when there is none. */
+export async function getObject({ client, bucket, key }: S3Target): Promise<Buffer | undefined> {
+  try {
+    const object = await send<{ Body: { transformToByteArray(): Promise<Uint8Array> } }>(client, getObjectCommand(bucket, key))
+    return Buffer.from(await object.Body.transformToByteArray())
+  } catch (error) {
+    if ((error as Error).name === 'NoSuchKey') return undefined
+    throw error
+  }
+}
+
+/** HeadObject: the object's ETag and version, or `undefined` when there is none (404); other errors are thrown. */
+export async function headObject({ client, bucket, key }: S3Target): Promise<{ ETag?: string; VersionId?: string } | undefined> {
+  const s3 = loadS3()
+  return send<{ ETag?: string; VersionId?: string }>(client, new s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
+    const { name, $metadata } = error as Error & { $metadata?: { httpStatusCode?: number } }
+    if (name === 'NotFound' || name === 'NoSuchKey' || $metadata?.httpStatusCode === 404) return undefined
+    throw error
+  })
+}
+
+/** DeleteObject (of one version, when given); nothing there is not an error. */
+export async function deleteObject({ client, bucket, key }: S3Target, versionId?: string): Promise<void> {
+  const s3 = loadS3()
+  await send(client, new s3.DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }))
+}
+
+/** Every key under a prefix (ListObjectsV2, page by page). */
+export async function listKeys(client: S3ClientLike, bucket: string, prefix: string): Promise<string[]> {
+  const s3 = loadS3()
+  const keys: string[] = []
+  let ContinuationToken: string | undefined
+  do {
+    const page = await send<{ Contents?: Array<{ Key?: string }>; NextContinuationToken?: string }>(
+      client,
+      new s3.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken }),
+    )
+    for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key)
+    ContinuationToken = page.NextContinuationToken
+  } while (ContinuationToken !== undefined)
+  return keys
+}
