@@ -332,6 +332,71 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     }
   })
 
+  it('sendExportEvents: events that come while the job is read wait for the headers (text/event-stream, the status first); an end then is sent once', async () => {
+    const name = `se-events-early-${Date.now()}`
+    const queue = new Queue(name, { connection: newConnection() })
+    const queueEvents = new QueueEvents(name, { connection: newConnection() })
+    await queueEvents.waitUntilReady()
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const worker = new Worker(
+      name,
+      async (job) => {
+        await job.updateProgress({ rows: 5, percent: 50 })
+        if (job.data.fail) throw new Error('the source is gone')
+        await gate
+        return { rows: 10 }
+      },
+      { connection: newConnection(), autorun: false },
+    )
+    /** Waits until QueueEvents has passed on `event` for job `id`. */
+    const reported = (event: 'progress' | 'failed', id: string) =>
+      new Promise<void>((resolve) => {
+        const listener = (args: { jobId: string }) => args.jobId === id && (queueEvents.off(event, listener), resolve())
+        queueEvents.on(event, listener)
+      })
+    // The real queue, read only once the worker has reported (progress; or the job's failure):
+    // those events reach the stream's listeners before its headers could be written.
+    const read = new Set<string>()
+    const server = createServer((req, res) => {
+      const [id, event] = req.url!.slice(1).split('/') as [string, 'progress' | 'failed']
+      const getJob = async (jobId: string) => {
+        if (!read.has(jobId)) {
+          if (read.size === 0) void worker.run()
+          read.add(jobId)
+          await reported(event, jobId)
+        }
+        return queue.getJob(jobId)
+      }
+      void sendExportEvents(res, {
+        queue: { getJob },
+        queueEvents,
+        jobId: id,
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    try {
+      const running = await queue.add('export', {})
+      const response = await fetch(`${url}/${running.id}/progress`)
+      expect(response.headers.get('content-type')).toBe('text/event-stream') // what EventSource requires, or it gives up
+      release()
+      const events = sseEvents(await response.text())
+      expect(events.map(([event]) => event)).toEqual(['status', 'progress', 'completed'])
+      expect(events[0]).toEqual(['status', { state: 'active', progress: { rows: 5, percent: 50 } }])
+      expect(events.at(-1)).toEqual(['completed', { result: { rows: 10 } }])
+
+      // A job that failed while it was read: its status says so, once, and the stream ends.
+      const failing = await queue.add('export', { fail: true })
+      const failed = await fetch(`${url}/${failing.id}/failed`)
+      expect(failed.headers.get('content-type')).toBe('text/event-stream')
+      expect(sseEvents(await failed.text())).toEqual([['status', { state: 'failed', progress: { rows: 5, percent: 50 }, error: 'the source is gone' }]])
+      expect(queueEvents.listenerCount('progress')).toBe(0)
+    } finally {
+      await closeEvents(worker, server, queueEvents, queue)
+    }
+  })
+
   it('runs an export job: progress while it runs, the object at a stable key, a presigned URL', async () => {
     const name = `se-test-${Date.now()}`
     const queue = new Queue(name, { connection: newConnection() })

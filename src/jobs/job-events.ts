@@ -57,12 +57,19 @@ export interface ExportEventsOptions {
 export async function sendExportEvents(response: EventResponse, options: ExportEventsOptions): Promise<void> {
   const { queue, queueEvents, jobId, result = (value: unknown) => value, checkIntervalMs = 5000 } = options
   if (!Number.isFinite(checkIntervalMs) || checkIntervalMs <= 0) invalidOption('checkIntervalMs', 'a positive number of milliseconds', checkIntervalMs)
-  const send = (event: string, data: unknown) => response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+  // Events that come before the headers are written (while the job is read) wait for them: a
+  // write before writeHead would send the headers without text/event-stream.
+  let pending: string[] | undefined = []
+  const send = (event: string, data: unknown) => {
+    const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+    if (pending) pending.push(text)
+    else response.write(text)
+  }
   let finished: () => void = () => {}
   const done = new Promise<void>((resolve) => (finished = resolve))
   let ended = false
   let timer: NodeJS.Timeout | undefined
-  const end = () => {
+  const close = () => {
     if (ended) return
     ended = true
     clearTimeout(timer)
@@ -72,6 +79,9 @@ export async function sendExportEvents(response: EventResponse, options: ExportE
     response.end()
     finished()
   }
+  // An end reported before the headers: the job's state, read next, says it.
+  let endedEarly = false
+  const end = () => (pending ? (endedEarly = true) : close())
   const onProgress = (args: { jobId: string; data?: unknown }) => void (args.jobId === jobId && send('progress', args.data))
   const onCompleted = (args: { jobId: string; returnvalue?: unknown }) => {
     if (args.jobId !== jobId) return
@@ -87,26 +97,34 @@ export async function sendExportEvents(response: EventResponse, options: ExportE
   queueEvents.on('progress', onProgress)
   queueEvents.on('completed', onCompleted)
   queueEvents.on('failed', onFailed)
-  response.once('close', end)
+  response.once('close', close)
   let job = await queue.getJob(jobId)
+  if (ended) return done // the client went away meanwhile
   if (!job) {
     response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
     response.write('no such export\n')
-    end()
+    close()
     return done
   }
   const state = await job.getState()
   // The job was read before its state: one that ended between the two is read again, with its result.
   if (state === 'completed' || state === 'failed') job = (await queue.getJob(jobId)) ?? job
+  if (ended) return done
   response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
   response.write('retry: 2000\n\n')
+  const early = pending
+  pending = undefined
   send('status', {
     state,
     progress: job.progress ?? null,
     ...(state === 'completed' ? { result: result(job.returnvalue) } : {}),
     ...(state === 'failed' ? { error: job.failedReason } : {}),
   })
-  if (state === 'completed' || state === 'failed') end()
+  // A job that had ended is told by its status alone; one still running then gets what came
+  // meanwhile, its end included.
+  if (state === 'completed' || state === 'failed') close()
+  else for (const text of early) response.write(text)
+  if (endedEarly) close()
   // The state read again now and then: the end is sent once, whoever sees it first.
   const check = async () => {
     try {
@@ -114,7 +132,7 @@ export async function sendExportEvents(response: EventResponse, options: ExportE
       const state = await now?.getState()
       if (state === 'completed' || state === 'failed') now = await queue.getJob(jobId) // read after it ended: with its result
       if (ended) return
-      if (!now) return end() // removed meanwhile
+      if (!now) return close() // removed meanwhile
       if (state === 'completed') return onCompleted({ jobId, returnvalue: now.returnvalue })
       if (state === 'failed') return onFailed({ jobId, failedReason: now.failedReason })
       response.write(': still running\n\n') // a comment: keeps idle proxies from closing the stream
