@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { Readable } from 'node:stream'
 import { createServer } from 'node:http'
 import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
@@ -7,7 +8,7 @@ import { gunzipSync, zstdDecompressSync } from 'node:zlib'
 import pg from 'pg'
 import { parse } from 'csv-parse/sync'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { csv, exportStream, fromIterable, jsonArray, jsonl, postgresKeysetSource } from '../src/index.js'
+import { csv, exportStream, fromIterable, jsonArray, jsonl, postgresKeysetSource, postgresSource } from '../src/index.js'
 import {
   createExportProcessor,
   notifyWebhook,
@@ -215,6 +216,58 @@ describe('resumable upload errors', () => {
       onCheckpoint: async () => {},
     }).catch((e) => e)
     expect(sink.code).toBe('ERR_SINK')
+  })
+})
+
+describe('an export job that fails before its export starts (S3 asked first)', () => {
+  const job = (id: string) => ({ id, data: {}, attemptsMade: 0, opts: {}, updateProgress: async () => {}, updateData: async () => {} })
+
+  it("gives the source's connection back: a pool of one still answers after failures of S3", async () => {
+    const one = new pg.Pool({ connectionString: databaseUrl(), max: 1, connectionTimeoutMillis: 3000 })
+    s3.inject({ op: 'ListMultipartUploads', action: 403, times: 100 })
+    try {
+      const processor = createExportProcessor({
+        s3: s3.client,
+        bucket: s3.bucket,
+        resolve: async () => ({ source: postgresKeysetSource({ pool: one, table: TABLE, key: 'id' }), format: csv() }),
+      })
+      const plain = createExportProcessor({
+        s3: s3.client,
+        bucket: s3.bucket,
+        resolve: async () => ({ source: postgresSource({ pool: one, text: `select * from ${TABLE}` }), format: csv() }),
+      })
+      await expect(processor(job('gap-1'))).rejects.toMatchObject({ code: 'ERR_SINK' }) // resumable: the upload opened first
+      await expect(plain(job('gap-2'))).rejects.toMatchObject({ code: 'ERR_SINK' }) // not resumable: uploads aborted first
+      expect((await one.query('select 1 as one')).rows).toEqual([{ one: 1 }])
+    } finally {
+      s3.clearFaults()
+      await Promise.race([one.end(), new Promise((resolve) => setTimeout(resolve, 1000))]) // a client never released keeps end() waiting
+    }
+  })
+
+  it('a source that fails meanwhile, with no listener of its own: the job fails with its error, nothing is thrown past it', async () => {
+    s3.inject({ op: 'ListMultipartUploads', action: 'pass', delayMs: 300 })
+    const uncaught: unknown[] = []
+    const record = (error: unknown) => uncaught.push(error)
+    process.on('uncaughtException', record)
+    try {
+      const processor = createExportProcessor({
+        s3: s3.client,
+        bucket: s3.bucket,
+        resolve: async () => {
+          const source = new Readable({ objectMode: true, read() {} })
+          setTimeout(() => source.destroy(new Error('the database went away')), 50)
+          return { source, format: csv() }
+        },
+      })
+      const failure = await processor(job('gap-3')).catch((error: unknown) => error)
+      expect(uncaught).toEqual([])
+      expect(failure).toMatchObject({ code: 'ERR_SOURCE', message: expect.stringContaining('the database went away') })
+      expect(await s3.exists('exports/gap-3.csv')).toBe(false)
+    } finally {
+      process.off('uncaughtException', record)
+      s3.clearFaults()
+    }
   })
 })
 

@@ -244,13 +244,13 @@ describe('a watermark that cannot belong to the server (postgresIncrementalSourc
       const processor = createExportProcessor({
         s3: s3.client,
         bucket: s3.bucket,
-        resolve: async () => {
-          const source = postgresIncrementalSource({ pool: main, table: TABLE, after: (await store.load(TABLE)) as IncrementalWatermark })
-          // The processor lists S3 uploads before it hands the source to exportStream: a source that
-          // fails in that gap has no 'error' listener yet (an uncaught exception, whatever the error).
-          source.on('error', () => {})
-          return { source, format: csv(), watermark: { store, name: TABLE } }
-        },
+        // As a worker's resolve is written: the source fails (ERR_STATE) while the processor still
+        // asks S3 about the key, before exportStream listens to it.
+        resolve: async () => ({
+          source: postgresIncrementalSource({ pool: main, table: TABLE, after: (await store.load(TABLE)) as IncrementalWatermark }),
+          format: csv(),
+          watermark: { store, name: TABLE },
+        }),
       })
       const job = { id: '1', data: {}, attemptsMade: 0, opts: {}, updateProgress: async () => {}, updateData: async () => {} }
       await expect(processor(job)).rejects.toMatchObject({ code: 'ERR_STATE', message: expect.stringContaining(`${ahead}`) })

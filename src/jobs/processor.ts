@@ -6,11 +6,12 @@ import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTim
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, checkPartSize, partSizeFor } from '../sinks/s3/multipart.js'
 import { exportKey, presignDownload } from '../sinks/s3/presign.js'
-import { ResumableUpload, type ExportCheckpoint } from '../sinks/s3/resumable.js'
+import { ResumableUpload, sinkError, type ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { s3Sink } from '../sinks/s3/sink.js'
 import type { Progress } from '../stages/progress.js'
 import { saveAfterCommit } from '../pipeline/watermark-store.js'
 import { COMPRESSION_CONTENT_TYPES } from '../core/types.js'
+import { holdSource } from './held-source.js'
 import { compressionOfSpec, isFinalAttempt, pipelineOf, type ExportJob, type ExportJobResult, type ExportProcessorOptions, type ExportSpec } from './types.js'
 
 const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
@@ -51,15 +52,24 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const jobId = String(job.id)
     const saved = job.data.exportCheckpoint
     const spec = await resolve(job, { after: saved?.lastKey })
-    const compression = compressionOfSpec(spec)
-    if (spec.key !== undefined) checkString('key', spec.key)
-    const key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, compression })
+    // S3 is asked before exportStream takes the source (see held-source.ts).
+    const { started, discard } = holdSource(spec)
+    let compression: ReturnType<typeof compressionOfSpec>
+    let key: string
+    try {
+      compression = compressionOfSpec(spec)
+      if (spec.key !== undefined) checkString('key', spec.key)
+      key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, compression })
+    } catch (error) {
+      discard()
+      throw error
+    }
     const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
     // Throttled where it comes from: exportStream's progress tap, or one call per uploaded part.
     const report = ({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }: Partial<Progress> & { rows: number }) =>
       void job.updateProgress({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }).catch(() => {})
 
-    const source = spec.source as { keyOf?: (row: unknown) => unknown; destroy?(): void }
+    const source = spec.source as { keyOf?: (row: unknown) => unknown }
     const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
       let result: { rows: number; bytes: number; location: S3Location; watermark?: unknown }
@@ -78,10 +88,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         const earlier = await upload.open()
         if (earlier) {
           // An earlier attempt completed the object and died before saying so: nothing to export.
-          source.destroy?.()
-          spec.format.destroy()
+          discard()
           result = { rows: saved!.rows, bytes: saved!.bytes, location: earlier }
         } else {
+          started()
           const startRows = saved?.rows ?? 0
           const startBytes = saved?.bytes ?? 0
           const exported = await exportStream({
@@ -101,7 +111,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         }
       } else {
         // Not resumable: uploads a crashed attempt left are aborted, and this attempt starts over.
-        await abortOtherUploads({ client: s3, bucket, key })
+        await abortOtherUploads({ client: s3, bucket, key }).catch((error: unknown) => {
+          throw sinkError(error)
+        })
+        started()
         const exported = await exportStream({
           ...pipelineOf(spec),
           sink: s3Sink({ client: s3, bucket, key, partSize, onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
@@ -119,6 +132,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
       return done
     } catch (error) {
+      discard() // when exportStream had not taken them yet
       // The upload vanished (aborted by a lifecycle rule or an operator) and the object is not
       // ours: the next attempt starts over instead of failing on the same checkpoint.
       if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload')

@@ -8,6 +8,7 @@ import { newRunId } from '../parts/names.js'
 import { s3Sink } from '../sinks/s3/sink.js'
 import { jsonText } from '../parts/manifest.js'
 import { splitShardKey, type SplitShardResult } from './sharded-split.js'
+import { holdSource } from './held-source.js'
 import { isFinalAttempt, pipelineOf, type ExportSpec, type ShardedContext, type ShardedExportJob } from './types.js'
 
 /** The last attempt's error, saved for the parent (a failed child's return value is not kept). */
@@ -60,8 +61,15 @@ export async function runShard(ctx: ShardedContext, job: ShardedExportJob): Prom
     // Every piece was uploaded by an attempt that died before it returned.
     if (!saved?.ended) {
       const spec = await resolve(job, { range: shard.range, after: saved === undefined ? shard.range.after : (saved.lastKey ?? shard.range.after) })
-      checkShardSpec(spec, false)
-      if (!(await upload.exists())) throw gone()
+      const { started, discard } = holdSource(spec)
+      try {
+        checkShardSpec(spec, false)
+        if (!(await upload.exists())) throw gone()
+        started()
+      } catch (error) {
+        discard()
+        throw error
+      }
       await exportStream({
         ...pipelineOf(spec),
         sink: upload,
