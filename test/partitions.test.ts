@@ -249,6 +249,16 @@ describe('hostile partition values', () => {
       partitionBy: 'day',
     }).catch((e: unknown) => e)
     expect(invalidDate).toMatchObject({ code: 'ERR_TRANSFORM', message: expect.stringContaining('invalid Date') })
+    // The manifest (JSON) holds each partition's raw value: NaN or Infinity would read back as null.
+    for (const score of [Number.NaN, Number.NEGATIVE_INFINITY]) {
+      const notFinite = await exportStream({
+        source: fromIterable([{ id: 1, score: 1 }, { id: 2, score }]),
+        format: csv(),
+        sink: fileSink({ path: join(dir, 'score-{score}.csv') }),
+        partitionBy: 'score',
+      }).catch((e: unknown) => e)
+      expect(notFinite).toMatchObject({ code: 'ERR_TRANSFORM', message: expect.stringContaining(`is ${score}`) })
+    }
     expect(await filesUnder(dir)).toEqual([])
   })
 

@@ -59,6 +59,8 @@ export function encodeValue(value: unknown): string {
 /** A partition value's text (what tells partitions apart); ERR_TRANSFORM for a value with none to go by. */
 export function valueText(value: unknown): string {
   if (typeof value === 'string') return value
+  if (typeof value === 'number' && !Number.isFinite(value))
+    throw new ExportError('ERR_TRANSFORM', 'transform', `A partition value is ${value}: the manifest (JSON) cannot hold it (map it to a string or null)`)
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value)
   if (value instanceof Date) {
     if (Number.isNaN(value.getTime())) throw new ExportError('ERR_TRANSFORM', 'transform', 'A partition value is an invalid Date')
