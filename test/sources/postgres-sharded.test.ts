@@ -117,7 +117,9 @@ describe('postgresShardedSource', () => {
     await exportStream({ source, format: jsonl(), sink, progressIntervalMs: 20, onProgress: (p) => void reports.push(p) })
     expect(reports.at(-1)).toMatchObject({ rows: 60000, totalRows: 60000 }) // counted in the export's snapshot
     expectSameBytes(sink.buffer(), expected)
-    expect(source.spilledBytes).toBeGreaterThan(expected.length / 2) // shards 2 and 3 went to disk
+    // Shards 2 and 3 (two thirds of the rows) went to disk, the most of them: how much depends on how
+    // far the first had drained when they finished (a busy machine: 49% of the bytes once).
+    expect(source.spilledBytes).toBeGreaterThan(expected.length / 3)
     expect(await leftInSpill(dir)).toEqual([])
   })
 
