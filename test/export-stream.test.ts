@@ -70,6 +70,17 @@ describe('exportStream', () => {
     expect(await listDir(dir)).toEqual([])
   })
 
+  it('a source that failed before the export started (its error already emitted) is ERR_SOURCE with its error, not a later stage', async () => {
+    const dir = await tempDir()
+    const source = new Readable({ objectMode: true, read() {} })
+    source.on('error', () => {}) // the caller's listener, which saw the error go by
+    source.destroy(new Error('the database went away'))
+    await new Promise((resolve) => setImmediate(resolve))
+    const error = await exportStream({ source, format: csv(), gzip: true, sink: fileSink({ path: join(dir, 'out.csv.gz') }) }).catch((e) => e)
+    expect(error).toMatchObject({ code: 'ERR_SOURCE', stage: 'source', cause: { message: 'the database went away' } })
+    expect(await listDir(dir)).toEqual([])
+  })
+
   it('abort midway rejects with ERR_ABORTED, runs the source cleanup and leaves no partial file', async () => {
     const dir = await tempDir()
     const controller = new AbortController()

@@ -157,7 +157,13 @@ export async function exportStream<L extends object = Location>(options: ExportO
     hooked.beforeCommit = () => finished(tap.end())
   }
 
-  for (const [stage, stream] of stages) stream.once('error', (error) => (failed ??= { stage, error }))
+  // A stage that failed before the export started (a source whose error the caller saw go by) is
+  // the failing one, not the next stage that pipeline() then destroys.
+  for (const [stage, stream] of stages) {
+    const errored = (stream as { errored?: Error | null }).errored
+    if (errored) failed ??= { stage, error: errored }
+    stream.once('error', (error) => (failed ??= { stage, error }))
+  }
   // A destination that closes before it finished (an HTTP client that went away) is the sink's
   // failure, not the premature close the other stages are then destroyed with.
   last.once('close', () => {
