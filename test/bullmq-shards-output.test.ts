@@ -92,6 +92,24 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
       .toEqual([])
   }, 180_000)
 
+  it('split output: a shard still writing when the flow fails removes what it wrote once it finds the flow gone', async () => {
+    const { queue, events, worker, add } = await shardQueue()
+    const job = await add({ shards: 4, gzip: true, splitRows: 40_000 }, 2)
+    const base = `exports/${job.id}`
+    // The third shard fails every attempt; the fourth is slow (each part lands 3 s late), so the
+    // flow fails, and removes what it finds, while the fourth still writes.
+    flows.s3.inject({ op: 'PutObject', match: (key) => key.startsWith(base) && key.includes('-shard-0003-'), action: 500 })
+    flows.s3.inject({ op: 'PutObject', match: (key) => key.startsWith(base) && key.includes('-shard-0004-'), action: 'pass', delayMs: 3000 })
+    worker()
+    worker()
+    await expect(job.waitUntilFinished(events, 120_000)).rejects.toThrow(/Shard 3 of 4 of .* failed after its last attempt/)
+    const late = (await queue.getJob(`${job.id}-shard-3`))!
+    await expect.poll(() => late.getState(), { timeout: 60_000, interval: 200 }).toMatch(/^(completed|failed)$/)
+    const listed = await flows.s3.client.send(new ListObjectsV2Command({ Bucket: flows.s3.bucket, Prefix: base }))
+    expect((listed.Contents ?? []).map((o) => o.Key)).toEqual([])
+    expect((await queue.getJob(`${job.id}-shard-3`))!.failedReason).toMatch(/flow .* failed/)
+  }, 180_000)
+
   it('a shard failing past its attempts fails the flow: upload aborted, pieces removed, the parent failed with the shard named', async () => {
     const { queue, events, worker, add } = await shardQueue()
     const job = await add({ shards: 4, gzip: true }, 2)

@@ -252,7 +252,10 @@ describe('hostile partition values', () => {
     // The manifest (JSON) holds each partition's raw value: NaN or Infinity would read back as null.
     for (const score of [Number.NaN, Number.NEGATIVE_INFINITY]) {
       const notFinite = await exportStream({
-        source: fromIterable([{ id: 1, score: 1 }, { id: 2, score }]),
+        source: fromIterable([
+          { id: 1, score: 1 },
+          { id: 2, score },
+        ]),
         format: csv(),
         sink: fileSink({ path: join(dir, 'score-{score}.csv') }),
         partitionBy: 'score',

@@ -7,7 +7,9 @@ import { ShardUpload, type ShardResult } from '../sinks/s3/shards.js'
 import { newRunId } from '../parts/names.js'
 import { s3Sink } from '../sinks/s3/sink.js'
 import { jsonText } from '../parts/manifest.js'
-import { splitShardKey, type SplitShardResult } from './sharded-split.js'
+import { flowMarkerKey, splitShardKey, type SplitShardResult } from './sharded-split.js'
+import { deleteObject, headObject, type S3Location } from '../sinks/s3/client.js'
+import { removeAll } from '../core/remove-all.js'
 import { holdSource } from './held-source.js'
 import { isFinalAttempt, pipelineOf, type ExportSpec, type ShardedContext, type ShardedExportJob } from './types.js'
 
@@ -23,7 +25,12 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
   const shard = job.data.exportShard!
   try {
     const spec = await resolve(job, { range: shard.range, after: shard.range.after })
-    checkShardSpec(spec, true)
+    try {
+      checkShardSpec(spec, true)
+    } catch (error) {
+      holdSource(spec).discard()
+      throw error
+    }
     const result = await exportStream({
       source: spec.source,
       format: spec.format,
@@ -35,6 +42,14 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
       progressIntervalMs,
       onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows, bytes }).catch(() => {}),
     })
+    // The flow may have failed meanwhile (its marker removed): nothing would list these parts.
+    if ((await headObject({ client: s3, bucket, key: flowMarkerKey(shard.stashPrefix) })) === undefined) {
+      const written = [...(result.parts ?? []).map((part) => (part.location as S3Location).key), (result.location as S3Location).key]
+      const left = await removeAll(written, (key) => deleteObject({ client: s3, bucket, key }))
+      const gone = new ExportError('ERR_SINK', 'sink', `The flow exporting ${shard.key} failed while this shard ran: the parts it wrote were removed`)
+      if (left.length > 0) gone.leftBehind = left
+      throw gone
+    }
     const { format, contentType, compression, columns } = result.manifest!
     const returned: SplitShardResult = {
       index: shard.index,

@@ -14,9 +14,9 @@ import { assembleShards, discardShards, jsonArrayStart, removeStash, reservePart
 import { normalizeS3SinkOptions, s3PartStore } from '../sinks/s3/sink.js'
 import { checkShardSpec, isJsonArray } from './shard-child.js'
 import { compressionOfSpec } from './types.js'
-import { assembleSplitShards, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
+import { assembleSplitShards, flowMarkerKey, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
 import { COMPRESSION_CONTENT_TYPES, type Manifest } from '../core/types.js'
-import type { S3Location } from '../sinks/s3/client.js'
+import { deleteObject, putObject, type S3Location } from '../sinks/s3/client.js'
 import { isFinalAttempt, type ShardedContext, type ShardedExportJob, type ShardedExportResult, type ShardedExportState } from './types.js'
 
 const waitingChildren = () => Object.assign(new Error('Waiting for the shards of the export'), { name: 'WaitingChildrenError' })
@@ -38,6 +38,7 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
   try {
     if (!state) state = await start(ctx, job)
     if (state.step === 'planned') {
+      if (state.split) await putObject({ client: s3, bucket, key: flowMarkerKey(state.stashPrefix) }, Buffer.alloc(0))
       const { partCount, firstPart } = reservePartNumbers(state.ranges.length)
       const { shardedExport: _, ...data } = job.data
       await queue.addBulk(
@@ -99,9 +100,11 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
     if ((error as Error).name === 'WaitingChildrenError') throw error
     if (state && !state.completed && commit.landed === false && (flowFailed || isFinalAttempt(job))) {
       // No attempt will go on: everything the flow wrote goes, every object that can be removed.
-      const left = await (state.split ? removeStash(s3, { bucket, stashPrefix: state.stashPrefix }) : discardShards(s3, shardOf(ctx, state))).catch(
-        (cleanup: Error) => [`${state!.stashPrefix}* (${cleanup.message})`],
-      )
+      const stash = { bucket, stashPrefix: state.stashPrefix }
+      const removed = state.split
+        ? deleteObject({ client: s3, bucket, key: flowMarkerKey(state.stashPrefix) }).then(() => removeStash(s3, stash))
+        : discardShards(s3, shardOf(ctx, state))
+      const left = await removed.catch((cleanup: Error) => [`${state!.stashPrefix}* (${cleanup.message})`])
       if (left.length > 0 && error instanceof ExportError) error.leftBehind = left
     }
     throw error

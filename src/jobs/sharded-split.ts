@@ -25,6 +25,14 @@ export function splitShardPrefix(key: string, run: string): string {
 }
 
 /**
+ * The object that says a split flow still goes on (`exports/42-1a2b3c4d-flow`, empty): put before
+ * the shards are added, removed first when the flow fails (before what the flow wrote is listed
+ * and removed). A shard that finishes and finds it gone removes what it wrote: either it looked
+ * before the flow's listing, which then found its parts, or after, and removes them itself.
+ */
+export const flowMarkerKey = (prefix: string): string => `${prefix}flow`
+
+/**
  * The key an attempt of shard `index` names its parts after: `exports/42-1a2b3c4d-shard-0003-5e6f7a8b.csv.gz`.
  * Each attempt has one of its own, so that an attempt BullMQ took for stalled, finishing after its
  * successor, never commits over it (nor removes the parts the parent will list).
