@@ -44,7 +44,7 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
     })
     // The flow may have failed meanwhile (its marker removed): nothing would list these parts.
     if ((await headObject({ client: s3, bucket, key: flowMarkerKey(shard.stashPrefix) })) === undefined) {
-      const written = [...(result.parts ?? []).map((part) => (part.location as S3Location).key), (result.location as S3Location).key]
+      const written = [...(result.parts ?? []).map((part) => part.location.key), (result.location as S3Location).key]
       const left = await removeAll(written, (key) => deleteObject({ client: s3, bucket, key }))
       const gone = new ExportError('ERR_SINK', 'sink', `The flow exporting ${shard.key} failed while this shard ran: the parts it wrote were removed`)
       if (left.length > 0) gone.leftBehind = left
