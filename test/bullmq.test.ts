@@ -236,6 +236,7 @@ describe('an export job that fails before its export starts (S3 asked first)', (
         bucket: s3.bucket,
         resolve: async () => ({ source: postgresSource({ pool: one, text: `select * from ${TABLE}` }), format: csv() }),
       })
+      // (The keyset source connects on its first read: this one only checks the error's code.)
       await expect(processor(job('gap-1'))).rejects.toMatchObject({ code: 'ERR_SINK' }) // resumable: the upload opened first
       await expect(plain(job('gap-2'))).rejects.toMatchObject({ code: 'ERR_SINK' }) // not resumable: uploads aborted first
       expect((await one.query('select 1 as one')).rows).toEqual([{ one: 1 }])
@@ -411,13 +412,15 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
     // The real queue, read only once the worker has reported (progress; or the job's failure):
     // those events reach the stream's listeners before its headers could be written.
     const read = new Set<string>()
+    // A job whose event may come before its request: listened for before the job is added.
+    const listening = new Map<string, Promise<void>>()
     const server = createServer((req, res) => {
       const [id, event] = req.url!.slice(1).split('/') as [string, 'progress' | 'failed']
       const getJob = async (jobId: string) => {
         if (!read.has(jobId)) {
           if (read.size === 0) void worker.run()
           read.add(jobId)
-          await reported(event, jobId)
+          await (listening.get(jobId) ?? reported(event, jobId))
         }
         return queue.getJob(jobId)
       }
@@ -440,7 +443,9 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
       expect(events.at(-1)).toEqual(['completed', { result: { rows: 10 } }])
 
       // A job that failed while it was read: its status says so, once, and the stream ends.
-      const failing = await queue.add('export', { fail: true })
+      // (The worker runs already: the job may fail before its request comes.)
+      listening.set(`${name}-failing`, reported('failed', `${name}-failing`))
+      const failing = await queue.add('export', { fail: true }, { jobId: `${name}-failing` })
       const failed = await fetch(`${url}/${failing.id}/failed`)
       expect(failed.headers.get('content-type')).toBe('text/event-stream')
       expect(sseEvents(await failed.text())).toEqual([['status', { state: 'failed', progress: { rows: 5, percent: 50 }, error: 'the source is gone' }]])
