@@ -4,104 +4,31 @@
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
-import { checkBoolean, checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../core/options.js'
 import { isRowBatch, rowBatch, WAITING_CHUNKS, type Location, type Manifest, type PartInfo, type PartStore, type Row, type RowBatch } from '../core/types.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
 import { claimManifest, commitError, commitManifest } from './commit.js'
 import { buildManifest, manifestBytes, partsKind } from './manifest.js'
 import { nameParts, newRunId } from './names.js'
-import { expandTemplate, hiveTemplate, parseTemplate, partitionPartOf, valueText, type PartitionTemplate } from './partition-names.js'
+import { nextCheckpoint, plainJson, removeRunParts, type FollowedPartition, type SavedPartition } from './partition-checkpoint.js'
+import { expandTemplate, partitionPartOf, valueText } from './partition-names.js'
+import type { PartitionSettings } from './partition-options.js'
 import type { Format } from './part.js'
 import { SplitWriter, type SplitOptions, type SplitWriterOptions } from './writer.js'
 
-/** The values of a row's partition, by the placeholders of the name template. */
-export type PartitionFunction = (row: Row) => Record<string, unknown>
-
-/** `exportStream({ partitionBy })`: columns, a function of the row, or these options. */
-export type PartitionBy = string | string[] | PartitionFunction | PartitionOptions
-
-export interface PartitionOptions {
-  /** The partition columns (each a placeholder of the sink's path: `exports/{customer}.csv.gz`), or a function of the row giving the placeholders' values. */
-  by: string | string[] | PartitionFunction
-  /** Hive-style names from columns: the sink's `out/events.parquet` becomes `out/customer=acme/events-<run>-00001.parquet`. */
-  hive?: boolean
-  /**
-   * Partitions written at once. A row of a new partition past them finishes the partition written
-   * least recently; a row of a finished partition fails the export (order the rows by the
-   * partition columns). Memory: up to this many open parts (an S3 part buffers up to its part
-   * size). Default 16.
-   */
-  maxOpen?: number
-}
-
-const PARTITION_OPTION_NAMES = optionNames<PartitionOptions>({ by: true, hive: true, maxOpen: true })
 /** Partitions whose last part may still be landing while rows go on into others. */
 const MAX_CLOSING = 4
-
-interface Settings {
-  template: PartitionTemplate
-  values: PartitionFunction
-  /** The partition columns, when partitioned by columns (not by a function). */
-  columns: string[] | undefined
-  maxOpen: number
-  /** The manifest's path, as a name whose `manifestPath` it is. */
-  manifestName: string
-}
-
-/** Checks `partitionBy` against the sink's path or key (the name template). */
-export function checkPartitionBy(option: unknown, path: string): Settings {
-  const {
-    by,
-    hive = false,
-    maxOpen = 16,
-  } = typeof option === 'object' && option !== null && !Array.isArray(option) ? (checked(option) as PartitionOptions) : { by: option as PartitionOptions['by'] }
-  checkPositiveInteger('partitionBy.maxOpen', maxOpen)
-  checkBoolean('partitionBy.hive', hive)
-  let values: PartitionFunction
-  let columns: string[] | undefined
-  if (typeof by === 'function') values = by
-  else {
-    columns =
-      typeof by === 'string'
-        ? [by]
-        : Array.isArray(by)
-          ? by
-          : invalidOption('partitionBy', 'a column, columns, a function of the row or { by, hive, maxOpen }', by)
-    if (columns.length === 0) invalidOption('partitionBy', 'at least one column', by)
-    columns.forEach((column, i) => checkString(`partitionBy[${i}]`, column))
-    const picked = columns
-    values = (row) => Object.fromEntries(picked.map((column) => [column, row[column]]))
-  }
-  if (hive && columns === undefined) invalidOption('partitionBy.hive', 'used with partition columns', hive)
-  const template = parseTemplate(hive ? hiveTemplate(path, columns!) : path)
-  if (columns) {
-    const missing = columns.find((column) => !template.names.includes(column))
-    if (missing !== undefined)
-      invalidOption('partitionBy', `columns the sink's path names as {placeholders} (${JSON.stringify(path)} has no {${missing}})`, columns)
-    const extra = template.names.find((name) => !columns.includes(name))
-    if (extra !== undefined)
-      invalidOption('partitionBy', `the columns of every {placeholder} in the sink's path (${JSON.stringify(path)} has {${extra}})`, columns)
-  }
-  const { stem, extensions } = nameParts(template.relative.slice(template.relative.search(/[^/\\]*$/)))
-  const manifestStem = stem.replace(/\{[^{}]*\}/g, '').replace(/^[-_.]+|[-_.]+$/g, '') || 'partitions'
-  return { template, values, columns, maxOpen, manifestName: `${template.base}${manifestStem}${extensions}` }
-}
-
-function checked(option: object): object {
-  checkObject('partitionBy', option, PARTITION_OPTION_NAMES)
-  if (typeof (option as PartitionOptions).by === 'function') checkFunction('partitionBy.by', (option as PartitionOptions).by)
-  return option
-}
 
 interface Partition<L extends object> {
   values: Record<string, unknown>
   writer: SplitWriter<L>
   finished: Promise<void>
+  /** What the checkpoint follows of it (with `partitionBy.checkpoint`). */
+  follow: FollowedPartition | undefined
 }
 
 export interface PartitionWriterOptions<L extends object> extends Pick<SplitWriterOptions<L>, 'compression' | 'keyOf' | 'columns'> {
   store: PartStore<L>
-  settings: Settings
+  settings: PartitionSettings
   format: Format
   transforms: RowTransform[]
   limits: SplitOptions
@@ -118,7 +45,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   /** Called once every part has landed, before the manifest (the final progress report). */
   beforeCommit: (() => Promise<void>) | undefined
   readonly #options: PartitionWriterOptions<L>
-  readonly #settings: Settings
+  readonly #settings: PartitionSettings
   readonly #store: PartStore<L>
   /** Partitions being written, least recently written first, by the text of their values (see #identify). */
   readonly #open = new Map<string, Partition<L>>()
@@ -128,9 +55,19 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   /** Partition paths by their lower-case form: two that differ only in case get apart names. */
   readonly #cases = new Map<string, string[]>()
   #nextFormat: Format | undefined
-  readonly #run = newRunId()
+  readonly #run: string
   #index = 0
   #rows = 0
+  /** The partitions a checkpoint this run continues from kept (landed in an earlier run). */
+  readonly #restored: SavedPartition[]
+  readonly #restoredBytes: number
+  /** The source row before the one being routed, and the last one taken (for a checkpoint's key). */
+  #before: Row | undefined
+  #lastSource: Row | undefined
+  /** Partitions of this run in the last checkpoint saved (or being saved): a failure keeps their parts. */
+  #kept = 0
+  #saving: Promise<void> | undefined
+  #savedAt = 0
   #firstRow: Row | undefined
   /** The partition of the row before, and its column values. */
   #last: { key: string; partition: Partition<L>; raw: unknown[] } | undefined
@@ -151,13 +88,25 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     this.#store = { ...options.store, name: options.settings.manifestName }
     this.#nextFormat = options.format
     this.takesBatches = batches
+    const { checkpoint } = options.settings
+    if (checkpoint && options.keyOf === undefined)
+      invalidOption('partitionBy.checkpoint', 'used with a keyset source (its rows have keys to continue after)', checkpoint)
+    const from = checkpoint?.from
+    this.#run = from?.run ?? newRunId()
+    this.#restored = from?.partitions ?? []
+    this.#rows = from?.rows ?? 0
+    this.#restoredBytes = this.#restored.reduce((sum, partition) => sum + partition.parts.reduce((bytes, part) => bytes + part.bytes, 0), 0)
+    for (const { values, path } of this.#restored) {
+      this.#finished.add(this.#identify(values).key)
+      this.#caseApart(path)
+    }
   }
 
   get rows(): number {
     return this.#rows
   }
   get bytes(): number {
-    return this.#all.reduce((sum, partition) => sum + partition.writer.bytes, 0)
+    return this.#all.reduce((sum, partition) => sum + partition.writer.bytes, this.#restoredBytes)
   }
   get uncompressedBytes(): number {
     return this.#all.reduce((sum, partition) => sum + partition.writer.uncompressedBytes, 0)
@@ -178,14 +127,20 @@ export class PartitionWriter<L extends object = Location> extends Writable {
 
   override _construct(callback: (error?: Error | null) => void): void {
     const { format, compression, settings } = this.#options
-    claimManifest(this.#store, { ...partsKind(format, compression), name: settings.template.relative }).then(
-      () => callback(),
-      (error: unknown) => callback(toExportError(error, 'ERR_SINK', 'sink')),
-    )
+    const from = settings.checkpoint?.from
+    claimManifest(this.#store, { ...partsKind(format, compression), name: settings.template.relative })
+      // A run continuing a checkpoint first removes what the interrupted run wrote past it.
+      .then(async () => from && this.#leftBehind.push(...(await removeRunParts(this.#options.store, settings.template, from.run, from))))
+      .then(
+        () => callback(),
+        (error: unknown) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+      )
   }
 
   override _write(source: Row | RowBatch, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (isRowBatch(source)) return void this.#putBatch(source.rows).then(() => callback(), callback)
+    this.#before = this.#lastSource
+    this.#lastSource = source
     let row: unknown
     try {
       row = applyTransforms(this.#options.transforms, source, this.#index++)
@@ -210,8 +165,8 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   // The row into its partition's writer; a promise when it must wait (a partition to finish, backpressure).
   #route(row: Row): Promise<void> | undefined {
     const partition = this.#partitionOf(row)
-    if (partition instanceof Promise) return partition.then((started) => this.#write(started, row, 1))
-    return this.#write(partition, row, 1)
+    if (partition instanceof Promise) return partition.then((started) => this.#write(started, row, 1, this.#index))
+    return this.#write(partition, row, 1, this.#index)
   }
 
   // A batch (see takesBatches): each run of rows of one partition goes to it as one slice.
@@ -219,13 +174,15 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     const first = this.#index // (the index counts rows, for the row number in an error)
     for (let at = 0; at < rows.length;) {
       this.#index = first + at + 1
+      this.#before = at > 0 ? rows[at - 1] : this.#lastSource
       const partition = await this.#partitionOf(rows[at]!)
       let end = at + 1
       while (end < rows.length && ((this.#index = first + end + 1), this.#sameAsLast(rows[end]!))) end++
-      await this.#write(partition, rowBatch(rows.slice(at, end)), end - at)
+      await this.#write(partition, rowBatch(rows.slice(at, end)), end - at, first + end)
       at = end
     }
     this.#index = first + rows.length
+    this.#lastSource = rows.at(-1)
   }
 
   // Whether a row belongs to the partition of the row before.
@@ -281,8 +238,10 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     return partition
   }
 
-  #write(partition: Partition<L>, chunk: Row | RowBatch, rows: number): Promise<void> | undefined {
+  // (`last`: the number of the chunk's last source row, from 1 in this run.)
+  #write(partition: Partition<L>, chunk: Row | RowBatch, rows: number, last: number): Promise<void> | undefined {
     this.#rows += rows
+    if (partition.follow) partition.follow.lastRow = last
     if (partition.writer.write(chunk)) return undefined
     return Promise.race([once(partition.writer, 'drain'), partition.finished]).then(() => undefined)
   }
@@ -324,9 +283,56 @@ export class PartitionWriter<L extends object = Location> extends Writable {
       writer.once('error', reject)
     })
     finished.catch((error: Error) => this.destroy(error)) // a partition that fails fails the export at once
-    const partition = { values, writer, finished }
+    const partition: Partition<L> = { values, writer, finished, follow: this.#settings.checkpoint && this.#follow(path, values, writer) }
+    if (partition.follow)
+      void finished.then(
+        () => ((partition.follow!.landed = true), this.#checkpoint()),
+        () => {},
+      )
     this.#all.push(partition)
     return partition
+  }
+
+  #follow(path: string, values: Record<string, unknown>, writer: SplitWriter<L>): FollowedPartition {
+    const base = this.#settings.template.base
+    let saved: SavedPartition | undefined
+    return {
+      firstRow: this.#index,
+      lastRow: this.#index,
+      keyBefore: this.#before === undefined ? undefined : this.#options.keyOf!(this.#before),
+      landed: false,
+      saved: () =>
+        (saved ??= plainJson({
+          values,
+          path,
+          rows: writer.rows,
+          parts: writer.parts.map((part) => ({ ...part, name: relativeName(part.location, base), partition: values })),
+        })),
+    }
+  }
+
+  // After a partition landed: a checkpoint, if one is due and holds more partitions than the last.
+  #checkpoint(): void {
+    const { checkpoint } = this.#settings
+    if (!checkpoint || this.#saving || this.#stopped || this.#committing || performance.now() - this.#savedAt < checkpoint.intervalMs) return
+    const next = nextCheckpoint(
+      checkpoint.from,
+      this.#run,
+      this.#all.map((partition) => partition.follow!),
+      this.#kept,
+    )
+    if (!next) return
+    this.#kept = next.count
+    this.#savedAt = performance.now()
+    this.#saving = Promise.resolve()
+      .then(() => checkpoint.save(next.checkpoint))
+      .then(
+        () => (this.#saving = undefined),
+        (error: unknown) =>
+          void this.destroy(
+            new ExportError('ERR_SINK', 'sink', `Saving the checkpoint failed: ${(error as Error)?.message ?? String(error)}`, { cause: error }),
+          ),
+      )
   }
 
   // `out/Acme.csv` after `out/acme.csv` becomes `out/Acme~2.csv`: apart on a case-insensitive disk
@@ -358,12 +364,16 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   async #finish(): Promise<void> {
     for (const partition of this.#open.values()) partition.writer.end()
     await Promise.all(this.#all.map((partition) => partition.finished))
+    await this.#saving
     await this.beforeCommit?.()
     const { format, compression, settings, columns } = this.#options
     const base = settings.template.base
-    const parts = this.#all.flatMap((partition) =>
-      partition.writer.parts.map((part) => ({ ...part, name: relativeName(part.location, base), partition: partition.values })),
-    )
+    const parts = [
+      ...this.#restored.flatMap((partition) => partition.parts as unknown as Array<PartInfo<L>>),
+      ...this.#all.flatMap((partition) =>
+        partition.writer.parts.map((part) => ({ ...part, name: relativeName(part.location, base), partition: partition.values })),
+      ),
+    ]
     const manifest = buildManifest(
       settings.template.relative,
       { ...partsKind(format, compression), columns: columns() ?? (this.#firstRow && Object.keys(this.#firstRow)) },
@@ -401,9 +411,10 @@ export class PartitionWriter<L extends object = Location> extends Writable {
       return
     }
     const left: string[] = []
-    // A partition stopped mid-way removed its own parts; one that had finished has them still.
+    // A partition stopped mid-way removed its own parts; one that had finished has them still
+    // (but those a checkpoint holds: a run continuing it keeps them).
     // The latest first: the folders the first partition made are emptied before it removes them.
-    for (const { writer } of [...this.#all].reverse()) left.push(...(writer.partsDone ? await writer.discardParts() : writer.leftBehind))
+    for (const { writer } of this.#all.slice(this.#kept).reverse()) left.push(...(writer.partsDone ? await writer.discardParts() : writer.leftBehind))
     this.#leftBehind = left
   }
 }

@@ -1,7 +1,7 @@
 // The options and the result of exportStream(): the contract between the pipeline and its callers.
 import type { Readable, Transform, Writable } from 'node:stream'
 import type { FormatInfo, Location, Manifest, PartInfo, SinkInfo, SourceExtras } from '../core/types.js'
-import type { PartitionBy } from '../parts/partitions.js'
+import type { PartitionBy } from '../parts/partition-options.js'
 import type { SplitOptions } from '../parts/writer.js'
 import type { RowIterable } from '../sources/iterable.js'
 import type { GzipOptions } from '../stages/gzip.js'

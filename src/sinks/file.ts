@@ -82,10 +82,14 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       },
       remove: (path) => unlink(path).catch(missing),
       locationOf: (path) => ({ path }),
+      // Files in the folder of `prefix` and below it (a partitioned export's folders).
       async list(prefix) {
-        const dir = dirname(prefix)
-        const names = (await readdir(dir).catch(missing)) ?? []
-        return names.map((name) => join(dir, name)).filter((path) => path.startsWith(prefix))
+        const dir = /[/\\]$/.test(prefix) ? prefix : dirname(prefix)
+        const entries = (await readdir(dir, { recursive: true, withFileTypes: true }).catch(missing)) ?? []
+        return entries
+          .filter((entry) => entry.isFile())
+          .map((entry) => join(entry.parentPath, entry.name))
+          .filter((path) => path.startsWith(prefix))
       },
     }
   }

@@ -1,0 +1,176 @@
+// A partitioned export that saves checkpoints and continues from one (`partitionBy.checkpoint`):
+// interrupted mid-way, it keeps what its checkpoint holds and nothing else; the run continuing it
+// writes no kept partition again, removes what the interrupted run left past the checkpoint, and
+// ends with the same files as an export never interrupted (real PostgreSQL, files, the S3 test server).
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { csv, exportStream, fileSink, postgresKeysetSource, s3Sink, type ExportError, type Manifest, type PartitionCheckpoint } from '../src/index.js'
+import { databaseUrl } from './fixtures/postgres.js'
+import { startS3, type TestS3 } from './fixtures/s3-server.js'
+import { tempDir } from './helpers.js'
+
+const TABLE = 'se_partitions_resume'
+const ROWS = 30_000
+const CUSTOMERS = 300
+let pool: pg.Pool
+let s3: TestS3
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: databaseUrl(), max: 2 })
+  await pool.query(`drop table if exists ${TABLE}`)
+  await pool.query(
+    `create table ${TABLE} as select i as id, 'c' || lpad(((i * 7919) % ${CUSTOMERS})::text, 4, '0') as customer, (i % 997) * 1.25 as amount from generate_series(1, ${ROWS}) i`,
+  )
+  await pool.query(`alter table ${TABLE} add primary key (customer, id)`)
+  s3 = await startS3()
+})
+afterAll(async () => {
+  await pool.query(`drop table if exists ${TABLE}`)
+  await pool.end()
+  await s3.close()
+})
+
+// Rows ordered by the partition column: a keyset over (customer, id).
+const source = (after?: unknown) => postgresKeysetSource({ pool, table: TABLE, key: ['customer', 'id'], after, batchSize: 1000 })
+
+/** Every file under `dir`, relative to it, with its bytes. */
+async function filesUnder(dir: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>()
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
+    if (entry.isFile()) files.set(join(entry.parentPath, entry.name).slice(dir.length + 1), await readFile(join(entry.parentPath, entry.name)))
+  return files
+}
+
+/** A partition's CSV by its customer, from a manifest and the files it lists. */
+async function byCustomer(dir: string, manifest: Manifest): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const part of manifest.parts) out.set(String(part.partition!.customer), await readFile(join(dir, part.name), 'utf8'))
+  return out
+}
+
+describe('partitionBy.checkpoint, files', () => {
+  it('aborted mid-way: only what the checkpoint holds is left; the run continuing it rewrites none of it and ends as an uninterrupted export', async () => {
+    const whole = await tempDir()
+    const reference = await exportStream({ source: source(), format: csv(), sink: fileSink({ path: join(whole, '{customer}.csv') }), partitionBy: 'customer' })
+    expect(reference.partitions).toHaveLength(CUSTOMERS)
+
+    const dir = await tempDir()
+    const saved: PartitionCheckpoint[] = []
+    const controller = new AbortController()
+    const error = (await exportStream({
+      source: source(),
+      format: csv(),
+      sink: fileSink({ path: join(dir, '{customer}.csv') }),
+      signal: controller.signal,
+      partitionBy: {
+        by: 'customer',
+        maxOpen: 4,
+        checkpoint: {
+          intervalMs: 0,
+          save: async (checkpoint) => {
+            saved.push(checkpoint)
+            if (checkpoint.partitions.length >= 100) controller.abort()
+          },
+        },
+      },
+    }).catch((e: unknown) => e)) as ExportError
+    expect(error.code).toBe('ERR_ABORTED')
+    const checkpoint = saved.at(-1)!
+    expect(checkpoint.partitions.length).toBeGreaterThanOrEqual(100)
+    expect(checkpoint.partitions.length).toBeLessThan(CUSTOMERS)
+    // Plain JSON, as a job store keeps it; the key is where the next partition's rows begin.
+    expect(JSON.parse(JSON.stringify(checkpoint))).toEqual(checkpoint)
+    const last = checkpoint.partitions.at(-1)!
+    expect(checkpoint.after).toEqual([last.values.customer, expect.any(Number)])
+    expect(checkpoint.rows).toBe(checkpoint.partitions.reduce((sum, partition) => sum + partition.rows, 0))
+    // Left: exactly the parts the checkpoint holds.
+    const kept = checkpoint.partitions.flatMap((partition) => partition.parts.map((part) => part.name)).sort()
+    expect([...(await filesUnder(dir)).keys()].sort()).toEqual(kept)
+    const keptTimes = await Promise.all(kept.map(async (name) => (await stat(join(dir, name))).mtimeMs))
+
+    // What a crashed run would leave past its checkpoint (a part of its run), and files not its own.
+    await writeFile(join(dir, `c0299-${checkpoint.run}-00002.csv`), 'stale\n')
+    await writeFile(join(dir, 'c0299-0badc0de-00001.csv'), 'another run\n')
+    await writeFile(join(dir, `notes-${checkpoint.run}.txt`), 'mine\n')
+
+    const resumed = await exportStream({
+      source: source(checkpoint.after),
+      format: csv(),
+      sink: fileSink({ path: join(dir, '{customer}.csv') }),
+      partitionBy: { by: 'customer', checkpoint: { from: checkpoint, save: (c) => void saved.push(c) } },
+    })
+    expect(resumed.rows).toBe(ROWS)
+    expect(resumed.partitions).toHaveLength(CUSTOMERS)
+    const manifest = JSON.parse(await readFile(join(dir, 'partitions.manifest.json'), 'utf8')) as Manifest
+    expect(manifest.rows).toBe(ROWS)
+    expect(manifest.parts.every((part) => part.name.includes(`-${checkpoint.run}-`))).toBe(true)
+    // The kept partitions were not written again.
+    expect(await Promise.all(kept.map(async (name) => (await stat(join(dir, name))).mtimeMs))).toEqual(keptTimes)
+    // Every partition holds what the uninterrupted export's does.
+    const wholeManifest = JSON.parse(await readFile(join(whole, 'partitions.manifest.json'), 'utf8')) as Manifest
+    expect(await byCustomer(dir, manifest)).toEqual(await byCustomer(whole, wholeManifest))
+    const left = [...(await filesUnder(dir)).keys()].sort()
+    expect(left).toEqual(
+      [...manifest.parts.map((part) => part.name), 'partitions.manifest.json', 'c0299-0badc0de-00001.csv', `notes-${checkpoint.run}.txt`].sort(),
+    )
+  }, 60_000)
+
+  it('needs a keyset source, and a checkpoint that save was given', async () => {
+    const dir = await tempDir()
+    const run = (partitionBy: object, from = source()) =>
+      exportStream({ source: from, format: csv(), sink: fileSink({ path: join(dir, '{customer}.csv') }), partitionBy: partitionBy as never }).catch(
+        (e: unknown) => e as ExportError,
+      )
+    const keyless = await run({ by: 'customer', checkpoint: { save: () => {} } }, [{ customer: 'a' }] as never)
+    expect(keyless).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('partitionBy.checkpoint') })
+    expect(await run({ by: 'customer', checkpoint: { save: () => {}, from: { run: 'x' } } })).toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    expect(await run({ by: 'customer', checkpoint: { save: () => {}, every: 1 } })).toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    expect(await readdir(dir)).toEqual([])
+  })
+})
+
+describe('partitionBy.checkpoint, S3', () => {
+  it('a part that fails mid-way (transformed rows): the checkpoint held is kept, the rest removed; the continuing run puts no kept object again', async () => {
+    const template = 'statements/{customer}.csv'
+    const saved: PartitionCheckpoint[] = []
+    s3.inject({ op: 'PutObject', match: (key) => key.startsWith('statements/c0200-'), action: 500, times: 20 })
+    const transform = (row: Record<string, unknown>) => ({ ...row, amount: Number(row.amount) * 2 })
+    const error = (await exportStream({
+      source: source(),
+      format: csv(),
+      transform,
+      sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: template }),
+      partitionBy: { by: 'customer', checkpoint: { intervalMs: 0, save: (checkpoint) => void saved.push(checkpoint) } },
+    }).catch((e: unknown) => e)) as ExportError
+    s3.clearFaults()
+    expect(error.code).toBe('ERR_SINK')
+    const checkpoint = saved.at(-1)!
+    expect(checkpoint.partitions.length).toBeGreaterThan(150)
+    expect(checkpoint.partitions.length).toBeLessThanOrEqual(200)
+    const keys = async () =>
+      ((await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'statements/', MaxKeys: 1000 }))).Contents ?? []).map((o) => o.Key!).sort()
+    const kept = checkpoint.partitions.flatMap((partition) => partition.parts.map((part) => `statements/${part.name}`)).sort()
+    expect(await keys()).toEqual(kept)
+    // A crashed run's object past the checkpoint.
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `statements/c0250-${checkpoint.run}-00002.csv`, Body: 'stale' }))
+
+    const puts = (key: string) => s3.requests.get(`PutObject ${key}`) ?? 0
+    const before = kept.map(puts)
+    const resumed = await exportStream({
+      source: source(checkpoint.after),
+      format: csv(),
+      transform,
+      sink: s3Sink({ client: s3.client, bucket: s3.bucket, key: template }),
+      partitionBy: { by: 'customer', checkpoint: { from: checkpoint, save: () => {} } },
+    })
+    expect(resumed.rows).toBe(ROWS)
+    expect(kept.map(puts)).toEqual(before)
+    const listed = await keys()
+    expect(listed).toEqual([...resumed.parts!.map((part) => (part.location as { key: string }).key), 'statements/partitions.manifest.json'].sort())
+    const first = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: listed[0]! }))
+    const text = await first.Body!.transformToString()
+    expect(text.split('\n')[0]).toBe('id,customer,amount')
+  }, 60_000)
+})
