@@ -7,6 +7,8 @@
 // A job's data: { table: 'statements', format: 'csv' | 'jsonl', gzip: true }. Enqueue with
 // attempts > 1 (see api-enqueue.mjs): a worker that dies mid-export is followed by another
 // attempt that continues the same S3 upload from its last completed part.
+// With `partitionBy: 'customer'`: an object per customer (exports/<job id>/<customer>.csv.gz) and
+// one manifest; a retry keeps the customers already written and goes on with the next.
 import { S3Client } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
@@ -29,9 +31,18 @@ const processor = createExportProcessor({
   progressIntervalMs: Number(process.env.PROGRESS_INTERVAL_MS ?? 1000),
   // `after` is where a crashed attempt stopped: the keyset source continues from there.
   resolve: (job, { after }) => ({
-    source: postgresKeysetSource({ pool, table: job.data.table, key: 'id', after, batchSize: 2000, count: 'estimate' }),
+    // Partitioned: rows ordered by the partition column first, so that each customer's rows come together.
+    source: postgresKeysetSource({
+      pool,
+      table: job.data.table,
+      key: job.data.partitionBy ? [job.data.partitionBy, 'id'] : 'id',
+      after,
+      batchSize: 2000,
+      count: 'estimate',
+    }),
     format: job.data.format === 'jsonl' ? jsonl() : csv(),
     gzip: job.data.gzip ?? true,
+    partitionBy: job.data.partitionBy,
   }),
   notify: process.env.WEBHOOK_URL ? notifyWebhook({ url: process.env.WEBHOOK_URL, secret: process.env.WEBHOOK_SECRET ?? '' }) : undefined,
 })

@@ -13,6 +13,7 @@ export type {
   ShardedExportSpec,
   ShardedExportState,
   ShardQueue,
+  PartitionedJobState,
 } from './jobs/types.js'
 export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './jobs/webhook.js'
 export { sendExportEvents, type ExportEventsOptions, type JobLookup, type JobEventSource, type EventResponse } from './jobs/job-events.js'

@@ -1,6 +1,6 @@
 // The plain export job: one export to a stable S3 key, resumable from its last completed part
 // when its source is a keyset source and its format a text format.
-import { ExportError } from '../core/errors.js'
+import { ExportError, invalidOption } from '../core/errors.js'
 import { exportStream } from '../pipeline/export-stream.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
@@ -12,6 +12,7 @@ import type { Progress } from '../stages/progress.js'
 import { saveAfterCommit } from '../pipeline/watermark-store.js'
 import { COMPRESSION_CONTENT_TYPES } from '../core/types.js'
 import { holdSource } from './held-source.js'
+import { removePartitionedJob, runPartitionedJob } from './partitioned-job.js'
 import { compressionOfSpec, isFinalAttempt, pipelineOf, type ExportJob, type ExportJobResult, type ExportProcessorOptions, type ExportSpec } from './types.js'
 
 const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
@@ -51,7 +52,8 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
   return async (job) => {
     const jobId = String(job.id)
     const saved = job.data.exportCheckpoint
-    const spec = await resolve(job, { after: saved?.lastKey })
+    // Where a crashed attempt stopped: its last part's last key, or a partitioned job's checkpoint's.
+    const spec = await resolve(job, { after: job.data.exportPartitions ? job.data.exportPartitions.checkpoint.after : saved?.lastKey })
     // S3 is asked before exportStream takes the source (see held-source.ts).
     const { started, discard } = holdSource(spec)
     let compression: ReturnType<typeof compressionOfSpec>
@@ -72,8 +74,12 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const source = spec.source as { keyOf?: (row: unknown) => unknown }
     const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
-      let result: { rows: number; bytes: number; location: S3Location; watermark?: unknown }
-      if (resumable) {
+      let result: { rows: number; bytes: number; location: S3Location; watermark?: unknown; partitions?: ExportJobResult['partitions']; resumed?: boolean }
+      if (spec.partitionBy !== undefined) {
+        if (spec.watermark) invalidOption('watermark', 'unset for a partitioned job (not supported yet)', spec.watermark)
+        const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs }
+        result = await runPartitionedJob(context, job, { ...spec, partitionBy: spec.partitionBy }, { started, discard, report, jobKey: key })
+      } else if (resumable) {
         // One multipart upload whose parts end on row boundaries, checkpointed after each: the
         // same pipeline as any export (transforms, progress, gzip on every core), in segments.
         const upload = new ResumableUpload({
@@ -125,9 +131,16 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       }
       if (spec.watermark) await saveWatermark(spec.watermark, result)
       await save(undefined)
-      const url = await presignDownload(s3, { bucket, key, expiresIn: urlExpiresIn })
+      const url = await presignDownload(s3, { bucket, key: result.location.key, expiresIn: urlExpiresIn })
       await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
-      const done = { rows: result.rows, bytes: result.bytes, location: result.location, url, resumed: saved !== undefined && resumable }
+      const done: ExportJobResult = {
+        rows: result.rows,
+        bytes: result.bytes,
+        location: result.location,
+        url,
+        resumed: result.resumed ?? (saved !== undefined && resumable),
+        ...(result.partitions ? { partitions: result.partitions } : {}),
+      }
       await onComplete?.(done, job)
       await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
       return done
@@ -139,8 +152,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         await save(undefined).catch(() => {})
       const finalAttempt = isFinalAttempt(job)
       if (finalAttempt) {
-        // No attempt will continue this upload: abort it rather than leave billed parts.
-        await abortOtherUploads({ client: s3, bucket, key }).catch(() => {})
+        // No attempt will continue this upload: abort it rather than leave billed parts (a
+        // partitioned job: remove what its run wrote, unless its manifest landed).
+        if (job.data.exportPartitions) await removePartitionedJob(s3, job.data.exportPartitions).catch(() => {})
+        else await abortOtherUploads({ client: s3, bucket, key }).catch(() => {})
         const e = error as ExportError
         await Promise.resolve(notify?.({ event: 'export.failed', jobId, error: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } })).catch(() => {})
       }
@@ -164,6 +179,13 @@ async function saveWatermark({ store, name }: NonNullable<ExportSpec['watermark'
  * @example queueEvents.on('failed', async ({ jobId }) => { const job = await queue.getJob(jobId); if (job) await abortFailedExport(s3, job) })
  */
 export async function abortFailedExport(s3: S3ClientLike, job: { data: ExportJob['data']; isFailed?(): Promise<boolean> }): Promise<void> {
+  if (job.data.exportPartitions) {
+    if (job.isFailed && !(await job.isFailed())) return
+    const left = await removePartitionedJob(s3, job.data.exportPartitions)
+    if (left.length > 0)
+      throw new ExportError('ERR_SINK', 'sink', `${left.length} objects of the failed export could not be removed: ${left.slice(0, 5).join(', ')}`)
+    return
+  }
   const checkpoint = job.data.exportCheckpoint
   if (!checkpoint?.bucket || !checkpoint.key) return
   if (job.isFailed && !(await job.isFailed())) return

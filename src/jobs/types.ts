@@ -6,6 +6,8 @@ import type { SplitOptions } from '../parts/writer.js'
 import type { ShardRange } from '../shards/plan.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import type { ExportCheckpoint } from '../sinks/s3/resumable.js'
+import type { PartitionCheckpoint } from '../parts/partition-checkpoint.js'
+import type { PartitionBy } from '../parts/partition-options.js'
 import type { ShardAssignment } from '../sinks/s3/shards.js'
 import type { CompressionName, Formatter } from '../core/types.js'
 import { invalidOption } from '../core/errors.js'
@@ -15,7 +17,7 @@ import type { ExportNotification } from './webhook.js'
 /** The part of a BullMQ Job the processor uses. */
 export interface ExportJob {
   id?: string
-  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint }
+  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint; exportPartitions?: PartitionedJobState }
   attemptsMade: number
   opts: { attempts?: number }
   updateProgress(progress: object): Promise<unknown>
@@ -38,6 +40,21 @@ export interface ExportSpec {
    * completes. If saving fails, the attempt fails and a retry exports the same rows again.
    */
   watermark?: { store: WatermarkStore; name: string }
+  /**
+   * A partitioned export (docs/partitions.md#jobs): an object per partition under `key`, a template
+   * (`statements/{customer}.csv.gz`; default `${prefix}/${job.id}/{column}.ext`), and one manifest.
+   * With a keyset source whose key begins with the partition columns, a retry keeps the partitions
+   * that had landed and continues after them.
+   */
+  partitionBy?: PartitionBy
+}
+
+/** What a partitioned job keeps in its data (`exportPartitions`): its run and its checkpoint. */
+export interface PartitionedJobState {
+  bucket: string
+  /** The key template, as the partitions are named (Hive folders included). */
+  template: string
+  checkpoint: PartitionCheckpoint
 }
 
 /** The stages of a job's export, as exportStream takes them (`key` and `watermark` are the job's own). */
@@ -86,8 +103,10 @@ export interface ExportJobResult {
   bytes: number
   /** Presigned GET URL of the export. */
   url: string
-  /** True when this attempt continued an earlier one's upload. */
+  /** True when this attempt continued an earlier one's upload (or kept its partitions). */
   resumed: boolean
+  /** A partitioned job: its partitions in the order their first rows came (the location and URL above are the manifest's). */
+  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls: string[] }>
 }
 
 /** The part of a BullMQ Job (5.58 or later) a sharded export uses. */

@@ -30,6 +30,16 @@ export function parseTemplate(path: string): PartitionTemplate {
   return { base: path.slice(0, cut), relative: path.slice(cut), names }
 }
 
+/**
+ * The name the manifest is named after (see `manifestPath`): the folder before the first
+ * placeholder and the file name's static text (`exports/{customer}-statements.csv` ->
+ * `exports/statements.csv`), or `partitions` when it has none.
+ */
+export function manifestNameOf(template: PartitionTemplate): string {
+  const { stem, extensions } = nameParts(template.relative.slice(template.relative.search(/[^/\\]*$/)))
+  return `${template.base}${stem.replace(/\{[^{}]*\}/g, '').replace(/^[-_.]+|[-_.]+$/g, '') || 'partitions'}${extensions}`
+}
+
 /** Hive style: `out/events.parquet` partitioned by customer -> `out/customer={customer}/events.parquet`. */
 export function hiveTemplate(path: string, columns: string[]): string {
   const { dir } = nameParts(path)

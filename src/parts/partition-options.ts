@@ -3,9 +3,8 @@
 import { invalidOption } from '../core/errors.js'
 import { checkBoolean, checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../core/options.js'
 import type { Row } from '../core/types.js'
-import { nameParts } from './names.js'
 import { checkCheckpointOption, type PartitionCheckpointOptions } from './partition-checkpoint.js'
-import { hiveTemplate, parseTemplate, type PartitionTemplate } from './partition-names.js'
+import { hiveTemplate, manifestNameOf, parseTemplate, type PartitionTemplate } from './partition-names.js'
 
 /** The values of a row's partition, by the placeholders of the name template. */
 export type PartitionFunction = (row: Row) => Record<string, unknown>
@@ -80,14 +79,12 @@ export function checkPartitionBy(option: unknown, path: string): PartitionSettin
     if (extra !== undefined)
       invalidOption('partitionBy', `the columns of every {placeholder} in the sink's path (${JSON.stringify(path)} has {${extra}})`, columns)
   }
-  const { stem, extensions } = nameParts(template.relative.slice(template.relative.search(/[^/\\]*$/)))
-  const manifestStem = stem.replace(/\{[^{}]*\}/g, '').replace(/^[-_.]+|[-_.]+$/g, '') || 'partitions'
   return {
     template,
     values,
     columns,
     maxOpen,
-    manifestName: `${template.base}${manifestStem}${extensions}`,
+    manifestName: manifestNameOf(template),
     checkpoint: checkpoint === undefined ? undefined : checkCheckpointOption(checkpoint),
   }
 }

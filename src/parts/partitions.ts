@@ -89,9 +89,10 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     this.#nextFormat = options.format
     this.takesBatches = batches
     const { checkpoint } = options.settings
-    if (checkpoint && options.keyOf === undefined)
-      invalidOption('partitionBy.checkpoint', 'used with a keyset source (its rows have keys to continue after)', checkpoint)
     const from = checkpoint?.from
+    // Without keys a run cannot be continued: a checkpoint with no partitions only names the run.
+    if (checkpoint && options.keyOf === undefined && (from === undefined || from.partitions.length > 0))
+      invalidOption('partitionBy.checkpoint', 'used with a keyset source (its rows have keys to continue after)', checkpoint)
     this.#run = from?.run ?? newRunId()
     this.#restored = from?.partitions ?? []
     this.#rows = from?.rows ?? 0
@@ -283,7 +284,12 @@ export class PartitionWriter<L extends object = Location> extends Writable {
       writer.once('error', reject)
     })
     finished.catch((error: Error) => this.destroy(error)) // a partition that fails fails the export at once
-    const partition: Partition<L> = { values, writer, finished, follow: this.#settings.checkpoint && this.#follow(path, values, writer) }
+    const partition: Partition<L> = {
+      values,
+      writer,
+      finished,
+      follow: this.#settings.checkpoint && this.#options.keyOf ? this.#follow(path, values, writer) : undefined,
+    }
     if (partition.follow)
       void finished.then(
         () => ((partition.follow!.landed = true), this.#checkpoint()),
@@ -314,7 +320,8 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   // After a partition landed: a checkpoint, if one is due and holds more partitions than the last.
   #checkpoint(): void {
     const { checkpoint } = this.#settings
-    if (!checkpoint || this.#saving || this.#stopped || this.#committing || performance.now() - this.#savedAt < checkpoint.intervalMs) return
+    if (!checkpoint || !this.#options.keyOf || this.#saving || this.#stopped || this.#committing || performance.now() - this.#savedAt < checkpoint.intervalMs)
+      return
     const next = nextCheckpoint(
       checkpoint.from,
       this.#run,

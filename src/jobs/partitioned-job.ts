@@ -1,0 +1,155 @@
+// A partitioned export job (`partitionBy` in the spec): one object per partition and one manifest,
+// the commit point. The job's data holds the run and, with a keyset source, a checkpoint of the
+// partitions that have landed: a retry after a crash keeps them and continues after their rows;
+// a retry that finds the run's manifest committed answers from it (docs/partitions.md#jobs).
+import { ExportError, invalidOption, toExportError } from '../core/errors.js'
+import type { Manifest } from '../core/types.js'
+import { parseManifest } from '../parts/manifest.js'
+import { manifestPath, nameParts, newRunId } from '../parts/names.js'
+import { removeRunParts, type PartitionCheckpoint } from '../parts/partition-checkpoint.js'
+import { manifestNameOf, parseTemplate } from '../parts/partition-names.js'
+import { checkPartitionBy, type PartitionBy, type PartitionOptions } from '../parts/partition-options.js'
+import { exportStream } from '../pipeline/export-stream.js'
+import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
+import { presignDownload } from '../sinks/s3/presign.js'
+import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
+import type { Progress } from '../stages/progress.js'
+import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type PartitionedJobState } from './types.js'
+
+interface Context {
+  s3: S3ClientLike
+  bucket: string
+  partSize: number
+  urlExpiresIn: number
+  progressIntervalMs: number
+}
+
+/** The key template of a partitioned job: the spec's, or the job's key as a folder of partition columns (`exports/42/{customer}.csv.gz`). */
+function templateOf(spec: ExportSpec, jobKey: string): string {
+  if (spec.key !== undefined) return spec.key
+  const by = typeof spec.partitionBy === 'object' && !Array.isArray(spec.partitionBy) ? spec.partitionBy.by : spec.partitionBy
+  if (typeof by === 'function' || by === undefined) return invalidOption('key', 'a key template naming the placeholders of a partitionBy function', spec.key)
+  const { dir, stem, extensions } = nameParts(jobKey)
+  return `${dir}${stem}/${(typeof by === 'string' ? [by] : by).map((column) => `{${column}}`).join('/')}${extensions}`
+}
+
+/** The spec's partitionBy with the job's checkpoint added (a spec's own checkpoint is refused). */
+function withCheckpoint(partitionBy: PartitionBy, checkpoint: NonNullable<PartitionOptions['checkpoint']>): PartitionOptions {
+  const options = typeof partitionBy === 'object' && !Array.isArray(partitionBy) ? partitionBy : { by: partitionBy }
+  if (options.checkpoint !== undefined)
+    invalidOption('partitionBy.checkpoint', 'unset in a job (the processor keeps the checkpoint in the job)', options.checkpoint)
+  return { ...options, checkpoint }
+}
+
+/** The manifest of this run, if an earlier attempt committed it (every part it lists carries the run). */
+async function committedManifest(
+  state: PartitionedJobState,
+  store: ReturnType<typeof s3PartStore>,
+  manifestName: string,
+): Promise<Manifest<S3Location> | undefined> {
+  const where = manifestPath(manifestName)
+  const bytes = await store.read(where).catch((error: unknown) => {
+    throw toExportError(error, 'ERR_SINK', 'sink')
+  })
+  if (bytes === undefined) return undefined
+  const manifest = parseManifest<S3Location>(bytes, where)
+  const ours = manifest.parts.length > 0 && manifest.parts.every((part) => part.name.includes(`-${state.checkpoint.run}-`))
+  return ours ? manifest : undefined
+}
+
+export interface PartitionedJobOutcome {
+  rows: number
+  bytes: number
+  location: S3Location
+  partitions: NonNullable<ExportJobResult['partitions']>
+  resumed: boolean
+}
+
+/** Runs a job whose spec has `partitionBy` (see createExportProcessor). */
+export async function runPartitionedJob(
+  context: Context,
+  job: ExportJob,
+  spec: ExportSpec & { partitionBy: PartitionBy },
+  hooks: { started(): void; discard(): void; report(progress: Partial<Progress> & { rows: number }): void; jobKey: string },
+): Promise<PartitionedJobOutcome> {
+  const { s3, bucket, partSize, urlExpiresIn, progressIntervalMs } = context
+  const key = templateOf(spec, hooks.jobKey)
+  const settings = checkPartitionBy(spec.partitionBy, key)
+  const template = settings.template.base + settings.template.relative
+  const earlier = job.data.exportPartitions
+  // A job continues its own export only: resolve was given the key its checkpoint continues after.
+  if (earlier && (earlier.bucket !== bucket || earlier.template !== template))
+    throw new ExportError(
+      'ERR_INVALID_OPTION',
+      'options',
+      `An earlier attempt of this job exported to s3://${earlier.bucket}/${earlier.template}, this one would export to s3://${bucket}/${template}: resolve must give every attempt of a job the same key`,
+    )
+  const state: PartitionedJobState = earlier ?? { bucket, template, checkpoint: { version: 1, run: newRunId(), rows: 0, partitions: [] } }
+  const store = s3PartStore(normalizeS3SinkOptions({ client: s3, bucket, key }))
+  const save = (checkpoint: PartitionCheckpoint) => job.updateData({ ...job.data, exportPartitions: { ...state, checkpoint } })
+  const presign = (partKey: string) => presignDownload(s3, { bucket, key: partKey, expiresIn: urlExpiresIn })
+
+  const committed = earlier && (await committedManifest(state, store, settings.manifestName))
+  if (committed) {
+    // An earlier attempt committed and died before saying so: nothing to export.
+    hooks.discard()
+    return {
+      rows: committed.rows,
+      bytes: committed.bytes,
+      location: store.locationOf(manifestPath(settings.manifestName)),
+      partitions: await partitionsOf(committed.parts, settings.template.base, presign, bucket),
+      resumed: true,
+    }
+  }
+  // The run is in the job before any part is written: a later attempt removes what this one leaves.
+  if (!earlier) await save(state.checkpoint)
+  hooks.started()
+  const result = await exportStream({
+    ...pipelineOf(spec),
+    sink: s3Sink({ client: s3, bucket, key, partSize }),
+    // The job's data is updated as often as its progress.
+    partitionBy: withCheckpoint(spec.partitionBy, { from: state.checkpoint, save, intervalMs: progressIntervalMs }),
+    progressIntervalMs,
+    onProgress: hooks.report,
+  })
+  return {
+    rows: result.rows,
+    bytes: result.manifest?.bytes ?? result.bytes,
+    location: result.location as S3Location,
+    partitions: await partitionsOf(result.parts ?? [], settings.template.base, presign, bucket),
+    resumed: state.checkpoint.partitions.length > 0,
+  }
+}
+
+/** The partitions of a manifest's parts, in order, each with its objects and a presigned URL of each. */
+async function partitionsOf(
+  parts: Manifest<S3Location>['parts'],
+  base: string,
+  presign: (key: string) => Promise<string>,
+  bucket: string,
+): Promise<PartitionedJobOutcome['partitions']> {
+  const byValues = new Map<string, PartitionedJobOutcome['partitions'][number]>()
+  for (const part of parts) {
+    const id = JSON.stringify(part.partition ?? {}, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))
+    const partition = byValues.get(id) ?? { values: part.partition ?? {}, rows: 0, bytes: 0, locations: [], urls: [] }
+    byValues.set(id, partition)
+    const key = base + part.name
+    partition.rows += part.rows
+    partition.bytes += part.bytes
+    partition.locations.push({ bucket, key })
+    partition.urls.push(await presign(key))
+  }
+  return [...byValues.values()]
+}
+
+/**
+ * After a job's final failure: removes every object its run wrote (the partitions a checkpoint
+ * kept too), unless the run's manifest has landed (then the export has succeeded). Resolves with
+ * what it could not remove.
+ */
+export async function removePartitionedJob(s3: S3ClientLike, state: PartitionedJobState): Promise<string[]> {
+  const store = s3PartStore(normalizeS3SinkOptions({ client: s3, bucket: state.bucket, key: state.template }))
+  const template = parseTemplate(state.template)
+  if (await committedManifest(state, store, manifestNameOf(template))) return []
+  return removeRunParts(store, template, state.checkpoint.run, undefined)
+}
