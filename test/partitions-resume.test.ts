@@ -117,6 +117,45 @@ describe('partitionBy.checkpoint, files', () => {
     )
   }, 60_000)
 
+  it('rows not ordered by partition (pairs of customers interleaved): a checkpoint keeps a partition only with every row of it before its key', async () => {
+    // Rows by id; customers two at a time, alternating: c0000 c0001 c0000 ... then c0002 c0003 ...
+    const table = `${TABLE}_pairs`
+    await pool.query(`drop table if exists ${table}`)
+    await pool.query(
+      `create table ${table} as select i as id, 'c' || lpad((2 * ((i - 1) / 100) + i % 2)::text, 4, '0') as customer from generate_series(1, 20000) i`,
+    )
+    await pool.query(`alter table ${table} add primary key (id)`)
+    const byId = (after?: unknown) => postgresKeysetSource({ pool, table, key: 'id', after, batchSize: 500 })
+    const whole = await tempDir()
+    await exportStream({ source: byId(), format: csv(), sink: fileSink({ path: join(whole, '{customer}.csv') }), partitionBy: { by: 'customer', maxOpen: 4 } })
+
+    const dir = await tempDir()
+    const saved: PartitionCheckpoint[] = []
+    const controller = new AbortController()
+    const options = (checkpoint: object) => ({
+      format: csv(),
+      sink: fileSink({ path: join(dir, '{customer}.csv') }),
+      partitionBy: { by: 'customer', maxOpen: 4, checkpoint: { intervalMs: 0, save: (c: PartitionCheckpoint) => void saved.push(c), ...checkpoint } },
+    })
+    const error = (await exportStream({
+      source: byId(),
+      signal: controller.signal,
+      ...options({ save: (c: PartitionCheckpoint) => void (saved.push(c), c.partitions.length >= 60 && controller.abort()) }),
+    }).catch((e: unknown) => e)) as ExportError
+    expect(error.code).toBe('ERR_ABORTED')
+    for (const checkpoint of saved) {
+      expect(checkpoint.partitions.length % 2).toBe(0) // never one of a pair without the other
+      expect(Number(checkpoint.after) % 100).toBe(0) // after the last row of a pair
+    }
+    const checkpoint = saved.at(-1)!
+    await exportStream({ source: byId(checkpoint.after), ...options({ from: checkpoint }) })
+    const manifest = JSON.parse(await readFile(join(dir, 'partitions.manifest.json'), 'utf8')) as Manifest
+    const wholeManifest = JSON.parse(await readFile(join(whole, 'partitions.manifest.json'), 'utf8')) as Manifest
+    expect(manifest.parts).toHaveLength(400)
+    expect(await byCustomer(dir, manifest)).toEqual(await byCustomer(whole, wholeManifest))
+    await pool.query(`drop table ${table}`)
+  }, 60_000)
+
   it('needs a keyset source, and a checkpoint that save was given', async () => {
     const dir = await tempDir()
     const run = (partitionBy: object, from = source()) =>
