@@ -162,6 +162,52 @@ describe.skipIf(!available)(`a real S3 (Ceph RGW)${available ? '' : ' (skipped: 
     expect(await processor()(job)).toMatchObject({ rows: 2000, resumed: false })
   })
 
+  it('a partitioned job that failed mid-way: the next attempt keeps the objects its checkpoint holds (same ETags) and commits; one that finally fails leaves none', async () => {
+    const table = 'se_real_s3_customers'
+    await pool.query(`drop table if exists ${table}`)
+    await pool.query(
+      `create table ${table} as select i as id, 'c' || lpad((i % 60)::text, 2, '0') as customer, md5(i::text) as note from generate_series(1, 6000) i`,
+    )
+    await pool.query(`alter table ${table} add primary key (customer, id)`)
+    const partitioned = (folder: string, failAt?: number) =>
+      createExportProcessor({
+        s3: s3.client,
+        bucket: s3.bucket,
+        progressIntervalMs: 1,
+        resolve: (_job, { after }) => ({
+          source: postgresKeysetSource({ pool, table, key: ['customer', 'id'], after }),
+          format: csv(),
+          key: `${folder}/{customer}.csv`,
+          partitionBy: 'customer',
+          transform: (row: Record<string, unknown>, index: number) => {
+            if (index === failAt) throw new Error('connection lost')
+            return row
+          },
+        }),
+      })
+    const job = fakeJob('partitioned-1')
+    await expect(partitioned('parts', 4000)(job)).rejects.toMatchObject({ code: 'ERR_TRANSFORM' })
+    const kept = job.data.exportPartitions!.checkpoint.partitions.flatMap((partition) => partition.parts.map((part) => `parts/${part.name}`))
+    expect(kept.length).toBeGreaterThan(0)
+    expect(await s3.keys('parts/')).toEqual(kept.sort())
+    const etags = await Promise.all(kept.map(async (key) => (await head(key)).ETag))
+    job.attemptsMade = 1
+    const result = await partitioned('parts')(job)
+    expect(result).toMatchObject({ rows: 6000, resumed: true, location: { key: 'parts/partitions.manifest.json' } })
+    expect(result.partitions).toHaveLength(60)
+    expect(await Promise.all(kept.map(async (key) => (await head(key)).ETag))).toEqual(etags)
+    const manifest = JSON.parse((await bytesOf('parts/partitions.manifest.json')).toString()) as Manifest
+    expect(manifest.rows).toBe(6000)
+    expect(await s3.keys('parts/')).toEqual([...manifest.parts.map((part) => `parts/${part.name}`), 'parts/partitions.manifest.json'].sort())
+
+    const last = fakeJob('partitioned-2')
+    last.opts.attempts = 1
+    await expect(partitioned('failed', 4000)(last)).rejects.toMatchObject({ code: 'ERR_TRANSFORM' })
+    expect(last.data.exportPartitions!.checkpoint.partitions.length).toBeGreaterThan(0)
+    expect(await s3.keys('failed/')).toEqual([])
+    await pool.query(`drop table ${table}`)
+  })
+
   it('abortFailedExport aborts an open upload with parts and resolves', async () => {
     const key = 'jobs/left-open.csv'
     const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }))
