@@ -22,9 +22,15 @@ export function holdSource(spec: Pick<ExportSpec, 'source' | 'format'>): { start
     started() {
       if (early) throw toExportError(early, 'ERR_SOURCE', 'source')
     },
+    // Never throws: it runs on the way out of a failure, whose error it must not replace.
     discard() {
-      source.destroy?.()
-      spec.format.destroy()
+      for (const stage of [source, spec.format as SourceLike | undefined]) {
+        try {
+          stage?.destroy?.()
+        } catch {
+          // a stage that cannot be destroyed holds nothing to give back
+        }
+      }
     },
   }
 }

@@ -1,6 +1,6 @@
 // The child jobs of a sharded flow: each exports its key range, as pieces of the parent's upload
 // (checkpointed, resumed after a crash), or, for split output, as complete parts and a manifest.
-import { ExportError, invalidOption } from '../core/errors.js'
+import { ExportError, invalidOption, toExportError } from '../core/errors.js'
 import { exportStream } from '../pipeline/export-stream.js'
 import type { ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { ShardUpload, type ShardResult } from '../sinks/s3/shards.js'
@@ -23,7 +23,12 @@ async function failedAttempt(job: ShardedExportJob, error: unknown) {
 export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob): Promise<SplitShardResult> {
   const { s3, bucket, resolve, progressIntervalMs } = ctx
   const shard = job.data.exportShard!
+  // Whether the flow still goes on (its marker is there): a flow planned before markers existed has none to look at.
+  const flowGoesOn = async () => !shard.flowMarker || (await headObject({ client: s3, bucket, key: flowMarkerKey(shard.stashPrefix) })) !== undefined
+  const gone = (what: string) => new ExportError('ERR_SINK', 'sink', `The flow exporting ${shard.key} failed ${what}`)
   try {
+    // A retry of a shard whose flow has failed exports nothing.
+    if (!(await flowGoesOn())) throw gone('before this shard ran: it wrote nothing')
     const spec = await resolve(job, { range: shard.range, after: shard.range.after })
     try {
       checkShardSpec(spec, true)
@@ -42,13 +47,15 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
       progressIntervalMs,
       onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows, bytes }).catch(() => {}),
     })
-    // The flow may have failed meanwhile (its marker removed): nothing would list these parts.
-    if ((await headObject({ client: s3, bucket, key: flowMarkerKey(shard.stashPrefix) })) === undefined) {
+    // The flow may have failed meanwhile (its marker removed): nothing would list these parts. If
+    // that cannot be told, they go too (a retry writes them again).
+    const goesOn = await flowGoesOn().catch((error: unknown) => toExportError(error, 'ERR_SINK', 'sink'))
+    if (goesOn !== true) {
       const written = [...(result.parts ?? []).map((part) => part.location.key), (result.location as S3Location).key]
       const left = await removeAll(written, (key) => deleteObject({ client: s3, bucket, key }))
-      const gone = new ExportError('ERR_SINK', 'sink', `The flow exporting ${shard.key} failed while this shard ran: the parts it wrote were removed`)
-      if (left.length > 0) gone.leftBehind = left
-      throw gone
+      const error = goesOn === false ? gone('while this shard ran: the parts it wrote were removed') : goesOn
+      if (left.length > 0) error.leftBehind = left
+      throw error
     }
     const { format, contentType, compression, columns } = result.manifest!
     const returned: SplitShardResult = {

@@ -2,6 +2,7 @@
 // claims the manifest), adds one child job per range and waits; run again once every child is
 // done, it commits: completes the upload in key order, or writes the manifest of every shard's parts.
 import type { Readable } from 'node:stream'
+import { removeAll } from '../core/remove-all.js'
 import { ExportError, invalidOption, toExportError, type ExportErrorCode } from '../core/errors.js'
 import { checkString } from '../core/options.js'
 import { claimManifest } from '../parts/commit.js'
@@ -53,7 +54,7 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
           }
           return {
             name: `${job.name}.shard`,
-            data: { ...data, exportShard: { ...assignment, range, ...(state!.split ? { split: state!.split } : {}) } },
+            data: { ...data, exportShard: { ...assignment, range, ...(state!.split ? { split: state!.split, flowMarker: true } : {}) } },
             // The same job ids again after a crash here: BullMQ adds each child once.
             opts: {
               jobId: `${job.id}-shard-${range.index}`,
@@ -102,7 +103,11 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
       // No attempt will go on: everything the flow wrote goes, every object that can be removed.
       const stash = { bucket, stashPrefix: state.stashPrefix }
       const removed = state.split
-        ? deleteObject({ client: s3, bucket, key: flowMarkerKey(state.stashPrefix) }).then(() => removeStash(s3, stash))
+        ? // The marker first (a shard still running then removes its own parts), then whatever happens the listing.
+          removeAll([flowMarkerKey(state.stashPrefix)], (key) => deleteObject({ client: s3, bucket, key })).then(async (marker) => [
+            ...marker,
+            ...(await removeStash(s3, stash)),
+          ])
         : discardShards(s3, shardOf(ctx, state))
       const left = await removed.catch((cleanup: Error) => [`${state!.stashPrefix}* (${cleanup.message})`])
       if (left.length > 0 && error instanceof ExportError) error.leftBehind = left

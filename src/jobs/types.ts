@@ -115,7 +115,8 @@ export interface ShardedExportJob {
   name: string
   data: Record<string, unknown> & {
     shardedExport?: ShardedExportState
-    exportShard?: ShardAssignment & { range: ShardRange; split?: SplitOptions }
+    /** `flowMarker`: the flow put its marker (see flowMarkerKey) before adding this shard. */
+    exportShard?: ShardAssignment & { range: ShardRange; split?: SplitOptions; flowMarker?: true }
     exportCheckpoint?: ExportCheckpoint
   }
   attemptsMade: number
