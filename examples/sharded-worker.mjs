@@ -40,6 +40,9 @@ const processor = createShardedExportProcessor({
     gzip: job.data.gzip ?? true,
     // `splitRows`: the export as parts of that many rows each and one manifest, instead of one object.
     ...(job.data.splitRows ? { split: { rows: job.data.splitRows } } : {}),
+    // `partitionBy: 'currency'`: a file per currency from each shard (exports/<job id>/<currency>…)
+    // and one manifest of them all.
+    ...(job.data.partitionBy ? { partitionBy: job.data.partitionBy } : {}),
   }),
 })
 

@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest'
 import { redisUp, ROWS, shardFlows } from './fixtures/shard-flows.js'
 import { exportedBytes, expectSameBytes } from './helpers.js'
 import { jsonArray, postgresKeysetSource } from '../src/index.js'
+import type { ShardedExportResult } from '../src/bullmq.js'
+import { parse } from 'csv-parse/sync'
 
 const TABLE = 'se_shard_statements_out'
 const flows = shardFlows(TABLE)
@@ -111,6 +113,40 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     const ended = (await queue.getJob(`${job.id}-shard-3`))!
     expect(ended.attemptsMade).toBe(2)
     expect(ended.failedReason).toMatch(/flow exporting .* failed before this shard ran/)
+  }, 180_000)
+
+  it('partitioned: each shard a file per currency of its range, the parent one manifest of them all; a failed flow leaves nothing', async () => {
+    const { events, worker, add } = await shardQueue()
+    worker()
+    worker()
+    const job = await add({ shards: 3, gzip: true, partitionBy: 'currency' })
+    const folder = `exports/${job.id}/`
+    const result = (await job.waitUntilFinished(events, 120_000)) as ShardedExportResult
+    expect(result).toMatchObject({ rows: ROWS, shards: 3, location: { key: `${folder}partitions.manifest.json` } })
+    expect(result.partitions!.map((partition) => partition.values.currency).sort()).toEqual(['EUR', 'GBP', 'USD'])
+    const listed = async (prefix: string) =>
+      ((await flows.s3.client.send(new ListObjectsV2Command({ Bucket: flows.s3.bucket, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!).sort()
+    const keys = result.partitions!.flatMap((partition) => partition.locations.map((location) => location.key))
+    expect(await listed(folder)).toEqual([...keys, result.location.key].sort()) // no shard manifest, no marker, nothing else
+    for (const partition of result.partitions!) {
+      expect(partition.locations).toHaveLength(3) // a file from each shard
+      // Every row of the currency once, in key order, across the shards' files.
+      const ids = []
+      for (const location of partition.locations) {
+        const rows = parse(gunzipSync(await objectBytes(location.key)), { columns: true }) as Array<{ id: string; currency: string }>
+        expect(new Set(rows.map((row) => row.currency))).toEqual(new Set([partition.values.currency]))
+        ids.push(...rows.map((row) => Number(row.id)))
+      }
+      expect(ids).toEqual(ids.toSorted((a, b) => a - b))
+      expect(ids.length).toBe(partition.rows)
+    }
+    expect(result.partitions!.reduce((sum, partition) => sum + partition.rows, 0)).toBe(ROWS)
+
+    // A shard failing every attempt: the flow fails and removes what every shard wrote.
+    flows.s3.inject({ op: 'PutObject', match: (key) => key.includes('-shard-0002-') && key.includes('/GBP-'), action: 500 })
+    const failing = await add({ shards: 3, gzip: true, partitionBy: 'currency' }, 2)
+    await expect(failing.waitUntilFinished(events, 120_000)).rejects.toThrow(/Shard 2 of 3/)
+    await expect.poll(() => listed(`exports/${failing.id}/`), { timeout: 20_000, interval: 200 }).toEqual([])
   }, 180_000)
 
   it('a shard failing past its attempts fails the flow: upload aborted, pieces removed, the parent failed with the shard named', async () => {

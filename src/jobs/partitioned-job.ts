@@ -25,7 +25,7 @@ interface Context {
 }
 
 /** The key template of a partitioned job: the spec's, or the job's key as a folder of partition columns (`exports/42/{customer}.csv.gz`). */
-function templateOf(spec: ExportSpec, jobKey: string): string {
+export function templateOf(spec: ExportSpec, jobKey: string): string {
   if (spec.key !== undefined) return spec.key
   const by = typeof spec.partitionBy === 'object' && !Array.isArray(spec.partitionBy) ? spec.partitionBy.by : spec.partitionBy
   if (typeof by === 'function' || by === undefined) return invalidOption('key', 'a key template naming the placeholders of a partitionBy function', spec.key)
@@ -122,7 +122,7 @@ export async function runPartitionedJob(
 }
 
 /** The partitions of a manifest's parts, in order, each with its objects and a presigned URL of each. */
-async function partitionsOf(
+export async function partitionsOf(
   parts: Manifest<S3Location>['parts'],
   base: string,
   presign: (key: string) => Promise<string>,

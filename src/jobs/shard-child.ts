@@ -1,13 +1,14 @@
 // The child jobs of a sharded flow: each exports its key range, as pieces of the parent's upload
 // (checkpointed, resumed after a crash), or, for split output, as complete parts and a manifest.
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
-import { exportStream } from '../pipeline/export-stream.js'
+import { exportStream, type ExportOptions } from '../pipeline/export-stream.js'
 import type { ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { ShardUpload, type ShardResult } from '../sinks/s3/shards.js'
 import { newRunId } from '../parts/names.js'
 import { s3Sink } from '../sinks/s3/sink.js'
 import { jsonText } from '../parts/manifest.js'
-import { flowMarkerKey, splitShardKey, type SplitShardResult } from './sharded-split.js'
+import { flowMarkerKey, partitionedShardTemplate, splitShardKey, type SplitShardResult } from './sharded-split.js'
+import type { PartitionOptions } from '../parts/partition-options.js'
 import { deleteObject, headObject, type S3Location } from '../sinks/s3/client.js'
 import { removeAll } from '../core/remove-all.js'
 import { holdSource } from './held-source.js'
@@ -30,8 +31,17 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
     // A retry of a shard whose flow has failed exports nothing.
     if (!(await flowGoesOn())) throw gone('before this shard ran: it wrote nothing')
     const spec = await resolve(job, { range: shard.range, after: shard.range.after })
+    let target: Pick<ExportOptions<S3Location>, 'split' | 'partitionBy' | 'sink'>
     try {
       checkShardSpec(spec, true)
+      target = shard.partitioned
+        ? // A partitioned export of the range, under names of this attempt's own; `split` when it has limits.
+          {
+            partitionBy: shardPartitionBy(spec),
+            split: shard.split?.rows === undefined && shard.split?.bytes === undefined ? undefined : shard.split,
+            sink: s3Sink({ client: s3, bucket, key: partitionedShardTemplate(shard, shard.index, newRunId()) }),
+          }
+        : { split: shard.split, sink: s3Sink({ client: s3, bucket, key: splitShardKey(shard.stashPrefix, shard.key, shard.index, newRunId()) }) }
     } catch (error) {
       holdSource(spec).discard()
       throw error
@@ -42,8 +52,7 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
       gzip: spec.gzip,
       compression: spec.compression,
       transform: spec.transform,
-      split: shard.split,
-      sink: s3Sink({ client: s3, bucket, key: splitShardKey(shard.stashPrefix, shard.key, shard.index, newRunId()) }),
+      ...target,
       progressIntervalMs,
       onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows, bytes }).catch(() => {}),
     })
@@ -51,7 +60,7 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
     // that cannot be told, they go too (a retry writes them again).
     const goesOn = await flowGoesOn().catch((error: unknown) => toExportError(error, 'ERR_SINK', 'sink'))
     if (goesOn !== true) {
-      const written = [...(result.parts ?? []).map((part) => part.location.key), (result.location as S3Location).key]
+      const written = [...(result.parts ?? []).map((part) => (part.location as S3Location).key), (result.location as S3Location).key]
       const left = await removeAll(written, (key) => deleteObject({ client: s3, bucket, key }))
       const error = goesOn === false ? gone('while this shard ran: the parts it wrote were removed') : goesOn
       if (left.length > 0) error.leftBehind = left
@@ -108,6 +117,16 @@ export async function runShard(ctx: ShardedContext, job: ShardedExportJob): Prom
     await failedAttempt(job, error)
     throw error
   }
+}
+
+/**
+ * The spec's partitionBy for a shard of a partitioned flow: its key template already has the Hive
+ * folders (the parent's state holds the template as the partitions are named).
+ */
+function shardPartitionBy(spec: ExportSpec): PartitionOptions {
+  if (spec.partitionBy === undefined) invalidOption('partitionBy', 'the partitionBy of the flow (resolve gave none for this shard)', spec.partitionBy)
+  const options = typeof spec.partitionBy === 'object' && !Array.isArray(spec.partitionBy) ? spec.partitionBy : { by: spec.partitionBy }
+  return { ...options, hive: false }
 }
 
 type ShardFormat = ExportSpec['format'] & { encoder?: { end(rows: number): string }; nextSegment?: unknown }

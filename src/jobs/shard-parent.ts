@@ -15,7 +15,12 @@ import { assembleShards, discardShards, jsonArrayStart, removeStash, reservePart
 import { normalizeS3SinkOptions, s3PartStore } from '../sinks/s3/sink.js'
 import { checkShardSpec, isJsonArray } from './shard-child.js'
 import { compressionOfSpec } from './types.js'
-import { assembleSplitShards, flowMarkerKey, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
+import { assembleSplitShards, flowMarkerKey, flowObjects, partitionedFlowPrefix, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
+import { listKeys } from '../sinks/s3/client.js'
+import { checkPartitionBy } from '../parts/partition-options.js'
+import { partsKind } from '../parts/manifest.js'
+import { manifestNameOf, parseTemplate } from '../parts/partition-names.js'
+import { partitionsOf, templateOf } from './partitioned-job.js'
 import { COMPRESSION_CONTENT_TYPES, type Manifest } from '../core/types.js'
 import { deleteObject, putObject, type S3Location } from '../sinks/s3/client.js'
 import { isFinalAttempt, type ShardedContext, type ShardedExportJob, type ShardedExportResult, type ShardedExportState } from './types.js'
@@ -54,7 +59,15 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
           }
           return {
             name: `${job.name}.shard`,
-            data: { ...data, exportShard: { ...assignment, range, ...(state!.split ? { split: state!.split, flowMarker: true } : {}) } },
+            data: {
+              ...data,
+              exportShard: {
+                ...assignment,
+                range,
+                ...(state!.split ? { split: state!.split, flowMarker: true } : {}),
+                ...(state!.partitioned ? { partitioned: true } : {}),
+              },
+            },
             // The same job ids again after a crash here: BullMQ adds each child once.
             opts: {
               jobId: `${job.id}-shard-${range.index}`,
@@ -101,12 +114,11 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
     if ((error as Error).name === 'WaitingChildrenError') throw error
     if (state && !state.completed && commit.landed === false && (flowFailed || isFinalAttempt(job))) {
       // No attempt will go on: everything the flow wrote goes, every object that can be removed.
-      const stash = { bucket, stashPrefix: state.stashPrefix }
       const removed = state.split
         ? // The marker first (a shard still running then removes its own parts), then whatever happens the listing.
           removeAll([flowMarkerKey(state.stashPrefix)], (key) => deleteObject({ client: s3, bucket, key })).then(async (marker) => [
             ...marker,
-            ...(await removeStash(s3, stash)),
+            ...(await removeAll(await flowObjects((prefix) => listKeys(s3, bucket, prefix), state!), (key) => deleteObject({ client: s3, bucket, key }))),
           ])
         : discardShards(s3, shardOf(ctx, state))
       const left = await removed.catch((cleanup: Error) => [`${state!.stashPrefix}* (${cleanup.message})`])
@@ -122,15 +134,26 @@ async function start(ctx: ShardedContext, job: ShardedExportJob): Promise<Sharde
   const spec = await resolve(job, { range: { index: 0 } })
   ;(spec.source as Partial<Readable>).destroy?.()
   spec.format.destroy()
-  checkShardSpec(spec, spec.split !== undefined)
+  checkShardSpec(spec, spec.split !== undefined || spec.partitionBy !== undefined)
   const compression = compressionOfSpec(spec)
   if (spec.key !== undefined) checkString('key', spec.key)
-  const key = spec.key ?? exportKey({ prefix, jobId: String(job.id), format: spec.format, compression })
+  const jobKey = exportKey({ prefix, jobId: String(job.id), format: spec.format, compression })
+  const key = spec.partitionBy === undefined ? (spec.key ?? jobKey) : templateOf(spec, jobKey)
   const ranges = await plan(job)
   if (!Array.isArray(ranges) || ranges.length === 0) invalidOption('plan', 'a function resolving to key ranges (planShards)', ranges)
   reservePartNumbers(ranges.length)
   // Everything the flow writes apart carries its run: a failed flow removes only its own.
   const run = newRunId()
+  if (spec.partitionBy !== undefined) {
+    // Each shard a partitioned export of its range (complete files, cut further by `split`).
+    const split = spec.split === undefined ? {} : checkSplitOptions(spec.split)
+    const { template, manifestName } = checkPartitionBy(spec.partitionBy, key)
+    const full = template.base + template.relative // (Hive folders included)
+    await claimManifest(partStore(ctx, manifestName), { ...partsKind(spec.format, compression && { name: compression }), name: template.relative })
+    const state: ShardedExportState = { step: 'planned', key: full, stashPrefix: partitionedFlowPrefix(full, run), ranges, split, partitioned: true }
+    await job.updateData({ ...job.data, shardedExport: state })
+    return state
+  }
   if (spec.split !== undefined) {
     const split = checkSplitOptions(spec.split)
     // Two exports never share a manifest: refused before any shard runs.
@@ -169,8 +192,8 @@ async function completeSplit(
   commit: { landed: boolean | 'unknown' },
 ): Promise<ShardedExportResult> {
   const { s3, bucket, urlExpiresIn } = ctx
-  const store = partStore(ctx, state.key)
-  const where = manifestPath(state.key)
+  const store = partStore(ctx, state.partitioned ? manifestNameOf(parseTemplate(state.key)) : state.key)
+  const where = manifestPath(store.name)
   const results = Object.values(await job.getChildrenValues()) as SplitShardResult[]
   let manifest: Manifest<S3Location>
   let leftBehind: string[] = []
@@ -179,7 +202,7 @@ async function completeSplit(
     if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `The manifest ${where} this flow committed is gone`)
     manifest = parseManifest<S3Location>(bytes, where)
   } else {
-    const outcome = await assembleSplitShards(store, state.stashPrefix, results)
+    const outcome = await assembleSplitShards(store, state, results)
     commit.landed = outcome.landed
     if (outcome.landed !== true) {
       if (outcome.landed === false) throw toExportError(outcome.error, 'ERR_SINK', 'sink')
@@ -199,6 +222,7 @@ async function completeSplit(
     url: await presign(where),
     parts: manifest.parts.length,
     urls,
+    ...(state.partitioned ? { partitions: await partitionsOf(manifest.parts, parseTemplate(state.key).base, presign, bucket) } : {}),
     ...(leftBehind.length > 0 ? { leftBehind } : {}),
   }
 }

@@ -116,7 +116,7 @@ export interface ShardedExportJob {
   data: Record<string, unknown> & {
     shardedExport?: ShardedExportState
     /** `flowMarker`: the flow put its marker (see flowMarkerKey) before adding this shard. */
-    exportShard?: ShardAssignment & { range: ShardRange; split?: SplitOptions; flowMarker?: true }
+    exportShard?: ShardAssignment & { range: ShardRange; split?: SplitOptions; flowMarker?: true; partitioned?: true }
     exportCheckpoint?: ExportCheckpoint
   }
   attemptsMade: number
@@ -148,6 +148,8 @@ export interface ShardedExportState {
   stashPrefix: string
   /** A split flow: each shard writes complete parts, the parent one manifest of them all. */
   split?: SplitOptions
+  /** A partitioned flow (a split flow whose shards write partitions): `key` is the key template. */
+  partitioned?: true
   ranges: ShardRange[]
   /** A JSON array (compressed or not): the parent mends its start (see `jsonArrayStart`). */
   jsonArray?: { gzip: boolean; zstd?: boolean }
@@ -196,6 +198,8 @@ export interface ShardedExportResult {
   /** A split flow: how many parts the manifest lists, and a presigned URL of each, in order. */
   parts?: number
   urls?: string[]
+  /** A partitioned flow: its partitions, each with its objects and a presigned URL of each (a partition two shards wrote has a part from each). */
+  partitions?: ExportJobResult['partitions']
   /** What could not be removed after the commit (pieces held apart; a split flow: the previous export's parts, the flow's leftovers). */
   leftBehind?: string[]
 }
