@@ -131,13 +131,13 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     for (const partition of result.partitions!) {
       expect(partition.locations).toHaveLength(3) // a file from each shard
       // Every row of the currency once, in key order, across the shards' files.
-      const ids = []
+      const ids: number[] = []
       for (const location of partition.locations) {
         const rows = parse(gunzipSync(await objectBytes(location.key)), { columns: true }) as Array<{ id: string; currency: string }>
         expect(new Set(rows.map((row) => row.currency))).toEqual(new Set([partition.values.currency]))
         ids.push(...rows.map((row) => Number(row.id)))
       }
-      expect(ids).toEqual(ids.toSorted((a, b) => a - b))
+      expect(ids).toEqual([...ids].sort((a, b) => a - b))
       expect(ids.length).toBe(partition.rows)
     }
     expect(result.partitions!.reduce((sum, partition) => sum + partition.rows, 0)).toBe(ROWS)

@@ -8,6 +8,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-s
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { csv, exportStream, fileSink, postgresKeysetSource, s3Sink, type ExportError, type Manifest, type PartitionCheckpoint } from '../src/index.js'
+import { createExportProcessor, type ExportJob } from '../src/bullmq.js'
 import { databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
@@ -171,6 +172,32 @@ describe('partitionBy.checkpoint, files', () => {
 })
 
 describe('partitionBy.checkpoint, S3', () => {
+  it('a job retried after a crash before its first checkpoint: what the crashed attempt wrote is removed first', async () => {
+    const processor = createExportProcessor({
+      s3: s3.client,
+      bucket: s3.bucket,
+      resolve: (_job, { after }) => ({ source: source(after), format: csv(), key: 'crashed/{customer}.csv', partitionBy: 'customer' }),
+    })
+    // The job's data as the crashed attempt left it: its run, and no checkpoint yet.
+    const run = '0c0ffee0'
+    const job: ExportJob = {
+      id: 'crashed-1',
+      data: { exportPartitions: { bucket: s3.bucket, template: 'crashed/{customer}.csv', checkpoint: { version: 1, run, rows: 0, partitions: [] } } },
+      attemptsMade: 1,
+      opts: { attempts: 3 },
+      updateProgress: () => Promise.resolve(),
+      updateData: (data) => Promise.resolve(void (job.data = data)),
+    }
+    for (const key of [`crashed/c0001-${run}-00002.csv`, 'crashed/c0001-0badc0de-00001.csv'])
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'x' }))
+    const result = await processor(job)
+    expect(result.rows).toBe(ROWS)
+    const listed = ((await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'crashed/' }))).Contents ?? []).map((o) => o.Key!)
+    expect(listed).toContain('crashed/c0001-0badc0de-00001.csv') // another run's
+    expect(listed).not.toContain(`crashed/c0001-${run}-00002.csv`)
+    expect(listed).toHaveLength(CUSTOMERS + 2)
+  })
+
   it('a part that fails mid-way (transformed rows): the checkpoint held is kept, the rest removed; the continuing run puts no kept object again', async () => {
     const template = 'statements/{customer}.csv'
     const saved: PartitionCheckpoint[] = []

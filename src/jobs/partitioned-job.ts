@@ -101,8 +101,13 @@ export async function runPartitionedJob(
       resumed: true,
     }
   }
-  // The run is in the job before any part is written: a later attempt removes what this one leaves.
+  // The run is in the job before any part is written: a later attempt removes what this one leaves
+  // (past its checkpoint: the export does that; all of it, when it saved none: here).
   if (!earlier) await save(state.checkpoint)
+  else if (earlier.checkpoint.partitions.length === 0)
+    await removeRunParts(store, settings.template, state.checkpoint.run, undefined).catch((error: unknown) => {
+      throw toExportError(error, 'ERR_SINK', 'sink')
+    })
   hooks.started()
   const result = await exportStream({
     ...pipelineOf(spec),

@@ -130,8 +130,11 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     const { format, compression, settings } = this.#options
     const from = settings.checkpoint?.from
     claimManifest(this.#store, { ...partsKind(format, compression), name: settings.template.relative })
-      // A run continuing a checkpoint first removes what the interrupted run wrote past it.
-      .then(async () => from && this.#leftBehind.push(...(await removeRunParts(this.#options.store, settings.template, from.run, from))))
+      // A run continuing a checkpoint first removes what the interrupted run wrote past it. (A
+      // checkpoint of no partitions is no run's: the job processor's first, which lists nothing.)
+      .then(async () => {
+        if (from && from.partitions.length > 0) this.#leftBehind.push(...(await removeRunParts(this.#options.store, settings.template, from.run, from)))
+      })
       .then(
         () => callback(),
         (error: unknown) => callback(toExportError(error, 'ERR_SINK', 'sink')),
