@@ -60,7 +60,7 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
     // that cannot be told, they go too (a retry writes them again).
     const goesOn = await flowGoesOn().catch((error: unknown) => toExportError(error, 'ERR_SINK', 'sink'))
     if (goesOn !== true) {
-      const written = [...(result.parts ?? []).map((part) => (part.location as S3Location).key), (result.location as S3Location).key]
+      const written = [...(result.parts ?? []).map((part) => part.location.key), (result.location as S3Location).key]
       const left = await removeAll(written, (key) => deleteObject({ client: s3, bucket, key }))
       const error = goesOn === false ? gone('while this shard ran: the parts it wrote were removed') : goesOn
       if (left.length > 0) error.leftBehind = left
