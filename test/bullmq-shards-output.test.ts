@@ -142,9 +142,18 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     }
     expect(result.partitions!.reduce((sum, partition) => sum + partition.rows, 0)).toBe(ROWS)
 
-    // A shard failing every attempt: the flow fails and removes what every shard wrote.
-    flows.s3.inject({ op: 'PutObject', match: (key) => key.includes('-shard-0002-') && key.includes('/GBP-'), action: 500 })
-    const failing = await add({ shards: 3, gzip: true, partitionBy: 'currency' }, 2)
+    // Hive style: names with static text (`exports/<id>/currency=EUR/<id>-<run>-shard-…`), and the
+    // shards' manifests too (`exports/<id>/<id>-<run>-shard-…`): none of them left.
+    const hive = await add({ shards: 3, gzip: true, partitionBy: { by: 'currency', hive: true } })
+    const hiveResult = (await hive.waitUntilFinished(events, 120_000)) as ShardedExportResult
+    const hiveKeys = hiveResult.partitions!.flatMap((partition) => partition.locations.map((location) => location.key))
+    expect(hiveKeys.every((key) => new RegExp(`^exports/${hive.id}/currency=(EUR|GBP|USD)/${hive.id}-[0-9a-f]{8}-shard-`).test(key))).toBe(true)
+    expect(hiveResult.location.key).toBe(`exports/${hive.id}/${hive.id}.manifest.json`)
+    expect(await listed(`exports/${hive.id}/`)).toEqual([...hiveKeys, hiveResult.location.key].sort())
+
+    // A shard failing every attempt: the flow fails and removes what every shard wrote (their manifests too).
+    flows.s3.inject({ op: 'PutObject', match: (key) => key.includes('-shard-0002-') && key.includes('/currency=GBP/'), action: 500 })
+    const failing = await add({ shards: 3, gzip: true, partitionBy: { by: 'currency', hive: true } }, 2)
     await expect(failing.waitUntilFinished(events, 120_000)).rejects.toThrow(/Shard 2 of 3/)
     await expect.poll(() => listed(`exports/${failing.id}/`), { timeout: 20_000, interval: 200 }).toEqual([])
   }, 180_000)

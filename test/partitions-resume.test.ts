@@ -3,8 +3,8 @@
 // writes no kept partition again, removes what the interrupted run left past the checkpoint, and
 // ends with the same files as an export never interrupted (real PostgreSQL, files, the S3 test server).
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
+import { join, relative } from 'node:path'
+import { CreateMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { csv, exportStream, fileSink, postgresKeysetSource, s3Sink, type ExportError, type Manifest, type PartitionCheckpoint } from '../src/index.js'
@@ -99,7 +99,8 @@ describe('partitionBy.checkpoint, files', () => {
     const resumed = await exportStream({
       source: source(checkpoint.after),
       format: csv(),
-      sink: fileSink({ path: join(dir, '{customer}.csv') }),
+      // (A path as `./` and relative: what the interrupted run left is found under it all the same.)
+      sink: fileSink({ path: `./${relative(process.cwd(), dir)}/{customer}.csv` }),
       partitionBy: { by: 'customer', checkpoint: { from: checkpoint, save: (c) => void saved.push(c) } },
     })
     expect(resumed.rows).toBe(ROWS)
@@ -117,6 +118,33 @@ describe('partitionBy.checkpoint, files', () => {
       [...manifest.parts.map((part) => part.name), 'partitions.manifest.json', 'c0299-0badc0de-00001.csv', `notes-${checkpoint.run}.txt`].sort(),
     )
   }, 60_000)
+
+  it('a save that fails fails the export, and keeps only what the last saved checkpoint holds', async () => {
+    const dir = await tempDir()
+    const saved: PartitionCheckpoint[] = []
+    const error = (await exportStream({
+      source: source(),
+      format: csv(),
+      sink: fileSink({ path: join(dir, '{customer}.csv') }),
+      partitionBy: {
+        by: 'customer',
+        checkpoint: {
+          intervalMs: 0,
+          save: async (checkpoint) => {
+            if (saved.length > 0 && checkpoint.partitions.length >= 50) throw new Error('the job store is gone')
+            saved.push(checkpoint)
+          },
+        },
+      },
+    }).catch((e: unknown) => e)) as ExportError
+    expect(error).toMatchObject({ code: 'ERR_SINK', message: expect.stringMatching(/Saving the checkpoint failed: the job store is gone/) })
+    expect(saved.at(-1)!.partitions.length).toBeLessThan(50)
+    const kept = saved
+      .at(-1)!
+      .partitions.flatMap((partition) => partition.parts.map((part) => part.name))
+      .sort()
+    expect([...(await filesUnder(dir)).keys()].sort()).toEqual(kept)
+  })
 
   it('rows not ordered by partition (pairs of customers interleaved): a checkpoint keeps a partition only with every row of it before its key', async () => {
     // Rows by id; customers two at a time, alternating: c0000 c0001 c0000 ... then c0002 c0003 ...
@@ -190,12 +218,87 @@ describe('partitionBy.checkpoint, S3', () => {
     }
     for (const key of [`crashed/c0001-${run}-00002.csv`, 'crashed/c0001-0badc0de-00001.csv'])
       await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'x' }))
+    // The multipart upload of a part larger than partSize it was writing, and another run's.
+    for (const key of [`crashed/c0002-${run}-00001.csv`, 'crashed/c0002-0badc0de-00001.csv'])
+      await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }))
     const result = await processor(job)
     expect(result.rows).toBe(ROWS)
     const listed = ((await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'crashed/' }))).Contents ?? []).map((o) => o.Key!)
     expect(listed).toContain('crashed/c0001-0badc0de-00001.csv') // another run's
     expect(listed).not.toContain(`crashed/c0001-${run}-00002.csv`)
     expect(listed).toHaveLength(CUSTOMERS + 2)
+    expect(await s3.openUploads()).toEqual(['crashed/c0002-0badc0de-00001.csv'])
+    await s3.abortAll()
+  })
+
+  /** A job as BullMQ gives it to the processor, with its data kept in memory. */
+  const jobOf = (id: string, data: ExportJob['data'], attempts = 3): ExportJob => {
+    const job: ExportJob = {
+      id,
+      data,
+      attemptsMade: 0,
+      opts: { attempts },
+      updateProgress: () => Promise.resolve(),
+      updateData: (next) => Promise.resolve(void (job.data = next)),
+    }
+    return job
+  }
+
+  it("a job's result is plain JSON, as BullMQ stores it: bigint partition values as their text", async () => {
+    const processor = createExportProcessor({
+      s3: s3.client,
+      bucket: s3.bucket,
+      resolve: (_job, { after }) => ({
+        source: source(after),
+        format: csv(),
+        key: 'big/{bucket}.csv',
+        partitionBy: { by: (row) => ({ bucket: BigInt(Number(row.id) % 3) }) },
+      }),
+    })
+    const result = await processor(jobOf('big-1', {}))
+    expect(JSON.parse(JSON.stringify(result))).toEqual(result)
+    expect(result.partitions!.map((partition) => partition.values.bucket).sort()).toEqual(['0', '1', '2'])
+  })
+
+  it('refuses an attempt whose resolve gives another kind of export than the earlier attempt (it was given where that one stopped)', async () => {
+    const partitioned = {
+      bucket: s3.bucket,
+      template: 'kinds/{customer}.csv',
+      checkpoint: { version: 1 as const, run: '0c0ffee1', after: ['c0100', 5], rows: 0, partitions: [] },
+    }
+    const plain = createExportProcessor({
+      s3: s3.client,
+      bucket: s3.bucket,
+      resolve: (_job, { after }) => ({ source: source(after), format: csv(), key: 'kinds/all.csv' }),
+    })
+    await expect(plain(jobOf('kinds-1', { exportPartitions: partitioned }))).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      message: expect.stringMatching(/earlier attempt of this job ran a partitioned export/),
+    })
+    const byCustomer = createExportProcessor({
+      s3: s3.client,
+      bucket: s3.bucket,
+      resolve: (_job, { after }) => ({ source: source(after), format: csv(), key: 'kinds/{customer}.csv', partitionBy: 'customer' }),
+    })
+    const checkpoint = { uploadId: 'u', bucket: s3.bucket, key: 'kinds/all.csv', parts: [], rows: 10, bytes: 100, lastKey: ['c0100', 5] }
+    await expect(byCustomer(jobOf('kinds-2', { exportCheckpoint: checkpoint }))).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    // Neither kept a connection of the pool (of two) checked out.
+    expect((await pool.query('select 1 as one')).rows).toEqual([{ one: 1 }])
+    expect(pool.idleCount).toBe(pool.totalCount)
+  })
+
+  it('a final failure whose manifest write may yet land (a 500) keeps every part: the manifest would list them', async () => {
+    const processor = createExportProcessor({
+      s3: s3.client,
+      bucket: s3.bucket,
+      resolve: (_job, { after }) => ({ source: source(after), format: csv(), key: 'unknown/{customer}.csv', partitionBy: 'customer' }),
+    })
+    s3.inject({ op: 'PutObject', match: (key) => key === 'unknown/partitions.manifest.json', action: 500 })
+    const error = (await processor(jobOf('unknown-1', {}, 1)).catch((e: unknown) => e)) as ExportError
+    s3.clearFaults()
+    expect(error.message).toMatch(/whether it landed is unknown/)
+    const listed = ((await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'unknown/' }))).Contents ?? []).map((o) => o.Key!)
+    expect(listed).toHaveLength(CUSTOMERS)
   })
 
   it('a part that fails mid-way (transformed rows): the checkpoint held is kept, the rest removed; the continuing run puts no kept object again', async () => {

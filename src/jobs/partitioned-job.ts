@@ -6,11 +6,12 @@ import { ExportError, invalidOption, toExportError } from '../core/errors.js'
 import type { Manifest } from '../core/types.js'
 import { parseManifest } from '../parts/manifest.js'
 import { manifestPath, nameParts, newRunId } from '../parts/names.js'
-import { removeRunParts, type PartitionCheckpoint } from '../parts/partition-checkpoint.js'
-import { manifestNameOf, parseTemplate } from '../parts/partition-names.js'
+import { plainJson, removeRunParts, runPartOf, type PartitionCheckpoint } from '../parts/partition-checkpoint.js'
+import { manifestNameOf, parseTemplate, type PartitionTemplate } from '../parts/partition-names.js'
 import { checkPartitionBy, type PartitionBy, type PartitionOptions } from '../parts/partition-options.js'
 import { exportStream } from '../pipeline/export-stream.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
+import { abortUploadsUnder } from '../sinks/s3/multipart.js'
 import { presignDownload } from '../sinks/s3/presign.js'
 import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
 import type { Progress } from '../stages/progress.js'
@@ -24,12 +25,19 @@ interface Context {
   progressIntervalMs: number
 }
 
-/** The key template of a partitioned job: the spec's, or the job's key as a folder of partition columns (`exports/42/{customer}.csv.gz`). */
+/**
+ * The key template of a partitioned job: the spec's, or the job's key as a folder of partition
+ * columns (`exports/42/{customer}.csv.gz`; Hive style: `exports/42/42.csv.gz`, which becomes
+ * `exports/42/customer={customer}/42.csv.gz`).
+ */
 export function templateOf(spec: ExportSpec, jobKey: string): string {
   if (spec.key !== undefined) return spec.key
-  const by = typeof spec.partitionBy === 'object' && !Array.isArray(spec.partitionBy) ? spec.partitionBy.by : spec.partitionBy
+  const options: Partial<PartitionOptions> =
+    typeof spec.partitionBy === 'object' && !Array.isArray(spec.partitionBy) ? spec.partitionBy : { by: spec.partitionBy }
+  const { by } = options
   if (typeof by === 'function' || by === undefined) return invalidOption('key', 'a key template naming the placeholders of a partitionBy function', spec.key)
   const { dir, stem, extensions } = nameParts(jobKey)
+  if (options.hive === true) return `${dir}${stem}/${stem}${extensions}`
   return `${dir}${stem}/${(typeof by === 'string' ? [by] : by).map((column) => `{${column}}`).join('/')}${extensions}`
 }
 
@@ -102,12 +110,15 @@ export async function runPartitionedJob(
     }
   }
   // The run is in the job before any part is written: a later attempt removes what this one leaves
-  // (past its checkpoint: the export does that; all of it, when it saved none: here).
+  // (past its checkpoint: the export does that; all of it, when it saved none: here; and the
+  // multipart uploads of the parts it was writing).
   if (!earlier) await save(state.checkpoint)
-  else if (earlier.checkpoint.partitions.length === 0)
-    await removeRunParts(store, settings.template, state.checkpoint.run, undefined).catch((error: unknown) => {
-      throw toExportError(error, 'ERR_SINK', 'sink')
-    })
+  else
+    await abortRunUploads(s3, bucket, settings.template, state.checkpoint.run)
+      .then(() => (earlier.checkpoint.partitions.length === 0 ? removeRunParts(store, settings.template, state.checkpoint.run, undefined) : undefined))
+      .catch((error: unknown) => {
+        throw toExportError(error, 'ERR_SINK', 'sink')
+      })
   hooks.started()
   const result = await exportStream({
     ...pipelineOf(spec),
@@ -136,7 +147,8 @@ export async function partitionsOf(
   const byValues = new Map<string, PartitionedJobOutcome['partitions'][number]>()
   for (const part of parts) {
     const id = JSON.stringify(part.partition ?? {}, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))
-    const partition = byValues.get(id) ?? { values: part.partition ?? {}, rows: 0, bytes: 0, locations: [], urls: [] }
+    // (The job's result is JSON: a bigint value as its text, a Date as its ISO text, as the manifest has them.)
+    const partition = byValues.get(id) ?? { values: plainJson(part.partition ?? {}), rows: 0, bytes: 0, locations: [], urls: [] }
     byValues.set(id, partition)
     const key = base + part.name
     partition.rows += part.rows
@@ -156,5 +168,12 @@ export async function removePartitionedJob(s3: S3ClientLike, state: PartitionedJ
   const store = s3PartStore(normalizeS3SinkOptions({ client: s3, bucket: state.bucket, key: state.template }))
   const template = parseTemplate(state.template)
   if (await committedManifest(state, store, manifestNameOf(template))) return []
+  await abortRunUploads(s3, state.bucket, template, state.checkpoint.run)
   return removeRunParts(store, template, state.checkpoint.run, undefined)
+}
+
+/** Aborts the multipart uploads of a run's parts (a part larger than partSize a crashed attempt was writing). */
+function abortRunUploads(s3: S3ClientLike, bucket: string, template: PartitionTemplate, run: string): Promise<void> {
+  const ours = runPartOf(template, run)
+  return abortUploadsUnder({ client: s3, bucket }, template.base, ({ Key }) => ours(Key))
 }

@@ -2,6 +2,7 @@
 // when its source is a keyset source and its format a text format.
 import { ExportError, invalidOption } from '../core/errors.js'
 import { exportStream } from '../pipeline/export-stream.js'
+import { commitUnknown } from '../parts/commit.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, checkPartSize, partSizeFor } from '../sinks/s3/multipart.js'
@@ -60,6 +61,14 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     let key: string
     try {
       compression = compressionOfSpec(spec)
+      // resolve was given where the earlier attempt's kind of export stopped: the same kind only.
+      const partitioned = spec.partitionBy !== undefined
+      if ((partitioned && saved?.lastKey !== undefined) || (!partitioned && job.data.exportPartitions !== undefined))
+        throw new ExportError(
+          'ERR_INVALID_OPTION',
+          'options',
+          `An earlier attempt of this job ran ${partitioned ? 'an export without' : 'a partitioned export (with'} partitionBy${partitioned ? '' : ')'}: resolve must give every attempt of a job the same kind of export (it was given where that one stopped)`,
+        )
       if (spec.key !== undefined) checkString('key', spec.key)
       key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, compression })
     } catch (error) {
@@ -154,8 +163,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       if (finalAttempt) {
         // No attempt will continue this upload: abort it rather than leave billed parts (a
         // partitioned job: remove what its run wrote, unless its manifest landed).
-        if (job.data.exportPartitions) await removePartitionedJob(s3, job.data.exportPartitions).catch(() => {})
-        else await abortOtherUploads({ client: s3, bucket, key }).catch(() => {})
+        // (Not when its manifest's write may still land: then its parts are kept, named in leftBehind.)
+        if (job.data.exportPartitions) {
+          if (!commitUnknown(error)) await removePartitionedJob(s3, job.data.exportPartitions).catch(() => {})
+        } else await abortOtherUploads({ client: s3, bucket, key }).catch(() => {})
         const e = error as ExportError
         await Promise.resolve(notify?.({ event: 'export.failed', jobId, error: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } })).catch(() => {})
       }

@@ -65,7 +65,9 @@ export async function flowObjects(list: (prefix: string) => Promise<string[]>, f
   const { base } = parseTemplate(flow.key)
   const run = flow.stashPrefix.slice(base.length, -1)
   const part = new RegExp(`-${run}-shard-\\d{4,}-[0-9a-f]{8}(?:~\\d+)?-[0-9a-f]{8}-\\d{5,}[^/\\\\]*$`)
-  return (await list(base)).filter((key) => key.startsWith(flow.stashPrefix) || part.test(key))
+  // A shard's manifest is named after the file name's static text (`statements/data-<run>-shard-…`), in the folder.
+  const manifest = new RegExp(`^[^/\\\\]*-${run}-shard-\\d{4,}-[0-9a-f]{8}\\.manifest\\.json$`)
+  return (await list(base)).filter((key) => key.startsWith(flow.stashPrefix) || part.test(key) || manifest.test(key.slice(base.length)))
 }
 
 /**

@@ -99,6 +99,8 @@ export async function commitManifest<L extends object>(
   return { landed: true, location, leftBehind }
 }
 
+const UNKNOWN = new WeakSet<object>()
+
 /** The error of a commit that did not land (ERR_ABORTED when it was stopped, otherwise ERR_SINK). */
 export function commitError(outcome: { landed: false | 'unknown'; error: unknown }): ExportError {
   if (outcome.error instanceof ExportError && outcome.error.code === 'ERR_ABORTED') return outcome.error
@@ -106,5 +108,10 @@ export function commitError(outcome: { landed: false | 'unknown'; error: unknown
     outcome.landed === 'unknown'
       ? 'Writing the manifest failed and whether it landed is unknown (the store may still write it, or it could not be read back): its parts are kept'
       : 'Writing the manifest failed'
-  return new ExportError('ERR_SINK', 'sink', `${message}: ${(outcome.error as Error)?.message ?? String(outcome.error)}`, { cause: outcome.error })
+  const error = new ExportError('ERR_SINK', 'sink', `${message}: ${(outcome.error as Error)?.message ?? String(outcome.error)}`, { cause: outcome.error })
+  if (outcome.landed === 'unknown') UNKNOWN.add(error)
+  return error
 }
+
+/** Whether an export failed at a commit that may yet land (commitError's unknown case): nothing of it may be removed. */
+export const commitUnknown = (error: unknown): boolean => typeof error === 'object' && error !== null && UNKNOWN.has(error)

@@ -121,11 +121,18 @@ export async function removeRunParts(
   run: string,
   keep: PartitionCheckpoint | undefined,
 ): Promise<string[]> {
-  const partOf = partitionPartOf(template)
+  const ours = runPartOf(template, run)
   const kept = new Set((keep?.partitions ?? []).flatMap((partition) => partition.parts.map((part) => part.name)))
-  const names = (await store.list(template.base)).filter((name) => {
-    const relative = name.slice(template.base.length).replaceAll('\\', '/')
-    return name.startsWith(template.base) && partOf(relative) !== undefined && relative.includes(`-${run}-`) && !kept.has(relative)
-  })
+  const names = (await store.list(template.base)).filter((name) => ours(name) && !kept.has(name.slice(template.base.length).replaceAll('\\', '/')))
   return removeAll(names, (name) => store.remove(name))
+}
+
+/** Whether a path or key is a part of this partitioned export's `run` (`exports/acme-1a2b3c4d-00001.csv`). */
+export function runPartOf(template: PartitionTemplate, run: string): (name: string) => boolean {
+  const partOf = partitionPartOf(template)
+  const numbered = new RegExp(`-${run}-\\d{5,}[^/\\\\]*$`)
+  return (name) => {
+    const relative = name.slice(template.base.length).replaceAll('\\', '/')
+    return name.startsWith(template.base) && partOf(relative) !== undefined && numbered.test(relative)
+  }
 }

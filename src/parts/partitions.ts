@@ -37,7 +37,8 @@ export interface PartitionWriterOptions<L extends object> extends Pick<SplitWrit
 /**
  * The last stage of a partitioned export: takes rows (object mode), applies the transforms, writes
  * each into its partition's part writer, and on finish writes the one manifest (commit.ts). A
- * failure or a destroy before the manifest removes every part of every partition.
+ * failure or a destroy before the manifest removes the parts of every partition (but those a
+ * saved checkpoint holds: see partition-checkpoint.ts).
  */
 export class PartitionWriter<L extends object = Location> extends Writable {
   /** Rows come in batches when nothing transforms them and the format takes batches (see `SourceExtras.sendBatches`). */
@@ -75,7 +76,8 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   readonly #paths = new Map<string, string>()
   #manifest: Manifest<L> | undefined
   #location: L | undefined
-  #leftBehind: string[] = []
+  /** What could not be removed (what an interrupted run left past its checkpoint, too). */
+  readonly #leftBehind: string[] = []
   #committing: Promise<{ landed: unknown }> | undefined
   #stopped = false
 
@@ -295,7 +297,14 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     }
     if (partition.follow)
       void finished.then(
-        () => ((partition.follow!.landed = true), this.#checkpoint()),
+        () => {
+          partition.follow!.landed = true
+          try {
+            this.#checkpoint()
+          } catch (error) {
+            this.destroy(toExportError(error, 'ERR_SINK', 'sink'))
+          }
+        },
         () => {},
       )
     this.#all.push(partition)
@@ -332,16 +341,19 @@ export class PartitionWriter<L extends object = Location> extends Writable {
       this.#kept,
     )
     if (!next) return
+    // Kept from now (a failure while the save is on its way keeps them: a run continuing either
+    // checkpoint removes what the other holds past it), unless the save fails.
+    const before = this.#kept
     this.#kept = next.count
     this.#savedAt = performance.now()
     this.#saving = Promise.resolve()
       .then(() => checkpoint.save(next.checkpoint))
       .then(
         () => (this.#saving = undefined),
-        (error: unknown) =>
-          void this.destroy(
-            new ExportError('ERR_SINK', 'sink', `Saving the checkpoint failed: ${(error as Error)?.message ?? String(error)}`, { cause: error }),
-          ),
+        (error: unknown) => {
+          this.#kept = before
+          this.destroy(new ExportError('ERR_SINK', 'sink', `Saving the checkpoint failed: ${(error as Error)?.message ?? String(error)}`, { cause: error }))
+        },
       )
   }
 
@@ -396,7 +408,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     const outcome = await committing
     if (outcome.landed !== true) throw commitError(outcome)
     this.#location = outcome.location
-    this.#leftBehind = outcome.leftBehind
+    this.#leftBehind.push(...outcome.leftBehind)
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -417,7 +429,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     const outcome = await this.#committing?.catch(() => undefined)
     if (outcome?.landed === true) return
     if (outcome?.landed === 'unknown') {
-      this.#leftBehind = this.#all.flatMap((partition) => partition.writer.parts.map((part) => relativeName(part.location, '')))
+      this.#leftBehind.push(...this.#all.flatMap((partition) => partition.writer.parts.map((part) => relativeName(part.location, ''))))
       return
     }
     const left: string[] = []
@@ -425,7 +437,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     // (but those a checkpoint holds: a run continuing it keeps them).
     // The latest first: the folders the first partition made are emptied before it removes them.
     for (const { writer } of this.#all.slice(this.#kept).reverse()) left.push(...(writer.partsDone ? await writer.discardParts() : writer.leftBehind))
-    this.#leftBehind = left
+    this.#leftBehind.push(...left)
   }
 }
 

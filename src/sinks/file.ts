@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ExportError } from '../core/errors.js'
@@ -83,12 +83,14 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       remove: (path) => unlink(path).catch(missing),
       locationOf: (path) => ({ path }),
       // Files in the folder of `prefix` and below it (a partitioned export's folders).
+      // Named as the prefix names them (`./out/acme.csv` for `./out/`: not normalised).
       async list(prefix) {
-        const dir = /[/\\]$/.test(prefix) ? prefix : dirname(prefix)
+        const head = prefix.slice(0, Math.max(prefix.lastIndexOf('/'), prefix.lastIndexOf('\\')) + 1)
+        const dir = head === '' ? '.' : head
         const entries = (await readdir(dir, { recursive: true, withFileTypes: true }).catch(missing)) ?? []
         return entries
           .filter((entry) => entry.isFile())
-          .map((entry) => join(entry.parentPath, entry.name))
+          .map((entry) => head + relative(dir, join(entry.parentPath, entry.name)))
           .filter((path) => path.startsWith(prefix))
       },
     }

@@ -195,6 +195,19 @@ export class MultipartUpload {
  * or only those begun at or after `since` (by the store's clock).
  */
 export async function abortOtherUploads({ client, bucket, key }: S3Target, keep?: string, since?: Date): Promise<void> {
+  await abortUploadsUnder(
+    { client, bucket },
+    key,
+    (upload) => upload.Key === key && upload.UploadId !== keep && (since === undefined || (upload.Initiated !== undefined && upload.Initiated >= since)),
+  )
+}
+
+/** Aborts the open multipart uploads under `prefix` that `match` picks (a partitioned run's, say). */
+export async function abortUploadsUnder(
+  { client, bucket }: Pick<S3Target, 'client' | 'bucket'>,
+  prefix: string,
+  match: (upload: { Key: string; UploadId: string; Initiated?: Date }) => boolean,
+): Promise<void> {
   const s3 = loadS3()
   let KeyMarker: string | undefined
   let UploadIdMarker: string | undefined
@@ -204,11 +217,10 @@ export async function abortOtherUploads({ client, bucket, key }: S3Target, keep?
       IsTruncated?: boolean
       NextKeyMarker?: string
       NextUploadIdMarker?: string
-    }>(client, new s3.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, KeyMarker, UploadIdMarker }))
-    for (const upload of page.Uploads ?? []) {
-      if (upload.Key !== key || !upload.UploadId || upload.UploadId === keep) continue
-      if (since !== undefined && !(upload.Initiated !== undefined && upload.Initiated >= since)) continue
-      await new MultipartUpload({ client, bucket, key }, upload.UploadId).abort()
+    }>(client, new s3.ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, KeyMarker, UploadIdMarker }))
+    for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
+      if (!Key || !UploadId || !match({ Key, UploadId, Initiated })) continue
+      await new MultipartUpload({ client, bucket, key: Key }, UploadId).abort()
     }
     KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined
     UploadIdMarker = page.NextUploadIdMarker
