@@ -255,8 +255,10 @@ describe('partitionBy.checkpoint, S3', () => {
         partitionBy: { by: (row) => ({ bucket: BigInt(Number(row.id) % 3) }) },
       }),
     })
-    const result = await processor(jobOf('big-1', {}))
+    const job = jobOf('big-1', {})
+    const result = await processor(job)
     expect(JSON.parse(JSON.stringify(result))).toEqual(result)
+    expect(job.data.exportPartitions).toBeUndefined() // done: a retry of the completed job is a new export
     expect(result.partitions!.map((partition) => partition.values.bucket).sort()).toEqual(['0', '1', '2'])
   })
 

@@ -139,7 +139,9 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         result = { rows: exported.rows, bytes: exported.bytes, location: exported.location as S3Location, watermark: exported.watermark }
       }
       if (spec.watermark) await saveWatermark(spec.watermark, result)
-      await save(undefined)
+      // Done: a retry of the completed job exports again (from the start, as a new run).
+      if (job.data.exportPartitions) await job.updateData({ ...job.data, exportPartitions: undefined })
+      else await save(undefined)
       const url = await presignDownload(s3, { bucket, key: result.location.key, expiresIn: urlExpiresIn })
       await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
       const done: ExportJobResult = {
