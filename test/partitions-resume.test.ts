@@ -96,14 +96,23 @@ describe('partitionBy.checkpoint, files', () => {
     await writeFile(join(dir, 'c0299-0badc0de-00001.csv'), 'another run\n')
     await writeFile(join(dir, `notes-${checkpoint.run}.txt`), 'mine\n')
 
+    const reports: Array<{ rows: number; totalRows?: number; percent?: number }> = []
     const resumed = await exportStream({
-      source: source(checkpoint.after),
+      source: postgresKeysetSource({ pool, table: TABLE, key: ['customer', 'id'], after: checkpoint.after, batchSize: 1000, count: 'exact' }),
       format: csv(),
       // (A path as `./` and relative: what the interrupted run left is found under it all the same.)
       sink: fileSink({ path: `./${relative(process.cwd(), dir)}/{customer}.csv` }),
       partitionBy: { by: 'customer', checkpoint: { from: checkpoint, save: (c) => void saved.push(c) } },
+      progressIntervalMs: 1,
+      onProgress: (progress) => void reports.push(progress),
     })
     expect(resumed.rows).toBe(ROWS)
+    // Progress counts the kept rows on both sides: the source counts only those after the key
+    // (until the end, a report says at most 99.9%).
+    expect(reports.at(-1)).toMatchObject({ rows: ROWS, totalRows: ROWS, percent: 100 })
+    const counted = reports.slice(0, -1).filter((report) => report.totalRows !== undefined)
+    expect(counted.length).toBeGreaterThan(0)
+    expect(counted.every((report) => report.totalRows === ROWS && Math.abs(report.percent! - Math.min((report.rows / ROWS) * 100, 99.9)) < 1e-6)).toBe(true)
     expect(resumed.partitions).toHaveLength(CUSTOMERS)
     const manifest = JSON.parse(await readFile(join(dir, 'partitions.manifest.json'), 'utf8')) as Manifest
     expect(manifest.rows).toBe(ROWS)

@@ -76,7 +76,6 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   readonly #paths = new Map<string, string>()
   #manifest: Manifest<L> | undefined
   #location: L | undefined
-  /** What could not be removed (what an interrupted run left past its checkpoint, too). */
   readonly #leftBehind: string[] = []
   #committing: Promise<{ landed: unknown }> | undefined
   #stopped = false
@@ -107,6 +106,10 @@ export class PartitionWriter<L extends object = Location> extends Writable {
 
   get rows(): number {
     return this.#rows
+  }
+  /** Rows of the partitions a checkpoint kept (counted in `rows`, not read from the source again). */
+  get restoredRows(): number {
+    return this.#settings.checkpoint?.from?.rows ?? 0
   }
   get bytes(): number {
     return this.#all.reduce((sum, partition) => sum + partition.writer.bytes, this.#restoredBytes)
@@ -341,8 +344,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
       this.#kept,
     )
     if (!next) return
-    // Kept from now (a failure while the save is on its way keeps them: a run continuing either
-    // checkpoint removes what the other holds past it), unless the save fails.
+    // Kept from now unless the save fails (a failure meanwhile keeps them; a continuing run sweeps).
     const before = this.#kept
     this.#kept = next.count
     this.#savedAt = performance.now()
@@ -433,9 +435,8 @@ export class PartitionWriter<L extends object = Location> extends Writable {
       return
     }
     const left: string[] = []
-    // A partition stopped mid-way removed its own parts; one that had finished has them still
-    // (but those a checkpoint holds: a run continuing it keeps them).
-    // The latest first: the folders the first partition made are emptied before it removes them.
+    // A partition stopped mid-way removed its own parts; one that had finished has them still (but
+    // those a checkpoint holds). The latest first: the first partition's folders are emptied first.
     for (const { writer } of this.#all.slice(this.#kept).reverse()) left.push(...(writer.partsDone ? await writer.discardParts() : writer.leftBehind))
     this.#leftBehind.push(...left)
   }

@@ -180,7 +180,8 @@ export async function exportStream<L extends object = Location>(options: ExportO
     tap.countPending = true
     source.countRows().then(
       (count) => {
-        tap.totalRows ??= count
+        // (A partitioned export continuing a checkpoint counts its kept rows too; its source does not.)
+        tap.totalRows ??= count === undefined ? undefined : count + (splitter && 'restoredRows' in splitter ? splitter.restoredRows : 0)
         tap.countPending = false
       },
       () => (tap.countPending = false), // a failed count only costs the percentage; the export itself reports real errors
