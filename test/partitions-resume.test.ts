@@ -209,6 +209,19 @@ describe('partitionBy.checkpoint, files', () => {
 })
 
 describe('partitionBy.checkpoint, S3', () => {
+  /** A job as BullMQ gives it to the processor, with its data kept in memory. */
+  const jobOf = (id: string, data: ExportJob['data'], { attempts = 3, attemptsMade = 0 } = {}): ExportJob => {
+    const job: ExportJob = {
+      id,
+      data,
+      attemptsMade,
+      opts: { attempts },
+      updateProgress: () => Promise.resolve(),
+      updateData: (next) => Promise.resolve(void (job.data = next)),
+    }
+    return job
+  }
+
   it('a job retried after a crash before its first checkpoint: what the crashed attempt wrote is removed first', async () => {
     const processor = createExportProcessor({
       s3: s3.client,
@@ -217,14 +230,11 @@ describe('partitionBy.checkpoint, S3', () => {
     })
     // The job's data as the crashed attempt left it: its run, and no checkpoint yet.
     const run = '0c0ffee0'
-    const job: ExportJob = {
-      id: 'crashed-1',
-      data: { exportPartitions: { bucket: s3.bucket, template: 'crashed/{customer}.csv', checkpoint: { version: 1, run, rows: 0, partitions: [] } } },
-      attemptsMade: 1,
-      opts: { attempts: 3 },
-      updateProgress: () => Promise.resolve(),
-      updateData: (data) => Promise.resolve(void (job.data = data)),
-    }
+    const job = jobOf(
+      'crashed-1',
+      { exportPartitions: { bucket: s3.bucket, template: 'crashed/{customer}.csv', checkpoint: { version: 1, run, rows: 0, partitions: [] } } },
+      { attemptsMade: 1 },
+    )
     for (const key of [`crashed/c0001-${run}-00002.csv`, 'crashed/c0001-0badc0de-00001.csv'])
       await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'x' }))
     // The multipart upload of a part larger than partSize it was writing, and another run's.
@@ -239,19 +249,6 @@ describe('partitionBy.checkpoint, S3', () => {
     expect(await s3.openUploads()).toEqual(['crashed/c0002-0badc0de-00001.csv'])
     await s3.abortAll()
   })
-
-  /** A job as BullMQ gives it to the processor, with its data kept in memory. */
-  const jobOf = (id: string, data: ExportJob['data'], attempts = 3): ExportJob => {
-    const job: ExportJob = {
-      id,
-      data,
-      attemptsMade: 0,
-      opts: { attempts },
-      updateProgress: () => Promise.resolve(),
-      updateData: (next) => Promise.resolve(void (job.data = next)),
-    }
-    return job
-  }
 
   it("a job's result is plain JSON, as BullMQ stores it: bigint partition values as their text", async () => {
     const processor = createExportProcessor({
@@ -305,7 +302,7 @@ describe('partitionBy.checkpoint, S3', () => {
       resolve: (_job, { after }) => ({ source: source(after), format: csv(), key: 'unknown/{customer}.csv', partitionBy: 'customer' }),
     })
     s3.inject({ op: 'PutObject', match: (key) => key === 'unknown/partitions.manifest.json', action: 500 })
-    const error = (await processor(jobOf('unknown-1', {}, 1)).catch((e: unknown) => e)) as ExportError
+    const error = (await processor(jobOf('unknown-1', {}, { attempts: 1 })).catch((e: unknown) => e)) as ExportError
     s3.clearFaults()
     expect(error.message).toMatch(/whether it landed is unknown/)
     const listed = ((await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'unknown/' }))).Contents ?? []).map((o) => o.Key!)

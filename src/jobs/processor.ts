@@ -67,7 +67,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         throw new ExportError(
           'ERR_INVALID_OPTION',
           'options',
-          `An earlier attempt of this job ran ${partitioned ? 'an export without' : 'a partitioned export (with'} partitionBy${partitioned ? '' : ')'}: resolve must give every attempt of a job the same kind of export (it was given where that one stopped)`,
+          `An earlier attempt of this job ran ${partitioned ? 'an export without partitionBy' : 'a partitioned export'}: resolve must give every attempt of a job the same kind of export (it was given where that one stopped)`,
         )
       if (spec.key !== undefined) checkString('key', spec.key)
       key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, compression })

@@ -107,10 +107,6 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   get rows(): number {
     return this.#rows
   }
-  /** Rows of the partitions a checkpoint kept (counted in `rows`, not read from the source again). */
-  get restoredRows(): number {
-    return this.#settings.checkpoint?.from?.rows ?? 0
-  }
   get bytes(): number {
     return this.#all.reduce((sum, partition) => sum + partition.writer.bytes, this.#restoredBytes)
   }

@@ -100,6 +100,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     throw toExportError(error, 'ERR_INVALID_OPTION', 'options')
   }
   const rowsOf = (): number => (splitter ?? source.preformatted ?? format)?.rows ?? 0
+  const rowsBefore = rowsOf() // (a partitioned export continuing a checkpoint counts its kept rows)
   const meter = progressTap() // counts bytes before compression
   // A destination that says what it has stored and lets us act before its commit (S3): the
   // reports go on while the last parts upload, the final one just before the commit.
@@ -180,8 +181,8 @@ export async function exportStream<L extends object = Location>(options: ExportO
     tap.countPending = true
     source.countRows().then(
       (count) => {
-        // (A partitioned export continuing a checkpoint counts its kept rows too; its source does not.)
-        tap.totalRows ??= count === undefined ? undefined : count + (splitter && 'restoredRows' in splitter ? splitter.restoredRows : 0)
+        // (Rows counted before the source gave any are not in its count: a continued checkpoint's.)
+        tap.totalRows ??= count === undefined ? undefined : count + rowsBefore
         tap.countPending = false
       },
       () => (tap.countPending = false), // a failed count only costs the percentage; the export itself reports real errors
