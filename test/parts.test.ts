@@ -1,12 +1,14 @@
 // The part model's commit rule, tried as a hostile user would, on files and on the S3 test server:
 // a failed re-export never touches the committed export; a lost reply to the manifest write is
 // recognised; a failing delete does not stop the clean-up; two exports never share a manifest.
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
-import { csv, exportStream, fileSink, jsonl, postgresSource, s3Sink, type ExportError, type Manifest } from '../src/index.js'
+import { csv, exportStream, fileSink, fromIterable, jsonl, postgresSource, s3Sink, type ExportError, type Manifest } from '../src/index.js'
 import { databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
@@ -81,6 +83,60 @@ describe('a committed split export is touched only by a committed one', () => {
     expect(manifest).toEqual(second.manifest)
     expect([...(await files(dir)).keys()]).toEqual([...manifest.parts.map((p) => p.name), 'report.manifest.json'].sort())
     expect(manifest.rows).toBe(15)
+  })
+})
+
+describe('the manifest lists only parts the store has', () => {
+  // File parts are written straight to their names and synced together before the manifest: a
+  // part that went missing meanwhile (a clean-up job, an operator) must fail the commit.
+  it('files: a landed part removed before the commit (split, partitioned): ERR_SINK naming it, no manifest, nothing of the run left', async () => {
+    for (const partitioned of [false, true]) {
+      const dir = await tempDir()
+      async function* rows() {
+        for (let id = 0; id < 10; id++) yield { id, customer: 'a' }
+        // The first part is full (split) or its partition finished (maxOpen 1): it lands, and goes.
+        yield { id: 10, customer: 'b' }
+        let first: string | undefined
+        while (!(first = (await readdir(dir)).find((name) => /-00001\.csv$/.test(name)))) await new Promise((resolve) => setTimeout(resolve, 5))
+        await rm(join(dir, first))
+        yield { id: 11, customer: 'b' }
+      }
+      const error = await exportStream({
+        source: fromIterable(rows()),
+        format: csv(),
+        sink: fileSink({ path: join(dir, partitioned ? '{customer}.csv' : 'orders.csv') }),
+        ...(partitioned ? { partitionBy: { by: 'customer', maxOpen: 1 } } : { split: { rows: 10 } }),
+      }).catch((e: unknown) => e as ExportError)
+      expect(error).toMatchObject({ code: 'ERR_SINK', message: expect.stringMatching(/-00001\.csv could not be made durable.*ENOENT/) })
+      expect(await readdir(dir)).toEqual([])
+    }
+  })
+})
+
+// strace shows what reaches the disk: the real CLI's system calls. CI (.ci/run) installs strace.
+const strace = existsSync('/usr/bin/strace') || process.env.CI === 'true'
+describe.skipIf(!strace)(`durable before the manifest${strace ? '' : ' (skipped: strace is not installed)'}`, () => {
+  it('the CLI under strace, split and partitioned: every part is fdatasynced before the manifest is renamed into place', async () => {
+    const dir = await tempDir()
+    await writeFile(join(dir, 'in.jsonl'), Array.from({ length: 60 }, (_, id) => JSON.stringify({ id, customer: `c${id % 3}` }) + '\n').join(''))
+    const cli = new URL('../dist/cli.js', import.meta.url).pathname
+    for (const [out, args] of [
+      ['split/orders.csv.gz', ['--split-rows', '10']],
+      ['partitioned/{customer}.csv.gz', ['--partition-by', 'customer', '--split-rows', '10']],
+    ] as const) {
+      const trace = join(dir, 'trace')
+      const argv = ['-f', '-qq', '-y', '-e', 'trace=fdatasync,rename,renameat,renameat2', '-o', trace, process.execPath, cli]
+      await new Promise<void>((resolve, reject) =>
+        execFile('strace', [...argv, '--from', join(dir, 'in.jsonl'), '--to', join(dir, out), ...args, '--json'], (error) => (error ? reject(error) : resolve())),
+      )
+      const calls = (await readFile(trace, 'utf8')).split('\n')
+      const manifest = calls.findIndex((line) => /rename\w*\(.*\.manifest\.json\.partial-.*\.manifest\.json"/.test(line))
+      const folder = join(dir, out.split('/')[0]!)
+      const parts = (await readdir(folder, { recursive: true })).filter((name) => /-\d{5}\.csv\.gz$/.test(name))
+      expect(parts).toHaveLength(6)
+      expect(manifest).toBeGreaterThan(0)
+      for (const part of parts) expect(calls.slice(0, manifest).some((line) => line.includes(`fdatasync(`) && line.includes(`<${join(folder, part)}>`))).toBe(true)
+    }
   })
 })
 

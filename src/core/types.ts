@@ -234,6 +234,12 @@ export interface PartStore<L extends object = Location> {
   locationOf(name: string): L
   /** Every name stored that starts with `prefix` (a whole path or key prefix). */
   list(prefix: string): Promise<string[]>
+  /**
+   * Makes every part whose sink has finished durable, where a part is not durable when its sink
+   * finishes (files: one fdatasync each, done together). Called before the manifest and before a
+   * checkpoint that names parts.
+   */
+  sync?(): Promise<void>
 }
 
 /** A sink that can also take an export as parts (`fileSink`, `s3Sink`): it hands out their store. */

@@ -74,6 +74,8 @@ export async function commitManifest<L extends object>(
   partOf?: (name: string) => string | undefined,
 ): Promise<CommitOutcome<L>> {
   const where = manifestPath(store.name)
+  // The parts first: a manifest is never durable before what it lists.
+  await store.sync?.()
   // Checked again here: another export may have taken the name since this one started.
   const previous = await previousManifest(store)
   checkSameExport(store, previous, manifest)

@@ -345,6 +345,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     this.#kept = next.count
     this.#savedAt = performance.now()
     this.#saving = Promise.resolve()
+      .then(() => this.#store.sync?.()) // (the parts it names first)
       .then(() => checkpoint.save(next.checkpoint))
       .then(
         () => (this.#saving = undefined),

@@ -6,13 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import { ExportError } from '../core/errors.js'
 import { checkBoolean, checkObject, checkString, optionNames } from '../core/options.js'
 import type { Discardable, PartStore, Sink, SplitSink } from '../core/types.js'
-
-// writev may write less than asked (a full disk, a signal); writeFile on a handle finishes the rest or throws.
-async function writeAll(fh: FileHandle, buffers: Buffer[]): Promise<void> {
-  const { bytesWritten } = await fh.writev(buffers)
-  const total = buffers.reduce((sum, b) => sum + b.length, 0)
-  if (bytesWritten < total) await fh.writeFile(Buffer.concat(buffers).subarray(bytesWritten))
-}
+import { PartFiles, writeAll } from './file-parts.js'
 
 export interface FileSinkOptions {
   /** Destination path. An existing file is replaced only when the export succeeds; a directory is refused. */
@@ -64,23 +58,29 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
     return this.#location
   }
 
-  /** The files of a split export beside this sink's path, each written as this sink writes its own. */
+  /**
+   * The files of a split export beside this sink's path: parts written straight to their own
+   * names and synced together before the manifest (file-parts.ts); the manifest written as this
+   * sink writes its file.
+   */
   partStore(): PartStore<{ path: string }> {
     const createDirectories = this.#createDirectories
+    const parts = new PartFiles(createDirectories)
     const missing = (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error
       return undefined
     }
     return {
       name: this.#path,
-      sink: (path) => new FileSink({ path, createDirectories }),
+      sink: (path) => parts.sink(path),
       read: (path) => readFile(path).catch(missing),
       async write(path, body) {
         const sink = new FileSink({ path, createDirectories })
         await pipeline(Readable.from([body]), sink)
         return sink.location!
       },
-      remove: (path) => unlink(path).catch(missing),
+      remove: (path) => parts.remove(path),
+      sync: () => parts.sync(),
       locationOf: (path) => ({ path }),
       // Files in the folder of `prefix` and below it (a partitioned export's folders).
       // Named as the prefix names them (`./out/acme.csv` for `./out/`: not normalised).
