@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
@@ -126,16 +127,15 @@ describe.skipIf(!strace)(`durable before the manifest${strace ? '' : ' (skipped:
     ] as const) {
       const trace = join(dir, 'trace')
       const argv = ['-f', '-qq', '-y', '-e', 'trace=fdatasync,rename,renameat,renameat2', '-o', trace, process.execPath, cli]
-      await new Promise<void>((resolve, reject) =>
-        execFile('strace', [...argv, '--from', join(dir, 'in.jsonl'), '--to', join(dir, out), ...args, '--json'], (error) => (error ? reject(error) : resolve())),
-      )
+      await promisify(execFile)('strace', [...argv, '--from', join(dir, 'in.jsonl'), '--to', join(dir, out), ...args, '--json'])
       const calls = (await readFile(trace, 'utf8')).split('\n')
       const manifest = calls.findIndex((line) => /rename\w*\(.*\.manifest\.json\.partial-.*\.manifest\.json"/.test(line))
       const folder = join(dir, out.split('/')[0]!)
       const parts = (await readdir(folder, { recursive: true })).filter((name) => /-\d{5}\.csv\.gz$/.test(name))
       expect(parts).toHaveLength(6)
       expect(manifest).toBeGreaterThan(0)
-      for (const part of parts) expect(calls.slice(0, manifest).some((line) => line.includes(`fdatasync(`) && line.includes(`<${join(folder, part)}>`))).toBe(true)
+      for (const part of parts)
+        expect(calls.slice(0, manifest).some((line) => line.includes(`fdatasync(`) && line.includes(`<${join(folder, part)}>`))).toBe(true)
     }
   })
 })

@@ -158,7 +158,11 @@ export class PartFile extends Writable implements Sink<{ path: string }>, Discar
     await this.#ending?.catch(() => {})
     if (this.#location !== undefined || this.#handle === undefined) return
     const opened = await this.#handle.then(
-      (fh) => fh.close().then(() => true, () => true), // (already closed by _final)
+      (fh) =>
+        fh.close().then(
+          () => true,
+          () => true,
+        ), // (already closed by _final)
       () => false, // never created
     )
     if (opened) await this.#files.remove(this.#path).catch(() => {})
