@@ -1,5 +1,5 @@
 export { exportStream, type ExportOptions, type ExportResult } from './pipeline/export-stream.js'
-export type { SplitOptions } from './parts/writer.js'
+export type { SplitOptions } from './parts/split-options.js'
 export type { PartitionBy, PartitionFunction, PartitionOptions } from './parts/partition-options.js'
 export type { PartitionCheckpoint, PartitionCheckpointOptions, SavedPartition } from './parts/partition-checkpoint.js'
 export type {

@@ -110,6 +110,13 @@ export class TextFormat extends Transform implements Formatter {
 
   /** Encodes one row into the pending text, handing the text on once it fills a chunk. */
   #encode(row: unknown): void {
+    const text = this.#encodeOne(row)
+    this.#text += text
+    this.#textBytes += Buffer.byteLength(text)
+    if (this.#text.length >= CHUNK_CHARS) this.#pushText()
+  }
+
+  #encodeOne(row: unknown): string {
     if (typeof row !== 'object' || row === null)
       throw new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`)
     let text: string
@@ -118,10 +125,28 @@ export class TextFormat extends Transform implements Formatter {
     } catch (error) {
       throw formatError(error, this.#rows)
     }
-    this.#text += text
-    this.#textBytes += Buffer.byteLength(text)
     this.#rows++
-    if (this.#text.length >= CHUNK_CHARS) this.#pushText()
+    return text
+  }
+
+  /**
+   * Encodes rows ahead of the stream, without handing the text on (a small part is written whole,
+   * without its stages: see src/parts/held-part.ts); they count as this format's rows.
+   */
+  encodeHeld(rows: readonly unknown[]): string {
+    let text = ''
+    for (const row of rows) text += this.#encodeOne(row)
+    return text
+  }
+
+  /** The bytes of text from `encodeHeld` go out first, before any row written (the part grew: it gets its stages). */
+  unhold(bytes: Buffer): void {
+    this.push(bytes)
+  }
+
+  /** The text that ends the output (a JSON array's `]`, a header without rows), for a part written whole. */
+  endText(): string {
+    return this.writesEnd ? this.#spec.end(this.#rows) : ''
   }
 
   override _flush(callback: (error?: Error | null) => void): void {

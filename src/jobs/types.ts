@@ -2,7 +2,7 @@
 // flow's (parent and child). BullMQ itself is the caller's (an optional peer dependency): these
 // are the structural parts of its Job and Queue that the processors use.
 import type { ExportOptions } from '../pipeline/export-stream.js'
-import type { SplitOptions } from '../parts/writer.js'
+import type { SplitOptions } from '../parts/split-options.js'
 import type { ShardRange } from '../shards/plan.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import type { ExportCheckpoint } from '../sinks/s3/resumable.js'

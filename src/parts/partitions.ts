@@ -4,6 +4,7 @@
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
+import { whenClosed } from '../core/streams.js'
 import { isRowBatch, rowBatch, WAITING_CHUNKS, type Location, type Manifest, type PartInfo, type PartStore, type Row, type RowBatch } from '../core/types.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
 import { claimManifest, commitError, commitManifest } from './commit.js'
@@ -13,7 +14,8 @@ import { nextCheckpoint, plainJson, removeRunParts, type FollowedPartition, type
 import { expandTemplate, partitionPartOf, valueText } from './partition-names.js'
 import type { PartitionSettings } from './partition-options.js'
 import type { Format } from './part.js'
-import { SplitWriter, type SplitOptions, type SplitWriterOptions } from './writer.js'
+import type { SplitOptions } from './split-options.js'
+import { SplitWriter, type SplitWriterOptions } from './writer.js'
 
 /** Partitions whose last part may still be landing while rows go on into others. */
 const MAX_CLOSING = 4
@@ -423,7 +425,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   async #stop(error: Error | null): Promise<void> {
     for (const partition of this.#all) partition.writer.destroy(error ?? new Error('stopped'))
     // (Not events.once: it would reject with the error the writer is destroyed with.)
-    await Promise.all(this.#all.map(({ writer }) => new Promise<void>((resolve) => (writer.closed ? resolve() : writer.once('close', () => resolve())))))
+    await Promise.all(this.#all.map(({ writer }) => whenClosed(writer)))
     this.#nextFormat?.destroy()
     const outcome = await this.#committing?.catch(() => undefined)
     if (outcome?.landed === true) return

@@ -3,8 +3,7 @@
 // last, the commit point (see commit.ts). Segments: the parts of one object (a resumable upload).
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
-import { ExportError, invalidOption, toExportError } from '../core/errors.js'
-import { checkObject, checkPositiveInteger, optionNames } from '../core/options.js'
+import { ExportError, toExportError } from '../core/errors.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
 import {
   isRowBatch,
@@ -21,36 +20,13 @@ import {
   type Sink,
 } from '../core/types.js'
 import { removeAll } from '../core/remove-all.js'
+import { whenClosed } from '../core/streams.js'
 import { claimManifest, commitError, commitManifest } from './commit.js'
 import { buildManifest, manifestBytes, partsKind } from './manifest.js'
 import { baseName, newRunId, partPath } from './names.js'
-
-/** Where a split export cuts its parts; a part ends at the first row boundary past either limit. */
-export interface SplitOptions {
-  /** Rows per part. */
-  rows?: number
-  /**
-   * Bytes per part as stored (compressed when gzip is on). A part ends at the row that reaches
-   * this size, estimated from what has been written and compressed so far: it may pass it by one
-   * row plus one compression block (256 KiB of input); for Parquet, by the estimate of one row
-   * group's size.
-   */
-  bytes?: number
-}
-
-const SPLIT_OPTION_NAMES = optionNames<SplitOptions>({ rows: true, bytes: true })
-
-/** Checks a `split` option: an object with `rows` or `bytes` (positive integers). */
-export function checkSplitOptions(split: unknown): SplitOptions {
-  checkObject('split', split, SPLIT_OPTION_NAMES)
-  const { rows, bytes } = split as SplitOptions
-  if (rows === undefined && bytes === undefined) invalidOption('split', 'an object with `rows` or `bytes`', split)
-  if (rows !== undefined) checkPositiveInteger('split.rows', rows)
-  if (bytes !== undefined) checkPositiveInteger('split.bytes', bytes)
-  return { rows, bytes }
-}
-
+import { heldPartOf, type HeldPart } from './held-part.js'
 import { OpenPart, type Compression, type Format } from './part.js'
+import type { SplitOptions } from './split-options.js'
 
 export interface SplitWriterOptions<L extends object> {
   /**
@@ -93,6 +69,8 @@ export class SplitWriter<L extends object = Location> extends Writable {
   #part: OpenPart<L> | undefined
   readonly #finishing = new Set<OpenPart<L>>() // ended, still flushing into their sinks
   readonly #segments: SegmentSink<L> | undefined
+  /** A partition's one part, held as bytes until it is large enough for its stages (held-part.ts). */
+  #held: HeldPart | undefined
   #committing: Promise<unknown> | undefined
   #location: L | undefined
   #leftBehind: string[] = []
@@ -124,6 +102,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
     this.#options = options
     this.#run = options.run ?? newRunId()
     this.#nextFormat = options.format
+    this.#held = heldPartOf(options)
     if ('segments' in options.target) {
       const segments = (this.#segments = options.target.segments)
       // A resumed upload: the format continues the row count of the attempts before (no header).
@@ -213,6 +192,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
 
   #put(source: Row, row: Row | undefined, callback: (error?: Error | null) => void): void {
     if (row === undefined) return callback()
+    if (this.#held) return void this.#putBatch([row]).then(() => callback(), callback)
     // Segments are cut before the row that finds the part full, so that the last part always
     // holds rows and the end of the output (no empty part, which S3 would refuse after a small one).
     const current = this.#part
@@ -244,6 +224,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
 
   // Rows of a batch into parts of `limits.rows` each, a slice per part (see takesBatches).
   async #putBatch(rows: readonly Row[]): Promise<void> {
+    if (this.#held) return this.#hold(rows) // (no transforms: no row index to keep)
     const limit = this.#options.limits.rows ?? Infinity
     const keyOf = this.#options.keyOf
     for (let at = 0; at < rows.length;) {
@@ -259,6 +240,35 @@ export class SplitWriter<L extends object = Location> extends Writable {
       if (!part.format.write(rowBatch(slice))) await Promise.race([once(part.format, 'drain'), part.done])
       if (part.rows >= limit) await this.#cut(part)
     }
+  }
+
+  // Rows into the held part; past HOLD_BYTES, the part gets its stages and its bytes go out first.
+  #hold(rows: readonly Row[]): void {
+    const held = this.#held!
+    this.#firstRow ??= rows[0]
+    this.#rows += rows.length
+    if (!held.add(rows, this.#options.keyOf)) return
+    this.#held = undefined
+    held.handOver((this.#part = this.#open())) // (its format is the held one: #nextFormat)
+  }
+
+  // The held part, written whole (a partition that ended small).
+  async #writeHeld(held: HeldPart): Promise<void> {
+    this.#held = undefined
+    if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped')
+    const sink = this.#fileSink(++this.#count)
+    this.#nextFormat = undefined
+    const part = await held.write(sink, this.#options.compression)
+    this.#closedBytes += part.bytes
+    this.#closedUncompressed += part.uncompressed
+    this.#record(sink.location!, part)
+  }
+
+  // Part `n`'s file or object, named for this run; a failed run removes it.
+  #fileSink(n: number): Sink<L> & Discardable {
+    const { files } = this.#options.target as { files: PartStore<L> }
+    const name = partPath(files.name, this.#run, n)
+    return this.#opened.set(name, files.sink(name)).get(name)!
   }
 
   #isFull(part: OpenPart<L>): boolean {
@@ -281,12 +291,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
     this.#nextFormat = undefined
     const n = ++this.#count
     const target = this.#options.target
-    let sink: Sink<L> & Discardable
-    if ('segments' in target) sink = target.segments.partSink(n, () => part.last)
-    else {
-      const name = partPath(target.files.name, this.#run, n)
-      this.#opened.set(name, (sink = target.files.sink(name)))
-    }
+    const sink = 'segments' in target ? target.segments.partSink(n, () => part.last) : this.#fileSink(n)
     const part: OpenPart<L> = new OpenPart(n, format, this.#options.compression?.stage(), sink, this.#options.compression?.name)
     // Files: the next part's format is made now, while this one still holds what it learned.
     // Segments: it continues this one, so it is made once this one has all its rows.
@@ -313,18 +318,24 @@ export class SplitWriter<L extends object = Location> extends Writable {
     this.#finishing.delete(part)
     this.#closedBytes += part.digest.bytes
     this.#closedUncompressed += part.counter.bytes
-    const location = part.sink.location!
+    const { rows, firstKey, lastKey, digest } = part
+    const info = this.#record(part.sink.location!, { rows, bytes: digest.bytes, sha256: digest.sha256!, firstKey, lastKey })
+    await this.#segments?.partDone(info, part.last)
+  }
+
+  #record(location: L, part: Pick<PartInfo<L>, 'rows' | 'bytes' | 'sha256' | 'firstKey' | 'lastKey'>): PartInfo<L> {
     const name = baseName('key' in location ? String(location.key) : 'path' in location ? String(location.path) : `part-${this.#parts.length + 1}`)
-    const info: PartInfo<L> = { name, location, rows: part.rows, bytes: part.digest.bytes, sha256: part.digest.sha256! }
+    const info: PartInfo<L> = { name, location, rows: part.rows, bytes: part.bytes, sha256: part.sha256 }
     if (this.#options.keyOf) Object.assign(info, { firstKey: part.firstKey, lastKey: part.lastKey })
     this.#parts.push(info)
-    await this.#segments?.partDone(info, part.last)
+    return info
   }
 
   async #finish(): Promise<void> {
     // An export of no rows still has one part: a valid empty file (a CSV header, `[]`).
-    const last = this.#part ?? (this.#count === 0 ? this.#open() : undefined)
-    if (last) {
+    const last = this.#part ?? (this.#count === 0 && !this.#held ? this.#open() : undefined)
+    if (this.#held) await this.#writeHeld(this.#held)
+    else if (last) {
       if ('writesEnd' in last.format) last.format.writesEnd = this.#segments?.writesEnd ?? true // the end of a segmented output
       last.last = true
       await this.#cut(last)
@@ -375,9 +386,11 @@ export class SplitWriter<L extends object = Location> extends Writable {
     for (const part of unfinished) {
       part.format.destroy(error ?? new Error('stopped'))
       await part.done.catch(() => {})
-      await closed(part.sink)
+      await whenClosed(part.sink)
       unaborted.push(...(part.sink.leftBehind ?? []))
     }
+    // (A held part being written whole: its sink alone.)
+    for (const sink of this.#opened.values()) if (sink.location === undefined && !sink.closed) await whenClosed(sink.destroy(error ?? new Error('stopped')))
     await this.#closing?.catch(() => {})
     this.#nextFormat?.destroy()
     // A completion already sent decides: once the commit has landed, the export has.
@@ -421,9 +434,6 @@ function takesBatches(options: SplitWriterOptions<object>): boolean {
   // (No limit at all: a partition of a partitioned export, one part.)
   return 'files' in target && limits.bytes === undefined && transforms.length === 0 && format.takesBatches === true
 }
-
-/** Resolves once a destroyed stream has closed (its clean-up done), whatever error it had. */
-const closed = (stream: Writable): Promise<void> => (stream.closed ? Promise.resolve() : new Promise((resolve) => stream.once('close', () => resolve())))
 
 /** A segment format whose end is not written (yet). */
 function asSegment(format: (Format & { writesEnd: boolean }) | undefined, writesEnd: boolean): Format | undefined {

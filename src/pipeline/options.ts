@@ -2,7 +2,7 @@
 import type { Readable, Transform, Writable } from 'node:stream'
 import type { FormatInfo, Location, Manifest, PartInfo, SinkInfo, SourceExtras } from '../core/types.js'
 import type { PartitionBy } from '../parts/partition-options.js'
-import type { SplitOptions } from '../parts/writer.js'
+import type { SplitOptions } from '../parts/split-options.js'
 import type { RowIterable } from '../sources/iterable.js'
 import type { GzipOptions } from '../stages/gzip.js'
 import type { CompressionOption } from './compression.js'
