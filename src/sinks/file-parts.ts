@@ -130,7 +130,7 @@ export class PartFile extends Writable implements Sink<{ path: string }>, Discar
     if (this.#location === undefined) return
     await this.#files.remove(this.#path)
     this.#location = undefined
-    await this.#removeCreatedFolders()
+    await removeCreatedFolders(this.#path, this.#createdFolder)
   }
 
   async #take(chunks: Buffer[]): Promise<void> {
@@ -166,21 +166,18 @@ export class PartFile extends Writable implements Sink<{ path: string }>, Discar
       () => false, // never created
     )
     if (opened) await this.#files.remove(this.#path).catch(() => {})
-    await this.#removeCreatedFolders()
+    await removeCreatedFolders(this.#path, this.#createdFolder)
   }
+}
 
-  // Folders this part created, deepest first, while they are empty.
-  async #removeCreatedFolders(): Promise<void> {
-    const created = this.#createdFolder
-    if (created === undefined) return
-    for (let dir = dirname(this.#path); dir.length >= created.length; dir = dirname(dir)) {
-      if (
-        !(await rmdir(dir).then(
-          () => true,
-          () => false,
-        ))
-      )
-        return
-    }
+/** The folders of `path` from its own up to `created` (the first a sink created), deepest first, while they are empty. */
+export async function removeCreatedFolders(path: string, created: string | undefined): Promise<void> {
+  if (created === undefined) return
+  for (let dir = dirname(path); dir.length >= created.length; dir = dirname(dir)) {
+    const removed = await rmdir(dir).then(
+      () => true,
+      () => false,
+    )
+    if (!removed) return
   }
 }

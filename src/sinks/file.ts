@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ExportError } from '../core/errors.js'
 import { checkBoolean, checkObject, checkString, optionNames } from '../core/options.js'
 import type { Discardable, PartStore, Sink, SplitSink } from '../core/types.js'
-import { PartFiles, writeAll } from './file-parts.js'
+import { PartFiles, removeCreatedFolders, writeAll } from './file-parts.js'
 
 export interface FileSinkOptions {
   /** Destination path. An existing file is replaced only when the export succeeds; a directory is refused. */
@@ -103,7 +103,7 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       if (error.code !== 'ENOENT') throw error
     })
     this.#location = undefined
-    await this.#removeCreatedDirectories()
+    await removeCreatedFolders(this.#path, this.#createdDirectory)
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -157,21 +157,7 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
     if (this.#location !== undefined || this.#handle === undefined) return
     await this.#handle.then((fh) => fh.close()).catch(() => {}) // already closed by final, or never opened
     await unlink(this.#tempPath).catch(() => {}) // never created
-    await this.#removeCreatedDirectories()
-  }
-
-  // Directories this sink created, deepest first, while they are empty.
-  async #removeCreatedDirectories(): Promise<void> {
-    if (this.#createdDirectory === undefined) return
-    for (let dir = dirname(this.#path); dir.length >= this.#createdDirectory.length; dir = dirname(dir)) {
-      if (
-        !(await rmdir(dir).then(
-          () => true,
-          () => false,
-        ))
-      )
-        return
-    }
+    await removeCreatedFolders(this.#path, this.#createdDirectory)
   }
 }
 
