@@ -1,7 +1,7 @@
 // Small partitions are written whole (src/parts/held-part.ts): their rows encoded as they come and
 // held, then compressed and stored in one go; a partition that grows past what is held gets its
 // stages, the held bytes first. Tried against the export of each partition's rows alone.
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { ListObjectsV2Command } from '@aws-sdk/client-s3'
@@ -64,7 +64,42 @@ describe('partitions written whole, and one that grows past what is held', () =>
       partitionBy: 'customer',
     }).catch((e: unknown) => e)) as ExportError
     expect(error).toMatchObject({ code: 'ERR_FORMAT', message: expect.stringContaining('Cannot encode row 1') })
-    expect(await import('node:fs/promises').then(({ readdir }) => readdir(dir))).toEqual([])
+    expect(await readdir(dir)).toEqual([])
+  })
+
+  it('an abort while a finished partition is being compressed whole: ERR_ABORTED, nothing left, nothing uncaught', async () => {
+    const uncaught: unknown[] = []
+    const listener = (error: unknown) => void uncaught.push(error)
+    process.on('uncaughtException', listener)
+    process.on('unhandledRejection', listener)
+    try {
+      for (let round = 0; round < 20; round++) {
+        const dir = await tempDir()
+        const controller = new AbortController()
+        async function* rows() {
+          yield* rowsOf('a', 300) // 'a' finishes when 'b' begins (maxOpen 1): compressed in one call
+          yield { customer: 'b', id: 0, memo: 'm', amount: 0 }
+          for (let turn = 0; turn < round % 5; turn++) await new Promise((resolve) => setImmediate(resolve))
+          controller.abort(new Error('stop'))
+          yield { customer: 'b', id: 1, memo: 'm', amount: 1 }
+        }
+        const error = (await exportStream({
+          source: fromIterable(rows()),
+          format: csv(),
+          gzip: true,
+          sink: fileSink({ path: join(dir, 'out/{customer}.csv.gz') }),
+          partitionBy: { by: 'customer', maxOpen: 1 },
+          signal: controller.signal,
+        }).catch((e: unknown) => e)) as ExportError
+        expect(error.code).toBe('ERR_ABORTED')
+        expect(await readdir(dir)).toEqual([])
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(uncaught).toEqual([])
+    } finally {
+      process.off('uncaughtException', listener)
+      process.off('unhandledRejection', listener)
+    }
   })
 
   it('S3: an abort while a small partition is being stored whole leaves no object and no upload', async () => {

@@ -389,8 +389,14 @@ export class SplitWriter<L extends object = Location> extends Writable {
       await whenClosed(part.sink)
       unaborted.push(...(part.sink.leftBehind ?? []))
     }
-    // (A held part being written whole: its sink alone.)
-    for (const sink of this.#opened.values()) if (sink.location === undefined && !sink.closed) await whenClosed(sink.destroy(error ?? new Error('stopped')))
+    // A held part being written whole: its sink alone, with no stage listening for its error
+    // (unheard, it would be thrown, and its 'close' never come). What it could not remove is named.
+    for (const sink of this.#opened.values())
+      if (sink.location === undefined && !sink.closed) {
+        sink.on('error', () => {})
+        await whenClosed(sink.destroy(error ?? new Error('stopped')))
+        unaborted.push(...(sink.leftBehind ?? []))
+      }
     await this.#closing?.catch(() => {})
     this.#nextFormat?.destroy()
     // A completion already sent decides: once the commit has landed, the export has.
