@@ -2,6 +2,7 @@ export { exportStream, type ExportOptions, type ExportResult } from './pipeline/
 export type { SplitOptions } from './parts/split-options.js'
 export type { PartitionBy, PartitionFunction, PartitionOptions } from './parts/partition-options.js'
 export type { PartitionCheckpoint, PartitionCheckpointOptions, SavedPartition } from './parts/partition-checkpoint.js'
+export type { ChecksumAlgorithm, ObjectChecksum } from './core/checksum.js'
 export type {
   ColumnType,
   CommitHook,

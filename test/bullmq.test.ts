@@ -23,7 +23,7 @@ import { MultipartUpload } from '../src/sinks/s3/multipart.js'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { startRecipeWorker } from './fixtures/recipe-worker.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
-import { expectSameBytes, exportedBytes, noise } from './helpers.js'
+import { expectSameBytes, exportedBytes, noise, sdkChecksum } from './helpers.js'
 
 const redisUp = process.env.REDIS_AVAILABLE === '1'
 // BullMQ 6 takes a Redis client instance in ESM (ioredis is the caller's); it duplicates it where
@@ -82,9 +82,9 @@ const attempt = async (options: {
     onCheckpoint: options.onCheckpoint,
   })
   const earlier = await upload.open()
-  if (earlier) return { rows: options.checkpoint!.rows, location: earlier }
+  if (earlier) return { rows: options.checkpoint!.rows, location: earlier, checksum: upload.checksum }
   const result = await exportStream({ source: options.source, transform: options.transform, format: csv(), gzip: options.gzip, sink: upload })
-  return { rows: (options.checkpoint?.rows ?? 0) + result.rows, location: result.location }
+  return { rows: (options.checkpoint?.rows ?? 0) + result.rows, location: result.location, checksum: result.checksum }
 }
 
 describe('resumable uploads: exportStream in segments of one multipart upload', () => {
@@ -115,8 +115,11 @@ describe('resumable uploads: exportStream in segments of one multipart upload', 
     expect(saved.at(-1)!.parts.length).toBeGreaterThan(1) // the retry uploaded a part of its own
     expect(saved.at(-1)!.ended).toBe(true)
     // One header, in the first part only; every row once, in order: the bytes of an export never interrupted.
-    expectSameBytes(gunzipSync(await getBody(key)), await exportedBytes({ source: source(), transform, format: csv() }))
+    const stored = await getBody(key)
+    expectSameBytes(gunzipSync(stored), await exportedBytes({ source: source(), transform, format: csv() }))
     expect(await s3.openUploads()).toEqual([])
+    // The object's checksum covers the parts of both attempts, as S3 verified it at the completion.
+    expect(result.checksum).toEqual({ algorithm: 'CRC64NVME', value: await sdkChecksum('CRC64NVME', stored), bytes: stored.length, verifiedByStore: true })
   }, 120_000)
 
   it('a JSON array continues across parts and attempts: one array, its brackets only at the ends', async () => {

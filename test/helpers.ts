@@ -1,3 +1,4 @@
+import { Crc32c, Crc64Nvme } from '@aws-sdk/checksums/crc'
 import { createHash } from 'node:crypto'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -116,4 +117,11 @@ const NOISE = (() => {
 export function noise(seed: number, bytes = 96): string {
   const start = (seed * bytes) % (NOISE.length - (NOISE.length % bytes))
   return NOISE.toString('base64', start, start + bytes)
+}
+
+/** The checksum of bytes by the SDK's own CRCs (what S3 computes), base64: never the library's combination of parts'. */
+export async function sdkChecksum(algorithm: 'CRC64NVME' | 'CRC32C', bytes: Uint8Array): Promise<string> {
+  const crc = algorithm === 'CRC64NVME' ? new Crc64Nvme() : new Crc32c()
+  crc.update(bytes)
+  return Buffer.from(await crc.digest()).toString('base64')
 }

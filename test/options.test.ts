@@ -166,13 +166,15 @@ describe('normalizeProgressOptions', () => {
 })
 
 describe('normalizeFileSinkOptions', () => {
-  it('defaults createDirectories to true', () => {
-    expect(normalizeFileSinkOptions({ path: 'out.csv' })).toEqual({ path: 'out.csv', createDirectories: true })
+  it('defaults createDirectories to true and the checksum to CRC64NVME', () => {
+    expect(normalizeFileSinkOptions({ path: 'out.csv' })).toEqual({ path: 'out.csv', createDirectories: true, checksum: 'CRC64NVME' })
   })
 
   it.each([
     [{ path: '' }, 'path'],
     [{ path: 'a', createDirectories: 1 }, 'createDirectories'],
+    [{ path: 'a', checksum: 'MD5' }, 'checksum'],
+    [{ path: 'a', checksum: true }, 'checksum'],
   ])('refuses %j, naming %s', (options, name) => {
     expect(refusal(() => normalizeFileSinkOptions(options as never)).message).toContain(name)
   })
@@ -197,6 +199,7 @@ describe('normalizeS3SinkOptions', () => {
     [{ client, bucket: 'b', key: 'k', memoryBudget: 2 ** 20 }, 'memoryBudget'],
     [{ client, bucket: 'b', key: 'k', memoryBudget: 2 ** 26, partSize: 2 ** 23 }, 'memoryBudget'],
     [{ client, bucket: 'b', key: 'k', contentType: 5 }, 'contentType'],
+    [{ client, bucket: 'b', key: 'k', checksum: 'SHA256' }, 'checksum'],
   ])('refuses %j, naming %s', (options, name) => {
     expect(refusal(() => normalizeS3SinkOptions(options as never)).message).toContain(name)
   })

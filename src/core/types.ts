@@ -1,6 +1,7 @@
 // The contracts every part of the library shares: sources, formats, stages and sinks import
 // them from here, never from the pipeline or from one another (docs/architecture.md).
 import type { Transform, Writable } from 'node:stream'
+import type { ObjectChecksum } from './checksum.js'
 
 /** A row: what sources emit and formats encode. */
 export type Row = Record<string, unknown>
@@ -207,6 +208,8 @@ export interface SinkInfo<L extends object = Location> {
   setContentInfo?(info: ContentInfo): void
   /** After a failure: what the sink could not remove (a multipart upload it could not abort), for the error's `leftBehind`. */
   readonly leftBehind?: readonly string[]
+  /** The full checksum of the bytes the sink stored, set at the commit point (see docs/integrity.md). */
+  readonly checksum?: ObjectChecksum
 }
 
 /** A sink: the last stage of a pipeline. Its `location` is set once it has finished successfully. */
@@ -271,6 +274,8 @@ export interface SegmentSink<L extends object = Location> {
   commit(): Promise<L>
   /** Where the object landed, once committed. */
   readonly location: L | undefined
+  /** The object's full checksum, once committed (of every segment, earlier attempts' too). */
+  readonly checksum?: ObjectChecksum
 }
 
 /**
@@ -302,6 +307,8 @@ export interface PartInfo<L extends object = Location> {
   bytes: number
   /** SHA-256 of the stored bytes, hex. */
   sha256: string
+  /** The part's full checksum as its store verified it (S3) or as written (files); see docs/integrity.md. */
+  checksum?: ObjectChecksum
   /** Source key of the part's first and last row, for keyset sources (JSON: a bigint as a string). */
   firstKey?: unknown
   lastKey?: unknown

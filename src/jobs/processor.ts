@@ -83,7 +83,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const source = spec.source as { keyOf?: (row: unknown) => unknown }
     const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
-      let result: { rows: number; bytes: number; location: S3Location; watermark?: unknown; partitions?: ExportJobResult['partitions']; resumed?: boolean }
+      let result: Omit<ExportJobResult, 'url' | 'resumed'> & { watermark?: unknown; resumed?: boolean }
       if (spec.partitionBy !== undefined) {
         if (spec.watermark) invalidOption('watermark', 'unset for a partitioned job (not supported yet)', spec.watermark)
         const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs }
@@ -104,7 +104,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         if (earlier) {
           // An earlier attempt completed the object and died before saying so: nothing to export.
           discard()
-          result = { rows: saved!.rows, bytes: saved!.bytes, location: earlier }
+          result = { rows: saved!.rows, bytes: saved!.bytes, location: earlier, checksum: upload.checksum }
         } else {
           started()
           const startRows = saved?.rows ?? 0
@@ -122,7 +122,12 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
                 totalRows: p.totalRows === undefined ? undefined : startRows + p.totalRows,
               }),
           })
-          result = { rows: startRows + exported.rows, bytes: startBytes + exported.bytes, location: exported.location as S3Location }
+          result = {
+            rows: startRows + exported.rows,
+            bytes: startBytes + exported.bytes,
+            location: exported.location as S3Location,
+            checksum: exported.checksum,
+          }
         }
       } else {
         // Not resumable: uploads a crashed attempt left are aborted, and this attempt starts over.
@@ -136,7 +141,8 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
           progressIntervalMs,
           onProgress: report,
         })
-        result = { rows: exported.rows, bytes: exported.bytes, location: exported.location as S3Location, watermark: exported.watermark }
+        const { rows, bytes, checksum, watermark } = exported
+        result = { rows, bytes, location: exported.location as S3Location, checksum, watermark }
       }
       if (spec.watermark) await saveWatermark(spec.watermark, result)
       // Done: a retry of the completed job exports again (from the start, as a new run).
@@ -150,6 +156,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         location: result.location,
         url,
         resumed: result.resumed ?? (saved !== undefined && resumable),
+        ...(result.checksum ? { checksum: result.checksum } : {}),
         ...(result.partitions ? { partitions: result.partitions } : {}),
       }
       await onComplete?.(done, job)

@@ -1,6 +1,7 @@
 // The job types of stream-export/bullmq, in one module: the plain processor's and the sharded
 // flow's (parent and child). BullMQ itself is the caller's (an optional peer dependency): these
 // are the structural parts of its Job and Queue that the processors use.
+import type { ObjectChecksum } from '../core/checksum.js'
 import type { ExportOptions } from '../pipeline/export-stream.js'
 import type { SplitOptions } from '../parts/split-options.js'
 import type { ShardRange } from '../shards/plan.js'
@@ -105,6 +106,8 @@ export interface ExportJobResult {
   url: string
   /** True when this attempt continued an earlier one's upload (or kept its partitions). */
   resumed: boolean
+  /** The object's full checksum, of every part (earlier attempts' too); a partitioned job's are in its manifest. */
+  checksum?: ObjectChecksum
   /** A partitioned job: its partitions in the order their first rows came (the location and URL above are the manifest's). */
   partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls: string[] }>
 }

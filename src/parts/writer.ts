@@ -3,13 +3,13 @@
 // last, the commit point (see commit.ts). Segments: the parts of one object (a resumable upload).
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
+import type { ObjectChecksum } from '../core/checksum.js'
 import { ExportError, toExportError } from '../core/errors.js'
-import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
+import { applyTransforms } from '../stages/map-rows.js'
 import {
   isRowBatch,
   rowBatch,
   WAITING_CHUNKS,
-  type CompressionName,
   type Discardable,
   type Location,
   type Manifest,
@@ -25,34 +25,10 @@ import { claimManifest, commitError, commitManifest } from './commit.js'
 import { buildManifest, manifestBytes, partsKind } from './manifest.js'
 import { baseName, newRunId, partPath } from './names.js'
 import { heldPartOf, type HeldPart } from './held-part.js'
-import { OpenPart, type Compression, type Format } from './part.js'
-import type { SplitOptions } from './split-options.js'
+import { OpenPart, type Format } from './part.js'
+import type { SplitWriterOptions } from './split-options.js'
 
-export interface SplitWriterOptions<L extends object> {
-  /**
-   * Files (a split export: complete parts and a manifest), or segments of one object (a resumable
-   * upload: the format continues across parts, and the sink commits them).
-   */
-  target: { files: PartStore<L> } | { segments: SegmentSink<L> }
-  /** The first part's format; the next parts get `format.nextPart()` (files) or `nextSegment()` (segments). */
-  format: Format
-  /** The compression (its name for the manifest, a new stage per part), or none. */
-  compression: { name: CompressionName; stage: () => Compression } | undefined
-  transforms: RowTransform[]
-  /** The source's key of a row (keyset sources), for each part's first and last key. */
-  keyOf: ((row: Row) => unknown) | undefined
-  /** Column names, when the source knows them. */
-  columns: () => string[] | undefined
-  limits: SplitOptions
-  /**
-   * Files only: `false` for the parts of one partition of a partitioned export, whose manifest is
-   * the partition writer's: none is claimed or written here, and parts that finished stay until
-   * `discardParts()`. Default true.
-   */
-  commits?: boolean
-  /** The run id in the parts' names (a partitioned export's one for all its partitions). Default: a new one. */
-  run?: string
-}
+export type { SplitWriterOptions }
 
 /**
  * The last stage of an export in parts: takes rows (object mode), applies the transforms, writes
@@ -135,6 +111,11 @@ export class SplitWriter<L extends object = Location> extends Writable {
   /** The manifest, once written: the export has then succeeded. */
   get manifest(): Manifest<L> | undefined {
     return this.location === undefined ? undefined : this.#manifest
+  }
+
+  /** Segments: the object's full checksum, once committed (a split export's parts have theirs). */
+  get checksum(): ObjectChecksum | undefined {
+    return this.#segments?.checksum
   }
 
   /** Where the manifest landed: set at the commit point. */
@@ -261,7 +242,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
     const part = await held.write(sink, this.#options.compression)
     this.#closedBytes += part.bytes
     this.#closedUncompressed += part.uncompressed
-    this.#record(sink.location!, part)
+    this.#record(sink, part)
   }
 
   // Part `n`'s file or object, named for this run; a failed run removes it.
@@ -319,13 +300,13 @@ export class SplitWriter<L extends object = Location> extends Writable {
     this.#closedBytes += part.digest.bytes
     this.#closedUncompressed += part.counter.bytes
     const { rows, firstKey, lastKey, digest } = part
-    const info = this.#record(part.sink.location!, { rows, bytes: digest.bytes, sha256: digest.sha256!, firstKey, lastKey })
+    const info = this.#record(part.sink, { rows, bytes: digest.bytes, sha256: digest.sha256!, firstKey, lastKey })
     await this.#segments?.partDone(info, part.last)
   }
 
-  #record(location: L, part: Pick<PartInfo<L>, 'rows' | 'bytes' | 'sha256' | 'firstKey' | 'lastKey'>): PartInfo<L> {
-    const name = baseName('key' in location ? String(location.key) : 'path' in location ? String(location.path) : `part-${this.#parts.length + 1}`)
-    const info: PartInfo<L> = { name, location, rows: part.rows, bytes: part.bytes, sha256: part.sha256 }
+  #record({ location, checksum }: Sink<L>, part: Pick<PartInfo<L>, 'rows' | 'bytes' | 'sha256' | 'firstKey' | 'lastKey'>): PartInfo<L> {
+    const name = baseName('key' in location! ? String(location.key) : 'path' in location! ? String(location.path) : `part-${this.#parts.length + 1}`)
+    const info: PartInfo<L> = { name, location: location!, rows: part.rows, bytes: part.bytes, sha256: part.sha256, ...(checksum && { checksum }) }
     if (this.#options.keyOf) Object.assign(info, { firstKey: part.firstKey, lastKey: part.lastKey })
     this.#parts.push(info)
     return info

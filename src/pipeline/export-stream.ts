@@ -219,6 +219,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     uncompressedBytes: splitter ? splitter.uncompressedBytes : meter.bytes,
     durationMs: performance.now() - started,
     location: last.location,
+    ...(last.checksum ? { checksum: last.checksum } : {}),
     ...(splitter?.manifest ? { parts: [...splitter.parts], manifest: splitter.manifest } : {}),
     ...(splitter?.manifest?.partitionBy ? { partitions: partitionsOf(splitter.parts) } : {}),
     ...(splitter?.leftBehind.length ? { leftBehind: [...splitter.leftBehind] } : {}),

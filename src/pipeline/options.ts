@@ -1,5 +1,6 @@
 // The options and the result of exportStream(): the contract between the pipeline and its callers.
 import type { Readable, Transform, Writable } from 'node:stream'
+import type { ObjectChecksum } from '../core/checksum.js'
 import type { FormatInfo, Location, Manifest, PartInfo, SinkInfo, SourceExtras } from '../core/types.js'
 import type { PartitionBy } from '../parts/partition-options.js'
 import type { SplitOptions } from '../parts/split-options.js'
@@ -66,6 +67,11 @@ export interface ExportResult<L extends object = Location> {
   durationMs: number
   /** Where the export landed (a split export: its manifest); `undefined` for a plain Writable sink. */
   location: L | undefined
+  /**
+   * The full checksum of the object or file (CRC64NVME by default; `verifiedByStore` when S3 checked
+   * it at the commit point). A split or partitioned export has one per part instead. See docs/integrity.md.
+   */
+  checksum?: ObjectChecksum
   /**
    * A partitioned export: its partitions in the order their first rows came, each with its values
    * (raw), rows, bytes and parts.

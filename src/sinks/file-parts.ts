@@ -6,6 +6,7 @@
 import { mkdir, open, rmdir, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { Writable } from 'node:stream'
+import { Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../core/checksum.js'
 import { ExportError } from '../core/errors.js'
 import type { Discardable, Sink } from '../core/types.js'
 
@@ -26,9 +27,12 @@ export class PartFiles {
   readonly #createDirectories: boolean
   readonly #folders = new Map<string, Promise<string | undefined>>()
   readonly #unsynced = new Set<string>()
+  /** The full checksum each part computes, if any. */
+  readonly checksum: ChecksumAlgorithm | false
 
-  constructor(createDirectories: boolean) {
+  constructor(createDirectories: boolean, checksum: ChecksumAlgorithm | false = false) {
     this.#createDirectories = createDirectories
+    this.checksum = checksum
   }
 
   /** A sink writing the part at `path`. */
@@ -92,11 +96,14 @@ export class PartFile extends Writable implements Sink<{ path: string }>, Discar
   #createdFolder: string | undefined
   #location: { path: string } | undefined
   #ending: Promise<void> | undefined
+  readonly #sum: Checksummer | undefined
+  #checksum: ObjectChecksum | undefined
 
   constructor(path: string, files: PartFiles) {
     super()
     this.#path = path
     this.#files = files
+    this.#sum = files.checksum ? new Checksummer(files.checksum) : undefined
   }
 
   /** `{ path }` once the part is written whole and closed. */
@@ -104,17 +111,25 @@ export class PartFile extends Writable implements Sink<{ path: string }>, Discar
     return this.#location
   }
 
+  /** The part's full checksum, once it is written whole. */
+  get checksum(): ObjectChecksum | undefined {
+    return this.#checksum
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#sum?.update(chunk)
     this.#take([chunk]).then(() => callback(), callback)
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.#sum?.update(chunk)
     this.#take(chunks.map((each) => each.chunk)).then(() => callback(), callback)
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#ending = this.#flush().then(async (fh) => {
       await fh.close()
+      this.#checksum = await this.#sum?.digest()
       this.#location = { path: this.#path }
       this.#files.landed(this.#path)
     })

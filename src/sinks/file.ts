@@ -3,6 +3,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle }
 import { dirname, join, relative } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { checkChecksumOption, Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../core/checksum.js'
 import { ExportError } from '../core/errors.js'
 import { checkBoolean, checkObject, checkString, optionNames } from '../core/options.js'
 import type { Discardable, PartStore, Sink, SplitSink } from '../core/types.js'
@@ -16,12 +17,17 @@ export interface FileSinkOptions {
    * `false` makes a missing directory an ERR_SINK.
    */
   createDirectories?: boolean
+  /**
+   * The file's full checksum, computed as the bytes are written (the result's `checksum`):
+   * `CRC64NVME` (default, what S3 shows for the same bytes), `CRC32C`, `CRC32`, or `false`.
+   */
+  checksum?: ChecksumAlgorithm | false
 }
 
 /** File sink options checked and defaulted, apart from any stream. */
 export type NormalizedFileSinkOptions = Readonly<Required<FileSinkOptions>>
 
-const FILE_SINK_OPTION_NAMES = optionNames<FileSinkOptions>({ path: true, createDirectories: true })
+const FILE_SINK_OPTION_NAMES = optionNames<FileSinkOptions>({ path: true, createDirectories: true, checksum: true })
 
 /** Checks fileSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
 export function normalizeFileSinkOptions(options: FileSinkOptions): NormalizedFileSinkOptions {
@@ -29,7 +35,7 @@ export function normalizeFileSinkOptions(options: FileSinkOptions): NormalizedFi
   const { path, createDirectories = true } = options
   checkString('path', path)
   checkBoolean('createDirectories', createDirectories)
-  return Object.freeze({ path, createDirectories })
+  return Object.freeze({ path, createDirectories, checksum: checkChecksumOption('checksum', options.checksum) })
 }
 
 /**
@@ -40,22 +46,33 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   readonly #path: string
   readonly #tempPath: string
   readonly #createDirectories: boolean
+  readonly #options: NormalizedFileSinkOptions
+  readonly #sum: Checksummer | undefined
+  #checksum: ObjectChecksum | undefined
   #handle: Promise<FileHandle> | undefined
   #location: { path: string } | undefined
   #stopped = false // destroyed: nothing may be committed any more
   #committing: Promise<void> | undefined
   #createdDirectory: string | undefined // the first directory this sink created, if any
 
-  constructor({ path, createDirectories }: NormalizedFileSinkOptions) {
+  constructor(options: NormalizedFileSinkOptions) {
     super()
+    const { path, createDirectories, checksum } = options
+    this.#options = options
     this.#path = path
     this.#tempPath = `${path}.partial-${randomBytes(6).toString('hex')}`
     this.#createDirectories = createDirectories
+    this.#sum = checksum ? new Checksummer(checksum) : undefined
   }
 
   /** `{ path }` once the file has been renamed into place. */
   get location(): { path: string } | undefined {
     return this.#location
+  }
+
+  /** The file's full checksum, once it is in place (unless the `checksum` option is `false`). */
+  get checksum(): ObjectChecksum | undefined {
+    return this.#checksum
   }
 
   /**
@@ -64,8 +81,8 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
    * sink writes its file.
    */
   partStore(): PartStore<{ path: string }> {
-    const createDirectories = this.#createDirectories
-    const parts = new PartFiles(createDirectories)
+    const { createDirectories, checksum } = this.#options
+    const parts = new PartFiles(createDirectories, checksum)
     const missing = (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error
       return undefined
@@ -75,7 +92,7 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       sink: (path) => parts.sink(path),
       read: (path) => readFile(path).catch(missing),
       async write(path, body) {
-        const sink = new FileSink({ path, createDirectories })
+        const sink = new FileSink({ path, createDirectories, checksum: false })
         await pipeline(Readable.from([body]), sink)
         return sink.location!
       },
@@ -107,12 +124,14 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#sum?.update(chunk)
     this.#file()
       .then((fh) => writeAll(fh, [chunk]))
       .then(() => callback(), callback)
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.#sum?.update(chunk)
     this.#file()
       .then((fh) =>
         writeAll(
@@ -125,11 +144,13 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#committing = this.#file().then(async (fh) => {
+      const checksum = await this.#sum?.digest()
       await fh.datasync()
       await fh.close()
       // The rename is the commit point: a destroy before it keeps the destination as it was.
       if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before the file was renamed')
       await rename(this.#tempPath, this.#path)
+      this.#checksum = checksum
       this.#location = { path: this.#path }
     })
     this.#committing.then(() => callback(), callback)

@@ -1,5 +1,6 @@
 // The S3 client, and the object commands every S3 writer shares (PutObject, GetObject,
 // HeadObject, DeleteObject, ListObjectsV2): each constructed here only.
+import { checksumOf, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { loadOptional } from '../../core/optional.js'
 
 type S3Commands = typeof import('@aws-sdk/client-s3')
@@ -58,12 +59,32 @@ export interface ObjectParams {
   ServerSideEncryption?: string
 }
 
-/** PutObject of a whole body. */
-export async function putObject({ client, bucket, key }: S3Target, body: Buffer, params: ObjectParams = {}): Promise<S3Location> {
+/**
+ * PutObject of a whole body; with a checksum algorithm (or the body's checksum, computed as it
+ * came), the body's checksum goes with it (S3
+ * refuses the body if it differs: BadDigest) and comes back with whether the store verified it.
+ */
+export async function putObject(
+  { client, bucket, key }: S3Target,
+  body: Buffer,
+  params: ObjectParams = {},
+  algorithm?: ChecksumAlgorithm | ObjectChecksum,
+): Promise<S3Location & { checksum?: ObjectChecksum }> {
   const s3 = loadS3()
-  const command = new s3.PutObjectCommand({ ...(params as object), Bucket: bucket, Key: key, Body: body })
-  const result = await send<{ ETag?: string; VersionId?: string }>(client, command)
-  return { bucket, key, etag: result.ETag, versionId: result.VersionId }
+  const checksum = typeof algorithm === 'string' ? await checksumOf(algorithm, body) : algorithm
+  const sum = checksum && { [checksumField(checksum.algorithm)]: checksum.value }
+  const command = new s3.PutObjectCommand({ ...(params as object), ...sum, Bucket: bucket, Key: key, Body: body })
+  const result = await send<{ ETag?: string; VersionId?: string } & Record<string, unknown>>(client, command)
+  const location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
+  return checksum ? { ...location, checksum: storeVerified(checksum, result) } : location
+}
+
+/** S3's name of a checksum in requests and answers: `ChecksumCRC64NVME`. */
+export const checksumField = (algorithm: ChecksumAlgorithm) => `Checksum${algorithm}` as const
+
+/** A checksum sent with a write, and whether the store's answer gave the same one back. */
+export function storeVerified(checksum: ObjectChecksum, answer: object): ObjectChecksum {
+  return { ...checksum, verifiedByStore: (answer as Record<string, unknown>)[checksumField(checksum.algorithm)] === checksum.value }
 }
 
 /** A GetObject command (sent here, or signed for a download link). */

@@ -4,8 +4,9 @@
 // AbortMultipartUpload and ListMultipartUploads is here. s3Sink, the resumable job upload, shard
 // pieces and split objects all write through it.
 import { createHash } from 'node:crypto'
+import { checksumOf, combineAll, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { invalidOption } from '../../core/errors.js'
-import { headObject, isGone, loadS3, send, type ObjectParams, type S3ClientLike, type S3Target } from './client.js'
+import { checksumField, headObject, isGone, loadS3, send, storeVerified, type ObjectParams, type S3ClientLike, type S3Target } from './client.js'
 
 const MiB = 1024 * 1024
 /** S3's smallest part but the last. */
@@ -27,11 +28,17 @@ export function checkPartSize(name: string, value: unknown): number {
   return value as number
 }
 
-/** A part S3 has: its number and ETag, as CompleteMultipartUpload lists it. */
+/** A part S3 has: its number and ETag, as CompleteMultipartUpload lists it, and its checksum. */
 export interface UploadedPart {
   PartNumber: number
   ETag: string
+  /** The part's full checksum, when its upload has an algorithm (S3 verified it on arrival). */
+  checksum?: ObjectChecksum
 }
+
+/** What a new upload says of its checksum: the full-object algorithm. */
+const checksumParams = (algorithm: ChecksumAlgorithm | undefined): object =>
+  algorithm === undefined ? {} : { ChecksumAlgorithm: algorithm, ChecksumType: 'FULL_OBJECT' }
 
 /**
  * The ETag S3 gives an object assembled from these parts: the MD5 of the parts' binary MD5s, a
@@ -58,11 +65,14 @@ const refused = (error: unknown): boolean => {
 export class MultipartUpload {
   readonly #target: S3Target
   readonly uploadId: string
+  /** The full-object checksum the upload was created with (its parts carry theirs, its completion the whole one). */
+  readonly checksum: ChecksumAlgorithm | undefined
 
   /** An upload that exists already (e.g. one a checkpoint names). */
-  constructor(target: S3Target, uploadId: string) {
+  constructor(target: S3Target, uploadId: string, checksum?: ChecksumAlgorithm) {
     this.#target = target
     this.uploadId = uploadId
+    this.checksum = checksum
   }
 
   /**
@@ -71,13 +81,14 @@ export class MultipartUpload {
    * an upload whose id never reached us: the uploads of the key begun since the first request,
    * other than the one we got, are aborted (after a failed create: all of them).
    */
-  static async create(target: S3Target, params: ObjectParams = {}): Promise<MultipartUpload> {
+  static async create(target: S3Target, params: ObjectParams = {}, checksum?: ChecksumAlgorithm): Promise<MultipartUpload> {
     const s3 = loadS3()
     const { client, bucket, key } = target
     const since = new Date(Date.now() - CLOCK_SKEW_MS)
     let created: { UploadId: string; $metadata?: { attempts?: number } }
     try {
-      created = await send(client, new s3.CreateMultipartUploadCommand({ ...(params as object), Bucket: bucket, Key: key }))
+      const command = new s3.CreateMultipartUploadCommand({ ...(params as object), ...checksumParams(checksum), Bucket: bucket, Key: key })
+      created = await send(client, command)
     } catch (error) {
       // A refusal (4xx) created nothing; anything else may have.
       if (!refused(error)) await abortOtherUploads(target, undefined, since).catch(() => {})
@@ -86,7 +97,7 @@ export class MultipartUpload {
     // Best effort: uploads that cannot be listed or aborted (no ListBucketMultipartUploads right)
     // must not fail the export, nor lose the upload we did get.
     if ((created.$metadata?.attempts ?? 1) > 1) await abortOtherUploads(target, created.UploadId, since).catch(() => {})
-    return new MultipartUpload(target, created.UploadId)
+    return new MultipartUpload(target, created.UploadId, checksum)
   }
 
   /** Where the upload goes. */
@@ -94,13 +105,20 @@ export class MultipartUpload {
     return this.#target
   }
 
-  /** UploadPart (the SDK retries a failed request); its ETag as S3 gives it. */
-  async uploadPart(PartNumber: number, body: Buffer, signal?: AbortSignal): Promise<UploadedPart> {
+  /**
+   * UploadPart (the SDK retries a failed request); its ETag as S3 gives it. An upload with a
+   * checksum sends the part's (`checksum`, if the caller computed it as the bytes came), which S3
+   * verifies on arrival (BadDigest: the part is refused).
+   */
+  async uploadPart(PartNumber: number, body: Buffer, signal?: AbortSignal, checksum?: ObjectChecksum): Promise<UploadedPart> {
     const s3 = loadS3()
     const { client, bucket, key } = this.#target
-    const command = new s3.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId, PartNumber, Body: body })
+    const algorithm = this.checksum
+    if (algorithm !== undefined && checksum?.algorithm !== algorithm) checksum = await checksumOf(algorithm, body)
+    const sum = checksum && { [checksumField(checksum.algorithm)]: checksum.value }
+    const command = new s3.UploadPartCommand({ ...sum, Bucket: bucket, Key: key, UploadId: this.uploadId, PartNumber, Body: body })
     const { ETag } = await send<{ ETag: string }>(client, command, signal)
-    return { PartNumber, ETag }
+    return checksum ? { PartNumber, ETag, checksum } : { PartNumber, ETag }
   }
 
   /** Whether the upload still exists (ListParts of one part); an aborted or completed one does not. */
@@ -121,12 +139,18 @@ export class MultipartUpload {
    * make, the upload did complete and that is the result; otherwise an error named `NoSuchUpload`
    * is thrown (the completion's error as its cause), or the completion's own error while the
    * upload still exists or the object cannot be told. An answer without an ETag (Ceph RGW) is completed by
-   * HeadObject.
+   * HeadObject. An upload with a checksum sends the whole object's, combined from its parts', which
+   * S3 verifies against the object it assembles (BadDigest: nothing is completed); `checksum`
+   * says whether the store gave it back.
    */
-  async complete(parts: ReadonlyArray<UploadedPart>): Promise<{ etag?: string; versionId?: string }> {
+  async complete(parts: ReadonlyArray<UploadedPart>): Promise<{ etag?: string; versionId?: string; checksum?: ObjectChecksum }> {
     const s3 = loadS3()
     const { client, bucket, key } = this.#target
-    const command = new s3.CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts: [...parts] } })
+    const whole = this.#wholeChecksum(parts)
+    const field = whole && checksumField(whole.algorithm)
+    const Parts = parts.map(({ PartNumber, ETag, checksum }) => (field && checksum ? { PartNumber, ETag, [field]: checksum.value } : { PartNumber, ETag }))
+    const sum = field && { [field]: whole.value, ChecksumType: 'FULL_OBJECT' as const }
+    const command = new s3.CompleteMultipartUploadCommand({ ...sum, Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts } })
     let result: { ETag?: string; VersionId?: string }
     try {
       result = await send(client, command)
@@ -136,13 +160,21 @@ export class MultipartUpload {
       const landed = await this.completedWith(parts).catch(() => {
         throw error
       })
-      if (landed) return landed
+      if (landed) return { ...landed, checksum: whole && { ...whole, verifiedByStore: false } }
       throw Object.assign(new Error(`The multipart upload ${this.uploadId} of ${key} no longer exists`, { cause: error }), { name: 'NoSuchUpload' })
     }
-    if (result.ETag) return { etag: result.ETag, versionId: result.VersionId }
+    const checksum = whole && storeVerified(whole, result)
+    if (result.ETag) return { etag: result.ETag, versionId: result.VersionId, checksum }
     // Completed: a HeadObject that fails only costs the ETag.
     const head = await headObject(this.#target).catch(() => undefined)
-    return { etag: head?.ETag, versionId: result.VersionId ?? head?.VersionId }
+    return { etag: head?.ETag, versionId: result.VersionId ?? head?.VersionId, checksum }
+  }
+
+  // The object's checksum, when the upload has an algorithm and every part its checksum of it.
+  #wholeChecksum(parts: ReadonlyArray<UploadedPart>): ObjectChecksum | undefined {
+    const sums = parts.map((part) => part.checksum)
+    if (this.checksum === undefined || !sums.every((sum) => sum?.algorithm === this.checksum)) return undefined
+    return combineAll(sums as ObjectChecksum[])
   }
 
   /** The object at the key, if it is the one these parts make (by its multipart ETag). */

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream'
+import { combineAll, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, toExportError } from '../../core/errors.js'
 import type { Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
 import { putObject, type S3ClientLike, type S3Location, type S3Target } from './client.js'
@@ -23,6 +24,8 @@ export interface ExportCheckpoint {
   bytes: number
   /** Every part is uploaded, the end of the format too: what remains is CompleteMultipartUpload. */
   ended?: boolean
+  /** The upload's full-object checksum algorithm: each part's checksum is kept, the object's is combined from them. */
+  checksum?: ChecksumAlgorithm
 }
 
 export interface ResumableUploadOptions {
@@ -37,6 +40,8 @@ export interface ResumableUploadOptions {
   checkpoint?: ExportCheckpoint
   /** Persist the checkpoint (e.g. job.updateData); awaited after every completed part. */
   onCheckpoint(checkpoint: ExportCheckpoint): Promise<unknown>
+  /** The object's full checksum (see s3Sink's `checksum`): default CRC64NVME; a checkpoint keeps its own. */
+  checksum?: ChecksumAlgorithm | false
 }
 
 /** An S3 writer's failure as ERR_SINK. */
@@ -56,11 +61,17 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
   #done: ExportCheckpoint | undefined
   #firstPart = 1
   #location: S3Location | undefined
+  #checksum: ObjectChecksum | undefined
 
   /** A template, as the sink of a split export is: the parts are written, never this stream. */
   constructor(options: ResumableUploadOptions) {
     super()
     this.#options = options
+  }
+
+  /** The object's full checksum once completed: of every part, those of earlier attempts too. */
+  get checksum(): ObjectChecksum | undefined {
+    return this.#checksum
   }
 
   /** The checkpoint as it stands (parts completed by this attempt and those before it). */
@@ -83,17 +94,19 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
       if (checkpoint) {
         this.#done = { ...checkpoint, bucket, key, parts: [...checkpoint.parts] }
         this.#firstPart = checkpoint.parts.length + 1
-        this.#upload = new MultipartUpload(target, checkpoint.uploadId)
+        this.#upload = new MultipartUpload(target, checkpoint.uploadId, checkpoint.checksum)
         if (!(await this.#upload.exists())) return (this.#location = await this.#completedEarlier())
         // The previous attempt uploaded everything and died before (or while) completing.
         if (checkpoint.ended) return (this.#location = await this.#complete())
         return undefined
       }
-      this.#upload = await MultipartUpload.create(target, { ContentType: contentType })
+      const algorithm = this.#options.checksum === undefined ? 'CRC64NVME' : this.#options.checksum || undefined
+      this.#upload = await MultipartUpload.create(target, { ContentType: contentType }, algorithm)
     } catch (error) {
       throw sinkError(error)
     }
-    this.#done = { uploadId: this.#upload.uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }
+    const { uploadId, checksum } = this.#upload
+    this.#done = { uploadId, bucket, key, parts: [], rows: 0, bytes: 0, ...(checksum && { checksum }) }
     // Saved before any part, so that an attempt dying now can still abort the upload.
     await this.#options.onCheckpoint(this.#done)
     return undefined
@@ -122,7 +135,10 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
    */
   async partDone(part: PartInfo<S3Location>, last: boolean): Promise<void> {
     const done = this.#done!
-    await this.#options.onCheckpoint(recordPart(done, { PartNumber: done.parts.length + 1, ETag: part.location.etag! }, part, last))
+    const { checksum } = part
+    await this.#options.onCheckpoint(
+      recordPart(done, { PartNumber: done.parts.length + 1, ETag: part.location.etag!, ...(checksum && { checksum }) }, part, last),
+    )
   }
 
   /** The commit point: every part is in (the checkpoint says `ended`); S3 assembles the object. */
@@ -143,6 +159,7 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
       throw new ExportError('ERR_SINK', 'sink', `Completing the upload failed: ${error.message}`, { cause: error })
     })
     if (result === undefined) return this.#completedEarlier()
+    this.#checksum = result.checksum
     return { bucket, key, etag: result.etag, versionId: result.versionId }
   }
 
@@ -155,7 +172,13 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
     const { bucket, key } = this.#options
     const done = this.#done!
     const landed = done.ended ? await this.#upload!.completedWith(done.parts) : undefined
-    if (landed) return { bucket, key, etag: landed.etag, versionId: landed.versionId }
+    if (landed) {
+      // Combined from the parts' (S3 verified each); the store's answer to the completion was lost.
+      const sums = done.parts.map((part) => part.checksum)
+      if (done.checksum && sums.every((sum) => sum?.algorithm === done.checksum))
+        this.#checksum = { ...combineAll(sums as ObjectChecksum[])!, verifiedByStore: false }
+      return { bucket, key, etag: landed.etag, versionId: landed.versionId }
+    }
     throw new ExportError('ERR_SINK', 'sink', `The multipart upload ${done.uploadId} of ${key} no longer exists and was not completed by this export`, {
       cause: noSuchUpload(),
     })
@@ -172,6 +195,7 @@ export class PartUpload extends Writable implements Sink<S3Location>, Discardabl
   readonly #stashKey: () => string | undefined
   readonly #chunks: Buffer[] = []
   #location: S3Location | undefined
+  #checksum: ObjectChecksum | undefined
 
   constructor(upload: MultipartUpload, partNumber: number, stashKey = (): string | undefined => undefined) {
     super()
@@ -183,6 +207,11 @@ export class PartUpload extends Writable implements Sink<S3Location>, Discardabl
   /** The part's `{ bucket, key, etag }` once S3 has it. */
   get location(): S3Location | undefined {
     return this.#location
+  }
+
+  /** The part's checksum once S3 has it (an upload with a checksum algorithm). */
+  get checksum(): ObjectChecksum | undefined {
+    return this.#checksum
   }
 
   /** A failed attempt keeps its parts: the next attempt continues the upload. */
@@ -201,7 +230,10 @@ export class PartUpload extends Writable implements Sink<S3Location>, Discardabl
     const { target } = this.#upload
     const landed = stash
       ? putObject({ ...target, key: stash }, body)
-      : this.#upload.uploadPart(this.#partNumber, body).then(({ ETag }) => ({ bucket: target.bucket, key: target.key, etag: ETag }))
+      : this.#upload.uploadPart(this.#partNumber, body).then(({ ETag, checksum }) => {
+          this.#checksum = checksum
+          return { bucket: target.bucket, key: target.key, etag: ETag }
+        })
     landed.then(
       (location) => {
         this.#location = location

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream'
+import { checkChecksumOption, Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink } from '../../core/types.js'
@@ -47,12 +48,20 @@ export interface S3SinkOptions {
    * budget is small) and partSize = budget / (queueSize + 1), at least 5 MiB. Minimum 10 MiB.
    */
   memoryBudget?: number
+  /**
+   * The object's full checksum, computed as the bytes pass and sent so that S3 verifies it at the
+   * commit point (and each part's on arrival): `CRC64NVME` (default), `CRC32C`, `CRC32`, or `false`
+   * for a store that refuses checksums. The result's `checksum` holds it. See docs/integrity.md.
+   */
+  checksum?: ChecksumAlgorithm | false
 }
 
 const MiB = 1024 * 1024
 
 /** s3Sink options checked and defaulted, apart from any stream: sizes resolved, strings checked. */
-export type NormalizedS3SinkOptions = Readonly<Omit<S3SinkOptions, 'partSize' | 'queueSize' | 'memoryBudget'> & { partSize: number; queueSize: number }>
+export type NormalizedS3SinkOptions = Readonly<
+  Omit<S3SinkOptions, 'partSize' | 'queueSize' | 'memoryBudget' | 'checksum'> & { partSize: number; queueSize: number; checksum: ChecksumAlgorithm | false }
+>
 
 const S3_SINK_OPTION_NAMES = optionNames<S3SinkOptions>({
   client: true,
@@ -68,6 +77,7 @@ const S3_SINK_OPTION_NAMES = optionNames<S3SinkOptions>({
   queueSize: true,
   onUploadCreated: true,
   memoryBudget: true,
+  checksum: true,
 })
 
 /** Checks s3Sink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
@@ -83,7 +93,7 @@ export function normalizeS3SinkOptions(options: S3SinkOptions): NormalizedS3Sink
   if (options.metadata !== undefined) checkObject('metadata', options.metadata)
   if (options.onUploadCreated !== undefined) checkFunction('onUploadCreated', options.onUploadCreated)
   const { memoryBudget: _memoryBudget, partSize: _partSize, queueSize: _queueSize, ...rest } = options
-  return Object.freeze({ ...rest, ...sizing(options) })
+  return Object.freeze({ ...rest, ...sizing(options), checksum: checkChecksumOption('checksum', options.checksum) })
 }
 
 function sizing(options: S3SinkOptions): { partSize: number; queueSize: number } {
@@ -116,6 +126,8 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   #info: ContentInfo = {}
   #buffered: Buffer[] = []
   #bufferedBytes = 0
+  #bufferedSum: Checksummer | undefined // of the buffered bytes
+  #checksum: ObjectChecksum | undefined
   #upload: MultipartUpload | undefined
   #creating: Promise<void> | undefined
   #nextPart = 1
@@ -143,6 +155,11 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   /** After a failure: the multipart upload this sink could not abort (`s3://bucket/key (multipart upload <id>)`). */
   get leftBehind(): string[] {
     return this.#leftBehind
+  }
+
+  /** The object's full checksum once S3 has completed it (unless the `checksum` option is `false`). */
+  get checksum(): ObjectChecksum | undefined {
+    return this.#checksum
   }
 
   /** Bytes S3 has acknowledged (completed parts, or the single PUT). */
@@ -174,8 +191,9 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     if (this.#failure !== undefined) return callback(toExportError(this.#failure, 'ERR_SINK', 'sink'))
     this.#buffered.push(chunk)
     this.#bufferedBytes += chunk.length
+    if (this.#options.checksum) (this.#bufferedSum ??= new Checksummer(this.#options.checksum)).update(chunk)
     if (this.#bufferedBytes < partSizeFor(this.#nextPart, this.#options.partSize)) return callback()
-    this.#startPart(this.#takeBuffered()).then(
+    this.#startPart(...this.#takeBuffered()).then(
       () => callback(),
       (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
     )
@@ -208,36 +226,40 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     }
   }
 
-  #takeBuffered(): Buffer {
+  // The buffered bytes, and their checksum (the next part's, or the single PUT's).
+  #takeBuffered(): [Buffer, Promise<ObjectChecksum> | undefined] {
     const body = Buffer.concat(this.#buffered, this.#bufferedBytes)
+    const sum = this.#options.checksum ? (this.#bufferedSum ?? new Checksummer(this.#options.checksum)).digest() : undefined
     this.#buffered = []
     this.#bufferedBytes = 0
-    return body
+    this.#bufferedSum = undefined
+    return [body, sum]
   }
 
   // Not cancellable on purpose: once S3 has created the upload we must learn its id to abort it.
   #createUpload(): Promise<void> {
-    return (this.#creating ??= MultipartUpload.create(this.#options, this.#objectParams()).then(async (upload) => {
+    const checksum = this.#options.checksum || undefined
+    return (this.#creating ??= MultipartUpload.create(this.#options, this.#objectParams(), checksum).then(async (upload) => {
       this.#upload = upload
       await this.#options.onUploadCreated?.(upload.uploadId)
     }))
   }
 
-  async #uploadPart(body: Buffer): Promise<void> {
+  async #uploadPart(body: Buffer, sum: Promise<ObjectChecksum> | undefined): Promise<void> {
     const partNumber = this.#nextPart++
     if (partNumber > MAX_PARTS) throw new ExportError('ERR_SINK', 'sink', `The upload reached S3's limit of ${MAX_PARTS} parts`)
     await this.#createUpload()
-    this.#parts.push(await this.#upload!.uploadPart(partNumber, body, this.#cancel.signal))
+    this.#parts.push(await this.#upload!.uploadPart(partNumber, body, this.#cancel.signal, await sum))
     this.#uploadedBytes += body.length
   }
 
   // Starts a part upload once fewer than queueSize are in flight (the write's backpressure): at
   // most queueSize parts upload while one more fills or waits, partSize x (queueSize + 1) in all.
   // A part that fails fails the upload: it is remembered and thrown by the next write or by final.
-  async #startPart(body: Buffer): Promise<void> {
+  async #startPart(body: Buffer, sum: Promise<ObjectChecksum> | undefined): Promise<void> {
     while (this.#inFlight.size >= this.#options.queueSize && this.#failure === undefined) await Promise.race(this.#inFlight)
     if (this.#failure !== undefined) throw toExportError(this.#failure, 'ERR_SINK', 'sink')
-    const tracked: Promise<void> = this.#uploadPart(body).then(
+    const tracked: Promise<void> = this.#uploadPart(body, sum).then(
       () => void this.#inFlight.delete(tracked),
       (error) => {
         this.#failure ??= error
@@ -251,17 +273,19 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     const { bucket, key } = this.#options
     if (this.#creating === undefined) {
       // Smaller than one part (or empty), and no multipart upload was ever attempted: a single PUT.
-      const body = this.#takeBuffered()
+      const [body, sum] = this.#takeBuffered()
+      const checksum = await sum
       await this.beforeCommit?.()
       if (this.#stopped) throw stoppedError()
       // The commit point of a small export: not cancellable, so that its outcome is known.
-      this.#committing = putObject(this.#options, body, this.#objectParams()).then((location) => {
+      this.#committing = putObject(this.#options, body, this.#objectParams(), checksum).then(({ checksum, ...location }) => {
         this.#uploadedBytes = body.length
+        this.#checksum = checksum
         this.#location = location
       })
       return this.#committing as Promise<void>
     }
-    if (this.#bufferedBytes > 0) await this.#startPart(this.#takeBuffered())
+    if (this.#bufferedBytes > 0) await this.#startPart(...this.#takeBuffered())
     await Promise.all(this.#inFlight)
     if (this.#failure !== undefined) throw toExportError(this.#failure, 'ERR_SINK', 'sink')
     await this.#creating
@@ -269,7 +293,8 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     if (this.#stopped) throw stoppedError()
     const parts = this.#parts.sort((a, b) => a.PartNumber - b.PartNumber)
     // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
-    this.#committing = this.#upload!.complete(parts).then(({ etag, versionId }) => {
+    this.#committing = this.#upload!.complete(parts).then(({ etag, versionId, checksum }) => {
+      this.#checksum = checksum
       this.#location = { bucket, key, etag, versionId }
     })
     await this.#committing
@@ -305,7 +330,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
  * S3Sink with these options, the manifest one PutObject of JSON with its storage class and encryption.
  */
 export function s3PartStore(options: NormalizedS3SinkOptions, info: () => ContentInfo = () => ({})): PartStore<S3Location> {
-  const { client, bucket, serverSideEncryption } = options
+  const { client, bucket, serverSideEncryption, checksum } = options
   return {
     name: options.key,
     sink: (key) => {
@@ -315,7 +340,10 @@ export function s3PartStore(options: NormalizedS3SinkOptions, info: () => Conten
     },
     read: (key) => getObject({ client, bucket, key }),
     // Not in the sink's storage class: the manifest is read before every later export (an archive class would refuse it).
-    write: (key, body) => putObject({ client, bucket, key }, body, { ContentType: 'application/json', ServerSideEncryption: serverSideEncryption }),
+    write: (key, body) =>
+      putObject({ client, bucket, key }, body, { ContentType: 'application/json', ServerSideEncryption: serverSideEncryption }, checksum || undefined).then(
+        ({ checksum: _checksum, ...location }) => location,
+      ),
     remove: (key) => deleteObject({ client, bucket, key }),
     locationOf: (key) => ({ bucket, key }),
     list: (prefix) => listKeys(client, bucket, prefix),
