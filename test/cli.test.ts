@@ -10,7 +10,7 @@ import { progressLine, redact } from '../src/cli/output.js'
 import { databaseUrl, testPool } from './fixtures/postgres.js'
 import { startMongoServer, type MongoTestServer } from './fixtures/mongo-server.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
-import { listDir, tempDir } from './helpers.js'
+import { listDir, sdkChecksum, tempDir } from './helpers.js'
 import { MongoClient } from 'mongodb'
 import pg from 'pg'
 
@@ -68,10 +68,33 @@ describe('stream-export CLI', () => {
     const path = join(dir, 'out.csv.gz')
     const result = await run(['--from', databaseUrl(), '--query', query, '--gzip', '--to', path])
     expect(result.code).toBe(0)
-    expect(result.stdout).toMatch(/^exported 5,000 rows \(\d+\.\d MB\) to .*out\.csv\.gz in \d+\.\d s\n$/)
-    const records = parse(gunzipSync(await readFile(path)), { columns: true })
+    const bytes = await readFile(path)
+    // The summary, and the file's CRC64NVME (what S3 would show for the same bytes).
+    expect(result.stdout).toMatch(/^exported 5,000 rows \(\d+\.\d MB\) to .*out\.csv\.gz in \d+\.\d s\ncrc64nvme (\S+)\n$/)
+    expect(result.stdout.split('\n')[1]).toBe(`crc64nvme ${await sdkChecksum('CRC64NVME', bytes)}`)
+    const records = parse(gunzipSync(bytes), { columns: true })
     expect(records).toHaveLength(5000)
     expect(records[4999]).toEqual({ id: '5000', name: 'name, "5000"', amount: '7500.00' })
+  })
+
+  it('--no-clobber: an existing file or object is refused before any byte is written (exit 7) and stays as it was; --checksum none prints none', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'kept.csv')
+    await writeFile(path, 'earlier')
+    const onFile = await run(['--from', databaseUrl(), '--query', query, '--to', path, '--no-clobber'])
+    expect(onFile).toMatchObject({ code: 7, stderr: expect.stringMatching(/^stream-export: ERR_PRECONDITION: .*overwrite: false/) })
+    expect(await readFile(path, 'utf8')).toBe('earlier')
+    const to = `s3://${s3.bucket}/cli/kept.csv`
+    expect((await run(['--from', databaseUrl(), '--query', query, '--to', to, '--endpoint', s3.endpoint], s3Env())).code).toBe(0)
+    const again = await run(['--from', databaseUrl(), '--query', query, '--to', to, '--endpoint', s3.endpoint, '--no-clobber'], s3Env())
+    expect(again.code).toBe(7)
+    const fresh = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'fresh.csv'), '--no-clobber', '--checksum', 'none'])
+    expect(fresh.code).toBe(0)
+    expect(fresh.stdout).not.toContain('crc')
+    expect(await run(['--from', databaseUrl(), '--query', query, '--to', path, '--checksum', 'md5'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--checksum'),
+    })
   })
 
   it('Postgres -> S3 with a presigned URL, result as JSON', async () => {

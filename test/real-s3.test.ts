@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
+import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { abortFailedExport, createExportProcessor, type ExportCheckpoint, type ExportJob } from '../src/bullmq.js'
@@ -223,6 +223,27 @@ describe.skipIf(!available)(`a real S3 (Ceph RGW)${available ? '' : ' (skipped: 
     await s3.client.send(new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId, PartNumber: 1, Body: Buffer.alloc(1024, 1) }))
     expect(await s3.openUploads()).toEqual([key])
     await abortFailedExport(s3.client, { data: { exportCheckpoint: { uploadId: UploadId!, bucket: s3.bucket, key, parts: [], rows: 0, bytes: 0 } } })
+    expect(await s3.openUploads()).toEqual([])
+  })
+
+  it('overwrite: false: an object there is refused before any byte; one written meanwhile is not replaced, multipart (checked before the completion, which RGW does not check) or PutObject (RGW checks it)', async () => {
+    const key = 'conditional/statement.csv'
+    const sink = () => s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB, overwrite: false })
+    const putOther = (body: string) => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }))
+    async function* writtenMeanwhile(count: number) {
+      for await (const row of rows(count)) {
+        if (row.id === count - 5) await putOther('written meanwhile')
+        yield row
+      }
+    }
+    for (const count of [12_000, 100]) {
+      await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }))
+      const error = await exportStream({ source: writtenMeanwhile(count), format: csv(), sink: sink() }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_PRECONDITION' })
+      expect((await bytesOf(key)).toString()).toBe('written meanwhile')
+    }
+    const early = await exportStream({ source: rows(10), format: csv(), sink: sink() }).catch((e: unknown) => e)
+    expect(early).toMatchObject({ code: 'ERR_PRECONDITION', message: expect.stringContaining('overwrite: false') })
     expect(await s3.openUploads()).toEqual([])
   })
 

@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { CSV_COLUMN_TYPES, type CsvColumnType } from '../index.js'
+import { CSV_COLUMN_TYPES, type ChecksumAlgorithm, type CsvColumnType } from '../index.js'
 
 export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
                      --to <file|s3://bucket/key|-> [options]
@@ -39,6 +39,9 @@ Destination
   --zstd        Zstandard the output (level 3). Default: on when --to ends in .zst
   --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, checksums only when required
   --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
+  --no-clobber  never replace an existing file or object (refused before the first byte; exit 7)
+  --checksum    crc64nvme (default) | crc32c | crc32 | none: the output's full checksum, printed, and
+                verified by S3 at the commit (docs/integrity.md)
   --split-rows <n>     write parts of n rows each (statements-<run>-00001.csv.gz, ...) and a manifest
   --split-bytes <size> write parts of about this size as stored (100MB, 1GiB); with --split-rows too
   --partition-by <a,b> one file or object per value of these columns, named by --to's {placeholders}
@@ -54,7 +57,8 @@ Output
   -h, --help    this text                       --version
 
 Exit codes: 0 done, 2 bad arguments, 3 source failed, 4 format failed, 5 destination failed,
-6 watermark not loaded or stored (after a commit: the next run repeats these rows),
+6 watermark not loaded or stored (after a commit: the next run repeats these rows), 7 the
+destination exists (--no-clobber) or appeared meanwhile,
 130/143/129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (nothing is left behind), 1 anything else.`
 
 /** A bad command line: exit code 2, the message and a pointer to --help. */
@@ -127,6 +131,8 @@ export interface Options {
   /** A CSV file's column types: inferred, or declared. */
   types?: 'infer' | Record<string, CsvColumnType>
   emptyNull: boolean
+  noClobber: boolean
+  checksum: ChecksumAlgorithm | false
 }
 
 export class HelpRequested extends Error {}
@@ -160,6 +166,8 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
         zstd: { type: 'boolean' },
         to: { type: 'string' },
         presign: { type: 'string' },
+        'no-clobber': { type: 'boolean', default: false },
+        checksum: { type: 'string', default: 'crc64nvme' },
         'split-rows': { type: 'string' },
         'split-bytes': { type: 'string' },
         'partition-by': { type: 'string' },
@@ -281,6 +289,11 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
     if (by.some((column) => column === '')) throw new UsageError(`--partition-by: expected column names, got ${JSON.stringify(values['partition-by'])}`)
     partitionBy = { by, hive: values.hive }
   } else if (values.hive) throw new UsageError('--hive names the folders of --partition-by: give --partition-by')
+  if (values['no-clobber'] && (values.to === '-' || split || partitionBy))
+    throw new UsageError('--no-clobber guards one file or object: drop it for standard output, --split-* and --partition-by')
+  const checksum = { crc64nvme: 'CRC64NVME', crc32c: 'CRC32C', crc32: 'CRC32', none: false }[values.checksum.toLowerCase()] as
+    ChecksumAlgorithm | false | undefined
+  if (checksum === undefined) throw new UsageError(`--checksum: expected crc64nvme, crc32c, crc32 or none, got ${JSON.stringify(values.checksum)}`)
   if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to))
     throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
 
@@ -310,6 +323,8 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
     shards,
     types,
     emptyNull: values['empty-null'],
+    noClobber: values['no-clobber'],
+    checksum,
   }
 }
 

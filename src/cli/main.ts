@@ -27,6 +27,7 @@ const EXIT: Partial<Record<ExportErrorCode, number>> = {
   ERR_SINK: 5,
   ERR_ABORTED: 130,
   ERR_STATE: 6,
+  ERR_PRECONDITION: 7,
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
@@ -102,6 +103,8 @@ export async function main(
         out.write(`manifest: ${where(result.location)}\n`)
         for (const url of result.urls ?? []) out.write(`${url}\n`)
       } else out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where(result.location)} in ${seconds}\n`)
+      const { checksum } = result
+      if (checksum) out.write(`${checksum.algorithm.toLowerCase()} ${checksum.value}${checksum.verifiedByStore ? ' (verified by the store)' : ''}\n`)
       if (result.url) out.write(`${result.url}\n`)
     }
     return 0

@@ -149,7 +149,7 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
     // Checked before the query runs: a directory would only fail at the rename, after every row.
     if ((await stat(options.to).catch(() => undefined))?.isDirectory())
       throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
-    return { sink: fileSink({ path: options.to }) }
+    return { sink: fileSink({ path: options.to, checksum: options.checksum, overwrite: !options.noClobber }) }
   }
   const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
   const client = new S3Client({
@@ -160,5 +160,5 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
   })
   const bucket = s3url[1]!
   const key = s3url[2]!
-  return { sink: s3Sink({ client, bucket, key }), client, bucket, key }
+  return { sink: s3Sink({ client, bucket, key, checksum: options.checksum, overwrite: !options.noClobber }), client, bucket, key }
 }

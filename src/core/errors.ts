@@ -1,5 +1,15 @@
 /** Stable error codes. Match on `code`, never on the message. */
-export type ExportErrorCode = 'ERR_INVALID_OPTION' | 'ERR_SOURCE' | 'ERR_TRANSFORM' | 'ERR_FORMAT' | 'ERR_SINK' | 'ERR_PROGRESS' | 'ERR_ABORTED' | 'ERR_STATE'
+export type ExportErrorCode =
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_SOURCE'
+  | 'ERR_TRANSFORM'
+  | 'ERR_FORMAT'
+  | 'ERR_SINK'
+  | 'ERR_PROGRESS'
+  | 'ERR_ABORTED'
+  | 'ERR_STATE'
+  /** A conditional write refused: the destination exists (`overwrite: false`) or is not the object `ifMatch` names. */
+  | 'ERR_PRECONDITION'
 
 /**
  * The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort; `state`:

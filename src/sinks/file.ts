@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { checkChecksumOption, Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../core/checksum.js'
-import { ExportError } from '../core/errors.js'
+import { ExportError, invalidOption } from '../core/errors.js'
 import { checkBoolean, checkObject, checkString, optionNames } from '../core/options.js'
 import type { Discardable, PartStore, Sink, SplitSink } from '../core/types.js'
 import { PartFiles, removeCreatedFolders, writeAll } from './file-parts.js'
@@ -22,20 +22,27 @@ export interface FileSinkOptions {
    * `CRC64NVME` (default, what S3 shows for the same bytes), `CRC32C`, `CRC32`, or `false`.
    */
   checksum?: ChecksumAlgorithm | false
+  /**
+   * `false`: never replace a file. One at the path is refused before any byte is written
+   * (ERR_PRECONDITION), and the commit is a hard link that fails if one appeared meanwhile, instead
+   * of a rename that would replace it. Default `true`.
+   */
+  overwrite?: boolean
 }
 
 /** File sink options checked and defaulted, apart from any stream. */
 export type NormalizedFileSinkOptions = Readonly<Required<FileSinkOptions>>
 
-const FILE_SINK_OPTION_NAMES = optionNames<FileSinkOptions>({ path: true, createDirectories: true, checksum: true })
+const FILE_SINK_OPTION_NAMES = optionNames<FileSinkOptions>({ path: true, createDirectories: true, checksum: true, overwrite: true })
 
 /** Checks fileSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
 export function normalizeFileSinkOptions(options: FileSinkOptions): NormalizedFileSinkOptions {
   checkObject('options', options, FILE_SINK_OPTION_NAMES)
-  const { path, createDirectories = true } = options
+  const { path, createDirectories = true, overwrite = true } = options
   checkString('path', path)
   checkBoolean('createDirectories', createDirectories)
-  return Object.freeze({ path, createDirectories, checksum: checkChecksumOption('checksum', options.checksum) })
+  checkBoolean('overwrite', overwrite)
+  return Object.freeze({ path, createDirectories, checksum: checkChecksumOption('checksum', options.checksum), overwrite })
 }
 
 /**
@@ -81,7 +88,9 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
    * sink writes its file.
    */
   partStore(): PartStore<{ path: string }> {
-    const { createDirectories, checksum } = this.#options
+    const { createDirectories, checksum, overwrite } = this.#options
+    // (The manifest of a split export is its commit point: a condition on it is not offered yet.)
+    if (!overwrite) invalidOption('overwrite', 'unset for a split or partitioned export (one file only, for now)', overwrite)
     const parts = new PartFiles(createDirectories, checksum)
     const missing = (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error
@@ -92,7 +101,7 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       sink: (path) => parts.sink(path),
       read: (path) => readFile(path).catch(missing),
       async write(path, body) {
-        const sink = new FileSink({ path, createDirectories, checksum: false })
+        const sink = new FileSink({ path, createDirectories, checksum: false, overwrite: true })
         await pipeline(Readable.from([body]), sink)
         return sink.location!
       },
@@ -149,7 +158,8 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       await fh.close()
       // The rename is the commit point: a destroy before it keeps the destination as it was.
       if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before the file was renamed')
-      await rename(this.#tempPath, this.#path)
+      if (this.#options.overwrite) await rename(this.#tempPath, this.#path)
+      else await this.#linkNew()
       this.#checksum = checksum
       this.#location = { path: this.#path }
     })
@@ -161,6 +171,15 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
     void this.#cleanUp().then(() => callback(error))
   }
 
+  // The commit of `overwrite: false`: a link fails where rename would replace (EEXIST).
+  async #linkNew(): Promise<void> {
+    await link(this.#tempPath, this.#path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error
+      throw new ExportError('ERR_PRECONDITION', 'sink', `A file appeared at ${this.#path} while the export ran (overwrite: false)`, { cause: error })
+    })
+    await unlink(this.#tempPath).catch(() => {}) // the export has landed: a leftover name is only clutter
+  }
+
   #file(): Promise<FileHandle> {
     return (this.#handle ??= this.#open())
   }
@@ -168,6 +187,8 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   async #open(): Promise<FileHandle> {
     const target = await stat(this.#path).catch(() => undefined)
     if (target?.isDirectory()) throw new ExportError('ERR_SINK', 'sink', `The destination ${JSON.stringify(this.#path)} is a directory`)
+    if (target && !this.#options.overwrite)
+      throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before any byte was written: a file exists at ${this.#path} (overwrite: false)`)
     if (this.#createDirectories) this.#createdDirectory = await mkdir(dirname(this.#path), { recursive: true })
     return open(this.#tempPath, 'wx')
   }

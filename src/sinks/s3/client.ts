@@ -1,5 +1,6 @@
 // The S3 client, and the object commands every S3 writer shares (PutObject, GetObject,
 // HeadObject, DeleteObject, ListObjectsV2): each constructed here only.
+import { createHash } from 'node:crypto'
 import { checksumOf, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { loadOptional } from '../../core/optional.js'
 
@@ -69,14 +70,43 @@ export async function putObject(
   body: Buffer,
   params: ObjectParams = {},
   algorithm?: ChecksumAlgorithm | ObjectChecksum,
+  condition: WriteCondition = {},
 ): Promise<S3Location & { checksum?: ObjectChecksum }> {
   const s3 = loadS3()
   const checksum = typeof algorithm === 'string' ? await checksumOf(algorithm, body) : algorithm
   const sum = checksum && { [checksumField(checksum.algorithm)]: checksum.value }
-  const command = new s3.PutObjectCommand({ ...(params as object), ...sum, Bucket: bucket, Key: key, Body: body })
-  const result = await send<{ ETag?: string; VersionId?: string } & Record<string, unknown>>(client, command)
+  const command = new s3.PutObjectCommand({ ...(params as object), ...sum, ...condition, Bucket: bucket, Key: key, Body: body })
+  const result = await send<{ ETag?: string; VersionId?: string } & Record<string, unknown>>(client, command).catch(async (error: unknown) => {
+    // A lost answer the SDK sent again meets our own object: the condition held for the first request.
+    if (!isPreconditionFailed(error)) throw error
+    const head = await headObject({ client, bucket, key }).catch(() => undefined)
+    if (head?.ETag === `"${createHash('md5').update(body).digest('hex')}"`) return { ETag: head.ETag, VersionId: head.VersionId }
+    throw error
+  })
   const location = { bucket, key, etag: result.ETag, versionId: result.VersionId }
   return checksum ? { ...location, checksum: storeVerified(checksum, result) } : location
+}
+
+/**
+ * The condition of a write that must not replace what it does not expect: `IfNoneMatch: '*'` (no
+ * object at the key) or `IfMatch` (the object with this ETag). S3 checks it at PutObject and
+ * CompleteMultipartUpload (412 PreconditionFailed).
+ */
+export type WriteCondition = { IfNoneMatch: '*' } | { IfMatch: string } | Record<string, never>
+
+/** A conditional write the store refused (412): the object is not as the condition said. */
+export const isPreconditionFailed = (error: unknown): boolean =>
+  (error as Error | undefined)?.name === 'PreconditionFailed' ||
+  (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode === 412
+
+/** Whether the object at the key holds what the condition expects (a HeadObject before the first byte). */
+export async function checkCondition(target: S3Target, condition: WriteCondition): Promise<string | undefined> {
+  if (!('IfNoneMatch' in condition) && !('IfMatch' in condition)) return undefined
+  const head = await headObject(target)
+  if ('IfNoneMatch' in condition) return head ? `an object exists at s3://${target.bucket}/${target.key} (overwrite: false)` : undefined
+  if (head?.ETag !== condition.IfMatch)
+    return `the object at s3://${target.bucket}/${target.key} is ${head ? `${head.ETag}, not ${condition.IfMatch}` : 'missing'} (ifMatch)`
+  return undefined
 }
 
 /** S3's name of a checksum in requests and answers: `ChecksumCRC64NVME`. */

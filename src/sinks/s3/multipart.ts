@@ -6,7 +6,18 @@
 import { createHash } from 'node:crypto'
 import { checksumOf, combineAll, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { invalidOption } from '../../core/errors.js'
-import { checksumField, headObject, isGone, loadS3, send, storeVerified, type ObjectParams, type S3ClientLike, type S3Target } from './client.js'
+import {
+  checksumField,
+  headObject,
+  isGone,
+  loadS3,
+  send,
+  storeVerified,
+  type ObjectParams,
+  type WriteCondition,
+  type S3ClientLike,
+  type S3Target,
+} from './client.js'
 
 const MiB = 1024 * 1024
 /** S3's smallest part but the last. */
@@ -141,16 +152,20 @@ export class MultipartUpload {
    * upload still exists or the object cannot be told. An answer without an ETag (Ceph RGW) is completed by
    * HeadObject. An upload with a checksum sends the whole object's, combined from its parts', which
    * S3 verifies against the object it assembles (BadDigest: nothing is completed); `checksum`
-   * says whether the store gave it back.
+   * says whether the store gave it back. A `condition` (overwrite: false, ifMatch) goes with it.
    */
-  async complete(parts: ReadonlyArray<UploadedPart>): Promise<{ etag?: string; versionId?: string; checksum?: ObjectChecksum }> {
+  async complete(
+    parts: ReadonlyArray<UploadedPart>,
+    condition: WriteCondition = {},
+  ): Promise<{ etag?: string; versionId?: string; checksum?: ObjectChecksum }> {
     const s3 = loadS3()
     const { client, bucket, key } = this.#target
     const whole = this.#wholeChecksum(parts)
     const field = whole && checksumField(whole.algorithm)
     const Parts = parts.map(({ PartNumber, ETag, checksum }) => (field && checksum ? { PartNumber, ETag, [field]: checksum.value } : { PartNumber, ETag }))
     const sum = field && { [field]: whole.value, ChecksumType: 'FULL_OBJECT' as const }
-    const command = new s3.CompleteMultipartUploadCommand({ ...sum, Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts } })
+    const input = { ...sum, ...condition, Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts } }
+    const command = new s3.CompleteMultipartUploadCommand(input)
     let result: { ETag?: string; VersionId?: string }
     try {
       result = await send(client, command)
