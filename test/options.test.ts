@@ -167,7 +167,7 @@ describe('normalizeProgressOptions', () => {
 
 describe('normalizeFileSinkOptions', () => {
   it('defaults createDirectories to true and the checksum to CRC64NVME', () => {
-    expect(normalizeFileSinkOptions({ path: 'out.csv' })).toEqual({ path: 'out.csv', createDirectories: true, checksum: 'CRC64NVME' })
+    expect(normalizeFileSinkOptions({ path: 'out.csv' })).toEqual({ path: 'out.csv', createDirectories: true, checksum: 'CRC64NVME', overwrite: true })
   })
 
   it.each([
@@ -200,7 +200,23 @@ describe('normalizeS3SinkOptions', () => {
     [{ client, bucket: 'b', key: 'k', memoryBudget: 2 ** 26, partSize: 2 ** 23 }, 'memoryBudget'],
     [{ client, bucket: 'b', key: 'k', contentType: 5 }, 'contentType'],
     [{ client, bucket: 'b', key: 'k', checksum: 'SHA256' }, 'checksum'],
+    [{ client, bucket: 'b', key: 'k', sseCustomerKey: 'c2hvcnQga2V5' }, 'sseCustomerKey'],
+    [{ client, bucket: 'b', key: 'k', sseCustomerKey: Buffer.alloc(16) }, 'sseCustomerKey'],
+    [{ client, bucket: 'b', key: 'k', tags: { a: 1 } }, 'tags.a'],
+    [{ client, bucket: 'b', key: 'k', objectLock: { mode: 'FOREVER', retainUntil: new Date() } }, 'objectLock.mode'],
+    [{ client, bucket: 'b', key: 'k', objectLock: { mode: 'GOVERNANCE' } }, 'objectLock'],
+    [{ client, bucket: 'b', key: 'k', objectLock: { legalHold: 'yes' } }, 'objectLock.legalHold'],
+    [{ client, bucket: 'b', key: 'k', objectLock: { until: new Date() } }, 'until'],
+    [{ client, bucket: 'b', key: 'k', overwrite: 'no' }, 'overwrite'],
+    [{ client, bucket: 'b', key: 'k', overwrite: false, ifMatch: '"e"' }, 'ifMatch'],
   ])('refuses %j, naming %s', (options, name) => {
     expect(refusal(() => normalizeS3SinkOptions(options as never)).message).toContain(name)
+  })
+
+  it('never echoes an SSE-C key in its refusal', () => {
+    const key = Buffer.from('0123456789abcdef0123456789abcde') // 31 bytes
+    const { message } = refusal(() => normalizeS3SinkOptions({ client, bucket: 'b', key: 'k', sseCustomerKey: key.toString('base64') }))
+    expect(message).toContain('31 bytes')
+    expect(message).not.toContain(key.toString('base64').slice(0, 8))
   })
 })

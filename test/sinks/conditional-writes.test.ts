@@ -9,7 +9,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
 import { csv, exportStream, fileSink, fromIterable, s3Sink, type S3SinkOptions } from '../../src/index.js'
-import { startS3, type TestS3 } from '../fixtures/s3-server.js'
+import { BUCKET_OWNER, startS3, type TestS3 } from '../fixtures/s3-server.js'
 
 const MiB = 1024 * 1024
 let s3: TestS3
@@ -110,6 +110,19 @@ describe('ifMatch on S3', () => {
     }).catch((e: unknown) => e)
     expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('overwrite') })
   })
+})
+
+describe('expectedBucketOwner', () => {
+  it('another owner: every request is refused (ERR_SINK), nothing is written; the owner: written', async () => {
+    for (const source of [big(), small()]) {
+      const error = await run('cond/owner.csv', source, { expectedBucketOwner: '999999999999' }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_SINK', cause: { name: 'AccessDenied' } })
+    }
+    expect(await s3.exists('cond/owner.csv')).toBe(false)
+    expect(await s3.openUploads()).toEqual([])
+    await run('cond/owner.csv', big(), { expectedBucketOwner: BUCKET_OWNER, overwrite: false })
+    expect(await s3.exists('cond/owner.csv')).toBe(true)
+  }, 60_000)
 })
 
 describe('overwrite: false on files', () => {

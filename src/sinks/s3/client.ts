@@ -11,11 +11,23 @@ export interface S3ClientLike {
   send(command: never, options?: { abortSignal?: AbortSignal }): Promise<unknown>
 }
 
-/** Where an S3 writer writes. */
+/** Where an S3 writer writes, and what every request about its object must carry. */
 export interface S3Target {
   client: S3ClientLike
   bucket: string
   key: string
+  /** SSE-C: the object's 256-bit key, sent with every request that writes or reads it. */
+  sseCustomerKey?: Uint8Array
+  /** The account that must own the bucket: a request to another's bucket fails (403). */
+  expectedBucketOwner?: string
+}
+
+/** What a request about the target's object carries: the bucket owner it expects and, where it reads or writes bytes, the SSE-C key. */
+export function targetParams({ sseCustomerKey, expectedBucketOwner }: S3Target, bytes = true): object {
+  return {
+    ...(expectedBucketOwner !== undefined && { ExpectedBucketOwner: expectedBucketOwner }),
+    ...(bytes && sseCustomerKey !== undefined && { SSECustomerAlgorithm: 'AES256', SSECustomerKey: Buffer.from(sseCustomerKey).toString('base64') }),
+  }
 }
 
 export interface S3Location {
@@ -58,6 +70,13 @@ export interface ObjectParams {
   Metadata?: Record<string, string>
   StorageClass?: string
   ServerSideEncryption?: string
+  SSEKMSKeyId?: string
+  BucketKeyEnabled?: boolean
+  /** URL-encoded tags: `a=1&b=2`. */
+  Tagging?: string
+  ObjectLockMode?: string
+  ObjectLockRetainUntilDate?: Date
+  ObjectLockLegalHoldStatus?: 'ON' | 'OFF'
 }
 
 /**
@@ -66,20 +85,22 @@ export interface ObjectParams {
  * refuses the body if it differs: BadDigest) and comes back with whether the store verified it.
  */
 export async function putObject(
-  { client, bucket, key }: S3Target,
+  target: S3Target,
   body: Buffer,
   params: ObjectParams = {},
   algorithm?: ChecksumAlgorithm | ObjectChecksum,
   condition: WriteCondition = {},
 ): Promise<S3Location & { checksum?: ObjectChecksum }> {
   const s3 = loadS3()
+  const { client, bucket, key } = target
   const checksum = typeof algorithm === 'string' ? await checksumOf(algorithm, body) : algorithm
   const sum = checksum && { [checksumField(checksum.algorithm)]: checksum.value }
-  const command = new s3.PutObjectCommand({ ...(params as object), ...sum, ...condition, Bucket: bucket, Key: key, Body: body })
+  const command = new s3.PutObjectCommand({ ...(params as object), ...targetParams(target), ...sum, ...condition, Bucket: bucket, Key: key, Body: body })
   const result = await send<{ ETag?: string; VersionId?: string } & Record<string, unknown>>(client, command).catch(async (error: unknown) => {
     // A lost answer the SDK sent again meets our own object: the condition held for the first request.
     if (!isPreconditionFailed(error)) throw error
-    const head = await headObject({ client, bucket, key }).catch(() => undefined)
+    // (The ETag of an object under SSE-KMS or SSE-C is no MD5: such a retry stays refused.)
+    const head = await headObject(target).catch(() => undefined)
     if (head?.ETag === `"${createHash('md5').update(body).digest('hex')}"`) return { ETag: head.ETag, VersionId: head.VersionId }
     throw error
   })
@@ -102,10 +123,17 @@ export const isPreconditionFailed = (error: unknown): boolean =>
 /** Whether the object at the key holds what the condition expects (a HeadObject before the first byte). */
 export async function checkCondition(target: S3Target, condition: WriteCondition): Promise<string | undefined> {
   if (!('IfNoneMatch' in condition) && !('IfMatch' in condition)) return undefined
+  const where = `s3://${target.bucket}/${target.key}`
+  if ('IfNoneMatch' in condition) {
+    // Asked without an SSE-C key: an object encrypted with one answers 400, which also says it exists.
+    const head = await headObject({ ...target, sseCustomerKey: undefined }).catch((error: { $metadata?: { httpStatusCode?: number } }) => {
+      if (error.$metadata?.httpStatusCode === 400) return {}
+      throw error
+    })
+    return head ? `an object exists at ${where} (overwrite: false)` : undefined
+  }
   const head = await headObject(target)
-  if ('IfNoneMatch' in condition) return head ? `an object exists at s3://${target.bucket}/${target.key} (overwrite: false)` : undefined
-  if (head?.ETag !== condition.IfMatch)
-    return `the object at s3://${target.bucket}/${target.key} is ${head ? `${head.ETag}, not ${condition.IfMatch}` : 'missing'} (ifMatch)`
+  if (head?.ETag !== condition.IfMatch) return `the object at ${where} is ${head ? `${head.ETag}, not ${condition.IfMatch}` : 'missing'} (ifMatch)`
   return undefined
 }
 
@@ -117,16 +145,13 @@ export function storeVerified(checksum: ObjectChecksum, answer: object): ObjectC
   return { ...checksum, verifiedByStore: (answer as Record<string, unknown>)[checksumField(checksum.algorithm)] === checksum.value }
 }
 
-/** A GetObject command (sent here, or signed for a download link). */
-export function getObjectCommand(bucket: string, key: string, responseContentDisposition?: string): object {
-  const s3 = loadS3()
-  return new s3.GetObjectCommand({ Bucket: bucket, Key: key, ResponseContentDisposition: responseContentDisposition })
-}
-
 /** The bytes of an object, or `undefined` when there is none. */
-export async function getObject({ client, bucket, key }: S3Target): Promise<Buffer | undefined> {
+export async function getObject(target: S3Target): Promise<Buffer | undefined> {
+  const s3 = loadS3()
+  const { client, bucket, key } = target
   try {
-    const object = await send<{ Body: { transformToByteArray(): Promise<Uint8Array> } }>(client, getObjectCommand(bucket, key))
+    const command = new s3.GetObjectCommand({ ...targetParams(target), Bucket: bucket, Key: key })
+    const object = await send<{ Body: { transformToByteArray(): Promise<Uint8Array> } }>(client, command)
     return Buffer.from(await object.Body.transformToByteArray())
   } catch (error) {
     if ((error as Error).name === 'NoSuchKey') return undefined
@@ -135,9 +160,11 @@ export async function getObject({ client, bucket, key }: S3Target): Promise<Buff
 }
 
 /** HeadObject: the object's ETag and version, or `undefined` when there is none (404); other errors are thrown. */
-export async function headObject({ client, bucket, key }: S3Target): Promise<{ ETag?: string; VersionId?: string } | undefined> {
+export async function headObject(target: S3Target): Promise<{ ETag?: string; VersionId?: string } | undefined> {
   const s3 = loadS3()
-  return send<{ ETag?: string; VersionId?: string }>(client, new s3.HeadObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
+  const { client, bucket, key } = target
+  const command = new s3.HeadObjectCommand({ ...targetParams(target), Bucket: bucket, Key: key })
+  return send<{ ETag?: string; VersionId?: string }>(client, command).catch((error: unknown) => {
     const { name, $metadata } = error as Error & { $metadata?: { httpStatusCode?: number } }
     if (name === 'NotFound' || name === 'NoSuchKey' || $metadata?.httpStatusCode === 404) return undefined
     throw error
@@ -145,9 +172,10 @@ export async function headObject({ client, bucket, key }: S3Target): Promise<{ E
 }
 
 /** DeleteObject (of one version, when given); nothing there is not an error. */
-export async function deleteObject({ client, bucket, key }: S3Target, versionId?: string): Promise<void> {
+export async function deleteObject(target: S3Target, versionId?: string): Promise<void> {
   const s3 = loadS3()
-  await send(client, new s3.DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }))
+  const { client, bucket, key } = target
+  await send(client, new s3.DeleteObjectCommand({ ...targetParams(target, false), Bucket: bucket, Key: key, VersionId: versionId }))
 }
 
 /** Every key under a prefix (ListObjectsV2, page by page). */

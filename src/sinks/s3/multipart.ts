@@ -13,6 +13,7 @@ import {
   loadS3,
   send,
   storeVerified,
+  targetParams,
   type ObjectParams,
   type WriteCondition,
   type S3ClientLike,
@@ -98,7 +99,13 @@ export class MultipartUpload {
     const since = new Date(Date.now() - CLOCK_SKEW_MS)
     let created: { UploadId: string; $metadata?: { attempts?: number } }
     try {
-      const command = new s3.CreateMultipartUploadCommand({ ...(params as object), ...checksumParams(checksum), Bucket: bucket, Key: key })
+      const command = new s3.CreateMultipartUploadCommand({
+        ...(params as object),
+        ...targetParams(target),
+        ...checksumParams(checksum),
+        Bucket: bucket,
+        Key: key,
+      })
       created = await send(client, command)
     } catch (error) {
       // A refusal (4xx) created nothing; anything else may have.
@@ -127,7 +134,15 @@ export class MultipartUpload {
     const algorithm = this.checksum
     if (algorithm !== undefined && checksum?.algorithm !== algorithm) checksum = await checksumOf(algorithm, body)
     const sum = checksum && { [checksumField(checksum.algorithm)]: checksum.value }
-    const command = new s3.UploadPartCommand({ ...sum, Bucket: bucket, Key: key, UploadId: this.uploadId, PartNumber, Body: body })
+    const command = new s3.UploadPartCommand({
+      ...targetParams(this.#target),
+      ...sum,
+      Bucket: bucket,
+      Key: key,
+      UploadId: this.uploadId,
+      PartNumber,
+      Body: body,
+    })
     const { ETag } = await send<{ ETag: string }>(client, command, signal)
     return checksum ? { PartNumber, ETag, checksum } : { PartNumber, ETag }
   }
@@ -164,7 +179,7 @@ export class MultipartUpload {
     const field = whole && checksumField(whole.algorithm)
     const Parts = parts.map(({ PartNumber, ETag, checksum }) => (field && checksum ? { PartNumber, ETag, [field]: checksum.value } : { PartNumber, ETag }))
     const sum = field && { [field]: whole.value, ChecksumType: 'FULL_OBJECT' as const }
-    const input = { ...sum, ...condition, Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts } }
+    const input = { ...targetParams(this.#target), ...sum, ...condition, Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts } }
     const command = new s3.CompleteMultipartUploadCommand(input)
     let result: { ETag?: string; VersionId?: string }
     try {
@@ -211,7 +226,7 @@ export class MultipartUpload {
     let failure: unknown
     for (let round = 1; round <= ABORT_ROUNDS; round++) {
       try {
-        await send(client, new s3.AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId }))
+        await send(client, new s3.AbortMultipartUploadCommand({ ...targetParams(this.#target, false), Bucket: bucket, Key: key, UploadId: this.uploadId }))
         const listed = await this.#listParts()
         if (!listed.Parts?.length) return
         failure = undefined
@@ -233,7 +248,7 @@ export class MultipartUpload {
   #listParts(MaxParts?: number): Promise<{ Parts?: unknown[] }> {
     const s3 = loadS3()
     const { client, bucket, key } = this.#target
-    return send(client, new s3.ListPartsCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId, MaxParts }))
+    return send(client, new s3.ListPartsCommand({ ...targetParams(this.#target, false), Bucket: bucket, Key: key, UploadId: this.uploadId, MaxParts }))
   }
 }
 

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto'
 import { invalidOption } from '../../core/errors.js'
 import { loadOptional } from '../../core/optional.js'
 import { checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import { COMPRESSION_EXTENSIONS, type CompressionName } from '../../core/types.js'
-import { getObjectCommand, type S3ClientLike } from './client.js'
+import { loadS3, type S3ClientLike } from './client.js'
+import { customerKey } from './options.js'
 
 export interface PresignDownloadOptions {
   bucket: string
@@ -11,6 +13,23 @@ export interface PresignDownloadOptions {
   expiresIn?: number
   /** Makes browsers save the download under this name (`Content-Disposition: attachment`). */
   filename?: string
+  /**
+   * SSE-C: the object's key. It is signed into the link but cannot travel in it: whoever
+   * downloads must send `sseCustomerHeaders(key)` with the GET (a browser link alone cannot).
+   */
+  sseCustomerKey?: Uint8Array | string
+}
+
+const SSE_C = 'x-amz-server-side-encryption-customer'
+
+/** The headers a GET of an SSE-C object must carry (a presigned link's too): the algorithm, the key and its MD5, base64. */
+export function sseCustomerHeaders(key: Uint8Array | string): Record<string, string> {
+  const bytes = customerKey(key)
+  return {
+    [`${SSE_C}-algorithm`]: 'AES256',
+    [`${SSE_C}-key`]: Buffer.from(bytes).toString('base64'),
+    [`${SSE_C}-key-md5`]: createHash('md5').update(bytes).digest('base64'),
+  }
 }
 
 /**
@@ -25,7 +44,7 @@ export function attachment(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`
 }
 
-const PRESIGN_DOWNLOAD_OPTION_NAMES = optionNames<PresignDownloadOptions>({ bucket: true, key: true, expiresIn: true, filename: true })
+const PRESIGN_DOWNLOAD_OPTION_NAMES = optionNames<PresignDownloadOptions>({ bucket: true, key: true, expiresIn: true, filename: true, sseCustomerKey: true })
 
 /**
  * A presigned GET URL for an export: the user downloads straight from S3, your API never proxies
@@ -34,15 +53,25 @@ const PRESIGN_DOWNLOAD_OPTION_NAMES = optionNames<PresignDownloadOptions>({ buck
 export async function presignDownload(client: S3ClientLike, options: PresignDownloadOptions): Promise<string> {
   if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client', client)
   checkObject('options', options, PRESIGN_DOWNLOAD_OPTION_NAMES)
-  const { bucket, key, expiresIn = 86_400, filename } = options
+  const { bucket, key, expiresIn = 86_400, filename, sseCustomerKey } = options
   checkString('bucket', bucket)
   checkString('key', key)
   checkPositiveInteger('expiresIn', expiresIn)
   if (expiresIn > 604_800) invalidOption('expiresIn', 'at most 604800 seconds (7 days, the SigV4 limit)', expiresIn)
   if (filename !== undefined) checkString('filename', filename)
   const { getSignedUrl } = loadOptional<typeof import('@aws-sdk/s3-request-presigner')>('@aws-sdk/s3-request-presigner', '@aws-sdk/s3-request-presigner')
-  const command = getObjectCommand(bucket, key, filename === undefined ? undefined : attachment(filename))
-  return getSignedUrl(client as never, command as never, { expiresIn })
+  const ssec = sseCustomerKey === undefined ? undefined : customerKey(sseCustomerKey)
+  const ResponseContentDisposition = filename === undefined ? undefined : attachment(filename)
+  const s3 = loadS3()
+  const command = new s3.GetObjectCommand({
+    Bucket: bucket,
+    Key: key,
+    ResponseContentDisposition,
+    ...(ssec && { SSECustomerAlgorithm: 'AES256', SSECustomerKey: Buffer.from(ssec).toString('base64') }),
+  })
+  // SSE-C headers stay headers (S3 takes the key in no query string): signed, sent by the downloader.
+  const unhoistableHeaders = ssec && new Set(Object.keys(sseCustomerHeaders(ssec)))
+  return getSignedUrl(client as never, command as never, { expiresIn, ...(unhoistableHeaders && { unhoistableHeaders }) })
 }
 
 export interface ExportKeyOptions {

@@ -1,7 +1,6 @@
 import { Writable } from 'node:stream'
-import { checkChecksumOption, Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
+import { Checksummer, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
-import { checkBoolean, checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink } from '../../core/types.js'
 import {
   checkCondition,
@@ -15,129 +14,24 @@ import {
   type S3Location,
   type WriteCondition,
 } from './client.js'
-import { checkPartSize, MAX_PARTS, MIN_PART_SIZE, MultipartUpload, partSizeFor, type UploadedPart } from './multipart.js'
+import { MAX_PARTS, MultipartUpload, partSizeFor, type UploadedPart } from './multipart.js'
+import { ensureObjectSettings } from './settings.js'
+import { normalizeS3SinkOptions, type NormalizedS3SinkOptions, type S3SinkOptions } from './options.js'
 
-export type { S3ClientLike, S3Location }
+export { normalizeS3SinkOptions, type NormalizedS3SinkOptions, type S3ClientLike, type S3Location, type S3SinkOptions }
 
-export interface S3SinkOptions {
-  client: S3ClientLike
-  bucket: string
-  key: string
-  /**
-   * Default: from the format (`text/csv; charset=utf-8`, `application/x-ndjson`, `application/json`),
-   * `application/gzip` when the gzip stage is on.
-   */
-  contentType?: string
-  /**
-   * Default: none. A gzipped export is stored as a .gz file; `gzip` here instead makes browsers and
-   * HTTP clients decompress it on download (then name the download without `.gz`).
-   */
-  contentEncoding?: string
-  /** e.g. `attachment; filename="statements.csv.gz"`. */
-  contentDisposition?: string
-  metadata?: Record<string, string>
-  /** e.g. `STANDARD_IA`. */
-  storageClass?: string
-  /** e.g. `AES256` or `aws:kms`. */
-  serverSideEncryption?: string
-  /**
-   * Bytes per part, at least 5 MiB (S3's minimum). Default 8 MiB. The size doubles every 1,000
-   * parts (up to S3's 5 GiB maximum), so an export of unknown length never reaches the 10,000-part
-   * limit: a 5 MiB start reaches ~5 TiB. Memory: partSize x (queueSize + 1), growing with it after
-   * the first 1,000 parts (5-8 GiB uploaded).
-   */
-  partSize?: number
-  /** Parts uploaded concurrently. Default 4. */
-  queueSize?: number
-  /**
-   * Called with the UploadId once the multipart upload exists, e.g. to record it where a process
-   * that dies (SIGKILL) leaves it, so that the next attempt can abort it.
-   */
-  onUploadCreated?: (uploadId: string) => unknown
-  /**
-   * Upper bound for buffered bytes instead of partSize/queueSize: picks queueSize = 4 (fewer if the
-   * budget is small) and partSize = budget / (queueSize + 1), at least 5 MiB. Minimum 10 MiB.
-   */
-  memoryBudget?: number
-  /**
-   * The object's full checksum, computed as the bytes pass and sent so that S3 verifies it at the
-   * commit point (and each part's on arrival): `CRC64NVME` (default), `CRC32C`, `CRC32`, or `false`
-   * for a store that refuses checksums. The result's `checksum` holds it. See docs/integrity.md.
-   */
-  checksum?: ChecksumAlgorithm | false
-  /**
-   * `false`: never replace an object. An object at the key is refused before any byte is sent
-   * (ERR_PRECONDITION), and the commit is conditional (`If-None-Match: *`), so that one written
-   * meanwhile is not replaced either, where the store checks the condition (docs/integrity.md). Default `true`.
-   */
-  overwrite?: boolean
-  /** Replace only the object with this ETag (the one you read): checked before the first byte and at the commit (`If-Match`). */
-  ifMatch?: string
-}
-
-const MiB = 1024 * 1024
-
-/** s3Sink options checked and defaulted, apart from any stream: sizes resolved, strings checked. */
-export type NormalizedS3SinkOptions = Readonly<
-  Omit<S3SinkOptions, 'partSize' | 'queueSize' | 'memoryBudget' | 'checksum'> & { partSize: number; queueSize: number; checksum: ChecksumAlgorithm | false }
->
-
-const S3_SINK_OPTION_NAMES = optionNames<S3SinkOptions>({
-  client: true,
-  bucket: true,
-  key: true,
-  contentType: true,
-  contentEncoding: true,
-  contentDisposition: true,
-  metadata: true,
-  storageClass: true,
-  serverSideEncryption: true,
-  partSize: true,
-  queueSize: true,
-  onUploadCreated: true,
-  memoryBudget: true,
-  checksum: true,
-  overwrite: true,
-  ifMatch: true,
+/** Server-side encryption by S3 (SSE-S3, SSE-KMS with its key); SSE-C goes with every request (targetParams). */
+const encryptionParams = ({ serverSideEncryption, sseKmsKeyId, bucketKeyEnabled }: NormalizedS3SinkOptions): ObjectParams => ({
+  ServerSideEncryption: serverSideEncryption ?? (sseKmsKeyId === undefined ? undefined : 'aws:kms'),
+  SSEKMSKeyId: sseKmsKeyId,
+  BucketKeyEnabled: bucketKeyEnabled,
 })
 
-/** Checks s3Sink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
-export function normalizeS3SinkOptions(options: S3SinkOptions): NormalizedS3SinkOptions {
-  checkObject('options', options, S3_SINK_OPTION_NAMES)
-  const { client, bucket, key } = options
-  if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client', client)
-  checkString('bucket', bucket)
-  checkString('key', key)
-  for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'storageClass', 'serverSideEncryption'] as const) {
-    if (options[name] !== undefined) checkString(name, options[name])
-  }
-  if (options.metadata !== undefined) checkObject('metadata', options.metadata)
-  if (options.onUploadCreated !== undefined) checkFunction('onUploadCreated', options.onUploadCreated)
-  if (options.overwrite !== undefined) checkBoolean('overwrite', options.overwrite)
-  if (options.ifMatch !== undefined) {
-    checkString('ifMatch', options.ifMatch)
-    if (options.overwrite === false) invalidOption('ifMatch', 'given without overwrite: false (one replaces an object, the other never does)', options.ifMatch)
-  }
-  const { memoryBudget: _memoryBudget, partSize: _partSize, queueSize: _queueSize, ...rest } = options
-  return Object.freeze({ ...rest, ...sizing(options), checksum: checkChecksumOption('checksum', options.checksum) })
-}
-
-function sizing(options: S3SinkOptions): { partSize: number; queueSize: number } {
-  const { memoryBudget } = options
-  if (memoryBudget !== undefined) {
-    if (options.partSize !== undefined || options.queueSize !== undefined) {
-      invalidOption('memoryBudget', 'given without partSize and queueSize', memoryBudget)
-    }
-    if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 2 * MIN_PART_SIZE)
-      invalidOption('memoryBudget', 'an integer of at least 10 MiB (10485760)', memoryBudget)
-    const queueSize = Math.max(1, Math.min(4, Math.floor(memoryBudget / MIN_PART_SIZE) - 1))
-    return { queueSize, partSize: Math.floor(memoryBudget / (queueSize + 1)) }
-  }
-  const { partSize = 8 * MiB, queueSize = 4 } = options
-  checkPartSize('partSize', partSize)
-  checkPositiveInteger('queueSize', queueSize)
-  return { partSize, queueSize }
-}
+/** Tags as S3's `x-amz-tagging` takes them: `a=1&b=two%20words` (URLSearchParams' `+` for a space is kept as a `+` by some stores). */
+const tagging = (tags: Record<string, string>) =>
+  Object.entries(tags)
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
+    .join('&')
 
 const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
 
@@ -226,7 +120,7 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   async discard(): Promise<void> {
     const location = this.#location
     if (location === undefined) return
-    await deleteObject({ client: this.#options.client, bucket: location.bucket, key: location.key }, location.versionId)
+    await deleteObject({ ...this.#options, bucket: location.bucket, key: location.key }, location.versionId)
     this.#location = undefined
   }
 
@@ -283,14 +177,18 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   }
 
   #objectParams(): ObjectParams {
-    const { contentType, contentEncoding, contentDisposition, metadata, storageClass, serverSideEncryption } = this.#options
+    const { contentType, contentEncoding, contentDisposition, metadata, storageClass, tags, objectLock } = this.#options
     return {
       ContentType: contentType ?? this.#info.contentType,
       ContentEncoding: contentEncoding ?? this.#info.contentEncoding,
       ContentDisposition: contentDisposition,
       Metadata: metadata,
       StorageClass: storageClass,
-      ServerSideEncryption: serverSideEncryption,
+      ...encryptionParams(this.#options),
+      Tagging: tags && tagging(tags),
+      ObjectLockMode: objectLock?.mode,
+      ObjectLockRetainUntilDate: objectLock?.retainUntil,
+      ObjectLockLegalHoldStatus: objectLock?.legalHold === undefined ? undefined : objectLock.legalHold ? 'ON' : 'OFF',
     }
   }
 
@@ -364,7 +262,13 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     if (this.#stopped) throw stoppedError()
     const parts = this.#parts.sort((a, b) => a.PartNumber - b.PartNumber)
     // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
-    this.#committing = this.#upload!.complete(parts, this.#condition()).then(({ etag, versionId, checksum }) => {
+    this.#committing = this.#upload!.complete(parts, this.#condition()).then(async ({ etag, versionId, checksum }) => {
+      await ensureObjectSettings(this.#options, versionId, this.#options).catch((error: unknown) => {
+        const what = `s3://${bucket}/${key}${versionId ? ` (version ${versionId})` : ''}`
+        throw new ExportError('ERR_SINK', 'sink', `The object ${what} landed without the tags or Object Lock asked for, and setting them failed`, {
+          cause: error,
+        })
+      })
       this.#checksum = checksum
       this.#location = { bucket, key, etag, versionId }
     })
@@ -401,7 +305,7 @@ export function s3Sink(options: S3SinkOptions): S3Sink {
  * S3Sink with these options, the manifest one PutObject of JSON with its storage class and encryption.
  */
 export function s3PartStore(options: NormalizedS3SinkOptions, info: () => ContentInfo = () => ({})): PartStore<S3Location> {
-  const { client, bucket, serverSideEncryption, checksum } = options
+  const { client, bucket, checksum } = options
   return {
     name: options.key,
     sink: (key) => {
@@ -409,13 +313,16 @@ export function s3PartStore(options: NormalizedS3SinkOptions, info: () => Conten
       sink.setContentInfo(info())
       return sink
     },
-    read: (key) => getObject({ client, bucket, key }),
+    read: (key) => getObject({ ...options, key }),
     // Not in the sink's storage class: the manifest is read before every later export (an archive class would refuse it).
     write: (key, body) =>
-      putObject({ client, bucket, key }, body, { ContentType: 'application/json', ServerSideEncryption: serverSideEncryption }, checksum || undefined).then(
-        ({ checksum: _checksum, ...location }) => location,
-      ),
-    remove: (key) => deleteObject({ client, bucket, key }),
+      putObject(
+        { ...options, key },
+        body,
+        { ContentType: 'application/json', ...encryptionParams(options), Tagging: options.tags && tagging(options.tags) },
+        checksum || undefined,
+      ).then(({ checksum: _checksum, ...location }) => location),
+    remove: (key) => deleteObject({ ...options, key }),
     locationOf: (key) => ({ bucket, key }),
     list: (prefix) => listKeys(client, bucket, prefix),
   }
