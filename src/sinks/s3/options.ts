@@ -156,7 +156,7 @@ export function customerKey(key: unknown): Uint8Array {
   const bytes = typeof key === 'string' ? Buffer.from(key, 'base64') : key instanceof Uint8Array ? key : undefined
   // (The key itself is never echoed.)
   if (bytes?.length !== 32) invalidOption('sseCustomerKey', 'a 256-bit key: 32 bytes, or their base64', `${bytes?.length ?? typeof key} bytes`)
-  return bytes!
+  return bytes
 }
 
 function checkObjectLock(lock: NonNullable<S3SinkOptions['objectLock']>): void {
