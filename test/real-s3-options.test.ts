@@ -17,7 +17,7 @@ import {
   PutObjectLegalHoldCommand,
 } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { csv, exportStream, presignDownload, s3Sink, sseCustomerHeaders, type S3SinkOptions } from '../src/index.js'
+import { csv, exportStream, presignDownload, s3Sink, sseCustomerHeaders, verifyExport, type S3SinkOptions } from '../src/index.js'
 import { realS3Available, startRealS3, type RealS3 } from './fixtures/real-s3.js'
 
 const available = realS3Available()
@@ -71,6 +71,10 @@ describe.skipIf(!available)(`S3 object options on a real S3 (Ceph RGW)${availabl
     ] as const) {
       const result = await exportTo(name, count, { sseCustomerKey: key, overwrite: false })
       expect(result.location?.etag).toBeDefined()
+      // Read back with the key: the bytes are the checksum's (RGW keeps no checksum of its own).
+      const target = { bucket: s3.bucket, key: name }
+      expect(await verifyExport({ target, client: s3.client, sseCustomerKey: key, expected: result.checksum })).toMatchObject({ ok: true })
+      await expect(verifyExport({ target, client: s3.client, sseCustomerKey: key })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
       await expect(body({ Key: name })).rejects.toMatchObject({ $metadata: { httpStatusCode: 400 } })
       expect((await body({ Key: name, SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.toString('base64') })).equals(await expected(count))).toBe(true)
       const url = await presignDownload(s3.client, { bucket: s3.bucket, key: name, sseCustomerKey: key.toString('base64') })

@@ -7,6 +7,7 @@ import { CSV_COLUMN_TYPES, type ChecksumAlgorithm, type CsvColumnType } from '..
 
 export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
                      --to <file|s3://bucket/key|-> [options]
+       stream-export verify <name.manifest.json | s3://bucket/key | file>   (see verify --help)
 
 Source
   --from        postgres://..., mongodb://..., or a CSV / JSONL file (.csv, .jsonl, .ndjson; also .gz, .zst).

@@ -17,6 +17,7 @@ import {
 } from '../index.js'
 import { HelpRequested, parse, parseDuration, USAGE, UsageError, VersionRequested } from './args.js'
 import { makeFormat, openSink, openSource, openStore } from './open.js'
+import { verifyCommand } from './verify.js'
 import { mb, progressLine, redact } from './output.js'
 
 const EXIT: Partial<Record<ExportErrorCode, number>> = {
@@ -53,6 +54,7 @@ export async function main(
   for (const signal of SIGNALS) process.on(signal, onSignal)
   let readerGone = false
   try {
+    if (argv[0] === 'verify') return await verifyCommand(argv.slice(1), io.stdout)
     const options = await parse(argv, io.stdin)
     // `--to - | head`: the reader has what it wanted; the export stops quietly (exit 0), as psql's does.
     const { sink, client, bucket, key } = await openSink(options, io.stdout, () => {

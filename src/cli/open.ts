@@ -151,14 +151,17 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
       throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
     return { sink: fileSink({ path: options.to, checksum: options.checksum, overwrite: !options.noClobber }) }
   }
-  const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
-  const client = new S3Client({
-    region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    ...(options.endpoint
-      ? { endpoint: options.endpoint, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }
-      : {}),
-  })
+  const client = s3Client(options.endpoint)
   const bucket = s3url[1]!
   const key = s3url[2]!
   return { sink: s3Sink({ client, bucket, key, checksum: options.checksum, overwrite: !options.noClobber }), client, bucket, key }
+}
+
+/** An S3Client from the environment (AWS_REGION, the default credential chain), or for an S3-compatible store at `endpoint`. */
+export function s3Client(endpoint: string | undefined): import('@aws-sdk/client-s3').S3Client {
+  const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
+  return new S3Client({
+    region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    ...(endpoint ? { endpoint, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
+  })
 }

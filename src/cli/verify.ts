@@ -1,0 +1,67 @@
+// `stream-export verify <manifest | s3://bucket/key | file>`: reads back what an export stored and
+// compares it with its manifest, or with a checksum (--expect, else the one the S3 store keeps).
+import { parseArgs } from 'node:util'
+import { verifyExport, type ChecksumAlgorithm } from '../index.js'
+import { describeLocation } from '../verify/verify-export.js'
+import { UsageError } from './args.js'
+import { s3Client } from './open.js'
+
+export const VERIFY_USAGE = `Usage: stream-export verify <name.manifest.json | s3://bucket/key | file> [options]
+
+Reads every byte back and compares: a manifest's parts (size, SHA-256, full checksum), or one
+file or object with --expect (its export's checksum), else the full-object checksum S3 keeps.
+  --expect <base64>   the checksum printed by the export (crc64nvme unless --algorithm says)
+  --algorithm         crc64nvme | crc32c | crc32
+  --endpoint <url>    S3-compatible store URL
+  --json              the result as JSON
+
+Exit codes: 0 every byte as recorded, 1 something differs or is missing, 2 bad arguments,
+5 unreadable.`
+
+const ALGORITHMS: Record<string, ChecksumAlgorithm> = { crc64nvme: 'CRC64NVME', crc32c: 'CRC32C', crc32: 'CRC32' }
+
+/** The verify command: its exit code. */
+export async function verifyCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        expect: { type: 'string' },
+        algorithm: { type: 'string', default: 'crc64nvme' },
+        endpoint: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    })
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+  const { values, positionals } = parsed
+  if (values.help) {
+    out.write(`${VERIFY_USAGE}\n`)
+    return 0
+  }
+  if (positionals.length !== 1) throw new UsageError('verify takes one manifest, s3:// object or file')
+  const target = positionals[0]!
+  const algorithm = ALGORITHMS[values.algorithm.toLowerCase()]
+  if (!algorithm) throw new UsageError(`--algorithm: expected crc64nvme, crc32c or crc32, got ${JSON.stringify(values.algorithm)}`)
+  const expected = values.expect === undefined ? undefined : { algorithm, value: values.expect }
+  const client = target.startsWith('s3://') ? s3Client(values.endpoint) : undefined
+  try {
+    const result = await verifyExport({ target, client, expected })
+    if (values.json) out.write(`${JSON.stringify(result)}\n`)
+    else
+      for (const object of result.objects)
+        out.write(
+          object.ok
+            ? `ok   ${describeLocation(object.location)} (${object.bytes} bytes)\n`
+            : `BAD  ${describeLocation(object.location)}: ${object.problems.join('; ')}\n`,
+        )
+    return result.ok ? 0 : 1
+  } finally {
+    client?.destroy()
+  }
+}
