@@ -14,6 +14,7 @@ const suites = {
   xlsx: './xlsx.mjs',
   zstd: './zstd.mjs',
   partitions: './partitions.mjs',
+  integrity: './integrity.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {
