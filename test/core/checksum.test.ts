@@ -14,7 +14,7 @@ describe('full-object checksums', () => {
   })
 
   it.each(CHECKSUM_ALGORITHMS)('combines the checksums of parts into that of their bytes in one piece (%s)', async (algorithm) => {
-    const data = randomBytes(3 * 1024 * 1024 + 17)
+    const data = randomBytes(1024 * 1024 + 17)
     const whole = await checksumOf(algorithm, data)
     for (let trial = 0; trial < 12; trial++) {
       // Cut points at random, some parts empty, one of a single byte.
