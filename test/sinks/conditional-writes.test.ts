@@ -68,6 +68,19 @@ describe('overwrite: false on S3', () => {
     expect(await text(key)).toBe('written meanwhile')
   })
 
+  it('a store that refuses the condition (501) fails the export saying so; nothing is written without it', async () => {
+    for (const [key, source, op] of [
+      ['cond/no-conditions-put.csv', small(), 'PutObject'],
+      ['cond/no-conditions-complete.csv', big(), 'CompleteMultipartUpload'],
+    ] as const) {
+      s3.inject({ op, key, action: 501 })
+      const error = await run(key, source, { overwrite: false }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_SINK', message: expect.stringContaining('does not support conditional writes') })
+      expect(await s3.exists(key)).toBe(false)
+    }
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
   it('a lost answer sent again meets our own object: the export has succeeded (PutObject and completion)', async () => {
     for (const [key, source, op] of [
       ['cond/lost-put.csv', small(), 'PutObject'],

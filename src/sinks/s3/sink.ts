@@ -37,7 +37,14 @@ const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload wa
 
 // A failure of the sink: ERR_PRECONDITION for a conditional write the store refused, ERR_SINK otherwise.
 function sinkFailure(error: unknown, condition: WriteCondition): ExportError {
-  if (!isPreconditionFailed(error) || Object.keys(condition).length === 0) return toExportError(error, 'ERR_SINK', 'sink')
+  if (Object.keys(condition).length === 0) return toExportError(error, 'ERR_SINK', 'sink')
+  const status = (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode
+  // A store without conditional writes refuses the header (501): said so, never written without it.
+  if (status === 501)
+    return new ExportError('ERR_SINK', 'sink', `The store does not support conditional writes (overwrite: false, ifMatch): ${(error as Error).message}`, {
+      cause: error,
+    })
+  if (!isPreconditionFailed(error)) return toExportError(error, 'ERR_SINK', 'sink')
   const why =
     'IfNoneMatch' in condition ? 'an object was written at the key meanwhile (overwrite: false)' : `the object is no longer ${condition.IfMatch} (ifMatch)`
   return new ExportError('ERR_PRECONDITION', 'sink', `The store refused the commit: ${why}`, { cause: error })
