@@ -34,7 +34,8 @@ const repeat = Number(process.env.BENCH_REPEAT ?? 5)
 const ROWS = 1_000_000
 
 const variants = {
-  'csv.gz -> fileSink': (env) => runChildAsync(script, ['file', ROWS, `${dir}integrity.csv.gz`], env).finally(() => rmSync(`${dir}integrity.csv.gz`, { force: true })),
+  'csv.gz -> fileSink': (env) =>
+    runChildAsync(script, ['file', ROWS, `${dir}integrity.csv.gz`], env).finally(() => rmSync(`${dir}integrity.csv.gz`, { force: true })),
   'csv.gz -> s3Sink': (env) => runChildAsync(script, ['s3', ROWS, server.endpoint], env),
   'csv (plain) -> fileSink': (env) =>
     runChildAsync(script, ['file', ROWS, `${dir}integrity.csv`], { ...env, GZIP: 'none' }).finally(() => rmSync(`${dir}integrity.csv`, { force: true })),
@@ -54,7 +55,7 @@ const rows = Object.entries(runs).map(([name, { on, off }]) => {
   const [a, b] = [median(off), median(on)]
   const [cpuA, cpuB] = [mid(off.map((r) => r.cpuMs)), mid(on.map((r) => r.cpuMs))]
   console.error(`${name}: off ${fmt.s(a.ms)} s, on ${fmt.s(b.ms)} s (${fmt.x(b.ms / a.ms)}); CPU ${fmt.s(cpuA)} -> ${fmt.s(cpuB)} s`)
-  const crcMs = b.bytes / 1e6 / speeds.CRC64NVME * 1000
+  const crcMs = (b.bytes / 1e6 / speeds.CRC64NVME) * 1000
   return `| ${name} | ${fmt.mb(b.bytes)} | ${fmt.s(a.ms)} | ${fmt.s(b.ms)} | ${percent(a.ms, b.ms)} | ${fmt.s(cpuA)} | ${fmt.s(cpuB)} | ${percent(cpuA, cpuB)} | **${fmt.s(crcMs)} (${percent(a.ms, a.ms + crcMs)})** |`
 })
 

@@ -31,7 +31,15 @@ if (target === 'resumable') {
   })
   const result = await processor(job)
   const { userCPUTime, systemCPUTime, maxRSS } = process.resourceUsage()
-console.log(JSON.stringify({ ms: performance.now() - started, cpuMs: (userCPUTime + systemCPUTime) / 1000, rows: result.rows, bytes: result.bytes, rssMb: maxRSS / 1024 }))
+  console.log(
+    JSON.stringify({
+      ms: performance.now() - started,
+      cpuMs: (userCPUTime + systemCPUTime) / 1000,
+      rows: result.rows,
+      bytes: result.bytes,
+      rssMb: maxRSS / 1024,
+    }),
+  )
   process.exit(0)
 }
 const checksum = process.env.CHECKSUM === 'none' ? false : undefined
@@ -42,4 +50,12 @@ const result = await exportStream({
   sink: client ? s3Sink({ client, bucket: 'bench', key: `statements-${rows}.csv.gz`, checksum }) : fileSink({ path: where, checksum }),
 })
 const { userCPUTime, systemCPUTime, maxRSS } = process.resourceUsage()
-console.log(JSON.stringify({ ms: performance.now() - started, cpuMs: (userCPUTime + systemCPUTime) / 1000, rows: result.rows, bytes: result.bytes, rssMb: maxRSS / 1024 }))
+console.log(
+  JSON.stringify({
+    ms: performance.now() - started,
+    cpuMs: (userCPUTime + systemCPUTime) / 1000,
+    rows: result.rows,
+    bytes: result.bytes,
+    rssMb: maxRSS / 1024,
+  }),
+)
