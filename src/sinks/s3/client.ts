@@ -80,9 +80,9 @@ export interface ObjectParams {
 }
 
 /**
- * PutObject of a whole body; with a checksum algorithm (or the body's checksum, computed as it
- * came), the body's checksum goes with it (S3
- * refuses the body if it differs: BadDigest) and comes back with whether the store verified it.
+ * PutObject of a whole body. With a checksum algorithm (or the body's checksum, computed as it
+ * came), the checksum goes with it: S3 refuses a body that differs (BadDigest), and the answer
+ * says whether the store verified it. A `condition` (overwrite: false, ifMatch) goes with it too.
  */
 export async function putObject(
   target: S3Target,

@@ -48,6 +48,13 @@ export interface UploadedPart {
   checksum?: ObjectChecksum
 }
 
+/** The object's checksum from its parts', when every part has one of the upload's algorithm. */
+export function wholeChecksum(parts: ReadonlyArray<{ checksum?: ObjectChecksum }>, algorithm: ChecksumAlgorithm | undefined): ObjectChecksum | undefined {
+  const sums = parts.map((part) => part.checksum)
+  if (algorithm === undefined || !sums.every((sum) => sum?.algorithm === algorithm)) return undefined
+  return combineAll(sums as ObjectChecksum[])
+}
+
 /** What a new upload says of its checksum: the full-object algorithm. */
 const checksumParams = (algorithm: ChecksumAlgorithm | undefined): object =>
   algorithm === undefined ? {} : { ChecksumAlgorithm: algorithm, ChecksumType: 'FULL_OBJECT' }
@@ -175,7 +182,7 @@ export class MultipartUpload {
   ): Promise<{ etag?: string; versionId?: string; checksum?: ObjectChecksum }> {
     const s3 = loadS3()
     const { client, bucket, key } = this.#target
-    const whole = this.#wholeChecksum(parts)
+    const whole = wholeChecksum(parts, this.checksum)
     const field = whole && checksumField(whole.algorithm)
     const Parts = parts.map(({ PartNumber, ETag, checksum }) => (field && checksum ? { PartNumber, ETag, [field]: checksum.value } : { PartNumber, ETag }))
     const sum = field && { [field]: whole.value, ChecksumType: 'FULL_OBJECT' as const }
@@ -198,13 +205,6 @@ export class MultipartUpload {
     // Completed: a HeadObject that fails only costs the ETag.
     const head = await headObject(this.#target).catch(() => undefined)
     return { etag: head?.ETag, versionId: result.VersionId ?? head?.VersionId, checksum }
-  }
-
-  // The object's checksum, when the upload has an algorithm and every part its checksum of it.
-  #wholeChecksum(parts: ReadonlyArray<UploadedPart>): ObjectChecksum | undefined {
-    const sums = parts.map((part) => part.checksum)
-    if (this.checksum === undefined || !sums.every((sum) => sum?.algorithm === this.checksum)) return undefined
-    return combineAll(sums as ObjectChecksum[])
   }
 
   /** The object at the key, if it is the one these parts make (by its multipart ETag). */

@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream'
-import { combineAll, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
+import type { ChecksumAlgorithm, ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, toExportError } from '../../core/errors.js'
 import type { Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
 import { putObject, type S3ClientLike, type S3Location, type S3Target } from './client.js'
-import { abortOtherUploads, MultipartUpload, type UploadedPart } from './multipart.js'
+import { abortOtherUploads, MultipartUpload, wholeChecksum, type UploadedPart } from './multipart.js'
 
 /** What a resumable upload saves after each completed part: enough to continue after a crash. */
 export interface ExportCheckpoint {
@@ -174,9 +174,8 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
     const landed = done.ended ? await this.#upload!.completedWith(done.parts) : undefined
     if (landed) {
       // Combined from the parts' (S3 verified each); the store's answer to the completion was lost.
-      const sums = done.parts.map((part) => part.checksum)
-      if (done.checksum && sums.every((sum) => sum?.algorithm === done.checksum))
-        this.#checksum = { ...combineAll(sums as ObjectChecksum[])!, verifiedByStore: false }
+      const whole = wholeChecksum(done.parts, done.checksum)
+      if (whole) this.#checksum = { ...whole, verifiedByStore: false }
       return { bucket, key, etag: landed.etag, versionId: landed.versionId }
     }
     throw new ExportError('ERR_SINK', 'sink', `The multipart upload ${done.uploadId} of ${key} no longer exists and was not completed by this export`, {
