@@ -38,7 +38,8 @@ Destination
   --format      csv | jsonl | json | parquet | xlsx. Default: from the --to extension, else csv
   --gzip        gzip the output (on every core). Default: on when --to ends in .gz
   --zstd        Zstandard the output (level 3). Default: on when --to ends in .zst
-  --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, checksums only when required
+  --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, the SDK's own checksums only
+                when required (--checksum none for a store that refuses ours)
   --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
   --no-clobber  never replace an existing file or object (refused before the first byte; exit 7)
   --checksum    crc64nvme (default) | crc32c | crc32 | none: the output's full checksum, printed, and
@@ -61,6 +62,9 @@ Exit codes: 0 done, 2 bad arguments, 3 source failed, 4 format failed, 5 destina
 6 watermark not loaded or stored (after a commit: the next run repeats these rows), 7 the
 destination exists (--no-clobber) or appeared meanwhile,
 130/143/129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (nothing is left behind), 1 anything else.`
+
+/** The checksums by their command-line names. */
+export const CHECKSUM_NAMES: Readonly<Record<string, ChecksumAlgorithm>> = { crc64nvme: 'CRC64NVME', crc32c: 'CRC32C', crc32: 'CRC32' }
 
 /** A bad command line: exit code 2, the message and a pointer to --help. */
 export class UsageError extends Error {}
@@ -292,8 +296,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   } else if (values.hive) throw new UsageError('--hive names the folders of --partition-by: give --partition-by')
   if (values['no-clobber'] && (values.to === '-' || split || partitionBy))
     throw new UsageError('--no-clobber guards one file or object: drop it for standard output, --split-* and --partition-by')
-  const checksum = { crc64nvme: 'CRC64NVME', crc32c: 'CRC32C', crc32: 'CRC32', none: false }[values.checksum.toLowerCase()] as
-    ChecksumAlgorithm | false | undefined
+  const checksum = values.checksum.toLowerCase() === 'none' ? false : CHECKSUM_NAMES[values.checksum.toLowerCase()]
   if (checksum === undefined) throw new UsageError(`--checksum: expected crc64nvme, crc32c, crc32 or none, got ${JSON.stringify(values.checksum)}`)
   if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to))
     throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)

@@ -1,9 +1,9 @@
 // `stream-export verify <manifest | s3://bucket/key | file>`: reads back what an export stored and
 // compares it with its manifest, or with a checksum (--expect, else the one the S3 store keeps).
 import { parseArgs } from 'node:util'
-import { verifyExport, type ChecksumAlgorithm } from '../index.js'
+import { verifyExport } from '../index.js'
 import { describeLocation } from '../verify/verify-export.js'
-import { UsageError } from './args.js'
+import { CHECKSUM_NAMES, UsageError } from './args.js'
 import { s3Client } from './open.js'
 
 export const VERIFY_USAGE = `Usage: stream-export verify <name.manifest.json | s3://bucket/key | file> [options]
@@ -17,8 +17,6 @@ file or object with --expect (its export's checksum), else the full-object check
 
 Exit codes: 0 every byte as recorded, 1 something differs or is missing, 2 bad arguments,
 5 unreadable.`
-
-const ALGORITHMS: Record<string, ChecksumAlgorithm> = { crc64nvme: 'CRC64NVME', crc32c: 'CRC32C', crc32: 'CRC32' }
 
 /** The verify command: its exit code. */
 export async function verifyCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
@@ -46,7 +44,7 @@ export async function verifyCommand(argv: string[], out: NodeJS.WritableStream):
   }
   if (positionals.length !== 1) throw new UsageError('verify takes one manifest, s3:// object or file')
   const target = positionals[0]!
-  const algorithm = ALGORITHMS[values.algorithm.toLowerCase()]
+  const algorithm = CHECKSUM_NAMES[values.algorithm.toLowerCase()]
   if (!algorithm) throw new UsageError(`--algorithm: expected crc64nvme, crc32c or crc32, got ${JSON.stringify(values.algorithm)}`)
   const expected = values.expect === undefined ? undefined : { algorithm, value: values.expect }
   const client = target.startsWith('s3://') ? s3Client(values.endpoint) : undefined
