@@ -5,7 +5,7 @@
 import { gunzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import { redisUp, ROWS, shardFlows } from './fixtures/shard-flows.js'
-import { expectSameBytes } from './helpers.js'
+import { expectSameBytes, sdkChecksum } from './helpers.js'
 
 const TABLE = 'se_shard_statements'
 const flows = shardFlows(TABLE)
@@ -49,7 +49,10 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     worker()
     const result = await job.waitUntilFinished(events, 120_000)
     expect(result).toMatchObject({ rows: ROWS, shards: 2 })
-    expectSameBytes(await objectBytes(key), flows.serialExport)
+    const stored = await objectBytes(key)
+    expectSameBytes(stored, flows.serialExport)
+    // The object's checksum, combined from every shard's parts and the parent's joins, as S3 verified it.
+    expect(result.checksum).toEqual({ algorithm: 'CRC64NVME', value: await sdkChecksum('CRC64NVME', stored), bytes: stored.length, verifiedByStore: true })
     expect(flows.s3.requests.get(`CompleteMultipartUpload ${key}`)).toBe(1) // accepted at once: no part under 5 MiB but the last
     expect(partOneSent).toBe(1) // the first shard went on from its checkpoint
     // Parts 1 and 2 of the first shard, the second's middle part, and the two joins (the first
@@ -70,7 +73,10 @@ describe.skipIf(!redisUp)(`sharded export flows${redisUp ? '' : ' (skipped: Redi
     const result = await job.waitUntilFinished(events, 120_000)
     expect(result).toMatchObject({ rows: ROWS, shards: 4 })
     expect(flows.s3.requests.get(`CompleteMultipartUpload ${key}`)).toBe(2) // the second found the upload gone, and the object its parts make
-    expectSameBytes(gunzipSync(await objectBytes(key)), flows.serialExport)
+    const stored = await objectBytes(key)
+    expectSameBytes(gunzipSync(stored), flows.serialExport)
+    // Combined from the parts (the store's answer to the completion was lost: not verified by it).
+    expect(result.checksum).toEqual({ algorithm: 'CRC64NVME', value: await sdkChecksum('CRC64NVME', stored), bytes: stored.length, verifiedByStore: false })
     expect(await stashLeft(key)).toEqual([])
   }, 180_000)
 })

@@ -33,6 +33,7 @@ const shardOf = ({ bucket }: ShardedContext, state: ShardedExportState) => ({
   key: state.key,
   uploadId: state.uploadId ?? '',
   stashPrefix: state.stashPrefix,
+  ...(state.checksum && { checksum: state.checksum }),
 })
 
 export async function runParent(ctx: ShardedContext, job: ShardedExportJob, token: string | undefined): Promise<ShardedExportResult> {
@@ -93,14 +94,14 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
     if (state.split) return await completeSplit(ctx, job, state, commit)
     const results = Object.values(await job.getChildrenValues()) as ShardResult[]
     if (!state.completed) {
-      await assembleShards(
+      const { checksum } = await assembleShards(
         s3,
         shardOf(ctx, state),
         results,
         state.jsonArray ? jsonArrayStart(state.jsonArray.zstd ? 'zstd' : state.jsonArray.gzip ? 'gzip' : undefined) : undefined,
       )
       // Saved before the pieces go: a retry after a crash then knows the object is complete.
-      state = { ...state, completed: true }
+      state = { ...state, completed: true, ...(checksum && { objectChecksum: checksum }) }
       await job.updateData({ ...job.data, shardedExport: state })
     }
     // The export has landed: pieces that cannot be removed are clutter, named in the result.
@@ -109,7 +110,16 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
     const bytes = results.reduce((sum, r) => sum + r.bytes, 0)
     const url = await presignDownload(s3, { bucket, key: state.key, expiresIn: urlExpiresIn })
     await job.updateProgress({ rows, bytes, percent: 100 })
-    return { location: { bucket, key: state.key }, rows, bytes, shards: results.length, url, ...(leftBehind.length > 0 ? { leftBehind } : {}) }
+    const checksum = state.objectChecksum
+    return {
+      location: { bucket, key: state.key },
+      rows,
+      bytes,
+      shards: results.length,
+      url,
+      ...(checksum && { checksum }),
+      ...(leftBehind.length > 0 ? { leftBehind } : {}),
+    }
   } catch (error) {
     if ((error as Error).name === 'WaitingChildrenError') throw error
     if (state && !state.completed && commit.landed === false && (flowFailed || isFinalAttempt(job))) {
@@ -166,13 +176,16 @@ async function start(ctx: ShardedContext, job: ShardedExportJob): Promise<Sharde
   // What an attempt that died here before saving left: an upload nobody knows.
   const target = { client: s3, bucket, key }
   await abortOtherUploads(target)
-  const { uploadId: UploadId } = await MultipartUpload.create(target, {
-    ContentType: compression ? COMPRESSION_CONTENT_TYPES[compression] : spec.format.contentType,
-  })
+  const { uploadId: UploadId, checksum } = await MultipartUpload.create(
+    target,
+    { ContentType: compression ? COMPRESSION_CONTENT_TYPES[compression] : spec.format.contentType },
+    'CRC64NVME',
+  )
   const state: ShardedExportState = {
     step: 'planned',
     key,
     uploadId: UploadId,
+    ...(checksum && { checksum }),
     stashPrefix,
     ranges,
     ...(isJsonArray(spec.format) ? { jsonArray: { gzip: compression === 'gzip', zstd: compression === 'zstd' } } : {}),

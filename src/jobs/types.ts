@@ -1,7 +1,7 @@
 // The job types of stream-export/bullmq, in one module: the plain processor's and the sharded
 // flow's (parent and child). BullMQ itself is the caller's (an optional peer dependency): these
 // are the structural parts of its Job and Queue that the processors use.
-import type { ObjectChecksum } from '../core/checksum.js'
+import type { ChecksumAlgorithm, ObjectChecksum } from '../core/checksum.js'
 import type { ExportOptions } from '../pipeline/export-stream.js'
 import type { SplitOptions } from '../parts/split-options.js'
 import type { ShardRange } from '../shards/plan.js'
@@ -158,6 +158,10 @@ export interface ShardedExportState {
   jsonArray?: { gzip: boolean; zstd?: boolean }
   /** The upload was completed: the export has landed. */
   completed?: boolean
+  /** The upload's full-object checksum algorithm: each shard's parts carry theirs. */
+  checksum?: ChecksumAlgorithm
+  /** The object's full checksum, saved with `completed`. */
+  objectChecksum?: ObjectChecksum
 }
 
 export interface ShardedExportProcessorOptions {
@@ -205,6 +209,8 @@ export interface ShardedExportResult {
   partitions?: ExportJobResult['partitions']
   /** What could not be removed after the commit (pieces held apart; a split flow: the previous export's parts, the flow's leftovers). */
   leftBehind?: string[]
+  /** The object's full checksum (CRC64NVME), combined from every shard's parts, as S3 verified it (not for split flows: their manifest has each part's). */
+  checksum?: ObjectChecksum
 }
 
 /** A sharded processor's options, checked and defaulted: what its parent and child jobs run with. */

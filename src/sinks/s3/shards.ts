@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
 import * as zlib from 'node:zlib'
+import { checksumOf, type ChecksumAlgorithm } from '../../core/checksum.js'
 import { ExportError } from '../../core/errors.js'
 import { decompressZstdSync } from '../../core/zstd-frames.js'
 import { removeAll } from '../../core/remove-all.js'
@@ -29,6 +30,8 @@ export interface ShardAssignment {
   stashPrefix: string
   /** A JSON array: its `]` is the last shard's, its `[` the first row's (see `jsonArrayStart`). */
   jsonArray?: boolean
+  /** The upload's full-object checksum algorithm: every part carries its checksum. */
+  checksum?: ChecksumAlgorithm
 }
 
 /** What a shard's job returns to the coordinator: its pieces, in order. */
@@ -79,7 +82,7 @@ export class ShardUpload extends Writable implements SegmentSink<S3Location> {
     super()
     this.#options = options
     const { shard, checkpoint } = options
-    this.#upload = new MultipartUpload({ client: options.client, bucket: shard.bucket, key: shard.key }, shard.uploadId)
+    this.#upload = new MultipartUpload({ client: options.client, bucket: shard.bucket, key: shard.key }, shard.uploadId, shard.checksum)
     this.#done = checkpoint
       ? { ...checkpoint, parts: [...checkpoint.parts] }
       : { uploadId: shard.uploadId, bucket: shard.bucket, key: shard.key, parts: [], rows: 0, bytes: 0 }
@@ -134,7 +137,7 @@ export class ShardUpload extends Writable implements SegmentSink<S3Location> {
     const done = this.#done
     const { shard } = this.#options
     const stash = part.location.key === shard.key ? {} : { stash: part.location.key }
-    const entry = { PartNumber: shard.firstPart + done.parts.length, ETag: part.location.etag!, ...stash }
+    const entry = { PartNumber: shard.firstPart + done.parts.length, ETag: part.location.etag!, ...stash, ...(part.checksum && { checksum: part.checksum }) }
     await this.#options.onCheckpoint(recordPart(done, entry, part, last))
   }
 
@@ -152,11 +155,12 @@ export class ShardUpload extends Writable implements SegmentSink<S3Location> {
 /**
  * The coordinator's commit: joins the shards' held pieces to their neighbours (uploaded as parts of
  * at least 5 MiB, or as the last part), in key order, and completes the upload. Memory: the pieces
- * joined into one part, about 5 MiB plus one piece. Resolves with the parts listed in the completion.
+ * joined into one part, about 5 MiB plus one piece. Resolves with the parts listed in the completion
+ * and the object's checksum (an upload with a checksum algorithm).
  */
 export async function assembleShards(
   client: S3ClientLike,
-  shard: Pick<ShardAssignment, 'bucket' | 'key' | 'uploadId'>,
+  shard: Pick<ShardAssignment, 'bucket' | 'key' | 'uploadId' | 'checksum'>,
   results: ShardResult[],
   /**
    * Mends the first bytes of the object, where the shard that wrote them could not know they were
@@ -166,7 +170,7 @@ export async function assembleShards(
   start?: (piece: Buffer) => Buffer | undefined,
 ) {
   const { bucket, key, uploadId } = shard
-  const upload = new MultipartUpload({ client, bucket, key }, uploadId)
+  const upload = new MultipartUpload({ client, bucket, key }, uploadId, shard.checksum)
   const parts: UploadedPart[] = []
   let pending: Buffer[] = []
   let pendingBytes = 0
@@ -176,16 +180,18 @@ export async function assembleShards(
   let gone = false
   const flush = async () => {
     const body = Buffer.concat(pending)
-    let ETag = `"${createHash('md5').update(body).digest('hex')}"`
+    let part: UploadedPart = { PartNumber: pendingNumber, ETag: `"${createHash('md5').update(body).digest('hex')}"` }
     if (!gone) {
       try {
-        ;({ ETag } = await upload.uploadPart(pendingNumber, body))
+        part = await upload.uploadPart(pendingNumber, body)
       } catch (error) {
         if (!isGone(error)) throw error
         gone = true
       }
     }
-    parts.push({ PartNumber: pendingNumber, ETag })
+    // (Gone: the part's checksum is computed here too, for the object's, which a completion gave.)
+    if (gone && shard.checksum) part.checksum = await checksumOf(shard.checksum, body)
+    parts.push(part)
     pending = []
     pendingBytes = 0
   }
@@ -196,7 +202,7 @@ export async function assembleShards(
         if (part.stash === undefined) {
           // A piece held before this part ends with the first piece of this shard, which was cut full.
           if (pending.length > 0) await flush()
-          parts.push({ PartNumber: part.PartNumber, ETag: part.ETag })
+          parts.push({ PartNumber: part.PartNumber, ETag: part.ETag, ...(part.checksum && { checksum: part.checksum }) })
           started = true
           continue
         }
@@ -214,8 +220,8 @@ export async function assembleShards(
     }
     if (pending.length > 0) await flush()
     // complete() tells a completed upload (the object's multipart ETag is these parts') from an aborted one.
-    await upload.complete(parts)
-    return parts
+    const { checksum } = await upload.complete(parts)
+    return { parts, checksum }
   } catch (error) {
     throw sinkError(error)
   }
