@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../examples/statements.mjs'
-import { csv, exportStream, fileSink, fromIterable, s3Sink, verifyExport } from '../src/index.js'
+import { csv, exportStream, fileSink, fromIterable, jsonl, s3Sink, verifyExport } from '../src/index.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
 
@@ -53,11 +53,39 @@ describe('verifyExport', () => {
       const verified = await verifyExport({ target: manifest })
       expect(verified.ok).toBe(false)
       expect(verified.objects.map((object) => object.ok)).toEqual([0, 1, 2].map((i) => i !== n))
-      expect(verified.objects[n]!.problems).toEqual([expect.stringMatching(/^sha256: /), expect.stringMatching(/^crc64nvme: /)])
+      // (The gzip of the damaged part may not read back either: its rows are then named too.)
+      expect(verified.objects[n]!.problems.slice(0, 2)).toEqual([expect.stringMatching(/^sha256: /), expect.stringMatching(/^crc64nvme: /)])
       await writeFile(path, bytes)
     }
     await rm(join(dir, result.parts![1]!.name))
     expect((await verifyExport({ target: manifest })).objects[1]).toMatchObject({ ok: false, problems: ['missing: nothing is stored there'] })
+  })
+
+  it('counts the rows of CSV and JSON Lines parts (gzip, a header or none) against the manifest', async () => {
+    const dir = await tempDir()
+    for (const [name, format] of [
+      ['rows.csv.gz', csv()],
+      ['bare.csv', csv({ header: false })],
+      ['lines.jsonl.gz', jsonl()],
+    ] as const) {
+      const gzip = name.endsWith('.gz')
+      const result = await exportStream({
+        source: fromIterable(statements(2500)),
+        format,
+        gzip,
+        split: { rows: 1000 },
+        sink: fileSink({ path: join(dir, name) }),
+      })
+      const manifest = result.location!.path
+      const verified = await verifyExport({ target: manifest })
+      expect(verified.objects.map((object) => object.rows)).toEqual([1000, 1000, 500])
+      expect(verified.ok).toBe(true)
+      // A manifest that says otherwise: the stored rows are counted, not taken from it.
+      const text = JSON.parse(await readFile(manifest, 'utf8'))
+      text.parts[2].rows = 501
+      await writeFile(manifest, JSON.stringify(text))
+      expect((await verifyExport({ target: manifest })).objects[2]).toMatchObject({ ok: false, problems: ['rows: 500 stored, 501 recorded'] })
+    }
   })
 
   it('a split export on S3, and one object against its checksum or the one the store keeps', async () => {

@@ -10,6 +10,7 @@ import { ExportError, invalidOption } from '../core/errors.js'
 import { checkObject, optionNames } from '../core/options.js'
 import type { Location, PartInfo } from '../core/types.js'
 import { parseManifest } from '../parts/manifest.js'
+import { rowCounter, type RowCounter } from './row-count.js'
 import { checksumField, getObject, loadS3, send, targetParams, type S3ClientLike, type S3Target } from '../sinks/s3/client.js'
 import { customerKey } from '../sinks/s3/options.js'
 
@@ -37,6 +38,8 @@ export interface VerifiedObject {
   location: Location
   /** Bytes read. */
   bytes: number
+  /** Rows counted in them, where the format allows it exactly (CSV and JSON Lines, plain, gzip or zstd). */
+  rows?: number
   ok: boolean
   /** What differs, one line each (`bytes: 1024 stored, 1000 recorded`). */
   problems: string[]
@@ -69,7 +72,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
     const folder = 'path' in location ? dirname(name) : name.slice(0, name.lastIndexOf('/') + 1)
     for (const part of manifest.parts as Array<PartInfo<object>>) {
       const at = 'path' in location ? join(folder, part.name) : `${folder}${part.name}`
-      objects.push(await check(store, at, part))
+      objects.push(await check(store, at, part, () => rowCounter(manifest)))
     }
     return { ok: objects.every((object) => object.ok), objects }
   }
@@ -155,16 +158,23 @@ function storeOf({ target, client, sseCustomerKey }: VerifyOptions): Store {
 }
 
 // Reads one file or object whole and compares it with what was recorded of it.
-async function check(store: Store, name: string, recorded: { bytes?: number; sha256?: string; checksum?: ExpectedChecksum }): Promise<VerifiedObject> {
+async function check(
+  store: Store,
+  name: string,
+  recorded: { bytes?: number; sha256?: string; checksum?: ExpectedChecksum; rows?: number },
+  counting?: () => RowCounter | undefined,
+): Promise<VerifiedObject> {
   const sha256 = createHash('sha256')
   const sum = recorded.checksum && new Checksummer(recorded.checksum.algorithm)
   let bytes = 0
   const stream = await store.stream(name)
   if (!stream) return { location: store.at(name), bytes, ok: false, problems: ['missing: nothing is stored there'] }
+  const counter = counting?.()
   for await (const chunk of stream) {
     sha256.update(chunk as Buffer)
     sum?.update(chunk as Buffer)
     bytes += (chunk as Buffer).length
+    await counter?.write(chunk as Buffer)
   }
   const problems: string[] = []
   if (recorded.bytes !== undefined && bytes !== recorded.bytes) problems.push(`bytes: ${bytes} stored, ${recorded.bytes} recorded`)
@@ -174,7 +184,12 @@ async function check(store: Store, name: string, recorded: { bytes?: number; sha
     const { algorithm, value } = await sum.digest()
     if (value !== recorded.checksum.value) problems.push(`${algorithm.toLowerCase()}: ${value} stored, ${recorded.checksum.value} recorded`)
   }
-  return { location: store.at(name), bytes, ok: problems.length === 0, problems }
+  const rows = await counter?.rows().catch((error: Error) => {
+    problems.push(`rows: the bytes cannot be read back (${error.message})`)
+    return undefined
+  })
+  if (rows !== undefined && recorded.rows !== undefined && rows !== recorded.rows) problems.push(`rows: ${rows} stored, ${recorded.rows} recorded`)
+  return { location: store.at(name), bytes, ...(rows !== undefined && { rows }), ok: problems.length === 0, problems }
 }
 
 /** `s3://bucket/key` or the path. */
