@@ -82,7 +82,11 @@ describe('stream-export CLI', () => {
     const path = join(dir, 'kept.csv')
     await writeFile(path, 'earlier')
     const onFile = await run(['--from', databaseUrl(), '--query', query, '--to', path, '--no-clobber'])
-    expect(onFile).toMatchObject({ code: 7, stderr: expect.stringMatching(/^stream-export: ERR_PRECONDITION: .*overwrite: false/) })
+    // Refused before the query runs: no progress, one line.
+    expect(onFile).toMatchObject({
+      code: 7,
+      stderr: expect.stringMatching(/^stream-export: ERR_PRECONDITION: Refused before the query ran: .*overwrite: false\)\n$/),
+    })
     expect(await readFile(path, 'utf8')).toBe('earlier')
     const to = `s3://${s3.bucket}/cli/kept.csv`
     expect((await run(['--from', databaseUrl(), '--query', query, '--to', to, '--endpoint', s3.endpoint], s3Env())).code).toBe(0)

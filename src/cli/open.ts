@@ -147,8 +147,11 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
   const s3url = /^s3:\/\/([^/]+)\/(.+)$/.exec(options.to)
   if (!s3url) {
     // Checked before the query runs: a directory would only fail at the rename, after every row.
-    if ((await stat(options.to).catch(() => undefined))?.isDirectory())
-      throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
+    const there = await stat(options.to).catch(() => undefined)
+    if (there?.isDirectory()) throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
+    // --no-clobber: refused before the query runs too (the sink checks again at its first byte and its commit).
+    if (there && options.noClobber)
+      throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: a file exists at ${options.to} (overwrite: false)`)
     return { sink: fileSink({ path: options.to, checksum: options.checksum, overwrite: !options.noClobber }) }
   }
   const client = s3Client(options.endpoint)
