@@ -91,7 +91,7 @@ describe('stream-export CLI', () => {
     const to = `s3://${s3.bucket}/cli/kept.csv`
     expect((await run(['--from', databaseUrl(), '--query', query, '--to', to, '--endpoint', s3.endpoint], s3Env())).code).toBe(0)
     const again = await run(['--from', databaseUrl(), '--query', query, '--to', to, '--endpoint', s3.endpoint, '--no-clobber'], s3Env())
-    expect(again.code).toBe(7)
+    expect(again).toMatchObject({ code: 7, stderr: expect.stringMatching(/^stream-export: ERR_PRECONDITION: Refused before the query ran: /) })
     const fresh = await run(['--from', databaseUrl(), '--query', query, '--to', join(dir, 'fresh.csv'), '--no-clobber', '--checksum', 'none'])
     expect(fresh.code).toBe(0)
     expect(fresh.stdout).not.toContain('crc')

@@ -24,6 +24,7 @@ import {
   type WatermarkStore,
 } from '../index.js'
 import { loadOptional } from '../core/optional.js'
+import { checkCondition } from '../sinks/s3/client.js'
 import { formatOfName, UsageError, type Options } from './args.js'
 import { redact } from './output.js'
 
@@ -157,6 +158,12 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
   const client = s3Client(options.endpoint)
   const bucket = s3url[1]!
   const key = s3url[2]!
+  if (options.noClobber) {
+    const refusal = await checkCondition({ client, bucket, key }, { IfNoneMatch: '*' }).catch((error: Error) => {
+      throw new ExportError('ERR_SINK', 'sink', `Cannot tell whether s3://${bucket}/${key} exists: ${error.message}`, { cause: error })
+    })
+    if (refusal) throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: ${refusal}`)
+  }
   return { sink: s3Sink({ client, bucket, key, checksum: options.checksum, overwrite: !options.noClobber }), client, bucket, key }
 }
 
