@@ -86,7 +86,7 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
     const failed = Object.keys(await job.getFailedChildrenValues())
     if (failed.length > 0) {
       flowFailed = true
-      throw await shardFailure(ctx, job, failed[0]!, state)
+      throw await shardFailure(ctx, job, failed, state)
     }
     if (token === undefined) throw new ExportError('ERR_INVALID_OPTION', 'options', 'A sharded export needs the token BullMQ passes to the processor')
     if (await job.moveToWaitingChildren(token)) throw waitingChildren()
@@ -240,11 +240,16 @@ async function completeSplit(
   }
 }
 
-/** The error a failed child leaves (saved in its data), as the flow's: its code, and which shard. */
-async function shardFailure(ctx: ShardedContext, job: ShardedExportJob, childKey: string, state: ShardedExportState): Promise<ExportError> {
+/**
+ * The error a failed child leaves (saved in its data), as the flow's: its code, and which shard. Of
+ * several, the first to fail: those after it may have failed because the flow had (a retry of the
+ * parent sees them all).
+ */
+async function shardFailure(ctx: ShardedContext, job: ShardedExportJob, childKeys: string[], state: ShardedExportState): Promise<ExportError> {
   const { queue } = ctx
   await job.removeUnprocessedChildren()
-  const child = await queue.getJob(childKey.slice(childKey.lastIndexOf(':') + 1))
+  const children = await Promise.all(childKeys.map((key) => queue.getJob(key.slice(key.lastIndexOf(':') + 1))))
+  const child = children.reduce((first, next) => ((next?.finishedOn ?? Infinity) < (first?.finishedOn ?? Infinity) ? next : first), children[0])
   const shard = child?.data.exportShard as ShardAssignment | undefined
   const cause = child?.data.exportError as { code: ExportErrorCode; message: string } | undefined
   const which = shard ? `Shard ${shard.index + 1} of ${state.ranges.length}` : 'A shard'

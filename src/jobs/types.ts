@@ -136,7 +136,7 @@ export interface ShardedExportJob {
 /** The part of a BullMQ Queue the parent uses: the queue its worker takes jobs from. */
 export interface ShardQueue {
   addBulk(jobs: Array<{ name: string; data: object; opts: object }>): Promise<unknown>
-  getJob(id: string): Promise<{ data: Record<string, unknown> } | undefined>
+  getJob(id: string): Promise<{ data: Record<string, unknown>; finishedOn?: number } | undefined>
 }
 
 /** What the parent saves in its job's data between its runs. */
