@@ -14,6 +14,12 @@ const client =
     ? new S3Client({ endpoint: where, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
     : undefined
 const started = performance.now()
+// The child's answer to the suite: wall and CPU time, rows, bytes, peak RSS.
+function report({ rows, bytes }) {
+  const { userCPUTime, systemCPUTime, maxRSS } = process.resourceUsage()
+  const ms = performance.now() - started
+  console.log(JSON.stringify({ ms, cpuMs: (userCPUTime + systemCPUTime) / 1000, rows, bytes, rssMb: maxRSS / 1024 }))
+}
 if (target === 'resumable') {
   // A job as BullMQ hands it over; its checkpoint is kept in memory (BullMQ keeps it in Redis).
   const job = {
@@ -29,17 +35,7 @@ if (target === 'resumable') {
     bucket: 'bench',
     resolve: () => ({ source: Object.assign(fromIterable(statements(Number(rows))), { keyOf: (row) => row.id }), format: csv(), gzip: true }),
   })
-  const result = await processor(job)
-  const { userCPUTime, systemCPUTime, maxRSS } = process.resourceUsage()
-  console.log(
-    JSON.stringify({
-      ms: performance.now() - started,
-      cpuMs: (userCPUTime + systemCPUTime) / 1000,
-      rows: result.rows,
-      bytes: result.bytes,
-      rssMb: maxRSS / 1024,
-    }),
-  )
+  report(await processor(job))
   process.exit(0)
 }
 const checksum = process.env.CHECKSUM === 'none' ? false : undefined
@@ -49,13 +45,4 @@ const result = await exportStream({
   gzip: process.env.GZIP === 'none' ? false : { level: 6, ...(process.env.GZIP_THREADS ? { threads: Number(process.env.GZIP_THREADS) } : {}) },
   sink: client ? s3Sink({ client, bucket: 'bench', key: `statements-${rows}.csv.gz`, checksum }) : fileSink({ path: where, checksum }),
 })
-const { userCPUTime, systemCPUTime, maxRSS } = process.resourceUsage()
-console.log(
-  JSON.stringify({
-    ms: performance.now() - started,
-    cpuMs: (userCPUTime + systemCPUTime) / 1000,
-    rows: result.rows,
-    bytes: result.bytes,
-    rssMb: maxRSS / 1024,
-  }),
-)
+report(result)
