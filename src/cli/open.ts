@@ -1,6 +1,6 @@
 // The parts of the CLI's export, opened from its options: the source, the format, the sink (a
 // file, S3 or standard output) and the watermark store of --since-state.
-import { stat } from 'node:fs/promises'
+import { lstat, stat } from 'node:fs/promises'
 import { Writable } from 'node:stream'
 import pg from 'pg'
 import {
@@ -151,7 +151,7 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
     const there = await stat(options.to).catch(() => undefined)
     if (there?.isDirectory()) throw new UsageError(`--to: ${JSON.stringify(options.to)} is a directory; give a file name`)
     // --no-clobber: refused before the query runs too (the sink checks again at its first byte and its commit).
-    if (there && options.noClobber)
+    if (options.noClobber && (there ?? (await lstat(options.to).catch(() => undefined))))
       throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: a file exists at ${options.to} (overwrite: false)`)
     return { sink: fileSink({ path: options.to, checksum: options.checksum, overwrite: !options.noClobber }) }
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { link, lstat, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -32,6 +33,9 @@ export interface FileSinkOptions {
 
 /** File sink options checked and defaulted, apart from any stream. */
 export type NormalizedFileSinkOptions = Readonly<Required<FileSinkOptions>>
+
+// What link() answers on a file system without hard links.
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK'])
 
 const FILE_SINK_OPTION_NAMES = optionNames<FileSinkOptions>({ path: true, createDirectories: true, checksum: true, overwrite: true })
 
@@ -171,11 +175,26 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
     void this.#cleanUp().then(() => callback(error))
   }
 
-  // The commit of `overwrite: false`: a link fails where rename would replace (EEXIST).
+  // The commit of `overwrite: false`: a link fails where rename would replace (EEXIST). A file
+  // system without hard links (FAT, some network and FUSE mounts) gets an exclusive copy instead:
+  // it fails the same way, but a reader may see the file before the copy has ended.
   async #linkNew(): Promise<void> {
-    await link(this.#tempPath, this.#path).catch((error: NodeJS.ErrnoException) => {
+    const appeared = (error: NodeJS.ErrnoException) => {
       if (error.code !== 'EEXIST') throw error
       throw new ExportError('ERR_PRECONDITION', 'sink', `A file appeared at ${this.#path} while the export ran (overwrite: false)`, { cause: error })
+    }
+    await link(this.#tempPath, this.#path).catch(async (error: NodeJS.ErrnoException) => {
+      if (!NO_HARD_LINKS.has(error.code ?? '')) return appeared(error)
+      const fh = await open(this.#path, 'wx').catch(appeared)
+      try {
+        await fh.writeFile(createReadStream(this.#tempPath))
+        await fh.datasync()
+      } catch (copyError) {
+        await unlink(this.#path).catch(() => {}) // our own half copy
+        throw copyError
+      } finally {
+        await fh.close().catch(() => {})
+      }
     })
     await unlink(this.#tempPath).catch(() => {}) // the export has landed: a leftover name is only clutter
   }
@@ -187,7 +206,8 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   async #open(): Promise<FileHandle> {
     const target = await stat(this.#path).catch(() => undefined)
     if (target?.isDirectory()) throw new ExportError('ERR_SINK', 'sink', `The destination ${JSON.stringify(this.#path)} is a directory`)
-    if (target && !this.#options.overwrite)
+    // (lstat: a dangling symbolic link is a name taken as well.)
+    if (!this.#options.overwrite && (target ?? (await lstat(this.#path).catch(() => undefined))))
       throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before any byte was written: a file exists at ${this.#path} (overwrite: false)`)
     if (this.#createDirectories) this.#createdDirectory = await mkdir(dirname(this.#path), { recursive: true })
     return open(this.#tempPath, 'wx')

@@ -2,10 +2,10 @@
 // any byte where the destination says so already; at the commit (S3's conditional PutObject and
 // CompleteMultipartUpload, a hard link for files) where it changed meanwhile.
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
 import { csv, exportStream, fileSink, fromIterable, s3Sink, type S3SinkOptions } from '../../src/index.js'
@@ -75,7 +75,7 @@ describe('overwrite: false on S3', () => {
     ] as const) {
       s3.inject({ op, key, action: 501 })
       const error = await run(key, source, { overwrite: false }).catch((e: unknown) => e)
-      expect(error).toMatchObject({ code: 'ERR_SINK', message: expect.stringContaining('does not support conditional writes') })
+      expect(error).toMatchObject({ code: 'ERR_SINK', message: expect.stringContaining('may not support conditional writes') })
       expect(await s3.exists(key)).toBe(false)
     }
     expect(await s3.openUploads()).toEqual([])
@@ -96,7 +96,67 @@ describe('overwrite: false on S3', () => {
   }, 60_000)
 })
 
+describe('overwrite: false on S3: the edges', () => {
+  it('refused at the first attempt, an object that happens to hold our very bytes is still refused (it was there before us)', async () => {
+    const key = 'cond/same-bytes.csv'
+    const ours = await run('cond/same-bytes-model.csv', small(), {})
+    const body = await text('cond/same-bytes-model.csv')
+    expect(ours.location?.etag).toBeDefined()
+    s3.inject({ op: 'PutObject', key, times: 1, action: 'pass', delayMs: 300, onRequest: () => void put(key, body) })
+    const error = await run(key, small(), { overwrite: false }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_PRECONDITION' })
+    expect(requests('PutObject', key)).toBe(2) // theirs and ours, not retried
+  })
+
+  it('a write that raced ours (409 ConditionalRequestConflict) is ERR_PRECONDITION, the upload aborted', async () => {
+    const key = 'cond/conflict.csv'
+    s3.inject({ op: 'CompleteMultipartUpload', key, action: 409 })
+    const error = await run(key, big(), { overwrite: false }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_PRECONDITION', message: expect.stringContaining('409') })
+    expect(await s3.exists(key)).toBe(false)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('a principal that may write but not read (HeadObject 403): the check tells nothing, the condition sent with the commit decides', async () => {
+    const key = 'cond/write-only.csv'
+    s3.inject({ op: 'HeadObject', match: (k) => k.startsWith(key), action: 403 })
+    expect((await run(`${key}.small`, small(), { overwrite: false })).location?.etag).toBeDefined()
+    expect((await run(key, big(), { overwrite: false })).location?.etag).toBeDefined()
+    const again = await run(key, small(), { overwrite: false }).catch((e: unknown) => e)
+    expect(again).toMatchObject({ code: 'ERR_PRECONDITION', cause: { name: 'PreconditionFailed' } })
+    expect(requests('HeadObject', key)).toBeGreaterThanOrEqual(3)
+  }, 60_000)
+
+  it('destroyed while the condition is checked: no upload is started afterwards', async () => {
+    const key = 'cond/destroyed-while-checking.csv'
+    s3.inject({ op: 'HeadObject', key, action: 'pass', delayMs: 300 })
+    const sink = s3Sink({ client: s3.client, bucket: s3.bucket, key, partSize: 5 * MiB, overwrite: false })
+    sink.on('error', () => {})
+    sink.write(randomBytes(6 * MiB))
+    setTimeout(() => sink.destroy(new Error('stop')), 50)
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    expect(requests('CreateMultipartUpload', key)).toBe(0)
+    expect(await s3.openUploads()).toEqual([])
+  })
+})
+
 describe('ifMatch on S3', () => {
+  it('an object deleted meanwhile is ERR_PRECONDITION (S3 answers 404 NoSuchKey), nothing written', async () => {
+    const key = 'cond/if-match-gone.csv'
+    const { ETag } = await put(key, 'version 1')
+    s3.inject({
+      op: 'CompleteMultipartUpload',
+      key,
+      action: 'pass',
+      onRequest: () => void s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key })),
+      delayMs: 300,
+    })
+    const error = await run(key, big(), { ifMatch: ETag! }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_PRECONDITION', message: expect.stringContaining('gone'), cause: { name: 'NoSuchKey' } })
+    expect(await s3.exists(key)).toBe(false)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
   it('replaces the object with that ETag; another is refused before any byte, and at the commit when it changed meanwhile', async () => {
     const key = 'cond/if-match.csv'
     const { ETag } = await put(key, 'version 1')
@@ -148,6 +208,12 @@ describe('overwrite: false on files', () => {
     expect(error).toMatchObject({ code: 'ERR_PRECONDITION', stage: 'sink' })
     expect(await readFile(path, 'utf8')).toBe('earlier')
     expect(await leftovers()).toEqual([])
+    // A dangling symbolic link is a name taken as well: refused before the rows, not at the commit.
+    const link = join(dir, 'dangling.csv')
+    await symlink(join(dir, 'nowhere'), link)
+    const refused = await exportStream({ source: small(), format: csv(), sink: fileSink({ path: link, overwrite: false }) }).catch((e: unknown) => e)
+    expect(refused).toMatchObject({ code: 'ERR_PRECONDITION', message: expect.stringContaining('before any byte') })
+    expect(await readlink(link)).toBe(join(dir, 'nowhere'))
   })
 
   it('a file that appeared meanwhile is not replaced (the commit is a link, not a rename); a new path is written', async () => {

@@ -98,7 +98,9 @@ export async function putObject(
   const command = new s3.PutObjectCommand({ ...(params as object), ...targetParams(target), ...sum, ...condition, Bucket: bucket, Key: key, Body: body })
   const result = await send<{ ETag?: string; VersionId?: string } & Record<string, unknown>>(client, command).catch(async (error: unknown) => {
     // A lost answer the SDK sent again meets our own object: the condition held for the first request.
-    if (!isPreconditionFailed(error)) throw error
+    // Refused at the first attempt, the object was there before us, whatever it holds.
+    const attempts = (error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1
+    if (!isPreconditionFailed(error) || attempts < 2) throw error
     // (The ETag of an object under SSE-KMS or SSE-C is no MD5: such a retry stays refused.)
     const head = await headObject(target).catch(() => undefined)
     if (head?.ETag === `"${createHash('md5').update(body).digest('hex')}"`) return { ETag: head.ETag, VersionId: head.VersionId }
@@ -120,19 +122,31 @@ export const isPreconditionFailed = (error: unknown): boolean =>
   (error as Error | undefined)?.name === 'PreconditionFailed' ||
   (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode === 412
 
-/** Whether the object at the key holds what the condition expects (a HeadObject before the first byte). */
+/**
+ * Whether the object at the key holds what the condition expects (a HeadObject before the first
+ * byte). A principal that may write but not read the key is answered 403: that tells nothing, and
+ * the condition sent with the commit decides alone.
+ */
 export async function checkCondition(target: S3Target, condition: WriteCondition): Promise<string | undefined> {
   if (!('IfNoneMatch' in condition) && !('IfMatch' in condition)) return undefined
   const where = `s3://${target.bucket}/${target.key}`
+  const forbidden = (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode === 403
   if ('IfNoneMatch' in condition) {
     // Asked without an SSE-C key: an object encrypted with one answers 400, which also says it exists.
     const head = await headObject({ ...target, sseCustomerKey: undefined }).catch((error: { $metadata?: { httpStatusCode?: number } }) => {
       if (error.$metadata?.httpStatusCode === 400) return {}
+      if (forbidden(error)) return undefined
       throw error
     })
     return head ? `an object exists at ${where} (overwrite: false)` : undefined
   }
-  const head = await headObject(target)
+  let unknown = false
+  const head = await headObject(target).catch((error: { $metadata?: { httpStatusCode?: number } }) => {
+    if (!forbidden(error)) throw error
+    unknown = true
+    return undefined
+  })
+  if (unknown) return undefined
   if (head?.ETag !== condition.IfMatch) return `the object at ${where} is ${head ? `${head.ETag}, not ${condition.IfMatch}` : 'missing'} (ifMatch)`
   return undefined
 }

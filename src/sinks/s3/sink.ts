@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import { Checksummer, type ObjectChecksum } from '../../core/checksum.js'
+import { Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
 import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink } from '../../core/types.js'
 import {
@@ -35,18 +35,37 @@ const tagging = (tags: Record<string, string>) =>
 
 const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
 
+// The error and the errors it wraps (`cause`), outermost first.
+function* causes(error: unknown): Generator<Error & { $metadata?: { httpStatusCode?: number } }> {
+  for (let e = error; e instanceof Error; e = e.cause) yield e
+}
+
 // A failure of the sink: ERR_PRECONDITION for a conditional write the store refused, ERR_SINK otherwise.
-function sinkFailure(error: unknown, condition: WriteCondition): ExportError {
-  if (Object.keys(condition).length === 0) return toExportError(error, 'ERR_SINK', 'sink')
+export function sinkFailure(error: unknown, condition: WriteCondition, checksum: ChecksumAlgorithm | false): ExportError {
+  if (error instanceof ExportError) return error
+  const conditional = Object.keys(condition).length > 0
   const status = (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode
-  // A store without conditional writes refuses the header (501): said so, never written without it.
-  if (status === 501)
-    return new ExportError('ERR_SINK', 'sink', `The store does not support conditional writes (overwrite: false, ifMatch): ${(error as Error).message}`, {
-      cause: error,
-    })
-  if (!isPreconditionFailed(error)) return toExportError(error, 'ERR_SINK', 'sink')
-  const why =
-    'IfNoneMatch' in condition ? 'an object was written at the key meanwhile (overwrite: false)' : `the object is no longer ${condition.IfMatch} (ifMatch)`
+  // A store that does not implement a header we sent refuses it (501): said which, never written without it.
+  const asked = [conditional && 'conditional writes (overwrite: false, ifMatch)', checksum && `${checksum} checksums (checksum: false leaves them out)`]
+  if (status === 501 && (conditional || checksum))
+    return new ExportError(
+      'ERR_SINK',
+      'sink',
+      `The store does not implement a header this write sent (HTTP 501); it may not support ${asked.filter(Boolean).join(' or ')}: ${(error as Error).message}`,
+      { cause: error },
+    )
+  if (!conditional) return toExportError(error, 'ERR_SINK', 'sink')
+  const all = [...causes(error)]
+  let why: string | undefined
+  // A write that raced another at the same key (S3: 409 ConditionalRequestConflict, "retry the upload").
+  if (all.some((e) => e.name === 'ConditionalRequestConflict' || e.$metadata?.httpStatusCode === 409))
+    why = 'another write to the key conflicted with this one (HTTP 409); it may be retried'
+  else if (all.some(isPreconditionFailed))
+    why =
+      'IfNoneMatch' in condition ? 'an object was written at the key meanwhile (overwrite: false)' : `the object is no longer ${condition.IfMatch} (ifMatch)`
+  // If-Match on a key with no object: S3 answers 404 NoSuchKey (NoSuchUpload is the upload's own 404).
+  else if ('IfMatch' in condition && all.some((e) => e.name === 'NoSuchKey')) why = `the object is gone, not ${condition.IfMatch} (ifMatch)`
+  if (why === undefined) return toExportError(error, 'ERR_SINK', 'sink')
   return new ExportError('ERR_PRECONDITION', 'sink', `The store refused the commit: ${why}`, { cause: error })
 }
 
@@ -134,17 +153,18 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.#checked === undefined)
       return void this.#check().then(
-        () => this._write(chunk, encoding, callback),
+        // Destroyed while the condition was checked: no upload may start any more.
+        () => (this.#stopped ? callback(stoppedError()) : this._write(chunk, encoding, callback)),
         (error: Error) => callback(error),
       )
-    if (this.#failure !== undefined) return callback(toExportError(this.#failure, 'ERR_SINK', 'sink'))
+    if (this.#failure !== undefined) return callback(this.#failed(this.#failure))
     this.#buffered.push(chunk)
     this.#bufferedBytes += chunk.length
     if (this.#options.checksum) (this.#bufferedSum ??= new Checksummer(this.#options.checksum)).update(chunk)
     if (this.#bufferedBytes < partSizeFor(this.#nextPart, this.#options.partSize)) return callback()
     this.#startPart(...this.#takeBuffered()).then(
       () => callback(),
-      (error) => callback(toExportError(error, 'ERR_SINK', 'sink')),
+      (error) => callback(this.#failed(error)),
     )
   }
 
@@ -153,8 +173,12 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
       .then(() => this.#commit())
       .then(
         () => callback(),
-        (error) => callback(sinkFailure(error, this.#condition())),
+        (error) => callback(this.#failed(error)),
       )
+  }
+
+  #failed(error: unknown): ExportError {
+    return sinkFailure(error, this.#condition(), this.#options.checksum)
   }
 
   #condition(): WriteCondition {
@@ -173,6 +197,13 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
         throw toExportError(error, 'ERR_SINK', 'sink')
       },
     ))
+  }
+
+  // Checked again just before the commit: some stores (Ceph RGW 16) ignore a completion's condition.
+  #checkAgain(): Promise<void> {
+    if (Object.keys(this.#condition()).length === 0) return Promise.resolve()
+    this.#checked = undefined
+    return this.#check()
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -231,7 +262,7 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   // A part that fails fails the upload: it is remembered and thrown by the next write or by final.
   async #startPart(body: Buffer, sum: Promise<ObjectChecksum> | undefined): Promise<void> {
     while (this.#inFlight.size >= this.#options.queueSize && this.#failure === undefined) await Promise.race(this.#inFlight)
-    if (this.#failure !== undefined) throw toExportError(this.#failure, 'ERR_SINK', 'sink')
+    if (this.#failure !== undefined) throw this.#failed(this.#failure)
     const tracked: Promise<void> = this.#uploadPart(body, sum).then(
       () => void this.#inFlight.delete(tracked),
       (error) => {
@@ -249,6 +280,7 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
       const [body, sum] = this.#takeBuffered()
       const checksum = await sum
       await this.beforeCommit?.()
+      await this.#checkAgain()
       if (this.#stopped) throw stoppedError()
       // The commit point of a small export: not cancellable, so that its outcome is known.
       this.#committing = putObject(this.#options, body, this.#objectParams(), checksum, this.#condition()).then(({ checksum, ...location }) => {
@@ -260,12 +292,10 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     }
     if (this.#bufferedBytes > 0) await this.#startPart(...this.#takeBuffered())
     await Promise.all(this.#inFlight)
-    if (this.#failure !== undefined) throw toExportError(this.#failure, 'ERR_SINK', 'sink')
+    if (this.#failure !== undefined) throw this.#failed(this.#failure)
     await this.#creating
     await this.beforeCommit?.()
-    // Checked again just before the completion: some stores (Ceph RGW 16) ignore its condition.
-    this.#checked = undefined
-    await this.#check()
+    await this.#checkAgain()
     if (this.#stopped) throw stoppedError()
     const parts = this.#parts.sort((a, b) => a.PartNumber - b.PartNumber)
     // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
