@@ -15,6 +15,7 @@ const suites = {
   zstd: './zstd.mjs',
   partitions: './partitions.mjs',
   integrity: './integrity.mjs',
+  throttle: './throttle.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

@@ -5,6 +5,7 @@ import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportStag
 import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs, optionNames } from '../core/options.js'
 import { fromIterable, type RowIterable } from '../sources/iterable.js'
 import { growGzip } from '../stages/gzip.js'
+import { checkRates, Throttle, type ThrottleRates } from '../stages/throttle.js'
 import { compressionOf, type Compression } from './compression.js'
 import { mapRows } from '../stages/map-rows.js'
 import type { SplitWriter } from '../parts/writer.js'
@@ -30,6 +31,8 @@ export const EXPORT_OPTION_NAMES = optionNames<ExportOptions>({
   signal: true,
   split: true,
   partitionBy: true,
+  maxRowsPerSecond: true,
+  maxBytesPerSecond: true,
 })
 
 function toSource(value: unknown): Readable & SourceExtras {
@@ -56,6 +59,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
   let compression: Compression | undefined
   let transform: Transform | undefined
   let splitter: SplitWriter<L> | PartitionWriter<L> | undefined
+  let rates: ThrottleRates | undefined
   // Rows a source can encode exactly as the format would (Postgres COPY) skip the row path; a
   // transform needs row objects, and a split cuts parts between rows of its own counting.
   let mayEncode: boolean
@@ -79,6 +83,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     checkTimerMs('progressIntervalMs', progressIntervalMs)
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
+    rates = checkRates(options)
     // A source that may encode rows itself (Postgres COPY) gets a gzip stage that can take every core once it does.
     mayEncode = Boolean(
       format?.textEncoding &&
@@ -134,6 +139,9 @@ export async function exportStream<L extends object = Location>(options: ExportO
 
   let failed: { stage: ExportStage; error: unknown } | undefined
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
+  // The rates: held right after the source, so that it reads no faster (the bytes are the format's output).
+  const written = () => (splitter ? splitter.uncompressedBytes : meter.bytes)
+  if (rates) stages.push(['source', new Throttle(rates, written, rowsOf)])
   if (splitter) {
     // The parts run their own format, gzip and sink stages; the sink given is their template.
     stages.push(['sink', splitter])

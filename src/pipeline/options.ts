@@ -56,6 +56,13 @@ export interface ExportOptions<L extends object = Location> {
    * every part with its partition's values. See docs/partitions.md.
    */
   partitionBy?: PartitionBy
+  /**
+   * At most this many rows a second, on average from the first row: the source is read no faster
+   * (its database sends less; nothing buffers up). See docs/operations.md.
+   */
+  maxRowsPerSecond?: number
+  /** At most this many bytes of output (before compression) a second, on average from the first row; the source is held as for `maxRowsPerSecond`. */
+  maxBytesPerSecond?: number
 }
 
 export interface ExportResult<L extends object = Location> {

@@ -1,6 +1,6 @@
 import { ExportError } from '../core/errors.js'
 import { checkColumns, checkObject, checkPositiveInteger, checkString, optionNames } from '../core/options.js'
-import { checkConnection, connect, quoteIdentifier, type PostgresConnectionOptions } from '../sources/postgres/connection.js'
+import { checkConnection, CONNECTION_OPTION_NAMES, connect, quoteIdentifier, type PostgresConnectionOptions } from '../sources/postgres/connection.js'
 import { refuseNullKeys } from '../sources/postgres/null-keys.js'
 import { losslessTypes } from '../sources/postgres/types.js'
 
@@ -26,9 +26,7 @@ const PLAN_SHARDS_OPTION_NAMES = optionNames<PlanShardsOptions>({
   key: true,
   shards: true,
   sampleRows: true,
-  pool: true,
-  client: true,
-  connectionString: true,
+  ...CONNECTION_OPTION_NAMES,
 })
 
 /**

@@ -1,11 +1,11 @@
 import { describe, ExportError, invalidOption, toExportError } from '../core/errors.js'
 import { checkColumns, checkExactlyOne, checkObject, checkPositiveInteger, checkString } from '../core/options.js'
-import { connect, countRows, quoteIdentifier, type PgPool } from '../sources/postgres/connection.js'
+import { checkGuards, connect, countRows, quoteIdentifier, type PgPool, type PostgresGuardOptions } from '../sources/postgres/connection.js'
 import { refuseNullKeys } from '../sources/postgres/null-keys.js'
 import { planKeyRanges } from './plan.js'
 import { checkPlainData, ShardedReadable, shardOptions, type ShardSource } from './readable.js'
 
-export interface PostgresShardedSourceOptions {
+export interface PostgresShardedSourceOptions extends PostgresGuardOptions {
   /** Each shard opens its own connection with it, and so does the coordinator. Give this or `pool`. */
   connectionString?: string
   /**
@@ -67,6 +67,7 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
   checkPositiveInteger('batchSize', batchSize)
   checkPositiveInteger('sampleRows', sampleRows)
   const connection = connectionString ?? workerConfig(pool!)
+  const guards = checkGuards(options)
   checkPlainData('values', values, 'an array of plain values')
 
   const keyList = keys.map((k) => quoteIdentifier(k)).join(', ')
@@ -94,7 +95,7 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
     bufferBytes,
     tempDir,
     async plan() {
-      const conn = await connect(pool ? { pool } : { connectionString })
+      const conn = await connect(pool ? { pool, ...guards } : { connectionString: connectionString!, ...guards })
       const query = conn.client.query.bind(conn.client) as unknown as (text: string) => Promise<{ rows: Array<Record<string, unknown>> }>
       // The coordinator's transaction holds the snapshot until every shard has imported it.
       const release = async (error?: Error) => {
@@ -109,12 +110,13 @@ export function postgresShardedSource(options: PostgresShardedSourceOptions): Po
         // A key holding NULLs in the rows read would lose them (no range holds them): refused.
         await refuseNullKeys(conn.client, { table: select === undefined ? table : undefined, relation, values, keys })
         const ranges = await planKeyRanges({ client: conn.client, table, key, shards, sampleRows }, false)
-        const total = count ? countRows({ client: conn.client, text: relation, values, count }) : undefined
+        const total = count ? countRows({ client: conn.client, guards, text: relation, values, count }) : undefined
         const sources: ShardSource[] = ranges.map(({ after, until }) => ({
           kind: 'postgres' as const,
           connection,
           snapshot,
           batchSize,
+          guards,
           ...rangeQuery(after, until),
         }))
         return { sources, total, release }

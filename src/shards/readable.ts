@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads'
 import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportErrorCode, type ExportStage } from '../core/errors.js'
 import { checkOneOf, checkPositiveInteger, checkString } from '../core/options.js'
 import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../core/types.js'
+import type { PostgresGuardOptions } from '../sources/postgres/connection.js'
 import { exportSpillFolder, sweepSpillFolders } from './spill-folder.js'
 
 // The two ends of in-process shards: worker threads read one key range each (worker.ts) and
@@ -24,6 +25,8 @@ export type ShardSource =
       text: string
       values: unknown[]
       batchSize: number
+      /** The session guards, set on the worker's connection as on the coordinator's. */
+      guards: PostgresGuardOptions
     }
   | {
       kind: 'mongo'

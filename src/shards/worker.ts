@@ -111,7 +111,13 @@ async function openPostgres(source: Extract<ShardSource, { kind: 'postgres' }>):
   return {
     // Handed over as a pool of this one client (never released by the source): the transaction is
     // this worker's own, so PostgreSQL's COPY may write the rows (a caller's client takes the row path).
-    stream: postgresSource({ pool: { connect: () => Promise.resolve(client) }, text: source.text, values: source.values, batchSize: source.batchSize }),
+    stream: postgresSource({
+      pool: { connect: () => Promise.resolve(client) },
+      text: source.text,
+      values: source.values,
+      batchSize: source.batchSize,
+      ...source.guards,
+    }),
     // After a failure or a stop the connection just ends (a COPY may still be running on it).
     close: async (failed) => {
       if (!failed) await client.query('commit')

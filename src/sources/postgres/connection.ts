@@ -1,6 +1,6 @@
 import { invalidOption } from '../../core/errors.js'
 import pg from 'pg'
-import { checkExactlyOne, checkString } from '../../core/options.js'
+import { checkBoolean, checkExactlyOne, checkPositiveInteger, checkString } from '../../core/options.js'
 
 // Structural types: the caller's `pg` objects, without making `pg`'s types part of our API.
 
@@ -20,8 +20,36 @@ export interface PgPool {
   connect(): Promise<PgClient>
 }
 
-/** How a Postgres source gets its connection: exactly one of these. */
-export interface PostgresConnectionOptions {
+/**
+ * What an export sets on its own database session, so that it cannot hurt the product beside it
+ * (docs/operations.md). Set when the export takes its connection and put back as it was when it
+ * gives it back: a caller's pooled connection keeps its own settings.
+ */
+export interface PostgresGuardOptions {
+  /**
+   * `statement_timeout`: the server cancels a statement running longer (ERR_SOURCE, the cause's
+   * `code` `57014`). A cursor's clock restarts at each fetch of `batchSize` rows; a COPY is one
+   * statement, timed whole. Default: the server's.
+   */
+  statementTimeoutMs?: number
+  /** `lock_timeout`: the export gives up waiting for a lock after this long (`55P03`). Default: the server's. */
+  lockTimeoutMs?: number
+  /** `idle_in_transaction_session_timeout`: the server ends the export's session if its transaction idles this long (a stalled consumer). Default: the server's. */
+  idleInTransactionTimeoutMs?: number
+  /**
+   * `application_name`, as pg_stat_activity shows the export's session. Default: the name the
+   * connection already has (a pool's `application_name`), or `stream-export` when it has none.
+   */
+  applicationName?: string
+  /**
+   * `default_transaction_read_only`: a query that writes fails (`25006`) instead of writing.
+   * Default true; inside a caller's transaction (`client`) it holds for transactions begun later only.
+   */
+  readOnly?: boolean
+}
+
+/** How a Postgres source gets its connection: exactly one of these (and the session's guards). */
+export interface PostgresConnectionOptions extends PostgresGuardOptions {
   /** A client is taken for the export and released exactly once (destroyed if it failed). */
   pool?: PgPool
   /** Used as it is and never released: the export runs inside the caller's transaction or snapshot. */
@@ -36,7 +64,34 @@ export interface Connection {
   release(error?: Error): Promise<void>
 }
 
+/** The option names of a connection and its guards, for a source's list of known options. */
+export const CONNECTION_OPTION_NAMES: Record<keyof PostgresConnectionOptions, true> = {
+  pool: true,
+  client: true,
+  connectionString: true,
+  statementTimeoutMs: true,
+  lockTimeoutMs: true,
+  idleInTransactionTimeoutMs: true,
+  applicationName: true,
+  readOnly: true,
+}
+
+/** The guards of a source's options, checked (ERR_INVALID_OPTION), as plain data. */
+export function checkGuards(options: PostgresGuardOptions): PostgresGuardOptions {
+  const { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly } = options
+  for (const [name, value] of Object.entries({ statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs }))
+    if (value !== undefined) checkPositiveInteger(name, value)
+  if (applicationName !== undefined) {
+    checkString('applicationName', applicationName)
+    // PostgreSQL keeps 63 bytes of printable ASCII and turns the rest into '?': refused instead.
+    if (!/^[\x20-\x7e]{1,63}$/.test(applicationName)) invalidOption('applicationName', 'at most 63 printable ASCII characters', applicationName)
+  }
+  if (readOnly !== undefined) checkBoolean('readOnly', readOnly)
+  return { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly }
+}
+
 export function checkConnection(options: PostgresConnectionOptions): void {
+  checkGuards(options)
   checkExactlyOne(options, ['pool', 'client', 'connectionString'])
   if (options.pool !== undefined && typeof options.pool?.connect !== 'function') invalidOption('pool', 'a pg Pool', options.pool)
   if (options.client !== undefined && typeof options.client?.query !== 'function') invalidOption('client', 'a pg Client', options.client)
@@ -47,36 +102,91 @@ export function checkConnection(options: PostgresConnectionOptions): void {
 // would crash the process. The failure reaches the export through the query; this only listens.
 const ignore = () => {}
 
+// The session settings of the guards asked for (readOnly has a default; applicationName's is in guard()).
+function guardSettings(options: PostgresGuardOptions): Array<[string, string | null]> {
+  const { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly = true } = options
+  const settings: Array<[string, string | null | undefined]> = [
+    ['statement_timeout', statementTimeoutMs?.toString()],
+    ['lock_timeout', lockTimeoutMs?.toString()],
+    ['idle_in_transaction_session_timeout', idleInTransactionTimeoutMs?.toString()],
+    ['application_name', applicationName ?? null],
+    ['default_transaction_read_only', readOnly ? 'on' : undefined],
+  ]
+  return settings.filter((entry): entry is [string, string | null] => entry[1] !== undefined)
+}
+
+type Run = (text: string, values?: unknown[]) => Promise<{ rows: Array<Record<string, string>> }>
+
+/**
+ * Sets the guards on the session, and returns what puts the settings back as they were (read in
+ * the same statement, before they change).
+ */
+async function guard(client: PgClient, options: PostgresGuardOptions): Promise<() => Promise<void>> {
+  const settings = guardSettings(options)
+  const run = (client.query as unknown as Run).bind(client)
+  const old = settings.map(([name], i) => `current_setting('${name}') as s${i}`).join(', ')
+  // Without an applicationName the session keeps the name its pool gave it, or is named `stream-export`.
+  const set = settings
+    .map(([name], i) => {
+      const value = name === 'application_name' ? `coalesce($${2 * i + 2}, nullif(s${i}, ''), 'stream-export')` : `$${2 * i + 2}`
+      return `set_config($${2 * i + 1}, ${value}, false)`
+    })
+    .join(', ')
+  const { rows } = await run(`with old as materialized (select ${old}) select old.*, ${set} from old`, settings.flat())
+  const before = settings.map(([name], i): [string, string] => [name, rows[0]![`s${i}`]!])
+  return async () => {
+    await run(`select ${before.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')}`, before.flat())
+  }
+}
+
 export async function connect(options: PostgresConnectionOptions): Promise<Connection> {
   if (options.client) {
     const { client } = options
     client.on?.('error', ignore)
+    const restore = await guard(client, options).catch((error: unknown) => {
+      client.removeListener?.('error', ignore)
+      throw error
+    })
+    let released = false
     return {
       client,
-      release: () => {
-        client.removeListener?.('error', ignore)
-        return Promise.resolve()
+      release: async (error) => {
+        if (released) return
+        released = true
+        // The caller's own client: its settings are put back even after a failed export.
+        await (error ? restore().catch(() => {}) : restore()).finally(() => client.removeListener?.('error', ignore))
       },
     }
   }
   if (options.pool) {
     const client = await options.pool.connect()
     client.on?.('error', ignore)
+    const restore = await guard(client, options).catch(async (error: Error) => {
+      client.removeListener?.('error', ignore)
+      await client.release?.(error)
+      throw error
+    })
     let released = false
     return {
       client,
-      release: (error) => {
-        if (released) return Promise.resolve()
+      release: async (error) => {
+        if (released) return
         released = true
+        // A connection given back healthy keeps nothing of ours; one that cannot is destroyed.
+        const failure = error ?? (await restore().then(() => undefined, (restoreError: Error) => restoreError))
         client.removeListener?.('error', ignore)
         // release(error) makes the pool destroy the connection instead of reusing it.
-        return Promise.resolve(client.release?.(error))
+        await client.release?.(failure)
       },
     }
   }
   const client = new pg.Client({ connectionString: options.connectionString })
   client.on('error', ignore)
   await client.connect()
+  await guard(client as unknown as PgClient, options).catch(async (error: unknown) => {
+    await client.end().catch(() => {})
+    throw error
+  })
   let ended = false
   return {
     client: client as unknown as PgClient,
@@ -94,9 +204,19 @@ type Query = (text: string, values: unknown[]) => Promise<{ rows: Array<Record<s
  * Row count of a query for progress: `exact` runs count(*), `estimate` reads the planner's
  * estimate. With a pool it runs on its own connection; otherwise on `client`.
  */
-export async function countRows(options: { client: PgClient; pool?: PgPool; text: string; values: unknown[]; count: 'exact' | 'estimate' }): Promise<number> {
+export async function countRows(options: {
+  client: PgClient
+  /** With a pool, the count runs on a connection of its own, under the same guards. */
+  pool?: PgPool
+  guards?: PostgresGuardOptions
+  text: string
+  values: unknown[]
+  count: 'exact' | 'estimate'
+}): Promise<number> {
   const { pool, text, values, count } = options
-  const client = pool ? await pool.connect() : options.client
+  const own = pool ? await connect({ pool, ...options.guards }) : undefined
+  const client = own?.client ?? options.client
+  let failure: Error | undefined
   try {
     const query = (client.query as unknown as Query).bind(client)
     if (count === 'exact') {
@@ -105,8 +225,11 @@ export async function countRows(options: { client: PgClient; pool?: PgPool; text
     }
     const { rows } = await query(`explain (format json) ${text}`, values)
     return (rows[0]!['QUERY PLAN'] as Array<{ Plan: { 'Plan Rows': number } }>)[0]!.Plan['Plan Rows'] // one plan
+  } catch (error) {
+    failure = error as Error
+    throw error
   } finally {
-    if (pool) await client.release?.()
+    await own?.release(failure)
   }
 }
 

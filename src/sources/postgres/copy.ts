@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../../core/errors.js'
 import { checkBoolean, checkObject, checkString, optionNames } from '../../core/options.js'
-import { checkConnection, connect, type Connection, type PostgresConnectionOptions } from './connection.js'
+import { checkConnection, CONNECTION_OPTION_NAMES, connect, type Connection, type PostgresConnectionOptions } from './connection.js'
 import { CopyOut, sqlLiteral } from './pg-adapter.js'
 import type { SourceExtras } from '../../core/types.js'
 
@@ -27,9 +27,7 @@ const POSTGRES_COPY_SOURCE_OPTION_NAMES = optionNames<PostgresCopySourceOptions>
   text: true,
   values: true,
   header: true,
-  pool: true,
-  client: true,
-  connectionString: true,
+  ...CONNECTION_OPTION_NAMES,
 })
 
 /**

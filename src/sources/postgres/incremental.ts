@@ -1,6 +1,6 @@
 import { ExportError, invalidOption } from '../../core/errors.js'
 import { checkColumns, checkObject, checkOneOf, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
-import { checkConnection, connect, quoteIdentifier, type PgClient, type PostgresConnectionOptions } from './connection.js'
+import { checkConnection, checkGuards, CONNECTION_OPTION_NAMES, connect, quoteIdentifier, type PgClient, type PostgresConnectionOptions } from './connection.js'
 import { postgresSource, type PostgresSource } from './query.js'
 
 /**
@@ -59,9 +59,7 @@ const OPTION_NAMES = optionNames<PostgresIncrementalSourceOptions & Pick<Postgre
   after: true,
   batchSize: true,
   onForeignWatermark: true,
-  pool: true,
-  client: true,
-  connectionString: true,
+  ...CONNECTION_OPTION_NAMES,
 })
 const WATERMARK_FIELDS = optionNames<IncrementalWatermark>({ version: true, snapshot: true, seen: true, system: true })
 
@@ -216,6 +214,7 @@ export function postgresIncrementalSource(options: PostgresIncrementalSourceOpti
     }
   }
 
-  const source = postgresSource({ pool: { connect: open }, text: `select t.* ${from}${since} order by ${orderBy}`, values, batchSize })
+  // (The same guards again: the inner source sets them on the connection it is given too.)
+  const source = postgresSource({ pool: { connect: open }, ...checkGuards(options), text: `select t.* ${from}${since} order by ${orderBy}`, values, batchSize })
   return Object.defineProperty(source, 'watermark', { get: () => watermark, enumerable: true }) as PostgresIncrementalSource
 }

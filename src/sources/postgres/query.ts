@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
 import { checkObject, checkOneOf, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
-import { checkConnection, connect, countRows, type Connection, type PostgresConnectionOptions } from './connection.js'
+import { checkConnection, checkGuards, CONNECTION_OPTION_NAMES, connect, countRows, type Connection, type PostgresConnectionOptions } from './connection.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { losslessTypes, pgColumnType, type PgField } from './types.js'
 import { BinaryLines, copyQuery, copyRefusal, CsvRecords, dependsOnDateStyle } from './text.js'
@@ -194,9 +194,7 @@ const POSTGRES_SOURCE_OPTION_NAMES = optionNames<PostgresSourceOptions>({
   values: true,
   batchSize: true,
   count: true,
-  pool: true,
-  client: true,
-  connectionString: true,
+  ...CONNECTION_OPTION_NAMES,
 })
 
 /**
@@ -220,7 +218,7 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
     async (conn) => {
       stream.connection = conn
       if (stream.destroyed) return void conn.release()
-      if (count) stream.counted = countRows({ client: conn.client, pool: options.pool, text, values, count })
+      if (count) stream.counted = countRows({ client: conn.client, pool: options.pool, guards: checkGuards(options), text, values, count })
       // On a single connection the count must finish before the cursor takes it over.
       if (!options.pool) await stream.counted.catch(() => {})
       if (stream.destroyed) return void conn.release()
