@@ -173,7 +173,12 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
         if (released) return
         released = true
         // A connection given back healthy keeps nothing of ours; one that cannot is destroyed.
-        const failure = error ?? (await restore().then(() => undefined, (restoreError: Error) => restoreError))
+        const failure =
+          error ??
+          (await restore().then(
+            () => undefined,
+            (restoreError: Error) => restoreError,
+          ))
         client.removeListener?.('error', ignore)
         // release(error) makes the pool destroy the connection instead of reusing it.
         await client.release?.(failure)

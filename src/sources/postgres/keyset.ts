@@ -1,6 +1,15 @@
 import { invalidOption } from '../../core/errors.js'
 import { checkColumns, checkExactlyOne, checkObject, checkOneOf, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
-import { checkConnection, checkGuards, CONNECTION_OPTION_NAMES, connect, countRows, quoteIdentifier, type Connection, type PostgresConnectionOptions } from './connection.js'
+import {
+  checkConnection,
+  checkGuards,
+  CONNECTION_OPTION_NAMES,
+  connect,
+  countRows,
+  quoteIdentifier,
+  type Connection,
+  type PostgresConnectionOptions,
+} from './connection.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { refuseNullKeys } from './null-keys.js'
 import { keysetPages, type KeysetReadable } from '../keyset-pages.js'
@@ -98,7 +107,14 @@ export function postgresKeysetSource(options: PostgresKeysetSourceOptions): Post
     if (count) {
       const from = after !== undefined
       const text = from ? `select * from (${base}) as stream_export_count${afterKey}` : base
-      counted = countRows({ client: connection.client, pool: options.pool, guards: checkGuards(options), text, values: from ? [...values, ...keyValues(after)] : values, count })
+      counted = countRows({
+        client: connection.client,
+        pool: options.pool,
+        guards: checkGuards(options),
+        text,
+        values: from ? [...values, ...keyValues(after)] : values,
+        count,
+      })
       // On a single connection the count runs before the first page.
       if (!options.pool) await counted.catch(() => {})
     }
