@@ -56,7 +56,7 @@ export { csvSource, type CsvSource, type CsvSourceOptions } from './sources/file
 export { CSV_COLUMN_TYPES, type CsvColumnType } from './sources/files/csv-types.js'
 export { jsonlSource, type JsonlSource, type JsonlSourceOptions } from './sources/files/jsonl.js'
 export type { FileInputOptions, FileInputProgress } from './sources/files/input.js'
-export type { PgClient, PgPool, PostgresConnectionOptions } from './sources/postgres/connection.js'
+export type { PgClient, PgPool, PostgresConnectionOptions, PostgresGuardOptions } from './sources/postgres/connection.js'
 export { csv, type CsvOptions, type CsvColumn } from './formats/csv.js'
 export { jsonl } from './formats/jsonl.js'
 export { jsonArray } from './formats/json-array.js'

@@ -7,6 +7,7 @@ import ExcelJS from 'exceljs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseDuration, parseSize } from '../src/cli/args.js'
 import { progressLine, redact } from '../src/cli/output.js'
+import { cli, runCli } from './fixtures/cli.js'
 import { databaseUrl, testPool } from './fixtures/postgres.js'
 import { startMongoServer, type MongoTestServer } from './fixtures/mongo-server.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
@@ -15,21 +16,7 @@ import { MongoClient } from 'mongodb'
 import pg from 'pg'
 
 // The CLI runs as users run it: the built dist/cli.js in its own process (`npm test` builds first).
-const cli = new URL('../dist/cli.js', import.meta.url).pathname
-
-function run(args: string[], env: Record<string, string | undefined> = {}, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      [cli, ...args],
-      { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, encoding: 'latin1' },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
-      },
-    )
-    child.stdin!.end(input)
-  })
-}
+const run = runCli
 
 let s3: TestS3
 let mongo: MongoTestServer

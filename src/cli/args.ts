@@ -4,6 +4,10 @@ import { availableParallelism } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { CSV_COLUMN_TYPES, type ChecksumAlgorithm, type CsvColumnType } from '../index.js'
+import { PRODUCTION_FLAGS, PRODUCTION_USAGE, productionOptions, type ProductionOptions } from './production.js'
+import { parseSize, UsageError } from './values.js'
+
+export { parseDuration, parseSize, UsageError } from './values.js'
 
 export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
                      --to <file|s3://bucket/key|-> [options]
@@ -54,6 +58,8 @@ CSV (--columns and --no-header also for XLSX)
   --delimiter <c>   --no-header   --null <text>   --excel (BOM, CRLF, formula escaping)   --bom
   --columns a,b,c   (order and subset of the columns)
 
+${PRODUCTION_USAGE}
+
 Output
   --quiet       no progress and no summary      --json   print the result as JSON
   -h, --help    this text                       --version
@@ -65,28 +71,6 @@ destination exists (--no-clobber) or appeared meanwhile,
 
 /** The checksums by their command-line names. */
 export const CHECKSUM_NAMES: Readonly<Record<string, ChecksumAlgorithm>> = { crc64nvme: 'CRC64NVME', crc32c: 'CRC32C', crc32: 'CRC32' }
-
-/** A bad command line: exit code 2, the message and a pointer to --help. */
-export class UsageError extends Error {}
-
-/** `90s`, `30m`, `24h`, `7d`, or plain seconds -> seconds. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+)([smhd]?)$/.exec(text)
-  if (!m) throw new UsageError(`--presign: expected a duration such as 3600s, 30m, 24h or 7d, got ${JSON.stringify(text)}`)
-  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd']
-}
-
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 }
-
-/** `100MB`, `1.5GB`, `512MiB`, or plain bytes -> bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024). */
-export function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
-  const unit = SIZE_UNITS[m?.[2]?.toLowerCase() ?? '-']
-  const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0
-  if (!(bytes >= 1 && Number.isSafeInteger(bytes)))
-    throw new UsageError(`--split-bytes: expected a size such as 100MB, 1GiB or 5000000, got ${JSON.stringify(text)}`)
-  return bytes
-}
 
 const FORMATS = ['csv', 'jsonl', 'json', 'parquet', 'xlsx'] as const
 export type FormatName = (typeof FORMATS)[number]
@@ -138,6 +122,10 @@ export interface Options {
   emptyNull: boolean
   noClobber: boolean
   checksum: ChecksumAlgorithm | false
+  /** The Postgres session's guards (a Postgres source only). */
+  guards: ProductionOptions['guards']
+  /** --max-rows-per-second, --max-bytes-per-second. */
+  rates: ProductionOptions['rates']
 }
 
 export class HelpRequested extends Error {}
@@ -188,6 +176,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
+        ...PRODUCTION_FLAGS,
       },
       strict: true,
     })
@@ -329,6 +318,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
     emptyNull: values['empty-null'],
     noClobber: values['no-clobber'],
     checksum,
+    ...productionOptions(values, /^postgres(ql)?:\/\//i.test(from)),
   }
 }
 

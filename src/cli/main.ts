@@ -73,6 +73,7 @@ export async function main(
       split: options.split,
       partitionBy: options.partitionBy,
       signal: controller.signal,
+      ...options.rates,
       progressIntervalMs: tty ? 250 : 5000,
       onProgress: options.quiet ? undefined : (p: Progress) => void io.stderr.write(tty ? `\r${progressLine(p)}\x1b[K` : `${progressLine(p)}\n`),
     }
@@ -82,7 +83,14 @@ export async function main(
           name: incremental.feed,
           store: openStore(options, cleanups),
           source: (after) =>
-            postgresIncrementalSource({ connectionString: options.from, table: incremental.table, orderBy: incremental.orderBy, key: incremental.key, after }),
+            postgresIncrementalSource({
+              connectionString: options.from,
+              table: incremental.table,
+              orderBy: incremental.orderBy,
+              key: incremental.key,
+              after,
+              ...options.guards,
+            }),
         })
       : await exportStream<Location>({ ...run, source: source! })
     if (tty && !options.quiet) io.stderr.write('\n')

@@ -65,12 +65,12 @@ export async function openSource(options: Options, cleanups: Array<() => Promise
   const count = options.count === 'none' ? undefined : options.count
   if (options.shards?.table) {
     const { count: shards, table, key } = options.shards
-    return postgresShardedSource({ connectionString: options.from, table, key, shards, select: options.query, count })
+    return postgresShardedSource({ connectionString: options.from, table, key, shards, select: options.query, count, ...options.guards })
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
     if (!options.query || options.collection) throw new UsageError('a Postgres source takes --query (and no --collection)')
-    if (options.copy) return postgresCopySource({ connectionString: options.from, text: options.query, header: options.header })
-    return postgresSource({ connectionString: options.from, text: options.query, count })
+    if (options.copy) return postgresCopySource({ connectionString: options.from, text: options.query, header: options.header, ...options.guards })
+    return postgresSource({ connectionString: options.from, text: options.query, count, ...options.guards })
   }
   if (scheme === 'mongodb' || scheme === 'mongodb+srv') {
     if (!options.collection || options.query) throw new UsageError('a MongoDB source takes --collection (and no --query)')

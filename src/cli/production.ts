@@ -1,0 +1,64 @@
+// The command line's production-safety options: the Postgres session's guards and the export's
+// rates (docs/operations.md). Pure: parsed and checked here, used by open.ts and main.ts.
+import type { PostgresGuardOptions } from '../index.js'
+import { parseSize, UsageError } from './values.js'
+
+export const PRODUCTION_FLAGS = {
+  'statement-timeout': { type: 'string' },
+  'lock-timeout': { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'application-name': { type: 'string' },
+  'read-write': { type: 'boolean', default: false },
+  'max-rows-per-second': { type: 'string' },
+  'max-bytes-per-second': { type: 'string' },
+} as const
+
+export const PRODUCTION_USAGE = `Production (docs/operations.md)
+  --statement-timeout <t>  Postgres: cancel a statement that runs longer (500ms, 30s, 5m; a cursor's
+                clock restarts at each fetch, a --copy is one statement)   --lock-timeout <t>
+  --idle-timeout <t>       Postgres: end the session if its transaction idles this long
+  --application-name <n>   Postgres: the export's name in pg_stat_activity (default stream-export)
+  --read-write  Postgres: allow a query that writes (the session is read-only by default)
+  --max-rows-per-second <n>  --max-bytes-per-second <size>  read the source no faster (on average)`
+
+export interface ProductionOptions {
+  guards: PostgresGuardOptions
+  rates: { maxRowsPerSecond?: number; maxBytesPerSecond?: number }
+}
+
+type Values = { [K in keyof typeof PRODUCTION_FLAGS]?: (typeof PRODUCTION_FLAGS)[K]['type'] extends 'boolean' ? boolean : string }
+
+/** `500ms`, `30s`, `5m`, `1h` -> milliseconds (a unit is required: PostgreSQL's bare number is ms, --presign's s). */
+export function parseMs(flag: string, text: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(text.trim())
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'] : 0
+  if (!(ms >= 1 && ms <= 2_147_483_647)) throw new UsageError(`--${flag}: expected a duration with its unit such as 500ms, 30s or 5m, got ${JSON.stringify(text)}`)
+  return ms
+}
+
+/** The production options of a command line; the guards only for a Postgres source. */
+export function productionOptions(values: Values, postgres: boolean): ProductionOptions {
+  const guardFlags = (['statement-timeout', 'lock-timeout', 'idle-timeout', 'application-name'] as const).filter((flag) => values[flag] !== undefined)
+  if (values['read-write']) guardFlags.push('read-write' as never)
+  if (!postgres && guardFlags.length > 0) throw new UsageError(`--${guardFlags[0]} is for a Postgres source (--from postgres://...)`)
+  const ms = (flag: 'statement-timeout' | 'lock-timeout' | 'idle-timeout') => (values[flag] === undefined ? undefined : parseMs(flag, values[flag]))
+  const name = values['application-name']
+  if (name !== undefined && !/^[\x20-\x7e]{1,63}$/.test(name))
+    throw new UsageError(`--application-name: expected at most 63 printable ASCII characters, got ${JSON.stringify(name)}`)
+  const rows = values['max-rows-per-second']
+  if (rows !== undefined && !/^[1-9]\d*$/.test(rows)) throw new UsageError(`--max-rows-per-second: expected a positive whole number, got ${JSON.stringify(rows)}`)
+  const bytes = values['max-bytes-per-second']
+  return {
+    guards: {
+      statementTimeoutMs: ms('statement-timeout'),
+      lockTimeoutMs: ms('lock-timeout'),
+      idleInTransactionTimeoutMs: ms('idle-timeout'),
+      applicationName: name,
+      readOnly: values['read-write'] ? false : undefined,
+    },
+    rates: {
+      maxRowsPerSecond: rows === undefined ? undefined : Number(rows),
+      maxBytesPerSecond: bytes === undefined ? undefined : parseSize(bytes, '--max-bytes-per-second'),
+    },
+  }
+}
