@@ -32,7 +32,8 @@ type Values = { [K in keyof typeof PRODUCTION_FLAGS]?: (typeof PRODUCTION_FLAGS)
 export function parseMs(flag: string, text: string): number {
   const m = /^(\d+)(ms|s|m|h)$/.exec(text.trim())
   const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'] : 0
-  if (!(ms >= 1 && ms <= 2_147_483_647)) throw new UsageError(`--${flag}: expected a duration with its unit such as 500ms, 30s or 5m, got ${JSON.stringify(text)}`)
+  if (!(ms >= 1 && ms <= 2_147_483_647))
+    throw new UsageError(`--${flag}: expected a duration with its unit such as 500ms, 30s or 5m, got ${JSON.stringify(text)}`)
   return ms
 }
 
@@ -46,7 +47,8 @@ export function productionOptions(values: Values, postgres: boolean): Production
   if (name !== undefined && !/^[\x20-\x7e]{1,63}$/.test(name))
     throw new UsageError(`--application-name: expected at most 63 printable ASCII characters, got ${JSON.stringify(name)}`)
   const rows = values['max-rows-per-second']
-  if (rows !== undefined && !/^[1-9]\d*$/.test(rows)) throw new UsageError(`--max-rows-per-second: expected a positive whole number, got ${JSON.stringify(rows)}`)
+  if (rows !== undefined && !/^[1-9]\d*$/.test(rows))
+    throw new UsageError(`--max-rows-per-second: expected a positive whole number, got ${JSON.stringify(rows)}`)
   const bytes = values['max-bytes-per-second']
   return {
     guards: {

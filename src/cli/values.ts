@@ -17,7 +17,6 @@ export function parseSize(text: string, flag = '--split-bytes'): number {
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
   const unit = SIZE_UNITS[m?.[2]?.toLowerCase() ?? '-']
   const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0
-  if (!(bytes >= 1 && Number.isSafeInteger(bytes)))
-    throw new UsageError(`${flag}: expected a size such as 100MB, 1GiB or 5000000, got ${JSON.stringify(text)}`)
+  if (!(bytes >= 1 && Number.isSafeInteger(bytes))) throw new UsageError(`${flag}: expected a size such as 100MB, 1GiB or 5000000, got ${JSON.stringify(text)}`)
   return bytes
 }

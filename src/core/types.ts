@@ -198,6 +198,19 @@ export interface ContentInfo {
   contentEncoding?: string
 }
 
+/** Attributes of a span or a log line (undefined ones are left out). */
+export type TelemetryAttributes = Record<string, string | number | boolean | undefined>
+
+/**
+ * What a stage may record about its work, under the export's span: a child span around a piece of
+ * work (a part's upload, the commit) and an event (a part landed). A no-op without OpenTelemetry
+ * and without a logger.
+ */
+export interface StageTelemetry {
+  span<T>(name: string, attributes: TelemetryAttributes, work: () => Promise<T>): Promise<T>
+  event(name: string, attributes?: TelemetryAttributes): void
+}
+
 /** What a sink may tell the pipeline; this library's sinks tell all of it, any Writable may. */
 export interface SinkInfo<L extends object = Location> {
   /** Where the export landed, set at the commit point (rename, upload completed). */
@@ -206,6 +219,8 @@ export interface SinkInfo<L extends object = Location> {
   readonly uploadedBytes?: number
   /** Defaults for metadata the sink stores (S3 Content-Type / Content-Encoding); explicit options win. */
   setContentInfo?(info: ContentInfo): void
+  /** Where the sink records its part uploads and its commit (spans under the export's). */
+  setTelemetry?(telemetry: StageTelemetry): void
   /** After a failure: what the sink could not remove (a multipart upload it could not abort), for the error's `leftBehind`. */
   readonly leftBehind?: readonly string[]
   /** The full checksum of the bytes the sink stored, set at the commit point (see docs/integrity.md). */

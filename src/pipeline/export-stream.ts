@@ -6,6 +6,8 @@ import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs, opti
 import { fromIterable, type RowIterable } from '../sources/iterable.js'
 import { growGzip } from '../stages/gzip.js'
 import { checkRates, Throttle, type ThrottleRates } from '../stages/throttle.js'
+import { checkLogger, type ExportLogger } from '../telemetry/logger.js'
+import { startExportTelemetry, type ExportTelemetry } from '../telemetry/otel.js'
 import { compressionOf, type Compression } from './compression.js'
 import { mapRows } from '../stages/map-rows.js'
 import type { SplitWriter } from '../parts/writer.js'
@@ -33,6 +35,7 @@ export const EXPORT_OPTION_NAMES = optionNames<ExportOptions>({
   partitionBy: true,
   maxRowsPerSecond: true,
   maxBytesPerSecond: true,
+  logger: true,
 })
 
 function toSource(value: unknown): Readable & SourceExtras {
@@ -60,6 +63,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
   let transform: Transform | undefined
   let splitter: SplitWriter<L> | PartitionWriter<L> | undefined
   let rates: ThrottleRates | undefined
+  let logger: ExportLogger | undefined
   // Rows a source can encode exactly as the format would (Postgres COPY) skip the row path; a
   // transform needs row objects, and a split cuts parts between rows of its own counting.
   let mayEncode: boolean
@@ -84,6 +88,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
     rates = checkRates(options)
+    logger = checkLogger(options.logger)
     // A source that may encode rows itself (Postgres COPY) gets a gzip stage that can take every core once it does.
     mayEncode = Boolean(
       format?.textEncoding &&
@@ -98,7 +103,9 @@ export async function exportStream<L extends object = Location>(options: ExportO
       const name = options.compression === undefined ? 'gzip' : 'compression'
       invalidOption(name, 'off for a format that compresses its own output (Parquet, XLSX)', options[name])
     }
-    if (options.split !== undefined || options.partitionBy !== undefined || isSegmentSink(sink)) splitter = splitWriter(options, source, format!, compression)
+    if (options.split !== undefined || options.partitionBy !== undefined || isSegmentSink(sink))
+      // (The export's telemetry starts once the options are checked; the parts' sinks record under it.)
+      splitter = splitWriter(options, source, format!, compression, () => telemetry)
     else if (options.transform !== undefined) transform = mapRows(options.transform)
   } catch (error) {
     destroyAll([options.source, format, options.gzip, sink!, compression?.stage])
@@ -136,6 +143,23 @@ export async function exportStream<L extends object = Location>(options: ExportO
   // browser following a presigned link saves the gzip bytes its name promises instead of decoding
   // them (zstd alike: application/zstd, a .zst file).
   sink.setContentInfo?.({ contentType: compression ? compression.contentType : sinkInfo?.contentType })
+  const telemetry: ExportTelemetry = startExportTelemetry(
+    {
+      'stream_export.source': source.constructor.name,
+      'stream_export.format': sinkInfo?.extension,
+      'stream_export.compression': compression?.name,
+      'stream_export.sink': sink.constructor.name,
+      'stream_export.split': splitter !== undefined,
+    },
+    logger,
+  )
+  sink.setTelemetry?.(telemetry)
+  const sourceDone = telemetry.start('stream-export source')
+  finished(source).then(
+    () => sourceDone({ 'stream_export.rows': rowsOf() }),
+    () => sourceDone({ 'stream_export.rows': rowsOf(), 'stream_export.outcome': 'failed' }),
+  )
+  let commitDone: ReturnType<ExportTelemetry['start']> | undefined
 
   let failed: { stage: ExportStage; error: unknown } | undefined
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
@@ -163,7 +187,11 @@ export async function exportStream<L extends object = Location>(options: ExportO
     last.once('close', () => tap.destroy())
     tap.start()
     tap.resume() // nothing flows through it; its end is its final report
-    hooked.beforeCommit = () => finished(tap.end())
+    hooked.beforeCommit = () =>
+      finished(tap.end()).then(() => {
+        // A split export's commit is its manifest (a sink times its own commit).
+        if (splitter) commitDone = telemetry.start('stream-export commit', { 'stream_export.parts': splitter.parts.length })
+      })
   }
 
   // A stage that failed before the export started (a source whose error the caller saw go by) is
@@ -215,12 +243,24 @@ export async function exportStream<L extends object = Location>(options: ExportO
         : toExportError(failed?.error ?? error, STAGE_CODES[stage], stage)
       // What the parts or the sink could not remove (a part, an upload that could not be aborted).
       if (last.leftBehind?.length) failure.leftBehind = [...last.leftBehind]
+      if (failure.leftBehind) logger?.warn?.({ event: 'cleanup', leftBehind: failure.leftBehind }, 'a failed export could not remove everything')
+      commitDone?.({ 'stream_export.outcome': 'failed' })
+      telemetry.end({ rows: rowsOf(), bytes: tap.bytes, uncompressedBytes: meter.bytes, code: failure.code, error: failure })
       throw failure
     }
   } finally {
     stop?.dispose()
     if (splitter) sink.destroy() // the template: it never received a byte, so it leaves nothing
   }
+  commitDone?.()
+  const checksum = last.checksum
+  telemetry.end({
+    rows: rowsOf(),
+    bytes: tap.bytes,
+    uncompressedBytes: splitter ? splitter.uncompressedBytes : meter.bytes,
+    parts: splitter?.parts.length,
+    checksum: checksum && `${checksum.algorithm}:${checksum.value}`,
+  })
   return {
     rows: rowsOf(),
     bytes: tap.bytes,

@@ -3,7 +3,7 @@
 // compression stage is settled in compression.ts).
 import type { Readable, Transform } from 'node:stream'
 import { invalidOption } from '../core/errors.js'
-import type { FormatInfo, SegmentSink, SourceExtras, SplitSink } from '../core/types.js'
+import type { FormatInfo, PartStore, SegmentSink, SourceExtras, SplitSink, StageTelemetry } from '../core/types.js'
 import { checkPartitionBy } from '../parts/partition-options.js'
 import { PartitionWriter } from '../parts/partitions.js'
 import { checkSplitOptions, type SplitOptions } from '../parts/split-options.js'
@@ -25,6 +25,7 @@ export function splitWriter<L extends object>(
   source: Readable & SourceExtras,
   format: Transform & FormatInfo,
   compression: Compression | undefined,
+  telemetry: () => StageTelemetry | undefined,
 ): SplitWriter<L> | PartitionWriter<L> {
   const { split, sink, partitionBy } = options
   const what = partitionBy === undefined ? 'split' : 'partitionBy'
@@ -45,7 +46,7 @@ export function splitWriter<L extends object>(
         `a format of this library (csv(), jsonl(), jsonArray(), parquet(), xlsx()) for a ${partitionBy === undefined ? 'split' : 'partitioned'} export`,
         format,
       )
-    target = { files: sink.partStore() }
+    target = { files: recordingParts(sink.partStore(), telemetry) }
   }
   if (compression && compression.next === undefined) {
     invalidOption('gzip', 'true or gzip options for an export in parts (each part gets its own compression stage)', options.gzip)
@@ -69,4 +70,22 @@ export function splitWriter<L extends object>(
     return new PartitionWriter<L>({ ...common, store: target.files, settings: checkPartitionBy(partitionBy, target.files.name) })
   }
   return new SplitWriter<L>({ ...common, target })
+}
+
+/** The store with each part's sink recording under the export's telemetry (its upload, its commit). */
+function recordingParts<L extends object>(store: PartStore<L>, telemetry: () => StageTelemetry | undefined): PartStore<L> {
+  const sink = (name: string) => {
+    const part = store.sink(name)
+    const current = telemetry()
+    if (current) part.setTelemetry?.(current)
+    return part
+  }
+  // (Every other member is the store's own, bound to it: a store may keep private fields.)
+  return new Proxy(store, {
+    get(target, property) {
+      if (property === 'sink') return sink
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+    },
+  })
 }

@@ -9,6 +9,7 @@ import type { GzipOptions } from '../stages/gzip.js'
 import type { CompressionOption } from './compression.js'
 import type { RowTransform } from '../stages/map-rows.js'
 import type { Progress } from '../stages/progress.js'
+import type { ExportLogger } from '../telemetry/logger.js'
 
 export interface ExportOptions<L extends object = Location> {
   /** Rows: an object-mode Readable (any source of this library) or an (async) iterable of row objects. */
@@ -63,6 +64,11 @@ export interface ExportOptions<L extends object = Location> {
   maxRowsPerSecond?: number
   /** At most this many bytes of output (before compression) a second, on average from the first row; the source is held as for `maxRowsPerSecond`. */
   maxBytesPerSecond?: number
+  /**
+   * A pino-style logger (`info(fields, message)`, `error`, and `warn`/`debug` if it has them): the
+   * export's start, parts, commit, cleanup and failure as structured lines. See docs/operations.md.
+   */
+  logger?: ExportLogger
 }
 
 export interface ExportResult<L extends object = Location> {

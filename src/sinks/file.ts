@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises'
 import { checkChecksumOption, Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../core/checksum.js'
 import { ExportError, invalidOption } from '../core/errors.js'
 import { checkBoolean, checkObject, checkString, optionNames } from '../core/options.js'
-import type { Discardable, PartStore, Sink, SplitSink } from '../core/types.js'
+import type { Discardable, PartStore, Sink, SplitSink, StageTelemetry } from '../core/types.js'
 import { PartFiles, removeCreatedFolders, writeAll } from './file-parts.js'
 
 export interface FileSinkOptions {
@@ -65,6 +65,7 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   #stopped = false // destroyed: nothing may be committed any more
   #committing: Promise<void> | undefined
   #createdDirectory: string | undefined // the first directory this sink created, if any
+  #telemetry: StageTelemetry | undefined
 
   constructor(options: NormalizedFileSinkOptions) {
     super()
@@ -77,6 +78,11 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   }
 
   /** `{ path }` once the file has been renamed into place. */
+  /** Where the sink records its commit (the rename), under the export's span. */
+  setTelemetry(telemetry: StageTelemetry): void {
+    this.#telemetry = telemetry
+  }
+
   get location(): { path: string } | undefined {
     return this.#location
   }
@@ -162,8 +168,8 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
       await fh.close()
       // The rename is the commit point: a destroy before it keeps the destination as it was.
       if (this.#stopped) throw new ExportError('ERR_ABORTED', 'sink', 'The export was stopped before the file was renamed')
-      if (this.#options.overwrite) await rename(this.#tempPath, this.#path)
-      else await this.#linkNew()
+      const commit = () => (this.#options.overwrite ? rename(this.#tempPath, this.#path) : this.#linkNew())
+      await (this.#telemetry ? this.#telemetry.span('stream-export commit', { 'stream_export.path': this.#path }, commit) : commit())
       this.#checksum = checksum
       this.#location = { path: this.#path }
     })

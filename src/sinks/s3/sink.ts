@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
-import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink } from '../../core/types.js'
+import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink, StageTelemetry, TelemetryAttributes } from '../../core/types.js'
 import {
   checkCondition,
   deleteObject,
@@ -94,6 +94,7 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
   #committing: Promise<unknown> | undefined
   #checked: Promise<void> | undefined // the condition, checked before the first byte
   #leftBehind: string[] = []
+  #telemetry: StageTelemetry | undefined
   /** Awaited once every part is acknowledged, before CompleteMultipartUpload or the single PUT (see CommitHook). */
   beforeCommit: (() => Promise<void>) | undefined = undefined
 
@@ -124,6 +125,15 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
 
   setContentInfo(info: ContentInfo): void {
     this.#info = info
+  }
+
+  setTelemetry(telemetry: StageTelemetry): void {
+    this.#telemetry = telemetry
+  }
+
+  // A piece of work as a span under the export's, when there is telemetry.
+  #record<T>(name: string, attributes: TelemetryAttributes, work: () => Promise<T>): Promise<T> {
+    return this.#telemetry ? this.#telemetry.span(name, attributes, work) : work()
   }
 
   /**
@@ -253,8 +263,13 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     const partNumber = this.#nextPart++
     if (partNumber > MAX_PARTS) throw new ExportError('ERR_SINK', 'sink', `The upload reached S3's limit of ${MAX_PARTS} parts`)
     await this.#createUpload()
-    this.#parts.push(await this.#upload!.uploadPart(partNumber, body, this.#cancel.signal, await sum))
+    const checksum = await sum
+    const attributes = { 'stream_export.key': this.#options.key, 'stream_export.part': partNumber, 'stream_export.part_bytes': body.length }
+    this.#parts.push(
+      await this.#record('stream-export upload part', attributes, () => this.#upload!.uploadPart(partNumber, body, this.#cancel.signal, checksum)),
+    )
     this.#uploadedBytes += body.length
+    this.#telemetry?.event('part', attributes)
   }
 
   // Starts a part upload once fewer than queueSize are in flight (the write's backpressure): at
@@ -283,11 +298,14 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
       await this.#checkAgain()
       if (this.#stopped) throw stoppedError()
       // The commit point of a small export: not cancellable, so that its outcome is known.
-      this.#committing = putObject(this.#options, body, this.#objectParams(), checksum, this.#condition()).then(({ checksum, ...location }) => {
-        this.#uploadedBytes = body.length
-        this.#checksum = checksum
-        this.#location = location
-      })
+      const put = () => putObject(this.#options, body, this.#objectParams(), checksum, this.#condition())
+      this.#committing = this.#record('stream-export commit', { 'stream_export.key': key, 'stream_export.bytes': body.length }, put).then(
+        ({ checksum, ...location }) => {
+          this.#uploadedBytes = body.length
+          this.#checksum = checksum
+          this.#location = location
+        },
+      )
       return this.#committing as Promise<void>
     }
     if (this.#bufferedBytes > 0) await this.#startPart(...this.#takeBuffered())
@@ -299,7 +317,9 @@ export class S3Sink extends Writable implements Sink<S3Location>, SplitSink<S3Lo
     if (this.#stopped) throw stoppedError()
     const parts = this.#parts.sort((a, b) => a.PartNumber - b.PartNumber)
     // The commit point: not cancellable, so that its outcome is known. Once sent, a destroy waits for it.
-    this.#committing = this.#upload!.complete(parts, this.#condition()).then(async ({ etag, versionId, checksum }) => {
+    const complete = () => this.#upload!.complete(parts, this.#condition())
+    const attributes = { 'stream_export.key': key, 'stream_export.parts': parts.length, 'stream_export.bytes': this.#uploadedBytes }
+    this.#committing = this.#record('stream-export commit', attributes, complete).then(async ({ etag, versionId, checksum }) => {
       await ensureObjectSettings(this.#options, versionId, this.#options).catch((error: unknown) => {
         const what = `s3://${bucket}/${key}${versionId ? ` (version ${versionId})` : ''}`
         throw new ExportError('ERR_SINK', 'sink', `The object ${what} landed without the tags or Object Lock asked for, and setting them failed`, {
