@@ -1,4 +1,5 @@
 export { exportStream, type ExportOptions, type ExportResult } from './pipeline/export-stream.js'
+export { estimateExport, type EstimateOptions, type ExportEstimate } from './pipeline/estimate.js'
 export type { SplitOptions } from './parts/split-options.js'
 export type { PartitionBy, PartitionFunction, PartitionOptions } from './parts/partition-options.js'
 export type { PartitionCheckpoint, PartitionCheckpointOptions, SavedPartition } from './parts/partition-checkpoint.js'
@@ -25,7 +26,10 @@ export type {
   RowBatch,
   TextEncoding,
   CompressionName,
+  StageTelemetry,
+  TelemetryAttributes,
 } from './core/types.js'
+export type { ExportLogger } from './telemetry/logger.js'
 export { ENCODED_ROWS, encodedRows, ROW_BATCH, rowBatch, isRowBatch } from './core/types.js'
 export { ExportError, type ExportErrorCode, type ExportStage } from './core/errors.js'
 export { fromIterable, type RowIterable } from './sources/iterable.js'

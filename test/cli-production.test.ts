@@ -1,9 +1,12 @@
 // The CLI's production options, in the real CLI process: the Postgres session's guards and the
 // export's rate; a bad value is exit 2 before anything runs.
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from './fixtures/cli.js'
 import { databaseUrl } from './fixtures/postgres.js'
+import { tempDir } from './helpers.js'
 
 const settings = `select current_setting('application_name') as name, current_setting('statement_timeout') as timeout,
   current_setting('lock_timeout') as lock, current_setting('default_transaction_read_only') as ro`
@@ -68,5 +71,20 @@ describe('stream-export production options', () => {
     }
     const file = await runCli(['--from', 'in.csv', '--to', '-', '--statement-timeout', '1s'])
     expect(file).toMatchObject({ code: 2, stderr: expect.stringContaining('--statement-timeout is for a Postgres source') })
+  })
+})
+
+describe('stream-export --dry-run', () => {
+  it('prints the estimate and writes nothing (the destination is never opened)', async () => {
+    const dir = await tempDir()
+    const to = join(dir, 'out.csv.gz')
+    const query = 'select g as id, md5(g::text) as h from generate_series(1, 20000) g'
+    const text = await runCli(['--from', databaseUrl(), '--query', query, '--to', to, '--count', 'exact', '--split-rows', '5000', '--dry-run'])
+    expect(text.code).toBe(0)
+    expect(text.stdout).toMatch(/^dry run: nothing was written\nrows: {2}20,000 \(counted\)\nsize: {2}~[\d.]+ MB of csv \(gzip\)/)
+    expect(text.stdout).toContain('parts: ~4')
+    const json = await runCli(['--from', databaseUrl(), '--query', query, '--to', to, '--count', 'exact', '--dry-run', '--json'])
+    expect(JSON.parse(json.stdout)).toMatchObject({ rows: 20_000, sample: { rows: 10_000 } })
+    expect(await readdir(dir)).toEqual([])
   })
 })

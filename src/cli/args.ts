@@ -122,6 +122,8 @@ export interface Options {
   emptyNull: boolean
   noClobber: boolean
   checksum: ChecksumAlgorithm | false
+  /** --dry-run: estimate, write nothing. */
+  dryRun: boolean
   /** The Postgres session's guards (a Postgres source only). */
   guards: ProductionOptions['guards']
   /** --max-rows-per-second, --max-bytes-per-second. */

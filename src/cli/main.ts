@@ -4,6 +4,7 @@
 import { constants } from 'node:os'
 import { createRequire } from 'node:module'
 import {
+  estimateExport,
   ExportError,
   exportStream,
   incrementalExport,
@@ -15,10 +16,10 @@ import {
   type Location,
   type Progress,
 } from '../index.js'
-import { HelpRequested, parse, parseDuration, USAGE, UsageError, VersionRequested } from './args.js'
+import { HelpRequested, parse, parseDuration, USAGE, UsageError, VersionRequested, type Options } from './args.js'
 import { makeFormat, openSink, openSource, openStore } from './open.js'
 import { verifyCommand } from './verify.js'
-import { mb, progressLine, redact } from './output.js'
+import { estimateLines, mb, progressLine, redact } from './output.js'
 
 const EXIT: Partial<Record<ExportErrorCode, number>> = {
   ERR_INVALID_OPTION: 2,
@@ -56,6 +57,7 @@ export async function main(
   try {
     if (argv[0] === 'verify') return await verifyCommand(argv.slice(1), io.stdout)
     const options = await parse(argv, io.stdin)
+    if (options.dryRun) return await dryRun(options, io.stdout, cleanups)
     // `--to - | head`: the reader has what it wanted; the export stops quietly (exit 0), as psql's does.
     const { sink, client, bucket, key } = await openSink(options, io.stdout, () => {
       readerGone = true
@@ -154,4 +156,16 @@ if (process.argv[1] && /(^|[/\\])(cli\.(js|cjs|mjs)|stream-export)$/.test(proces
   void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code
   })
+}
+
+/** --dry-run: the estimate of the export, and nothing else (no sink is opened). */
+async function dryRun(options: Options, stdout: NodeJS.WritableStream, cleanups: Array<() => Promise<unknown>>): Promise<number> {
+  if (options.incremental) throw new UsageError('--dry-run estimates a query or a collection: not an incremental export (--since-state)')
+  if (options.partitionBy) throw new UsageError("--dry-run: a partitioned export's size depends on its values; estimate it without --partition-by")
+  // A --copy export writes the CSV the cursor's rows would give: its query is sampled through the cursor.
+  const source = await openSource({ ...options, copy: false }, cleanups)
+  const estimate = await estimateExport({ source, format: makeFormat(options), compression: options.compression, split: options.split })
+  if (options.json) stdout.write(`${JSON.stringify(estimate)}\n`)
+  else stdout.write(estimateLines(estimate, options.count, `${options.format}${options.compression ? ` (${options.compression})` : ''}`))
+  return 0
 }

@@ -1,6 +1,6 @@
 // What the CLI prints besides the data: progress lines, sizes, and messages with any password
 // redacted.
-import type { Progress } from '../index.js'
+import type { ExportEstimate, Progress } from '../index.js'
 
 /**
  * `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages: any scheme, a
@@ -31,4 +31,25 @@ export function progressLine(p: Progress, width = 24): string {
   const filled = Math.round((p.percent / 100) * width)
   const eta = p.etaMs === undefined ? '' : `  ETA ${formatDuration(p.etaMs)}`
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.percent.toFixed(1).padStart(5)}%  ${rows}  ${rate}${eta}  ${mb(p.bytes)}`
+}
+
+/** What --dry-run prints: the estimate, each figure saying where it comes from. */
+export function estimateLines(estimate: ExportEstimate, counted: 'exact' | 'estimate' | 'none', what: string): string {
+  const { rows, sample } = estimate
+  const approx = counted === 'exact' ? '' : '~'
+  const lines = ['dry run: nothing was written']
+  lines.push(
+    rows === undefined
+      ? 'rows:  unknown (the source cannot count them; --count exact or estimate)'
+      : `rows:  ${approx}${rows.toLocaleString('en')} (${counted === 'exact' ? 'counted' : "the planner's estimate"})`,
+  )
+  const perRow = sample.rows === 0 ? 0 : sample.bytes / sample.rows
+  const sampled = `${perRow.toFixed(1)} bytes a row over the first ${sample.rows.toLocaleString('en')} rows`
+  if (estimate.bytes !== undefined) {
+    const before = estimate.uncompressedBytes !== estimate.bytes ? `, ${mb(estimate.uncompressedBytes!)} before compression` : ''
+    lines.push(`size:  ~${mb(estimate.bytes)} of ${what} (${sampled}${before})`)
+  } else lines.push(`size:  ${sampled}`)
+  if (estimate.parts !== undefined) lines.push(`parts: ~${estimate.parts.toLocaleString('en')}`)
+  if (estimate.durationMs !== undefined) lines.push(`time:  ~${formatDuration(estimate.durationMs)} at the sample's rate`)
+  return `${lines.join('\n')}\n`
 }

@@ -11,6 +11,7 @@ export const PRODUCTION_FLAGS = {
   'read-write': { type: 'boolean', default: false },
   'max-rows-per-second': { type: 'string' },
   'max-bytes-per-second': { type: 'string' },
+  'dry-run': { type: 'boolean', default: false },
 } as const
 
 export const PRODUCTION_USAGE = `Production (docs/operations.md)
@@ -19,9 +20,12 @@ export const PRODUCTION_USAGE = `Production (docs/operations.md)
   --idle-timeout <t>       Postgres: end the session if its transaction idles this long
   --application-name <n>   Postgres: the export's name in pg_stat_activity (default stream-export)
   --read-write  Postgres: allow a query that writes (the session is read-only by default)
-  --max-rows-per-second <n>  --max-bytes-per-second <size>  read the source no faster (on average)`
+  --max-rows-per-second <n>  --max-bytes-per-second <size>  read the source no faster (on average)
+  --dry-run     estimate the rows (--count), size, parts and time from a sample of the first rows
+                through the format and compression; nothing is written, no upload created`
 
 export interface ProductionOptions {
+  dryRun: boolean
   guards: PostgresGuardOptions
   rates: { maxRowsPerSecond?: number; maxBytesPerSecond?: number }
 }
@@ -51,6 +55,7 @@ export function productionOptions(values: Values, postgres: boolean): Production
     throw new UsageError(`--max-rows-per-second: expected a positive whole number, got ${JSON.stringify(rows)}`)
   const bytes = values['max-bytes-per-second']
   return {
+    dryRun: values['dry-run'] === true,
     guards: {
       statementTimeoutMs: ms('statement-timeout'),
       lockTimeoutMs: ms('lock-timeout'),
