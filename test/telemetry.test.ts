@@ -199,12 +199,15 @@ describe.skipIf(!redisUp)(`the trace through a BullMQ job${redisUp ? '' : ' (ski
     const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
     const connection = () => new Redis(redisUrl, { maxRetriesPerRequest: null })
     const name = `se-otel-${Date.now()}`
+    const events: string[] = []
+    const logger = { info: (fields: { event: string }) => events.push(fields.event), error: (fields: { event: string }) => events.push(fields.event) }
     const telemetry = new BullMQOtel({ tracerName: 'stream-export-test' })
     const queue = new Queue(name, { connection: connection(), telemetry })
     const processor = createExportProcessor({
       s3: s3.client,
       bucket: s3.bucket,
-      resolve: () => ({ source: fromIterable(Array.from({ length: 1000 }, (_, id) => ({ id }))), format: csv() }),
+      // The job's export takes the spec's logger and rate.
+      resolve: () => ({ source: fromIterable(Array.from({ length: 1000 }, (_, id) => ({ id }))), format: csv(), logger, maxRowsPerSecond: 2000 }),
     })
     const worker = new Worker(name, processor as never, { connection: connection(), telemetry })
     try {
@@ -213,7 +216,10 @@ describe.skipIf(!redisUp)(`the trace through a BullMQ job${redisUp ? '' : ' (ski
         worker.once('failed', (_job, error) => reject(error))
       })
       const request = await underRequest(() => queue.add('export', {}))
+      const started = Date.now()
       await done
+      expect(events).toEqual(['start', 'commit'])
+      expect(Date.now() - started).toBeGreaterThan(400) // 1000 rows at 2000 a second
       const [exported] = named('stream-export export')
       expect(exported?.spanContext().traceId).toBe(request.spanContext().traceId)
       expect(exported?.attributes['stream_export.outcome']).toBe('committed')

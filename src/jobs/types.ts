@@ -48,6 +48,11 @@ export interface ExportSpec {
    * that had landed and continues after them.
    */
   partitionBy?: PartitionBy
+  /** The job's export at most this fast, as `exportStream`'s (docs/operations.md): the database reads less. */
+  maxRowsPerSecond?: number
+  maxBytesPerSecond?: number
+  /** The job's export logs its events here, as `exportStream`'s `logger` (e.g. a pino child with the job's id). */
+  logger?: ExportOptions['logger']
 }
 
 /** What a partitioned job keeps in its data (`exportPartitions`): its run and its checkpoint. */
@@ -59,9 +64,9 @@ export interface PartitionedJobState {
 }
 
 /** The stages of a job's export, as exportStream takes them (`key` and `watermark` are the job's own). */
-export function pipelineOf(spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform'>) {
-  const { source, format, gzip, compression, transform } = spec
-  return { source, format, gzip, compression, transform }
+export function pipelineOf(spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform' | 'maxRowsPerSecond' | 'maxBytesPerSecond' | 'logger'>) {
+  const { source, format, gzip, compression, transform, maxRowsPerSecond, maxBytesPerSecond, logger } = spec
+  return { source, format, gzip, compression, transform, maxRowsPerSecond, maxBytesPerSecond, logger }
 }
 
 /** The compression a spec asks for (`gzip: true` or `compression`), or none. */
