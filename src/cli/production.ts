@@ -9,6 +9,7 @@ export const PRODUCTION_FLAGS = {
   'idle-timeout': { type: 'string' },
   'application-name': { type: 'string' },
   'read-write': { type: 'boolean', default: false },
+  'max-replica-lag': { type: 'string' },
   'max-rows-per-second': { type: 'string' },
   'max-bytes-per-second': { type: 'string' },
   'dry-run': { type: 'boolean', default: false },
@@ -20,6 +21,7 @@ export const PRODUCTION_USAGE = `Production (docs/operations.md)
   --idle-timeout <t>       Postgres: end the session if its transaction idles this long
   --application-name <n>   Postgres: the export's name in pg_stat_activity (default stream-export)
   --read-write  Postgres: allow a query that writes (the session is read-only by default)
+  --max-replica-lag <t>    Postgres: refuse to start when the replica read is further behind its primary
   --max-rows-per-second <n>  --max-bytes-per-second <size>  read the source no faster (on average)
   --dry-run     estimate the rows (--count), size, parts and time from a sample of the first rows
                 through the format and compression; nothing is written, no upload created`
@@ -43,10 +45,13 @@ export function parseMs(flag: string, text: string): number {
 
 /** The production options of a command line; the guards only for a Postgres source. */
 export function productionOptions(values: Values, postgres: boolean): ProductionOptions {
-  const guardFlags = (['statement-timeout', 'lock-timeout', 'idle-timeout', 'application-name'] as const).filter((flag) => values[flag] !== undefined)
+  const guardFlags = (['statement-timeout', 'lock-timeout', 'idle-timeout', 'application-name', 'max-replica-lag'] as const).filter(
+    (flag) => values[flag] !== undefined,
+  )
   if (values['read-write']) guardFlags.push('read-write' as never)
   if (!postgres && guardFlags.length > 0) throw new UsageError(`--${guardFlags[0]} is for a Postgres source (--from postgres://...)`)
-  const ms = (flag: 'statement-timeout' | 'lock-timeout' | 'idle-timeout') => (values[flag] === undefined ? undefined : parseMs(flag, values[flag]))
+  const ms = (flag: 'statement-timeout' | 'lock-timeout' | 'idle-timeout' | 'max-replica-lag') =>
+    values[flag] === undefined ? undefined : parseMs(flag, values[flag])
   const name = values['application-name']
   if (name !== undefined && !/^[\x20-\x7e]{1,63}$/.test(name))
     throw new UsageError(`--application-name: expected at most 63 printable ASCII characters, got ${JSON.stringify(name)}`)
@@ -62,6 +67,7 @@ export function productionOptions(values: Values, postgres: boolean): Production
       idleInTransactionTimeoutMs: ms('idle-timeout'),
       applicationName: name,
       readOnly: values['read-write'] ? false : undefined,
+      maxReplicaLagMs: ms('max-replica-lag'),
     },
     rates: {
       maxRowsPerSecond: rows === undefined ? undefined : Number(rows),

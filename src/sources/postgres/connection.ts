@@ -1,6 +1,6 @@
-import { invalidOption } from '../../core/errors.js'
+import { ExportError, invalidOption } from '../../core/errors.js'
 import pg from 'pg'
-import { checkBoolean, checkExactlyOne, checkPositiveInteger, checkString } from '../../core/options.js'
+import { checkBoolean, checkExactlyOne, checkOneOf, checkPositiveInteger, checkString } from '../../core/options.js'
 
 // Structural types: the caller's `pg` objects, without making `pg`'s types part of our API.
 
@@ -46,6 +46,14 @@ export interface PostgresGuardOptions {
    * Default true; inside a caller's transaction (`client`) it holds for transactions begun later only.
    */
   readOnly?: boolean
+  /**
+   * For a replica (`pool` or `connectionString` of one): the most its replay may be behind its
+   * primary when the export starts, else the export is refused (ERR_SOURCE) before any row is read.
+   * A primary has no lag. See docs/operations.md.
+   */
+  maxReplicaLagMs?: number
+  /** What a replica further behind than `maxReplicaLagMs` gets: `'error'` (default) or `'warn'` (a process warning, `STREAM_EXPORT_REPLICA_LAG`; the export runs). */
+  onReplicaLag?: 'error' | 'warn'
 }
 
 /** How a Postgres source gets its connection: exactly one of these (and the session's guards). */
@@ -74,6 +82,8 @@ export const CONNECTION_OPTION_NAMES: Record<keyof PostgresConnectionOptions, tr
   idleInTransactionTimeoutMs: true,
   applicationName: true,
   readOnly: true,
+  maxReplicaLagMs: true,
+  onReplicaLag: true,
 }
 
 /** The guards of a source's options, checked (ERR_INVALID_OPTION), as plain data. */
@@ -87,7 +97,10 @@ export function checkGuards(options: PostgresGuardOptions): PostgresGuardOptions
     if (!/^[\x20-\x7e]{1,63}$/.test(applicationName)) invalidOption('applicationName', 'at most 63 printable ASCII characters', applicationName)
   }
   if (readOnly !== undefined) checkBoolean('readOnly', readOnly)
-  return { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly }
+  const { maxReplicaLagMs, onReplicaLag } = options
+  if (maxReplicaLagMs !== undefined) checkPositiveInteger('maxReplicaLagMs', maxReplicaLagMs)
+  if (onReplicaLag !== undefined) checkOneOf('onReplicaLag', onReplicaLag, ['error', 'warn'] as const)
+  return { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly, maxReplicaLagMs, onReplicaLag }
 }
 
 export function checkConnection(options: PostgresConnectionOptions): void {
@@ -124,6 +137,8 @@ type Run = (text: string, values?: unknown[]) => Promise<{ rows: Array<Record<st
 async function guard(client: PgClient, options: PostgresGuardOptions): Promise<() => Promise<void>> {
   const settings = guardSettings(options)
   const run = (client.query as unknown as Run).bind(client)
+  // (Before anything is set: a refused replica leaves a caller's connection as it was.)
+  if (options.maxReplicaLagMs !== undefined) await checkReplicaLag(run, options.maxReplicaLagMs, options.onReplicaLag ?? 'error')
   const old = settings.map(([name], i) => `current_setting('${name}') as s${i}`).join(', ')
   // Without an applicationName the session keeps the name its pool gave it, or is named `stream-export`.
   const set = settings
@@ -137,6 +152,23 @@ async function guard(client: PgClient, options: PostgresGuardOptions): Promise<(
   return async () => {
     await run(`select ${before.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')}`, before.flat())
   }
+}
+
+/**
+ * A replica's replay lag: none when it has replayed all it received, else the time since the last
+ * transaction it replayed committed on the primary (the usual measure; a primary has none).
+ */
+async function checkReplicaLag(run: Run, maxMs: number, onLag: 'error' | 'warn'): Promise<void> {
+  const { rows } = await run(
+    `select case when not pg_is_in_recovery() then null
+       when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then '0'
+       else floor(extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)::text end as lag`,
+  )
+  const lag = rows[0]!.lag == null ? undefined : Number(rows[0]!.lag)
+  if (lag === undefined || lag <= maxMs) return
+  const message = `The replica is ${lag} ms behind its primary (maxReplicaLagMs: ${maxMs})`
+  if (onLag === 'warn') return void process.emitWarning(`${message}: exporting what it has replayed`, { code: 'STREAM_EXPORT_REPLICA_LAG' })
+  throw new ExportError('ERR_SOURCE', 'source', `${message}: nothing was exported`)
 }
 
 export async function connect(options: PostgresConnectionOptions): Promise<Connection> {
