@@ -2,7 +2,7 @@
 // through the export's own format and compression; nothing written, the source's connection released.
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { csv, estimateExport, exportStream, fromIterable, jsonl, postgresCopySource, postgresSource, type ExportError } from '../src/index.js'
+import { csv, estimateExport, exportStream, fromIterable, jsonl, parquet, postgresCopySource, postgresSource, type ExportError } from '../src/index.js'
 import { createStatements, databaseUrl, otherBackends, testPool } from './fixtures/postgres.js'
 import { collector } from './helpers.js'
 
@@ -43,6 +43,16 @@ describe('estimateExport', () => {
     const rows = Array.from({ length: 3000 }, (_, id) => ({ id }))
     const unknown = await estimateExport({ source: fromIterable(rows), format: jsonl(), sampleRows: 100 })
     expect(unknown).toMatchObject({ rows: undefined, bytes: undefined, parts: undefined, sample: { rows: 100 } })
+  })
+
+  it('an option the export refuses (gzip for Parquet): refused, and the source closed with its connection given back', async () => {
+    const pool = testPool(1)
+    const error = await estimateExport({ source: postgresSource({ pool, text: `select * from ${TABLE}` }), format: parquet(), gzip: true }).catch(
+      (e: ExportError) => e,
+    )
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    // The pool's one connection comes back (a source destroyed while connecting gives it back once connected).
+    expect((await pool.query('select 1 as one')).rows).toEqual([{ one: 1 }])
   })
 
   it('a source of formatted bytes (COPY) and unknown options are refused (ERR_INVALID_OPTION)', async () => {

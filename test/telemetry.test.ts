@@ -13,7 +13,7 @@ import { BullMQOtel } from 'bullmq-otel'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createExportProcessor } from '../src/bullmq.js'
-import { csv, exportStream, fileSink, fromIterable, jsonl, s3Sink, type ExportError } from '../src/index.js'
+import { csv, estimateExport, exportStream, fileSink, fromIterable, jsonl, s3Sink, type ExportError } from '../src/index.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
 
@@ -148,6 +148,12 @@ describe('OpenTelemetry', () => {
     expect(commits.filter((span) => span.attributes['stream_export.parts'] === 3 && span.attributes['stream_export.key'] === undefined)).toHaveLength(1)
     expect([...commits, ...named('stream-export upload part')].every((span) => parentOf(span) === id)).toBe(true)
   }, 60_000)
+  it('a dry run (estimateExport) records no export: no span, no metrics', async () => {
+    const before = (await metricPoints('stream_export.exports')).reduce((sum, p) => sum + (p.value as number), 0)
+    await estimateExport({ source: fromIterable(Array.from({ length: 500 }, (_, id) => ({ id }))), format: csv(), sampleRows: 100 })
+    expect(named('stream-export export')).toEqual([])
+    expect((await metricPoints('stream_export.exports')).reduce((sum, p) => sum + (p.value as number), 0)).toBe(before)
+  })
 })
 
 describe('logger', () => {

@@ -57,7 +57,7 @@ export async function main(
   try {
     if (argv[0] === 'verify') return await verifyCommand(argv.slice(1), io.stdout)
     const options = await parse(argv, io.stdin)
-    if (options.dryRun) return await dryRun(options, io.stdout, cleanups)
+    if (options.dryRun) return await dryRun(options, io.stdout, cleanups, controller.signal)
     // `--to - | head`: the reader has what it wanted; the export stops quietly (exit 0), as psql's does.
     const { sink, client, bucket, key } = await openSink(options, io.stdout, () => {
       readerGone = true
@@ -159,12 +159,12 @@ if (process.argv[1] && /(^|[/\\])(cli\.(js|cjs|mjs)|stream-export)$/.test(proces
 }
 
 /** --dry-run: the estimate of the export, and nothing else (no sink is opened). */
-async function dryRun(options: Options, stdout: NodeJS.WritableStream, cleanups: Array<() => Promise<unknown>>): Promise<number> {
+async function dryRun(options: Options, stdout: NodeJS.WritableStream, cleanups: Array<() => Promise<unknown>>, signal: AbortSignal): Promise<number> {
   if (options.incremental) throw new UsageError('--dry-run estimates a query or a collection: not an incremental export (--since-state)')
   if (options.partitionBy) throw new UsageError("--dry-run: a partitioned export's size depends on its values; estimate it without --partition-by")
   // A --copy export writes the CSV the cursor's rows would give: its query is sampled through the cursor.
   const source = await openSource({ ...options, copy: false }, cleanups)
-  const estimate = await estimateExport({ source, format: makeFormat(options), compression: options.compression, split: options.split })
+  const estimate = await estimateExport({ source, format: makeFormat(options), compression: options.compression, split: options.split, signal })
   if (options.json) stdout.write(`${JSON.stringify(estimate)}\n`)
   else stdout.write(estimateLines(estimate, options.count, `${options.format}${options.compression ? ` (${options.compression})` : ''}`))
   return 0

@@ -41,7 +41,7 @@ export function estimateLines(estimate: ExportEstimate, counted: 'exact' | 'esti
   lines.push(
     rows === undefined
       ? 'rows:  unknown (the source cannot count them; --count exact or estimate)'
-      : `rows:  ${approx}${rows.toLocaleString('en')} (${counted === 'exact' ? 'counted' : "the planner's estimate"})`,
+      : `rows:  ${approx}${rows.toLocaleString('en')} (${counted === 'exact' ? 'counted' : 'estimated'})`,
   )
   const perRow = sample.rows === 0 ? 0 : sample.bytes / sample.rows
   const sampled = `${perRow.toFixed(1)} bytes a row over the first ${sample.rows.toLocaleString('en')} rows`

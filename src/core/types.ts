@@ -34,6 +34,12 @@ export interface SourceExtras {
   countRows?(): Promise<number | undefined>
   /** Column types, once the source knows them (Postgres: after the first row description). */
   columnTypes?(): ColumnType[] | undefined
+  /**
+   * Set by a source that reads ahead of its consumer on its own (the sharded sources: each shard
+   * reads into memory and a spill file while it waits its turn): holding it back does not make it
+   * read less, so a rate (`maxRowsPerSecond`) is refused for it.
+   */
+  readonly readsAhead?: boolean
   /** Set by sources that emit bytes already formatted (e.g. Postgres COPY): no `format` stage then. */
   preformatted?: { contentType: string; extension: string; readonly rows: number }
   /** File sources: bytes read so far, for progress by bytes. */

@@ -47,11 +47,7 @@ export async function runSplitShard(ctx: ShardedContext, job: ShardedExportJob):
       throw error
     }
     const result = await exportStream({
-      source: spec.source,
-      format: spec.format,
-      gzip: spec.gzip,
-      compression: spec.compression,
-      transform: spec.transform,
+      ...pipelineOf(spec),
       ...target,
       progressIntervalMs,
       onProgress: ({ rows, bytes }) => void job.updateProgress({ shard: shard.index, rows, bytes }).catch(() => {}),

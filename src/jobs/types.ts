@@ -64,7 +64,9 @@ export interface PartitionedJobState {
 }
 
 /** The stages of a job's export, as exportStream takes them (`key` and `watermark` are the job's own). */
-export function pipelineOf(spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform' | 'maxRowsPerSecond' | 'maxBytesPerSecond' | 'logger'>) {
+export function pipelineOf(
+  spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform' | 'maxRowsPerSecond' | 'maxBytesPerSecond' | 'logger'>,
+) {
   const { source, format, gzip, compression, transform, maxRowsPerSecond, maxBytesPerSecond, logger } = spec
   return { source, format, gzip, compression, transform, maxRowsPerSecond, maxBytesPerSecond, logger }
 }

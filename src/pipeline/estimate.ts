@@ -7,10 +7,11 @@ import type { SourceExtras } from '../core/types.js'
 import { checkSplitOptions, type SplitOptions } from '../parts/split-options.js'
 import { fromIterable, type RowIterable } from '../sources/iterable.js'
 import { exportStream } from './export-stream.js'
+import { UNTRACED } from '../telemetry/otel.js'
 import type { ExportOptions } from './options.js'
 
 /** What `estimateExport` takes: the export's own options, without its sink. */
-export interface EstimateOptions extends Pick<ExportOptions, 'source' | 'format' | 'transform' | 'gzip' | 'compression' | 'split'> {
+export interface EstimateOptions extends Pick<ExportOptions, 'source' | 'format' | 'transform' | 'gzip' | 'compression' | 'split' | 'signal'> {
   /** Rows read through the format and compression to measure their size. Default 10,000. */
   sampleRows?: number
 }
@@ -40,6 +41,7 @@ const ESTIMATE_OPTION_NAMES = optionNames<EstimateOptions>({
   gzip: true,
   compression: true,
   split: true,
+  signal: true,
   sampleRows: true,
 })
 
@@ -70,18 +72,29 @@ export async function estimateExport(options: EstimateOptions): Promise<ExportEs
   let first: number | undefined
   let last = 0
   let rows = 0
-  const sampled = source.take(sampleRows).map((row: unknown) => {
+  const sampled: Readable & SourceExtras = source.take(sampleRows).map((row: unknown) => {
     first ??= performance.now()
     last = performance.now()
     rows++
     return row
   })
+  // (The format sees the source's column types, as in the export: Parquet's schema, CSV's escaping.)
+  if (source.columnTypes) sampled.columnTypes = () => source.columnTypes?.()
   const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() })
   const { split: _split, sampleRows: _sampleRows, source: _source, ...rest } = options
-  const sample = await exportStream({ ...rest, source: sampled, sink })
+  let sample: Awaited<ReturnType<typeof exportStream>>
+  try {
+    // Not an export: no span, no metrics.
+    sample = await exportStream({ ...rest, source: sampled, sink, [UNTRACED]: true } as ExportOptions)
+  } finally {
+    // The source is closed (its connection released) before the estimate is given.
+    if (!source.destroyed) source.destroy()
+    if (!source.closed) await new Promise((resolve) => source.once('close', resolve))
+  }
   const total = await counted
   const durationMs = first === undefined ? 0 : last - first
-  const perRow = (bytes: number) => (total === undefined || sample.rows === 0 ? undefined : Math.round((bytes / sample.rows) * total))
+  // Per row of the source (a transform may drop rows: the count is of the source's).
+  const perRow = (bytes: number) => (total === undefined || rows === 0 ? undefined : Math.round((bytes / rows) * total))
   const bytes = perRow(sample.bytes)
   const uncompressedBytes = perRow(sample.uncompressedBytes)
   let parts: number | undefined

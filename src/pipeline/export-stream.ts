@@ -7,7 +7,7 @@ import { fromIterable, type RowIterable } from '../sources/iterable.js'
 import { growGzip } from '../stages/gzip.js'
 import { checkRates, Throttle, type ThrottleRates } from '../stages/throttle.js'
 import { checkLogger, type ExportLogger } from '../telemetry/logger.js'
-import { startExportTelemetry, type ExportTelemetry } from '../telemetry/otel.js'
+import { startExportTelemetry, UNTRACED, type ExportTelemetry } from '../telemetry/otel.js'
 import { compressionOf, type Compression } from './compression.js'
 import { mapRows } from '../stages/map-rows.js'
 import type { SplitWriter } from '../parts/writer.js'
@@ -87,7 +87,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
     checkTimerMs('progressIntervalMs', progressIntervalMs)
     if (totalRows !== undefined) checkNonNegativeInteger('totalRows', totalRows)
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalidOption('signal', 'an AbortSignal', signal)
-    rates = checkRates(options)
+    rates = checkRates(options, source)
     logger = checkLogger(options.logger)
     // A source that may encode rows itself (Postgres COPY) gets a gzip stage that can take every core once it does.
     mayEncode = Boolean(
@@ -152,6 +152,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
       'stream_export.split': splitter !== undefined,
     },
     logger,
+    !(options as { [UNTRACED]?: boolean })[UNTRACED],
   )
   sink.setTelemetry?.(telemetry)
   const sourceDone = telemetry.start('stream-export source')
@@ -165,7 +166,7 @@ export async function exportStream<L extends object = Location>(options: ExportO
   const stages: Array<[ExportStage, Readable | Writable]> = [['source', source]]
   // The rates: held right after the source, so that it reads no faster (the bytes are the format's output).
   const written = () => (splitter ? splitter.uncompressedBytes : meter.bytes)
-  if (rates) stages.push(['source', new Throttle(rates, written, rowsOf)])
+  if (rates) stages.push(['source', new Throttle(rates, written, () => rowsOf() - rowsBefore)])
   if (splitter) {
     // The parts run their own format, gzip and sink stages; the sink given is their template.
     stages.push(['sink', splitter])
@@ -245,7 +246,8 @@ export async function exportStream<L extends object = Location>(options: ExportO
       if (last.leftBehind?.length) failure.leftBehind = [...last.leftBehind]
       if (failure.leftBehind) logger?.warn?.({ event: 'cleanup', leftBehind: failure.leftBehind }, 'a failed export could not remove everything')
       commitDone?.({ 'stream_export.outcome': 'failed' })
-      telemetry.end({ rows: rowsOf(), bytes: tap.bytes, uncompressedBytes: meter.bytes, code: failure.code, error: failure })
+      const uncompressedBytes = splitter ? splitter.uncompressedBytes : meter.bytes
+      telemetry.end({ rows: rowsOf(), bytes: tap.bytes, uncompressedBytes, code: failure.code, error: failure })
       throw failure
     }
   } finally {

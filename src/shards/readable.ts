@@ -249,6 +249,7 @@ function workerFile(): string {
  * jsonl() without a transform), row objects otherwise.
  */
 export class ShardedReadable extends Readable implements SourceExtras {
+  readonly readsAhead = true
   readonly #options: ShardedReadableOptions
   #encoding: TextEncoding | undefined
   #batches = false

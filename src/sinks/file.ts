@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { link, lstat, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { Readable, Writable } from 'node:stream'
@@ -77,12 +76,12 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
     this.#sum = checksum ? new Checksummer(checksum) : undefined
   }
 
-  /** `{ path }` once the file has been renamed into place. */
   /** Where the sink records its commit (the rename), under the export's span. */
   setTelemetry(telemetry: StageTelemetry): void {
     this.#telemetry = telemetry
   }
 
+  /** `{ path }` once the file has been renamed into place. */
   get location(): { path: string } | undefined {
     return this.#location
   }
@@ -182,27 +181,25 @@ export class FileSink extends Writable implements Sink<{ path: string }>, SplitS
   }
 
   // The commit of `overwrite: false`: a link fails where rename would replace (EEXIST). A file
-  // system without hard links (FAT, some network and FUSE mounts) gets an exclusive copy instead:
-  // it fails the same way, but a reader may see the file before the copy has ended.
+  // system without hard links (exFAT, FAT, some network and FUSE mounts) gets the name reserved
+  // instead (an empty file created exclusively: it fails the same way), and the temporary file
+  // renamed onto that reservation: never a half-written file under the name, though an empty one
+  // may be seen for that moment (and stays if the process dies in it).
   async #linkNew(): Promise<void> {
     const appeared = (error: NodeJS.ErrnoException) => {
       if (error.code !== 'EEXIST') throw error
       throw new ExportError('ERR_PRECONDITION', 'sink', `A file appeared at ${this.#path} while the export ran (overwrite: false)`, { cause: error })
     }
-    await link(this.#tempPath, this.#path).catch(async (error: NodeJS.ErrnoException) => {
-      if (!NO_HARD_LINKS.has(error.code ?? '')) return appeared(error)
-      const fh = await open(this.#path, 'wx').catch(appeared)
-      try {
-        await fh.writeFile(createReadStream(this.#tempPath))
-        await fh.datasync()
-      } catch (copyError) {
-        await unlink(this.#path).catch(() => {}) // our own half copy
-        throw copyError
-      } finally {
-        await fh.close().catch(() => {})
-      }
+    const linked = await link(this.#tempPath, this.#path).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => (NO_HARD_LINKS.has(error.code ?? '') ? false : appeared(error)),
+    )
+    if (linked) return void (await unlink(this.#tempPath).catch(() => {})) // landed: a leftover name is only clutter
+    await (await open(this.#path, 'wx').catch(appeared)).close()
+    await rename(this.#tempPath, this.#path).catch(async (error: unknown) => {
+      await unlink(this.#path).catch(() => {}) // our own reservation
+      throw error
     })
-    await unlink(this.#tempPath).catch(() => {}) // the export has landed: a leftover name is only clutter
   }
 
   #file(): Promise<FileHandle> {

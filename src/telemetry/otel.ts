@@ -74,9 +74,12 @@ export interface ExportTelemetry extends StageTelemetry {
 
 const clean = (attributes: TelemetryAttributes = {}): Attributes => Object.fromEntries(Object.entries(attributes).filter(([, value]) => value !== undefined))
 
-/** Starts the telemetry of an export, under the caller's active trace context. */
-export function startExportTelemetry(attributes: TelemetryAttributes, logger: ExportLogger | undefined): ExportTelemetry {
-  const o = otel()
+/** An export option of the library's own (a symbol: no caller passes it): no span and no metrics for this run (a dry run's sample). */
+export const UNTRACED: unique symbol = Symbol('stream-export.untraced')
+
+/** Starts the telemetry of an export, under the caller's active trace context (none when `traced` is false). */
+export function startExportTelemetry(attributes: TelemetryAttributes, logger: ExportLogger | undefined, traced = true): ExportTelemetry {
+  const o = traced ? otel() : null
   const started = performance.now()
   const tracer = o?.trace.getTracer(NAME)
   const span: Span | undefined = tracer?.startSpan('stream-export export', { attributes: clean(attributes) })

@@ -137,6 +137,22 @@ describe("the caller's connection keeps its own settings", () => {
     expect(await lines(postgresSource({ connectionString: url.toString(), text }))).toEqual(['stream-export'])
   })
 
+  it("a caller's client inside its transaction: its SET LOCAL is put back, and ends with the transaction as it should", async () => {
+    const pool = testPool(1)
+    const client = await pool.connect()
+    try {
+      await client.query('begin')
+      await client.query("set local statement_timeout = '5s'")
+      const rows = await lines(postgresSource({ client, text: `select current_setting('statement_timeout') as t`, statementTimeoutMs: 60_000 }))
+      expect(rows).toEqual(['1min'])
+      expect((await settingsOf(client))!.statement_timeout).toBe('5s')
+      await client.query('commit')
+      expect((await settingsOf(client))!.statement_timeout).toBe('0')
+    } finally {
+      client.release()
+    }
+  })
+
   it("a caller's client: its settings are put back even after a failed export", async () => {
     const pool = testPool(1)
     const client = await pool.connect()

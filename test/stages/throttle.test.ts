@@ -1,8 +1,9 @@
 // maxRowsPerSecond / maxBytesPerSecond: the export keeps to its rate, and the source is read no
 // faster (the database sends less), rather than a buffer filling behind the stage.
 import { describe, expect, it } from 'vitest'
-import { csv, exportStream, fromIterable, jsonl, postgresSource, type ExportError } from '../../src/index.js'
-import { testPool } from '../fixtures/postgres.js'
+import * as dist from '../../dist/index.js'
+import { csv, exportStream, fromIterable, jsonl, postgresCopySource, postgresSource, type ExportError } from '../../src/index.js'
+import { databaseUrl, testPool } from '../fixtures/postgres.js'
 import { collector } from '../helpers.js'
 
 const ROWS = 200_000
@@ -66,6 +67,19 @@ describe('maxBytesPerSecond', () => {
     expect(expected).toBeGreaterThan(1.9)
     expect(seconds).toBeGreaterThan(expected * 0.97)
     expect(seconds).toBeLessThan(expected * 2)
+  })
+
+  it('is refused where holding the export back would not make the database read less: a sharded source, a COPY by rows', async () => {
+    const pool = testPool()
+    const sharded = dist.postgresShardedSource({ connectionString: databaseUrl(), table: 'pg_class', key: 'oid', shards: 2 })
+    const refused = await dist.exportStream({ source: sharded, format: dist.csv(), sink: collector(), maxRowsPerSecond: 10 }).catch((e: ExportError) => e)
+    expect(refused).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('sharded source') })
+    const copy = await exportStream({ source: postgresCopySource({ pool, text: 'select 1' }), sink: collector(), maxRowsPerSecond: 10 }).catch(
+      (e: ExportError) => e,
+    )
+    expect(copy).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('maxBytesPerSecond') })
+    const bytes = await exportStream({ source: postgresCopySource({ pool, text: 'select 1' }), sink: collector(), maxBytesPerSecond: 1000 })
+    expect(bytes.rows).toBe(1)
   })
 
   it('refuses a rate that is not a positive number (ERR_INVALID_OPTION)', async () => {

@@ -34,7 +34,12 @@ export interface PostgresGuardOptions {
   statementTimeoutMs?: number
   /** `lock_timeout`: the export gives up waiting for a lock after this long (`55P03`). Default: the server's. */
   lockTimeoutMs?: number
-  /** `idle_in_transaction_session_timeout`: the server ends the export's session if its transaction idles this long (a stalled consumer). Default: the server's. */
+  /**
+   * `idle_in_transaction_session_timeout`: the server ends the export's session if a transaction
+   * of its idles this long between statements (a keyset export's pages, an incremental export's
+   * transaction). A consumer stalled mid-cursor or mid-COPY keeps the session busy, not idle.
+   * Default: the server's.
+   */
   idleInTransactionTimeoutMs?: number
   /**
    * `application_name`, as pg_stat_activity shows the export's session. Default: the name the
@@ -89,8 +94,12 @@ export const CONNECTION_OPTION_NAMES: Record<keyof PostgresConnectionOptions, tr
 /** The guards of a source's options, checked (ERR_INVALID_OPTION), as plain data. */
 export function checkGuards(options: PostgresGuardOptions): PostgresGuardOptions {
   const { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly } = options
-  for (const [name, value] of Object.entries({ statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs }))
-    if (value !== undefined) checkPositiveInteger(name, value)
+  // (PostgreSQL takes at most 2^31 - 1 ms: a larger one would fail at connect time instead.)
+  for (const [name, value] of Object.entries({ statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs })) {
+    if (value === undefined) continue
+    checkPositiveInteger(name, value)
+    if (value > 2_147_483_647) invalidOption(name, 'at most 2147483647 (about 24.8 days)', value)
+  }
   if (applicationName !== undefined) {
     checkString('applicationName', applicationName)
     // PostgreSQL keeps 63 bytes of printable ASCII and turns the rest into '?': refused instead.
@@ -132,11 +141,14 @@ type Run = (text: string, values?: unknown[]) => Promise<{ rows: Array<Record<st
 
 /**
  * Sets the guards on the session, and returns what puts the settings back as they were (read in
- * the same statement, before they change).
+ * the same statement, before they change). Inside a transaction (pg's `getTransactionStatus()`
+ * says `T`: a caller's, a shard worker's) both are for that transaction only, as `SET LOCAL`:
+ * at session level, a caller's own `SET LOCAL` put back would outlive its transaction.
  */
 async function guard(client: PgClient, options: PostgresGuardOptions): Promise<() => Promise<void>> {
   const settings = guardSettings(options)
   const run = (client.query as unknown as Run).bind(client)
+  const local = (client as { getTransactionStatus?(): string | null }).getTransactionStatus?.() === 'T'
   // (Before anything is set: a refused replica leaves a caller's connection as it was.)
   if (options.maxReplicaLagMs !== undefined) await checkReplicaLag(run, options.maxReplicaLagMs, options.onReplicaLag ?? 'error')
   const old = settings.map(([name], i) => `current_setting('${name}') as s${i}`).join(', ')
@@ -144,13 +156,13 @@ async function guard(client: PgClient, options: PostgresGuardOptions): Promise<(
   const set = settings
     .map(([name], i) => {
       const value = name === 'application_name' ? `coalesce($${2 * i + 2}, nullif(s${i}, ''), 'stream-export')` : `$${2 * i + 2}`
-      return `set_config($${2 * i + 1}, ${value}, false)`
+      return `set_config($${2 * i + 1}, ${value}, ${local})`
     })
     .join(', ')
   const { rows } = await run(`with old as materialized (select ${old}) select old.*, ${set} from old`, settings.flat())
   const before = settings.map(([name], i): [string, string] => [name, rows[0]![`s${i}`]!])
   return async () => {
-    await run(`select ${before.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')}`, before.flat())
+    await run(`select ${before.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, ${local})`).join(', ')}`, before.flat())
   }
 }
 
@@ -182,11 +194,13 @@ export async function connect(options: PostgresConnectionOptions): Promise<Conne
     let released = false
     return {
       client,
-      release: async (error) => {
+      release: async () => {
         if (released) return
         released = true
-        // The caller's own client: its settings are put back even after a failed export.
-        await (error ? restore().catch(() => {}) : restore()).finally(() => client.removeListener?.('error', ignore))
+        // The caller's own client: its settings are put back even after a failed export (a restore
+        // that fails cannot fail the release: the connection's own error tells the caller).
+        await restore().catch(() => {})
+        client.removeListener?.('error', ignore)
       },
     }
   }

@@ -222,8 +222,10 @@ export function postgresSource(options: PostgresSourceOptions): PostgresSource {
       // On a single connection the count must finish before the cursor takes it over.
       if (!options.pool) await stream.counted.catch(() => {})
       if (stream.destroyed) return void conn.release()
-      // A caller's client may be inside a transaction that a failed describe would abort.
-      if (options.client === undefined && (await stream.copyInstead(conn, text, values))) return
+      // A caller's client may be inside a transaction that a failed describe would abort. A COPY is
+      // one statement, timed whole by statement_timeout; a cursor's fetches are timed one by one.
+      if (options.statementTimeoutMs !== undefined) stream.rowPathReason = 'statementTimeoutMs: a COPY would be timed whole, the cursor fetch by fetch'
+      else if (options.client === undefined && (await stream.copyInstead(conn, text, values))) return
       if (stream.destroyed) return void conn.release()
       conn.client.query(stream as never)
     },
