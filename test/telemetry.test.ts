@@ -11,9 +11,11 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { Queue, Worker } from 'bullmq'
 import { BullMQOtel } from 'bullmq-otel'
 import { Redis } from 'ioredis'
+import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createExportProcessor } from '../src/bullmq.js'
-import { csv, estimateExport, exportStream, fileSink, fromIterable, jsonl, s3Sink, type ExportError } from '../src/index.js'
+import { createExportProcessor, createShardedExportProcessor } from '../src/bullmq.js'
+import { csv, estimateExport, exportStream, fileSink, fromIterable, jsonl, postgresKeysetSource, s3Sink, type ExportError } from '../src/index.js'
+import { createStatements, databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
 
@@ -234,4 +236,65 @@ describe.skipIf(!redisUp)(`the trace through a BullMQ job${redisUp ? '' : ' (ski
       await queue.close()
     }
   }, 60_000)
+
+  it('a sharded flow: every shard’s export is in the API request’s trace, a failed one too (with its code)', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 4 })
+    await createStatements(pool, 'se_otel_shards', 20_000)
+    const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+    const connection = () => new Redis(redisUrl, { maxRetriesPerRequest: null })
+    const name = `se-otel-shards-${Date.now()}`
+    const telemetry = new BullMQOtel({ tracerName: 'stream-export-test' })
+    const queue = new Queue(name, { connection: connection(), telemetry })
+    const processor = createShardedExportProcessor({
+      s3: s3.client,
+      bucket: s3.bucket,
+      queue,
+      partSize: 5 * MiB,
+      plan: () => [
+        { index: 0, until: 10_000 },
+        { index: 1, after: 10_000 },
+      ],
+      resolve: (_job, { range, after }) => ({
+        source: postgresKeysetSource({ pool, table: 'se_otel_shards', key: 'id', after, until: range.until }),
+        format: csv(),
+      }),
+    })
+    const worker = new Worker(name, processor as never, { connection: connection(), telemetry, concurrency: 3 })
+    const run = async (jobId: string) => {
+      const finished = new Promise<unknown>((resolve) => {
+        const done = (job: { id?: string } | undefined, outcome: unknown) => {
+          if (job?.id !== jobId) return
+          worker.off('completed', done)
+          worker.off('failed', done)
+          resolve(outcome)
+        }
+        worker.on('completed', done)
+        worker.on('failed', done)
+      })
+      const request = await underRequest(() => queue.add('statements', {}, { jobId, attempts: 1 }))
+      const outcome = await finished
+      return { request, outcome }
+    }
+    try {
+      const { request } = await run(`${name}-ok`)
+      const shards = named('stream-export export')
+      expect(shards).toHaveLength(2)
+      expect(shards.every((span) => span.spanContext().traceId === request.spanContext().traceId)).toBe(true)
+      expect(shards.map((span) => span.attributes['stream_export.rows']).sort()).toEqual([10_000, 10_000])
+
+      spans.reset()
+      // The second shard's output (small: one object in the flow's stash) is refused.
+      s3.inject({ op: 'PutObject', match: (key) => key.includes('-failing.csv.shards/') && key.includes('/1-'), action: 400 })
+      const failed = await run(`${name}-failing`)
+      const failedShards = named('stream-export export').filter((span) => span.attributes['stream_export.outcome'] === 'failed')
+      expect(failedShards.length).toBeGreaterThanOrEqual(1)
+      expect(failedShards.every((span) => span.spanContext().traceId === failed.request.spanContext().traceId)).toBe(true)
+      expect(failedShards[0]!.attributes['error.type']).toBe('ERR_SINK')
+      expect(failed.outcome).toMatchObject({ code: 'ERR_SINK', message: expect.stringContaining('Shard 2 of 2') })
+    } finally {
+      await worker.close()
+      await queue.close()
+      await pool.end()
+    }
+  }, 120_000)
 })
