@@ -240,4 +240,27 @@ describe(`mongoSource (${realMongoUrl ? 'real MongoDB at MONGODB_URL' : 'wire-pr
     expect(() => mongoSource({ collection: users, after: 1 })).toThrow('Expected `after` to be given only with `keyset: true`')
     expect(() => mongoSource({ cursor: users.find(), filter: {} })).toThrow('Expected `filter` to be undefined with `cursor`')
   })
+
+  it('maxTimeMS: a query the server cannot finish in time fails (ERR_SOURCE, MaxTimeMSExpired), cursor, keyset and count alike', async () => {
+    // The server's work: on the test server, a cost it charges each query; on a real MongoDB, a
+    // JavaScript condition that sleeps (allowed in find and in countDocuments' $match alike).
+    const slow = mongo.server ? {} : { $expr: { $function: { body: 'function() { sleep(20); return true }', args: [], lang: 'js' } } }
+    mongo.server?.queryCost(500)
+    try {
+      for (const options of [{}, { keyset: true }, { count: 'exact' as const }]) {
+        const source = mongoSource({ collection: users, filter: { n: { $lt: 50 }, ...slow }, maxTimeMS: 100, ...options })
+        const error = await exportStream({ source, format: csv(), sink: collector() }).catch((e: ExportError) => e)
+        expect(error, JSON.stringify(options)).toMatchObject({ code: 'ERR_SOURCE', cause: { code: 50 } })
+      }
+      const enough = await exportStream({
+        source: mongoSource({ collection: users, filter: { n: { $lt: 5 } }, maxTimeMS: 60_000 }),
+        format: csv(),
+        sink: collector(),
+      })
+      expect(enough.rows).toBe(5)
+    } finally {
+      mongo.server?.queryCost(0)
+    }
+    expect(() => mongoSource({ cursor: users.find(), maxTimeMS: 10 })).toThrow('Expected `maxTimeMS` to be undefined with `cursor`')
+  })
 })

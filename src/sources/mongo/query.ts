@@ -22,8 +22,8 @@ export interface MongoFindCursorLike extends MongoCursorLike {
 /** A Collection of the official driver (structural). */
 export interface MongoCollectionLike {
   find(filter: Document, options: Document): MongoFindCursorLike
-  countDocuments(filter: Document): Promise<number>
-  estimatedDocumentCount(): Promise<number>
+  countDocuments(filter: Document, options?: Document): Promise<number>
+  estimatedDocumentCount(options?: Document): Promise<number>
 }
 
 export interface MongoSourceOptions {
@@ -50,6 +50,14 @@ export interface MongoSourceOptions {
   keyset?: boolean
   /** Keyset mode: resume after this `_id` (a `checkpoint`). */
   after?: unknown
+  /**
+   * The server's limit on the time its query may take (`maxTimeMS` of each find, and of the count):
+   * a query over it fails with MaxTimeMSExpired (code 50), ERR_SOURCE. The server counts the time it
+   * works on the cursor, not the time the export waits between batches. Read preference goes with
+   * the collection you pass: `db.collection(name, { readPreference: 'secondaryPreferred' })`.
+   * See docs/operations.md.
+   */
+  maxTimeMS?: number
 }
 
 /** A MongoDB source; in keyset mode it has a `checkpoint` (the last `_id` handed on). */
@@ -66,6 +74,7 @@ const MONGO_SOURCE_OPTION_NAMES = optionNames<MongoSourceOptions>({
   noCursorTimeout: true,
   keyset: true,
   after: true,
+  maxTimeMS: true,
 })
 
 /**
@@ -75,12 +84,12 @@ const MONGO_SOURCE_OPTION_NAMES = optionNames<MongoSourceOptions>({
  */
 export function mongoSource(options: MongoSourceOptions): MongoSource {
   checkObject('options', options, MONGO_SOURCE_OPTION_NAMES)
-  const { cursor, collection, filter = {}, projection, sort, batchSize = 1000, count, noCursorTimeout = false, keyset = false, after } = options
+  const { cursor, collection, filter = {}, projection, sort, batchSize = 1000, count, noCursorTimeout = false, keyset = false, after, maxTimeMS } = options
   checkExactlyOne(options, ['cursor', 'collection'])
   if (cursor !== undefined) {
     if (typeof cursor?.[Symbol.asyncIterator] !== 'function' || typeof cursor.close !== 'function')
       invalidOption('cursor', 'a FindCursor or AggregationCursor', cursor)
-    for (const name of ['filter', 'projection', 'sort', 'count', 'keyset', 'after'] as const) {
+    for (const name of ['filter', 'projection', 'sort', 'count', 'keyset', 'after', 'maxTimeMS'] as const) {
       if (options[name] !== undefined) invalidOption(name, 'undefined with `cursor` (set it on the cursor)', options[name])
     }
   }
@@ -92,6 +101,7 @@ export function mongoSource(options: MongoSourceOptions): MongoSource {
   if (count !== undefined) checkOneOf('count', count, ['exact', 'estimate'] as const)
   checkBoolean('noCursorTimeout', noCursorTimeout)
   checkBoolean('keyset', keyset)
+  if (maxTimeMS !== undefined) checkPositiveInteger('maxTimeMS', maxTimeMS)
   if (keyset && sort !== undefined) invalidOption('sort', 'undefined in keyset mode (pages are sorted by _id)', sort)
   if (after !== undefined && !keyset) invalidOption('after', 'given only with `keyset: true`', after)
 
@@ -103,16 +113,18 @@ export function mongoSource(options: MongoSourceOptions): MongoSource {
       after,
       keyOf: (doc) => doc._id,
       // One short query per page: the cursor is exhausted by toArray, so none stays open.
-      fetchPage: (last) => collection!.find(fromAfter(last), { projection, sort: { _id: 1 }, limit: batchSize, batchSize }).toArray(),
+      fetchPage: (last) => collection!.find(fromAfter(last), { projection, sort: { _id: 1 }, limit: batchSize, batchSize, maxTimeMS }).toArray(),
       release: async () => {},
     })
   } else {
     // A cursor of ours is read a driver batch at a time; a given one may map its documents, which
     // only its iterator applies: it is read one document at a time.
-    stream = cursor ? fromIterable(documents(() => cursor)) : fromPages(pages(() => collection!.find(filter, { projection, sort, batchSize, noCursorTimeout })))
+    stream = cursor
+      ? fromIterable(documents(() => cursor))
+      : fromPages(pages(() => collection!.find(filter, { projection, sort, batchSize, noCursorTimeout, maxTimeMS })))
   }
   if (count && collection) {
-    stream.countRows = () => (count === 'exact' ? collection.countDocuments(fromAfter(after)) : collection.estimatedDocumentCount())
+    stream.countRows = () => (count === 'exact' ? collection.countDocuments(fromAfter(after), { maxTimeMS }) : collection.estimatedDocumentCount({ maxTimeMS }))
   }
   return stream
 }
