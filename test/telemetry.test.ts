@@ -281,6 +281,9 @@ describe.skipIf(!redisUp)(`the trace through a BullMQ job${redisUp ? '' : ' (ski
       expect(shards).toHaveLength(2)
       expect(shards.every((span) => span.spanContext().traceId === request.spanContext().traceId)).toBe(true)
       expect(shards.map((span) => span.attributes['stream_export.rows']).sort()).toEqual([10_000, 10_000])
+      // The parent's join of the shards (the flow's commit), in the same trace.
+      const joins = named('stream-export commit').filter((span) => span.attributes['stream_export.shards'] === 2)
+      expect(joins.map((span) => span.spanContext().traceId)).toEqual([request.spanContext().traceId])
 
       spans.reset()
       // The second shard's output (small: one object in the flow's stash) is refused.

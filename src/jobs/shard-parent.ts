@@ -15,6 +15,7 @@ import { assembleShards, discardShards, jsonArrayStart, removeStash, reservePart
 import { normalizeS3SinkOptions, s3PartStore } from '../sinks/s3/sink.js'
 import { checkShardSpec, isJsonArray } from './shard-child.js'
 import { compressionOfSpec } from './types.js'
+import { recordSpan } from '../telemetry/otel.js'
 import { assembleSplitShards, flowMarkerKey, flowObjects, partitionedFlowPrefix, splitShardPrefix, type SplitShardResult } from './sharded-split.js'
 import { listKeys } from '../sinks/s3/client.js'
 import { checkPartitionBy } from '../parts/partition-options.js'
@@ -94,11 +95,14 @@ export async function runParent(ctx: ShardedContext, job: ShardedExportJob, toke
     if (state.split) return await completeSplit(ctx, job, state, commit)
     const results = Object.values(await job.getChildrenValues()) as ShardResult[]
     if (!state.completed) {
-      const { checksum } = await assembleShards(
-        s3,
-        shardOf(ctx, state),
-        results,
-        state.jsonArray ? jsonArrayStart(state.jsonArray.zstd ? 'zstd' : state.jsonArray.gzip ? 'gzip' : undefined) : undefined,
+      const flow = state
+      const { checksum } = await recordSpan('stream-export commit', { 'stream_export.key': flow.key, 'stream_export.shards': results.length }, () =>
+        assembleShards(
+          s3,
+          shardOf(ctx, flow),
+          results,
+          flow.jsonArray ? jsonArrayStart(flow.jsonArray.zstd ? 'zstd' : flow.jsonArray.gzip ? 'gzip' : undefined) : undefined,
+        ),
       )
       // Saved before the pieces go: a retry after a crash then knows the object is complete.
       state = { ...state, completed: true, ...(checksum && { objectChecksum: checksum }) }
@@ -215,7 +219,9 @@ async function completeSplit(
     if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `The manifest ${where} this flow committed is gone`)
     manifest = parseManifest<S3Location>(bytes, where)
   } else {
-    const outcome = await assembleSplitShards(store, state, results)
+    const outcome = await recordSpan('stream-export commit', { 'stream_export.key': where, 'stream_export.shards': results.length }, () =>
+      assembleSplitShards(store, state, results),
+    )
     commit.landed = outcome.landed
     if (outcome.landed !== true) {
       if (outcome.landed === false) throw toExportError(outcome.error, 'ERR_SINK', 'sink')

@@ -153,3 +153,23 @@ export function startExportTelemetry(attributes: TelemetryAttributes, logger: Ex
     },
   }
 }
+
+/**
+ * A span of the library's own around `work`, under the active context, for work outside an export
+ * (a sharded flow's parent joining its shards: the flow's commit).
+ */
+export async function recordSpan<T>(name: string, attributes: TelemetryAttributes, work: () => Promise<T>): Promise<T> {
+  const o = otel()
+  const span = o?.trace.getTracer(NAME).startSpan(name, { attributes: clean(attributes) })
+  try {
+    return await work()
+  } catch (error) {
+    if (span && o) {
+      if (error instanceof Error) span.recordException(error)
+      span.setStatus({ code: o.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
+    }
+    throw error
+  } finally {
+    span?.end()
+  }
+}
