@@ -53,6 +53,13 @@ function instruments(otel: Api): Instruments {
   return found
 }
 
+/** A span that ends in error: the exception recorded, status ERROR with its message. */
+function failed(o: Api | null, span: Span | undefined, error: unknown): void {
+  if (!span || !o) return
+  if (error instanceof Error) span.recordException(error)
+  span.setStatus({ code: o.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
+}
+
 /** How an export ended, for its span, its metrics and its log line. */
 export interface ExportOutcome {
   rows: number
@@ -91,11 +98,7 @@ export function startExportTelemetry(attributes: TelemetryAttributes, logger: Ex
 
   const child = (name: string, childAttributes?: TelemetryAttributes): Span | undefined =>
     tracer?.startSpan(name, { attributes: clean(childAttributes) }, context)
-  const fail = (s: Span | undefined, error: unknown) => {
-    if (!s || !o) return
-    if (error instanceof Error) s.recordException(error)
-    s.setStatus({ code: o.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
-  }
+  const fail = (s: Span | undefined, error: unknown) => failed(o, s, error)
   let ended = false
   return {
     async span<T>(name: string, spanAttributes: TelemetryAttributes, work: () => Promise<T>): Promise<T> {
@@ -164,10 +167,7 @@ export async function recordSpan<T>(name: string, attributes: TelemetryAttribute
   try {
     return await work()
   } catch (error) {
-    if (span && o) {
-      if (error instanceof Error) span.recordException(error)
-      span.setStatus({ code: o.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
-    }
+    failed(o, span, error)
     throw error
   } finally {
     span?.end()
