@@ -1,6 +1,7 @@
 // The command line's production-safety options: the Postgres session's guards and the export's
 // rates (docs/operations.md). Pure: parsed and checked here, used by open.ts and main.ts.
 import type { PostgresGuardOptions } from '../index.js'
+import { isApplicationName, MAX_TIMEOUT_MS } from '../sources/postgres/connection.js'
 import { parseSize, UsageError } from './values.js'
 
 export const PRODUCTION_FLAGS = {
@@ -38,22 +39,21 @@ type Values = { [K in keyof typeof PRODUCTION_FLAGS]?: (typeof PRODUCTION_FLAGS)
 export function parseMs(flag: string, text: string): number {
   const m = /^(\d+)(ms|s|m|h)$/.exec(text.trim())
   const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'] : 0
-  if (!(ms >= 1 && ms <= 2_147_483_647))
+  if (!(ms >= 1 && ms <= MAX_TIMEOUT_MS))
     throw new UsageError(`--${flag}: expected a duration with its unit such as 500ms, 30s or 5m, got ${JSON.stringify(text)}`)
   return ms
 }
 
 /** The production options of a command line; the guards only for a Postgres source. */
 export function productionOptions(values: Values, postgres: boolean): ProductionOptions {
-  const guardFlags = (['statement-timeout', 'lock-timeout', 'idle-timeout', 'application-name', 'max-replica-lag'] as const).filter(
-    (flag) => values[flag] !== undefined,
+  const given = (['statement-timeout', 'lock-timeout', 'idle-timeout', 'application-name', 'max-replica-lag', 'read-write'] as const).find(
+    (flag) => values[flag] !== undefined && values[flag] !== false,
   )
-  if (values['read-write']) guardFlags.push('read-write' as never)
-  if (!postgres && guardFlags.length > 0) throw new UsageError(`--${guardFlags[0]} is for a Postgres source (--from postgres://...)`)
+  if (!postgres && given !== undefined) throw new UsageError(`--${given} is for a Postgres source (--from postgres://...)`)
   const ms = (flag: 'statement-timeout' | 'lock-timeout' | 'idle-timeout' | 'max-replica-lag') =>
     values[flag] === undefined ? undefined : parseMs(flag, values[flag])
   const name = values['application-name']
-  if (name !== undefined && !/^[\x20-\x7e]{1,63}$/.test(name))
+  if (name !== undefined && !isApplicationName(name))
     throw new UsageError(`--application-name: expected at most 63 printable ASCII characters, got ${JSON.stringify(name)}`)
   const rows = values['max-rows-per-second']
   if (rows !== undefined && !/^[1-9]\d*$/.test(rows))

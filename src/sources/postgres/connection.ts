@@ -91,19 +91,24 @@ export const CONNECTION_OPTION_NAMES: Record<keyof PostgresConnectionOptions, tr
   onReplicaLag: true,
 }
 
+/** The longest timeout PostgreSQL takes, in ms (2^31 - 1: about 24.8 days). */
+export const MAX_TIMEOUT_MS = 2_147_483_647
+
+/** Whether PostgreSQL keeps an application name as given: at most 63 bytes of printable ASCII (it turns the rest into '?'). */
+export const isApplicationName = (name: string): boolean => /^[\x20-\x7e]{1,63}$/.test(name)
+
 /** The guards of a source's options, checked (ERR_INVALID_OPTION), as plain data. */
 export function checkGuards(options: PostgresGuardOptions): PostgresGuardOptions {
   const { statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs, applicationName, readOnly } = options
-  // (PostgreSQL takes at most 2^31 - 1 ms: a larger one would fail at connect time instead.)
+  // (A larger one would fail at connect time instead.)
   for (const [name, value] of Object.entries({ statementTimeoutMs, lockTimeoutMs, idleInTransactionTimeoutMs })) {
     if (value === undefined) continue
     checkPositiveInteger(name, value)
-    if (value > 2_147_483_647) invalidOption(name, 'at most 2147483647 (about 24.8 days)', value)
+    if (value > MAX_TIMEOUT_MS) invalidOption(name, `at most ${MAX_TIMEOUT_MS} (about 24.8 days)`, value)
   }
   if (applicationName !== undefined) {
     checkString('applicationName', applicationName)
-    // PostgreSQL keeps 63 bytes of printable ASCII and turns the rest into '?': refused instead.
-    if (!/^[\x20-\x7e]{1,63}$/.test(applicationName)) invalidOption('applicationName', 'at most 63 printable ASCII characters', applicationName)
+    if (!isApplicationName(applicationName)) invalidOption('applicationName', 'at most 63 printable ASCII characters', applicationName)
   }
   if (readOnly !== undefined) checkBoolean('readOnly', readOnly)
   const { maxReplicaLagMs, onReplicaLag } = options
