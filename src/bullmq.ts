@@ -15,7 +15,7 @@ export type {
   ShardQueue,
   PartitionedJobState,
 } from './jobs/types.js'
-export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './jobs/webhook.js'
+export { notifyWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, type ExportNotification, type WebhookOptions } from './delivery/webhook.js'
 export { sendExportEvents, type ExportEventsOptions, type JobLookup, type JobEventSource, type EventResponse } from './jobs/job-events.js'
 export type { ExportCheckpoint } from './sinks/s3/resumable.js'
 export type { SplitShardResult } from './jobs/sharded-split.js'

@@ -676,7 +676,7 @@ describe('notifyWebhook', () => {
         jobId: '1',
         error: { code: 'ERR_SOURCE', message: 'x' },
       }).catch((e) => e)
-      expect(error.code).toBe('ERR_SINK')
+      expect(error.code).toBe('ERR_NOTIFY')
       expect(error.message).toBe('Webhook notification failed: the webhook answered 503')
     } finally {
       server.close()

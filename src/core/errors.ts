@@ -10,12 +10,14 @@ export type ExportErrorCode =
   | 'ERR_STATE'
   /** A conditional write refused: the destination exists (`overwrite: false`) or is not the object `ifMatch` names. */
   | 'ERR_PRECONDITION'
+  /** A notifier (webhook, e-mail) failed every attempt; the export itself had succeeded. */
+  | 'ERR_NOTIFY'
 
 /**
  * The pipeline stage an error belongs to (`export`: the export as a whole, e.g. an abort; `state`:
- * an incremental export's watermark store; `gzip`, `zstd`: the compression stage).
+ * a store the export keeps its state in (watermarks, the export log); `notify`: a notifier; `gzip`, `zstd`: the compression stage).
  */
-export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'zstd' | 'progress' | 'sink' | 'state'
+export type ExportStage = 'options' | 'export' | 'source' | 'transform' | 'format' | 'gzip' | 'zstd' | 'progress' | 'sink' | 'state' | 'notify'
 
 /** The code of an error that comes from a stage (an abort of the export as a whole is ERR_ABORTED). */
 export const STAGE_CODES: Readonly<Record<ExportStage, ExportErrorCode>> = {
@@ -29,6 +31,7 @@ export const STAGE_CODES: Readonly<Record<ExportStage, ExportErrorCode>> = {
   progress: 'ERR_PROGRESS',
   sink: 'ERR_SINK',
   state: 'ERR_STATE',
+  notify: 'ERR_NOTIFY',
 }
 
 /**

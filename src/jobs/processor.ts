@@ -4,17 +4,29 @@ import { ExportError, invalidOption } from '../core/errors.js'
 import { exportStream } from '../pipeline/export-stream.js'
 import { commitUnknown } from '../parts/commit.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
+import { checkDeliverySpec, deliver } from '../delivery/deliver.js'
+import { keyFromTemplate } from '../delivery/names.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, checkPartSize, partSizeFor } from '../sinks/s3/multipart.js'
-import { exportKey, presignDownload } from '../sinks/s3/presign.js'
+import { exportKey } from '../sinks/s3/presign.js'
 import { ResumableUpload, sinkError, type ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { s3Sink } from '../sinks/s3/sink.js'
 import type { Progress } from '../stages/progress.js'
 import { saveAfterCommit } from '../pipeline/watermark-store.js'
-import { COMPRESSION_CONTENT_TYPES } from '../core/types.js'
+import { COMPRESSION_CONTENT_TYPES, COMPRESSION_EXTENSIONS } from '../core/types.js'
 import { holdSource } from './held-source.js'
 import { removePartitionedJob, runPartitionedJob } from './partitioned-job.js'
-import { compressionOfSpec, isFinalAttempt, pipelineOf, type ExportJob, type ExportJobResult, type ExportProcessorOptions, type ExportSpec } from './types.js'
+import {
+  compressionOfSpec,
+  EXPORT_SPEC_NAMES,
+  isFinalAttempt,
+  partitionColumnsOf,
+  pipelineOf,
+  type ExportJob,
+  type ExportJobResult,
+  type ExportProcessorOptions,
+  type ExportSpec,
+} from './types.js'
 
 const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
   s3: true,
@@ -26,6 +38,8 @@ const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
   progressIntervalMs: true,
   notify: true,
   onComplete: true,
+  log: true,
+  now: true,
 })
 
 /**
@@ -41,7 +55,19 @@ const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
  */
 export function createExportProcessor(options: ExportProcessorOptions): (job: ExportJob) => Promise<ExportJobResult> {
   checkObject('options', options, EXPORT_PROCESSOR_OPTION_NAMES)
-  const { s3, bucket, prefix = 'exports', resolve, urlExpiresIn = 86_400, partSize = 8 * 1024 * 1024, progressIntervalMs = 1000, notify, onComplete } = options
+  const {
+    s3,
+    bucket,
+    prefix = 'exports',
+    resolve,
+    urlExpiresIn = 86_400,
+    partSize = 8 * 1024 * 1024,
+    progressIntervalMs = 1000,
+    notify,
+    onComplete,
+    log,
+    now = () => new Date(),
+  } = options
   checkString('bucket', bucket)
   checkFunction('resolve', resolve)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
@@ -49,6 +75,8 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
   checkPartSize('partSize', partSize)
   if (notify !== undefined) checkFunction('notify', notify)
   if (onComplete !== undefined) checkFunction('onComplete', onComplete)
+  if (log !== undefined && typeof log?.record !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
+  checkFunction('now', now)
 
   return async (job) => {
     const jobId = String(job.id)
@@ -59,7 +87,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const { started, discard } = holdSource(spec)
     let compression: ReturnType<typeof compressionOfSpec>
     let key: string
+    const startedAt = new Date(job.timestamp ?? now().getTime())
     try {
+      checkObject('spec', spec, EXPORT_SPEC_NAMES)
+      checkDeliverySpec(spec)
       compression = compressionOfSpec(spec)
       // resolve was given where the earlier attempt's kind of export stopped: the same kind only.
       const partitioned = spec.partitionBy !== undefined
@@ -70,7 +101,10 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
           `An earlier attempt of this job ran ${partitioned ? 'an export without partitionBy' : 'a partitioned export'}: resolve must give every attempt of a job the same kind of export (it was given where that one stopped)`,
         )
       if (spec.key !== undefined) checkString('key', spec.key)
-      key = spec.key ?? exportKey({ prefix, jobId, format: spec.format, compression })
+      key =
+        spec.key === undefined
+          ? exportKey({ prefix, jobId, format: spec.format, compression })
+          : keyFromTemplate(spec.key, { jobId, date: startedAt, values: spec.labels }, partitioned ? partitionColumnsOf(spec.partitionBy!) : undefined)
     } catch (error) {
       discard()
       throw error
@@ -83,11 +117,17 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const source = spec.source as { keyOf?: (row: unknown) => unknown }
     const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
-      let result: Omit<ExportJobResult, 'url' | 'resumed'> & { watermark?: unknown; resumed?: boolean }
+      let result: Pick<ExportJobResult, 'location' | 'rows' | 'bytes' | 'checksum' | 'partitions'> & { watermark?: unknown; resumed?: boolean }
       if (spec.partitionBy !== undefined) {
         if (spec.watermark) invalidOption('watermark', 'unset for a partitioned job (not supported yet)', spec.watermark)
         const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs }
-        result = await runPartitionedJob(context, job, { ...spec, partitionBy: spec.partitionBy }, { started, discard, report, jobKey: key })
+        // (Its key template with the job's names filled: the partitions' stay.)
+        result = await runPartitionedJob(
+          context,
+          job,
+          { ...spec, ...(spec.key !== undefined ? { key } : {}), partitionBy: spec.partitionBy },
+          { started, discard, report, jobKey: key },
+        )
       } else if (resumable) {
         // One multipart upload whose parts end on row boundaries, checkpointed after each: the
         // same pipeline as any export (transforms, progress, gzip on every core), in segments.
@@ -145,22 +185,35 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         result = { rows, bytes, location: exported.location as S3Location, checksum, watermark }
       }
       if (spec.watermark) await saveWatermark(spec.watermark, result)
-      // Done: a retry of the completed job exports again (from the start, as a new run).
+      // Recorded in the log, linked (never past its expiry) and notified: a failed notification is reported, not the job's failure.
+      const format = `${spec.format.extension}${compression ? COMPRESSION_EXTENSIONS[compression] : ''}`
+      const delivered = await deliver({ s3, urlExpiresIn, log, notify, now }, spec, { jobId, format, startedAt, ...result })
+      // Done (the log holds it): a retry of the completed job exports again (from the start, as a new run).
       if (job.data.exportPartitions) await job.updateData({ ...job.data, exportPartitions: undefined })
       else await save(undefined)
-      const url = await presignDownload(s3, { bucket, key: result.location.key, expiresIn: urlExpiresIn })
       await job.updateProgress({ rows: result.rows, percent: 100, bytes: result.bytes })
       const done: ExportJobResult = {
         rows: result.rows,
         bytes: result.bytes,
         location: result.location,
-        url,
+        url: delivered.link!.url,
+        urlExpiresAt: delivered.link!.expiresAt.toISOString(),
         resumed: result.resumed ?? (saved !== undefined && resumable),
+        ...(delivered.entry.expiresAt ? { expiresAt: delivered.entry.expiresAt.toISOString() } : {}),
+        ...(delivered.entry.filename ? { filename: delivered.entry.filename } : {}),
         ...(result.checksum ? { checksum: result.checksum } : {}),
-        ...(result.partitions ? { partitions: result.partitions } : {}),
+        ...(result.partitions
+          ? {
+              partitions: result.partitions.map((partition, i) => {
+                const { entry, urls } = delivered.partitions[i]!
+                return { ...partition, urls, ...(entry.filename ? { filename: entry.filename } : {}) }
+              }),
+            }
+          : {}),
+        ...(delivered.notifyErrors.length > 0 ? { notifyErrors: delivered.notifyErrors.map((error) => error.message) } : {}),
       }
+      for (const error of delivered.notifyErrors) spec.logger?.warn?.({ event: 'notify.failed', jobId, code: error.code, message: error.message })
       await onComplete?.(done, job)
-      await notify?.({ event: 'export.completed', jobId, rows: result.rows, bytes: result.bytes, location: result.location, url })
       return done
     } catch (error) {
       discard() // when exportStream had not taken them yet

@@ -10,7 +10,7 @@ import type { ShardResult } from '../sinks/s3/shards.js'
 import { runShard, runSplitShard } from './shard-child.js'
 import { runParent } from './shard-parent.js'
 import type { SplitShardResult } from './sharded-split.js'
-import type { ShardedContext, ShardedExportJob, ShardedExportProcessorOptions, ShardedExportResult } from './types.js'
+import { SHARDED_SPEC_NAMES, type ShardedContext, type ShardedExportJob, type ShardedExportProcessorOptions, type ShardedExportResult } from './types.js'
 
 const SHARDED_EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ShardedExportProcessorOptions>({
   s3: true,
@@ -47,6 +47,17 @@ export function createShardedExportProcessor(
   checkTimerMs('progressIntervalMs', progressIntervalMs)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkPartSize('partSize', partSize)
-  const ctx: ShardedContext = { s3, bucket, queue, prefix, plan, resolve, urlExpiresIn, partSize, progressIntervalMs }
+  // resolve's answer is checked as options are: an unknown key is refused, not ignored.
+  const checkedResolve: typeof resolve = async (job, context) => {
+    const spec = await resolve(job, context)
+    try {
+      checkObject('spec', spec, SHARDED_SPEC_NAMES)
+    } catch (error) {
+      ;(spec?.source as { destroy?(): void } | undefined)?.destroy?.() // its connection goes back
+      throw error
+    }
+    return spec
+  }
+  const ctx: ShardedContext = { s3, bucket, queue, prefix, plan, resolve: checkedResolve, urlExpiresIn, partSize, progressIntervalMs }
   return (job, token) => (job.data.exportShard ? (job.data.exportShard.split ? runSplitShard(ctx, job) : runShard(ctx, job)) : runParent(ctx, job, token))
 }

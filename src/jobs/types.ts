@@ -12,12 +12,16 @@ import type { PartitionBy } from '../parts/partition-options.js'
 import type { ShardAssignment } from '../sinks/s3/shards.js'
 import type { CompressionName, Formatter } from '../core/types.js'
 import { invalidOption } from '../core/errors.js'
+import { optionNames } from '../core/options.js'
 import type { WatermarkStore } from '../pipeline/watermark-store.js'
-import type { ExportNotification } from './webhook.js'
+import type { ExportNotification } from '../delivery/webhook.js'
+import type { ExportLog } from '../delivery/export-log.js'
 
 /** The part of a BullMQ Job the processor uses. */
 export interface ExportJob {
   id?: string
+  /** When the job was added (ms): its names' `{date}`, the same in every attempt. */
+  timestamp?: number
   data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint; exportPartitions?: PartitionedJobState }
   attemptsMade: number
   opts: { attempts?: number }
@@ -33,8 +37,30 @@ export interface ExportSpec {
   /** `'zstd'` (or `'gzip'`, as `gzip: true`): the object is a `.zst` file. Set this or `gzip`. */
   compression?: CompressionName
   transform?: ExportOptions['transform']
-  /** The object's key, e.g. `orders/2026-11-23.csv.gz`. Default `${prefix}/${job.id}.${ext}[.gz|.zst]`. */
+  /**
+   * The object's key, e.g. `orders/2026-11-23.csv.gz`, or a template of `{jobId}`, `{date}` /
+   * `{date:yyyy-MM}` (when the job was added, UTC) and the `labels` (`exports/{tenant}/{jobId}.csv.gz`),
+   * each value encoded so that none leaves its folder (docs/delivery.md#names). Default
+   * `${prefix}/${job.id}.${ext}[.gz|.zst]`.
+   */
   key?: string
+  /**
+   * The file name a download saves under (`Content-Disposition`, RFC 6266: non-ASCII kept), a
+   * template as `key` is (a partitioned job's: with its partition's values too), e.g.
+   * `Statements {tenant} {date:yyyy-MM}.csv.gz`. Default: the object's name.
+   */
+  filename?: string
+  /** Values for the templates, the export log and the notifications, e.g. `{ tenant: 'Café Müller' }`. */
+  labels?: Record<string, unknown>
+  /**
+   * Seconds the export lives after its commit: no link outlives it, and the expiry processor
+   * (`createExpiryProcessor`, with `log`) deletes it then. Default: kept until you delete it.
+   */
+  expiresIn?: number
+  /** Who asked for the export (a user id, an e-mail), for the export log and the notifications. */
+  requestedBy?: string
+  /** What identifies the source, e.g. `{ sql, params }`: the export log keeps its SHA-256. */
+  fingerprint?: unknown
   /**
    * An incremental export (`postgresIncrementalSource`, built from `await store.load(name)`): the
    * source's next watermark is saved under `name` once the upload has completed, before the job
@@ -63,12 +89,38 @@ export interface PartitionedJobState {
   checkpoint: PartitionCheckpoint
 }
 
+/** The keys of a job's spec: resolve's answer is checked for unknown ones (a misspelt `fileName`). */
+export const EXPORT_SPEC_NAMES = optionNames<ExportSpec>({
+  source: true,
+  format: true,
+  gzip: true,
+  compression: true,
+  transform: true,
+  key: true,
+  filename: true,
+  labels: true,
+  expiresIn: true,
+  requestedBy: true,
+  fingerprint: true,
+  watermark: true,
+  partitionBy: true,
+  maxRowsPerSecond: true,
+  maxBytesPerSecond: true,
+  logger: true,
+})
+
 /** The stages of a job's export, as exportStream takes them (`key` and `watermark` are the job's own). */
 export function pipelineOf(
   spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform' | 'maxRowsPerSecond' | 'maxBytesPerSecond' | 'logger'>,
 ) {
   const { source, format, gzip, compression, transform, maxRowsPerSecond, maxBytesPerSecond, logger } = spec
   return { source, format, gzip, compression, transform, maxRowsPerSecond, maxBytesPerSecond, logger }
+}
+
+/** A partitioned spec's columns, which its key template names (`'any'`: a partitionBy function names its own). */
+export function partitionColumnsOf(partitionBy: PartitionBy): ReadonlySet<string> | 'any' {
+  const by = typeof partitionBy === 'object' && !Array.isArray(partitionBy) ? partitionBy.by : partitionBy
+  return typeof by === 'function' ? 'any' : new Set(typeof by === 'string' ? [by] : Array.isArray(by) ? by : [])
 }
 
 /** The compression a spec asks for (`gzip: true` or `compression`), or none. */
@@ -99,8 +151,17 @@ export interface ExportProcessorOptions {
   partSize?: number
   /** Time between job.updateProgress calls while rows stream. Default 1000 ms. */
   progressIntervalMs?: number
-  /** Called after a job's export succeeded or finally failed, e.g. `notifyWebhook({ url, secret })`. */
+  /**
+   * Called after a job's export succeeded (once per partition of a partitioned job, then once for
+   * the job) or finally failed, e.g. `notifyWebhook({ url, secret })`, `notifyEmail({ transport, from, to })`.
+   * A notification that fails never fails the committed export: the result's `notifyErrors` and the
+   * export log say so, and the expiry processor sends it again.
+   */
   notify?(notification: ExportNotification): unknown
+  /** The export log (`postgresExportLog({ pool })`): every committed export is recorded there before its job completes. */
+  log?: ExportLog
+  /** The clock of the log and expiry (tests inject one). Default `() => new Date()`. */
+  now?(): Date
   /** Called after a job's export succeeded, before the job completes (e.g. to e-mail the link). */
   onComplete?(result: ExportJobResult, job: ExportJob): unknown
 }
@@ -109,14 +170,22 @@ export interface ExportJobResult {
   location: S3Location
   rows: number
   bytes: number
-  /** Presigned GET URL of the export. */
+  /** Presigned GET URL of the export (a partitioned job's: of its manifest); it saves under `filename`. */
   url: string
+  /** When `url` stops working (ISO 8601): `urlExpiresIn`, never past `expiresAt`. */
+  urlExpiresAt: string
+  /** When the export is deleted (ISO 8601), with the spec's `expiresIn`. */
+  expiresAt?: string
+  /** The file name the download saves under, with the spec's `filename`. */
+  filename?: string
+  /** Notifications that failed (the export has landed; the log records them, the expiry processor resends them). */
+  notifyErrors?: string[]
   /** True when this attempt continued an earlier one's upload (or kept its partitions). */
   resumed: boolean
   /** The object's full checksum, of every part (earlier attempts' too); a partitioned job's are in its manifest. */
   checksum?: ObjectChecksum
   /** A partitioned job: its partitions in the order their first rows came (the location and URL above are the manifest's). */
-  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls: string[] }>
+  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls: string[]; filename?: string }>
 }
 
 /** The part of a BullMQ Job (5.58 or later) a sharded export uses. */
@@ -195,8 +264,11 @@ export interface ShardedExportProcessorOptions {
   progressIntervalMs?: number
 }
 
+/** The spec keys of delivery (names, labels, expiry, the log's fields): the plain processor's only, for now. */
+type DeliveryKeys = 'filename' | 'labels' | 'expiresIn' | 'requestedBy' | 'fingerprint'
+
 /** A range's export; with `split`, the shards write complete parts and the parent a manifest of them. */
-export interface ShardedExportSpec extends ExportSpec {
+export interface ShardedExportSpec extends Omit<ExportSpec, DeliveryKeys> {
   /** Write the export as parts of `rows` or `bytes` each (see docs/parts.md), each shard its own. */
   split?: SplitOptions
 }
@@ -225,3 +297,19 @@ export type ShardedContext = Required<ShardedExportProcessorOptions>
 
 /** Whether no attempt of this job comes after this one (BullMQ counts `attemptsMade` from 0). */
 export const isFinalAttempt = (job: { attemptsMade: number; opts: { attempts?: number } }): boolean => job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+
+/** The keys of a sharded job's spec (no delivery settings yet: see docs/delivery.md). */
+export const SHARDED_SPEC_NAMES = optionNames<ShardedExportSpec>({
+  source: true,
+  format: true,
+  gzip: true,
+  compression: true,
+  transform: true,
+  key: true,
+  watermark: true,
+  partitionBy: true,
+  maxRowsPerSecond: true,
+  maxBytesPerSecond: true,
+  logger: true,
+  split: true,
+})

@@ -1,16 +1,35 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { ExportError, invalidOption } from '../core/errors.js'
+import type { ObjectChecksum } from '../core/checksum.js'
+import { invalidOption } from '../core/errors.js'
 import { checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
+import { withRetries } from './retry.js'
 
-/** What an export job reports to a webhook. */
+/**
+ * What an export job reports to its notifiers (webhook, e-mail): once per job, and for a
+ * partitioned job first once per partition (with `partition`), each with its own link.
+ */
 export interface ExportNotification {
   event: 'export.completed' | 'export.failed'
   jobId: string
   rows?: number
   bytes?: number
   location?: unknown
-  /** The presigned download URL, when there is one. */
+  /** The presigned download URL, when there is one (a partition's: of its first object). */
   url?: string
+  /** When `url` stops working (ISO 8601): never after the export is deleted. */
+  urlExpiresAt?: string
+  /** When the export is deleted (ISO 8601), with `expiresIn`. */
+  expiresAt?: string
+  /** The file name the download saves under. */
+  filename?: string
+  /** The object's full checksum, when it has one. */
+  checksum?: ObjectChecksum
+  /** A partition's values (one notification per partition, before the job's own). */
+  partition?: Record<string, unknown>
+  /** The export's labels (e.g. `{ tenant }`), as the job's spec gave them. */
+  labels?: Record<string, unknown>
+  /** Who asked for the export, as the job's spec said. */
+  requestedBy?: string
   /** For `export.failed`: the ExportError code and message. */
   error?: { code: string; message: string }
 }
@@ -37,7 +56,7 @@ const WEBHOOK_OPTION_NAMES = optionNames<WebhookOptions>({ url: true, secret: tr
 /**
  * A notifier that POSTs JSON to `url`, signed with HMAC-SHA256 over `<timestamp>.<body>` (headers
  * `x-stream-export-signature: sha256=<hex>` and `x-stream-export-timestamp: <unix seconds>`),
- * retried with exponential backoff on network errors, 429 and 5xx. Rejects with ERR_SINK when all
+ * retried with exponential backoff on network errors, 429 and 5xx. Rejects with ERR_NOTIFY when all
  * attempts fail or the receiver answers another 4xx.
  */
 export function notifyWebhook(options: WebhookOptions): (notification: ExportNotification) => Promise<void> {
@@ -52,10 +71,11 @@ export function notifyWebhook(options: WebhookOptions): (notification: ExportNot
 
   return async (notification) => {
     const body = JSON.stringify(notification)
-    let last: unknown
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      const timestamp = String(Math.floor(Date.now() / 1000))
-      try {
+    await withRetries(
+      'Webhook notification',
+      { attempts, backoffMs },
+      async () => {
+        const timestamp = String(Math.floor(Date.now() / 1000))
         const response = await fetch(url, {
           method: 'POST',
           headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(secret, timestamp, body), [TIMESTAMP_HEADER]: timestamp },
@@ -63,15 +83,14 @@ export function notifyWebhook(options: WebhookOptions): (notification: ExportNot
           signal: AbortSignal.timeout(timeoutMs),
         })
         await response.arrayBuffer().catch(() => {})
-        if (response.ok) return
-        last = new Error(`the webhook answered ${response.status}`)
-        if (response.status < 500 && response.status !== 429) break // the receiver refuses: retrying will not help
-      } catch (error) {
-        last = error
-      }
-      if (attempt < attempts) await new Promise((resolve) => setTimeout(resolve, backoffMs * 2 ** (attempt - 1)))
-    }
-    throw new ExportError('ERR_SINK', 'sink', `Webhook notification failed: ${(last as Error)?.message ?? last}`, { cause: last })
+        if (!response.ok) throw Object.assign(new Error(`the webhook answered ${response.status}`), { status: response.status })
+      },
+      // The receiver refuses: retrying will not help.
+      (error) => {
+        const status = (error as { status?: number }).status
+        return status !== undefined && status < 500 && status !== 429
+      },
+    )
   }
 }
 
