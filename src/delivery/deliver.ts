@@ -76,6 +76,7 @@ export function notificationOf(entry: ExportLogEntry | NewExportLogEntry, link: 
   return {
     event: 'export.completed',
     jobId: entry.exportId,
+    entryId: entry.id,
     rows: entry.rows,
     bytes: entry.bytes,
     location: { bucket: entry.bucket, key: entry.keys[0] },

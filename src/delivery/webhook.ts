@@ -24,6 +24,8 @@ export interface ExportNotification {
   filename?: string
   /** The object's full checksum, when it has one. */
   checksum?: ObjectChecksum
+  /** The export log's id of what this notification is about (a download endpoint's key: docs/delivery.md). */
+  entryId?: string
   /** A partition's values (one notification per partition, before the job's own). */
   partition?: Record<string, unknown>
   /** The export's labels (e.g. `{ tenant }`), as the job's spec gave them. */
