@@ -78,6 +78,13 @@ export { s3Sink, type S3Sink, type S3SinkOptions, type S3Location, type S3Client
 export { presignDownload, exportKey, attachment, sseCustomerHeaders, type PresignDownloadOptions, type ExportKeyOptions } from './sinks/s3/presign.js'
 export { keyFromTemplate, fileNameFromTemplate, type NameContext } from './delivery/names.js'
 export { notifyEmail, exportEmail, type EmailNotifierOptions, type EmailContent, type MailMessage, type MailTransport } from './delivery/email.js'
-export { postgresExportLog, exportLogMigration, type ExportLog, type ExportLogEntry, type NewExportLogEntry, type PostgresExportLogOptions } from './delivery/export-log.js'
+export {
+  postgresExportLog,
+  exportLogMigration,
+  type ExportLog,
+  type ExportLogEntry,
+  type NewExportLogEntry,
+  type PostgresExportLogOptions,
+} from './delivery/export-log.js'
 export { presignEntry, fingerprintOf, type Link } from './delivery/deliver.js'
 export { createExpiryProcessor, type ExpiryOptions, type ExpiryResult } from './delivery/expiry.js'

@@ -17,7 +17,20 @@ import {
   PutObjectLegalHoldCommand,
 } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { csv, exportStream, presignDownload, s3Sink, sseCustomerHeaders, verifyExport, type S3SinkOptions } from '../src/index.js'
+import pg from 'pg'
+import {
+  csv,
+  exportStream,
+  fromIterable,
+  postgresKeysetSource,
+  presignDownload,
+  s3Sink,
+  sseCustomerHeaders,
+  verifyExport,
+  type S3SinkOptions,
+} from '../src/index.js'
+import { createExportProcessor, type ExportJob, type ExportSpec } from '../src/bullmq.js'
+import { databaseUrl } from './fixtures/postgres.js'
 import { realS3Available, startRealS3, type RealS3 } from './fixtures/real-s3.js'
 
 const available = realS3Available()
@@ -105,6 +118,44 @@ describe.skipIf(!available)(`S3 object options on a real S3 (Ceph RGW)${availabl
         await s3.client.send(new DeleteObjectCommand({ Bucket: bucket, Key, VersionId, BypassGovernanceRetention: true }))
       }
       await s3.client.send(new DeleteBucketCommand({ Bucket: bucket }))
+    }
+  }, 60_000)
+
+  it('an export job with expiresIn tags each of its objects with its days, for a lifecycle rule: plain, resumable, partitioned (manifest too)', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 2 })
+    try {
+      await pool.query('drop table if exists se_rgw_expiry; create table se_rgw_expiry as select g as id, g % 3 as customer from generate_series(1, 3000) g')
+      const specs: Record<string, () => ExportSpec> = {
+        plain: () => ({ source: fromIterable(rows(10)), format: csv(), key: 'expiry/plain.csv' }),
+        resumable: () => ({ source: postgresKeysetSource({ pool, table: 'se_rgw_expiry', key: 'id' }), format: csv(), key: 'expiry/resumable.csv' }),
+        partitioned: () => ({
+          source: postgresKeysetSource({ pool, table: 'se_rgw_expiry', key: ['customer', 'id'] }),
+          format: csv(),
+          key: 'expiry/{customer}.csv',
+          partitionBy: 'customer',
+        }),
+      }
+      for (const [name, spec] of Object.entries(specs)) {
+        const job: ExportJob = {
+          id: name,
+          data: {},
+          attemptsMade: 0,
+          opts: {},
+          updateProgress: async () => {},
+          updateData: async (data) => void (job.data = data),
+        }
+        const processor = createExportProcessor({ s3: s3.client, bucket: s3.bucket, resolve: () => ({ ...spec(), expiresIn: 45 * 86_400 }) })
+        const result = await processor(job)
+        const keys = [result.location.key, ...(result.partitions ?? []).flatMap((p) => p.locations.map((l) => l.key))]
+        expect(keys.length).toBe(name === 'partitioned' ? 4 : 1)
+        for (const key of keys) {
+          const { TagSet } = await s3.client.send(new GetObjectTaggingCommand({ Bucket: s3.bucket, Key: key }))
+          expect(TagSet, `${name}: ${key}`).toEqual([{ Key: 'stream-export-expires-in-days', Value: '45' }])
+        }
+      }
+    } finally {
+      await pool.query('drop table if exists se_rgw_expiry')
+      await pool.end()
     }
   }, 60_000)
 })

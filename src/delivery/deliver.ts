@@ -16,6 +16,16 @@ import type { ExportNotification } from './webhook.js'
 /** SigV4's longest presigned URL: 7 days. */
 export const MAX_LINK_SECONDS = 604_800
 
+/**
+ * The tag an export with `expiresIn` carries on each of its objects, for the S3 lifecycle rule
+ * that deletes them without the expiry processor (docs/delivery.md#expiry): its days, rounded up.
+ */
+export const EXPIRY_TAG = 'stream-export-expires-in-days'
+
+/** The tags of an export's objects: the expiry tag when it expires. */
+export const expiryTags = (expiresIn: number | undefined): Record<string, string> | undefined =>
+  expiresIn === undefined ? undefined : { [EXPIRY_TAG]: String(Math.ceil(expiresIn / 86_400)) }
+
 /** The delivery settings of a job's spec (see ExportSpec). */
 export interface DeliverySpec {
   filename?: string

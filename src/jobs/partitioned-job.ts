@@ -23,6 +23,8 @@ interface Context {
   partSize: number
   urlExpiresIn: number
   progressIntervalMs: number
+  /** Each object's tags (the manifest's too). */
+  tags?: Record<string, string>
 }
 
 /**
@@ -80,7 +82,7 @@ export async function runPartitionedJob(
   spec: ExportSpec & { partitionBy: PartitionBy },
   hooks: { started(): void; discard(): void; report(progress: Partial<Progress> & { rows: number }): void; jobKey: string },
 ): Promise<PartitionedJobOutcome> {
-  const { s3, bucket, partSize, urlExpiresIn, progressIntervalMs } = context
+  const { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags } = context
   const key = templateOf(spec, hooks.jobKey)
   const settings = checkPartitionBy(spec.partitionBy, key)
   const template = settings.template.base + settings.template.relative
@@ -122,7 +124,7 @@ export async function runPartitionedJob(
   hooks.started()
   const result = await exportStream({
     ...pipelineOf(spec),
-    sink: s3Sink({ client: s3, bucket, key, partSize }),
+    sink: s3Sink({ client: s3, bucket, key, partSize, tags }),
     // The job's data is updated as often as its progress.
     partitionBy: withCheckpoint(spec.partitionBy, { from: state.checkpoint, save, intervalMs: progressIntervalMs }),
     progressIntervalMs,

@@ -4,7 +4,7 @@ import { ExportError, invalidOption } from '../core/errors.js'
 import { exportStream } from '../pipeline/export-stream.js'
 import { commitUnknown } from '../parts/commit.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
-import { checkDeliverySpec, deliver } from '../delivery/deliver.js'
+import { checkDeliverySpec, deliver, expiryTags } from '../delivery/deliver.js'
 import { keyFromTemplate } from '../delivery/names.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, checkPartSize, partSizeFor } from '../sinks/s3/multipart.js'
@@ -114,13 +114,15 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     const report = ({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }: Partial<Progress> & { rows: number }) =>
       void job.updateProgress({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }).catch(() => {})
 
+    // Tagged with their lifetime, for a lifecycle rule (docs/delivery.md#expiry).
+    const tags = expiryTags(spec.expiresIn)
     const source = spec.source as { keyOf?: (row: unknown) => unknown }
     const resumable = typeof source.keyOf === 'function' && typeof spec.format.nextSegment === 'function'
     try {
       let result: Pick<ExportJobResult, 'location' | 'rows' | 'bytes' | 'checksum' | 'partitions'> & { watermark?: unknown; resumed?: boolean }
       if (spec.partitionBy !== undefined) {
         if (spec.watermark) invalidOption('watermark', 'unset for a partitioned job (not supported yet)', spec.watermark)
-        const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs }
+        const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags }
         // (Its key template with the job's names filled: the partitions' stay.)
         result = await runPartitionedJob(
           context,
@@ -139,6 +141,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
           partSize: (n) => partSizeFor(n, partSize),
           checkpoint: saved,
           onCheckpoint: save,
+          tags,
         })
         const earlier = await upload.open()
         if (earlier) {
@@ -177,7 +180,14 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
         started()
         const exported = await exportStream({
           ...pipelineOf(spec),
-          sink: s3Sink({ client: s3, bucket, key, partSize, onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
+          sink: s3Sink({
+            client: s3,
+            bucket,
+            key,
+            partSize,
+            tags,
+            onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }),
+          }),
           progressIntervalMs,
           onProgress: report,
         })

@@ -185,3 +185,9 @@ function sizing(options: S3SinkOptions): { partSize: number; queueSize: number }
   checkPositiveInteger('queueSize', queueSize)
   return { partSize, queueSize }
 }
+
+/** Tags as S3's `x-amz-tagging` takes them: `a=1&b=two%20words` (URLSearchParams' `+` for a space is kept as a `+` by some stores). */
+export const tagging = (tags: Record<string, string>) =>
+  Object.entries(tags)
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
+    .join('&')

@@ -4,6 +4,8 @@ import { ExportError, toExportError } from '../../core/errors.js'
 import type { Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
 import { putObject, type S3ClientLike, type S3Location, type S3Target } from './client.js'
 import { abortOtherUploads, MultipartUpload, wholeChecksum, type UploadedPart } from './multipart.js'
+import { tagging } from './options.js'
+import { ensureObjectSettings } from './settings.js'
 
 /** What a resumable upload saves after each completed part: enough to continue after a crash. */
 export interface ExportCheckpoint {
@@ -42,6 +44,8 @@ export interface ResumableUploadOptions {
   onCheckpoint(checkpoint: ExportCheckpoint): Promise<unknown>
   /** The object's full checksum (see s3Sink's `checksum`): default CRC64NVME; a checkpoint keeps its own. */
   checksum?: ChecksumAlgorithm | false
+  /** The object's tags (set when its upload is created). */
+  tags?: Record<string, string>
 }
 
 /** An S3 writer's failure as ERR_SINK. */
@@ -101,7 +105,8 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
         return undefined
       }
       const algorithm = this.#options.checksum === undefined ? 'CRC64NVME' : this.#options.checksum || undefined
-      this.#upload = await MultipartUpload.create(target, { ContentType: contentType }, algorithm)
+      const { tags } = this.#options
+      this.#upload = await MultipartUpload.create(target, { ContentType: contentType, ...(tags && { Tagging: tagging(tags) }) }, algorithm)
     } catch (error) {
       throw sinkError(error)
     }
@@ -159,6 +164,10 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
       throw new ExportError('ERR_SINK', 'sink', `Completing the upload failed: ${error.message}`, { cause: error })
     })
     if (result === undefined) return this.#completedEarlier()
+    // (Some stores drop tags from CreateMultipartUpload: see settings.ts.)
+    await ensureObjectSettings(this.#options, result.versionId, this.#options).catch((error: unknown) => {
+      throw new ExportError('ERR_SINK', 'sink', `The object s3://${bucket}/${key} landed without the tags asked for, and setting them failed`, { cause: error })
+    })
     this.#checksum = result.checksum
     return { bucket, key, etag: result.etag, versionId: result.versionId }
   }

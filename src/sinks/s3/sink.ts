@@ -16,7 +16,7 @@ import {
 } from './client.js'
 import { MAX_PARTS, MultipartUpload, partSizeFor, type UploadedPart } from './multipart.js'
 import { ensureObjectSettings } from './settings.js'
-import { normalizeS3SinkOptions, type NormalizedS3SinkOptions, type S3SinkOptions } from './options.js'
+import { normalizeS3SinkOptions, tagging, type NormalizedS3SinkOptions, type S3SinkOptions } from './options.js'
 
 export { normalizeS3SinkOptions, type NormalizedS3SinkOptions, type S3ClientLike, type S3Location, type S3SinkOptions }
 
@@ -26,12 +26,6 @@ const encryptionParams = ({ serverSideEncryption, sseKmsKeyId, bucketKeyEnabled 
   SSEKMSKeyId: sseKmsKeyId,
   BucketKeyEnabled: bucketKeyEnabled,
 })
-
-/** Tags as S3's `x-amz-tagging` takes them: `a=1&b=two%20words` (URLSearchParams' `+` for a space is kept as a `+` by some stores). */
-const tagging = (tags: Record<string, string>) =>
-  Object.entries(tags)
-    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
-    .join('&')
 
 const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
 
