@@ -74,6 +74,8 @@ export default tseslint.config(
   { files: ['src/sinks/**'], rules: { 'no-restricted-imports': restrict(noCli, noJobs, noPipeline, noParts, noSource, noAnyFormat, noStage) } },
   { files: ['src/parts/**'], rules: { 'no-restricted-imports': restrict(noCli, noJobs, noPipeline, noSink, noSource, noAnyFormat) } },
   { files: ['src/pipeline/**'], rules: { 'no-restricted-imports': restrict(noCli, noJobs) } },
+  // Delivery (names, notifiers, the export log, expiry) works on what a job committed: never the pipeline, a format or a stage.
+  { files: ['src/delivery/**'], rules: { 'no-restricted-imports': restrict(noCli, noJobs, noPipeline, noAnyFormat, noStage) } },
   // No import cycles anywhere in src/ (type imports included: a cycle of types is a knot all the same).
   {
     files: ['src/**/*.ts'],
