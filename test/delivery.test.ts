@@ -3,7 +3,9 @@
 // real Postgres table) records it; at its expiry (an injected clock) the expiry processor deletes
 // every object of it, once, however many workers run, and the link stops working. A notification
 // that fails never fails the committed export: it is recorded and sent again.
+import { createServer } from 'node:http'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
+import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2'
 import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import { simpleParser, type ParsedMail } from 'mailparser'
@@ -88,6 +90,48 @@ async function startSmtp() {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true })
   return { received, state, transport, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
 }
+
+describe("notifyEmail through nodemailer's SES transport", () => {
+  it('sends the e-mail as SES v2 SendEmail (the real AWS SDK against a loopback endpoint speaking its REST API)', async () => {
+    const requests: Array<{ path: string; body: { Content?: { Raw?: { Data?: string } } } }> = []
+    const server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => (body += d))
+      req.on('end', () => {
+        requests.push({ path: req.url ?? '', body: JSON.parse(body) as (typeof requests)[number]['body'] })
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ MessageId: 'm-1' }))
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const sesClient = new SESv2Client({
+        endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        region: 'eu-west-1',
+        credentials: { accessKeyId: 'AKID', secretAccessKey: 'secret' },
+      })
+      const transport = nodemailer.createTransport({ SES: { sesClient, SendEmailCommand } })
+      const notify = notifyEmail({ transport, from: 'exports@example.com', to: (n) => n.requestedBy })
+      await notify({
+        event: 'export.completed',
+        jobId: '9',
+        rows: 12,
+        bytes: 3456,
+        url: 'https://s3.example/x?sig=1',
+        requestedBy: 'ana@example.com',
+        filename: 'Zoë.csv',
+      })
+      expect(requests).toHaveLength(1)
+      expect(requests[0]!.path).toBe('/v2/email/outbound-emails')
+      const mail = await simpleParser(Buffer.from(requests[0]!.body.Content!.Raw!.Data!, 'base64'))
+      expect(mail.subject).toBe('Your export is ready: Zoë.csv')
+      expect((mail.to as { text: string }).text).toBe('ana@example.com')
+      expect(linkIn(mail)).toBe('https://s3.example/x?sig=1')
+      expect(mail.text).toContain('Size: 3.5 KB')
+    } finally {
+      server.close()
+    }
+  })
+})
 
 const linkIn = (mail: ParsedMail) => /Download: (\S+)/.exec(mail.text ?? '')![1]!
 

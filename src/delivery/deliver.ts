@@ -109,7 +109,8 @@ export interface Committed {
   rows: number
   bytes: number
   checksum?: ObjectChecksum
-  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[] }>
+  /** A partitioned job's partitions, with the links the export signed (kept when no name or expiry changes them). */
+  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls: string[] }>
   /** When the job began (names' `{date}`). */
   startedAt: Date
 }
@@ -167,7 +168,8 @@ export async function deliver(context: DeliveryContext, spec: DeliverySpec, comm
   ]
   // The record first: an export the log does not hold would never expire (the attempt fails: ERR_STATE).
   const stored: Array<ExportLogEntry | NewExportLogEntry> = log ? await log.record(entries) : entries
-  const links = await Promise.all(stored.map((entry) => presignEntry(s3, entry, urlExpiresIn, now)))
+  // (Signed when used: a job of 10,000 partitions without a notifier signs none of theirs again.)
+  const link = (i: number) => presignEntry(s3, stored[i]!, urlExpiresIn, now)
   const notifyErrors: ExportError[] = []
   // Each partition's customer first, then the job's own notification.
   for (const i of [...stored.keys()].slice(1).concat(0)) {
@@ -175,7 +177,7 @@ export async function deliver(context: DeliveryContext, spec: DeliverySpec, comm
     if (!notify || ('notifiedAt' in entry && entry.notifiedAt)) continue
     let failure: ExportError | undefined
     try {
-      await notify(notificationOf(entry, links[i]))
+      await notify(notificationOf(entry, await link(i)))
     } catch (error) {
       failure = notifyError(error)
       notifyErrors.push(failure)
@@ -183,13 +185,16 @@ export async function deliver(context: DeliveryContext, spec: DeliverySpec, comm
     // (A log that fails here leaves the entry as it was: not notified, and not sent again.)
     await log?.notified(entry.id, context.now(), failure?.message).catch(() => {})
   }
+  const resign = spec.filename !== undefined || expiresAt !== null
   const partitions = await Promise.all(
-    stored.slice(1).map(async (entry) => ({
+    stored.slice(1).map(async (entry, i) => ({
       entry,
-      urls: await Promise.all(entry.keys.map(async (_key, index) => (await presignEntry(s3, entry, urlExpiresIn, now, index))!.url)),
+      urls: resign
+        ? await Promise.all(entry.keys.map(async (_key, index) => (await presignEntry(s3, entry, urlExpiresIn, now, index))!.url))
+        : committed.partitions![i]!.urls,
     })),
   )
-  return { entry: stored[0]!, link: links[0], partitions, notifyErrors }
+  return { entry: stored[0]!, link: await link(0), partitions, notifyErrors }
 }
 
 /** SHA-256 of a source's identity (`{ sql, params }`), as canonical JSON (keys sorted). */
