@@ -96,7 +96,7 @@ describe("notifyEmail through nodemailer's SES transport", () => {
     const requests: Array<{ path: string; body: { Content?: { Raw?: { Data?: string } } } }> = []
     const server = createServer((req, res) => {
       let body = ''
-      req.on('data', (d: Buffer) => (body += d))
+      req.on('data', (d: Buffer) => (body += d.toString()))
       req.on('end', () => {
         requests.push({ path: req.url ?? '', body: JSON.parse(body) as (typeof requests)[number]['body'] })
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ MessageId: 'm-1' }))
