@@ -84,7 +84,10 @@ export {
   type ExportLog,
   type ExportLogEntry,
   type NewExportLogEntry,
+  type LeasedEntry,
+  type LeaseOutcome,
   type PostgresExportLogOptions,
 } from './delivery/export-log.js'
-export { presignEntry, fingerprintOf, type Link } from './delivery/deliver.js'
+export { presignEntry, type Link } from './delivery/links.js'
+export { exportIdOf, fingerprintOf, EXPIRY_TAG } from './delivery/deliver.js'
 export { createExpiryProcessor, type ExpiryOptions, type ExpiryResult } from './delivery/expiry.js'

@@ -125,15 +125,23 @@ describe.skipIf(skipped !== '')(`recipe: customer exports end to end${skipped}`,
     const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 })
     try {
       const log = postgresExportLog({ pool, table: tables.LOG_TABLE })
-      const entryId = decodeURIComponent(link.split('/downloads/')[1]!)
+      const entryId = decodeURIComponent(new URL(link).pathname.split('/downloads/')[1]!)
       expect(await log.get(entryId)).toMatchObject({ downloads: 1, requestedBy: 'user-7', filename: 'Statements Café Zürich GmbH 2026-02.csv.gz' })
-      const jobId = entryId.split('/')[0]!
+      const [queue, jobId] = entryId.split('/')
+      const exportId = `${queue}/${jobId}`
+      // A link without its token, or another customer's entry with this token: refused.
+      expect((await fetch(link.replace(/\?token=.*/, ''), { redirect: 'manual' })).status).toBe(404)
+      expect(
+        (await fetch(link.replace(/\/downloads\/[^?]+/, `/downloads/${encodeURIComponent(`${exportId}/ACME%20Corp`)}`), { redirect: 'manual' })).status,
+      ).toBe(404)
       const prefix = `statements/2026-02/${jobId}/`
       const listed = async () => (await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix }))).KeyCount ?? 0
       expect(await listed()).toBe(6) // a file per customer and the manifest
 
       // After the expiry: the files and the manifest are gone, the log and the page say so, the link is Gone.
-      await expect.poll(async () => (await log.list(jobId)).every((entry) => entry.deletedAt !== null), { timeout: 40_000, interval: 500 }).toBe(true)
+      await expect
+        .poll(async () => (await log.list(exportId)).map((entry) => entry.deletedAt !== null), { timeout: 40_000, interval: 500 })
+        .toEqual([true, true, true, true, true, true]) // the export's entry (its manifest) and each customer's
       expect(await listed()).toBe(0)
       await page.goto(jobPage)
       expect(await page.locator('#files tr.expired').count()).toBe(5)

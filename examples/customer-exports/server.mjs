@@ -6,12 +6,13 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports PORT=3000 \
 //     node examples/customer-exports/server.mjs
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { S3Client } from '@aws-sdk/client-s3'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { postgresExportLog, presignEntry } from 'stream-export'
+import { exportIdOf, postgresExportLog, presignEntry } from 'stream-export'
 
 const connection = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null })
 const queue = new Queue(process.env.QUEUE ?? 'customer-exports', { connection })
@@ -20,6 +21,15 @@ const log = postgresExportLog({ pool, table: process.env.LOG_TABLE ?? 'stream_ex
 const s3 = new S3Client(
   process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {},
 )
+
+// The links carry an HMAC of the entry's id (worker.mjs makes them): a link nobody gave you is refused.
+const secret = process.env.DOWNLOAD_SECRET ?? 'change me'
+const tokenOf = (entryId) => createHmac('sha256', secret).update(entryId).digest('base64url')
+const validToken = (entryId, token) => {
+  const expected = Buffer.from(tokenOf(entryId))
+  const given = Buffer.from(String(token ?? ''))
+  return expected.length === given.length && timingSafeEqual(expected, given)
+}
 
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 const when = (date) =>
@@ -37,9 +47,10 @@ const html = (res, status, text) => res.writeHead(status, { 'content-type': 'tex
 function fileRow(entry, now) {
   const name = escape(entry.filename ?? entry.keys[0])
   const rows = entry.rows.toLocaleString('en')
+  if (entry.replacedBy) return `<tr class="expired"><td>${name}</td><td>${rows} rows</td><td>Replaced by a newer export.</td></tr>`
   if (entry.deletedAt || (entry.expiresAt && entry.expiresAt <= now))
     return `<tr class="expired"><td>${name}</td><td>${rows} rows</td><td>Expired on ${when(entry.expiresAt ?? entry.deletedAt)}: the file was deleted.</td></tr>`
-  const link = `<a class="download" href="/downloads/${encodeURIComponent(entry.id)}">Download</a>`
+  const link = `<a class="download" href="/downloads/${encodeURIComponent(entry.id)}?token=${tokenOf(entry.id)}">Download</a>`
   return `<tr><td>${name}</td><td>${rows} rows</td><td>${link}${entry.expiresAt ? ` (available until ${when(entry.expiresAt)})` : ''}</td></tr>`
 }
 
@@ -49,7 +60,8 @@ async function exportPage(job) {
   if (state === 'failed') return page(title, `<p id="error">The export failed: ${escape(job.failedReason)}</p>`)
   if (state !== 'completed') return page(title, `<p id="status">Exporting… (${escape(state)})</p><meta http-equiv="refresh" content="2">`)
   const now = new Date()
-  const files = (await log.list(String(job.id))).filter((entry) => entry.partition) // each customer's file
+  // (This page is for whoever asked for the export: check that in your app, as the download does.)
+  const files = (await log.list(exportIdOf(job))).filter((entry) => entry.partition) // each customer's file
   return page(
     title,
     `<p id="status">Done: ${files.length} customers, each e-mailed their link.</p><table id="files">${files.map((e) => fileRow(e, now)).join('')}</table>`,
@@ -79,8 +91,9 @@ const server = createServer(async (req, res) => {
     }
     const downloadMatch = /^\/downloads\/(.+)$/.exec(url.pathname)
     if (req.method === 'GET' && downloadMatch) {
-      // (Check here that the person asking may have this file: your session, the entry's labels.)
-      const entry = await log.get(decodeURIComponent(downloadMatch[1]))
+      const entryId = decodeURIComponent(downloadMatch[1])
+      if (!validToken(entryId, url.searchParams.get('token'))) return html(res, 404, page('Not found', '<p>No such file.</p>'))
+      const entry = await log.get(entryId)
       if (!entry) return html(res, 404, page('Not found', '<p>No such file.</p>'))
       const now = new Date()
       const link = await presignEntry(s3, entry, 600, now) // ten minutes, never past the file's expiry

@@ -7,6 +7,7 @@
 //   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports \
 //   SMTP_URL=smtp://127.0.0.1:2525 PUBLIC_URL=https://exports.example.com \
 //   EXPIRES_IN=2592000 node examples/customer-exports/worker.mjs
+import { createHmac } from 'node:crypto'
 import { S3Client } from '@aws-sdk/client-s3'
 import { Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
@@ -42,6 +43,11 @@ const log = postgresExportLog({ pool, table: LOG_TABLE })
 
 // Each customer gets their own e-mail; the link goes to the download endpoint, which signs a
 // fresh S3 link at each click (S3's own links last at most 7 days, the export may last longer).
+// The link carries a token (an HMAC of the entry's id, server.mjs checks it): whoever has the
+// e-mail may download the file, nobody can guess another customer's link.
+const secret = process.env.DOWNLOAD_SECRET ?? 'change me'
+const downloadUrl = (entryId) =>
+  `${publicUrl}/downloads/${encodeURIComponent(entryId)}?token=${createHmac('sha256', secret).update(entryId).digest('base64url')}`
 const transport = nodemailer.createTransport({ url: process.env.SMTP_URL ?? 'smtp://127.0.0.1:2525', ignoreTLS: !process.env.SMTP_TLS })
 const email = notifyEmail({
   transport,
@@ -51,7 +57,7 @@ const email = notifyEmail({
     const { rows } = await pool.query(`select email from ${CUSTOMERS} where name = $1`, [n.partition.customer])
     return rows[0]?.email
   },
-  content: (n) => exportEmail({ ...n, url: `${publicUrl}/downloads/${encodeURIComponent(n.entryId)}`, urlExpiresAt: n.expiresAt }),
+  content: (n) => exportEmail({ ...n, url: downloadUrl(n.entryId), urlExpiresAt: n.expiresAt }),
 })
 
 const exportWorker = new Worker(

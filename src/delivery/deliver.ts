@@ -7,24 +7,26 @@ import { checkNonNegativeInteger, checkObject, checkString } from '../core/optio
 import { ExportError, invalidOption } from '../core/errors.js'
 import type { ObjectChecksum } from '../core/checksum.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
-import { presignDownload } from '../sinks/s3/presign.js'
 import { encodeValue } from '../parts/partition-names.js'
 import type { ExportLog, ExportLogEntry, NewExportLogEntry } from './export-log.js'
-import { fileNameFromTemplate } from './names.js'
+import { presignEntry, notificationOf, type Link } from './links.js'
+import { checkFileNameTemplate, fileNameFromTemplate } from './names.js'
 import type { ExportNotification } from './webhook.js'
 
-/** SigV4's longest presigned URL: 7 days. */
-export const MAX_LINK_SECONDS = 604_800
-
 /**
- * The tag an export with `expiresIn` carries on each of its objects, for the S3 lifecycle rule
- * that deletes them without the expiry processor (docs/delivery.md#expiry): its days, rounded up.
+ * The tag an export with `expiresIn` carries on each of its objects with the processor's
+ * `expiryTag`, for the S3 lifecycle rule that deletes them (docs/delivery.md#expiry): its days, rounded up.
  */
 export const EXPIRY_TAG = 'stream-export-expires-in-days'
 
-/** The tags of an export's objects: the expiry tag when it expires. */
-export const expiryTags = (expiresIn: number | undefined): Record<string, string> | undefined =>
-  expiresIn === undefined ? undefined : { [EXPIRY_TAG]: String(Math.ceil(expiresIn / 86_400)) }
+/** The tags of an export's objects: the expiry tag when it expires and tags are asked for. */
+export const expiryTags = (expiresIn: number | undefined, tag: boolean): Record<string, string> | undefined =>
+  expiresIn === undefined || !tag ? undefined : { [EXPIRY_TAG]: String(Math.ceil(expiresIn / 86_400)) }
+
+/** The longest `expiresIn`: 100 years (a Date holds it; past that, keep the file: leave it unset). */
+const MAX_EXPIRES_IN = 100 * 365 * 86_400
+/** Notifications that fail one after another before the rest of a job's are left to the expiry processor. */
+const FAILURES_IN_A_ROW = 3
 
 /** The delivery settings of a job's spec (see ExportSpec). */
 export interface DeliverySpec {
@@ -35,14 +37,45 @@ export interface DeliverySpec {
   fingerprint?: unknown
 }
 
-export function checkDeliverySpec(spec: DeliverySpec): void {
-  if (spec.filename !== undefined) checkString('filename', spec.filename)
+/**
+ * A spec's delivery settings, checked before anything is written: a file name template naming only
+ * what it can be given, labels the log and the names can hold (strings, finite numbers, booleans,
+ * null), an expiry something will act on (the log's expiry processor, or tags for a lifecycle rule).
+ */
+export function checkDeliverySpec(spec: DeliverySpec, partitions: ReadonlySet<string> | 'any' | undefined, expiry: { log: boolean; tag: boolean }): void {
+  if (spec.labels !== undefined) {
+    checkObject('labels', spec.labels)
+    for (const [name, value] of Object.entries(spec.labels)) {
+      const scalar = value === null || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string'
+      if (!scalar || (typeof value === 'string' && value.includes('\u0000')))
+        invalidOption(`labels.${name}`, 'a string (without NUL), a finite number, a boolean or null', value)
+    }
+  }
+  if (spec.filename !== undefined) {
+    checkString('filename', spec.filename)
+    checkFileNameTemplate(spec.filename, spec.labels, partitions)
+  }
   if (spec.expiresIn !== undefined) {
     checkNonNegativeInteger('expiresIn', spec.expiresIn)
-    if (spec.expiresIn === 0) invalidOption('expiresIn', 'a positive number of seconds', spec.expiresIn)
+    if (spec.expiresIn === 0 || spec.expiresIn > MAX_EXPIRES_IN)
+      invalidOption('expiresIn', `a positive number of seconds, at most ${MAX_EXPIRES_IN}`, spec.expiresIn)
+    if (!expiry.log && !expiry.tag)
+      invalidOption(
+        'expiresIn',
+        "set with the processor's `log` (its expiry processor deletes the export) or `expiryTag: true` (a lifecycle rule does): nothing else would",
+        spec.expiresIn,
+      )
   }
-  if (spec.labels !== undefined) checkObject('labels', spec.labels)
   if (spec.requestedBy !== undefined) checkString('requestedBy', spec.requestedBy)
+  if (spec.fingerprint !== undefined) fingerprintOf(spec.fingerprint)
+}
+
+/** The export log's id of a job's export: `<queue>/<job id>`, each encoded as key values are (no `/` of their own). */
+export function exportIdOf(job: { id?: string; queueName?: string }): string {
+  return [job.queueName, String(job.id)]
+    .filter((part) => part !== undefined)
+    .map(encodeValue)
+    .join('/')
 }
 
 export interface DeliveryContext {
@@ -54,65 +87,22 @@ export interface DeliveryContext {
   now(): Date
 }
 
-/** A link to an entry's first object, or none once it is deleted or expired. */
-export interface Link {
-  url: string
-  expiresAt: Date
-}
-
-/**
- * A presigned link to an entry's object `index` (default its first: what to download), living
- * `urlExpiresIn` seconds but never past the entry's expiry nor SigV4's 7 days, saving under the
- * entry's file name; none for an entry deleted or past its expiry.
- */
-export async function presignEntry(
-  s3: S3ClientLike,
-  entry: ExportLogEntry | NewExportLogEntry,
-  urlExpiresIn: number,
-  now: Date,
-  index = 0,
-): Promise<Link | undefined> {
-  if ('deletedAt' in entry && entry.deletedAt) return undefined
-  const left = entry.expiresAt ? Math.floor((entry.expiresAt.getTime() - now.getTime()) / 1000) : Infinity
-  const expiresIn = Math.min(urlExpiresIn, left, MAX_LINK_SECONDS)
-  if (expiresIn <= 0) return undefined
-  const single = entry.keys.length === 1 && entry.filename
-  const url = await presignDownload(s3, { bucket: entry.bucket, key: entry.keys[index]!, expiresIn, ...(single ? { filename: entry.filename! } : {}) })
-  return { url, expiresAt: new Date(now.getTime() + expiresIn * 1000) }
-}
-
-/** The notification of an entry, with its link. */
-export function notificationOf(entry: ExportLogEntry | NewExportLogEntry, link: Link | undefined): ExportNotification {
-  return {
-    event: 'export.completed',
-    jobId: entry.exportId,
-    entryId: entry.id,
-    rows: entry.rows,
-    bytes: entry.bytes,
-    location: { bucket: entry.bucket, key: entry.keys[0] },
-    ...(link ? { url: link.url, urlExpiresAt: link.expiresAt.toISOString() } : {}),
-    ...(entry.expiresAt ? { expiresAt: entry.expiresAt.toISOString() } : {}),
-    ...(entry.filename ? { filename: entry.filename } : {}),
-    ...(entry.checksum ? { checksum: entry.checksum } : {}),
-    ...(entry.partition ? { partition: entry.partition } : {}),
-    ...(entry.labels ? { labels: entry.labels } : {}),
-    ...(entry.requestedBy ? { requestedBy: entry.requestedBy } : {}),
-  }
-}
-
-/** What a job committed, as the processor knows it. */
+/** What a job committed, as the processor keeps it in the job's data until it completes. */
 export interface Committed {
-  jobId: string
+  /** This commit (a partitioned export's run, or one made at the commit). */
+  run: string
   /** `csv.gz`: the format's extension and its compression's. */
   format: string
   location: S3Location
   rows: number
   bytes: number
   checksum?: ObjectChecksum
-  /** A partitioned job's partitions, with the links the export signed (kept when no name or expiry changes them). */
-  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls: string[] }>
-  /** When the job began (names' `{date}`). */
-  startedAt: Date
+  /** A partitioned job's partitions (with the links the export signed, when they are still fresh). */
+  partitions?: Array<{ values: Record<string, unknown>; rows: number; bytes: number; locations: S3Location[]; urls?: string[] }>
+  /** When the job began (names' `{date}`, ms). */
+  startedAt: number
+  /** When it committed (ms): the export expires `expiresIn` after. */
+  committedAt: number
 }
 
 export interface Delivered {
@@ -121,33 +111,35 @@ export interface Delivered {
   link: Link | undefined
   /** Each partition's entry, with links to each of its objects. */
   partitions: Array<{ entry: ExportLogEntry | NewExportLogEntry; urls: string[] }>
-  /** Notifications that failed (recorded in the log, retried by the expiry processor). */
+  /** Notifications that failed (recorded in the log, sent again by the expiry processor). */
   notifyErrors: ExportError[]
 }
 
 /** Records, links and notifies what a job committed (see the module's comment). */
-export async function deliver(context: DeliveryContext, spec: DeliverySpec, committed: Committed): Promise<Delivered> {
+export async function deliver(context: DeliveryContext, job: { id: string; exportId: string }, spec: DeliverySpec, committed: Committed): Promise<Delivered> {
   const { s3, urlExpiresIn, log, notify } = context
-  const now = context.now()
-  const expiresAt = spec.expiresIn === undefined ? null : new Date(now.getTime() + spec.expiresIn * 1000)
+  const expiresAt = spec.expiresIn === undefined ? null : new Date(committed.committedAt + spec.expiresIn * 1000)
   const base = {
-    exportId: committed.jobId,
+    exportId: job.exportId,
+    jobId: job.id,
+    run: committed.run,
     requestedBy: spec.requestedBy ?? null,
     fingerprint: spec.fingerprint === undefined ? null : fingerprintOf(spec.fingerprint),
     format: committed.format,
     bucket: committed.location.bucket,
     labels: spec.labels ?? null,
-    createdAt: now,
+    createdAt: new Date(committed.committedAt),
     expiresAt,
+    notify: notify !== undefined,
   }
   const name = (values: Record<string, unknown>) =>
     spec.filename === undefined
       ? null
-      : fileNameFromTemplate(spec.filename, { jobId: committed.jobId, date: committed.startedAt, values: { ...spec.labels, ...values } })
+      : fileNameFromTemplate(spec.filename, { jobId: job.id, date: new Date(committed.startedAt), values: { ...spec.labels, ...values } })
   const entries: NewExportLogEntry[] = [
     {
       ...base,
-      id: committed.jobId,
+      id: job.exportId,
       partition: null,
       rows: committed.rows,
       bytes: committed.bytes,
@@ -157,7 +149,7 @@ export async function deliver(context: DeliveryContext, spec: DeliverySpec, comm
     },
     ...(committed.partitions ?? []).map((p) => ({
       ...base,
-      id: `${committed.jobId}/${Object.values(p.values).map(encodeValue).join('/')}`,
+      id: `${job.exportId}/${Object.values(p.values).map(encodeValue).join('/')}`,
       partition: p.values,
       rows: p.rows,
       bytes: p.bytes,
@@ -168,46 +160,38 @@ export async function deliver(context: DeliveryContext, spec: DeliverySpec, comm
   ]
   // The record first: an export the log does not hold would never expire (the attempt fails: ERR_STATE).
   const stored: Array<ExportLogEntry | NewExportLogEntry> = log ? await log.record(entries) : entries
-  // (Signed when used: a job of 10,000 partitions without a notifier signs none of theirs again.)
-  const link = (i: number) => presignEntry(s3, stored[i]!, urlExpiresIn, now)
+  // Signed when used, at the time of signing (a link never outlives the file, however long notifying takes).
+  const link = (entry: ExportLogEntry | NewExportLogEntry, index = 0) => presignEntry(s3, entry, urlExpiresIn, context.now(), index)
   const notifyErrors: ExportError[] = []
+  let inARow = 0
   // Each partition's customer first, then the job's own notification.
-  for (const i of [...stored.keys()].slice(1).concat(0)) {
-    const entry = stored[i]!
+  for (const entry of [...stored.slice(1), stored[0]!]) {
     if (!notify || ('notifiedAt' in entry && entry.notifiedAt)) continue
     let failure: ExportError | undefined
-    try {
-      await notify(notificationOf(entry, await link(i)))
-    } catch (error) {
-      failure = notifyError(error)
-      notifyErrors.push(failure)
+    if (inARow >= FAILURES_IN_A_ROW) {
+      // The notifier is down: the rest wait for the expiry processor instead of holding the job.
+      failure = new ExportError('ERR_NOTIFY', 'notify', `Not sent: the notifier failed ${FAILURES_IN_A_ROW} times in a row; the expiry processor sends it`)
+    } else {
+      try {
+        await notify(notificationOf(entry, await link(entry)))
+        inARow = 0
+      } catch (error) {
+        failure = notifyError(error)
+        inARow++
+      }
     }
-    // (A log that fails here leaves the entry as it was: not notified, and not sent again.)
+    if (failure) notifyErrors.push(failure)
+    // (A log that fails here leaves the entry unnotified: the expiry processor sends it after its grace time.)
     await log?.notified(entry.id, context.now(), failure?.message).catch(() => {})
   }
   const resign = spec.filename !== undefined || expiresAt !== null
   const partitions = await Promise.all(
-    stored.slice(1).map(async (entry, i) => ({
-      entry,
-      urls: resign
-        ? await Promise.all(entry.keys.map(async (_key, index) => (await presignEntry(s3, entry, urlExpiresIn, now, index))!.url))
-        : committed.partitions![i]!.urls,
-    })),
+    stored.slice(1).map(async (entry, i) => {
+      const signed = committed.partitions![i]!.urls
+      return { entry, urls: !resign && signed ? signed : await Promise.all(entry.keys.map(async (_key, index) => (await link(entry, index))?.url ?? '')) }
+    }),
   )
-  return { entry: stored[0]!, link: await link(0), partitions, notifyErrors }
-}
-
-/** SHA-256 of a source's identity (`{ sql, params }`), as canonical JSON (keys sorted). */
-export function fingerprintOf(identity: unknown): string {
-  const canonical = JSON.stringify(identity, (_key, value: unknown) => {
-    if (typeof value === 'bigint') return value.toString()
-    if (value && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date))
-      return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-    return value
-  })
-  return createHash('sha256')
-    .update(canonical ?? 'undefined')
-    .digest('hex')
+  return { entry: stored[0]!, link: await link(stored[0]!), partitions, notifyErrors }
 }
 
 /** A notifier's failure as ERR_NOTIFY (ours are already). */
@@ -215,3 +199,21 @@ export const notifyError = (error: unknown): ExportError =>
   error instanceof ExportError && error.code === 'ERR_NOTIFY'
     ? error
     : new ExportError('ERR_NOTIFY', 'notify', `Notification failed: ${(error as Error)?.message ?? String(error)}`, { cause: error })
+
+/** SHA-256 of a source's identity (`{ sql, params }`), as canonical JSON (keys sorted); ERR_INVALID_OPTION when it is not JSON. */
+export function fingerprintOf(identity: unknown): string {
+  let canonical: string | undefined
+  try {
+    canonical = JSON.stringify(identity, (_key, value: unknown) => {
+      if (typeof value === 'bigint') return value.toString()
+      if (value && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date))
+        return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      return value
+    })
+  } catch (error) {
+    invalidOption('fingerprint', `JSON (${(error as Error).message})`, identity)
+  }
+  return createHash('sha256')
+    .update(canonical ?? 'undefined')
+    .digest('hex')
+}

@@ -39,13 +39,15 @@ export interface EmailNotifierOptions {
   to(notification: ExportNotification): string | string[] | undefined | Promise<string | string[] | undefined>
   /** Writes the e-mail instead of the default (`exportEmail`). */
   content?(notification: ExportNotification): EmailContent
-  /** The events that send an e-mail. Default `['export.completed']`. */
+  /** The events that send an e-mail. Default `['export.completed', 'partition.completed']` (failures: add `'export.failed'`). */
   events?: Array<ExportNotification['event']>
   /** Attempts in all (the first plus retries). Default 4. */
   attempts?: number
   /** First retry delay; doubles each time. Default 1000 ms. */
   backoffMs?: number
 }
+
+const EVENTS: ReadonlyArray<ExportNotification['event']> = ['export.completed', 'partition.completed', 'export.failed']
 
 const EMAIL_OPTION_NAMES = optionNames<EmailNotifierOptions>({
   transport: true,
@@ -65,13 +67,13 @@ const EMAIL_OPTION_NAMES = optionNames<EmailNotifierOptions>({
  */
 export function notifyEmail(options: EmailNotifierOptions): (notification: ExportNotification) => Promise<void> {
   checkObject('options', options, EMAIL_OPTION_NAMES)
-  const { transport, from, to, content = exportEmail, events = ['export.completed'], attempts = 4, backoffMs = 1000 } = options
+  const { transport, from, to, content = exportEmail, events = ['export.completed', 'partition.completed'], attempts = 4, backoffMs = 1000 } = options
   if (typeof transport?.sendMail !== 'function') invalidOption('transport', 'a nodemailer transporter (with sendMail)', transport)
   checkString('from', from)
   checkFunction('to', to)
   checkFunction('content', content)
-  if (!Array.isArray(events) || events.some((event) => event !== 'export.completed' && event !== 'export.failed'))
-    invalidOption('events', "an array of 'export.completed' and 'export.failed'", events)
+  if (!Array.isArray(events) || events.some((event) => !EVENTS.includes(event)))
+    invalidOption('events', `an array of ${EVENTS.map((event) => `'${event}'`).join(', ')}`, events)
   checkPositiveInteger('attempts', attempts)
   checkTimerMs('backoffMs', backoffMs)
 
@@ -83,7 +85,11 @@ export function notifyEmail(options: EmailNotifierOptions): (notification: Expor
     await withRetries(
       'E-mail notification',
       { attempts, backoffMs },
-      async () => void (await transport.sendMail(message)),
+      async () => {
+        // A server that takes the message but refuses some recipients: those never get it.
+        const info = (await transport.sendMail(message)) as { rejected?: unknown[] } | undefined
+        if (info?.rejected?.length) throw Object.assign(new Error(`the server refused ${info.rejected.map(String).join(', ')}`), { responseCode: 550 })
+      },
       (error) => {
         const code = (error as { responseCode?: number }).responseCode
         return code !== undefined && code >= 500 && code < 600

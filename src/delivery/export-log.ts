@@ -1,7 +1,9 @@
 // The export log: who exported what, where it is, when it expires, and whether it was deleted,
 // notified and downloaded. One entry per file a customer gets: a job's object, or each partition
 // of a partitioned job plus the job's own entry (its manifest). A Postgres table created by a
-// migration (`exportLogMigration`), claimed with SKIP LOCKED so that many workers share its work.
+// migration (`exportLogMigration`). The expiry processor leases entries (SKIP LOCKED, then a
+// lease time) so that many workers share its work, none holds a transaction while it works, and
+// an entry whose worker died is taken again when its lease ends.
 import type { ObjectChecksum } from '../core/checksum.js'
 import { ExportError, invalidOption } from '../core/errors.js'
 import { checkObject, checkString, optionNames } from '../core/options.js'
@@ -9,14 +11,18 @@ import { quoteIdentifier, type PgPool } from '../sources/postgres/connection.js'
 
 /** One file a customer gets, as the log holds it. */
 export interface ExportLogEntry {
-  /** The job's id; a partition's: the job's id, `/`, its encoded values. */
+  /** The export's id; a partition's: the export's id, `/`, its encoded values. */
   id: string
-  /** The job's id. */
+  /** The export's id: `<queue>/<job id>` (see `exportIdOf`). */
   exportId: string
-  /** A partition's values; null for the job's own entry. */
+  /** The job's id, as BullMQ gave it. */
+  jobId: string
+  /** The commit this entry records: a retry that meets the same commit keeps its notification. */
+  run: string
+  /** A partition's values; null for the export's own entry. */
   partition: Record<string, unknown> | null
   requestedBy: string | null
-  /** SHA-256 of the source's query and parameters (or what the spec gave). */
+  /** SHA-256 of what the spec's `fingerprint` gave (its query and parameters). */
   fingerprint: string | null
   /** The format's extension, with its compression: `csv.gz`. */
   format: string
@@ -24,13 +30,17 @@ export interface ExportLogEntry {
   bytes: number
   checksum: ObjectChecksum | null
   bucket: string
-  /** The objects, first the one to download (a partition's parts; a partitioned job's manifest). */
+  /** The objects, first the one to download (a partition's parts; a partitioned export's manifest). */
   keys: string[]
   filename: string | null
   labels: Record<string, unknown> | null
   createdAt: Date
   expiresAt: Date | null
   deletedAt: Date | null
+  /** A later export that wrote the same key (its export id): this one's objects are gone with it. */
+  replacedBy: string | null
+  /** A notifier was given: the expiry processor sends what was not sent. */
+  notify: boolean
   notifiedAt: Date | null
   /** The last notification's failure, while it is not sent. */
   notifyError: string | null
@@ -39,42 +49,54 @@ export interface ExportLogEntry {
 }
 
 /** An entry as the processor records it: the store keeps or sets the rest. */
-export type NewExportLogEntry = Omit<ExportLogEntry, 'deletedAt' | 'notifiedAt' | 'notifyError' | 'downloadedAt' | 'downloads'>
+export type NewExportLogEntry = Omit<ExportLogEntry, 'deletedAt' | 'replacedBy' | 'notifiedAt' | 'notifyError' | 'downloadedAt' | 'downloads'>
+
+/** An entry an expiry processor leased: for `expired`, the keys no other live entry names. */
+export type LeasedEntry = ExportLogEntry & { deletable: string[] }
+
+/** What a worker did with a leased entry: stored, and the lease ends (or lasts until `retryAt`). */
+export type LeaseOutcome = Partial<Pick<ExportLogEntry, 'deletedAt' | 'notifiedAt' | 'notifyError'>> & { retryAt?: Date }
 
 /** Where exports are recorded (`postgresExportLog`, or your own store with these calls). */
 export interface ExportLog {
   /**
-   * Records a job's entries (again, after a retry) and resolves with them as stored: an entry that
-   * names the same objects and rows as before keeps its `notifiedAt` (a retry does not e-mail twice).
+   * Records an export's entries (again, after a retry) in one transaction and resolves with them as
+   * stored: an entry of the same `run` keeps its notification (a retry does not e-mail twice). The
+   * live entries of other exports that named one of these keys are marked deleted and `replacedBy`
+   * (their objects were overwritten), as are the export's own entries of an earlier run it does not
+   * record again.
    */
   record(entries: NewExportLogEntry[]): Promise<ExportLogEntry[]>
   get(id: string): Promise<ExportLogEntry | undefined>
-  /** The entries of a job: its own first, then its partitions'. */
+  /** The entries of an export: its own first, then its partitions'. */
   list(exportId: string): Promise<ExportLogEntry[]>
   /** The notification of an entry was sent (no `error`) or failed for now (`error`). */
   notified(id: string, at: Date, error?: string): Promise<void>
   /** A download of the entry was served: counts it; resolves with the entry as it is now. */
   downloaded(id: string, at: Date): Promise<ExportLogEntry | undefined>
   /**
-   * Claims up to `limit` entries `pick` selects (`expired`: past their expiry and not deleted;
-   * `unnotified`: a failed notification, not expired), so that no other worker takes them while
-   * `work` runs, and stores what `work` returns for each (`deletedAt` or `notifiedAt`/`notifyError`).
+   * Leases up to `limit` entries `pick` selects (`expired`: past their expiry, not deleted;
+   * `unnotified`: to notify, not notified, not expired, and failed or older than `graceMs`) for
+   * `leaseMs`, so that no other worker takes them meanwhile, then runs `work` on each and stores
+   * what it returns. Resolves with the entries as stored after.
    */
-  claim(
+  lease(
     pick: 'expired' | 'unnotified',
-    now: Date,
-    limit: number,
-    work: (entry: ExportLogEntry) => Promise<Partial<Pick<ExportLogEntry, 'deletedAt' | 'notifiedAt' | 'notifyError'>>>,
+    options: { now: Date; limit: number; leaseMs: number; graceMs: number },
+    work: (entry: LeasedEntry) => Promise<LeaseOutcome>,
   ): Promise<ExportLogEntry[]>
 }
 
 /** The SQL that creates the log's table (docs/delivery.md#the-export-log): run it in a migration. */
 export function exportLogMigration(table = 'stream_export_log'): string {
+  checkString('table', table)
   const name = quoteIdentifier(table, true)
-  const index = quoteIdentifier(`${table.split('.').at(-1)}_expires_idx`)
+  const index = (suffix: string) => quoteIdentifier(`${table.split('.').at(-1)}_${suffix}`)
   return `create table if not exists ${name} (
   id text primary key,
   export_id text not null,
+  job_id text not null,
+  run text not null,
   partition jsonb,
   requested_by text,
   fingerprint text,
@@ -89,38 +111,48 @@ export function exportLogMigration(table = 'stream_export_log'): string {
   created_at timestamptz not null,
   expires_at timestamptz,
   deleted_at timestamptz,
+  replaced_by text,
+  notify boolean not null default false,
   notified_at timestamptz,
   notify_error text,
+  claimed_until timestamptz,
   downloaded_at timestamptz,
   downloads integer not null default 0
 );
-create index if not exists ${index} on ${name} (expires_at) where deleted_at is null;
+create index if not exists ${index('expires_idx')} on ${name} (expires_at) where deleted_at is null;
+create index if not exists ${index('export_idx')} on ${name} (export_id);
+create index if not exists ${index('keys_idx')} on ${name} using gin (keys) where deleted_at is null;
 `
 }
 
-const COLUMNS = [
-  ['id', 'id'],
-  ['exportId', 'export_id'],
-  ['partition', 'partition'],
-  ['requestedBy', 'requested_by'],
-  ['fingerprint', 'fingerprint'],
-  ['format', 'format'],
-  ['rows', 'rows'],
-  ['bytes', 'bytes'],
-  ['checksum', 'checksum'],
-  ['bucket', 'bucket'],
-  ['keys', 'keys'],
-  ['filename', 'filename'],
-  ['labels', 'labels'],
-  ['createdAt', 'created_at'],
-  ['expiresAt', 'expires_at'],
+/** The columns an entry is recorded with, and their SQL types (for jsonb_to_recordset). */
+const RECORDED = [
+  ['id', 'id', 'text'],
+  ['exportId', 'export_id', 'text'],
+  ['jobId', 'job_id', 'text'],
+  ['run', 'run', 'text'],
+  ['partition', 'partition', 'jsonb'],
+  ['requestedBy', 'requested_by', 'text'],
+  ['fingerprint', 'fingerprint', 'text'],
+  ['format', 'format', 'text'],
+  ['rows', 'rows', 'bigint'],
+  ['bytes', 'bytes', 'bigint'],
+  ['checksum', 'checksum', 'jsonb'],
+  ['bucket', 'bucket', 'text'],
+  ['keys', 'keys', 'text[]'],
+  ['filename', 'filename', 'text'],
+  ['labels', 'labels', 'jsonb'],
+  ['createdAt', 'created_at', 'timestamptz'],
+  ['expiresAt', 'expires_at', 'timestamptz'],
+  ['notify', 'notify', 'boolean'],
 ] as const
-const JSON_COLUMNS = new Set(['partition', 'checksum', 'labels'])
 
 type Row = Record<string, unknown>
 const entryOf = (row: Row): ExportLogEntry => ({
   id: row.id as string,
   exportId: row.export_id as string,
+  jobId: row.job_id as string,
+  run: row.run as string,
   partition: (row.partition as ExportLogEntry['partition']) ?? null,
   requestedBy: (row.requested_by as string | null) ?? null,
   fingerprint: (row.fingerprint as string | null) ?? null,
@@ -135,11 +167,16 @@ const entryOf = (row: Row): ExportLogEntry => ({
   createdAt: row.created_at as Date,
   expiresAt: (row.expires_at as Date | null) ?? null,
   deletedAt: (row.deleted_at as Date | null) ?? null,
+  replacedBy: (row.replaced_by as string | null) ?? null,
+  notify: row.notify === true,
   notifiedAt: (row.notified_at as Date | null) ?? null,
   notifyError: (row.notify_error as string | null) ?? null,
   downloadedAt: (row.downloaded_at as Date | null) ?? null,
   downloads: Number(row.downloads ?? 0),
 })
+// The order of an export's entries and of leased work: the download of a manifest before its parts.
+const byExpiry = (a: ExportLogEntry, b: ExportLogEntry) =>
+  (a.expiresAt?.getTime() ?? 0) - (b.expiresAt?.getTime() ?? 0) || Number(a.partition !== null) - Number(b.partition !== null) || (a.id < b.id ? -1 : 1)
 
 const LOG_OPTION_NAMES = optionNames<PostgresExportLogOptions>({ pool: true, table: true })
 
@@ -177,62 +214,109 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
     }
   }
   const all = (text: string, values: unknown[]) => withClient(async (query) => (await query(text, values)).rows.map(entryOf))
-  return {
-    record: (entries) =>
-      withClient(async (query) => {
-        const stored: ExportLogEntry[] = []
-        for (const entry of entries) {
-          const values = COLUMNS.map(([field]) => (JSON_COLUMNS.has(field) && entry[field] !== null ? JSON.stringify(entry[field]) : entry[field]))
-          const { rows } = await query(
-            `insert into ${name} as log (${COLUMNS.map(([, column]) => column).join(', ')})
-             values (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
-             on conflict (id) do update set
-               ${COLUMNS.slice(1)
-                 .map(([, column]) => `${column} = excluded.${column}`)
-                 .join(', ')},
-               deleted_at = null,
-               notified_at = case when log.keys = excluded.keys and log.rows = excluded.rows and log.deleted_at is null then log.notified_at end,
-               notify_error = case when log.keys = excluded.keys and log.rows = excluded.rows and log.deleted_at is null then log.notify_error end
-             returning *`,
-            values,
-          )
-          stored.push(entryOf(rows[0]!))
-        }
-        return stored
+  const transaction = async <T>(query: Query, work: () => Promise<T>): Promise<T> => {
+    await query('begin')
+    try {
+      const result = await work()
+      await query('commit')
+      return result
+    } catch (error) {
+      await query('rollback').catch(() => {})
+      throw error
+    }
+  }
+
+  const record = (entries: NewExportLogEntry[]) =>
+    withClient((query) =>
+      transaction(query, async () => {
+        if (entries.length === 0) return []
+        const { exportId, run, bucket, createdAt } = entries[0]!
+        const json = JSON.stringify(entries.map((entry) => Object.fromEntries(RECORDED.map(([field, column]) => [column, entry[field]]))))
+        const columns = RECORDED.map(([, column]) => column)
+        const { rows } = await query(
+          `insert into ${name} as log (${columns.join(', ')})
+           select * from jsonb_to_recordset($1::jsonb) as x(${RECORDED.map(([, column, type]) => `${column} ${type}`).join(', ')})
+           on conflict (id) do update set
+             ${columns
+               .slice(1)
+               .map((column) => `${column} = excluded.${column}`)
+               .join(', ')},
+             deleted_at = null, replaced_by = null, claimed_until = null,
+             notified_at = case when log.run = excluded.run then log.notified_at end,
+             notify_error = case when log.run = excluded.run then log.notify_error end
+           returning *`,
+          [json],
+        )
+        const keys = entries.flatMap((entry) => entry.keys)
+        const ids = entries.map((entry) => entry.id)
+        // Exports whose objects these overwrote (a key template without {jobId}), and what an
+        // earlier run of this one recorded and this one does not (its parts were replaced).
+        await query(
+          `update ${name} set deleted_at = $4, replaced_by = $1
+           where deleted_at is null and bucket = $2 and (
+             export_id in (select export_id from ${name} where deleted_at is null and bucket = $2 and export_id <> $1 and keys && $3::text[])
+             or (export_id = $1 and run <> $5 and not (id = any($6::text[]))))`,
+          [exportId, bucket, keys, createdAt, run, ids],
+        )
+        const stored = new Map(rows.map((row) => [row.id as string, entryOf(row)]))
+        return ids.map((id) => stored.get(id)!)
       }),
+    )
+
+  return {
+    record,
     get: async (id) => (await all(`select * from ${name} where id = $1`, [id]))[0],
-    list: (exportId) => all(`select * from ${name} where export_id = $1 order by partition is not null, created_at, id`, [exportId]),
+    list: async (exportId) => (await all(`select * from ${name} where export_id = $1`, [exportId])).sort(byExpiry),
     notified: async (id, at, error) =>
       void (await all(`update ${name} set notified_at = $2, notify_error = $3 where id = $1 returning *`, [id, error ? null : at, error ?? null])),
     downloaded: async (id, at) => (await all(`update ${name} set downloaded_at = $2, downloads = downloads + 1 where id = $1 returning *`, [id, at]))[0],
-    claim: (pick, now, limit, work) =>
-      withClient(async (query) => {
-        const where =
+    lease: async (pick, { now, limit, leaseMs, graceMs }, work) => {
+      const where =
+        pick === 'expired'
+          ? 'expires_at <= $1 and deleted_at is null'
+          : `notify and notified_at is null and deleted_at is null and (expires_at is null or expires_at > $1)
+             and (notify_error is not null or created_at <= $1::timestamptz - make_interval(secs => $4::double precision / 1000))`
+      const until = new Date(now.getTime() + leaseMs)
+      // A short statement: the rows another worker is leasing are skipped, the lease is the mark.
+      const leased = await all(
+        `update ${name} set claimed_until = $3 where id in (
+           select id from ${name} where ${where} and (claimed_until is null or claimed_until <= $1)
+           order by expires_at, partition is not null, id limit $2 for update skip locked)
+         returning *`,
+        pick === 'expired' ? [now, limit, until] : [now, limit, until, graceMs],
+      )
+      const done: ExportLogEntry[] = []
+      for (const entry of leased.sort(byExpiry)) {
+        // A key another live entry names is not this entry's to delete.
+        const deletable =
           pick === 'expired'
-            ? 'expires_at <= $1 and deleted_at is null'
-            : 'notified_at is null and notify_error is not null and deleted_at is null and (expires_at is null or expires_at > $1)'
-        await query('begin')
-        try {
-          // Rows another worker holds are skipped: it is working on them.
-          const { rows } = await query(`select * from ${name} where ${where} order by expires_at, partition is not null, id limit $2 for update skip locked`, [
-            now,
-            limit,
-          ])
-          const done: ExportLogEntry[] = []
-          for (const entry of rows.map(entryOf)) {
-            const change = await work(entry)
-            const { rows: updated } = await query(
-              `update ${name} set deleted_at = coalesce($2, deleted_at), notified_at = coalesce($3, notified_at), notify_error = $4 where id = $1 returning *`,
-              [entry.id, change.deletedAt ?? null, change.notifiedAt ?? null, 'notifyError' in change ? change.notifyError : entry.notifyError],
-            )
-            done.push(entryOf(updated[0]!))
-          }
-          await query('commit')
-          return done
-        } catch (error) {
-          await query('rollback').catch(() => {})
-          throw error
-        }
-      }),
+            ? ((
+                await withClient((query) =>
+                  query(
+                    `select coalesce(array_agg(k), '{}') as keys from unnest($2::text[]) k
+                     where not exists (select 1 from ${name} o where o.id <> $1 and o.deleted_at is null and o.bucket = $3 and k = any(o.keys))`,
+                    [entry.id, entry.keys, entry.bucket],
+                  ),
+                )
+              ).rows[0]!.keys as string[])
+            : []
+        const outcome = await work({ ...entry, deletable })
+        // Stored only while the lease is still this worker's.
+        const [stored] = await all(
+          `update ${name} set deleted_at = coalesce($3, deleted_at), notified_at = coalesce($4, notified_at), notify_error = $5, claimed_until = $6
+           where id = $1 and claimed_until = $2 returning *`,
+          [
+            entry.id,
+            until,
+            outcome.deletedAt ?? null,
+            outcome.notifiedAt ?? null,
+            'notifyError' in outcome ? outcome.notifyError : entry.notifyError,
+            outcome.retryAt ?? null,
+          ],
+        )
+        if (stored) done.push(stored)
+      }
+      return done
+    },
   }
 }

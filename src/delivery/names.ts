@@ -18,11 +18,18 @@ export interface NameContext {
 
 const PLACEHOLDER = /\{([^{}:/\\]+)(?::([^{}]*))?\}/g
 const DATE_FORMAT = /^(?:yyyy|MM|dd|HH|mm|ss|[-_. T/])+$/
-/** Characters no common file system keeps in a name (Windows' reserved ones, controls). */
-// eslint-disable-next-line no-control-regex
-const UNSAFE_IN_FILE_NAME = /[\u0000-\u001f\u007f"*/:<>?\\|]/g
+/**
+ * Characters a file name does not keep: what no common file system holds (Windows' reserved ones),
+ * controls (C0, C1), format characters (bidirectional overrides that make `fdp.exe` read `exe.pdf`,
+ * zero-width ones) and line and paragraph separators.
+ */
+const UNSAFE_IN_FILE_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}"*/:<>?\\|]/gu
 /** Characters a file name keeps of one value; the rest is cut (the log and manifest hold the whole). */
 const MAX_VALUE_CHARS = 100
+/** UTF-8 bytes of a whole file name (most file systems take 255). */
+const MAX_NAME_BYTES = 200
+/** Windows' device names, which no file may be called, whatever its extension. */
+const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\.|$)/i
 
 /** The placeholders of a template, in order of first appearance (`{date:yyyy}` as `date`). */
 export function placeholdersOf(template: string): string[] {
@@ -42,14 +49,35 @@ export function keyFromTemplate(template: string, context: NameContext, partitio
 
 /**
  * A download file name from a template: `Statements {tenant} {date:yyyy-MM}.csv.gz` ->
- * `Statements Café Müller 2026-12.csv.gz`. A value keeps its characters but `/ \ : * ? " < > |`
- * and control characters, which become `_`; a value is cut at 100 characters; a name that would
- * be empty, `.` or `..`, or start with a dot, is refused (ERR_INVALID_OPTION).
+ * `Statements Café Müller 2026-12.csv.gz`. Values keep their characters but `/ \ : * ? " < > |`,
+ * controls, format characters (bidirectional overrides, zero-width) and line separators, which
+ * become `_`; a value is cut at 100 characters, NULL is empty. The name never starts with a dot,
+ * ends with a dot or a space, is a Windows device name (`CON.csv` -> `_CON.csv`) or passes 200
+ * UTF-8 bytes (its stem is cut, its extensions kept). A placeholder without a value is empty: check
+ * the template first (`checkFileNameTemplate`); only a bad `{date:...}` format is refused here.
  */
 export function fileNameFromTemplate(template: string, context: NameContext): string {
-  const name = fill(template, context, (value) => fileNameValue(value), 'filename').replace(UNSAFE_IN_FILE_NAME, '_')
-  if (name.trim() === '' || name.startsWith('.')) invalidOption('filename', 'a template that gives a file name not starting with a dot', template)
-  return name
+  let name = fill(template, context, (value) => fileNameValue(value), 'filename', undefined, '')
+    .replace(UNSAFE_IN_FILE_NAME, '_')
+    .replace(/^[. ]+|[. ]+$/g, '')
+  if (name === '') name = 'export'
+  if (RESERVED.test(name)) name = `_${name}`
+  if (Buffer.byteLength(name) <= MAX_NAME_BYTES) return name
+  const extensions = /(\.[^. ]{1,10}){0,2}$/.exec(name)![0]
+  let stem = ''
+  for (const char of name.slice(0, name.length - extensions.length)) {
+    if (Buffer.byteLength(stem + char + extensions) > MAX_NAME_BYTES) break
+    stem += char
+  }
+  return stem.replace(/[. ]+$/, '') + extensions
+}
+
+/**
+ * Checks a file name template before anything is written: its placeholders are `{jobId}`,
+ * `{date...}` with a valid format, a label, or a partition column (`'any'`: a partitionBy function).
+ */
+export function checkFileNameTemplate(template: string, labels: Record<string, unknown> | undefined, partitions?: ReadonlySet<string> | 'any'): void {
+  fill(template, { jobId: 'job', date: new Date(0), values: labels }, () => 'x', 'filename', partitions)
 }
 
 function fileNameValue(value: unknown): string {
@@ -57,7 +85,16 @@ function fileNameValue(value: unknown): string {
   return [...valueText(value).replace(UNSAFE_IN_FILE_NAME, '_')].slice(0, MAX_VALUE_CHARS).join('')
 }
 
-function fill(template: string, context: NameContext, encode: (value: unknown) => string, option: string, partitions?: ReadonlySet<string> | 'any'): string {
+// `unknown`: what an unknown placeholder becomes (a file name's, checked before the export: empty);
+// without it, one is refused.
+function fill(
+  template: string,
+  context: NameContext,
+  encode: (value: unknown) => string,
+  option: string,
+  partitions?: ReadonlySet<string> | 'any',
+  unknown?: string,
+): string {
   if (typeof template !== 'string' || template === '') invalidOption(option, 'a non-empty string', template)
   return template.replace(PLACEHOLDER, (whole, name: string, format: string | undefined) => {
     if (partitions !== undefined && partitions !== 'any' && partitions.has(name)) return whole
@@ -66,6 +103,7 @@ function fill(template: string, context: NameContext, encode: (value: unknown) =
     if (name === 'jobId' && context.jobId !== undefined) return encode(context.jobId)
     if (context.values && Object.hasOwn(context.values, name)) return encode(context.values[name])
     if (partitions === 'any') return whole
+    if (unknown !== undefined) return unknown
     throw new ExportError(
       'ERR_INVALID_OPTION',
       'options',

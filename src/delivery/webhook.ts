@@ -5,11 +5,12 @@ import { checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNam
 import { withRetries } from './retry.js'
 
 /**
- * What an export job reports to its notifiers (webhook, e-mail): once per job, and for a
- * partitioned job first once per partition (with `partition`), each with its own link.
+ * What an export job reports to its notifiers (webhook, e-mail): `export.completed` or
+ * `export.failed` once per job; a partitioned job first sends `partition.completed` for each
+ * partition (with `partition` and its own link).
  */
 export interface ExportNotification {
-  event: 'export.completed' | 'export.failed'
+  event: 'export.completed' | 'partition.completed' | 'export.failed'
   jobId: string
   rows?: number
   bytes?: number
@@ -26,7 +27,7 @@ export interface ExportNotification {
   checksum?: ObjectChecksum
   /** The export log's id of what this notification is about (a download endpoint's key: docs/delivery.md). */
   entryId?: string
-  /** A partition's values (one notification per partition, before the job's own). */
+  /** A partition's values (`partition.completed`). */
   partition?: Record<string, unknown>
   /** The export's labels (e.g. `{ tenant }`), as the job's spec gave them. */
   labels?: Record<string, unknown>

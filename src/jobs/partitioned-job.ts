@@ -73,6 +73,8 @@ export interface PartitionedJobOutcome {
   location: S3Location
   partitions: NonNullable<ExportJobResult['partitions']>
   resumed: boolean
+  /** The run whose manifest committed. */
+  run: string
 }
 
 /** Runs a job whose spec has `partitionBy` (see createExportProcessor). */
@@ -109,6 +111,7 @@ export async function runPartitionedJob(
       location: store.locationOf(manifestPath(settings.manifestName)),
       partitions: await partitionsOf(committed.parts, settings.template.base, presign, bucket),
       resumed: true,
+      run: state.checkpoint.run,
     }
   }
   // The run is in the job before any part is written: a later attempt removes what this one leaves
@@ -136,6 +139,7 @@ export async function runPartitionedJob(
     location: result.location as S3Location,
     partitions: await partitionsOf(result.parts ?? [], settings.template.base, presign, bucket),
     resumed: state.checkpoint.partitions.length > 0,
+    run: state.checkpoint.run,
   }
 }
 

@@ -16,13 +16,16 @@ import { optionNames } from '../core/options.js'
 import type { WatermarkStore } from '../pipeline/watermark-store.js'
 import type { ExportNotification } from '../delivery/webhook.js'
 import type { ExportLog } from '../delivery/export-log.js'
+import type { Committed } from '../delivery/deliver.js'
 
 /** The part of a BullMQ Job the processor uses. */
 export interface ExportJob {
   id?: string
+  /** The queue's name (BullMQ's Job has it): the export log's ids are `<queue>/<job id>`. */
+  queueName?: string
   /** When the job was added (ms): its names' `{date}`, the same in every attempt. */
   timestamp?: number
-  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint; exportPartitions?: PartitionedJobState }
+  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint; exportPartitions?: PartitionedJobState; exportCommitted?: ExportJobCommitted }
   attemptsMade: number
   opts: { attempts?: number }
   updateProgress(progress: object): Promise<unknown>
@@ -80,6 +83,12 @@ export interface ExportSpec {
   /** The job's export logs its events here, as `exportStream`'s `logger` (e.g. a pino child with the job's id). */
   logger?: ExportOptions['logger']
 }
+
+/**
+ * What a job keeps in its data (`exportCommitted`) from its export's commit until it completes: an
+ * attempt after a failure past the commit (a store down, a killed worker) delivers it, never exports again.
+ */
+export type ExportJobCommitted = Committed & { resumed: boolean; watermark?: unknown }
 
 /** What a partitioned job keeps in its data (`exportPartitions`): its run and its checkpoint. */
 export interface PartitionedJobState {
@@ -160,6 +169,12 @@ export interface ExportProcessorOptions {
   notify?(notification: ExportNotification): unknown
   /** The export log (`postgresExportLog({ pool })`): every committed export is recorded there before its job completes. */
   log?: ExportLog
+  /**
+   * Tag each object of an export with `expiresIn` `stream-export-expires-in-days: <days>`, for an S3
+   * lifecycle rule that deletes it (docs/delivery.md#expiry). Default false (a store without object
+   * tags would fail the export).
+   */
+  expiryTag?: boolean
   /** The clock of the log and expiry (tests inject one). Default `() => new Date()`. */
   now?(): Date
   /** Called after a job's export succeeded, before the job completes (e.g. to e-mail the link). */
