@@ -268,9 +268,9 @@ describe.skipIf(!redisUp)('delivery of a job: e-mail, export log (real SMTP, Pos
       { s3: s3.client, bucket: s3.bucket, log },
       cases.map(([data]) => ({ ...data })),
     )
-    cases.forEach(([, message], i) => expect(String(results[i])).toMatch(message))
+    cases.forEach(([, message], i) => expect((results[i] as Error).message).toMatch(message))
     // Without a log or expiryTag, nothing would delete it: refused.
     const { results: unkept } = await runJobs({ s3: s3.client, bucket: s3.bucket }, [{ rows: 1, expiresIn: 60 }])
-    expect(String(unkept[0])).toMatch(/expiresIn.*nothing else would/)
+    expect((unkept[0] as Error).message).toMatch(/expiresIn.*nothing else would/)
   }, 60_000)
 })
