@@ -2,6 +2,7 @@
 // sent through a nodemailer transport) or SES (the real SDK), with a link that downloads the export
 // under its name; the export log (a real Postgres table) records it. A notification that fails
 // never fails the committed export: it is recorded and sent again. Expiry: delivery-expiry.test.ts.
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2'
@@ -55,6 +56,15 @@ describe('names from templates', () => {
     expect(Buffer.byteLength(long)).toBeLessThanOrEqual(200)
     expect(long.endsWith('.csv.gz')).toBe(true)
     expect(() => name('{date:yy}.csv', {})).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
+  })
+})
+
+describe('exportLogMigration', () => {
+  it('is the SQL docs/delivery.md shows (its comments aside)', async () => {
+    const docs = await readFile(new URL('../docs/delivery.md', import.meta.url), 'utf8')
+    const shown = /```sql\n([\s\S]*?)```/.exec(docs)![1]!
+    const plain = (sql: string) => sql.replace(/--.*$/gm, '').replace(/\s+/g, ' ').trim()
+    expect(plain(shown)).toBe(plain(exportLogMigration()))
   })
 })
 

@@ -144,7 +144,7 @@ describe.skipIf(!available)(`S3 object options on a real S3 (Ceph RGW)${availabl
           updateProgress: async () => {},
           updateData: async (data) => void (job.data = data),
         }
-        const processor = createExportProcessor({ s3: s3.client, bucket: s3.bucket, resolve: () => ({ ...spec(), expiresIn: 45 * 86_400 }) })
+        const processor = createExportProcessor({ s3: s3.client, bucket: s3.bucket, expiryTag: true, resolve: () => ({ ...spec(), expiresIn: 45 * 86_400 }) })
         const result = await processor(job)
         const keys = [result.location.key, ...(result.partitions ?? []).flatMap((p) => p.locations.map((l) => l.key))]
         expect(keys.length).toBe(name === 'partitioned' ? 4 : 1)

@@ -97,6 +97,7 @@ const server = createServer(async (req, res) => {
       if (!entry) return html(res, 404, page('Not found', '<p>No such file.</p>'))
       const now = new Date()
       const link = await presignEntry(s3, entry, 600, now) // ten minutes, never past the file's expiry
+      if (!link && entry.replacedBy) return html(res, 410, page('Replaced', '<p id="expired">This file was replaced by a newer export.</p>'))
       if (!link) return html(res, 410, page('Expired', `<p id="expired">This file expired on ${when(entry.expiresAt ?? entry.deletedAt)} and was deleted.</p>`))
       await log.downloaded(entry.id, now)
       return res.writeHead(302, { location: link.url, 'cache-control': 'no-store' }).end()
