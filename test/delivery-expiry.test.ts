@@ -6,7 +6,7 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createExpiryProcessor, csv, exportLogMigration, fromIterable, postgresExportLog, type ExportLog, type ExportLogEntry } from '../src/index.js'
+import { createExpiryProcessor, csv, exportLogMigration, fromIterable, postgresExportLog, type ExportLog, type NewExportLogEntry } from '../src/index.js'
 import type { ExportJobResult, ExportNotification } from '../src/bullmq.js'
 import { redisUp, runJobs } from './fixtures/delivery.js'
 import { databaseUrl } from './fixtures/postgres.js'
@@ -92,7 +92,7 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
     clock += 61_000
     // A worker dies while it deletes: its lease is all that is left of it.
     const died = await log
-      .lease('expired', { now: now(), limit: 10, leaseMs: 600_000, graceMs: 0 }, () => Promise.reject(new Error('SIGKILL')))
+      .lease('expired', { now: now(), limit: 10, leaseMs: 600_000 }, () => Promise.reject(new Error('SIGKILL')))
       .catch((e: Error) => e.message)
     expect(died).toBe('SIGKILL')
     expect((await createExpiryProcessor({ s3: s3.client, log, now })()).deleted).not.toContain(exportId) // still leased
@@ -140,6 +140,45 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
     for (const p of fourth!.partitions!) for (const l of p.locations) expect(await gone(l.key)).toBe(false)
   }, 60_000)
 
+  it('the export committed later wins whichever records first; a retry of the earlier one never brings it back', async () => {
+    const base = Date.now()
+    const entry = (exportId: string, run: string, committedAt: number): NewExportLogEntry => ({
+      id: exportId,
+      exportId,
+      jobId: exportId,
+      run,
+      partition: null,
+      requestedBy: null,
+      fingerprint: null,
+      format: 'csv',
+      rows: 1,
+      bytes: 1,
+      checksum: null,
+      bucket: s3.bucket,
+      keys: ['order/latest.csv'],
+      filename: null,
+      labels: null,
+      createdAt: new Date(committedAt),
+      expiresAt: new Date(committedAt + 60_000),
+      notify: false,
+    })
+    const a = entry('order/a', 'ra', base)
+    const b = entry('order/b', 'rb', base + 1000)
+    await log.record([a])
+    await log.record([b]) // later: replaces a
+    await log.record([a]) // a's retry (same commit): stays replaced, b stays live
+    expect(await log.get('order/a')).toMatchObject({ replacedBy: 'order/b', deletedAt: expect.any(Date) })
+    expect(await log.get('order/b')).toMatchObject({ replacedBy: null, deletedAt: null })
+    // Recorded in the other order (b's record first, a committed before it): a is the replaced one.
+    const c = entry('order/c', 'rc', base + 3000)
+    const d = entry('order/d', 'rd', base + 2000)
+    await log.record([c])
+    await log.record([d])
+    expect(await log.get('order/d')).toMatchObject({ replacedBy: 'order/c' })
+    expect(await log.get('order/c')).toMatchObject({ replacedBy: null, deletedAt: null })
+    expect(await log.get('order/b')).toMatchObject({ replacedBy: 'order/c' })
+  })
+
   it('a failure after the commit (the log down) retries the delivery only: the export is not run again and no export.failed is sent', async () => {
     let reads = 0
     let failRecord = true
@@ -182,16 +221,17 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
     expect(await log.get(`${queue}/${jobId}`)).toMatchObject({ rows: 1000, keys: ['committed/once.csv'], notifiedAt: expect.any(Date) })
   }, 60_000)
 
-  it('two queues sharing a log, with the same job id, keep two entries; a notification no attempt sent is sent after the grace time', async () => {
+  it('two queues sharing a log, with the same job id, keep two entries; a notification no attempt sent is sent once the lease its job took ends, and once', async () => {
     const jobId = `same-${Date.now()}`
     const { queue: q1 } = await runJobs({ s3: s3.client, bucket: s3.bucket, log }, [{ rows: 1, key: 'q1/{jobId}.csv.gz', opts: { jobId } }])
     const { queue: q2 } = await runJobs({ s3: s3.client, bucket: s3.bucket, log }, [{ rows: 2, key: 'q2/{jobId}.csv.gz', opts: { jobId } }])
     expect(await log.get(`${q1}/${jobId}`)).toMatchObject({ rows: 1, keys: [`q1/${jobId}.csv.gz`], deletedAt: null })
     expect(await log.get(`${q2}/${jobId}`)).toMatchObject({ rows: 2, keys: [`q2/${jobId}.csv.gz`], deletedAt: null })
 
-    // A worker killed between the record and its notification: the entry waits to be notified.
+    // A worker killed between the record and its notification: the entry is its job's for an hour, then the expiry processor's.
     const at = new Date()
-    const base: Omit<ExportLogEntry, 'id' | 'deletedAt' | 'replacedBy' | 'notifiedAt' | 'notifyError' | 'downloadedAt' | 'downloads'> = {
+    const entry: NewExportLogEntry = {
+      id: 'q3/1',
       exportId: 'q3/1',
       jobId: '1',
       run: 'r1',
@@ -210,12 +250,16 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
       expiresAt: null,
       notify: true,
     }
-    await log.record([{ ...base, id: 'q3/1' }])
+    await log.record([entry], { notifyUntil: new Date(at.getTime() + 3_600_000) })
     const sent: ExportNotification[] = []
     const expiry = (offset: number) =>
-      createExpiryProcessor({ s3: s3.client, log, notify: (n) => void sent.push(n), graceMs: 60_000, now: () => new Date(at.getTime() + offset) })()
+      createExpiryProcessor({ s3: s3.client, log, notify: (n) => void sent.push(n), now: () => new Date(at.getTime() + offset) })()
     expect((await expiry(1000)).notified).not.toContain('q3/1') // its job may still be sending it
-    expect((await expiry(61_000)).notified).toContain('q3/1')
+    expect((await expiry(3_600_001)).notified).toContain('q3/1')
+    expect((await expiry(3_700_000)).notified).not.toContain('q3/1')
     expect(sent.filter((n) => n.entryId === 'q3/1')).toHaveLength(1)
+    // The same commit recorded again (a retry of its job): notified stays, nothing is sent twice.
+    await log.record([entry], { notifyUntil: new Date(at.getTime() + 3_600_000) })
+    expect(await log.get('q3/1')).toMatchObject({ notifiedAt: expect.any(Date) })
   }, 60_000)
 })

@@ -4,7 +4,7 @@
 // e-mails carry: it signs a fresh S3 link at each click (never past the file's expiry), counts the
 // download in the export log, and answers 410 Gone once the file is deleted.
 //
-//   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports PORT=3000 \
+//   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports PORT=3000 DOWNLOAD_SECRET=... \
 //     node examples/customer-exports/server.mjs
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
@@ -23,7 +23,8 @@ const s3 = new S3Client(
 )
 
 // The links carry an HMAC of the entry's id (worker.mjs makes them): a link nobody gave you is refused.
-const secret = process.env.DOWNLOAD_SECRET ?? 'change me'
+const secret = process.env.DOWNLOAD_SECRET
+if (!secret) throw new Error('Set DOWNLOAD_SECRET (the same for worker.mjs): the key of the download links')
 const tokenOf = (entryId) => createHmac('sha256', secret).update(entryId).digest('base64url')
 const validToken = (entryId, token) => {
   const expected = Buffer.from(tokenOf(entryId))
@@ -60,7 +61,7 @@ async function exportPage(job) {
   if (state === 'failed') return page(title, `<p id="error">The export failed: ${escape(job.failedReason)}</p>`)
   if (state !== 'completed') return page(title, `<p id="status">Exporting… (${escape(state)})</p><meta http-equiv="refresh" content="2">`)
   const now = new Date()
-  // (This page is for whoever asked for the export: check that in your app, as the download does.)
+  // (This page lists every customer's link: put it behind your app's login, for whoever asked.)
   const files = (await log.list(exportIdOf(job))).filter((entry) => entry.partition) // each customer's file
   return page(
     title,

@@ -5,7 +5,7 @@
 // the expiry job deletes each export once (docs/delivery.md).
 //
 //   REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://... S3_BUCKET=exports \
-//   SMTP_URL=smtp://127.0.0.1:2525 PUBLIC_URL=https://exports.example.com \
+//   SMTP_URL=smtp://127.0.0.1:2525 PUBLIC_URL=https://exports.example.com DOWNLOAD_SECRET=... \
 //   EXPIRES_IN=2592000 node examples/customer-exports/worker.mjs
 import { createHmac } from 'node:crypto'
 import { S3Client } from '@aws-sdk/client-s3'
@@ -45,7 +45,8 @@ const log = postgresExportLog({ pool, table: LOG_TABLE })
 // fresh S3 link at each click (S3's own links last at most 7 days, the export may last longer).
 // The link carries a token (an HMAC of the entry's id, server.mjs checks it): whoever has the
 // e-mail may download the file, nobody can guess another customer's link.
-const secret = process.env.DOWNLOAD_SECRET ?? 'change me'
+const secret = process.env.DOWNLOAD_SECRET
+if (!secret) throw new Error('Set DOWNLOAD_SECRET (the same for server.mjs): the key of the download links')
 const downloadUrl = (entryId) =>
   `${publicUrl}/downloads/${encodeURIComponent(entryId)}?token=${createHmac('sha256', secret).update(entryId).digest('base64url')}`
 const transport = nodemailer.createTransport({ url: process.env.SMTP_URL ?? 'smtp://127.0.0.1:2525', ignoreTLS: !process.env.SMTP_TLS })

@@ -8,7 +8,7 @@ import { ExportError, invalidOption } from '../core/errors.js'
 import type { ObjectChecksum } from '../core/checksum.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { encodeValue } from '../parts/partition-names.js'
-import type { ExportLog, ExportLogEntry, NewExportLogEntry } from './export-log.js'
+import { LONE_SURROGATE_OR_NUL, type ExportLog, type ExportLogEntry, type NewExportLogEntry } from './export-log.js'
 import { presignEntry, notificationOf, type Link } from './links.js'
 import { checkFileNameTemplate, fileNameFromTemplate } from './names.js'
 import type { ExportNotification } from './webhook.js'
@@ -27,6 +27,10 @@ export const expiryTags = (expiresIn: number | undefined, tag: boolean): Record<
 const MAX_EXPIRES_IN = 100 * 365 * 86_400
 /** Notifications that fail one after another before the rest of a job's are left to the expiry processor. */
 const FAILURES_IN_A_ROW = 3
+/** How long a job's entries still to notify are its own (leased) before the expiry processor may send them. */
+const NOTIFY_LEASE_MS = 3_600_000
+/** A string the log, the names and the headers can hold. */
+const wellFormed = (text: string) => !new RegExp(LONE_SURROGATE_OR_NUL.source).test(text)
 
 /** The delivery settings of a job's spec (see ExportSpec). */
 export interface DeliverySpec {
@@ -47,8 +51,8 @@ export function checkDeliverySpec(spec: DeliverySpec, partitions: ReadonlySet<st
     checkObject('labels', spec.labels)
     for (const [name, value] of Object.entries(spec.labels)) {
       const scalar = value === null || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string'
-      if (!scalar || (typeof value === 'string' && value.includes('\u0000')))
-        invalidOption(`labels.${name}`, 'a string (without NUL), a finite number, a boolean or null', value)
+      if (!scalar || (typeof value === 'string' && !wellFormed(value)))
+        invalidOption(`labels.${name}`, 'a string (without NUL or lone surrogates), a finite number, a boolean or null', value)
     }
   }
   if (spec.filename !== undefined) {
@@ -66,7 +70,10 @@ export function checkDeliverySpec(spec: DeliverySpec, partitions: ReadonlySet<st
         spec.expiresIn,
       )
   }
-  if (spec.requestedBy !== undefined) checkString('requestedBy', spec.requestedBy)
+  if (spec.requestedBy !== undefined) {
+    checkString('requestedBy', spec.requestedBy)
+    if (!wellFormed(spec.requestedBy)) invalidOption('requestedBy', 'a string without NUL or lone surrogates', spec.requestedBy)
+  }
   if (spec.fingerprint !== undefined) fingerprintOf(spec.fingerprint)
 }
 
@@ -159,14 +166,17 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
     })),
   ]
   // The record first: an export the log does not hold would never expire (the attempt fails: ERR_STATE).
-  const stored: Array<ExportLogEntry | NewExportLogEntry> = log ? await log.record(entries) : entries
+  // (Entries still to notify are this job's for an hour: the expiry processor does not send them meanwhile.)
+  const notifyUntil = notify ? new Date(context.now().getTime() + NOTIFY_LEASE_MS) : undefined
+  const stored: Array<ExportLogEntry | NewExportLogEntry> = log ? await log.record(entries, { notifyUntil }) : entries
   // Signed when used, at the time of signing (a link never outlives the file, however long notifying takes).
   const link = (entry: ExportLogEntry | NewExportLogEntry, index = 0) => presignEntry(s3, entry, urlExpiresIn, context.now(), index)
   const notifyErrors: ExportError[] = []
   let inARow = 0
   // Each partition's customer first, then the job's own notification.
   for (const entry of [...stored.slice(1), stored[0]!]) {
-    if (!notify || ('notifiedAt' in entry && entry.notifiedAt)) continue
+    // (Not what was sent, nor what a later export at the same key replaced: no file to link to.)
+    if (!notify || ('deletedAt' in entry && ((entry as ExportLogEntry).notifiedAt || (entry as ExportLogEntry).deletedAt))) continue
     let failure: ExportError | undefined
     if (inARow >= FAILURES_IN_A_ROW) {
       // The notifier is down: the rest wait for the expiry processor instead of holding the job.

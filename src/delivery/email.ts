@@ -61,7 +61,8 @@ const EMAIL_OPTION_NAMES = optionNames<EmailNotifierOptions>({
 
 /**
  * A notifier that e-mails each notification's recipients (`to`), retried with exponential backoff;
- * a recipient the server refuses for good (a 5xx SMTP answer) is not retried. Rejects with
+ * a refusal for good (a 5xx SMTP answer) is not retried. A message the server took for some of the
+ * recipients is sent: the others were refused for good, and sending again would reach the first twice. Rejects with
  * ERR_NOTIFY when every attempt failed. Give it to `createExportProcessor({ notify })`: a failed
  * notification never fails a committed export (docs/delivery.md).
  */
@@ -86,9 +87,11 @@ export function notifyEmail(options: EmailNotifierOptions): (notification: Expor
       'E-mail notification',
       { attempts, backoffMs },
       async () => {
-        // A server that takes the message but refuses some recipients: those never get it.
-        const info = (await transport.sendMail(message)) as { rejected?: unknown[] } | undefined
-        if (info?.rejected?.length) throw Object.assign(new Error(`the server refused ${info.rejected.map(String).join(', ')}`), { responseCode: 550 })
+        // A server that takes the message for some recipients and refuses others: those got it,
+        // and sending again would write to them twice; the others are refused for good.
+        const info = (await transport.sendMail(message)) as { accepted?: unknown[]; rejected?: unknown[] } | undefined
+        if (info?.rejected?.length && !info.accepted?.length)
+          throw Object.assign(new Error(`the server refused ${info.rejected.map(String).join(', ')}`), { responseCode: 550 })
       },
       (error) => {
         const code = (error as { responseCode?: number }).responseCode

@@ -14,7 +14,10 @@ import type { ExportNotification } from './webhook.js'
 export interface ExpiryOptions {
   s3: S3ClientLike
   log: ExportLog
-  /** Sends the notifications that failed, or that no attempt sent (a worker killed before): the processor's `notify`. */
+  /**
+   * Sends the notifications that failed, or that no attempt sent (a worker killed first: once the
+   * lease its job took when it recorded them, an hour, has ended): the processor's `notify`.
+   */
   notify?(notification: ExportNotification): unknown
   /** The longest a link in a notification sent here lives (never past the export's expiry). Default 86400. */
   urlExpiresIn?: number
@@ -22,9 +25,7 @@ export interface ExpiryOptions {
   limit?: number
   /** How long a run holds an entry before another may take it (a dead worker's). Default 600,000 ms. */
   leaseMs?: number
-  /** How long a notification no attempt reported is left to its job before it is sent here. Default 3,600,000 ms. */
-  graceMs?: number
-  /** How long an entry whose deletion or notification failed waits before the next try. Default 900,000 ms. */
+  /** How long an entry whose deletion failed waits before the next try; a notification, this doubled after each failure (8 at most). Default 900,000 ms. */
   retryMs?: number
   /** The clock (tests inject one). Default `() => new Date()`. */
   now?(): Date
@@ -46,7 +47,6 @@ const EXPIRY_OPTION_NAMES = optionNames<ExpiryOptions>({
   urlExpiresIn: true,
   limit: true,
   leaseMs: true,
-  graceMs: true,
   retryMs: true,
   now: true,
 })
@@ -61,44 +61,43 @@ const EXPIRY_OPTION_NAMES = optionNames<ExpiryOptions>({
  */
 export function createExpiryProcessor(options: ExpiryOptions): () => Promise<ExpiryResult> {
   checkObject('options', options, EXPIRY_OPTION_NAMES)
-  const { s3, log, notify, urlExpiresIn = 86_400, limit = 500, leaseMs = 600_000, graceMs = 3_600_000, retryMs = 900_000, now = () => new Date() } = options
+  const { s3, log, notify, urlExpiresIn = 86_400, limit = 500, leaseMs = 600_000, retryMs = 900_000, now = () => new Date() } = options
   if (typeof s3?.send !== 'function') invalidOption('s3', 'an S3Client', s3)
   if (typeof log?.lease !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
   if (notify !== undefined) checkFunction('notify', notify)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkPositiveInteger('limit', limit)
-  for (const [name, value] of Object.entries({ leaseMs, graceMs, retryMs })) checkTimerMs(name, value)
+  for (const [name, value] of Object.entries({ leaseMs, retryMs })) checkTimerMs(name, value)
   checkFunction('now', now)
   const { DeleteObjectCommand } = loadS3()
 
   return async () => {
     const result: ExpiryResult = { deleted: [], notified: [], failed: [] }
-    const at = now()
-    const retryAt = new Date(at.getTime() + retryMs)
-    const lease = { now: at, limit, leaseMs, graceMs }
-    await log.lease('expired', lease, async (entry) => {
+    // Each pass on the clock as it is then: a long first pass never shortens the second's leases.
+    const deleted = await log.lease('expired', { now: now(), limit, leaseMs }, async (entry) => {
       try {
         // The download first (a manifest, then what it lists): no reader follows a link to a gap.
         for (const key of entry.deletable) await send(s3, new DeleteObjectCommand({ Bucket: entry.bucket, Key: key }))
       } catch (error) {
         result.failed.push({ id: entry.id, error: (error as Error).message })
-        return { retryAt }
+        return { retryAt: new Date(now().getTime() + retryMs) }
       }
-      result.deleted.push(entry.id)
-      return { deletedAt: at }
+      return { deletedAt: now() }
     })
-    if (notify)
-      await log.lease('unnotified', lease, async (entry) => {
-        try {
-          await notify(notificationOf(entry, await presignEntry(s3, entry, urlExpiresIn, now())))
-        } catch (error) {
-          const failure = notifyError(error)
-          result.failed.push({ id: entry.id, error: failure.message })
-          return { notifyError: failure.message, retryAt }
-        }
-        result.notified.push(entry.id)
-        return { notifiedAt: now(), notifyError: null }
-      })
+    result.deleted = deleted.filter((entry) => entry.deletedAt !== null).map((entry) => entry.id)
+    if (!notify) return result
+    const notified = await log.lease('unnotified', { now: now(), limit, leaseMs }, async (entry) => {
+      try {
+        await notify(notificationOf(entry, await presignEntry(s3, entry, urlExpiresIn, now())))
+      } catch (error) {
+        const failure = notifyError(error)
+        result.failed.push({ id: entry.id, error: failure.message })
+        // Twice as long after each failure: a mailbox that refuses for good is not written to every tick.
+        return { notifyError: failure.message, retryAt: new Date(now().getTime() + retryMs * 2 ** entry.notifyFailures) }
+      }
+      return { notifiedAt: now(), notifyError: null }
+    })
+    result.notified = notified.filter((entry) => entry.notifiedAt !== null).map((entry) => entry.id)
     return result
   }
 }

@@ -44,12 +44,17 @@ export interface ExportLogEntry {
   notifiedAt: Date | null
   /** The last notification's failure, while it is not sent. */
   notifyError: string | null
+  /** Notifications of it that failed: the expiry processor waits twice as long after each, and gives up after 8. */
+  notifyFailures: number
   downloadedAt: Date | null
   downloads: number
 }
 
 /** An entry as the processor records it: the store keeps or sets the rest. */
-export type NewExportLogEntry = Omit<ExportLogEntry, 'deletedAt' | 'replacedBy' | 'notifiedAt' | 'notifyError' | 'downloadedAt' | 'downloads'>
+export type NewExportLogEntry = Omit<
+  ExportLogEntry,
+  'deletedAt' | 'replacedBy' | 'notifiedAt' | 'notifyError' | 'notifyFailures' | 'downloadedAt' | 'downloads'
+>
 
 /** An entry an expiry processor leased: for `expired`, the keys no other live entry names. */
 export type LeasedEntry = ExportLogEntry & { deletable: string[] }
@@ -61,28 +66,31 @@ export type LeaseOutcome = Partial<Pick<ExportLogEntry, 'deletedAt' | 'notifiedA
 export interface ExportLog {
   /**
    * Records an export's entries (again, after a retry) in one transaction and resolves with them as
-   * stored: an entry of the same `run` keeps its notification (a retry does not e-mail twice). The
-   * live entries of other exports that named one of these keys are marked deleted and `replacedBy`
-   * (their objects were overwritten), as are the export's own entries of an earlier run it does not
-   * record again.
+   * stored: an entry of the same `run` keeps what happened to it (notified, deleted, replaced: a
+   * retry does not e-mail twice nor bring back a deleted export). Exports committed before this one
+   * that named one of its keys are marked deleted and `replacedBy` it (their objects were
+   * overwritten); if one committed after it names them, this one is the replaced one. The export's
+   * own entries of an earlier run it does not record again are marked replaced too. `notifyUntil`:
+   * the entries still to notify are leased until then (their job is notifying them).
    */
-  record(entries: NewExportLogEntry[]): Promise<ExportLogEntry[]>
+  record(entries: NewExportLogEntry[], options?: { notifyUntil?: Date }): Promise<ExportLogEntry[]>
   get(id: string): Promise<ExportLogEntry | undefined>
   /** The entries of an export: its own first, then its partitions'. */
   list(exportId: string): Promise<ExportLogEntry[]>
-  /** The notification of an entry was sent (no `error`) or failed for now (`error`). */
+  /** The notification of an entry was sent (no `error`) or failed for now (`error`); its lease ends. */
   notified(id: string, at: Date, error?: string): Promise<void>
   /** A download of the entry was served: counts it; resolves with the entry as it is now. */
   downloaded(id: string, at: Date): Promise<ExportLogEntry | undefined>
   /**
    * Leases up to `limit` entries `pick` selects (`expired`: past their expiry, not deleted;
-   * `unnotified`: to notify, not notified, not expired, and failed or older than `graceMs`) for
-   * `leaseMs`, so that no other worker takes them meanwhile, then runs `work` on each and stores
-   * what it returns. Resolves with the entries as stored after.
+   * `unnotified`: to notify, not notified, not expired, failed fewer than 8 times) and no one else
+   * leases, for `leaseMs`, then runs `work` on each and stores what it returns while the lease is
+   * still this one's. Resolves with the entries so stored. A `work` that throws is a worker that
+   * died: the call rejects and the lease runs out.
    */
   lease(
     pick: 'expired' | 'unnotified',
-    options: { now: Date; limit: number; leaseMs: number; graceMs: number },
+    options: { now: Date; limit: number; leaseMs: number },
     work: (entry: LeasedEntry) => Promise<LeaseOutcome>,
   ): Promise<ExportLogEntry[]>
 }
@@ -115,6 +123,7 @@ export function exportLogMigration(table = 'stream_export_log'): string {
   notify boolean not null default false,
   notified_at timestamptz,
   notify_error text,
+  notify_failures integer not null default 0,
   claimed_until timestamptz,
   downloaded_at timestamptz,
   downloads integer not null default 0
@@ -148,6 +157,21 @@ const RECORDED = [
 ] as const
 
 type Row = Record<string, unknown>
+/** Failed notifications of an entry after which the expiry processor stops sending it. */
+const MAX_NOTIFY_FAILURES = 8
+
+/** What a string must not hold to be stored in jsonb (and sent as a header): a NUL, a lone surrogate. */
+// eslint-disable-next-line no-control-regex -- a NUL is what it looks for
+export const LONE_SURROGATE_OR_NUL = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]|\u0000/g
+
+/** A value as jsonb holds it: its strings' NULs and lone surrogates as U+FFFD (Postgres refuses them). */
+function jsonSafe(value: unknown): unknown {
+  if (typeof value === 'string') return value.replace(LONE_SURROGATE_OR_NUL, '\ufffd')
+  if (Array.isArray(value)) return value.map(jsonSafe)
+  if (value !== null && typeof value === 'object' && !(value instanceof Date))
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [jsonSafe(key) as string, jsonSafe(inner)]))
+  return value
+}
 const entryOf = (row: Row): ExportLogEntry => ({
   id: row.id as string,
   exportId: row.export_id as string,
@@ -171,6 +195,7 @@ const entryOf = (row: Row): ExportLogEntry => ({
   notify: row.notify === true,
   notifiedAt: (row.notified_at as Date | null) ?? null,
   notifyError: (row.notify_error as string | null) ?? null,
+  notifyFailures: Number(row.notify_failures ?? 0),
   downloadedAt: (row.downloaded_at as Date | null) ?? null,
   downloads: Number(row.downloads ?? 0),
 })
@@ -226,38 +251,56 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
     }
   }
 
-  const record = (entries: NewExportLogEntry[]) =>
+  const record = (entries: NewExportLogEntry[], { notifyUntil }: { notifyUntil?: Date } = {}) =>
     withClient((query) =>
       transaction(query, async () => {
         if (entries.length === 0) return []
         const { exportId, run, bucket, createdAt } = entries[0]!
-        const json = JSON.stringify(entries.map((entry) => Object.fromEntries(RECORDED.map(([field, column]) => [column, entry[field]]))))
+        // (jsonb cannot hold a NUL or a lone surrogate: in partition values they are stored as U+FFFD; the manifest has them.)
+        const json = JSON.stringify(entries.map((entry) => Object.fromEntries(RECORDED.map(([field, column]) => [column, jsonSafe(entry[field])]))))
         const columns = RECORDED.map(([, column]) => column)
-        const { rows } = await query(
-          `insert into ${name} as log (${columns.join(', ')})
-           select * from jsonb_to_recordset($1::jsonb) as x(${RECORDED.map(([, column, type]) => `${column} ${type}`).join(', ')})
+        const same = 'log.run = excluded.run'
+        await query(
+          `insert into ${name} as log (${columns.join(', ')}, claimed_until)
+           select *, case when x.notify then $2::timestamptz end from jsonb_to_recordset($1::jsonb) as x(${RECORDED.map(([, column, type]) => `${column} ${type}`).join(', ')})
            on conflict (id) do update set
              ${columns
                .slice(1)
                .map((column) => `${column} = excluded.${column}`)
                .join(', ')},
-             deleted_at = null, replaced_by = null, claimed_until = null,
-             notified_at = case when log.run = excluded.run then log.notified_at end,
-             notify_error = case when log.run = excluded.run then log.notify_error end
-           returning *`,
-          [json],
+             deleted_at = case when ${same} then log.deleted_at end,
+             replaced_by = case when ${same} then log.replaced_by end,
+             notified_at = case when ${same} then log.notified_at end,
+             notify_error = case when ${same} then log.notify_error end,
+             notify_failures = case when ${same} then log.notify_failures else 0 end,
+             claimed_until = case when excluded.notify and (log.notified_at is null or not ${same}) then greatest(log.claimed_until, $2::timestamptz) else log.claimed_until end`,
+          [json, notifyUntil ?? null],
         )
         const keys = entries.flatMap((entry) => entry.keys)
         const ids = entries.map((entry) => entry.id)
-        // Exports whose objects these overwrote (a key template without {jobId}), and what an
-        // earlier run of this one recorded and this one does not (its parts were replaced).
+        const sharing = (when: string) =>
+          `array(select distinct export_id from ${name} where deleted_at is null and bucket = $2 and export_id <> $1 and keys && $3::text[] and created_at ${when} $4)`
+        // Exports committed before this one at one of its keys: this one overwrote them.
+        await query(`update ${name} set deleted_at = $4, replaced_by = $1 where deleted_at is null and export_id = any(${sharing('<=')})`, [
+          exportId,
+          bucket,
+          keys,
+          createdAt,
+        ])
+        // One committed after it (its record came first): this one is the overwritten one.
+        const { rows: later } = await query(`select unnest(${sharing('>')}) as export_id limit 1`, [exportId, bucket, keys, createdAt])
+        if (later[0])
+          await query(`update ${name} set deleted_at = $2, replaced_by = $3 where export_id = $1 and deleted_at is null`, [
+            exportId,
+            createdAt,
+            later[0].export_id,
+          ])
+        // An earlier run of this export whose entries this one does not record again: its commit replaced their parts.
         await query(
-          `update ${name} set deleted_at = $4, replaced_by = $1
-           where deleted_at is null and bucket = $2 and (
-             export_id in (select export_id from ${name} where deleted_at is null and bucket = $2 and export_id <> $1 and keys && $3::text[])
-             or (export_id = $1 and run <> $5 and not (id = any($6::text[]))))`,
-          [exportId, bucket, keys, createdAt, run, ids],
+          `update ${name} set deleted_at = $4, replaced_by = $1 where export_id = $1 and deleted_at is null and run <> $2 and not (id = any($3::text[]))`,
+          [exportId, run, ids, createdAt],
         )
+        const { rows } = await query(`select * from ${name} where id = any($1::text[])`, [ids])
         const stored = new Map(rows.map((row) => [row.id as string, entryOf(row)]))
         return ids.map((id) => stored.get(id)!)
       }),
@@ -268,22 +311,24 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
     get: async (id) => (await all(`select * from ${name} where id = $1`, [id]))[0],
     list: async (exportId) => (await all(`select * from ${name} where export_id = $1`, [exportId])).sort(byExpiry),
     notified: async (id, at, error) =>
-      void (await all(`update ${name} set notified_at = $2, notify_error = $3 where id = $1 returning *`, [id, error ? null : at, error ?? null])),
+      void (await all(
+        `update ${name} set notified_at = $2, notify_error = $3, notify_failures = notify_failures + $4, claimed_until = null where id = $1 returning *`,
+        [id, error ? null : at, error ?? null, error ? 1 : 0],
+      )),
     downloaded: async (id, at) => (await all(`update ${name} set downloaded_at = $2, downloads = downloads + 1 where id = $1 returning *`, [id, at]))[0],
-    lease: async (pick, { now, limit, leaseMs, graceMs }, work) => {
+    lease: async (pick, { now, limit, leaseMs }, work) => {
       const where =
         pick === 'expired'
           ? 'expires_at <= $1 and deleted_at is null'
-          : `notify and notified_at is null and deleted_at is null and (expires_at is null or expires_at > $1)
-             and (notify_error is not null or created_at <= $1::timestamptz - make_interval(secs => $4::double precision / 1000))`
+          : `notify and notified_at is null and deleted_at is null and (expires_at is null or expires_at > $1) and notify_failures < ${MAX_NOTIFY_FAILURES}`
       const until = new Date(now.getTime() + leaseMs)
       // A short statement: the rows another worker is leasing are skipped, the lease is the mark.
       const leased = await all(
-        `update ${name} set claimed_until = $3 where id in (
+        `update ${name} as log set claimed_until = $3 from (
            select id from ${name} where ${where} and (claimed_until is null or claimed_until <= $1)
-           order by expires_at, partition is not null, id limit $2 for update skip locked)
-         returning *`,
-        pick === 'expired' ? [now, limit, until] : [now, limit, until, graceMs],
+           order by expires_at, partition is not null, id limit $2 for update skip locked) as picked
+         where log.id = picked.id returning log.*`,
+        [now, limit, until],
       )
       const done: ExportLogEntry[] = []
       for (const entry of leased.sort(byExpiry)) {
@@ -294,16 +339,18 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
                 await withClient((query) =>
                   query(
                     `select coalesce(array_agg(k), '{}') as keys from unnest($2::text[]) k
-                     where not exists (select 1 from ${name} o where o.id <> $1 and o.deleted_at is null and o.bucket = $3 and k = any(o.keys))`,
+                     where not exists (select 1 from ${name} o where o.id <> $1 and o.deleted_at is null and o.bucket = $3 and o.keys @> array[k])`,
                     [entry.id, entry.keys, entry.bucket],
                   ),
                 )
               ).rows[0]!.keys as string[])
             : []
         const outcome = await work({ ...entry, deletable })
+        const failed = typeof outcome.notifyError === 'string'
         // Stored only while the lease is still this worker's.
         const [stored] = await all(
-          `update ${name} set deleted_at = coalesce($3, deleted_at), notified_at = coalesce($4, notified_at), notify_error = $5, claimed_until = $6
+          `update ${name} set deleted_at = coalesce($3, deleted_at), notified_at = coalesce($4, notified_at), notify_error = $5,
+             notify_failures = notify_failures + $7, claimed_until = $6
            where id = $1 and claimed_until = $2 returning *`,
           [
             entry.id,
@@ -312,6 +359,7 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
             outcome.notifiedAt ?? null,
             'notifyError' in outcome ? outcome.notifyError : entry.notifyError,
             outcome.retryAt ?? null,
+            failed ? 1 : 0,
           ],
         )
         if (stored) done.push(stored)

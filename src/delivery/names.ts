@@ -21,9 +21,9 @@ const DATE_FORMAT = /^(?:yyyy|MM|dd|HH|mm|ss|[-_. T/])+$/
 /**
  * Characters a file name does not keep: what no common file system holds (Windows' reserved ones),
  * controls (C0, C1), format characters (bidirectional overrides that make `fdp.exe` read `exe.pdf`,
- * zero-width ones) and line and paragraph separators.
+ * zero-width ones), lone surrogates (no UTF-8 holds them) and line and paragraph separators.
  */
-const UNSAFE_IN_FILE_NAME = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}"*/:<>?\\|]/gu
+const UNSAFE_IN_FILE_NAME = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}"*/:<>?\\|]/gu
 /** Characters a file name keeps of one value; the rest is cut (the log and manifest hold the whole). */
 const MAX_VALUE_CHARS = 100
 /** UTF-8 bytes of a whole file name (most file systems take 255). */

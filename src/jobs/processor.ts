@@ -90,58 +90,68 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     // S3 is asked before exportStream takes the source (see held-source.ts).
     const { started, discard } = holdSource(spec)
     let compression: ReturnType<typeof compressionOfSpec>
-    let key: string
-    const startedAt = job.timestamp ?? now().getTime()
-    try {
-      checkObject('spec', spec, EXPORT_SPEC_NAMES)
-      const partitioned = spec.partitionBy !== undefined
-      const partitions = partitioned ? partitionColumnsOf(spec.partitionBy!) : undefined
-      checkDeliverySpec(spec, partitions, { log: log !== undefined, tag: expiryTag })
-      compression = compressionOfSpec(spec)
-      // resolve was given where the earlier attempt's kind of export stopped: the same kind only.
-      if ((partitioned && job.data.exportCheckpoint?.lastKey !== undefined) || (!partitioned && job.data.exportPartitions !== undefined))
-        throw new ExportError(
-          'ERR_INVALID_OPTION',
-          'options',
-          `An earlier attempt of this job ran ${partitioned ? 'an export without partitionBy' : 'a partitioned export'}: resolve must give every attempt of a job the same kind of export (it was given where that one stopped)`,
-        )
-      if (spec.key !== undefined) checkString('key', spec.key)
-      key =
-        spec.key === undefined
-          ? exportKey({ prefix, jobId, format: spec.format, compression })
-          : keyFromTemplate(spec.key, { jobId, date: new Date(startedAt), values: spec.labels }, partitions)
-    } catch (error) {
-      discard()
-      throw error
-    }
+    let key = ''
+    // When the job was due (names' `{date}`): a scheduler's run time, or when it was added plus its
+    // delay; the same in every attempt.
+    const startedAt = committed?.startedAt ?? job.opts.prevMillis ?? (job.timestamp === undefined ? now().getTime() : job.timestamp + (job.opts.delay ?? 0))
+    // (A committed export is delivered with the settings it committed with: this spec is not used.)
+    if (!committed)
+      try {
+        checkObject('spec', spec, EXPORT_SPEC_NAMES)
+        const partitioned = spec.partitionBy !== undefined
+        const partitions = partitioned ? partitionColumnsOf(spec.partitionBy!) : undefined
+        checkDeliverySpec(spec, partitions, { log: log !== undefined, tag: expiryTag })
+        compression = compressionOfSpec(spec)
+        // resolve was given where the earlier attempt's kind of export stopped: the same kind only.
+        if ((partitioned && job.data.exportCheckpoint?.lastKey !== undefined) || (!partitioned && job.data.exportPartitions !== undefined))
+          throw new ExportError(
+            'ERR_INVALID_OPTION',
+            'options',
+            `An earlier attempt of this job ran ${partitioned ? 'an export without partitionBy' : 'a partitioned export'}: resolve must give every attempt of a job the same kind of export (it was given where that one stopped)`,
+          )
+        if (spec.key !== undefined) checkString('key', spec.key)
+        key =
+          spec.key === undefined
+            ? exportKey({ prefix, jobId, format: spec.format, compression })
+            : keyFromTemplate(spec.key, { jobId, date: new Date(startedAt), values: spec.labels }, partitions)
+      } catch (error) {
+        discard()
+        throw error
+      }
     // Throttled where it comes from: exportStream's progress tap, or one call per uploaded part.
     const report = ({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }: Partial<Progress> & { rows: number }) =>
       void job.updateProgress({ rows, totalRows, percent, etaMs, bytes, rowsPerSecond }).catch(() => {})
 
-    let done: ExportJobCommitted
+    let marker: ExportJobCommitted
+    let fresh: ExportJobResult['partitions'] // this attempt's links of the partitions, still fresh
+    let landed = false
     try {
       if (committed) {
         // An earlier attempt committed and failed after (its delivery, a store): only what comes after the commit again.
         discard()
-        done = committed
+        marker = committed
       } else {
         // Tagged with their lifetime, for a lifecycle rule (docs/delivery.md#expiry).
         const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags: expiryTags(spec.expiresIn, expiryTag) }
         const exported = await runJobExport(context, job, spec, { key, compression }, { started, discard, report })
-        const format = `${spec.format.extension}${compression ? COMPRESSION_EXTENSIONS[compression] : ''}`
-        // The commit, in the job: from here on, a failure retries what comes after it, never the export.
-        done = {
+        landed = true
+        const { filename, labels, expiresIn, requestedBy, fingerprint } = spec
+        // The commit, in the job (with what its delivery needs): from here on, a failure retries
+        // what comes after it, never the export.
+        marker = {
           ...exported,
-          format,
+          format: `${spec.format.extension}${compression ? COMPRESSION_EXTENSIONS[compression] : ''}`,
           startedAt,
           committedAt: now().getTime(),
           partitions: exported.partitions?.map(({ urls: _urls, ...partition }) => partition),
+          delivery: { filename, labels, expiresIn, requestedBy, fingerprint },
         }
-        await job.updateData({ ...job.data, exportCheckpoint: undefined, exportPartitions: undefined, exportCommitted: done })
-        done = { ...done, partitions: exported.partitions } // (this attempt's links, still fresh)
+        await job.updateData({ ...job.data, exportCheckpoint: undefined, exportPartitions: undefined, exportCommitted: marker })
+        fresh = exported.partitions
       }
     } catch (error) {
       discard() // when exportStream had not taken them yet
+      if (landed) throw error // the export committed: nothing of it is undone, no export.failed
       // The upload vanished (aborted by a lifecycle rule or an operator) and the object is not
       // ours: the next attempt starts over instead of failing on the same checkpoint.
       if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload')
@@ -162,8 +172,14 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     // After the commit: the watermark, the log, the links, the notifications. A failure here fails
     // the attempt (a store down) and the next one does this again: the export stays as it landed,
     // and no `export.failed` is sent for an export that succeeded.
-    if (spec.watermark) await saveWatermark(spec.watermark, done)
-    const delivered = await deliver({ s3, urlExpiresIn, log, notify, now }, { id: jobId, exportId }, spec, done)
+    if (spec.watermark && !marker.watermarkSaved) {
+      await saveWatermark(spec.watermark, marker)
+      // Saved once: a later retry must not put back this watermark over a newer job's.
+      marker = { ...marker, watermarkSaved: true }
+      await job.updateData({ ...job.data, exportCommitted: marker })
+    }
+    const done = { ...marker, ...(fresh ? { partitions: fresh } : {}) }
+    const delivered = await deliver({ s3, urlExpiresIn, log, notify, now }, { id: jobId, exportId }, marker.delivery, done)
     for (const error of delivered.notifyErrors) spec.logger?.warn?.({ event: 'notify.failed', jobId, code: error.code, message: error.message })
     const result: ExportJobResult = {
       rows: done.rows,

@@ -23,11 +23,12 @@ export interface ExportJob {
   id?: string
   /** The queue's name (BullMQ's Job has it): the export log's ids are `<queue>/<job id>`. */
   queueName?: string
-  /** When the job was added (ms): its names' `{date}`, the same in every attempt. */
+  /** When the job was added (ms): with `opts.delay`, its names' `{date}`, the same in every attempt. */
   timestamp?: number
   data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint; exportPartitions?: PartitionedJobState; exportCommitted?: ExportJobCommitted }
   attemptsMade: number
-  opts: { attempts?: number }
+  /** `prevMillis`: a job scheduler's run time of this job; `delay`: its delay when added. */
+  opts: { attempts?: number; prevMillis?: number; delay?: number }
   updateProgress(progress: object): Promise<unknown>
   updateData(data: Record<string, unknown>): Promise<unknown>
 }
@@ -88,7 +89,14 @@ export interface ExportSpec {
  * What a job keeps in its data (`exportCommitted`) from its export's commit until it completes: an
  * attempt after a failure past the commit (a store down, a killed worker) delivers it, never exports again.
  */
-export type ExportJobCommitted = Committed & { resumed: boolean; watermark?: unknown }
+export type ExportJobCommitted = Committed & {
+  resumed: boolean
+  watermark?: unknown
+  /** The incremental job's watermark was saved (never again: a newer job's may follow). */
+  watermarkSaved?: boolean
+  /** The spec's delivery settings, as the attempt that committed had them. */
+  delivery: Pick<ExportSpec, 'filename' | 'labels' | 'expiresIn' | 'requestedBy' | 'fingerprint'>
+}
 
 /** What a partitioned job keeps in its data (`exportPartitions`): its run and its checkpoint. */
 export interface PartitionedJobState {
