@@ -193,7 +193,11 @@ export interface ExportJobResult {
   location: S3Location
   rows: number
   bytes: number
-  /** Presigned GET URL of the export (a partitioned job's: of its manifest); it saves under `filename`. */
+  /**
+   * Presigned GET URL of the export (a partitioned job's: of its manifest); it saves under
+   * `filename`. Empty when there is nothing left to link to: the export expired, or a later one at
+   * the same key replaced it, before its job completed (a retry long after the commit).
+   */
   url: string
   /** When `url` stops working (ISO 8601): `urlExpiresIn`, never past `expiresAt`. */
   urlExpiresAt: string
