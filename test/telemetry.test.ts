@@ -90,10 +90,11 @@ describe('OpenTelemetry', () => {
     const [commit] = named('stream-export commit')
     expect(parentOf(commit!)).toBe(id)
     expect(commit!.attributes['stream_export.parts']).toBe(3)
-    // The commit starts after the last part has landed.
-    const ended = (span: ReadableSpan) => span.endTime[0] * 1e9 + span.endTime[1]
-    const begun = (span: ReadableSpan) => span.startTime[0] * 1e9 + span.startTime[1]
-    expect(begun(commit!)).toBeGreaterThanOrEqual(Math.max(...uploads.map(ended)))
+    // The commit starts after the last part has landed (to the millisecond: the SDK aligns each
+    // span's clock with Date.now(), so two spans' times can disagree by less than one; seen on Node 26).
+    const ended = (span: ReadableSpan) => span.endTime[0] * 1e3 + span.endTime[1] / 1e6
+    const begun = (span: ReadableSpan) => span.startTime[0] * 1e3 + span.startTime[1] / 1e6
+    expect(begun(commit!)).toBeGreaterThanOrEqual(Math.max(...uploads.map(ended)) - 1)
 
     const exports = await metricPoints('stream_export.exports')
     expect(exports.find((p) => p.attributes['stream_export.outcome'] === 'committed')?.value).toBeGreaterThanOrEqual(1)
