@@ -16,6 +16,7 @@ const suites = {
   partitions: './partitions.mjs',
   integrity: './integrity.mjs',
   throttle: './throttle.mjs',
+  delivery: './delivery.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

@@ -130,7 +130,7 @@ export function exportLogMigration(table = 'stream_export_log'): string {
 );
 create index if not exists ${index('expires_idx')} on ${name} (expires_at) where deleted_at is null;
 create index if not exists ${index('export_idx')} on ${name} (export_id);
-create index if not exists ${index('keys_idx')} on ${name} using gin (keys) where deleted_at is null;
+create index if not exists ${index('keys_idx')} on ${name} using gin (keys) with (fastupdate = off) where deleted_at is null;
 `
 }
 
@@ -259,6 +259,20 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
         // (jsonb cannot hold a NUL or a lone surrogate: in partition values they are stored as U+FFFD; the manifest has them.)
         const json = JSON.stringify(entries.map((entry) => Object.fromEntries(RECORDED.map(([field, column]) => [column, jsonSafe(entry[field])]))))
         const columns = RECORDED.map(([, column]) => column)
+        const keys = entries.flatMap((entry) => entry.keys)
+        const ids = entries.map((entry) => entry.id)
+        // One record at a time per bucket: two exports at one key never both stay live.
+        await query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [`stream-export-log:${name}:${bucket}`])
+        // The other live exports at one of these keys, and whether each committed before this one:
+        // asked before this export's rows go in (key by key through the keys' GIN index; `keys &&
+        // <10,000 keys>` would scan the table, and the index's pending list of rows just inserted
+        // would make each probe slow).
+        const { rows: sharing } = await query(
+          `select o.export_id, max(o.created_at) <= $4 as earlier, max(o.created_at) as committed from unnest($3::text[]) k
+           join ${name} o on o.keys @> array[k]
+           where o.deleted_at is null and o.bucket = $2 and o.export_id <> $1 group by o.export_id`,
+          [exportId, bucket, keys, createdAt],
+        )
         const same = 'log.run = excluded.run'
         await query(
           `insert into ${name} as log (${columns.join(', ')}, claimed_until)
@@ -276,28 +290,16 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
              claimed_until = case when excluded.notify and (log.notified_at is null or not ${same}) then greatest(log.claimed_until, $2::timestamptz) else log.claimed_until end`,
           [json, notifyUntil ?? null],
         )
-        const keys = entries.flatMap((entry) => entry.keys)
-        const ids = entries.map((entry) => entry.id)
-        const sharing = (when: string) =>
-          `array(select distinct export_id from ${name} where deleted_at is null and bucket = $2 and export_id <> $1 and keys && $3::text[] and created_at ${when} $4)`
-        // Exports committed before this one at one of its keys: this one overwrote them.
-        await query(`update ${name} set deleted_at = $4, replaced_by = $1 where deleted_at is null and export_id = any(${sharing('<=')})`, [
-          exportId,
-          bucket,
-          keys,
-          createdAt,
-        ])
+        // Those committed before this one: this one overwrote them.
+        const earlier = sharing.filter((row) => row.earlier).map((row) => row.export_id as string)
+        if (earlier.length > 0)
+          await query(`update ${name} set deleted_at = $3, replaced_by = $2 where deleted_at is null and export_id = any($1::text[])`, [earlier, exportId, createdAt])
         // One committed after it (its record came first): this one is the overwritten one.
-        const { rows: later } = await query(`select unnest(${sharing('>')}) as export_id limit 1`, [exportId, bucket, keys, createdAt])
-        if (later[0])
-          await query(`update ${name} set deleted_at = $2, replaced_by = $3 where export_id = $1 and deleted_at is null`, [
-            exportId,
-            createdAt,
-            later[0].export_id,
-          ])
+        const later = sharing.filter((row) => !row.earlier).sort((x, y) => (y.committed as Date).getTime() - (x.committed as Date).getTime())[0]
+        if (later) await query(`update ${name} set deleted_at = $2, replaced_by = $3 where export_id = $1 and deleted_at is null`, [exportId, createdAt, later.export_id])
         // An earlier run of this export whose entries this one does not record again: its commit replaced their parts.
         await query(
-          `update ${name} set deleted_at = $4, replaced_by = $1 where export_id = $1 and deleted_at is null and run <> $2 and not (id = any($3::text[]))`,
+          `update ${name} set deleted_at = $4, replaced_by = $1 where export_id = $1 and deleted_at is null and run <> $2 and id not in (select unnest($3::text[]))`,
           [exportId, run, ids, createdAt],
         )
         const { rows } = await query(`select * from ${name} where id = any($1::text[])`, [ids])
