@@ -191,7 +191,7 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
       }
     }
     if (failure) notifyErrors.push(failure)
-    // (A log that fails here leaves the entry unnotified: the expiry processor sends it after its grace time.)
+    // (A log that fails here leaves the entry unnotified: the expiry processor sends it when the lease above ends.)
     await log?.notified(entry.id, context.now(), failure?.message).catch(() => {})
   }
   const resign = spec.filename !== undefined || expiresAt !== null

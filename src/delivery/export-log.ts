@@ -293,10 +293,19 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
         // Those committed before this one: this one overwrote them.
         const earlier = sharing.filter((row) => row.earlier).map((row) => row.export_id as string)
         if (earlier.length > 0)
-          await query(`update ${name} set deleted_at = $3, replaced_by = $2 where deleted_at is null and export_id = any($1::text[])`, [earlier, exportId, createdAt])
+          await query(`update ${name} set deleted_at = $3, replaced_by = $2 where deleted_at is null and export_id = any($1::text[])`, [
+            earlier,
+            exportId,
+            createdAt,
+          ])
         // One committed after it (its record came first): this one is the overwritten one.
         const later = sharing.filter((row) => !row.earlier).sort((x, y) => (y.committed as Date).getTime() - (x.committed as Date).getTime())[0]
-        if (later) await query(`update ${name} set deleted_at = $2, replaced_by = $3 where export_id = $1 and deleted_at is null`, [exportId, createdAt, later.export_id])
+        if (later)
+          await query(`update ${name} set deleted_at = $2, replaced_by = $3 where export_id = $1 and deleted_at is null`, [
+            exportId,
+            createdAt,
+            later.export_id,
+          ])
         // An earlier run of this export whose entries this one does not record again: its commit replaced their parts.
         await query(
           `update ${name} set deleted_at = $4, replaced_by = $1 where export_id = $1 and deleted_at is null and run <> $2 and id not in (select unnest($3::text[]))`,

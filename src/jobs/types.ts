@@ -43,7 +43,7 @@ export interface ExportSpec {
   transform?: ExportOptions['transform']
   /**
    * The object's key, e.g. `orders/2026-11-23.csv.gz`, or a template of `{jobId}`, `{date}` /
-   * `{date:yyyy-MM}` (when the job was added, UTC) and the `labels` (`exports/{tenant}/{jobId}.csv.gz`),
+   * `{date:yyyy-MM}` (when the job was due, UTC: a scheduler's run, or its adding plus its delay) and the `labels` (`exports/{tenant}/{jobId}.csv.gz`),
    * each value encoded so that none leaves its folder (docs/delivery.md#names). Default
    * `${prefix}/${job.id}.${ext}[.gz|.zst]`.
    */
@@ -169,8 +169,8 @@ export interface ExportProcessorOptions {
   /** Time between job.updateProgress calls while rows stream. Default 1000 ms. */
   progressIntervalMs?: number
   /**
-   * Called after a job's export succeeded (once per partition of a partitioned job, then once for
-   * the job) or finally failed, e.g. `notifyWebhook({ url, secret })`, `notifyEmail({ transport, from, to })`.
+   * Called after a job's export succeeded (`partition.completed` for each partition of a
+   * partitioned job, then `export.completed`) or finally failed before its commit (`export.failed`), e.g. `notifyWebhook({ url, secret })`, `notifyEmail({ transport, from, to })`.
    * A notification that fails never fails the committed export: the result's `notifyErrors` and the
    * export log say so, and the expiry processor sends it again.
    */
