@@ -17,6 +17,7 @@ const suites = {
   integrity: './integrity.mjs',
   throttle: './throttle.mjs',
   delivery: './delivery.mjs',
+  'file-etl': './file-etl.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {
