@@ -6,9 +6,9 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createExpiryProcessor, csv, exportLogMigration, fromIterable, postgresExportLog, type ExportLog, type NewExportLogEntry } from '../src/index.js'
+import { createExpiryProcessor, csv, fromIterable, postgresExportLog, type ExportLog, type NewExportLogEntry } from '../src/index.js'
 import type { ExportJobResult, ExportNotification } from '../src/bullmq.js'
-import { redisUp, runJobs } from './fixtures/delivery.js'
+import { exportLogTable, redisUp, runJobs } from './fixtures/delivery.js'
 import { databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 
@@ -16,18 +16,13 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
   let s3: TestS3
   let pool: pg.Pool
   let log: ExportLog
-  const table = `se_export_expiry_${process.pid}`
+  let table: string
+  const logTable = exportLogTable('se_export_expiry')
   beforeAll(async () => {
     s3 = await startS3()
-    pool = new pg.Pool({ connectionString: databaseUrl(), max: 6 })
-    await pool.query(`drop table if exists ${table}`)
-    await pool.query(exportLogMigration(table))
-    log = postgresExportLog({ pool, table })
+    ;({ pool, log, table } = logTable.current())
   }, 60_000)
-  afterAll(async () => {
-    await pool?.query(`drop table if exists ${table}`)
-    await Promise.all([s3?.close(), pool?.end()])
-  })
+  afterAll(() => s3?.close())
   const get = async (key: string) =>
     Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))).Body!.transformToByteArray())
   const gone = (key: string) =>

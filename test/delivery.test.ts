@@ -8,7 +8,6 @@ import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2'
 import { simpleParser } from 'mailparser'
 import nodemailer from 'nodemailer'
-import pg from 'pg'
 import { gunzipSync } from 'node:zlib'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import {
@@ -17,13 +16,11 @@ import {
   fileNameFromTemplate,
   keyFromTemplate,
   notifyEmail,
-  postgresExportLog,
   type ExportError,
   type ExportLog,
 } from '../src/index.js'
 import type { ExportJobResult, ExportNotification } from '../src/bullmq.js'
-import { linkIn, redisUp, runJobs, startSmtp } from './fixtures/delivery.js'
-import { databaseUrl } from './fixtures/postgres.js'
+import { exportLogTable, linkIn, redisUp, runJobs, startSmtp } from './fixtures/delivery.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { sdkChecksum } from './helpers.js'
 
@@ -112,21 +109,16 @@ describe("notifyEmail through nodemailer's SES transport", () => {
 
 describe.skipIf(!redisUp)('delivery of a job: e-mail, export log (real SMTP, Postgres, Redis, S3 test server)', () => {
   let s3: TestS3
-  let pool: pg.Pool
   let smtp: Awaited<ReturnType<typeof startSmtp>>
   let log: ExportLog
-  const table = `se_export_log_${process.pid}`
+  const logTable = exportLogTable('se_export_log')
   beforeAll(async () => {
     s3 = await startS3()
     smtp = await startSmtp()
-    pool = new pg.Pool({ connectionString: databaseUrl(), max: 6 })
-    await pool.query(`drop table if exists ${table}`)
-    await pool.query(exportLogMigration(table))
-    log = postgresExportLog({ pool, table })
+    log = logTable.current().log
   }, 60_000)
   afterAll(async () => {
-    await pool?.query(`drop table if exists ${table}`)
-    await Promise.all([s3?.close(), smtp?.close(), pool?.end()])
+    await Promise.all([s3?.close(), smtp?.close()])
   })
   beforeEach(() => {
     smtp.received.length = 0

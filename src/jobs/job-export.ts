@@ -5,23 +5,13 @@ import { randomUUID } from 'node:crypto'
 import { invalidOption } from '../core/errors.js'
 import { COMPRESSION_CONTENT_TYPES, type CompressionName } from '../core/types.js'
 import { exportStream } from '../pipeline/export-stream.js'
-import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
+import type { S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, partSizeFor } from '../sinks/s3/multipart.js'
 import { ResumableUpload, sinkError, type ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { s3Sink } from '../sinks/s3/sink.js'
 import type { Progress } from '../stages/progress.js'
 import { runPartitionedJob } from './partitioned-job.js'
-import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec } from './types.js'
-
-export interface JobExportContext {
-  s3: S3ClientLike
-  bucket: string
-  partSize: number
-  urlExpiresIn: number
-  progressIntervalMs: number
-  /** Each object's tags (the expiry tag). */
-  tags?: Record<string, string>
-}
+import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext } from './types.js'
 
 /** What a job's export committed. */
 export interface JobExported {

@@ -15,17 +15,7 @@ import { abortUploadsUnder } from '../sinks/s3/multipart.js'
 import { presignDownload } from '../sinks/s3/presign.js'
 import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
 import type { Progress } from '../stages/progress.js'
-import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type PartitionedJobState } from './types.js'
-
-interface Context {
-  s3: S3ClientLike
-  bucket: string
-  partSize: number
-  urlExpiresIn: number
-  progressIntervalMs: number
-  /** Each object's tags (the manifest's too). */
-  tags?: Record<string, string>
-}
+import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext, type PartitionedJobState } from './types.js'
 
 /**
  * The key template of a partitioned job: the spec's, or the job's key as a folder of partition
@@ -79,7 +69,7 @@ export interface PartitionedJobOutcome {
 
 /** Runs a job whose spec has `partitionBy` (see createExportProcessor). */
 export async function runPartitionedJob(
-  context: Context,
+  context: JobExportContext,
   job: ExportJob,
   spec: ExportSpec & { partitionBy: PartitionBy },
   hooks: { started(): void; discard(): void; report(progress: Partial<Progress> & { rows: number }): void; jobKey: string },

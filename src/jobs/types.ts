@@ -126,6 +126,17 @@ export const EXPORT_SPEC_NAMES = optionNames<ExportSpec>({
   logger: true,
 })
 
+/** What a plain job's export runs with (job-export.ts, partitioned-job.ts). */
+export interface JobExportContext {
+  s3: S3ClientLike
+  bucket: string
+  partSize: number
+  urlExpiresIn: number
+  progressIntervalMs: number
+  /** Each object's tags (the expiry tag; a partitioned export's manifest's too). */
+  tags?: Record<string, string>
+}
+
 /** The stages of a job's export, as exportStream takes them (`key` and `watermark` are the job's own). */
 export function pipelineOf(
   spec: Pick<ExportSpec, 'source' | 'format' | 'gzip' | 'compression' | 'transform' | 'maxRowsPerSecond' | 'maxBytesPerSecond' | 'logger'>,
