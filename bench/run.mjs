@@ -18,6 +18,7 @@ const suites = {
   throttle: './throttle.mjs',
   delivery: './delivery.mjs',
   'file-etl': './file-etl.mjs',
+  'csv-parsers': './csv-parsers.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {
