@@ -21,7 +21,7 @@ import { tempDir } from './helpers.js'
 const executablePath = process.env.CHROMIUM_PATH
 const redisUp = process.env.REDIS_AVAILABLE === '1'
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const EXPIRES_IN = 12 // seconds: long enough to read the mail and download, short enough to watch the expiry
+const EXPIRES_IN = 20 // seconds: long enough to read the mail and download, short enough to watch the expiry
 const tables = { CUSTOMERS: 'se_ce_customers', STATEMENTS: 'se_ce_statements', LOG_TABLE: 'se_ce_export_log' }
 
 const skipped = !executablePath ? ' (skipped: no Chromium; set CHROMIUM_PATH)' : !redisUp ? ' (skipped: Redis is not reachable at REDIS_URL)' : ''
