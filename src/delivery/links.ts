@@ -1,12 +1,9 @@
 // Links to what the export log holds, and the notification of an entry: shared by the delivery
 // after a job's commit and by the expiry processor that sends a failed notification again.
 import type { S3ClientLike } from '../sinks/s3/client.js'
-import { presignDownload } from '../sinks/s3/presign.js'
+import { MAX_PRESIGN_SECONDS, presignDownload } from '../sinks/s3/presign.js'
 import type { ExportLogEntry, NewExportLogEntry } from './export-log.js'
 import type { ExportNotification } from './webhook.js'
-
-/** SigV4's longest presigned URL: 7 days. */
-export const MAX_LINK_SECONDS = 604_800
 
 /** A presigned link, and when it stops working. */
 export interface Link {
@@ -29,7 +26,7 @@ export async function presignEntry(
 ): Promise<Link | undefined> {
   if ('deletedAt' in entry && entry.deletedAt) return undefined
   const left = entry.expiresAt ? Math.floor((entry.expiresAt.getTime() - now.getTime()) / 1000) : Infinity
-  const expiresIn = Math.min(seconds, left, MAX_LINK_SECONDS)
+  const expiresIn = Math.min(seconds, left, MAX_PRESIGN_SECONDS)
   if (expiresIn <= 0) return undefined
   const filename = entry.keys.length === 1 && entry.filename ? entry.filename : undefined
   const url = await presignDownload(s3, { bucket: entry.bucket, key: entry.keys[index]!, expiresIn, ...(filename ? { filename } : {}) })

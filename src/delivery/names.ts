@@ -31,11 +31,6 @@ const MAX_NAME_BYTES = 200
 /** Windows' device names, which no file may be called, whatever its extension. */
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\.|$)/i
 
-/** The placeholders of a template, in order of first appearance (`{date:yyyy}` as `date`). */
-export function placeholdersOf(template: string): string[] {
-  return [...new Set([...template.matchAll(PLACEHOLDER)].map((m) => m[1]!))]
-}
-
 /**
  * An object key from a template: `exports/{tenant}/{date:yyyy-MM}/{jobId}.csv.gz`. Values are
  * encoded as partition values are in keys (letters, digits, `_`, `-` kept; the rest

@@ -28,7 +28,7 @@ export interface JobExported {
 }
 
 /** Whether a spec's export is resumable: a keyset source and a text format. */
-export const isResumable = (spec: ExportSpec): boolean =>
+const isResumable = (spec: ExportSpec): boolean =>
   typeof (spec.source as { keyOf?: unknown }).keyOf === 'function' && typeof spec.format.nextSegment === 'function'
 
 /** Runs a job's export to `key` (a partitioned job's: its key template) and resolves at its commit. */

@@ -22,6 +22,9 @@ export interface PresignDownloadOptions {
 
 const SSE_C = 'x-amz-server-side-encryption-customer'
 
+/** SigV4's longest presigned URL: 7 days. */
+export const MAX_PRESIGN_SECONDS = 604_800
+
 /** The headers a GET of an SSE-C object must carry (a presigned link's too): the algorithm, the key and its MD5, base64. */
 export function sseCustomerHeaders(key: Uint8Array | string): Record<string, string> {
   const bytes = customerKey(key)
@@ -57,7 +60,7 @@ export async function presignDownload(client: S3ClientLike, options: PresignDown
   checkString('bucket', bucket)
   checkString('key', key)
   checkPositiveInteger('expiresIn', expiresIn)
-  if (expiresIn > 604_800) invalidOption('expiresIn', 'at most 604800 seconds (7 days, the SigV4 limit)', expiresIn)
+  if (expiresIn > MAX_PRESIGN_SECONDS) invalidOption('expiresIn', 'at most 604800 seconds (7 days, the SigV4 limit)', expiresIn)
   if (filename !== undefined) checkString('filename', filename)
   const { getSignedUrl } = loadOptional<typeof import('@aws-sdk/s3-request-presigner')>('@aws-sdk/s3-request-presigner', '@aws-sdk/s3-request-presigner')
   const ssec = sseCustomerKey === undefined ? undefined : customerKey(sseCustomerKey)
