@@ -477,7 +477,11 @@ describe.skipIf(!redisUp)(`export jobs on BullMQ${redisUp ? '' : ' (skipped: Red
           format: jsonl(),
           ...(job.data.zstd ? { compression: 'zstd' as const } : { gzip: true }),
         }),
-        notify: (n) => void notifications.push(n),
+        // A notifier that returns in the next second: the result must still carry the link it sent.
+        notify: async (n) => {
+          notifications.push(n)
+          await new Promise((resolve) => setTimeout(resolve, 1010 - (Date.now() % 1000)))
+        },
         onComplete: (result, job) => void completed.push([job.id, result.rows]),
       }),
       { connection: newConnection() },

@@ -171,6 +171,9 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
   const stored: Array<ExportLogEntry | NewExportLogEntry> = log ? await log.record(entries, { notifyUntil }) : entries
   // Signed when used, at the time of signing (a link never outlives the file, however long notifying takes).
   const link = (entry: ExportLogEntry | NewExportLogEntry, index = 0) => presignEntry(s3, entry, urlExpiresIn, context.now(), index)
+  // The job's own link is signed once: the result carries the very link its notification sent.
+  let ownLink: Promise<Link | undefined> | undefined
+  const linkOf = (entry: ExportLogEntry | NewExportLogEntry) => (entry === stored[0] ? (ownLink ??= link(entry)) : link(entry))
   const notifyErrors: ExportError[] = []
   let inARow = 0
   // Each partition's customer first, then the job's own notification.
@@ -183,7 +186,7 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
       failure = new ExportError('ERR_NOTIFY', 'notify', `Not sent: the notifier failed ${FAILURES_IN_A_ROW} times in a row; the expiry processor sends it`)
     } else {
       try {
-        await notify(notificationOf(entry, await link(entry)))
+        await notify(notificationOf(entry, await linkOf(entry)))
         inARow = 0
       } catch (error) {
         failure = notifyError(error)
@@ -201,7 +204,7 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
       return { entry, urls: !resign && signed ? signed : await Promise.all(entry.keys.map(async (_key, index) => (await link(entry, index))?.url ?? '')) }
     }),
   )
-  return { entry: stored[0]!, link: await link(stored[0]!), partitions, notifyErrors }
+  return { entry: stored[0]!, link: await linkOf(stored[0]!), partitions, notifyErrors }
 }
 
 /** A notifier's failure as ERR_NOTIFY (ours are already). */
