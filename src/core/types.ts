@@ -94,6 +94,29 @@ export const rowBatch = (rows: readonly Row[]): RowBatch => ({ [ROW_BATCH]: true
 export const isRowBatch = (chunk: unknown): chunk is RowBatch => typeof chunk === 'object' && chunk !== null && (chunk as Partial<RowBatch>)[ROW_BATCH] === true
 
 /**
+ * The start of a worksheet among the rows of a workbook (`exportWorkbook`): the XLSX format ends
+ * the sheet it has open and writes the rows after it on a new one, under this name and columns.
+ */
+export interface SheetStart {
+  readonly [SHEET_START]: true
+  /** The sheet's name (checked by Excel's rules); at the row limit it continues as `name (2)`, ... */
+  readonly name: string
+  /** The sheet's columns; default the first row's keys (or the source's columns, with zero rows). */
+  readonly columns?: ReadonlyArray<{ readonly key: string; readonly header: string }>
+  /** The column types the sheet's source knows (Postgres fields), once it knows them. */
+  readonly columnTypes: () => ColumnType[] | undefined
+  /** Every sheet name the workbook was given: a sheet continued at the row limit takes none of them. */
+  readonly reserved: readonly string[]
+}
+
+/** The brand of `SheetStart`. */
+export const SHEET_START: unique symbol = Symbol.for('stream-export.SheetStart')
+
+/** Whether a chunk is a `SheetStart` rather than a row. */
+export const isSheetStart = (chunk: unknown): chunk is SheetStart =>
+  typeof chunk === 'object' && chunk !== null && (chunk as Partial<SheetStart>)[SHEET_START] === true
+
+/**
  * What a text format writes, told so that a source can write the same bytes itself: CSV cells or
  * JSON Lines by the value policy (docs/postgres.md), with these options; the format keeps the CSV
  * header and BOM.

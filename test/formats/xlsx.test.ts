@@ -1,22 +1,19 @@
 // The XLSX format read back by an independent reader (exceljs, the ecosystem's workbook library)
 // and, for the markup itself, by Python's zipfile: values and their types, the header, the
 // frozen pane and autofilter, sheets at the row limit, ZIP64, Postgres types end to end.
-import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { parse } from 'csv-parse/sync'
-import ExcelJS from 'exceljs'
 import { Decimal128, Long, ObjectId } from 'mongodb'
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../../examples/statements.mjs'
 import { exportStream, fileSink, fromIterable, postgresSource, s3Sink, xlsx, type Manifest, type XlsxOptions } from '../../src/index.js'
 import { XlsxFormat, normalizeXlsxOptions, type XlsxInternals } from '../../src/formats/xlsx/index.js'
 import { databaseUrl } from '../fixtures/postgres.js'
 import { startS3 } from '../fixtures/s3-server.js'
+import { entry, libreOfficeHere, libreOfficeSheets, python, read, values } from '../fixtures/xlsx.js'
 import { listDir, tempDir } from '../helpers.js'
 
 /** The workbook's bytes for these rows. */
@@ -34,59 +31,6 @@ async function workbook(rows: Iterable<object>, options: XlsxOptions = {}, inter
   )
   return Buffer.concat(chunks)
 }
-
-async function read(bytes: Buffer): Promise<ExcelJS.Workbook> {
-  const book = new ExcelJS.Workbook()
-  await book.xlsx.load(bytes as unknown as ArrayBuffer)
-  return book
-}
-
-/** A sheet's rows as arrays of cell values (exceljs: numbers, strings, booleans, Dates; null for an empty cell). */
-function values(sheet: ExcelJS.Worksheet): unknown[][] {
-  const rows: unknown[][] = []
-  const columns = sheet.columnCount // exceljs counts them over every row at each call
-  sheet.eachRow({ includeEmpty: true }, (row) => {
-    const cells: unknown[] = []
-    for (let i = 1; i <= columns; i++) cells.push(row.getCell(i).value ?? null)
-    rows.push(cells)
-  })
-  return rows
-}
-
-/** One entry of the workbook's ZIP, as Python's zipfile reads it (after checking every CRC). */
-function entry(path: string, name: string): string {
-  const script = 'import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nsys.stdout.write(z.read(sys.argv[2]).decode("utf-8"))'
-  return execFileSync('python3', ['-c', script, path, name]).toString()
-}
-const python = spawnSync('python3', ['-c', 'import zipfile'], { stdio: 'ignore' }).status === 0
-const soffice = spawnSync('soffice', ['--version'], { stdio: 'ignore' }).status === 0
-
-/** Whether LibreOffice can read workbooks here: on a newcomer's machine its half of a test is skipped, said aloud; in CI its absence is a failure. */
-function libreOfficeHere(): boolean {
-  if (soffice) return true
-  if (process.env.CI === 'true') throw new Error('LibreOffice (soffice) is missing: .ci/run installs libreoffice-calc-nogui')
-  console.warn('xlsx: the LibreOffice read-back is skipped (no soffice; apt-get install libreoffice-calc-nogui)')
-  return false
-}
-
-/** Each sheet as LibreOffice Calc reads it, saved as UTF-8 CSV (values as shown: dates in their number format). */
-let profile: string | undefined // one LibreOffice profile for the file: made once, its first start the slow one
-async function libreOfficeSheets(path: string): Promise<string[][][]> {
-  const out = await tempDir()
-  profile ??= await mkdtemp(join(tmpdir(), 'stream-export-lo-'))
-  // Filter options: comma, double quote, UTF-8, from line 1, ..., every sheet to its own file (-1).
-  const filter = 'csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1'
-  execFileSync('soffice', [`-env:UserInstallation=file://${profile}`, '--headless', '--convert-to', filter, '--outdir', out, path], { stdio: 'ignore' })
-  const files = (await listDir(out)).filter((name) => name.endsWith('.csv'))
-  const sheets = await Promise.all(
-    files.map(async (name) => [name, parse(await readFile(join(out, name)), { relax_column_count: true }) as string[][]] as const),
-  )
-  // Sheet1.csv, Sheet1 (2).csv, ...: in the workbook's order.
-  const order = (name: string) => Number(/\((\d+)\)\.csv$/.exec(name)?.[1] ?? 1)
-  return sheets.sort(([a], [b]) => order(a) - order(b)).map(([, rows]) => rows)
-}
-
-afterAll(() => profile && rm(profile, { recursive: true, force: true }))
 
 describe('xlsx', () => {
   it('writes statement rows Excel opens as typed cells: a bold frozen header with an autofilter, column widths, dates as dates', async () => {

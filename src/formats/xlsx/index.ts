@@ -4,8 +4,16 @@ import type { Formatter } from '../../core/types.js'
 import { normalizeXlsxOptions, type XlsxOptions } from './options.js'
 import { XlsxFormat } from './workbook.js'
 
-export { XLSX_MAX_CELL_CHARS, XLSX_MAX_COLUMNS, XLSX_MAX_ROWS, normalizeXlsxOptions, type NormalizedXlsxOptions, type XlsxOptions } from './options.js'
-export { XlsxFormat, type XlsxInternals } from './workbook.js'
+export {
+  XLSX_MAX_CELL_CHARS,
+  XLSX_MAX_COLUMNS,
+  XLSX_MAX_ROWS,
+  checkSheetName,
+  normalizeXlsxOptions,
+  type NormalizedXlsxOptions,
+  type XlsxOptions,
+} from './options.js'
+export { XlsxFormat, type SheetSummary, type XlsxInternals } from './workbook.js'
 export { columnLetters, xmlText } from './cells.js'
 
 /**

@@ -62,10 +62,10 @@ export type NormalizedXlsxOptions = Readonly<Required<Omit<XlsxOptions, 'columns
  * Checks a sheet name against Excel's rules: 1-31 characters, none of `: \ / ? * [ ]`, not
  * starting or ending with `'`, not `History`.
  */
-function checkSheetName(name: unknown): asserts name is string {
+export function checkSheetName(name: unknown, option = 'sheetName'): asserts name is string {
   const expected = "a sheet name of 1-31 characters without : \\ / ? * [ ], not starting or ending with ' (Excel's rules)"
   if (typeof name !== 'string' || name.length === 0 || name.length > 31 || /[:\\/?*[\]]/.test(name) || /^'|'$/.test(name) || name.toLowerCase() === 'history') {
-    invalidOption('sheetName', expected, name)
+    invalidOption(option, expected, name)
   }
 }
 

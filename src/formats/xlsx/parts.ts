@@ -13,31 +13,28 @@ export const STYLE_HEADER = 1
 export const STYLE_DATETIME = 2
 export const STYLE_DATE = 3
 
-/** The autofilter of each sheet: over the header and the rows under it. */
-export interface AutoFilter {
-  /** The last column's letters. */
-  lastColumn: string
-  /** Data rows of each sheet but the last. */
-  rowsPerSheet: number
-  /** Data rows of the last sheet. */
-  lastSheetRows: number
+/** A sheet of the workbook: its name and, with a header, its autofilter's range. */
+export interface SheetPart {
+  name: string
+  /** The autofilter over the header and the rows under it: the last column's letters, the data rows. */
+  filter?: { lastColumn: string; rows: number }
 }
 
 /** `_rels/.rels`: the package's relationship to its workbook. */
 export const PACKAGE_RELS = `${XML_HEAD}<Relationships xmlns="${PACKAGE_REL_NS}"><Relationship Id="rId1" Type="${REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>`
 
-/** `xl/workbook.xml`: the sheets, and the autofilters' ranges (with a header). */
-export function workbookXml(names: readonly string[], filter: AutoFilter | undefined): string {
-  const sheets = names.map((name, i) => `<sheet name="${attribute(name)}" sheetId="${i + 1}" r:id="rId${i + 1}"/>`).join('')
+/** `xl/workbook.xml`: the sheets, and the autofilters' ranges (sheets with a header). */
+export function workbookXml(parts: readonly SheetPart[]): string {
+  const sheets = parts.map(({ name }, i) => `<sheet name="${attribute(name)}" sheetId="${i + 1}" r:id="rId${i + 1}"/>`).join('')
   // The autofilters' ranges, as Excel itself names them.
-  const filters = filter
-    ? `<definedNames>${names
-        .map((name, i) => {
-          const rows = i < names.length - 1 ? filter.rowsPerSheet : filter.lastSheetRows
-          return `<definedName name="_xlnm._FilterDatabase" localSheetId="${i}" hidden="1">${xmlText(`'${name.replace(/'/g, "''")}'`)}!$A$1:$${filter.lastColumn}$${rows + 1}</definedName>`
-        })
-        .join('')}</definedNames>`
-    : ''
+  const ranges = parts.flatMap(({ name, filter }, i) =>
+    filter
+      ? [
+          `<definedName name="_xlnm._FilterDatabase" localSheetId="${i}" hidden="1">${xmlText(`'${name.replace(/'/g, "''")}'`)}!$A$1:$${filter.lastColumn}$${filter.rows + 1}</definedName>`,
+        ]
+      : [],
+  )
+  const filters = ranges.length > 0 ? `<definedNames>${ranges.join('')}</definedNames>` : ''
   return `${XML_HEAD}<workbook xmlns="${MAIN_NS}" xmlns:r="${REL_NS}"><bookViews><workbookView/></bookViews><sheets>${sheets}</sheets>${filters}</workbook>`
 }
 

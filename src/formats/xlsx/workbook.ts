@@ -6,7 +6,7 @@ import { Transform } from 'node:stream'
 import { ExportError, describe } from '../../core/errors.js'
 import type { Column } from '../columns.js'
 import { bsonValue, encodeBinary, isoDate, jsonValue } from '../values.js'
-import type { ColumnType, Formatter, Row } from '../../core/types.js'
+import { isSheetStart, type ColumnType, type Formatter, type Row, type SheetStart } from '../../core/types.js'
 import { columnLetters, DECIMAL, exactNumberText, excelHoldsNumber, inline, kindOf, pgSerial, serialOf, type ColumnKind } from './cells.js'
 import { XLSX_MAX_CELL_CHARS, XLSX_MAX_COLUMNS, type NormalizedXlsxOptions } from './options.js'
 import {
@@ -21,6 +21,7 @@ import {
   workbookRels,
   workbookXml,
   XML_HEAD,
+  type SheetPart,
 } from './parts.js'
 import { ZipWriter } from './zip.js'
 
@@ -31,6 +32,25 @@ const MAX_WIDTH = 60
 interface Shared {
   columns?: ReadonlyArray<Readonly<Required<Column>>>
   widths?: number[]
+}
+
+/** The sheet being written, with its continuations at the row limit: one of a workbook's `sheets`, or the only one. */
+interface SheetGroup {
+  name: string
+  columns: SheetStart['columns'] | undefined
+  columnTypes: () => ColumnType[] | undefined
+  /** Names taken by the workbook's other sheets, lower-cased (Excel compares them so). */
+  reserved: Set<string>
+  /** The sheets it fills (its continuations after the first). */
+  sheets: string[]
+  rows: number
+}
+
+/** What a workbook's sheet held: its name, its rows, and the sheets they fill (continued at the row limit). */
+export interface SheetSummary {
+  name: string
+  rows: number
+  sheets: string[]
 }
 
 const WIDTH_ROWS = 100 // rows read before the first sheet starts, for the column widths
@@ -57,6 +77,9 @@ export class XlsxFormat extends Transform implements Formatter {
   #shared: Shared
   #zip: ZipWriter
   #sourceColumns: () => ColumnType[] | undefined = () => undefined
+  #group: SheetGroup
+  #groups: SheetGroup[] = [] // a workbook's sheets (SheetStart), once the first one starts
+  #open = false // the group's first sheet has started
   #rows = 0
   #waiting: Row[] = [] // the first rows, until the widths are known
   #readers: Array<(row: Row) => unknown> = []
@@ -64,7 +87,7 @@ export class XlsxFormat extends Transform implements Formatter {
   #refs: string[] = [] // column letters
   #known = new Set<string>() // keys the columns read
   #checkExtra = false // columns inferred: a new key in a later row is an error
-  #sheets: string[] = []
+  #sheets: SheetPart[] = []
   #sheetRows = 0 // data rows in the open sheet
   #text = ''
   #added = 0 // rows written on sheets (the index in errors)
@@ -74,6 +97,7 @@ export class XlsxFormat extends Transform implements Formatter {
     this.#options = options
     this.#internals = internals
     this.#shared = shared
+    this.#group = { name: options.sheetName, columns: options.columns, columnTypes: () => this.#sourceColumns(), reserved: new Set(), sheets: [], rows: 0 }
     // (Blocks still compressing when the export is destroyed are not handed on.)
     const out = (chunk: Buffer) => void (this.destroyed || this.push(chunk))
     this.#zip = new ZipWriter(out, { level: options.compressionLevel, threads: options.threads, ...internals })
@@ -96,18 +120,28 @@ export class XlsxFormat extends Transform implements Formatter {
     this.#sourceColumns = columns
   }
 
+  /** A workbook's sheets (`exportWorkbook`): each one's rows and the sheets they fill. Empty for a plain export. */
+  get sheetSummaries(): SheetSummary[] {
+    return this.#groups.map(({ name, rows, sheets }) => ({ name, rows, sheets: [...sheets] }))
+  }
+
   /** A new workbook with the same options, for the next file of a split export: the same columns and widths. */
   nextPart(): XlsxFormat {
     return new XlsxFormat(this.#options, this.#internals, this.#shared)
   }
 
   override _transform(row: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (isSheetStart(row)) {
+      this.#startGroup(row).then(() => callback(), callback)
+      return
+    }
     if (typeof row !== 'object' || row === null) {
       callback(new ExportError('ERR_FORMAT', 'format', `Expected row ${this.#rows} to be an object, got ${describe(row)}`))
       return
     }
     this.#rows++
-    if (this.#sheets.length === 0) {
+    this.#group.rows++
+    if (!this.#open) {
       // The first rows wait for the column widths (the next parts of a split export know them).
       this.#waiting.push(row as Row)
       if (this.#waiting.length < WIDTH_ROWS && this.#shared.widths === undefined) return callback()
@@ -144,8 +178,26 @@ export class XlsxFormat extends Transform implements Formatter {
     return this.#zip.write(chunk)
   }
 
-  /** The first sheet started, with the rows that waited for it. */
+  /** The next of a workbook's sheets: the open one ended, and the rows after the marker on a new one with its own columns. */
+  async #startGroup(start: SheetStart): Promise<void> {
+    if (this.#groups.length > 0 || this.#rows > 0) await this.#endGroup()
+    const reserved = new Set(start.reserved.map((name) => name.toLowerCase()))
+    this.#group = { name: start.name, columns: start.columns, columnTypes: start.columnTypes, reserved, sheets: [], rows: 0 }
+    this.#groups.push(this.#group)
+    this.#shared = {} // each sheet its own columns and widths
+    this.#added = 0
+  }
+
+  /** The group's last sheet ended (and started first, for one of fewer rows than the widths wait for, or none). */
+  async #endGroup(): Promise<void> {
+    if (!this.#open) await this.#start()
+    await this.#closeSheet()
+    this.#open = false
+  }
+
+  /** The group's first sheet started, with the rows that waited for it. */
   async #start(): Promise<void> {
+    this.#open = true
     this.#begin()
     const waiting = this.#waiting
     this.#waiting = []
@@ -165,10 +217,9 @@ export class XlsxFormat extends Transform implements Formatter {
   /** The columns (given, from the first row, or from the source with zero rows), their readers and widths. */
   #begin(): void {
     const first = this.#waiting[0]
-    const source = this.#sourceColumns()
+    const source = this.#group.columnTypes()
     const columns = (this.#shared.columns ??=
-      this.#options.columns ??
-      (first ? Object.keys(first).map((key) => ({ key, header: key })) : (source?.map((c) => ({ key: c.name, header: c.name })) ?? [])))
+      this.#group.columns ?? (first ? Object.keys(first).map((key) => ({ key, header: key })) : (source?.map((c) => ({ key: c.name, header: c.name })) ?? [])))
     if (columns.length > XLSX_MAX_COLUMNS) {
       throw new ExportError(
         'ERR_FORMAT',
@@ -181,7 +232,7 @@ export class XlsxFormat extends Transform implements Formatter {
     this.#readers = columns.map((c) => (row: Row) => row[c.key])
     this.#refs = columns.map((_, i) => columnLetters(i))
     this.#known = new Set(columns.map((c) => c.key))
-    this.#checkExtra = this.#options.extraColumns === 'error' && this.#options.columns === undefined
+    this.#checkExtra = this.#options.extraColumns === 'error' && this.#group.columns === undefined
     this.#shared.widths ??= columns.map((c, i) =>
       Math.min(MAX_WIDTH, Math.max(this.#options.header ? c.header.length : 0, ...this.#waiting.map((row) => this.#shownChars(row[c.key], i))) + 2),
     )
@@ -191,9 +242,9 @@ export class XlsxFormat extends Transform implements Formatter {
   /** Starts the next sheet: its view (the header frozen), column widths, and the header row. */
   #openSheet(): void {
     const n = this.#sheets.length + 1
-    const base = this.#options.sheetName
-    const suffix = n === 1 ? '' : ` (${n})`
-    this.#sheets.push(base.slice(0, 31 - suffix.length) + suffix)
+    const name = this.#nextName()
+    this.#group.sheets.push(name)
+    this.#sheets.push({ name })
     this.#zip.startEntry(`xl/worksheets/sheet${n}.xml`)
     const { header } = this.#options
     const columns = this.#shared.columns!
@@ -213,11 +264,26 @@ export class XlsxFormat extends Transform implements Formatter {
     this.#sheetRows = 0
   }
 
+  /** The group's next sheet name: its own, then `Name (2)`, `Name (3)`... that no other sheet has or was given. */
+  #nextName(): string {
+    const { name: base, sheets, reserved } = this.#group
+    if (sheets.length === 0) return base
+    const taken = (name: string) => reserved.has(name.toLowerCase()) || this.#sheets.some((sheet) => sheet.name.toLowerCase() === name.toLowerCase())
+    for (let n = sheets.length + 1; ; n++) {
+      const suffix = ` (${n})`
+      const name = base.slice(0, 31 - suffix.length) + suffix
+      if (!taken(name)) return name
+    }
+  }
+
   /** Ends the open sheet: the autofilter over the header and its rows. */
   async #closeSheet(): Promise<void> {
     const columns = this.#shared.columns!
     let text = '</sheetData>'
-    if (this.#options.header && columns.length > 0) text += `<autoFilter ref="A1:${this.#refs.at(-1)}${this.#sheetRows + 1}"/>`
+    if (this.#options.header && columns.length > 0) {
+      text += `<autoFilter ref="A1:${this.#refs.at(-1)}${this.#sheetRows + 1}"/>`
+      this.#sheets.at(-1)!.filter = { lastColumn: this.#refs.at(-1)!, rows: this.#sheetRows }
+    }
     this.#text += `${text}</worksheet>`
     if (!this.#writeText()) await this.#zip.drain()
     await this.#zip.endEntry()
@@ -227,7 +293,7 @@ export class XlsxFormat extends Transform implements Formatter {
     if (this.#checkExtra) {
       for (const key in row) {
         if (Object.hasOwn(row, key) && !this.#known.has(key)) {
-          throw new ExportError('ERR_FORMAT', 'format', `Row ${this.#added}: a column the sheet does not have: ${JSON.stringify(key)}`)
+          throw new ExportError('ERR_FORMAT', 'format', `${this.#rowName()}: a column the sheet does not have: ${JSON.stringify(key)}`)
         }
       }
     }
@@ -320,7 +386,12 @@ export class XlsxFormat extends Transform implements Formatter {
 
   #error(column: number, what: string): ExportError {
     const key = this.#shared.columns![column]!.key
-    return new ExportError('ERR_FORMAT', 'format', `Row ${this.#added}, column ${JSON.stringify(key)}: cannot write ${what}`)
+    return new ExportError('ERR_FORMAT', 'format', `${this.#rowName()}, column ${JSON.stringify(key)}: cannot write ${what}`)
+  }
+
+  /** The row being written, for errors: `Row 12`, or in a workbook `Sheet "Detail", row 12`. */
+  #rowName(): string {
+    return this.#groups.length > 0 ? `Sheet ${JSON.stringify(this.#group.name)}, row ${this.#added}` : `Row ${this.#added}`
   }
 
   /** Characters a value shows in its cell, for the column widths. */
@@ -335,17 +406,14 @@ export class XlsxFormat extends Transform implements Formatter {
   }
 
   async #finish(): Promise<void> {
-    if (this.#sheets.length === 0) await this.#start() // fewer rows than the widths wait for, or none
-    await this.#closeSheet()
+    await this.#endGroup()
     const zip = this.#zip
-    const columns = this.#shared.columns!
-    const { header, maxRowsPerSheet, dateTimeFormat, dateFormat } = this.#options
-    const filter = header && columns.length > 0 ? { lastColumn: this.#refs.at(-1)!, rowsPerSheet: maxRowsPerSheet, lastSheetRows: this.#sheetRows } : undefined
-    zip.addFile('xl/workbook.xml', workbookXml(this.#sheets, filter))
-    zip.addFile('xl/_rels/workbook.xml.rels', workbookRels(this.#sheets))
-    zip.addFile('xl/styles.xml', stylesXml(dateTimeFormat, dateFormat))
+    const names = this.#sheets.map((sheet) => sheet.name)
+    zip.addFile('xl/workbook.xml', workbookXml(this.#sheets))
+    zip.addFile('xl/_rels/workbook.xml.rels', workbookRels(names))
+    zip.addFile('xl/styles.xml', stylesXml(this.#options.dateTimeFormat, this.#options.dateFormat))
     zip.addFile('_rels/.rels', PACKAGE_RELS)
-    zip.addFile('[Content_Types].xml', contentTypes(this.#sheets))
+    zip.addFile('[Content_Types].xml', contentTypes(names))
     zip.finish()
   }
 }
