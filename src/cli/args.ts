@@ -17,7 +17,9 @@ Source
   --from        postgres://..., mongodb://..., or a CSV / JSONL file (.csv, .jsonl, .ndjson; also .gz, .zst).
                 Default: $DATABASE_URL with --query, $MONGODB_URL with --collection (keeps the
                 password out of \`ps\`). A password in a URL is never printed.
-  --query       SQL for Postgres; @report.sql reads it from a file, - from standard input
+  --query       SQL for Postgres; @report.sql reads it from a file, - from standard input.
+                Several, each NAME=SQL (NAME=@file): one XLSX workbook, a sheet each, in order
+                (--to report.xlsx --query 'Summary=select ...' --query 'Detail=select ...')
   --query-file  the same as --query @file
   --copy        Postgres COPY fast path (CSV only: the server writes the CSV)
   --collection  a MongoDB collection      --filter  its filter (extended JSON)
@@ -95,6 +97,8 @@ export function formatOfName(name: string): { format?: FormatName; compression?:
 export interface Options {
   from: string
   query?: string
+  /** Several `--query NAME=SQL`: one workbook, a sheet each. */
+  sheets?: Array<{ name: string; query: string }>
   collection?: string
   filter?: string
   copy: boolean
@@ -141,7 +145,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
       args: argv,
       options: {
         from: { type: 'string' },
-        query: { type: 'string' },
+        query: { type: 'string', multiple: true },
         'query-file': { type: 'string' },
         copy: { type: 'boolean', default: false },
         collection: { type: 'string' },
@@ -190,19 +194,15 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   if (values.version) throw new VersionRequested()
   if (!values.to) throw new UsageError('--to is required')
 
-  // The SQL: inline, @file, --query-file, or - for standard input.
+  // The SQL: inline, @file, --query-file, or - for standard input; several as NAME=SQL, a sheet each.
   if (values['query-file'] !== undefined) {
     if (values.query !== undefined) throw new UsageError('give --query or --query-file, not both')
-    values.query = `@${values['query-file']}`
+    values.query = [`@${values['query-file']}`]
   }
-  let query = values.query
-  if (query === '-') query = await text(stdin)
-  else if (query?.startsWith('@')) {
-    query = await readFile(query.slice(1), 'utf8').catch((error: Error) => {
-      throw new UsageError(`--query: cannot read ${JSON.stringify(query!.slice(1))}: ${error.message}`)
-    })
-  }
-  if (query !== undefined && query.trim() === '') throw new UsageError('--query: the query is empty')
+  let query: string | undefined
+  let sheets: Options['sheets']
+  if (values.query?.length === 1) query = await sql(values.query[0]!, stdin)
+  else if (values.query) sheets = await namedQueries(values.query, stdin)
 
   // The source: --from, or the connection from the environment (never only in argv, where ps shows it).
   const list = (text: string) => text.split(',').map((c) => c.trim())
@@ -233,9 +233,19 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
       key: list(values.key ?? 'id'),
     }
   }
+  if (sheets) {
+    const refused = (['copy', 'since-state', 'shards', 'split-rows', 'split-bytes', 'partition-by', 'dry-run', 'columns'] as const).find(
+      (name) => values[name] !== undefined && values[name] !== false,
+    )
+    if (refused) throw new UsageError(`--${refused} is not available with several --query (one workbook, a sheet each)`)
+  }
   const from =
     values.from ??
-    (query !== undefined || incremental || shards?.table ? process.env.DATABASE_URL : values.collection !== undefined ? process.env.MONGODB_URL : undefined)
+    (query !== undefined || sheets || incremental || shards?.table
+      ? process.env.DATABASE_URL
+      : values.collection !== undefined
+        ? process.env.MONGODB_URL
+        : undefined)
   if (!from) throw new UsageError('--from is required (or DATABASE_URL with --query, MONGODB_URL with --collection)')
   if (incremental && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--since-state needs a Postgres --from (postgres://...)')
   if (shards?.table && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('--shards --table needs a Postgres --from (postgres://...)')
@@ -249,7 +259,9 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   if (values.format !== undefined && !FORMATS.includes(values.format as FormatName)) {
     throw new UsageError(`--format: expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`)
   }
-  const format = (values.format as FormatName | undefined) ?? named.format ?? 'csv'
+  const format = (values.format as FormatName | undefined) ?? named.format ?? (sheets ? 'xlsx' : 'csv')
+  if (sheets && format !== 'xlsx') throw new UsageError(`several --query write one workbook, a sheet each: the format is ${format}; give --to a .xlsx name`)
+  if (sheets && !/^postgres(ql)?:\/\//i.test(from)) throw new UsageError('several --query read Postgres: give a postgres:// --from (or DATABASE_URL)')
   if (named.format !== undefined && named.format !== format) {
     throw new UsageError(`--format ${format} contradicts --to ${JSON.stringify(values.to)} (a .${extensionOf(named.format)} name): change one of them`)
   }
@@ -295,6 +307,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   return {
     from,
     query,
+    sheets,
     collection: values.collection,
     filter: values.filter,
     copy: values.copy,
@@ -360,6 +373,32 @@ function csvTypes(infer: boolean, declared: string | undefined): Options['types'
 }
 
 const extensionOf = (format: FormatName) => (format === 'jsonl' ? 'jsonl' : format)
+
+/** One --query: inline SQL, @file, or - for standard input; never empty. */
+async function sql(given: string, stdin: NodeJS.ReadableStream, option = '--query'): Promise<string> {
+  let query = given
+  if (query === '-') query = await text(stdin)
+  else if (query.startsWith('@')) {
+    query = await readFile(query.slice(1), 'utf8').catch((error: Error) => {
+      throw new UsageError(`${option}: cannot read ${JSON.stringify(given.slice(1))}: ${error.message}`)
+    })
+  }
+  if (query.trim() === '') throw new UsageError(`${option}: the query is empty`)
+  return query
+}
+
+/** Several --query, each NAME=SQL (the SQL inline, @file or -): a workbook's sheets. */
+async function namedQueries(given: string[], stdin: NodeJS.ReadableStream): Promise<NonNullable<Options['sheets']>> {
+  if (given.filter((query) => query.slice(query.indexOf('=') + 1) === '-').length > 1) throw new UsageError('--query: standard input (-) can be read once')
+  const sheets = []
+  for (const query of given) {
+    const split = query.indexOf('=')
+    if (split <= 0) throw new UsageError(`several --query name a sheet each: expected NAME=SQL, got ${JSON.stringify(query.slice(0, 60))}`)
+    const name = query.slice(0, split)
+    sheets.push({ name, query: await sql(query.slice(split + 1), stdin, `--query ${name}`) })
+  }
+  return sheets
+}
 
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
   let result = ''

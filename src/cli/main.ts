@@ -7,7 +7,9 @@ import {
   estimateExport,
   ExportError,
   exportStream,
+  exportWorkbook,
   incrementalExport,
+  postgresSource,
   postgresIncrementalSource,
   presignDownload,
   type ExportErrorCode,
@@ -63,38 +65,51 @@ export async function main(
       readerGone = true
       controller.abort(new Error('standard output was closed by its reader'))
     })
-    const incremental = options.incremental
-    const source = incremental ? undefined : await openSource(options, cleanups)
+    const { incremental, sheets } = options
+    const source = incremental || sheets ? undefined : await openSource(options, cleanups)
     // With the data on standard output, messages go to standard error.
     const out = options.to === '-' ? io.stderr : io.stdout
     const tty = Boolean((io.stderr as { isTTY?: boolean }).isTTY)
-    const run = {
-      format: options.copy ? undefined : makeFormat(options),
-      compression: options.compression,
+    const common = {
       sink,
-      split: options.split,
-      partitionBy: options.partitionBy,
       signal: controller.signal,
       ...options.rates,
       progressIntervalMs: tty ? 250 : 5000,
       onProgress: options.quiet ? undefined : (p: Progress) => void io.stderr.write(tty ? `\r${progressLine(p)}\x1b[K` : `${progressLine(p)}\n`),
     }
-    const result: ExportResult & { url?: string; urls?: string[] } = incremental
-      ? await incrementalExport<Location, IncrementalWatermark>({
-          ...run,
-          name: incremental.feed,
-          store: openStore(options, cleanups),
-          source: (after) =>
-            postgresIncrementalSource({
-              connectionString: options.from,
-              table: incremental.table,
-              orderBy: incremental.orderBy,
-              key: incremental.key,
-              after,
-              ...options.guards,
-            }),
+    const run = {
+      ...common,
+      format: options.copy || sheets ? undefined : makeFormat(options),
+      compression: options.compression,
+      split: options.split,
+      partitionBy: options.partitionBy,
+    }
+    const result: ExportResult & { url?: string; urls?: string[]; sheets?: Array<{ name: string; rows: number }> } = sheets
+      ? await exportWorkbook<Location>({
+          ...common,
+          xlsx: { header: options.header },
+          // Each query runs when its sheet's turn comes: one connection at a time.
+          sheets: sheets.map(({ name, query }) => ({
+            name,
+            source: () => postgresSource({ connectionString: options.from, text: query, ...options.guards }),
+          })),
         })
-      : await exportStream<Location>({ ...run, source: source! })
+      : incremental
+        ? await incrementalExport<Location, IncrementalWatermark>({
+            ...run,
+            name: incremental.feed,
+            store: openStore(options, cleanups),
+            source: (after) =>
+              postgresIncrementalSource({
+                connectionString: options.from,
+                table: incremental.table,
+                orderBy: incremental.orderBy,
+                key: incremental.key,
+                after,
+                ...options.guards,
+              }),
+          })
+        : await exportStream<Location>({ ...run, source: source! })
     if (tty && !options.quiet) io.stderr.write('\n')
     const where = (location: Location | undefined) =>
       location === undefined ? 'standard output' : 'path' in location ? location.path : `s3://${location.bucket}/${location.key}`
@@ -115,6 +130,7 @@ export async function main(
         out.write(`manifest: ${where(result.location)}\n`)
         for (const url of result.urls ?? []) out.write(`${url}\n`)
       } else out.write(`exported ${result.rows.toLocaleString('en')} rows (${mb(result.bytes)}) to ${where(result.location)} in ${seconds}\n`)
+      for (const sheet of result.sheets ?? []) out.write(`  ${sheet.name}: ${sheet.rows.toLocaleString('en')} rows\n`)
       const { checksum } = result
       if (checksum) out.write(`${checksum.algorithm.toLowerCase()} ${checksum.value}${checksum.verifiedByStore ? ' (verified by the store)' : ''}\n`)
       if (result.url) out.write(`${result.url}\n`)

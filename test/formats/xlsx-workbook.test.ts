@@ -7,6 +7,7 @@ import { Readable } from 'node:stream'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exportWorkbook, fileSink, postgresCopySource, postgresSource, type ExportError, type Progress } from '../../src/index.js'
+import { runCli } from '../fixtures/cli.js'
 import { databaseUrl } from '../fixtures/postgres.js'
 import { entry, libreOfficeBook, libreOfficeHere, python, read, values } from '../fixtures/xlsx.js'
 import { listDir, tempDir } from '../helpers.js'
@@ -274,5 +275,62 @@ describe('exportWorkbook', () => {
     expect(made).toBe(false)
     expect(await listDir(dir)).toEqual([])
     await expect.poll(() => pool.totalCount - pool.idleCount).toBe(0)
+  })
+
+  it('the CLI: several --query NAME=SQL (inline, @file) write one workbook, a sheet each; what it cannot do is refused (exit 2); a failing sheet exits 3 and leaves no file', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'report.xlsx')
+    await writeFile(join(dir, 'detail.sql'), `select id, customer, amount from ${TABLE} where id <= 5 order by id`)
+    const done = await runCli([
+      '--from',
+      databaseUrl(),
+      '--to',
+      path,
+      '--query',
+      `Summary=select count(*) as n from ${TABLE}`,
+      '--query',
+      `Detail=@${join(dir, 'detail.sql')}`,
+    ])
+    expect(done.code, done.stderr).toBe(0)
+    expect(done.stderr).toMatch(/^6 rows .*\n$/) // the progress: every sheet's rows
+    expect(done.stdout).toContain('exported 6 rows')
+    expect(done.stdout).toContain('  Summary: 1 rows\n  Detail: 5 rows\n')
+    const book = await read(await readFile(path))
+    expect(book.worksheets.map((s) => s.name)).toEqual(['Summary', 'Detail'])
+    expect(values(book.worksheets[0]!)).toEqual([['n'], [300]])
+    expect(values(book.worksheets[1]!).slice(0, 2)).toEqual([
+      ['id', 'customer', 'amount'],
+      [1, 'Zürich AG', 1.75],
+    ])
+
+    const refusals: Array<[string[], string]> = [
+      [['--to', join(dir, 'x.csv')], 'several --query write one workbook, a sheet each: the format is csv'],
+      [['--to', join(dir, 'x.xlsx'), '--split-rows', '10'], '--split-rows is not available with several --query'],
+      [['--to', join(dir, 'x.xlsx'), '--columns', 'a'], '--columns is not available with several --query'],
+    ]
+    for (const [args, message] of refusals) {
+      const refused = await runCli(['--from', databaseUrl(), '--query', 'A=select 1', '--query', 'B=select 2', ...args])
+      expect({ code: refused.code, stderr: refused.stderr }).toEqual({ code: 2, stderr: expect.stringContaining(message) as unknown })
+    }
+    const unnamed = await runCli(['--from', databaseUrl(), '--query', 'select 1', '--query', 'B=select 2', '--to', join(dir, 'x.xlsx')])
+    expect(unnamed.code).toBe(2)
+    expect(unnamed.stderr).toContain('several --query name a sheet each: expected NAME=SQL, got "select 1"')
+    const badName = await runCli(['--from', databaseUrl(), '--query', 'A/B=select 1', '--query', 'C=select 2', '--to', join(dir, 'x.xlsx')])
+    expect(badName.code).toBe(2)
+    expect(badName.stderr).toContain('sheets[0].name')
+
+    const failed = await runCli([
+      '--from',
+      databaseUrl(),
+      '--to',
+      join(dir, 'failed.xlsx'),
+      '--query',
+      'Fine=select 1 as one',
+      '--query',
+      'Broken=select 1 / 0 as x',
+    ])
+    expect(failed.code).toBe(3)
+    expect(failed.stderr).toMatch(/ERR_SOURCE: Sheet "Broken": .*division by zero/)
+    expect(await listDir(dir)).toEqual(['detail.sql', 'report.xlsx'])
   })
 })
