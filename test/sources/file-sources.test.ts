@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { stringify } from 'csv-stringify/sync'
 import { describe, expect, it } from 'vitest'
-import { csvSource, ExportError, exportStream, fileSink, jsonl, jsonlSource, type Progress } from '../../src/index.js'
+import { csvSource, ExportError, exportStream, fileSink, jsonl, jsonlSource, isRowBatch, type Progress } from '../../src/index.js'
 import { collector, listDir, rowsAheadOfSlowSink, tempDir } from '../helpers.js'
 
 const tricky = [
@@ -142,7 +142,7 @@ describe('a slow consumer', () => {
     await writeFile(path, stringify(rows, { header: true }))
     const source = csvSource({ path })
     let produced = 0
-    source.on('data', () => produced++) // counts rows as the source hands them on
+    source.on('data', (chunk: unknown) => (produced += isRowBatch(chunk) ? chunk.rows.length : 1)) // counts rows as the source hands them on (in batches)
     source.pause()
     const { maxAhead, consumed } = await rowsAheadOfSlowSink(source, () => produced, 5)
     expect(consumed).toBe(100_000)
