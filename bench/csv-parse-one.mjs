@@ -1,14 +1,32 @@
-// One parser over one CSV file, for the csv-parsers suite: node bench/csv-parse-one.mjs <file> <csv-parse|papaparse|udsv>
+// One parser over one CSV file, for the csv-parsers suite:
+//   node bench/csv-parse-one.mjs <file> <csv-parse|papaparse|udsv|ours|csv-parse-objects|csvSource> [<bundled tokenizer>]
 import { createReadStream } from 'node:fs'
 import { parse } from 'csv-parse'
 import Papa from 'papaparse'
 import { inferSchema, initParser } from 'udsv'
+import { csvSource, isRowBatch } from 'stream-export'
 
-const [file, which] = process.argv.slice(2)
+const [file, which, tokenizer] = process.argv.slice(2)
 const started = performance.now()
 let rows = 0
 if (which === 'csv-parse') {
   for await (const _record of createReadStream(file).pipe(parse({ bom: true }))) rows++
+} else if (which === 'ours') {
+  // csvSource's tokenizer alone (internal: bundled from the source), to string arrays.
+  const { CsvTokenizer } = await import(tokenizer)
+  const records = new CsvTokenizer(',', false)
+  const onRecord = () => void rows++
+  for await (const chunk of createReadStream(file)) records.push(chunk, onRecord)
+  records.end(onRecord)
+} else if (which === 'csv-parse-objects') {
+  // What csvSource did before: csv-parse to objects named by the header.
+  for await (const _record of createReadStream(file).pipe(parse({ bom: true, columns: true, skip_empty_lines: true }))) rows++
+  rows++ // the header
+} else if (which === 'csvSource') {
+  const source = csvSource({ path: file })
+  source.sendBatches() // as exportStream asks for them
+  for await (const chunk of source) rows += isRowBatch(chunk) ? chunk.rows.length : 1
+  rows++ // the header
 } else if (which === 'udsv') {
   let parser
   for await (const chunk of createReadStream(file, { encoding: 'utf8' })) {

@@ -40,7 +40,8 @@ const UTF16LE_BOM = Buffer.from([0xff, 0xfe])
 export class CsvReader extends Transform implements SourceExtras {
   readonly #options: CsvReaderOptions
   readonly #tokenizer: CsvTokenizer
-  #decoder: StringDecoder | undefined // chosen at the first bytes (a UTF-16LE BOM)
+  #started = false // the first bytes seen (a BOM skipped)
+  #utf16: StringDecoder | undefined // a UTF-16LE file (its BOM): decoded, and read as UTF-8
   #head = Buffer.alloc(0) // the first bytes, until there are enough to tell a BOM
   #names: string[] | undefined
   #proto = -1 // the column named __proto__ (set as an own property)
@@ -73,12 +74,12 @@ export class CsvReader extends Transform implements SourceExtras {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     try {
       let bytes = chunk
-      if (!this.#decoder) {
+      if (!this.#started) {
         this.#head = Buffer.concat([this.#head, chunk])
         if (this.#head.length < 3) return callback()
         bytes = this.#start(this.#head)
       }
-      this.#tokenizer.push(this.#decoder!.write(bytes), this.#onRecord)
+      this.#tokenizer.push(this.#utf8(bytes), this.#onRecord)
       this.#flushBatch()
       callback()
     } catch (error) {
@@ -89,11 +90,8 @@ export class CsvReader extends Transform implements SourceExtras {
   override _flush(callback: (error?: Error | null) => void): void {
     try {
       // (Fewer than 3 bytes in all: no BOM to tell.)
-      if (!this.#decoder && this.#head.length > 0) {
-        const bytes = this.#start(this.#head)
-        this.#tokenizer.push(this.#decoder!.write(bytes), this.#onRecord)
-      }
-      if (this.#decoder) this.#tokenizer.push(this.#decoder.end(), this.#onRecord)
+      if (!this.#started) this.#tokenizer.push(this.#utf8(this.#start(this.#head)), this.#onRecord)
+      if (this.#utf16) this.#tokenizer.push(Buffer.from(this.#utf16.end(), 'utf8'), this.#onRecord)
       this.#tokenizer.end(this.#onRecord)
       if (this.#options.types === 'infer' && this.#types === undefined) this.#release()
       this.#flushBatch()
@@ -103,19 +101,21 @@ export class CsvReader extends Transform implements SourceExtras {
     }
   }
 
-  /** The decoder for the first bytes (a BOM skipped): the bytes after the BOM. */
+  /** The first bytes, a BOM skipped (a UTF-16LE one: the file is decoded as UTF-16LE). */
   #start(head: Buffer): Buffer {
+    this.#started = true
     this.#head = Buffer.alloc(0)
-    if (this.#options.bom && head.subarray(0, 3).equals(UTF8_BOM)) {
-      this.#decoder = new StringDecoder('utf8')
-      return head.subarray(3)
-    }
+    if (this.#options.bom && head.subarray(0, 3).equals(UTF8_BOM)) return head.subarray(3)
     if (this.#options.bom && head.subarray(0, 2).equals(UTF16LE_BOM)) {
-      this.#decoder = new StringDecoder('utf16le')
+      this.#utf16 = new StringDecoder('utf16le')
       return head.subarray(2)
     }
-    this.#decoder = new StringDecoder('utf8')
     return head
+  }
+
+  /** The bytes as UTF-8 (a UTF-16LE file's re-encoded). */
+  #utf8(bytes: Buffer): Buffer {
+    return this.#utf16 ? Buffer.from(this.#utf16.write(bytes), 'utf8') : bytes
   }
 
   #useNames(names: string[]): void {

@@ -1,7 +1,9 @@
-// CSV records from text, as csv-parse reads them with csvSource's options (RFC 4180 quotes, the
-// record delimiter discovered from the first line break: \r\n, \n or \r, empty lines skipped) and
-// failing as it fails: the same error codes, messages and line numbers. A line without quotes is
-// cut with indexOf and split(); only a record with quotes is read character by character.
+// CSV records from UTF-8 bytes, as csv-parse reads them with csvSource's options (RFC 4180 quotes,
+// the record delimiter discovered from the first line break: \r\n, \n or \r, empty lines skipped)
+// and failing as it fails: the same error codes, messages and line numbers. A line without quotes
+// is found with indexOf, decoded once and split(); only a record with quotes is read field by field.
+// Every string is decoded from the bytes of its own line or field: a cell kept (a partition key,
+// a checkpoint, Parquet statistics) keeps at most its line alive, never the chunk it came in.
 // test/sources/csv-reader.test.ts holds it to csv-parse (csv-spectrum's vectors and a fuzzer).
 
 const QUOTE = 0x22
@@ -35,66 +37,85 @@ const DELIMITER_AT = 0
 const QUOTE_AT = 1
 const CR_AT = 2
 const LF_AT = 3
-const SEARCHED = ['', '"', '\r', '\n']
 
-const isBreak = (code: number) => code === CR || code === LF
+const isBreak = (byte: number) => byte === CR || byte === LF
 
-/** Line breaks (each CR and each LF, as csv-parse counts lines) in `text` from `from` to `to`. */
-function breaks(text: string, from: number, to: number): number {
+/** Line breaks (each CR and each LF, as csv-parse counts lines) in `bytes` from `from` to `to`. */
+function breaks(bytes: Buffer, from: number, to: number): number {
   let n = 0
-  for (let i = from; i < to; i++) if (isBreak(text.charCodeAt(i))) n++
+  for (let i = from; i < to; i++) if (isBreak(bytes[i]!)) n++
   return n
 }
 
+const EMPTY: Buffer = Buffer.alloc(0)
+
 /**
- * Records from text given in pieces (`push`, then `end`). `column(i)` names field `i` in an error
- * (csv-parse's `info.column`: the header's name once known, else the index).
+ * Bytes of clean lines decoded at once: fewer calls into the decoder, while a cell kept keeps at
+ * most this much text alive (a slice holds its whole string).
+ */
+const BLOCK = 4096
+
+/**
+ * Records from UTF-8 bytes given in pieces (`push`, then `end`). `column(i)` names field `i` in
+ * an error (csv-parse's `info.column`: the header's name once known, else the index).
  */
 export class CsvTokenizer {
-  readonly #delimiter: string
+  readonly #delimiter: Buffer
+  readonly #text: string // the delimiter, to split decoded lines with
   readonly #emptyNull: boolean
   readonly #lookahead: number
-  #rd = '' // the record delimiter, once discovered
-  #text = '' // text not parsed yet, from the start of a record
-  #lines = 1 // csv-parse's line number at the start of #text
-  #waitFor = 0 // an incomplete record waits until the text doubles (linear time for a huge field)
-  // The next delimiter, quote, CR and LF found in the text being parsed (-1: not looked for yet;
-  // its length: none): each is searched for again only once passed, so no text is scanned twice.
+  #rd: Buffer = EMPTY // the record delimiter, once discovered
+  #bytes: Buffer = EMPTY // bytes not parsed yet, from the start of a record
+  #lines = 1 // csv-parse's line number at the start of #bytes
+  #waitFor = 0 // an incomplete record waits until the bytes double (linear time for a huge field)
+  // The next delimiter, quote, CR and LF found in the bytes being parsed (-1: not looked for yet;
+  // their length: none): each is searched for again only once passed, so no byte is scanned twice.
   #found = [-1, -1, -1, -1]
   column: (index: number) => string | number | null = (index) => index
 
   constructor(delimiter: string, emptyNull: boolean) {
-    this.#delimiter = delimiter
+    this.#delimiter = Buffer.from(delimiter)
+    this.#text = delimiter
     this.#emptyNull = emptyNull
-    this.#lookahead = Math.max(delimiter.length, 2)
+    this.#lookahead = Math.max(this.#delimiter.length, 2)
   }
 
-  push(text: string, onRecord: OnRecord): void {
-    this.#text += text
-    if (this.#text.length >= this.#waitFor) this.#parse(false, onRecord)
+  push(bytes: Buffer, onRecord: OnRecord): void {
+    if (bytes.length === 0) return
+    this.#bytes = this.#bytes.length === 0 ? bytes : Buffer.concat([this.#bytes, bytes])
+    if (this.#bytes.length >= this.#waitFor) this.#parse(false, onRecord)
   }
 
   end(onRecord: OnRecord): void {
     this.#parse(true, onRecord)
-    this.#text = ''
+    this.#bytes = EMPTY
   }
 
   #parse(final: boolean, onRecord: OnRecord): void {
-    const text = this.#text
-    const len = text.length
-    const d = this.#delimiter
+    const bytes = this.#bytes
+    const len = bytes.length
     let pos = 0
     let lines = this.#lines
     this.#found = [-1, -1, -1, -1]
     while (pos < len) {
       const rd = this.#rd
-      if (rd !== '') {
-        // A line without quotes or stray line breaks: cut whole.
-        const end = text.indexOf(rd, pos)
+      if (rd.length === 1 && rd[0] === LF) {
+        // LF lines: the clean ones ahead (no quote, no CR), up to BLOCK bytes, decoded at once.
+        const limit = Math.min(this.#next(bytes, QUOTE_AT, pos), this.#next(bytes, CR_AT, pos), pos + BLOCK)
+        const last = limit > pos ? bytes.lastIndexOf(LF, limit - 1) : -1
+        if (last >= pos) {
+          lines = this.#block(bytes.toString('utf8', pos, last), lines, onRecord)
+          pos = last + 1
+          continue
+        }
+      }
+      if (rd.length > 0) {
+        // A line without quotes or stray line breaks: decoded and split whole.
+        const end = rd.length === 1 ? bytes.indexOf(rd[0]!, pos) : bytes.indexOf(rd, pos)
         if (end !== -1) {
-          if (this.#next(text, QUOTE_AT, pos) >= end && this.#next(text, CR_AT, pos) >= end && this.#next(text, LF_AT, pos) >= end) {
+          if (this.#next(bytes, QUOTE_AT, pos) >= end && this.#next(bytes, CR_AT, pos) >= end && this.#next(bytes, LF_AT, pos) >= end) {
             if (end > pos) {
-              const fields: Array<string | null> = text.slice(pos, end).split(d)
+              const fields: Array<string | null> = bytes.toString('utf8', pos, end).split(this.#text)
               if (this.#emptyNull) for (let i = 0; i < fields.length; i++) if (fields[i] === '') fields[i] = null
               onRecord(fields, lines)
             }
@@ -104,102 +125,124 @@ export class CsvTokenizer {
           }
         } else if (!final) break
       }
-      const step = this.#record(text, pos, lines, final)
+      const step = this.#record(bytes, pos, lines, final)
       if (step === undefined) break
       if (step.fields) onRecord(step.fields, step.line)
       pos = step.next
       lines = step.lines
     }
-    this.#text = text.slice(pos)
+    this.#bytes = pos === len ? EMPTY : bytes.subarray(pos)
     this.#lines = lines
-    this.#waitFor = this.#text.length * 2
+    this.#waitFor = this.#bytes.length * 2
   }
 
-  /** One record from `pos`, character by character; undefined when the text ends before it does (and more may come). */
-  #record(text: string, pos: number, lines: number, final: boolean): Step | undefined {
-    const len = text.length
-    const d = this.#delimiter
+  /** The records of a block of clean LF lines (its last LF left out); the line number after them. */
+  #block(block: string, lines: number, onRecord: OnRecord): number {
+    const d = this.#text
+    for (let i = 0; ; lines++) {
+      const j = block.indexOf('\n', i)
+      const end = j === -1 ? block.length : j
+      if (end > i) {
+        const fields: Array<string | null> = block.slice(i, end).split(d)
+        if (this.#emptyNull) for (let f = 0; f < fields.length; f++) if (fields[f] === '') fields[f] = null
+        onRecord(fields, lines)
+      }
+      if (j === -1) return lines + 1
+      i = j + 1
+    }
+  }
+
+  /** One record from `pos`, field by field; undefined when the bytes end before it does (and more may come). */
+  #record(bytes: Buffer, pos: number, lines: number, final: boolean): Step | undefined {
+    const len = bytes.length
     const fields: Array<string | null> = []
     let p = pos
     let ln = lines
     const more = (at: number) => !final && len - at < this.#lookahead
     for (;;) {
-      if (p < len && text.charCodeAt(p) === QUOTE) {
+      if (p < len && bytes[p] === QUOTE) {
         // A quoted field: to the closing quote ("" is a quote).
         let value = ''
         let q = p + 1
         for (;;) {
-          const j = text.indexOf('"', q)
+          const j = bytes.indexOf(QUOTE, q)
           if (j === -1) {
             if (!final) return undefined
-            ln += breaks(text, q, len - 1) // (a break at the very end is not counted yet)
+            ln += breaks(bytes, q, len - 1) // (a break at the very end is not counted yet)
             throw new CsvSyntaxError('CSV_QUOTE_NOT_CLOSED', `Quote Not Closed: the parsing is finished with an opening quote at line ${ln}`, ln)
           }
-          ln += breaks(text, q, j)
-          value += text.slice(q, j)
+          ln += breaks(bytes, q, j)
+          value += bytes.toString('utf8', q, j)
           if (more(j + 1)) return undefined
           if (j + 1 === len) {
             fields.push(value)
             return { fields, line: ln, next: len, lines: ln }
           }
-          if (text.charCodeAt(j + 1) === QUOTE) {
+          if (bytes[j + 1] === QUOTE) {
             value += '"'
             q = j + 2
             continue
           }
-          if (text.startsWith(d, j + 1)) {
+          if (this.#delimiterAt(bytes, j + 1)) {
             fields.push(value)
-            p = j + 1 + d.length
+            p = j + 1 + this.#delimiter.length
             break
           }
-          const rd = this.#recordDelimiterAt(text, j + 1)
+          const rd = this.#recordDelimiterAt(bytes, j + 1)
           if (rd > 0) {
             fields.push(value)
             return { fields, line: ln, next: j + 1 + rd, lines: ln + 1 }
           }
-          // (csv-parse shows the first byte of the character.)
-          const got = String.fromCharCode(Buffer.from(String.fromCodePoint(text.codePointAt(j + 1)!))[0]!)
           throw new CsvSyntaxError(
             'CSV_INVALID_CLOSING_QUOTE',
-            `Invalid Closing Quote: got "${got}" at line ${ln} instead of delimiter, record delimiter, trimable character (if activated) or comment`,
+            `Invalid Closing Quote: got "${String.fromCharCode(bytes[j + 1]!)}" at line ${ln} instead of delimiter, record delimiter, trimable character (if activated) or comment`,
             ln,
           )
         }
         continue
       }
-      // An unquoted field: to a delimiter, a record delimiter or the end; a quote in it is an error.
+      // Unquoted fields up to the next quote or record delimiter: decoded at once and split.
+      const stop = Math.min(this.#next(bytes, QUOTE_AT, p), this.#next(bytes, CR_AT, p), this.#next(bytes, LF_AT, p))
+      if (stop > p && stop < len) {
+        const quoted = bytes[stop] === QUOTE
+        if (!quoted && more(stop)) return undefined
+        const rd = quoted ? 0 : this.#recordDelimiterAt(bytes, stop)
+        if (quoted || rd > 0) {
+          const pieces = bytes.toString('utf8', p, stop).split(this.#text)
+          const last = pieces.length - 1
+          // Before a quote, the last piece is the quoted field's start: nothing may come before it.
+          if (quoted && pieces[last] !== '') throw this.#openingQuote(fields.length + last, pieces[last]!, ln)
+          for (let i = 0; i < (quoted ? last : pieces.length); i++) fields.push(this.#emptyNull && pieces[i] === '' ? null : pieces[i]!)
+          if (rd > 0) return { fields, line: ln, next: stop + rd, lines: ln + 1 }
+          p = stop
+          continue
+        }
+      }
+      // An unquoted field with a line break in it (not the record delimiter), or at the end: field by field.
       let s = p
       for (;;) {
-        const k = this.#special(text, s)
+        const k = this.#special(bytes, s)
         if (k === len) {
           if (!final) return undefined
           if (fields.length === 0 && k === p) return { fields: undefined, line: ln, next: len, lines: ln }
-          fields.push(this.#unquoted(text.slice(p, len)))
+          fields.push(this.#unquoted(bytes, p, len))
           // (A break at the very end is not counted yet.)
-          const line = len > p && isBreak(text.charCodeAt(len - 1)) ? ln - 1 : ln
+          const line = len > p && isBreak(bytes[len - 1]!) ? ln - 1 : ln
           return { fields, line, next: len, lines: ln }
         }
-        const code = text.charCodeAt(k)
-        if (code === QUOTE) {
-          const column = this.column(fields.length)
-          const value = text.slice(p, k)
-          throw new CsvSyntaxError(
-            'INVALID_OPENING_QUOTE',
-            `Invalid Opening Quote: a quote is found on field ${JSON.stringify(column)} at line ${ln}, value is ${JSON.stringify(value)}${value === '\ufeff' ? ' (utf8 bom)' : ''}`,
-            ln,
-          )
-        }
-        if (!isBreak(code)) {
-          fields.push(this.#unquoted(text.slice(p, k)))
-          p = k + d.length
+        const byte = bytes[k]!
+        if (byte === QUOTE) throw this.#openingQuote(fields.length, bytes.toString('utf8', p, k), ln)
+        if (!isBreak(byte)) {
+          fields.push(this.#unquoted(bytes, p, k))
+          p = k + this.#delimiter.length
           break
         }
         if (more(k)) return undefined
-        const rd = this.#recordDelimiterAt(text, k)
+        const rd = this.#recordDelimiterAt(bytes, k)
         if (rd > 0) {
           // An empty line is skipped.
           if (fields.length === 0 && k === p) return { fields: undefined, line: ln, next: k + rd, lines: ln + 1 }
-          fields.push(this.#unquoted(text.slice(p, k)))
+          fields.push(this.#unquoted(bytes, p, k))
           return { fields, line: ln, next: k + rd, lines: ln + 1 }
         }
         ln++ // a line break that is not the record delimiter: part of the field
@@ -208,31 +251,49 @@ export class CsvTokenizer {
     }
   }
 
-  /** Where the next of SEARCHED[kind] is at or after `from` in the text being parsed; its length when none. */
-  #next(text: string, kind: number, from: number): number {
+  /** A quote inside an unquoted field: csv-parse's INVALID_OPENING_QUOTE, naming the field and what came before the quote. */
+  #openingQuote(index: number, value: string, line: number): CsvSyntaxError {
+    const column = this.column(index)
+    const bom = value === '\ufeff' ? ' (utf8 bom)' : ''
+    return new CsvSyntaxError(
+      'INVALID_OPENING_QUOTE',
+      `Invalid Opening Quote: a quote is found on field ${JSON.stringify(column)} at line ${line}, value is ${JSON.stringify(value)}${bom}`,
+      line,
+    )
+  }
+
+  /** Where the next delimiter, quote, CR or LF (`kind`) is at or after `from`; the length when none. */
+  #next(bytes: Buffer, kind: number, from: number): number {
     const found = this.#found[kind]!
     if (found >= from) return found
-    const at = text.indexOf(kind === DELIMITER_AT ? this.#delimiter : SEARCHED[kind]!, from)
-    return (this.#found[kind] = at === -1 ? text.length : at)
+    const at = kind === DELIMITER_AT ? bytes.indexOf(this.#delimiter, from) : bytes.indexOf(kind === QUOTE_AT ? QUOTE : kind === CR_AT ? CR : LF, from)
+    return (this.#found[kind] = at === -1 ? bytes.length : at)
   }
 
-  /** The first delimiter, quote, CR or LF at or after `from`; the text's length when none. */
-  #special(text: string, from: number): number {
-    return Math.min(this.#next(text, DELIMITER_AT, from), this.#next(text, QUOTE_AT, from), this.#next(text, CR_AT, from), this.#next(text, LF_AT, from))
+  /** The first delimiter, quote, CR or LF at or after `from`; the length when none. */
+  #special(bytes: Buffer, from: number): number {
+    return Math.min(this.#next(bytes, DELIMITER_AT, from), this.#next(bytes, QUOTE_AT, from), this.#next(bytes, CR_AT, from), this.#next(bytes, LF_AT, from))
   }
 
-  #unquoted(value: string): string | null {
-    return value === '' && this.#emptyNull ? null : value
+  #unquoted(bytes: Buffer, from: number, to: number): string | null {
+    return from === to && this.#emptyNull ? null : bytes.toString('utf8', from, to)
+  }
+
+  #delimiterAt(bytes: Buffer, at: number): boolean {
+    const d = this.#delimiter
+    for (let i = 0; i < d.length; i++) if (bytes[at + i] !== d[i]) return false
+    return true
   }
 
   /** The record delimiter's length at `at` (discovering it at the first line break, as csv-parse does), or 0. */
-  #recordDelimiterAt(text: string, at: number): number {
-    if (this.#rd === '') {
-      const code = text.charCodeAt(at)
-      if (code === LF) this.#rd = '\n'
-      else if (code === CR) this.#rd = text.charCodeAt(at + 1) === LF ? '\r\n' : '\r'
+  #recordDelimiterAt(bytes: Buffer, at: number): number {
+    const rd = this.#rd
+    if (rd.length === 0) {
+      if (bytes[at] === LF) this.#rd = Buffer.from('\n')
+      else if (bytes[at] === CR) this.#rd = Buffer.from(bytes[at + 1] === LF ? '\r\n' : '\r')
       return this.#rd.length
     }
-    return text.startsWith(this.#rd, at) ? this.#rd.length : 0
+    for (let i = 0; i < rd.length; i++) if (bytes[at + i] !== rd[i]) return 0
+    return rd.length
   }
 }
