@@ -234,9 +234,9 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
     }
   }
   if (sheets) {
-    const refused = (['copy', 'since-state', 'shards', 'split-rows', 'split-bytes', 'partition-by', 'dry-run', 'columns'] as const).find(
-      (name) => values[name] !== undefined && values[name] !== false,
-    )
+    const refused = (
+      ['copy', 'since-state', 'shards', 'split-rows', 'split-bytes', 'partition-by', 'dry-run', 'columns', 'collection', 'filter'] as const
+    ).find((name) => values[name] !== undefined && values[name] !== false)
     if (refused) throw new UsageError(`--${refused} is not available with several --query (one workbook, a sheet each)`)
   }
   const from =

@@ -173,7 +173,14 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
   const link = (entry: ExportLogEntry | NewExportLogEntry, index = 0) => presignEntry(s3, entry, urlExpiresIn, context.now(), index)
   // The job's own link is signed once: the result carries the very link its notification sent.
   let ownLink: Promise<Link | undefined> | undefined
-  const linkOf = (entry: ExportLogEntry | NewExportLogEntry) => (entry === stored[0] ? (ownLink ??= link(entry)) : link(entry))
+  const linkOf = (entry: ExportLogEntry | NewExportLogEntry) => {
+    if (entry !== stored[0]) return link(entry)
+    // (A signature that failed is tried again, not kept.)
+    return (ownLink ??= link(entry).catch((error: unknown) => {
+      ownLink = undefined
+      throw error
+    }))
+  }
   const notifyErrors: ExportError[] = []
   let inARow = 0
   // Each partition's customer first, then the job's own notification.

@@ -1,7 +1,7 @@
 // One workbook of several sheets, each from its own source: the sources are read one after
 // another, each sheet's rows behind a SheetStart, through one XLSX format stage and one
 // exportStream() — so a workbook has the same sinks, progress, abort and commit point as any export.
-import { Readable } from 'node:stream'
+import { Readable, type Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
 import { checkObject, optionNames } from '../core/options.js'
 import { SHEET_START, type Location, type SheetStart, type SourceExtras } from '../core/types.js'
@@ -103,10 +103,11 @@ export async function exportWorkbook<L extends object = Location>(options: Workb
     }
     format = new XlsxFormat(normalizeXlsxOptions(xlsx))
   } catch (error) {
-    // Nothing was read: sources that hold a connection give it back.
-    const sheets = (options as Partial<WorkbookOptions> | null)?.sheets
+    // Nothing was read: the sources that hold a connection give it back, and the sink is closed (as exportStream does).
+    const { sheets, sink } = (options ?? {}) as Partial<WorkbookOptions>
     if (Array.isArray(sheets))
       for (const sheet of sheets) if ((sheet as Partial<WorkbookSheet>)?.source instanceof Readable) (sheet.source as Readable).destroy()
+    if (typeof (sink as Partial<Writable> | undefined)?.destroy === 'function') sink!.destroy()
     throw toExportError(error, 'ERR_INVALID_OPTION', 'options')
   }
   const result = await exportStream<L>({ ...rest, source, format })
@@ -136,9 +137,20 @@ function checkSheets(sheets: unknown): SheetInput[] {
   })
 }
 
-/** A sheet's source as a stream of rows: ERR_INVALID_OPTION for one of formatted bytes (COPY). */
+/** A sheet's failure, named for it, with its own code (ERR_SOURCE, ERR_TRANSFORM, an option refused). */
+function sheetError(name: string, error: unknown): ExportError {
+  const { code, stage } = error instanceof ExportError ? error : { code: 'ERR_SOURCE' as const, stage: 'source' as const }
+  return new ExportError(code, stage, `Sheet ${JSON.stringify(name)}: ${(error as Error)?.message ?? String(error)}`, { cause: error })
+}
+
+/** A sheet's source as a stream of rows: ERR_INVALID_OPTION for one of formatted bytes (COPY), or no rows at all. */
 function sourceOf(source: SheetSource, i: number): Readable & SourceExtras {
-  const stream = source instanceof Readable ? (source as Readable & SourceExtras) : fromIterable(source)
+  let stream: Readable & SourceExtras
+  try {
+    stream = source instanceof Readable ? (source as Readable & SourceExtras) : fromIterable(source)
+  } catch (error) {
+    return invalidOption(`sheets[${i}].source`, `a source of rows (${(error as Error).message})`, source)
+  }
   if (stream.preformatted) {
     stream.destroy()
     invalidOption(`sheets[${i}].source`, 'a source of rows, not of formatted bytes (COPY)', source)
@@ -159,6 +171,15 @@ class SheetsSource extends Readable implements SourceExtras {
   constructor(sheets: SheetInput[]) {
     super({ objectMode: true, highWaterMark: 16 })
     this.#sheets = sheets
+    for (const { name, source } of sheets) if (source instanceof Readable) this.#watch(name, source)
+  }
+
+  /**
+   * A source that fails before its sheet's turn (a refused connection) fails the workbook then,
+   * named for its sheet: nothing else listens to it yet.
+   */
+  #watch(name: string, source: Readable): void {
+    source.on('error', (error) => this.destroy(sheetError(name, error)))
   }
 
   /** The rows of every sheet, when every source is made already and counts its own. */
@@ -204,18 +225,30 @@ class SheetsSource extends Readable implements SourceExtras {
           if (out !== undefined) await this.#put(out)
         }
       } catch (error) {
-        // Named for its sheet, with its own code (ERR_SOURCE, ERR_TRANSFORM, an option refused).
-        const { code, stage } = error instanceof ExportError ? error : { code: 'ERR_SOURCE' as const, stage: 'source' as const }
-        throw new ExportError(code, stage, `Sheet ${JSON.stringify(name)}: ${(error as Error)?.message ?? String(error)}`, { cause: error })
+        throw sheetError(name, error)
       }
     }
   }
 
   /** A sheet's source made now, by the function given for it. */
   #make(make: () => SheetSource, i: number): Readable & SourceExtras {
-    const made = make()
+    const made = make() as unknown
+    if (typeof (made as Partial<PromiseLike<unknown>> | null)?.then === 'function') {
+      // (A source it resolves to would hold its connection: closed.)
+      void Promise.resolve(made).then(
+        (late) => late instanceof Readable && late.destroy(),
+        () => {},
+      )
+      invalidOption(
+        `sheets[${i}].source`,
+        'a function returning a source of rows, not a promise (make the source at once: postgresSource() connects by itself)',
+        made,
+      )
+    }
     if (typeof made !== 'object' || made === null) invalidOption(`sheets[${i}].source`, 'a function returning a source of rows', made)
-    return sourceOf(made, i)
+    const source = sourceOf(made as SheetSource, i)
+    this.#watch(this.#sheets[i]!.name, source)
+    return source
   }
 
   /** Hands a chunk on; waits while the reader is full. */

@@ -277,6 +277,64 @@ describe('exportWorkbook', () => {
     await expect.poll(() => pool.totalCount - pool.idleCount).toBe(0)
   })
 
+  it('a later sheet whose source fails before its turn (a refused connection) fails the workbook then, named for it: no crash, no file', async () => {
+    const dir = await tempDir()
+    async function* slow() {
+      for (let i = 0; i < 400; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        yield { i }
+      }
+    }
+    const refused = postgresSource({ connectionString: 'postgres://postgres@127.0.0.1:1/test', text: 'select 1' })
+    const error = await failure(
+      exportWorkbook({
+        sheets: [
+          { name: 'Slow', source: slow() },
+          { name: 'Refused', source: refused },
+        ],
+        sink: fileSink({ path: join(dir, 'refused.xlsx') }),
+      }),
+    )
+    expect(error.code).toBe('ERR_SOURCE')
+    expect(error.message).toMatch(/^Sheet "Refused": .*ECONNREFUSED/)
+    expect(await listDir(dir)).toEqual([])
+  })
+
+  it('a source function that returns a promise is refused naming the sheet, and what it resolves to is closed; a bad option closes the sink too', async () => {
+    const dir = await tempDir()
+    let late: Readable | undefined
+    const error = await failure(
+      exportWorkbook({
+        sheets: [
+          { name: 'A', source: [{ a: 1 }] },
+          {
+            name: 'B',
+            source: (async () => (late = postgresSource({ pool, text: `select * from ${TABLE}` }))) as never,
+          },
+        ],
+        sink: fileSink({ path: join(dir, 'promise.xlsx') }),
+      }),
+    )
+    expect(error.code).toBe('ERR_INVALID_OPTION')
+    expect(error.message).toContain('`sheets[1].source`')
+    await expect.poll(() => late?.destroyed).toBe(true)
+    await expect.poll(() => pool.totalCount - pool.idleCount).toBe(0)
+    expect(await listDir(dir)).toEqual([])
+    const sink = fileSink({ path: join(dir, 'bad.xlsx') })
+    expect((await failure(exportWorkbook({ sheets: [{ name: 'a:b', source: [] }], sink }))).code).toBe('ERR_INVALID_OPTION')
+    expect(sink.destroyed).toBe(true)
+  })
+
+  it('a long name continued at the row limit is never cut inside a character', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'emoji.xlsx')
+    const name = `${'x'.repeat(26)}😀yy` // 30 UTF-16 units: " (2)" leaves room for 27, the 27th half of the emoji
+    const result = await exportWorkbook({ sheets: [{ name, source: [{ a: 1 }, { a: 2 }] }], xlsx: { maxRowsPerSheet: 1 }, sink: fileSink({ path }) })
+    expect(result.sheets[0]!.sheets).toEqual([name, `${'x'.repeat(26)} (2)`])
+    const book = await read(await readFile(path))
+    expect(book.worksheets.map((s) => s.name)).toEqual([name, `${'x'.repeat(26)} (2)`])
+  })
+
   it('the CLI: several --query NAME=SQL (inline, @file) write one workbook, a sheet each; what it cannot do is refused (exit 2); a failing sheet exits 3 and leaves no file', async () => {
     const dir = await tempDir()
     const path = join(dir, 'report.xlsx')
@@ -307,6 +365,7 @@ describe('exportWorkbook', () => {
       [['--to', join(dir, 'x.csv')], 'several --query write one workbook, a sheet each: the format is csv'],
       [['--to', join(dir, 'x.xlsx'), '--split-rows', '10'], '--split-rows is not available with several --query'],
       [['--to', join(dir, 'x.xlsx'), '--columns', 'a'], '--columns is not available with several --query'],
+      [['--to', join(dir, 'x.xlsx'), '--collection', 'c'], '--collection is not available with several --query'],
     ]
     for (const [args, message] of refusals) {
       const refused = await runCli(['--from', databaseUrl(), '--query', 'A=select 1', '--query', 'B=select 2', ...args])

@@ -137,7 +137,14 @@ describe('csvSource reads as csv-parse does', () => {
         empty: next() < 0.3 ? 'null' : 'string',
         ...(next() < 0.2 ? { columns: ['c1', 'c2'] } : {}),
       }
-      const bytes = Buffer.from(csvLike(next, delimiter))
+      let bytes = Buffer.from(csvLike(next, delimiter))
+      // Now and then bytes that are no UTF-8 (a lone lead byte, a cut character, FF FE): decoded to U+FFFD alike.
+      // (Not first: FF FE there says UTF-16LE, which both decode their own way.)
+      if (next() < 0.15 && bytes.length > 0) {
+        const at = 1 + Math.floor(next() * bytes.length)
+        const invalid = [[0xff], [0xc3], [0xe2, 0x82], [0xff, 0xfe], [0x80]][Math.floor(next() * 5)]!
+        bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from(invalid), bytes.subarray(at)])
+      }
       const expected = reference(bytes, options)
       if (!Array.isArray(expected)) errors++
       const actual = await ours(pieces(bytes, next), options, next() < 0.5)
@@ -164,6 +171,19 @@ describe('csvSource reads as csv-parse does', () => {
     for (const [text, message] of cases) {
       expect(await ours([Buffer.from(text)], {})).toEqual({ code: 'ERR_SOURCE', message })
       expect(reference(Buffer.from(text), {})).toEqual({ code: 'ERR_SOURCE', message })
+    }
+    // A byte order mark read as data (bom: false) before a quote: csv-parse names it.
+    for (const bom of [
+      [0xef, 0xbb, 0xbf],
+      [0xff, 0xfe],
+    ]) {
+      const bytes = Buffer.concat([Buffer.from(bom), Buffer.from('"a",b\n1,2\n')])
+      expect(await ours([bytes], { bom: false })).toEqual(reference(bytes, { bom: false }))
+      expect(await ours([bytes], { bom: false })).toMatchObject({ message: expect.stringMatching(/\((utf8|utf16le) bom\)$/) as unknown })
+    }
+    // A delimiter matched as bytes must be whole characters, never what invalid bytes decode to.
+    for (const delimiter of ['\ud800', '\ufffd', '"', '\n']) {
+      expect(() => csvSource({ stream: Readable.from([]), delimiter })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
     }
   })
 

@@ -271,7 +271,7 @@ export class XlsxFormat extends Transform implements Formatter {
     const taken = (name: string) => reserved.has(name.toLowerCase()) || this.#sheets.some((sheet) => sheet.name.toLowerCase() === name.toLowerCase())
     for (let n = sheets.length + 1; ; n++) {
       const suffix = ` (${n})`
-      const name = base.slice(0, 31 - suffix.length) + suffix
+      const name = base.slice(0, 31 - suffix.length).replace(/[\uD800-\uDBFF]$/, '') + suffix // (not half a character)
       if (!taken(name)) return name
     }
   }

@@ -8,7 +8,7 @@ import { ExportError, toExportError } from '../../core/errors.js'
 import { rowBatch, type ColumnType, type Row, type SourceExtras } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { setHighWaterMark } from '../high-water-mark.js'
-import { CsvTokenizer } from './csv-tokenizer.js'
+import { CsvTokenizer, UTF16LE_BOM, UTF8_BOM } from './csv-tokenizer.js'
 import { columnTypeOf, inferredValue, inferType, typedValue, type CsvColumnType } from './csv-types.js'
 
 export interface CsvReaderOptions {
@@ -32,9 +32,6 @@ export function csvSourceError(error: Error & { code?: string; lines?: number })
   }
   return toExportError(error, 'ERR_SOURCE', 'source')
 }
-
-const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf])
-const UTF16LE_BOM = Buffer.from([0xff, 0xfe])
 
 /** Rows of CSV bytes (see csvSource). */
 export class CsvReader extends Transform implements SourceExtras {

@@ -48,6 +48,9 @@ function breaks(bytes: Buffer, from: number, to: number): number {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0)
+/** The byte order marks csv-parse knows. */
+export const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf])
+export const UTF16LE_BOM = Buffer.from([0xff, 0xfe])
 
 /**
  * Bytes of clean lines decoded at once: fewer calls into the decoder, while a cell kept keeps at
@@ -207,12 +210,11 @@ export class CsvTokenizer {
         const quoted = bytes[stop] === QUOTE
         if (!quoted && more(stop)) return undefined
         const rd = quoted ? 0 : this.#recordDelimiterAt(bytes, stop)
-        if (quoted || rd > 0) {
-          const pieces = bytes.toString('utf8', p, stop).split(this.#text)
-          const last = pieces.length - 1
-          // Before a quote, the last piece is the quoted field's start: nothing may come before it.
-          if (quoted && pieces[last] !== '') throw this.#openingQuote(fields.length + last, pieces[last]!, ln)
-          for (let i = 0; i < (quoted ? last : pieces.length); i++) fields.push(this.#emptyNull && pieces[i] === '' ? null : pieces[i]!)
+        const pieces = quoted || rd > 0 ? bytes.toString('utf8', p, stop).split(this.#text) : undefined
+        // (Before a quote the last piece must be empty, the quoted field's start; if not, the error comes field by field below.)
+        if (pieces && (rd > 0 || pieces.at(-1) === '')) {
+          const count = rd > 0 ? pieces.length : pieces.length - 1
+          for (let i = 0; i < count; i++) fields.push(this.#emptyNull && pieces[i] === '' ? null : pieces[i]!)
           if (rd > 0) return { fields, line: ln, next: stop + rd, lines: ln + 1 }
           p = stop
           continue
@@ -231,7 +233,7 @@ export class CsvTokenizer {
           return { fields, line, next: len, lines: ln }
         }
         const byte = bytes[k]!
-        if (byte === QUOTE) throw this.#openingQuote(fields.length, bytes.toString('utf8', p, k), ln)
+        if (byte === QUOTE) throw this.#openingQuote(fields.length, bytes, p, k, ln)
         if (!isBreak(byte)) {
           fields.push(this.#unquoted(bytes, p, k))
           p = k + this.#delimiter.length
@@ -252,9 +254,11 @@ export class CsvTokenizer {
   }
 
   /** A quote inside an unquoted field: csv-parse's INVALID_OPENING_QUOTE, naming the field and what came before the quote. */
-  #openingQuote(index: number, value: string, line: number): CsvSyntaxError {
+  #openingQuote(index: number, bytes: Buffer, from: number, to: number, line: number): CsvSyntaxError {
     const column = this.column(index)
-    const bom = value === '\ufeff' ? ' (utf8 bom)' : ''
+    const value = bytes.toString('utf8', from, to)
+    const field = bytes.subarray(from, to)
+    const bom = field.equals(UTF8_BOM) ? ' (utf8 bom)' : field.equals(UTF16LE_BOM) ? ' (utf16le bom)' : ''
     return new CsvSyntaxError(
       'INVALID_OPENING_QUOTE',
       `Invalid Opening Quote: a quote is found on field ${JSON.stringify(column)} at line ${line}, value is ${JSON.stringify(value)}${bom}`,

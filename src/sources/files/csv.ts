@@ -80,7 +80,9 @@ export function csvSource(options: CsvSourceOptions): CsvSource {
   if (types !== undefined && cast !== false) invalidOption('cast', 'left out with `types` (one of them converts the cells)', cast)
   if (empty === 'null' && cast !== false) invalidOption('cast', "left out with `empty: 'null'`", cast)
 
-  if (/["\r\n]/.test(delimiter)) invalidOption('delimiter', 'a delimiter without quotes or line breaks', delimiter)
+  // (Matched as bytes: it must be whole characters, and never what invalid bytes decode to.)
+  if (/["\r\n\uFFFD]/.test(delimiter) || Buffer.from(delimiter).toString() !== delimiter)
+    invalidOption('delimiter', 'a delimiter of whole characters without quotes or line breaks', delimiter)
   if (Array.isArray(columns) && new Set(columns).size !== columns.length) invalidOption('columns', 'column names without repeats', columns)
   if (cast === false) return attachInput(options, new CsvReader({ columns, delimiter, bom, emptyNull: empty === 'null', types, inferRows }))
   // A header that repeats a name keeps every column: the repeats become name_2, name_3...
