@@ -147,7 +147,7 @@ function sheetError(name: string, error: unknown): ExportError {
 function sourceOf(source: SheetSource, i: number): Readable & SourceExtras {
   let stream: Readable & SourceExtras
   try {
-    stream = source instanceof Readable ? (source as Readable & SourceExtras) : fromIterable(source)
+    stream = source instanceof Readable ? source : fromIterable(source)
   } catch (error) {
     return invalidOption(`sheets[${i}].source`, `a source of rows (${(error as Error).message})`, source)
   }
