@@ -69,6 +69,8 @@ export class CsvTokenizer {
   readonly #lookahead: number
   #rd: Buffer = EMPTY // the record delimiter, once discovered
   #bytes: Buffer = EMPTY // bytes not parsed yet, from the start of a record
+  #pending: Buffer[] = [] // bytes received since, joined to them at the next attempt
+  #pendingLength = 0
   #lines = 1 // csv-parse's line number at the start of #bytes
   #waitFor = 0 // an incomplete record waits until the bytes double (linear time for a huge field)
   // The next delimiter, quote, CR and LF found in the bytes being parsed (-1: not looked for yet;
@@ -85,8 +87,9 @@ export class CsvTokenizer {
 
   push(bytes: Buffer, onRecord: OnRecord): void {
     if (bytes.length === 0) return
-    this.#bytes = this.#bytes.length === 0 ? bytes : Buffer.concat([this.#bytes, bytes])
-    if (this.#bytes.length >= this.#waitFor) this.#parse(false, onRecord)
+    this.#pending.push(bytes)
+    this.#pendingLength += bytes.length
+    if (this.#bytes.length + this.#pendingLength >= this.#waitFor) this.#parse(false, onRecord)
   }
 
   end(onRecord: OnRecord): void {
@@ -95,6 +98,13 @@ export class CsvTokenizer {
   }
 
   #parse(final: boolean, onRecord: OnRecord): void {
+    // (Joined here, not at each push: a huge field is copied a bounded number of times.)
+    const pending = this.#pending
+    if (pending.length > 0) {
+      this.#bytes = this.#bytes.length === 0 && pending.length === 1 ? pending[0]! : Buffer.concat([this.#bytes, ...pending])
+      this.#pending = []
+      this.#pendingLength = 0
+    }
     const bytes = this.#bytes
     const len = bytes.length
     let pos = 0
