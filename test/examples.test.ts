@@ -223,18 +223,23 @@ describe('examples with services', () => {
     }
   }, 120_000)
 
-  it('monthly-statements-xlsx writes a workbook to S3 whose link downloads it under its name, typed cells in a named sheet', async () => {
+  it('monthly-statements-xlsx writes a workbook to S3 whose link downloads it under its name: a Summary sheet, then typed cells in a Statements sheet', async () => {
     const { stdout } = await run(process.execPath, [join(examples, 'monthly-statements-xlsx.mjs'), '20000'], {
       env: { ...process.env, ...s3Env(), RECREATE: '1' },
     })
-    const { rows, url, key } = JSON.parse(stdout)
-    expect(rows).toBe(20_000)
+    const { rows, url, key, sheets } = JSON.parse(stdout)
+    expect(sheets.map((s: { name: string; rows: number }) => [s.name, s.rows])).toEqual([
+      ['Summary', sheets[0].rows],
+      ['Statements', 20_000],
+    ])
+    expect(rows).toBe(20_000 + sheets[0].rows)
     expect(key).toBe('statements/2026-02.xlsx')
     const response = await fetch(url)
     expect(response.headers.get('content-type')).toBe('application/vnd.openxmlformats-officedocument.spreadsheetml.sheet')
     expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements-2026-02.xlsx"')
     const book = new ExcelJS.Workbook()
     await book.xlsx.load(await response.arrayBuffer())
+    expect(book.worksheets.map((s) => s.name)).toEqual(['Summary', 'Statements'])
     const sheet = book.getWorksheet('Statements')!
     expect(sheet.rowCount).toBe(20_001)
     expect(sheet.getRow(1).values).toEqual([undefined, 'ID', 'Posted', 'Name', 'Amount', 'Currency', 'Memo'])
@@ -242,7 +247,19 @@ describe('examples with services', () => {
     const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 })
     const {
       rows: [first],
-    } = await pool.query('select id, posted_at, user_name, amount, currency, memo from monthly_statements where id = 1').finally(() => pool.end())
+    } = await pool.query('select id, posted_at, user_name, amount, currency, memo from monthly_statements where id = 1')
+    // The summary: a row per currency, its count and its exact total, from the same table.
+    const { rows: totals } = await pool
+      .query('select currency, count(*)::int as n, sum(amount)::text as total from monthly_statements group by currency order by currency')
+      .finally(() => pool.end())
+    const summary = book.getWorksheet('Summary')!
+    expect(summary.getRow(1).values).toEqual([undefined, 'Currency', 'Statements', 'Total'])
+    expect(
+      summary
+        .getSheetValues()
+        .slice(2)
+        .map((row) => (row as unknown[]).slice(1)),
+    ).toEqual(totals.map((t) => [t.currency, t.n, Number(t.total)]))
     expect(sheet.getRow(2).values).toEqual([undefined, 1, first.posted_at, first.user_name, Number(first.amount), first.currency, first.memo])
     expect(sheet.getCell('B2').numFmt).toBe('yyyy-mm-dd hh:mm:ss')
   }, 120_000)
