@@ -122,22 +122,6 @@ export class CsvTokenizer {
           continue
         }
       }
-      if (rd.length > 0) {
-        // A line without quotes or stray line breaks: decoded and split whole.
-        const end = rd.length === 1 ? bytes.indexOf(rd[0]!, pos) : bytes.indexOf(rd, pos)
-        if (end !== -1) {
-          if (this.#next(bytes, QUOTE_AT, pos) >= end && this.#next(bytes, CR_AT, pos) >= end && this.#next(bytes, LF_AT, pos) >= end) {
-            if (end > pos) {
-              const fields: Array<string | null> = bytes.toString('utf8', pos, end).split(this.#text)
-              if (this.#emptyNull) for (let i = 0; i < fields.length; i++) if (fields[i] === '') fields[i] = null
-              onRecord(fields, lines)
-            }
-            lines++
-            pos = end + rd.length
-            continue
-          }
-        } else if (!final) break
-      }
       const step = this.#record(bytes, pos, lines, final)
       if (step === undefined) break
       if (step.fields) onRecord(step.fields, step.line)
@@ -151,18 +135,20 @@ export class CsvTokenizer {
 
   /** The records of a block of clean LF lines (its last LF left out); the line number after them. */
   #block(block: string, lines: number, onRecord: OnRecord): number {
-    const d = this.#text
     for (let i = 0; ; lines++) {
       const j = block.indexOf('\n', i)
       const end = j === -1 ? block.length : j
-      if (end > i) {
-        const fields: Array<string | null> = block.slice(i, end).split(d)
-        if (this.#emptyNull) for (let f = 0; f < fields.length; f++) if (fields[f] === '') fields[f] = null
-        onRecord(fields, lines)
-      }
+      if (end > i) onRecord(this.#split(block.slice(i, end)), lines)
       if (j === -1) return lines + 1
       i = j + 1
     }
+  }
+
+  /** Unquoted fields, decoded together: split at the delimiter, an empty one null with emptyNull. */
+  #split(text: string): Array<string | null> {
+    const fields: Array<string | null> = text.split(this.#text)
+    if (this.#emptyNull) for (let i = 0; i < fields.length; i++) if (fields[i] === '') fields[i] = null
+    return fields
   }
 
   /** One record from `pos`, field by field; undefined when the bytes end before it does (and more may come). */
@@ -214,17 +200,17 @@ export class CsvTokenizer {
         }
         continue
       }
-      // Unquoted fields up to the next quote or record delimiter: decoded at once and split.
+      // Unquoted fields up to the next quote or record delimiter (a whole line without quotes): decoded at once and split.
       const stop = Math.min(this.#next(bytes, QUOTE_AT, p), this.#next(bytes, CR_AT, p), this.#next(bytes, LF_AT, p))
       if (stop > p && stop < len) {
         const quoted = bytes[stop] === QUOTE
         if (!quoted && more(stop)) return undefined
         const rd = quoted ? 0 : this.#recordDelimiterAt(bytes, stop)
-        const pieces = quoted || rd > 0 ? bytes.toString('utf8', p, stop).split(this.#text) : undefined
+        const pieces = quoted || rd > 0 ? this.#split(bytes.toString('utf8', p, stop)) : undefined
         // (Before a quote the last piece must be empty, the quoted field's start; if not, the error comes field by field below.)
-        if (pieces && (rd > 0 || pieces.at(-1) === '')) {
+        if (pieces && (rd > 0 || !pieces.at(-1))) {
           const count = rd > 0 ? pieces.length : pieces.length - 1
-          for (let i = 0; i < count; i++) fields.push(this.#emptyNull && pieces[i] === '' ? null : pieces[i]!)
+          for (let i = 0; i < count; i++) fields.push(pieces[i]!)
           if (rd > 0) return { fields, line: ln, next: stop + rd, lines: ln + 1 }
           p = stop
           continue
