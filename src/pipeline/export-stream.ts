@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os'
 import { Readable, Writable, type Transform } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
 import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportStage } from '../core/errors.js'
+import { destroyAll } from '../core/streams.js'
 import { checkFunction, checkNonNegativeInteger, checkObject, checkTimerMs, optionNames } from '../core/options.js'
 import { fromIterable, type RowIterable } from '../sources/iterable.js'
 import { growGzip } from '../stages/gzip.js'
@@ -353,8 +354,4 @@ function linkedSignal(signal: AbortSignal): { signal: AbortSignal; dispose(): vo
   set.add(controller)
   const members = set
   return { signal: controller.signal, dispose: () => void members.delete(controller) }
-}
-
-function destroyAll(values: unknown[]): void {
-  for (const value of values) if (value instanceof Readable || value instanceof Writable) value.destroy()
 }

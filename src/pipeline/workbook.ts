@@ -1,9 +1,10 @@
 // One workbook of several sheets, each from its own source: the sources are read one after
 // another, each sheet's rows behind a SheetStart, through one XLSX format stage and one
 // exportStream() — so a workbook has the same sinks, progress, abort and commit point as any export.
-import { Readable, type Writable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
 import { checkObject, optionNames } from '../core/options.js'
+import { destroyAll } from '../core/streams.js'
 import { SHEET_START, type Location, type SheetStart, type SourceExtras } from '../core/types.js'
 import { normalizeColumns, type Column, type ColumnsOption } from '../formats/columns.js'
 import { checkSheetName, normalizeXlsxOptions, XlsxFormat, type SheetSummary, type XlsxOptions } from '../formats/xlsx/index.js'
@@ -105,9 +106,7 @@ export async function exportWorkbook<L extends object = Location>(options: Workb
   } catch (error) {
     // Nothing was read: the sources that hold a connection give it back, and the sink is closed (as exportStream does).
     const { sheets, sink } = (options ?? {}) as Partial<WorkbookOptions>
-    if (Array.isArray(sheets))
-      for (const sheet of sheets) if ((sheet as Partial<WorkbookSheet>)?.source instanceof Readable) (sheet.source as Readable).destroy()
-    if (typeof (sink as Partial<Writable> | undefined)?.destroy === 'function') sink!.destroy()
+    destroyAll([...(Array.isArray(sheets) ? sheets.map((sheet) => (sheet as Partial<WorkbookSheet> | null)?.source) : []), sink])
     throw toExportError(error, 'ERR_INVALID_OPTION', 'options')
   }
   const result = await exportStream<L>({ ...rest, source, format })
