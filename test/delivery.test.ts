@@ -202,7 +202,13 @@ describe.skipIf(!redisUp)('delivery of a job: e-mail, export log (real SMTP, Pos
       from: 'x@example.com',
       to: (n) => (n.partition ? `${String(n.partition.customer)}@example.com` : undefined),
     })
-    const { results } = await runJobs({ s3: s3.client, bucket: s3.bucket, log, notify: async (n) => (notified.push(n), email(n)) }, [
+    // (Each notification returns in the next second: a link signed again for the result would differ.)
+    const notify = async (n: ExportNotification) => {
+      notified.push(n)
+      await email(n)
+      await new Promise((resolve) => setTimeout(resolve, 1010 - (Date.now() % 1000)))
+    }
+    const { results } = await runJobs({ s3: s3.client, bucket: s3.bucket, log, notify }, [
       { rows: 300, customers: 3, partitionBy: 'customer', filename: 'Statements {customer}.csv.gz' },
     ])
     const result = ok(results[0])
@@ -226,6 +232,8 @@ describe.skipIf(!redisUp)('delivery of a job: e-mail, export log (real SMTP, Pos
       expect(rows.every((row) => row.split(',')[1] === customer)).toBe(true)
     }
     expect(result.partitions!.map((p) => p.filename)).toEqual(['Statements c0.csv.gz', 'Statements c1.csv.gz', 'Statements c2.csv.gz'])
+    // The result carries the very links the customers were sent.
+    expect(result.partitions!.map((p) => p.urls[0])).toEqual(notified.slice(0, 3).map((n) => n.url))
   }, 60_000)
 
   it('a notification that fails every attempt leaves the export committed; the log records it and the expiry processor sends it again', async () => {

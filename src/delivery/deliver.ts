@@ -169,17 +169,21 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
   // (Entries still to notify are this job's for an hour: the expiry processor does not send them meanwhile.)
   const notifyUntil = notify ? new Date(context.now().getTime() + NOTIFY_LEASE_MS) : undefined
   const stored: Array<ExportLogEntry | NewExportLogEntry> = log ? await log.record(entries, { notifyUntil }) : entries
-  // Signed when used, at the time of signing (a link never outlives the file, however long notifying takes).
-  const link = (entry: ExportLogEntry | NewExportLogEntry, index = 0) => presignEntry(s3, entry, urlExpiresIn, context.now(), index)
-  // The job's own link is signed once: the result carries the very link its notification sent.
-  let ownLink: Promise<Link | undefined> | undefined
-  const linkOf = (entry: ExportLogEntry | NewExportLogEntry) => {
-    if (entry !== stored[0]) return link(entry)
-    // (A signature that failed is tried again, not kept.)
-    return (ownLink ??= link(entry).catch((error: unknown) => {
-      ownLink = undefined
-      throw error
-    }))
+  // Signed when first used, at the time of signing (a link never outlives the file, however long
+  // notifying takes), and once: the result carries the very links the notifications sent.
+  const signed = new Map<string, Promise<Link | undefined>>()
+  const link = (entry: ExportLogEntry | NewExportLogEntry, index = 0): Promise<Link | undefined> => {
+    const key = `${entry.id}\0${index}`
+    let signing = signed.get(key)
+    if (!signing) {
+      // (A signature that failed is tried again, not kept.)
+      signing = presignEntry(s3, entry, urlExpiresIn, context.now(), index).catch((error: unknown) => {
+        signed.delete(key)
+        throw error
+      })
+      signed.set(key, signing)
+    }
+    return signing
   }
   const notifyErrors: ExportError[] = []
   let inARow = 0
@@ -193,7 +197,7 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
       failure = new ExportError('ERR_NOTIFY', 'notify', `Not sent: the notifier failed ${FAILURES_IN_A_ROW} times in a row; the expiry processor sends it`)
     } else {
       try {
-        await notify(notificationOf(entry, await linkOf(entry)))
+        await notify(notificationOf(entry, await link(entry)))
         inARow = 0
       } catch (error) {
         failure = notifyError(error)
@@ -211,7 +215,7 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
       return { entry, urls: !resign && signed ? signed : await Promise.all(entry.keys.map(async (_key, index) => (await link(entry, index))?.url ?? '')) }
     }),
   )
-  return { entry: stored[0]!, link: await linkOf(stored[0]!), partitions, notifyErrors }
+  return { entry: stored[0]!, link: await link(stored[0]!), partitions, notifyErrors }
 }
 
 /** A notifier's failure as ERR_NOTIFY (ours are already). */
