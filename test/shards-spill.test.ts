@@ -161,7 +161,9 @@ describe('shard spill folders', () => {
     const error = await exportStream({
       source: postgresShardedSource({ connectionString: databaseUrl(), table: TABLE, shards: 3, bufferBytes: 16 * 1024, tempDir: spill }),
       format: csv(),
-      sink: collector(2),
+      // (A sink slow enough that the later shards read ahead and must spill, however loaded the machine:
+      // at 2 ms a chunk a loaded run once consumed them before they had to.)
+      sink: collector(20),
     }).catch((e: unknown) => e)
     expect(error).toMatchObject({ code: 'ERR_SOURCE', stage: 'source' })
     expect((error as Error).message).toMatch(
