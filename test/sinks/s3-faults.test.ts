@@ -168,6 +168,40 @@ describe('s3Sink under faults', () => {
     expect(done.ETag).toMatch(/-2"$/)
   })
 
+  it('the test server meets an abort during a part as real S3 may: the part ends, then the upload is gone with it, and the server stands', async () => {
+    const { CreateMultipartUploadCommand, AbortMultipartUploadCommand, ListPartsCommand } = await import('@aws-sdk/client-s3')
+    const key = 'faults/abort-during-part.bin'
+    const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }))
+    const order: string[] = []
+    let release!: () => void
+    // Part 1 sends half its body, then waits while the abort arrives (CI once saw s3rver throw an
+    // uncaught ENOENT when the abort removed the upload's folder under a part being written).
+    const part = new Promise<number>((resolve, reject) => {
+      const request = httpRequest(`${s3.endpoint}/${s3.bucket}/${key}?partNumber=1&uploadId=${UploadId}`, {
+        method: 'PUT',
+        headers: { 'content-length': 1000 },
+      })
+      request.on('error', reject)
+      request.on('response', (response) => {
+        response.resume()
+        order.push('part')
+        resolve(response.statusCode!)
+      })
+      request.write(Buffer.alloc(500), () => {
+        release = () => request.end(Buffer.alloc(500))
+      })
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const abort = s3.client.send(new AbortMultipartUploadCommand({ Bucket: s3.bucket, Key: key, UploadId })).then(() => order.push('abort'))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    release()
+    expect(await part).toBe(200)
+    await abort
+    expect(order).toEqual(['part', 'abort'])
+    await expect(s3.client.send(new ListPartsCommand({ Bucket: s3.bucket, Key: key, UploadId }))).rejects.toMatchObject({ name: 'NoSuchUpload' })
+    expect(await s3.openUploads()).not.toContain(key)
+  })
+
   it('the test server keeps what real S3 keeps: a part whose request was cut off mid-body is no part', async () => {
     const { CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, ListPartsCommand } = await import('@aws-sdk/client-s3')
     const key = 'faults/cut-part.bin'
