@@ -65,7 +65,7 @@ export type { PgClient, PgPool, PostgresConnectionOptions, PostgresGuardOptions 
 export { csv, type CsvOptions, type CsvColumn } from './formats/csv.js'
 export { jsonl } from './formats/jsonl.js'
 export { jsonArray } from './formats/json-array.js'
-export { parquet, type ParquetOptions, type ParquetCodec } from './formats/parquet.js'
+export { parquet, type ParquetOptions, type ParquetCodec } from './formats/parquet/index.js'
 export { xlsx, XLSX_MAX_ROWS, XLSX_MAX_CELL_CHARS, XLSX_MAX_COLUMNS, type SheetSummary, type XlsxOptions } from './formats/xlsx/index.js'
 export type { Column, ColumnsOption } from './formats/columns.js'
 export type { BinaryEncoding, JsonOptions } from './formats/values.js'

@@ -1,9 +1,10 @@
 // Option normalisers, tested without streams: each factory checks its options through one of these
 // before it builds anything, so what they accept, refuse and default is what the factories do.
+import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { ExportError } from '../src/index.js'
 import { normalizeCsvOptions } from '../src/formats/csv.js'
-import { normalizeParquetOptions } from '../src/formats/parquet.js'
+import { normalizeParquetOptions } from '../src/formats/parquet/index.js'
 import { normalizeXlsxOptions } from '../src/formats/xlsx/index.js'
 import { normalizeProgressOptions } from '../src/stages/progress.js'
 import { normalizeFileSinkOptions } from '../src/sinks/file.js'
@@ -77,7 +78,8 @@ describe('normalizeParquetOptions', () => {
   it('fills the defaults and copies what it keeps, frozen', () => {
     const schema = [{ name: 'amount', type: 'DECIMAL' as const, precision: 12, scale: 2 }]
     const options = normalizeParquetOptions({ schema })
-    expect(options).toEqual({ schema, rowGroupSize: 100_000, rowGroupBytes: 1_000_000, codec: 'SNAPPY', columns: undefined })
+    const workers = Math.max(1, Math.min(4, availableParallelism() - 1))
+    expect(options).toEqual({ schema, rowGroupSize: 100_000, rowGroupBytes: 1_000_000, codec: 'SNAPPY', columns: undefined, workers })
     expect(Object.isFrozen(options) && Object.isFrozen(options.schema) && Object.isFrozen(options.schema![0])).toBe(true)
     schema[0]!.scale = 5
     expect(options.schema![0]!.scale).toBe(2)
@@ -88,6 +90,8 @@ describe('normalizeParquetOptions', () => {
     [{ rowGroupBytes: 1.5 }, 'rowGroupBytes'],
     [{ codec: 'LZ4' }, 'codec'],
     [{ columns: [] }, 'columns'],
+    [{ workers: -1 }, 'workers'],
+    [{ workers: 1.5 }, 'workers'],
     [{ schema: [] }, 'schema'],
     [{ schema: [{ name: '', type: 'STRING' }] }, 'schema[0].name'],
     [

@@ -1,0 +1,160 @@
+// One row group of a Parquet file, encoded by hyparquet-writer on its own: the bytes of its column
+// chunks and their metadata, with file offsets as if the group began right after the file's
+// "PAR1" magic; the file's writer moves them to where the group lands (see `RowGroupFile`).
+// Worker threads run this file (dist/parquet-worker.js; in development the .ts itself, which is why
+// it imports nothing of ours), and the format runs it in-thread for a file of one row group.
+import { parentPort, workerData } from 'node:worker_threads'
+import { gzipSync } from 'node:zlib'
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
+import { useDictionary } from 'hyparquet-writer/src/dictionary.js'
+
+/** What every row group of a file is encoded with. */
+export interface GroupSetup {
+  /** The Parquet schema: the root, then one element per column. */
+  schema: unknown[]
+  codec: 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
+}
+
+/**
+ * A column's text as UTF-8 in one buffer: value i ends at `ends[i]`, or is null where `ends[i]` is
+ * negative (`-1 - end`). Posted to a thread, its two buffers move instead of being copied.
+ */
+export interface PackedText {
+  bytes: Uint8Array
+  ends: Int32Array
+}
+
+/** A column of a row group: its converted values, or its text packed (see `prepareColumn`). */
+export type JobColumn = { name: string; data: unknown[]; encoding?: 'RLE_DICTIONARY' } | { name: string; text: PackedText }
+
+/** A row group to encode. */
+export interface GroupJob {
+  columnData: JobColumn[]
+  rows: number
+}
+
+/** The row group's bytes (from file offset 4) and hyparquet-writer's metadata of them. */
+export interface EncodedGroup {
+  bytes: Uint8Array
+  /** The RowGroup of the file's metadata. */
+  rowGroup: unknown
+  /** The page indexes of its column chunks (their `chunk`s are the RowGroup's own objects). */
+  indexes: unknown[]
+}
+
+export type Compressors = Record<string, (input: Uint8Array) => Uint8Array>
+
+/** The "PAR1" a ParquetWriter writes first: the group's offsets count from its end. */
+export const MAGIC_BYTES = 4
+
+/** Encodes one row group as the file's own ParquetWriter would write it after the magic. */
+export function encodeRowGroup(setup: GroupSetup, compressors: Compressors, job: GroupJob): EncodedGroup {
+  const writer = new ByteWriter(1 << 20)
+  const parquet = new ParquetWriter({ writer, schema: setup.schema as never, codec: setup.codec, compressors })
+  const columnData = job.columnData.map(unpackColumn)
+  void parquet.write({ columnData, rowGroupSize: job.rows }) // synchronous on a ByteWriter
+  const internals = parquet as unknown as { row_groups: unknown[]; pendingIndexes: unknown[] }
+  return {
+    bytes: new Uint8Array(writer.buffer, MAGIC_BYTES, writer.index - MAGIC_BYTES),
+    // The metadata outlives the group (until the footer): its statistics must not hold the group's text.
+    rowGroup: detached(internals.row_groups[0]),
+    indexes: internals.pendingIndexes.map(detached),
+  }
+}
+
+/**
+ * The metadata with each byte array that is a view of a larger buffer (a min or max value of the
+ * column's UTF-8 text) copied out, in place: else it would keep that buffer alive, and posting it
+ * to another thread would copy the whole buffer.
+ */
+function detached<T>(value: T): T {
+  if (value instanceof Uint8Array) return (value.byteLength === value.buffer.byteLength ? value : value.slice()) as T
+  if (Array.isArray(value)) for (let i = 0; i < value.length; i++) value[i] = detached(value[i])
+  else if (typeof value === 'object' && value !== null)
+    for (const key of Object.keys(value)) (value as Record<string, unknown>)[key] = detached((value as Record<string, unknown>)[key])
+  return value
+}
+
+type Element = { converted_type?: string }
+
+/** Values the dictionary decision samples, spread over the column as the writer spreads its sample. */
+const SAMPLE = 1000
+const spread = (data: unknown[]) =>
+  data.length <= SAMPLE ? data : Array.from({ length: SAMPLE }, (_, i) => data[Math.floor((i * (data.length - 1)) / (SAMPLE - 1))])
+
+/**
+ * A column as the writer encodes it fastest. The writer turns each string into UTF-8 with a call
+ * and an allocation of its own (most of its time on text), and a string posted to a thread is
+ * copied twice. So a text column that would not gain from a dictionary (the writer's own test,
+ * `useDictionary`, on a sample of 1,000 values spread over the group) is packed into UTF-8 at
+ * once, moved to the thread whole, and written PLAIN from views of it. A dictionary column keeps
+ * its strings (only its distinct values are encoded) and is written RLE_DICTIONARY.
+ */
+export function prepareColumn(element: unknown, name: string, data: unknown[]): JobColumn {
+  if ((element as Element).converted_type !== 'UTF8') return { name, data }
+  if (useDictionary(spread(data) as never, 'BYTE_ARRAY', undefined, undefined, undefined, false).dictionary) return { name, data, encoding: 'RLE_DICTIONARY' }
+  let bound = 0
+  for (const value of data) if (typeof value === 'string') bound += value.length * 3 // UTF-8 bytes at most
+  const buffer = Buffer.allocUnsafeSlow(bound) // its own ArrayBuffer, to be moved
+  const ends = new Int32Array(data.length)
+  let at = 0
+  for (let i = 0; i < data.length; i++) {
+    const value = data[i]
+    if (typeof value === 'string')
+      ends[i] = at += buffer.write(value, at) // a lone surrogate becomes U+FFFD, as TextEncoder writes it
+    else ends[i] = -1 - at
+  }
+  return { name, text: { bytes: new Uint8Array(buffer.buffer, 0, at), ends } }
+}
+
+/** The column as hyparquet-writer takes it: packed text as views of its bytes, written PLAIN. */
+function unpackColumn(column: JobColumn) {
+  if (!('text' in column)) return column
+  const { bytes, ends } = column.text
+  const data = new Array<Uint8Array | null>(ends.length)
+  let start = 0
+  for (let i = 0; i < ends.length; i++) {
+    const end = ends[i]!
+    if (end < 0) data[i] = null
+    else data[i] = bytes.subarray(start, (start = end))
+  }
+  return { name: column.name, data, encoding: 'PLAIN' as const }
+}
+
+type Zstd = { compress(input: Uint8Array, level?: number): Uint8Array }
+export type ZstdCodec = { ZstdCodec: { run(cb: (z: { Simple: new () => Zstd }) => void): void } }
+
+/** The compressors for GZIP and ZSTD (SNAPPY is hyparquet-writer's own); ZSTD's codec starts asynchronously. */
+export async function compressorsFor(codec: GroupSetup['codec'], zstdCodec?: ZstdCodec): Promise<Compressors> {
+  const compressors: Compressors = { GZIP: (input) => new Uint8Array(gzipSync(input)) }
+  if (codec !== 'ZSTD') return compressors
+  let loaded = zstdCodec
+  if (!loaded) {
+    const name = 'zstd-codec' // an optional package, checked for when the format was made
+    const module = (await import(name)) as ZstdCodec & { default?: ZstdCodec }
+    loaded = module.default ?? module
+  }
+  const zstd = await new Promise<Zstd>((resolve) => loaded.ZstdCodec.run((z) => resolve(new z.Simple())))
+  compressors.ZSTD = (input) => zstd.compress(input, 3)
+  return compressors
+}
+
+/** The data a RowGroupEncoder gives its workers. */
+export interface EncoderWorkerData {
+  parquetEncoder: GroupSetup
+}
+
+// A worker thread of a RowGroupEncoder: jobs in, encoded groups (their bytes transferred) or the error out.
+const setup = (workerData as Partial<EncoderWorkerData> | null)?.parquetEncoder
+const port = parentPort
+if (port && setup) {
+  const ready = compressorsFor(setup.codec)
+  port.on('message', (job: GroupJob) => {
+    ready
+      .then((compressors) => {
+        const group = encodeRowGroup(setup, compressors, job)
+        port.postMessage({ group }, [group.bytes.buffer as ArrayBuffer])
+      })
+      .catch((error: unknown) => port.postMessage({ error }))
+  })
+}
