@@ -5,6 +5,8 @@ import type { ColumnType, Row } from '../../core/types.js'
 import { bsonValue, jsonValue } from '../values.js'
 
 const DAY_MS = 86_400_000
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
 const encoder = new TextEncoder()
 
 type BsonLike = { _bsontype?: string; toString(): string }
@@ -60,11 +62,17 @@ export function converter(column: ColumnType): (value: unknown) => unknown {
       }
     case 'INT64':
       return (v) => {
-        if (typeof v === 'bigint') return v
-        if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v)
-        if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v)
-        if (bsonType(v) === 'Long') return BigInt((v as BsonLike).toString())
-        return misfit('a 64-bit integer')
+        const n =
+          typeof v === 'bigint'
+            ? v
+            : typeof v === 'number' && Number.isSafeInteger(v)
+              ? BigInt(v)
+              : typeof v === 'string' && /^-?\d+$/.test(v)
+                ? BigInt(v)
+                : bsonType(v) === 'Long'
+                  ? BigInt((v as BsonLike).toString())
+                  : undefined
+        return n !== undefined && n >= INT64_MIN && n <= INT64_MAX ? n : misfit('a 64-bit integer')
       }
     case 'DOUBLE':
       return (v) => {

@@ -16,16 +16,16 @@ export interface GroupSetup {
 }
 
 /**
- * A column's text as UTF-8 in one buffer: value i ends at `ends[i]`, or is null where `ends[i]` is
- * negative (`-1 - end`). Posted to a thread, its two buffers move instead of being copied.
+ * A column's values (text as UTF-8) in one buffer: value i ends at `ends[i]`, or is null where
+ * `ends[i]` is negative (`-1 - end`). Posted to a thread, its two buffers move instead of being copied.
  */
-export interface PackedText {
+export interface Packed {
   bytes: Uint8Array
   ends: Int32Array
 }
 
 /** A column of a row group: its converted values, or its text packed (see `prepareColumn`). */
-export type JobColumn = { name: string; data: unknown[]; encoding?: 'RLE_DICTIONARY' } | { name: string; text: PackedText }
+export type JobColumn = { name: string; data: unknown[]; encoding?: 'RLE_DICTIONARY' } | { name: string; packed: Packed; encoding?: 'PLAIN' }
 
 /** A row group to encode. */
 export interface GroupJob {
@@ -75,7 +75,7 @@ function detached<T>(value: T): T {
   return value
 }
 
-type Element = { converted_type?: string }
+type Element = { type?: string; converted_type?: string }
 
 /** Values the dictionary decision samples, spread over the column as the writer spreads its sample. */
 const SAMPLE = 1000
@@ -84,33 +84,45 @@ const spread = (data: unknown[]) =>
 
 /**
  * A column as the writer encodes it fastest. The writer turns each string into UTF-8 with a call
- * and an allocation of its own (most of its time on text), and a string posted to a thread is
- * copied twice. So a text column that would not gain from a dictionary (the writer's own test,
- * `useDictionary`, on a sample of 1,000 values spread over the group) is packed into UTF-8 at
- * once, moved to the thread whole, and written PLAIN from views of it. A dictionary column keeps
- * its strings (only its distinct values are encoded) and is written RLE_DICTIONARY.
+ * and an allocation of its own (most of its time on text), a string posted to a thread is copied
+ * twice, and a posted byte array copies its whole buffer (a Buffer of a few bytes may be a view of
+ * an 8 KB pool). So byte columns, and text columns that would not gain from a dictionary (the
+ * writer's own test, `useDictionary`, on a sample of 1,000 values spread over the group), are
+ * packed into one buffer at once, moved to the thread whole, and given to the writer as views of
+ * it (text written PLAIN; bytes as the writer decides). A dictionary text column keeps its strings
+ * (only its distinct values are encoded) and is written RLE_DICTIONARY.
  */
 export function prepareColumn(element: unknown, name: string, data: unknown[]): JobColumn {
-  if ((element as Element).converted_type !== 'UTF8') return { name, data }
+  const { type, converted_type } = element as Element
+  if (type !== 'BYTE_ARRAY') return { name, data }
+  if (converted_type !== 'UTF8') return { name, packed: pack(data) }
   if (useDictionary(spread(data) as never, 'BYTE_ARRAY', undefined, undefined, undefined, false).dictionary) return { name, data, encoding: 'RLE_DICTIONARY' }
+  return { name, packed: pack(data), encoding: 'PLAIN' }
+}
+
+/** Strings (as UTF-8) or byte arrays in one buffer of their own; anything else is null. */
+function pack(data: unknown[]): Packed {
   let bound = 0
-  for (const value of data) if (typeof value === 'string') bound += value.length * 3 // UTF-8 bytes at most
+  for (const value of data) bound += typeof value === 'string' ? value.length * 3 : value instanceof Uint8Array ? value.byteLength : 0 // UTF-8 takes at most 3 bytes a UTF-16 unit
   const buffer = Buffer.allocUnsafeSlow(bound) // its own ArrayBuffer, to be moved
   const ends = new Int32Array(data.length)
   let at = 0
   for (let i = 0; i < data.length; i++) {
     const value = data[i]
-    if (typeof value === 'string')
+    if (typeof value === 'string') {
       ends[i] = at += buffer.write(value, at) // a lone surrogate becomes U+FFFD, as TextEncoder writes it
-    else ends[i] = -1 - at
+    } else if (value instanceof Uint8Array) {
+      buffer.set(value, at)
+      ends[i] = at += value.byteLength
+    } else ends[i] = -1 - at
   }
-  return { name, text: { bytes: new Uint8Array(buffer.buffer, 0, at), ends } }
+  return { bytes: new Uint8Array(buffer.buffer, 0, at), ends }
 }
 
-/** The column as hyparquet-writer takes it: packed text as views of its bytes, written PLAIN. */
+/** The column as hyparquet-writer takes it: packed values as views of their buffer. */
 function unpackColumn(column: JobColumn) {
-  if (!('text' in column)) return column
-  const { bytes, ends } = column.text
+  if (!('packed' in column)) return column
+  const { bytes, ends } = column.packed
   const data = new Array<Uint8Array | null>(ends.length)
   let start = 0
   for (let i = 0; i < ends.length; i++) {
@@ -118,7 +130,7 @@ function unpackColumn(column: JobColumn) {
     if (end < 0) data[i] = null
     else data[i] = bytes.subarray(start, (start = end))
   }
-  return { name: column.name, data, encoding: 'PLAIN' as const }
+  return { name: column.name, data, encoding: column.encoding }
 }
 
 type Zstd = { compress(input: Uint8Array, level?: number): Uint8Array }

@@ -53,8 +53,8 @@ export class RowGroupEncoder {
     const entry = this.#workers[this.#next++ % this.#workers.length]!
     return new Promise<EncodedGroup>((resolve, reject) => {
       entry.pending.push({ resolve, reject })
-      // Packed text moves to the thread instead of being copied.
-      const moved = job.columnData.flatMap((column) => ('text' in column ? [column.text.bytes.buffer, column.text.ends.buffer] : []))
+      // Packed values move to the thread instead of being copied.
+      const moved = job.columnData.flatMap((column) => ('packed' in column ? [column.packed.bytes.buffer, column.packed.ends.buffer] : []))
       entry.worker.postMessage(job, moved as ArrayBuffer[])
     })
   }
