@@ -4,6 +4,7 @@
 // groups. Threads are watched through Node's `worker_threads` diagnostics channel.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -112,8 +113,8 @@ describe('Parquet row groups on worker threads', () => {
       schema: [{ name: 'root', num_children: 4 }, ...columns.map(({ name, type }) => ({ name, type, repetition_type: 'OPTIONAL' as const }))],
       createdBy: 'stream-export',
     })
-    reference.write({ columnData: columns.map(({ name, data }) => ({ name, data })), rowGroupSize: 1000 })
-    reference.finish()
+    void reference.write({ columnData: columns.map(({ name, data }) => ({ name, data })), rowGroupSize: 1000 })
+    void reference.finish()
     expectSameBytes(sink.buffer(), Buffer.from(writer.getBuffer()))
   })
 
@@ -124,6 +125,34 @@ describe('Parquet row groups on worker threads', () => {
     expectSameBytes(await encode(2, cjs.parquet as typeof parquet), inThread)
     expect(started).toHaveLength(4)
     await allExited()
+  }, 60_000)
+
+  it('the files of a partitioned export, written at once, share the threads: each file whole, every row once', async () => {
+    const dir = await tempDir()
+    // Rows cycle through the five currencies: five files open at once, each of several groups.
+    const result = await exportStream({
+      source: fromIterable(rows()),
+      format: parquet({ schema, workers: 2, rowGroupSize: 300, rowGroupBytes: 1e9 }),
+      sink: fileSink({ path: join(dir, '{currency}.parquet') }),
+      partitionBy: 'currency',
+    })
+    expect(result.partitions).toHaveLength(5)
+    expect(started).toHaveLength(2)
+    await allExited()
+    const ids: bigint[] = []
+    const manifest = JSON.parse(await readFile(join(dir, 'partitions.manifest.json'), 'utf8')) as {
+      parts: Array<{ name: string; partition: { currency: string } }>
+    }
+    expect(manifest.parts.map((p) => p.partition.currency).sort()).toEqual(['CHF', 'EUR', 'GBP', 'JPY', 'USD'])
+    for (const { name, partition } of manifest.parts) {
+      const { currency } = partition
+      const file = arrayBuffer(await readFile(join(dir, name)))
+      expect(parquetMetadata(file).row_groups).toHaveLength(7) // 2,000 rows in groups of 300
+      const back = (await parquetReadObjects({ file, columns: ['id', 'currency'] })) as Array<{ id: bigint; currency: string }>
+      expect(new Set(back.map((r) => r.currency))).toEqual(new Set([currency]))
+      ids.push(...back.map((r) => r.id))
+    }
+    expect(ids.sort((a, b) => (a < b ? -1 : 1))).toEqual(rows().map((r) => r.id))
   }, 60_000)
 
   it('a thread that dies fails the export: nothing left behind, no thread left running', async () => {

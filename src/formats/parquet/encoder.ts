@@ -69,7 +69,7 @@ export function encodeRowGroup(setup: GroupSetup, compressors: Compressors, job:
  */
 function detached<T>(value: T): T {
   if (value instanceof Uint8Array) return (value.byteLength === value.buffer.byteLength ? value : value.slice()) as T
-  if (Array.isArray(value)) for (let i = 0; i < value.length; i++) value[i] = detached(value[i])
+  if (Array.isArray(value)) for (let i = 0; i < value.length; i++) value[i] = detached<unknown>(value[i])
   else if (typeof value === 'object' && value !== null)
     for (const key of Object.keys(value)) (value as Record<string, unknown>)[key] = detached((value as Record<string, unknown>)[key])
   return value
@@ -151,20 +151,27 @@ export async function compressorsFor(codec: GroupSetup['codec'], zstdCodec?: Zst
   return compressors
 }
 
-/** The data a RowGroupEncoder gives its workers. */
-export interface EncoderWorkerData {
-  parquetEncoder: GroupSetup
+/** What a thread is asked: a row group, with what its file encodes groups with. */
+export interface ThreadJob {
+  setup: GroupSetup
+  job: GroupJob
 }
 
-// A worker thread of a RowGroupEncoder: jobs in, encoded groups (their bytes transferred) or the error out.
-const setup = (workerData as Partial<EncoderWorkerData> | null)?.parquetEncoder
+/** Marks a thread started by the encoder pool (the file is also imported by the library itself). */
+export const ENCODER_THREAD = 'stream-export parquet encoder'
+
+// A thread of the encoder pool: jobs in, in order; each encoded group (its bytes moved) or the error out.
 const port = parentPort
-if (port && setup) {
-  const ready = compressorsFor(setup.codec)
-  port.on('message', (job: GroupJob) => {
-    ready
-      .then((compressors) => {
-        const group = encodeRowGroup(setup, compressors, job)
+if (port && workerData === ENCODER_THREAD) {
+  const compressors = new Map<string, Promise<Compressors>>() // per codec, made once
+  let done: Promise<void> = Promise.resolve()
+  port.on('message', ({ setup, job }: ThreadJob) => {
+    let made = compressors.get(setup.codec)
+    if (!made) compressors.set(setup.codec, (made = compressorsFor(setup.codec)))
+    done = done
+      .then(() => made)
+      .then((ready) => {
+        const group = encodeRowGroup(setup, ready, job)
         port.postMessage({ group }, [group.bytes.buffer as ArrayBuffer])
       })
       .catch((error: unknown) => port.postMessage({ error }))

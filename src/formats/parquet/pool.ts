@@ -1,10 +1,10 @@
-// The worker threads that encode a Parquet file's row groups in parallel (see encoder.ts): jobs go
-// round-robin, each worker answers its own in order, and every job's promise settles with its
-// group or the error. A worker that dies fails what it had.
+// The worker threads that encode Parquet row groups in parallel (see encoder.ts): jobs go
+// round-robin, each thread answers its own in order, and every job's promise settles with its
+// group or the error. A thread that dies fails what it had, and the next job starts another.
 import { extname, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import type { EncodedGroup, EncoderWorkerData, GroupJob, GroupSetup } from './encoder.js'
+import { ENCODER_THREAD, type EncodedGroup, type GroupJob, type GroupSetup, type ThreadJob } from './encoder.js'
 
 /**
  * A worker's young generation. A group's values live until it is encoded: in V8's default (16 MB
@@ -23,46 +23,72 @@ function workerFile(): string {
   return extension === '.ts' ? join(dirname(here), 'encoder.ts') : join(dirname(here), `parquet-worker${extension === '.cjs' ? '.cjs' : '.js'}`)
 }
 
+type Thread = { worker: Worker; pending: Pending[] }
+
+/**
+ * The encoder threads, shared by every Parquet file this process writes at once (a partitioned
+ * export writes up to `partitionBy.maxOpen`): as many as the largest `workers` of the files using
+ * them, started when a file first needs them and ended when the last file lets them go.
+ */
+const threads: Thread[] = []
+let users = 0
+let next = 0
+
+function start(count: number): void {
+  while (threads.length < count) {
+    const thread: Thread = {
+      worker: new Worker(workerFile(), { workerData: ENCODER_THREAD, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } }),
+      pending: [],
+    }
+    const { worker, pending } = thread
+    worker.on('message', (answer: { group?: EncodedGroup; error?: unknown }) => {
+      const waiting = pending.shift()
+      if (answer.group) waiting?.resolve(answer.group)
+      else waiting?.reject(answer.error)
+    })
+    const fail = (error: unknown) => {
+      const at = threads.indexOf(thread)
+      if (at !== -1) threads.splice(at, 1) // the next job starts another
+      for (const waiting of pending.splice(0)) waiting.reject(error)
+    }
+    worker.on('error', fail)
+    worker.on('exit', (code) => fail(new Error(`A Parquet encoder thread exited (code ${code}) before it answered`)))
+    threads.push(thread)
+  }
+}
+
+/** A file's use of the shared encoder threads: `close()` lets them go (they end with the last user). */
 export class RowGroupEncoder {
-  readonly #workers: Array<{ worker: Worker; pending: Pending[] }> = []
-  #next = 0
+  readonly #setup: GroupSetup
+  readonly #workers: number
   #closed = false
 
   constructor(setup: GroupSetup, workers: number) {
-    const data: EncoderWorkerData = { parquetEncoder: setup }
-    for (let i = 0; i < workers; i++) {
-      const worker = new Worker(workerFile(), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } })
-      const entry = { worker, pending: [] as Pending[] }
-      worker.on('message', (answer: { group?: EncodedGroup; error?: unknown }) => {
-        const waiting = entry.pending.shift()
-        if (answer.group) waiting?.resolve(answer.group)
-        else waiting?.reject(answer.error)
-      })
-      const fail = (error: unknown) => {
-        for (const waiting of entry.pending.splice(0)) waiting.reject(error)
-      }
-      worker.on('error', fail)
-      worker.on('exit', (code) => fail(new Error(`A Parquet encoder thread exited (code ${code}) before it answered`)))
-      this.#workers.push(entry)
-    }
+    this.#setup = setup
+    this.#workers = workers
+    users++
+    start(workers)
   }
 
-  /** Encodes a row group on the next worker. */
+  /** Encodes a row group on the next thread. */
   encode(job: GroupJob): Promise<EncodedGroup> {
     if (this.#closed) return Promise.reject(new Error('The Parquet encoder threads are closed'))
-    const entry = this.#workers[this.#next++ % this.#workers.length]!
+    start(this.#workers) // again, if one died
+    const thread = threads[next++ % threads.length]!
     return new Promise<EncodedGroup>((resolve, reject) => {
-      entry.pending.push({ resolve, reject })
+      thread.pending.push({ resolve, reject })
       // Packed values move to the thread instead of being copied.
       const moved = job.columnData.flatMap((column) => ('packed' in column ? [column.packed.bytes.buffer, column.packed.ends.buffer] : []))
-      entry.worker.postMessage(job, moved as ArrayBuffer[])
+      const message: ThreadJob = { setup: this.#setup, job }
+      thread.worker.postMessage(message, moved as ArrayBuffer[])
     })
   }
 
-  /** Ends the workers (what they had fails). */
+  /** Lets the threads go; the last user ends them. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await Promise.all(this.#workers.map(({ worker }) => worker.terminate()))
+    if (--users > 0) return
+    await Promise.all(threads.splice(0).map(({ worker }) => worker.terminate()))
   }
 }
