@@ -56,6 +56,8 @@ describe('the packed tarball', () => {
       'dist/bullmq.cjs',
       'dist/bullmq.d.cts',
       'dist/cli.js',
+      'dist/parquet-worker.js',
+      'dist/parquet-worker.cjs',
       'docs/errors.md',
       'examples/demo.mjs',
       'README.md',
@@ -108,11 +110,11 @@ console.log(JSON.stringify({ same, csv: typeof csv }))
     expect(JSON.parse(stdout)).toEqual({ same: true, csv: 'function' })
   })
 
-  it('an esbuild bundle (ESM, platform node) runs a Postgres export from another folder', async () => {
+  it('an esbuild bundle (ESM, platform node) runs a Postgres export from another folder, and Parquet in-thread with a warning', async () => {
     await writeFile(
       join(project, 'bundled.mjs'),
       `import pg from 'pg'
-import { exportStream, postgresSource, jsonl } from 'stream-export'
+import { exportStream, postgresSource, jsonl, parquet, fromIterable } from 'stream-export'
 import { Writable } from 'node:stream'
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
 let text = ''
@@ -120,6 +122,13 @@ const sink = new Writable({ write(chunk, _e, cb) { text += chunk; cb() } })
 await exportStream({ source: postgresSource({ pool, text: 'select i as id from generate_series(1, 3) i order by i' }), format: jsonl(), sink })
 await pool.end()
 console.log(text.trim())
+// Parquet of three row groups: no thread file beside the bundle, so encoded in-thread, with a warning.
+const bytes = []
+const file = new Writable({ write(chunk, _e, cb) { bytes.push(chunk); cb() } })
+const rows = Array.from({ length: 3000 }, (_, i) => ({ id: i, memo: 'row ' + i }))
+const result = await exportStream({ source: fromIterable(rows), format: parquet({ rowGroupSize: 1000 }), sink: file })
+const all = Buffer.concat(bytes)
+console.log(result.rows, all.subarray(0, 4).toString(), all.subarray(-4).toString())
 `,
     )
     const out = join(work, 'bundle')
@@ -140,8 +149,9 @@ console.log(text.trim())
       ],
       { cwd: project },
     )
-    const { stdout } = await node(join(out, 'app.mjs'), out)
-    expect(stdout.trim().split('\n')).toEqual(['{"id":1}', '{"id":2}', '{"id":3}'])
+    const { stdout, stderr } = await node(join(out, 'app.mjs'), out)
+    expect(stdout.trim().split('\n')).toEqual(['{"id":1}', '{"id":2}', '{"id":3}', '3000 PAR1 PAR1'])
+    expect(stderr).toContain("[STREAM_EXPORT_PARQUET_THREADS] Warning: Parquet row groups are encoded on the stream's own thread")
   }, 60_000)
 
   for (const moduleResolution of ['node10', 'nodenext'] as const) {

@@ -8,7 +8,7 @@ import { isRowBatch, WAITING_CHUNKS, type ColumnType, type Formatter, type Row }
 import { converter, fitError, inferType, Misfit, roughSize, schemaElement } from './columns.js'
 import { compressorsFor, encodeRowGroup, prepareColumn, type Compressors, type EncodedGroup, type GroupSetup, type ZstdCodec } from './encoder.js'
 import { RowGroupFile } from './file.js'
-import { RowGroupEncoder } from './pool.js'
+import { RowGroupEncoder, threadsAvailable } from './pool.js'
 
 export type ParquetCodec = 'SNAPPY' | 'ZSTD' | 'GZIP' | 'UNCOMPRESSED'
 
@@ -164,7 +164,7 @@ export class ParquetFormat extends Transform implements Formatter {
     if (rows === 0) return
     const job = { columnData, rows }
     let group: Promise<EncodedGroup>
-    if (this.#options.workers === 0 || (last && !this.#pool)) {
+    if (this.#options.workers === 0 || (last && !this.#pool) || (!this.#pool && !threadsAvailable())) {
       group = Promise.resolve(encodeRowGroup(this.#setup!, this.#compressors, job)) // an error throws to the caller
     } else {
       this.#pool ??= new RowGroupEncoder(this.#setup!, this.#options.workers)

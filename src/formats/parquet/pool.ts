@@ -1,6 +1,7 @@
 // The worker threads that encode Parquet row groups in parallel (see encoder.ts): jobs go
 // round-robin, each thread answers its own in order, and every job's promise settles with its
 // group or the error. A thread that dies fails what it had, and the next job starts another.
+import { existsSync } from 'node:fs'
 import { extname, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
@@ -21,6 +22,24 @@ function workerFile(): string {
   const here = fileURLToPath(import.meta.url)
   const extension = extname(here)
   return extension === '.ts' ? join(dirname(here), 'encoder.ts') : join(dirname(here), `parquet-worker${extension === '.cjs' ? '.cjs' : '.js'}`)
+}
+
+let found: boolean | undefined
+/**
+ * Whether the encoder's file is there to start threads from. A service bundled with the library
+ * inside (esbuild, webpack) has no dist/parquet-worker.js beside it: its files are encoded on the
+ * stream's own thread, the same bytes, and a warning says once how to get the threads back.
+ */
+export function threadsAvailable(): boolean {
+  if (found === undefined) {
+    found = existsSync(workerFile())
+    if (!found)
+      process.emitWarning(
+        `Parquet row groups are encoded on the stream's own thread: ${workerFile()} is not there (a bundle with stream-export inside). Keep stream-export external, or copy dist/parquet-worker.js beside the bundle, for threads.`,
+        { code: 'STREAM_EXPORT_PARQUET_THREADS' },
+      )
+  }
+  return found
 }
 
 type Thread = { worker: Worker; pending: Pending[] }
