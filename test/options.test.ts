@@ -92,6 +92,7 @@ describe('normalizeParquetOptions', () => {
     [{ columns: [] }, 'columns'],
     [{ workers: -1 }, 'workers'],
     [{ workers: 1.5 }, 'workers'],
+    [{ workers: 65 }, 'workers'],
     [{ schema: [] }, 'schema'],
     [{ schema: [{ name: '', type: 'STRING' }] }, 'schema[0].name'],
     [

@@ -209,6 +209,25 @@ describe('Parquet row groups on worker threads', () => {
     await allExited()
   }, 30_000)
 
+  it("text of middling cardinality keeps the writer's own dictionary decision (500 values in groups of 10,000)", async () => {
+    // hyparquet-writer dictionary-encodes this column; its test made on a 1,000-value sample did not.
+    const source = Array.from({ length: 20_000 }, (_, i) => ({ tag: `customer-${String((i * 7919) % 500).padStart(4, '0')}`, memo: `unique ${i}` }))
+    const sink = collector()
+    await exportStream({ source, format: parquet({ workers: 1, rowGroupSize: 10_000, rowGroupBytes: 1e9 }), sink })
+    const { row_groups } = parquetMetadata(arrayBuffer(sink.buffer()))
+    expect(row_groups.map((g) => g.columns.map((c) => c.meta_data?.encodings.includes('RLE_DICTIONARY')))).toEqual([
+      [true, false],
+      [true, false],
+    ])
+  })
+
+  it('rows of no columns: a valid file of no row group, as before the threads', async () => {
+    const sink = collector()
+    const result = await exportStream({ source: [{}, {}, {}], format: parquet({ rowGroupSize: 1 }), sink })
+    expect(result.rows).toBe(3)
+    expect(parquetMetadata(arrayBuffer(sink.buffer())).row_groups).toEqual([])
+  })
+
   it('an INT64 beyond 64 bits is ERR_FORMAT naming its row and column (it failed inside the writer, unnamed)', async () => {
     const source = [{ id: '1' }, { id: '9223372036854775808' }]
     const error = await exportStream({ source, format: parquet({ schema: [{ name: 'id', type: 'INT64' }] }), sink: collector() }).catch((e: unknown) => e)

@@ -6,7 +6,6 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { gzipSync } from 'node:zlib'
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
-import { useDictionary } from 'hyparquet-writer/src/dictionary.js'
 
 /** What every row group of a file is encoded with. */
 export interface GroupSetup {
@@ -25,7 +24,7 @@ export interface Packed {
 }
 
 /** A column of a row group: its converted values, or its text packed (see `prepareColumn`). */
-export type JobColumn = { name: string; data: unknown[]; encoding?: 'RLE_DICTIONARY' } | { name: string; packed: Packed; encoding?: 'PLAIN' }
+export type JobColumn = { name: string; data: unknown[] } | { name: string; packed: Packed; encoding?: 'PLAIN' }
 
 /** A row group to encode. */
 export interface GroupJob {
@@ -77,26 +76,44 @@ function detached<T>(value: T): T {
 
 type Element = { type?: string; converted_type?: string }
 
-/** Values the dictionary decision samples, spread over the column as the writer spreads its sample. */
-const SAMPLE = 1000
-const spread = (data: unknown[]) =>
-  data.length <= SAMPLE ? data : Array.from({ length: SAMPLE }, (_, i) => data[Math.floor((i * (data.length - 1)) / (SAMPLE - 1))])
+/**
+ * Whether a text column surely loses with a dictionary, by hyparquet-writer's own first test
+ * (dictionary.js): in 1,000 values spread over the column, the distinct ones (each with its 4-byte
+ * length) are more than 90% of the bytes. Only that test is made here; a column that passes it
+ * is left to the writer's whole decision (which builds the dictionary and keeps it if it halves
+ * the column), so the choice is the writer's own.
+ */
+function surelyPlain(data: unknown[]): boolean {
+  const count = Math.min(data.length, 1000)
+  const seen = new Set<string>()
+  let distinct = 0
+  let total = 0
+  for (let i = 0; i < count; i++) {
+    const value = data[count === 1 ? 0 : Math.floor((i * (data.length - 1)) / (count - 1))]
+    if (typeof value !== 'string') continue // null: no bytes
+    total += value.length + 4
+    if (seen.has(value)) continue
+    seen.add(value)
+    distinct += value.length + 4
+  }
+  return !total || distinct / total > 0.9
+}
 
 /**
  * A column as the writer encodes it fastest. The writer turns each string into UTF-8 with a call
  * and an allocation of its own (most of its time on text), a string posted to a thread is copied
  * twice, and a posted byte array copies its whole buffer (a Buffer of a few bytes may be a view of
- * an 8 KB pool). So byte columns, and text columns that would not gain from a dictionary (the
- * writer's own test, `useDictionary`, on a sample of 1,000 values spread over the group), are
- * packed into one buffer at once, moved to the thread whole, and given to the writer as views of
- * it (text written PLAIN; bytes as the writer decides). A dictionary text column keeps its strings
- * (only its distinct values are encoded) and is written RLE_DICTIONARY.
+ * an 8 KB pool). So byte columns, and text columns that surely lose with a dictionary (ids,
+ * amounts, times, free text; see `surelyPlain`), are packed into one buffer at once, moved to the
+ * thread whole, and given to the writer as views of it (that text written PLAIN, as the writer
+ * would; bytes as the writer decides). Other text columns keep their strings for the writer to
+ * decide (a dictionary encodes only the distinct values).
  */
 export function prepareColumn(element: unknown, name: string, data: unknown[]): JobColumn {
   const { type, converted_type } = element as Element
   if (type !== 'BYTE_ARRAY') return { name, data }
   if (converted_type !== 'UTF8') return { name, packed: pack(data) }
-  if (useDictionary(spread(data) as never, 'BYTE_ARRAY', undefined, undefined, undefined, false).dictionary) return { name, data, encoding: 'RLE_DICTIONARY' }
+  if (!surelyPlain(data)) return { name, data }
   return { name, packed: pack(data), encoding: 'PLAIN' }
 }
 

@@ -161,7 +161,7 @@ export class ParquetFormat extends Transform implements Formatter {
     this.#group = []
     this.#groupStart = this.#rows
     this.#groupBytes = 0
-    if (rows === 0) return
+    if (rows === 0 || this.#types!.length === 0) return // rows of no columns: a file of no group, as the writer makes
     const job = { columnData, rows }
     let group: Promise<EncodedGroup>
     if (this.#options.workers === 0 || (last && !this.#pool) || (!this.#pool && !threadsAvailable())) {
@@ -193,7 +193,7 @@ export class ParquetFormat extends Transform implements Formatter {
 
   /** Writes encoded groups in order until at most `max` are in flight. */
   async #place(max: number): Promise<void> {
-    while (this.#inFlight.length > max) {
+    while (this.#inFlight.length > max && !this.destroyed) {
       const { group, rows } = this.#inFlight[0]!
       const encoded = await group
       this.#inFlight.shift()

@@ -49,6 +49,7 @@ export function normalizeParquetOptions(options: ParquetOptions = {}): Normalize
   const { schema, rowGroupSize = 100_000, rowGroupBytes = DEFAULT_ROW_GROUP_BYTES, codec = 'SNAPPY', columns } = options
   const { workers = Math.max(1, Math.min(4, availableParallelism() - 1)) } = options
   checkNonNegativeInteger('workers', workers)
+  if (workers > MAX_WORKERS) invalidOption('workers', `at most ${MAX_WORKERS} threads`, workers)
   checkPositiveInteger('rowGroupSize', rowGroupSize)
   checkPositiveInteger('rowGroupBytes', rowGroupBytes)
   checkOneOf('codec', codec, ['SNAPPY', 'ZSTD', 'GZIP', 'UNCOMPRESSED'] as const)
@@ -77,6 +78,9 @@ export function normalizeParquetOptions(options: ParquetOptions = {}): Normalize
     workers,
   })
 }
+
+/** More threads than any machine this runs on has cores, each with its own heap: a mistake. */
+const MAX_WORKERS = 64
 
 /** Bytes of values per row group by default (see `rowGroupBytes`). */
 const DEFAULT_ROW_GROUP_BYTES = 1_000_000

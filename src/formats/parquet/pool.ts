@@ -71,6 +71,10 @@ function start(count: number): void {
       for (const waiting of pending.splice(0)) waiting.reject(error)
     }
     worker.on('error', fail)
+    worker.on('messageerror', (error) => {
+      fail(error)
+      void worker.terminate()
+    })
     worker.on('exit', (code) => fail(new Error(`A Parquet encoder thread exited (code ${code}) before it answered`)))
     threads.push(thread)
   }
@@ -85,8 +89,8 @@ export class RowGroupEncoder {
   constructor(setup: GroupSetup, workers: number) {
     this.#setup = setup
     this.#workers = workers
-    users++
     start(workers)
+    users++
   }
 
   /** Encodes a row group on the next thread. */
@@ -95,11 +99,11 @@ export class RowGroupEncoder {
     start(this.#workers) // again, if one died
     const thread = threads[next++ % threads.length]!
     return new Promise<EncodedGroup>((resolve, reject) => {
-      thread.pending.push({ resolve, reject })
       // Packed values move to the thread instead of being copied.
       const moved = job.columnData.flatMap((column) => ('packed' in column ? [column.packed.bytes.buffer, column.packed.ends.buffer] : []))
       const message: ThreadJob = { setup: this.#setup, job }
-      thread.worker.postMessage(message, moved as ArrayBuffer[])
+      thread.worker.postMessage(message, moved as ArrayBuffer[]) // if this throws, no answer is awaited
+      thread.pending.push({ resolve, reject })
     })
   }
 
