@@ -1,6 +1,8 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { parquetMetadata, parquetReadObjects, type FileMetaData } from 'hyparquet'
 import { compressors } from 'hyparquet-compressors'
 import { ObjectId } from 'mongodb'
@@ -211,6 +213,35 @@ describe('parquet', () => {
     }).catch((e) => e)
     expect(notNull.message).toBe('Row 0, column "id" (INT64): expected a value (the column is not nullable), got `null` (null)')
   })
+
+  it("a partitioned export's finished files let go of their buffers: 400 partitions hold under 40 MB", async () => {
+    // The export keeps each partition's writer (and so its format) until the manifest: a format
+    // that kept its file's 1 MB writer, or a group's bytes in a 1 MB buffer, held 2 MB a partition.
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const dir = await tempDir()
+    gc()
+    const before = process.memoryUsage().arrayBuffers
+    let held = 0
+    function* rows() {
+      for (let i = 0; i < 10_000; i++) yield { account: `a${String(Math.floor(i / 25)).padStart(3, '0')}`, id: i, memo: `memo ${i}` }
+      gc() // every row is in, the last partitions may still be closing
+      held = process.memoryUsage().arrayBuffers - before
+    }
+    const result = await exportStream({
+      source: fromIterable(rows()),
+      format: parquet({ workers: 0 }),
+      sink: fileSink({ path: join(dir, '{account}.parquet') }),
+      partitionBy: 'account',
+    })
+    expect(result.partitions).toHaveLength(400)
+    const manifest = JSON.parse(await readFile(join(dir, 'partitions.manifest.json'), 'utf8')) as { parts: Array<{ name: string }> }
+    const last = arrayBuffer(await readFile(join(dir, manifest.parts.find((part) => part.name.startsWith('a399'))!.name)))
+    expect(await parquetReadObjects({ file: last })).toEqual(
+      Array.from({ length: 25 }, (_, k) => ({ account: 'a399', id: 9975 + k, memo: `memo ${9975 + k}` })),
+    )
+    expect(held).toBeLessThan(40 * 1024 * 1024)
+  }, 60_000)
 
   it('refuses gzip on top: Parquet compresses inside', async () => {
     const error = await exportStream({ source: [{ a: 1 }], format: parquet(), gzip: true, sink: collector() }).catch((e) => e)

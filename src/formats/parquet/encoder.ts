@@ -53,8 +53,14 @@ export function encodeRowGroup(setup: GroupSetup, compressors: Compressors, job:
   const columnData = job.columnData.map(unpackColumn)
   void parquet.write({ columnData, rowGroupSize: job.rows }) // synchronous on a ByteWriter
   const internals = parquet as unknown as { row_groups: unknown[]; pendingIndexes: unknown[] }
+  const length = writer.index - MAGIC_BYTES
   return {
-    bytes: new Uint8Array(writer.buffer, MAGIC_BYTES, writer.index - MAGIC_BYTES),
+    // A small group is copied out of the writer's 1 MB buffer: the bytes live on until the file's
+    // sink has written them (a partition's file holds its first 64 KiB), and a thread moves the buffer.
+    bytes:
+      2 * length < writer.buffer.byteLength
+        ? new Uint8Array(writer.buffer.slice(MAGIC_BYTES, writer.index))
+        : new Uint8Array(writer.buffer, MAGIC_BYTES, length),
     // The metadata outlives the group (until the footer): its statistics must not hold the group's text.
     rowGroup: detached(internals.row_groups[0]),
     indexes: internals.pendingIndexes.map(detached),

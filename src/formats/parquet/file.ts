@@ -6,10 +6,13 @@
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { MAGIC_BYTES, type Compressors, type EncodedGroup, type GroupSetup } from './encoder.js'
 
-/** A ByteWriter that hands its bytes on (every ~1 MB and when asked) instead of keeping the file. */
+/**
+ * A ByteWriter that hands its bytes on (every ~1 MB and when asked) instead of keeping the file. It
+ * starts small: most of what it writes itself is the footer (the groups are passed through).
+ */
 class StreamingWriter extends ByteWriter {
   constructor(private readonly emit: (bytes: Buffer) => void) {
-    super(1024 * 1024)
+    super(64 * 1024)
   }
   override ensure(size: number): void {
     if (this.index > 1024 * 1024) this.flush()

@@ -112,6 +112,7 @@ export class ParquetFormat extends Transform implements Formatter {
       .then(() => {
         const json = new Map(this.#types!.flatMap((column, i) => (column.type === 'JSON' ? [[i, 'JSON'] as const] : [])))
         this.#file!.finish(json)
+        this.#file = undefined // (a partitioned export keeps its finished formats until the manifest)
         return this.#pool?.close()
       })
       .then(() => callback(), callback)
