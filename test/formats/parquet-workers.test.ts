@@ -2,7 +2,9 @@
 // own thread, whatever order the threads finish in; a thread that dies or an abort fails the
 // export with nothing left behind and no thread left running; the threads hold a bounded number of
 // groups. Threads are watched through Node's `worker_threads` diagnostics channel.
+import { spawn } from 'node:child_process'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -154,6 +156,57 @@ describe('Parquet row groups on worker threads', () => {
     }
     expect(ids.sort((a, b) => (a < b ? -1 : 1))).toEqual(rows().map((r) => r.id))
   }, 60_000)
+
+  it("partitions of one row group each are encoded on the threads, started once for them all: the in-thread files' bytes", async () => {
+    // Sorted rows: one partition at a time, each a file of one group (a lone file of one group is
+    // encoded in-thread). The threads encode a partition's group while the next one's rows gather.
+    const exportTo = async (dir: string, workers: number) => {
+      await exportStream({
+        source: fromIterable(rows().slice(1000, 7000)),
+        format: parquet({ schema, workers, rowGroupSize: 1000 }),
+        sink: fileSink({ path: join(dir, '{block}.parquet') }),
+        partitionBy: (row) => ({ block: Number(((row.id as bigint) + 40_000n) / 7919n / 100n) }), // 100 rows each
+      })
+      const manifest = JSON.parse(await readFile(join(dir, 'partitions.manifest.json'), 'utf8')) as {
+        parts: Array<{ name: string; partition: { block: number } }>
+      }
+      return new Map(await Promise.all(manifest.parts.map(async (part) => [part.partition.block, await readFile(join(dir, part.name))] as const)))
+    }
+    const inThread = await exportTo(await tempDir(), 0)
+    expect(started).toHaveLength(0)
+    const threaded = await exportTo(await tempDir(), 1)
+    expect(started).toHaveLength(1)
+    await allExited()
+    expect([...threaded.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, k) => 10 + k))
+    for (const [block, bytes] of threaded) {
+      expect(parquetMetadata(arrayBuffer(bytes)).row_groups).toHaveLength(1)
+      expectSameBytes(bytes, inThread.get(block)!)
+    }
+  }, 60_000)
+
+  it('idle threads do not hold the process open: a script (node --input-type=module -e) that wrote a Parquet file on threads exits by itself', async () => {
+    const script = `
+      const { subscribe } = await import('node:diagnostics_channel')
+      let threads = 0
+      subscribe('worker_threads', () => threads++)
+      const { exportStream, fromIterable, parquet, fileSink } = await import(${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)})
+      const rows = Array.from({ length: 3000 }, (_, i) => ({ id: i, memo: 'memo ' + i }))
+      const result = await exportStream({ source: fromIterable(rows), format: parquet({ workers: 2, rowGroupSize: 1000 }), sink: fileSink({ path: process.argv[1] }) })
+      console.log(JSON.stringify({ rows: result.rows, threads, at: Date.now() }))`
+    const dir = await tempDir()
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(dir, 'out.parquet')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    const [code] = (await once(child, 'exit')) as [number]
+    const exitedAt = Date.now()
+    expect(code).toBe(0)
+    const { rows: written, threads, at } = JSON.parse(out) as { rows: number; threads: number; at: number }
+    expect(written).toBe(3000)
+    expect(threads).toBe(2)
+    expect(exitedAt - at).toBeLessThan(900) // not the idle second the threads wait for another file
+    const back = await parquetReadObjects({ file: arrayBuffer(await readFile(join(dir, 'out.parquet'))) })
+    expect(back).toHaveLength(3000)
+  }, 30_000)
 
   it('a thread that dies fails the export: nothing left behind, no thread left running', async () => {
     const dir = await tempDir()

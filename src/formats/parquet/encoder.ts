@@ -48,7 +48,7 @@ export const MAGIC_BYTES = 4
 
 /** Encodes one row group as the file's own ParquetWriter would write it after the magic. */
 export function encodeRowGroup(setup: GroupSetup, compressors: Compressors, job: GroupJob): EncodedGroup {
-  const writer = new ByteWriter(1 << 20)
+  const writer = new ByteWriter(roughGroupBytes(job))
   const parquet = new ParquetWriter({ writer, schema: setup.schema as never, codec: setup.codec, compressors })
   const columnData = job.columnData.map(unpackColumn)
   void parquet.write({ columnData, rowGroupSize: job.rows }) // synchronous on a ByteWriter
@@ -65,6 +65,17 @@ export function encodeRowGroup(setup: GroupSetup, compressors: Compressors, job:
     rowGroup: detached(internals.row_groups[0]),
     indexes: internals.pendingIndexes.map(detached),
   }
+}
+
+/**
+ * About what the group's bytes take, to start the writer's buffer near its size (growing it copies;
+ * a small group in a large buffer zeroes memory it never uses): packed values' bytes, and 8 a value
+ * for the rest (a dictionary's text is mostly short indexes).
+ */
+function roughGroupBytes(job: GroupJob): number {
+  let bytes = 64 * 1024
+  for (const column of job.columnData) bytes += 'packed' in column ? column.packed.bytes.byteLength : 8 * job.rows
+  return bytes
 }
 
 /**

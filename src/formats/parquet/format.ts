@@ -48,6 +48,7 @@ export class ParquetFormat extends Transform implements Formatter {
   #groupBytes = 0 // the values' rough sizes in the group being gathered
   #roughBytes = 0 // the values' rough sizes of every row taken, until a group is written
   #bytesPerRow: number | undefined // from the previous part of a split export
+  #oneOfMany = false // a later part or partition: its files may come one after another
 
   constructor(options: NormalizedParquetOptions, zstdCodec: ZstdCodec | undefined) {
     super({ writableObjectMode: true, writableHighWaterMark: WAITING_CHUNKS })
@@ -79,6 +80,7 @@ export class ParquetFormat extends Transform implements Formatter {
   nextPart(): ParquetFormat {
     const schema = this.#types ?? this.#options.schema
     const next = new ParquetFormat({ ...this.#options, schema, columns: schema ? undefined : this.#options.columns }, this.#zstdCodec)
+    next.#oneOfMany = true
     // What a row took in this file is the best guess for the next one's first row group.
     if (this.#rows > 0) next.#bytesPerRow = this.#pushedBytes / this.#rows
     return next
@@ -153,7 +155,7 @@ export class ParquetFormat extends Transform implements Formatter {
     })
   }
 
-  /** Converts the gathered group and sends it to be encoded: in-thread for a file of one group. */
+  /** Converts the gathered group and sends it to be encoded, on the threads or here. */
   #endGroup(last: boolean): void {
     this.#file ??= this.#start()
     const groupStart = this.#groupStart
@@ -165,7 +167,9 @@ export class ParquetFormat extends Transform implements Formatter {
     if (rows === 0 || this.#types!.length === 0) return // rows of no columns: a file of no group, as the writer makes
     const job = { columnData, rows }
     let group: Promise<EncodedGroup>
-    if (this.#options.workers === 0 || (last && !this.#pool) || (!this.#pool && !threadsAvailable())) {
+    // A file of one group is encoded here, unless it is one of many (a partition's: the threads
+    // encode it while the next partition's rows gather).
+    if (this.#options.workers === 0 || (last && !this.#pool && !this.#oneOfMany) || (!this.#pool && !threadsAvailable())) {
       group = Promise.resolve(encodeRowGroup(this.#setup!, this.#compressors, job)) // an error throws to the caller
     } else {
       this.#pool ??= new RowGroupEncoder(this.#setup!, this.#options.workers)

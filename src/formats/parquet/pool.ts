@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs'
 import { extname, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
+import { threadExecArgv } from '../../core/threads.js'
 import { ENCODER_THREAD, type EncodedGroup, type GroupJob, type GroupSetup, type ThreadJob } from './encoder.js'
 
 /**
@@ -53,10 +54,27 @@ const threads: Thread[] = []
 let users = 0
 let next = 0
 
+/**
+ * How long idle threads wait for the next file once the last has let them go: the files of a
+ * partitioned export come one after another (the threads do not hold the process open meanwhile).
+ */
+const IDLE_MS = 1000
+let idle: NodeJS.Timeout | undefined
+
+function end(): Promise<unknown> {
+  clearTimeout(idle)
+  idle = undefined
+  return Promise.all(threads.splice(0).map(({ worker }) => worker.terminate()))
+}
+
 function start(count: number): void {
   while (threads.length < count) {
     const thread: Thread = {
-      worker: new Worker(workerFile(), { workerData: ENCODER_THREAD, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } }),
+      worker: new Worker(workerFile(), {
+        workerData: ENCODER_THREAD,
+        execArgv: threadExecArgv(),
+        resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+      }),
       pending: [],
     }
     const { worker, pending } = thread
@@ -91,6 +109,9 @@ export class RowGroupEncoder {
     this.#workers = workers
     start(workers)
     users++
+    clearTimeout(idle)
+    idle = undefined
+    for (const { worker } of threads) worker.ref()
   }
 
   /** Encodes a row group on the next thread. */
@@ -107,11 +128,19 @@ export class RowGroupEncoder {
     })
   }
 
-  /** Lets the threads go; the last user ends them. */
+  /**
+   * Lets the threads go. After the last user, threads still encoding (an export failed or was
+   * stopped) are ended at once; idle ones a second later unless another file takes them.
+   */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     if (--users > 0) return
-    await Promise.all(threads.splice(0).map(({ worker }) => worker.terminate()))
+    if (threads.some((thread) => thread.pending.length > 0)) {
+      await end()
+      return
+    }
+    for (const { worker } of threads) worker.unref()
+    idle = setTimeout(() => void end(), IDLE_MS).unref()
   }
 }
