@@ -208,8 +208,13 @@ function csvEncoder(options: NormalizedCsvOptions): FormatterSpec {
     // Columns chosen or renamed are the row path's work; otherwise a source may write the cells.
     textEncoding: givenColumns ? undefined : { kind: 'csv', delimiter, quote, eol, nullValue, escapeFormulas, binary },
     begin: () => {
-      columns ??= sourceColumns()?.map((c) => ({ key: c.name, header: c.name }))
-      if (columns === undefined) throw new ExportError('ERR_FORMAT', 'format', 'The source sent encoded rows without telling its columns (for the header)')
+      if (columns === undefined) {
+        columns = sourceColumns()?.map((c) => ({ key: c.name, header: c.name }))
+        if (columns === undefined) throw new ExportError('ERR_FORMAT', 'format', 'The source sent encoded rows without telling its columns (for the header)')
+        // (For rows the source sends after them.)
+        readers = columns.map((c) => reader(c.key))
+        known = new Set(columns.map((c) => JSON.stringify([c.key])))
+      }
       return start(columns)
     },
     encode(row: Row, index: number) {

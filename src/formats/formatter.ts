@@ -126,6 +126,7 @@ export class TextFormat extends Transform implements Formatter {
       throw formatError(error, this.#rows)
     }
     this.#rows++
+    this.#begun = true // (the first row's text began the output: bytes a source encodes after it follow it)
     return text
   }
 

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest'
 import { csvSource, isRowBatch, type CsvSourceOptions, type Row } from '../../src/index.js'
 import { uniqueColumnNames } from '../../src/sources/column-names.js'
 import { csvSourceError } from '../../src/sources/files/csv-reader.js'
+import { csvLike, DELIMITERS, pieces, random, spoilUtf8 } from '../fixtures/csv-fuzz.js'
 
 type Options = Pick<CsvSourceOptions, 'columns' | 'delimiter' | 'bom' | 'empty'>
 
@@ -49,65 +50,6 @@ async function ours(pieces: Buffer[], options: Options, batches = false): Promis
   }
 }
 
-/** A deterministic generator (mulberry32): a failing case is found again from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** The bytes cut at random places (inside a character too), or one byte at a time. */
-function pieces(bytes: Buffer, next: () => number): Buffer[] {
-  if (next() < 0.1) return [...bytes].map((byte) => Buffer.from([byte]))
-  const cuts = [...new Set(Array.from({ length: Math.floor(next() * 6) }, () => Math.floor(next() * bytes.length)))].sort((a, b) => a - b)
-  return [0, ...cuts].map((at, i) => bytes.subarray(at, [...cuts, bytes.length][i]))
-}
-
-const DELIMITERS = [',', ';', '\t', '||']
-const CELLS = [
-  'a',
-  'bc',
-  '',
-  ' ',
-  'é',
-  '😀',
-  '1.5',
-  'x"y',
-  '"',
-  '""',
-  '"q"',
-  '"a,b"',
-  '"line\nbreak"',
-  '"cr\r\nlf"',
-  '"""x"""',
-  '"open',
-  'trail"',
-  '"q"z',
-  '"q"😀',
-]
-const BREAKS = ['\n', '\r\n', '\r']
-
-/** A CSV-like text: rows of cells (quoted or not), mostly one line break, ragged now and then, empty lines, a BOM. */
-function csvLike(next: () => number, delimiter: string): string {
-  const pick = <T>(list: readonly T[]) => list[Math.floor(next() * list.length)]!
-  const width = 1 + Math.floor(next() * 3)
-  const lineBreak = pick(BREAKS)
-  let text = next() < 0.15 ? '\ufeff' : ''
-  const rows = Math.floor(next() * 6)
-  for (let r = 0; r < rows; r++) {
-    const cells = next() < 0.1 ? 1 + Math.floor(next() * 4) : width
-    const row = Array.from({ length: cells }, () => (next() < 0.6 ? pick(['a', 'bc', 'é', '1']) : pick(CELLS)))
-    text += row.join(next() < 0.95 ? delimiter : pick(DELIMITERS))
-    text += next() < 0.9 ? lineBreak : pick([...BREAKS, '', '\n\n', ' \n'])
-  }
-  return text
-}
-
 describe('csvSource reads as csv-parse does', () => {
   it("csv-spectrum's vectors: the rows it expects, and csv-parse's error for the one with a stray quote", async () => {
     const spectrum = dirname(createRequire(import.meta.url).resolve('csv-spectrum/package.json'))
@@ -137,14 +79,7 @@ describe('csvSource reads as csv-parse does', () => {
         empty: next() < 0.3 ? 'null' : 'string',
         ...(next() < 0.2 ? { columns: ['c1', 'c2'] } : {}),
       }
-      let bytes = Buffer.from(csvLike(next, delimiter))
-      // Now and then bytes that are no UTF-8 (a lone lead byte, a cut character, FF FE): decoded to U+FFFD alike.
-      // (Not first: FF FE there says UTF-16LE, which both decode their own way.)
-      if (next() < 0.15 && bytes.length > 0) {
-        const at = 1 + Math.floor(next() * bytes.length)
-        const invalid = [[0xff], [0xc3], [0xe2, 0x82], [0xff, 0xfe], [0x80]][Math.floor(next() * 5)]!
-        bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from(invalid), bytes.subarray(at)])
-      }
+      const bytes = spoilUtf8(Buffer.from(csvLike(next, delimiter)), next)
       const expected = reference(bytes, options)
       if (!Array.isArray(expected)) errors++
       const actual = await ours(pieces(bytes, next), options, next() < 0.5)

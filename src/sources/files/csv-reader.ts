@@ -2,10 +2,11 @@
 // named by the header or the given columns, typed as declared or inferred (csv-types.ts). The
 // records come from csv-tokenizer.ts, which reads them as csv-parse does in a quarter of its time
 // (docs/benchmarks.md, "CSV parsers").
+import { isUtf8 } from 'node:buffer'
 import { StringDecoder } from 'node:string_decoder'
 import { Transform } from 'node:stream'
 import { ExportError, toExportError } from '../../core/errors.js'
-import { rowBatch, type ColumnType, type Row, type SourceExtras } from '../../core/types.js'
+import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { setHighWaterMark } from '../high-water-mark.js'
 import { CsvTokenizer, UTF16LE_BOM, UTF8_BOM } from './csv-tokenizer.js'
@@ -47,6 +48,9 @@ export class CsvReader extends Transform implements SourceExtras {
   #held: Array<{ fields: Array<string | null>; line: number }> = [] // inferred types: the sample
   #batches = false
   #batch: Row[] = []
+  #pass: { delimiter: number; onEncoding: (() => void) | undefined; started: boolean } | undefined // lines passed on as they are (encodeFor)
+  #passed: { bytes: Buffer; rows: number } | undefined // lines passed on, not yet pushed
+  #indexNames = false // a column named like an array index: rows' keys come in another order
 
   constructor(options: CsvReaderOptions) {
     super({ readableObjectMode: true })
@@ -61,8 +65,26 @@ export class CsvReader extends Transform implements SourceExtras {
     setHighWaterMark(this, 1)
   }
 
+  /**
+   * For a CSV written as this file is read (the same one-byte delimiter, `"` quotes, LF line ends,
+   * no formula escaping, null written as an empty cell, text cells): lines without quotes or CR go
+   * out as their bytes, and only the others as rows. The output is byte for byte what the rows
+   * would have been written as: such a line's cells are written unquoted, as they are
+   * (test/sources/csv-passthrough.test.ts holds the two paths equal).
+   */
+  encodeFor(encoding: TextEncoding, onEncoding?: () => void): void {
+    const { delimiter, emptyNull, types } = this.#options
+    if (encoding.kind !== 'csv' || types !== undefined || encoding.delimiter !== delimiter || encoding.quote !== '"' || encoding.eol !== '\n') return
+    if (encoding.escapeFormulas || (emptyNull && encoding.nullValue !== '') || delimiter.length !== 1 || delimiter.charCodeAt(0) > 0x7f) return
+    this.#pass = { delimiter: delimiter.charCodeAt(0), onEncoding, started: false }
+    this.#tokenizer.passLines = this.#passLines
+  }
+
   /** The types of every column, in the file's order, once known (after the first record; with inferred types, after the sample). */
   columnTypes(): ColumnType[] | undefined {
+    // Lines passed on: text columns, the header the format writes before them. (Not before: a file
+    // of no rows gives no header, as the rows' path gives none.)
+    if (this.#pass?.started && this.#names) return this.#names.map((name) => columnTypeOf(name, 'text'))
     const types = this.#types
     if (!types || !this.#names || (this.#options.types !== 'infer' && !this.#checked)) return undefined
     return this.#names.map((name, i) => columnTypeOf(name, types[i]!))
@@ -117,6 +139,7 @@ export class CsvReader extends Transform implements SourceExtras {
 
   #useNames(names: string[]): void {
     this.#names = names
+    this.#indexNames = names.some((name) => /^(0|[1-9]\d{0,9})$/.test(name) && Number(name) < 2 ** 32 - 1)
     this.#proto = names.indexOf('__proto__')
     this.#tokenizer.column = (index) => (index < names.length ? names[index]! : null)
   }
@@ -187,14 +210,65 @@ export class CsvReader extends Transform implements SourceExtras {
     return row
   }
 
+  /**
+   * A block of clean LF lines (see encodeFor) taken as they are when every line is a record of
+   * the header's width in valid UTF-8; else 0, and they are read as records (which fail as before).
+   */
+  readonly #passLines = (bytes: Buffer, from: number, to: number): number => {
+    const names = this.#names
+    if (!this.#pass || names === undefined || this.#indexNames) return 0
+    const delimiter = this.#pass.delimiter
+    const width = names.length - 1
+    let records = 0
+    let cells = 0
+    let start = from
+    for (let i = from; i < to; i++) {
+      const byte = bytes[i]
+      if (byte === delimiter) cells++
+      else if (byte === 0x0a) {
+        if (cells !== width || i === start) return 0 // ragged, or an empty line (skipped as a record)
+        records++
+        cells = 0
+        start = i + 1
+      }
+    }
+    const lines = bytes.subarray(from, to)
+    if (!isUtf8(lines)) return 0 // (read as records, invalid bytes become U+FFFD)
+    if (!this.#pass.started) this.#pass.onEncoding?.()
+    this.#pass.started = true
+    this.#flushRows()
+    const passed = this.#passed
+    // Lines that follow the last ones in the same chunk are joined to them (one push per chunk).
+    if (passed && passed.bytes.buffer === lines.buffer && passed.bytes.byteOffset + passed.bytes.length === lines.byteOffset)
+      this.#passed = { bytes: Buffer.from(lines.buffer, passed.bytes.byteOffset, passed.bytes.length + lines.length), rows: passed.rows + records }
+    else {
+      this.#flushPassed()
+      this.#passed = { bytes: lines, rows: records }
+    }
+    return records
+  }
+
   #emit(row: Row): void {
+    this.#flushPassed()
     if (this.#batches) this.#batch.push(row)
     else this.push(row)
   }
 
+  /** What is waiting goes out: rows, or lines passed on (never both: each flushes the other first). */
   #flushBatch(): void {
+    this.#flushRows()
+    this.#flushPassed()
+  }
+
+  #flushRows(): void {
     if (this.#batch.length === 0) return
     this.push(rowBatch(this.#batch))
     this.#batch = []
+  }
+
+  #flushPassed(): void {
+    if (!this.#passed) return
+    this.push(encodedRows(this.#passed.rows, this.#passed.bytes))
+    this.#passed = undefined
   }
 }

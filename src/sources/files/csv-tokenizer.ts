@@ -77,6 +77,12 @@ export class CsvTokenizer {
   // their length: none): each is searched for again only once passed, so no byte is scanned twice.
   #found = [-1, -1, -1, -1]
   column: (index: number) => string | number | null = (index) => index
+  /**
+   * Offered each block of clean LF lines (`bytes` from `from` to `to`, its last LF included)
+   * before it is split into records: returns how many records it took them as (every line, or 0
+   * to leave them to `onRecord`). csvSource passes such lines on as they are (see CsvReader.encodeFor).
+   */
+  passLines: ((bytes: Buffer, from: number, to: number) => number) | undefined
 
   constructor(delimiter: string, emptyNull: boolean) {
     this.#delimiter = Buffer.from(delimiter)
@@ -117,7 +123,8 @@ export class CsvTokenizer {
         const limit = Math.min(this.#next(bytes, QUOTE_AT, pos), this.#next(bytes, CR_AT, pos), pos + BLOCK)
         const last = limit > pos ? bytes.lastIndexOf(LF, limit - 1) : -1
         if (last >= pos) {
-          lines = this.#block(bytes.toString('utf8', pos, last), lines, onRecord)
+          const passed = this.passLines?.(bytes, pos, last + 1) ?? 0
+          lines = passed > 0 ? lines + passed : this.#block(bytes.toString('utf8', pos, last), lines, onRecord)
           pos = last + 1
           continue
         }
