@@ -2,13 +2,13 @@
 // named by the header or the given columns, typed as declared or inferred (csv-types.ts). The
 // records come from csv-tokenizer.ts, which reads them as csv-parse does in a quarter of its time
 // (docs/benchmarks.md, "CSV parsers").
-import { isUtf8 } from 'node:buffer'
 import { StringDecoder } from 'node:string_decoder'
 import { Transform } from 'node:stream'
 import { ExportError, toExportError } from '../../core/errors.js'
-import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../../core/types.js'
+import { rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { setHighWaterMark } from '../high-water-mark.js'
+import { CsvPassthrough, passesThrough } from './csv-passthrough.js'
 import { CsvTokenizer, UTF16LE_BOM, UTF8_BOM } from './csv-tokenizer.js'
 import { columnTypeOf, inferredValue, inferType, typedValue, type CsvColumnType } from './csv-types.js'
 
@@ -48,9 +48,7 @@ export class CsvReader extends Transform implements SourceExtras {
   #held: Array<{ fields: Array<string | null>; line: number }> = [] // inferred types: the sample
   #batches = false
   #batch: Row[] = []
-  #pass: { delimiter: number; onEncoding: (() => void) | undefined; started: boolean } | undefined // lines passed on as they are (encodeFor)
-  #passed: { bytes: Buffer; rows: number } | undefined // lines passed on, not yet pushed
-  #indexNames = false // a column named like an array index: rows' keys come in another order
+  #pass: CsvPassthrough | undefined // the rows written as CSV here (encodeFor)
 
   constructor(options: CsvReaderOptions) {
     super({ readableObjectMode: true })
@@ -66,24 +64,22 @@ export class CsvReader extends Transform implements SourceExtras {
   }
 
   /**
-   * For a CSV written as this file is read (the same one-byte delimiter, `"` quotes, LF line ends,
-   * no formula escaping, null written as an empty cell, text cells): lines without quotes or CR go
-   * out as their bytes, and only the others as rows. The output is byte for byte what the rows
-   * would have been written as: such a line's cells are written unquoted, as they are
-   * (test/sources/csv-passthrough.test.ts holds the two paths equal).
+   * For a CSV written in this file's own dialect (see `passesThrough`) of its text cells: lines
+   * without quotes or CR go out as their bytes, the other records are written here, and nothing
+   * goes as rows. Byte for byte what the rows would have been written as (csv-passthrough.ts).
    */
   encodeFor(encoding: TextEncoding, onEncoding?: () => void): void {
     const { delimiter, emptyNull, types } = this.#options
-    if (encoding.kind !== 'csv' || types !== undefined || encoding.delimiter !== delimiter || encoding.quote !== '"' || encoding.eol !== '\n') return
-    if (encoding.escapeFormulas || (emptyNull && encoding.nullValue !== '') || delimiter.length !== 1 || delimiter.charCodeAt(0) > 0x7f) return
-    this.#pass = { delimiter: delimiter.charCodeAt(0), onEncoding, started: false }
-    this.#tokenizer.passLines = this.#passLines
+    if (types !== undefined || !passesThrough(encoding, delimiter, emptyNull)) return
+    this.#pass = new CsvPassthrough(delimiter, onEncoding)
+    this.#tokenizer.passLines = (bytes, from, to) => (this.#names && this.#pass ? this.#pass.lines(bytes, from, to, this.#names.length) : 0)
+    if (this.#names) this.#passNames(this.#names)
   }
 
   /** The types of every column, in the file's order, once known (after the first record; with inferred types, after the sample). */
   columnTypes(): ColumnType[] | undefined {
-    // Lines passed on: text columns, the header the format writes before them. (Not before: a file
-    // of no rows gives no header, as the rows' path gives none.)
+    // Rows written here: text columns, the header the format writes before them. (Not before: a
+    // file of no rows gives no header, as the rows' path gives none.)
     if (this.#pass?.started && this.#names) return this.#names.map((name) => columnTypeOf(name, 'text'))
     const types = this.#types
     if (!types || !this.#names || (this.#options.types !== 'infer' && !this.#checked)) return undefined
@@ -139,7 +135,7 @@ export class CsvReader extends Transform implements SourceExtras {
 
   #useNames(names: string[]): void {
     this.#names = names
-    this.#indexNames = names.some((name) => /^(0|[1-9]\d{0,9})$/.test(name) && Number(name) < 2 ** 32 - 1)
+    if (this.#pass) this.#passNames(names)
     this.#proto = names.indexOf('__proto__')
     this.#tokenizer.column = (index) => (index < names.length ? names[index]! : null)
   }
@@ -158,6 +154,7 @@ export class CsvReader extends Transform implements SourceExtras {
       })
     }
     const { types } = this.#options
+    if (this.#pass) return this.#pass.record(fields)
     if (types === undefined) return this.#emit(this.#row(fields))
     if (types !== 'infer' && !this.#checked) this.#check(types)
     if (this.#types === undefined) {
@@ -211,64 +208,26 @@ export class CsvReader extends Transform implements SourceExtras {
   }
 
   /**
-   * A block of clean LF lines (see encodeFor) taken as they are when every line is a record of
-   * the header's width in valid UTF-8; else 0, and they are read as records (which fail as before).
+   * A column named like an array index (`2024`) comes first among a row's keys, and the rows'
+   * path writes the columns in that order: such a file is not passed on.
    */
-  readonly #passLines = (bytes: Buffer, from: number, to: number): number => {
-    const names = this.#names
-    if (!this.#pass || names === undefined || this.#indexNames) return 0
-    const delimiter = this.#pass.delimiter
-    const width = names.length - 1
-    let records = 0
-    let cells = 0
-    let start = from
-    for (let i = from; i < to; i++) {
-      const byte = bytes[i]
-      if (byte === delimiter) cells++
-      else if (byte === 0x0a) {
-        if (cells !== width || i === start) return 0 // ragged, or an empty line (skipped as a record)
-        records++
-        cells = 0
-        start = i + 1
-      }
-    }
-    const lines = bytes.subarray(from, to)
-    if (!isUtf8(lines)) return 0 // (read as records, invalid bytes become U+FFFD)
-    if (!this.#pass.started) this.#pass.onEncoding?.()
-    this.#pass.started = true
-    this.#flushRows()
-    const passed = this.#passed
-    // Lines that follow the last ones in the same chunk are joined to them (one push per chunk).
-    if (passed && passed.bytes.buffer === lines.buffer && passed.bytes.byteOffset + passed.bytes.length === lines.byteOffset)
-      this.#passed = { bytes: Buffer.from(lines.buffer, passed.bytes.byteOffset, passed.bytes.length + lines.length), rows: passed.rows + records }
-    else {
-      this.#flushPassed()
-      this.#passed = { bytes: lines, rows: records }
-    }
-    return records
+  #passNames(names: string[]): void {
+    if (!names.some((name) => /^(0|[1-9]\d{0,9})$/.test(name) && Number(name) < 2 ** 32 - 1)) return
+    this.#pass = undefined
+    this.#tokenizer.passLines = undefined
   }
 
   #emit(row: Row): void {
-    this.#flushPassed()
     if (this.#batches) this.#batch.push(row)
     else this.push(row)
   }
 
-  /** What is waiting goes out: rows, or lines passed on (never both: each flushes the other first). */
+  /** The rows of the input chunk (a batch, or the CSV written here) go on. */
   #flushBatch(): void {
-    this.#flushRows()
-    this.#flushPassed()
-  }
-
-  #flushRows(): void {
+    const encoded = this.#pass?.take()
+    if (encoded) this.push(encoded)
     if (this.#batch.length === 0) return
     this.push(rowBatch(this.#batch))
     this.#batch = []
-  }
-
-  #flushPassed(): void {
-    if (!this.#passed) return
-    this.push(encodedRows(this.#passed.rows, this.#passed.bytes))
-    this.#passed = undefined
   }
 }
