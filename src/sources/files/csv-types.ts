@@ -41,6 +41,8 @@ const PARSERS: Record<CsvColumnType, (text: string) => unknown> = {
   number: (text) => {
     if (!DECIMAL.test(text)) return new NotOfType('is not a decimal number')
     const value = Number(text)
+    // At most 15 digits and no exponent: a double holds it exactly (DBL_DIG), no check needed.
+    if (text.length <= 17 && plainDigits(text) <= 15) return value
     return Number.isFinite(value) && sameDecimal(String(value), text) ? value : new NotOfType('has more digits than a JS number holds (use numeric)')
   },
   numeric: (text) => (DECIMAL.test(text) ? text.replace(/^\+/, '') : new NotOfType('is not a decimal number')),
@@ -51,6 +53,8 @@ const PARSERS: Record<CsvColumnType, (text: string) => unknown> = {
     return new NotOfType('is not a boolean (true, false, t, f)')
   },
   timestamp: (text) => {
+    const fast = utcTimestamp(text)
+    if (fast !== undefined) return fast
     const m = TIMESTAMP.exec(text)
     if (!m) return new NotOfType('is not an ISO 8601 timestamp with a zone (Z or +01:00)')
     const zone = m[8]!.toUpperCase() === 'Z' ? 'Z' : m[8]!.length === 3 ? `${m[8]}:00` : m[8]!.replace(/^([+-]\d{2}):?(\d{2})$/, '$1:$2')
@@ -71,6 +75,56 @@ const PARSERS: Record<CsvColumnType, (text: string) => unknown> = {
     }
   },
   text: (text) => text,
+}
+
+/** The digits of a decimal text without an exponent; Infinity with one. */
+function plainDigits(text: string): number {
+  let n = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x30 && c <= 0x39) n++
+    else if (c === 0x65 || c === 0x45) return Infinity // e, E
+  }
+  return n
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+/** The number of the digits of `text` from `at` to `to`, or -1 if one is not a digit. */
+function digitsAt(text: string, at: number, to: number): number {
+  let n = 0
+  for (let i = at; i < to; i++) {
+    const d = text.charCodeAt(i) - 0x30
+    if (d < 0 || d > 9) return -1
+    n = n * 10 + d
+  }
+  return n
+}
+
+/**
+ * The common timestamp, `2026-11-30T10:00:00Z` or `2026-11-30 10:00:00.123Z` (what toISOString
+ * and most exports write), read without a regular expression or date parsing: its Date, a
+ * NotOfType for a day or time out of range, or undefined for any other form (read by the
+ * TIMESTAMP expression; the two are held equal by test/sources/csv-types.test.ts).
+ */
+function utcTimestamp(text: string): Date | NotOfType | undefined {
+  const length = text.length
+  if ((length !== 20 && length !== 24) || (text[length - 1] !== 'Z' && text[length - 1] !== 'z')) return undefined
+  if (text[4] !== '-' || text[7] !== '-' || text[13] !== ':' || text[16] !== ':' || (length === 24 && text[19] !== '.')) return undefined
+  const t = text[10]
+  if (t !== 'T' && t !== 't' && t !== ' ') return undefined
+  const year = digitsAt(text, 0, 4)
+  const month = digitsAt(text, 5, 7)
+  const day = digitsAt(text, 8, 10)
+  const hour = digitsAt(text, 11, 13)
+  const minute = digitsAt(text, 14, 16)
+  const second = digitsAt(text, 17, 19)
+  const ms = length === 24 ? digitsAt(text, 20, 23) : 0
+  if (year < 100 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0 || ms < 0) return undefined // (years before 100: Date.UTC reads 0-99 as 1900-1999)
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  if (month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0) || hour > 23 || minute > 59 || second > 59)
+    return new NotOfType('is not a valid timestamp')
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second, ms))
 }
 
 function validDay(m: RegExpExecArray): boolean {
