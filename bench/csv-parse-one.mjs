@@ -1,5 +1,5 @@
 // One parser over one CSV file, for the csv-parsers suite:
-//   node bench/csv-parse-one.mjs <file> <csv-parse|papaparse|udsv|ours|csv-parse-objects|csvSource> [<bundled tokenizer>]
+//   node bench/csv-parse-one.mjs <file> <csv-parse|papaparse|udsv|ours|csv-parse-objects|csvSource|csvSource-infer> [<bundled tokenizer>]
 import { createReadStream } from 'node:fs'
 import { parse } from 'csv-parse'
 import Papa from 'papaparse'
@@ -22,8 +22,9 @@ if (which === 'csv-parse') {
   // What csvSource did before: csv-parse to objects named by the header.
   for await (const _record of createReadStream(file).pipe(parse({ bom: true, columns: true, skip_empty_lines: true }))) rows++
   rows++ // the header
-} else if (which === 'csvSource') {
-  const source = csvSource({ path: file })
+} else if (which === 'csvSource' || which === 'csvSource-infer') {
+  // Text cells, or typed as inferred from the first 1,000 rows (id and amount numbers, posted_at a timestamp).
+  const source = csvSource({ path: file, ...(which === 'csvSource-infer' ? { types: 'infer' } : {}) })
   source.sendBatches() // as exportStream asks for them
   for await (const chunk of source) rows += isRowBatch(chunk) ? chunk.rows.length : 1
   rows++ // the header

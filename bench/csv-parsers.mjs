@@ -28,7 +28,7 @@ buildSync({
 })
 
 const parsers = ['csv-parse', 'papaparse', 'udsv', 'ours']
-const sources = ['csv-parse-objects', 'csvSource']
+const sources = ['csv-parse-objects', 'csvSource', 'csvSource-infer']
 const runs = Object.fromEntries([...parsers, ...sources].map((name) => [name, []]))
 for (let round = 0; round < ROUNDS; round++)
   for (const name of [...parsers, ...sources]) {
@@ -73,5 +73,12 @@ The source as an export reads it: rows as objects named by the header (csv-parse
 |---|---:|---:|---:|---:|
 ${line('csv-parse-objects', 'csv-parse, columns: true', 'csv-parse-objects')}
 ${line('csvSource', 'csvSource', 'csv-parse-objects')}
+${line('csvSource-infer', "csvSource, types: 'infer' (numbers, a timestamp)", 'csv-parse-objects')}
+
+Typed cells cost little over text: a number of at most 15 digits and a timestamp in
+\`toISOString\`'s layout are read from the cell's characters (\`src/sources/files/csv-types.ts\`;
+before, a regular expression, \`Date\`'s parser and an exactness check took the inferred read to
+7.1 s against 2.5 s for text). Reading typed values straight from the bytes, without the cell's
+string, would save at most the decoding, which text cells pay too.
 `,
 )
