@@ -1,18 +1,28 @@
-// What the library's worker threads (Parquet encoders, shard readers) are started with.
+// How the library's worker threads (Parquet encoders, shard readers) are started.
+import { Worker, type WorkerOptions } from 'node:worker_threads'
+
+const isInputType = (arg: string) => arg === '--input-type' || arg.startsWith('--input-type=')
 
 /**
- * The parent's Node options, less those a thread cannot take. A thread inherits `process.execArgv`,
- * and `--input-type` (as in `node --input-type=module -e '…'`) fails its start: it is for the
- * main script's text only.
+ * A worker thread on `file`. A thread inherits the parent's Node options (`process.execArgv`),
+ * unchecked, except in one case: `--input-type` (as in `node --input-type=module -e '…'`) fails a
+ * thread's start, as it is for the main script's text only. Then the thread gets the other options,
+ * which Node checks: if one is a V8 or process-wide option a thread cannot take
+ * (`--max-old-space-size`), it gets none.
  */
-export function threadExecArgv(): string[] {
+export function startThread(file: string, options: WorkerOptions): Worker {
   const argv = process.execArgv
+  if (!argv.some(isInputType)) return new Worker(file, options)
   const kept: string[] = []
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (arg === '--input-type')
+    if (argv[i] === '--input-type')
       i++ // and its value
-    else if (!arg.startsWith('--input-type=')) kept.push(arg)
+    else if (!isInputType(argv[i]!)) kept.push(argv[i]!)
   }
-  return kept
+  try {
+    return new Worker(file, { ...options, execArgv: kept })
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error
+    return new Worker(file, { ...options, execArgv: [] })
+  }
 }

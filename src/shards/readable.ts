@@ -4,10 +4,10 @@ import { dirname, extname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { deserialize } from 'node:v8'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportErrorCode, type ExportStage } from '../core/errors.js'
 import { checkOneOf, checkPositiveInteger, checkString } from '../core/options.js'
-import { threadExecArgv } from '../core/threads.js'
+import { startThread } from '../core/threads.js'
 import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../core/types.js'
 import type { PostgresGuardOptions } from '../sources/postgres/connection.js'
 import { exportSpillFolder, sweepSpillFolders } from './spill-folder.js'
@@ -344,7 +344,7 @@ export class ShardedReadable extends Readable implements SourceExtras {
     const file = workerFile()
     plan.sources.forEach((source, index) => {
       const work: ShardWork = { index, source, encoding: this.#encoding, window: WINDOW }
-      const worker = new Worker(file, { workerData: work, execArgv: threadExecArgv() })
+      const worker = startThread(file, { workerData: work })
       const channel = new ShardChannel(
         this.#options.bufferBytes,
         async () => join(await tempDir(), `shard-${index}`),

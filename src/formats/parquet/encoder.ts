@@ -68,14 +68,14 @@ export function encodeRowGroup(setup: GroupSetup, compressors: Compressors, job:
 }
 
 /**
- * About what the group's bytes take, to start the writer's buffer near its size (growing it copies;
- * a small group in a large buffer zeroes memory it never uses): packed values' bytes, and 8 a value
- * for the rest (a dictionary's text is mostly short indexes).
+ * About what the group's bytes take, at most 1 MB, to start the writer's buffer near its size (a
+ * small group in a large buffer zeroes memory it never uses; a larger group grows it): packed
+ * values' bytes, and 8 a value for the rest (a dictionary's text is mostly short indexes).
  */
 function roughGroupBytes(job: GroupJob): number {
   let bytes = 64 * 1024
   for (const column of job.columnData) bytes += 'packed' in column ? column.packed.bytes.byteLength : 8 * job.rows
-  return bytes
+  return Math.min(bytes, 1 << 20)
 }
 
 /**

@@ -4,8 +4,8 @@
 import { existsSync } from 'node:fs'
 import { extname, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
-import { threadExecArgv } from '../../core/threads.js'
+import type { Worker } from 'node:worker_threads'
+import { startThread } from '../../core/threads.js'
 import { ENCODER_THREAD, type EncodedGroup, type GroupJob, type GroupSetup, type ThreadJob } from './encoder.js'
 
 /**
@@ -70,11 +70,7 @@ function end(): Promise<unknown> {
 function start(count: number): void {
   while (threads.length < count) {
     const thread: Thread = {
-      worker: new Worker(workerFile(), {
-        workerData: ENCODER_THREAD,
-        execArgv: threadExecArgv(),
-        resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
-      }),
+      worker: startThread(workerFile(), { workerData: ENCODER_THREAD, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } }),
       pending: [],
     }
     const { worker, pending } = thread
