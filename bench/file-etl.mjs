@@ -85,7 +85,8 @@ for (const pipeline of pipelines) {
   console.error(`${pipeline.name}: ${fmt.s(o)} s (${rss.toFixed(0)} MB) vs ${pipeline.baseline} ${fmt.s(t)} s (${theirRss.toFixed(0)} MB): ${fmt.x(o / t)}`)
   lines.push(`| ${pipeline.name} | ${fmt.s(o)} | ${rss.toFixed(0)} | ${pipeline.baseline} | ${fmt.s(t)} | ${theirRss.toFixed(0)} | **${fmt.x(o / t)}** |`)
 }
-for (const name of ['csv.gz', 'gzip.gz', 'parquet', 'duck.parquet', 'pg.parquet', 'pg.csv', 'duck-pg.parquet', 'jsonl.gz', 'duck.jsonl.gz']) rmSync(out(name), { force: true })
+for (const name of ['csv.gz', 'gzip.gz', 'parquet', 'duck.parquet', 'pg.parquet', 'pg.csv', 'duck-pg.parquet', 'jsonl.gz', 'duck.jsonl.gz'])
+  rmSync(out(name), { force: true })
 rmSync(input)
 
 writeSection(

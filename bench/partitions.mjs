@@ -39,8 +39,7 @@ for (let round = 0; round < rounds; round++) {
 }
 rmSync(data, { recursive: true, force: true })
 // Each tool against its own one-file export of the same format.
-const base = (format, kind) =>
-  median(results[contenders.findIndex(([f, k, p]) => f === format && k === (kind === 'duckdb' ? 'duckdb' : 'ours') && p === 0)]).ms
+const base = (format, kind) => median(results[contenders.findIndex(([f, k, p]) => f === format && k === (kind === 'duckdb' ? 'duckdb' : 'ours') && p === 0)]).ms
 const lines = contenders.map(([format, kind, , name], i) => {
   const r = median(results[i])
   const cpu = median(results[i].map((run) => ({ ...run, ms: run.cpuMs }))).cpuMs
