@@ -1,42 +1,16 @@
 // The fast readings of typed CSV cells (a number of at most 15 digits without an exponent, a
-// timestamp in toISOString's layout) held to the general ones they skip: the regular expressions,
-// Date's parser and the exactness check, copied here as they were. Every cell gives the same value,
-// or is refused alike.
+// timestamp in toISOString's layout) held to the general ones they skip (csv-types.ts GENERAL: the
+// regular expressions, Date's parser and the exactness check). Every cell gives the same value, or
+// is refused alike.
 import { describe, expect, it } from 'vitest'
-import { inferredValue, typedValue } from '../../src/sources/files/csv-types.js'
+import { GENERAL, inferredValue, NotOfType, typedValue } from '../../src/sources/files/csv-types.js'
 import { random } from '../fixtures/csv-fuzz.js'
 
-// The general readings (src/sources/files/csv-types.ts before the fast ones).
-const DECIMAL = /^[+-]?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/
-const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,3})?)?(Z|[+-]\d{2}(?::?\d{2})?)$/i
-function canonical(text: string): string {
-  const m = /^([+-]?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text)
-  if (!m) return text
-  const digits = `${m[2]}${m[3] ?? ''}`
-  const exponent = Number(m[4] ?? 0) - (m[3]?.length ?? 0)
-  const trimmed = digits.replace(/^0+/, '')
-  if (trimmed === '') return '0'
-  const significant = trimmed.replace(/0+$/, '')
-  return `${m[1] === '-' ? '-' : ''}${significant}e${exponent + trimmed.length - significant.length}`
-}
-function validDay(m: RegExpExecArray): boolean {
-  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])]
-  const date = new Date(Date.UTC(year, month - 1, day))
-  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day
-}
+// The general readings; a cell they refuse stays its text, as an inferred type keeps it.
+const inferred = (text: string, value: unknown) => (value instanceof NotOfType ? text : value)
 const reference = {
-  number(text: string): unknown {
-    if (!DECIMAL.test(text)) return text
-    const value = Number(text)
-    return Number.isFinite(value) && canonical(String(value)) === canonical(text) ? value : text
-  },
-  timestamp(text: string): unknown {
-    const m = TIMESTAMP.exec(text)
-    if (!m) return text
-    const zone = m[8]!.toUpperCase() === 'Z' ? 'Z' : m[8]!.length === 3 ? `${m[8]}:00` : m[8]!.replace(/^([+-]\d{2}):?(\d{2})$/, '$1:$2')
-    const date = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6] ?? '00'}${m[7] ?? ''}${zone}`)
-    return Number.isNaN(date.getTime()) || !validDay(m) || Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59 ? text : date
-  },
+  number: (text: string) => inferred(text, GENERAL.number(text)),
+  timestamp: (text: string) => inferred(text, GENERAL.timestamp(text)),
 }
 
 /** A value as comparable text (-0 apart from 0, a Date by its time). */
