@@ -1,5 +1,18 @@
 // How the library's worker threads (Parquet encoders, shard readers) are started.
+import { dirname, extname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Worker, type WorkerOptions } from 'node:worker_threads'
+
+/**
+ * A thread's file beside the module at `moduleUrl`: the build's `<name>.js`, or `.cjs` beside the
+ * CommonJS build; run from src (a `.ts` module), `dev` beside it when given.
+ */
+export function threadFile(moduleUrl: string, name: string, dev?: string): string {
+  const here = fileURLToPath(moduleUrl)
+  const extension = extname(here)
+  if (extension === '.ts' && dev !== undefined) return join(dirname(here), dev)
+  return join(dirname(here), `${name}${extension === '.cjs' ? '.cjs' : '.js'}`)
+}
 
 const isInputType = (arg: string) => arg === '--input-type' || arg.startsWith('--input-type=')
 

@@ -1,13 +1,12 @@
 import { open, rm, type FileHandle } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
-import { dirname, extname, join } from 'node:path'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { deserialize } from 'node:v8'
 import type { Worker } from 'node:worker_threads'
 import { ExportError, invalidOption, STAGE_CODES, toExportError, type ExportErrorCode, type ExportStage } from '../core/errors.js'
 import { checkOneOf, checkPositiveInteger, checkString } from '../core/options.js'
-import { startThread } from '../core/threads.js'
+import { startThread, threadFile } from '../core/threads.js'
 import { encodedRows, rowBatch, type ColumnType, type Row, type SourceExtras, type TextEncoding } from '../core/types.js'
 import type { PostgresGuardOptions } from '../sources/postgres/connection.js'
 import { exportSpillFolder, sweepSpillFolders } from './spill-folder.js'
@@ -238,10 +237,7 @@ async function stopWorker(worker: Worker): Promise<void> {
 }
 
 /** The worker's file beside this module's (dist/shard-worker.js or .cjs: the build has both). */
-function workerFile(): string {
-  const here = fileURLToPath(import.meta.url)
-  return join(dirname(here), `shard-worker${extname(here) === '.cjs' ? '.cjs' : '.js'}`)
-}
+const workerFile = (): string => threadFile(import.meta.url, 'shard-worker')
 
 /**
  * A Readable of the rows of every shard, in shard order: each shard runs on a worker thread with

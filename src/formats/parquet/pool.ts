@@ -2,10 +2,8 @@
 // round-robin, each thread answers its own in order, and every job's promise settles with its
 // group or the error. A thread that dies fails what it had, and the next job starts another.
 import { existsSync } from 'node:fs'
-import { extname, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Worker } from 'node:worker_threads'
-import { startThread } from '../../core/threads.js'
+import { startThread, threadFile } from '../../core/threads.js'
 import { ENCODER_THREAD, type EncodedGroup, type GroupJob, type GroupSetup, type ThreadJob } from './encoder.js'
 
 /**
@@ -19,11 +17,7 @@ const YOUNG_GENERATION_MB = 64
 type Pending = { resolve: (group: EncodedGroup) => void; reject: (error: unknown) => void }
 
 /** The encoder's file: dist/parquet-worker.js or .cjs beside the bundle, or encoder.ts in development. */
-function workerFile(): string {
-  const here = fileURLToPath(import.meta.url)
-  const extension = extname(here)
-  return extension === '.ts' ? join(dirname(here), 'encoder.ts') : join(dirname(here), `parquet-worker${extension === '.cjs' ? '.cjs' : '.js'}`)
-}
+const workerFile = (): string => threadFile(import.meta.url, 'parquet-worker', 'encoder.ts')
 
 let found: boolean | undefined
 /**
