@@ -1,4 +1,3 @@
-export function handler(event: { Records?: Array<{ messageId: string; body: string }> }): Promise<{
-  batchItemFailures: Array<{ itemIdentifier: string }>
-  results: Array<{ jobId: string; rows: number; url: string }>
-}>
+import type { LambdaContext, SqsBatchResponse, SqsEvent } from 'stream-export/lambda'
+
+export const handler: (event: SqsEvent, context: LambdaContext) => Promise<SqsBatchResponse>

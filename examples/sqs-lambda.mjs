@@ -1,39 +1,39 @@
-// Recipe: the export as an AWS Lambda fed by SQS. Each message body is
-// { "jobId": "...", "table": "statements", "format": "csv" }; the handler streams the table to
-// S3 and reports failed messages back (partial batch responses), so SQS retries only those.
-// A Lambda run is limited to 15 minutes: for longer exports use the BullMQ worker, which resumes.
+// Recipe: exports of any size as an AWS Lambda fed by SQS. Each message body is
+// { "jobId": "...", "table": "statements", "format": "csv" }. An export that nears the invocation's
+// deadline ends its part at a row boundary and hands the rest to the next invocation with a
+// continuation message on the same queue: one object, however many invocations it takes
+// (docs/lambda.md). Failed messages are reported back (partial batch responses): SQS retries only
+// those, and after `maxReceiveCount` receives moves them to the dead-letter queue, their upload aborted.
 //
-// Locally: node -e "import('./examples/sqs-lambda.mjs').then(m => m.handler({ Records: [...] }))"
+// Deploy: an SQS trigger with ReportBatchItemFailures and batch size 1, a redrive policy whose
+// maxReceiveCount is MAX_RECEIVE_COUNT, a visibility timeout above the function's timeout.
 import { S3Client } from '@aws-sdk/client-s3'
+import { SQSClient } from '@aws-sdk/client-sqs'
 import pg from 'pg'
-import { csv, exportKey, exportStream, jsonl, postgresKeysetSource, presignDownload, s3Sink } from 'stream-export'
+import { csv, jsonl, postgresKeysetSource } from 'stream-export'
+import { createLambdaExportHandler, postgresContinuationStore } from 'stream-export/lambda'
 
 // Created once per Lambda container, reused by its invocations.
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 })
-const s3 = new S3Client(
-  process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {},
-)
-const bucket = process.env.S3_BUCKET ?? 'exports'
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
+const local = (endpoint) => (endpoint ? { endpoint, region: process.env.AWS_REGION ?? 'us-east-1' } : {})
+const s3 = new S3Client({ ...local(process.env.S3_ENDPOINT), forcePathStyle: Boolean(process.env.S3_ENDPOINT) })
+const sqs = new SQSClient(local(process.env.SQS_ENDPOINT))
 
-export async function handler(event) {
-  const batchItemFailures = []
-  const results = []
-  for (const record of event.Records ?? []) {
-    try {
-      const { jobId, table, format = 'csv' } = JSON.parse(record.body)
-      const stage = format === 'jsonl' ? jsonl() : csv()
-      const key = exportKey({ jobId, format: stage, gzip: true }) // a retried message overwrites its own object
-      const result = await exportStream({
-        source: postgresKeysetSource({ pool, table }),
-        format: stage,
-        gzip: true,
-        sink: s3Sink({ client: s3, bucket, key }),
-      })
-      results.push({ jobId, rows: result.rows, url: await presignDownload(s3, { bucket, key }) })
-    } catch (error) {
-      console.error(`message ${record.messageId}: ${error.code ?? ''} ${error.message}`)
-      batchItemFailures.push({ itemIdentifier: record.messageId })
-    }
-  }
-  return { batchItemFailures, results }
-}
+export const handler = createLambdaExportHandler({
+  s3,
+  bucket: process.env.S3_BUCKET ?? 'exports',
+  sqs,
+  queueUrl: process.env.QUEUE_URL,
+  // The job's checkpoint between invocations, in the database the rows come from.
+  store: postgresContinuationStore({ pool }),
+  maxReceiveCount: Number(process.env.MAX_RECEIVE_COUNT ?? 3),
+  // Hand on with a minute left (time to finish a 5 MiB part and store the checkpoint).
+  marginMs: Number(process.env.EXPORT_MARGIN_MS ?? 60_000),
+  // Called in every invocation with where the one before stopped (`after`).
+  resolve: (job, { after }) => ({
+    source: postgresKeysetSource({ pool, table: String(job.data.table), key: 'id', after }),
+    format: job.data.format === 'jsonl' ? jsonl() : csv(),
+    gzip: true,
+  }),
+  onComplete: (result, job) => console.log(JSON.stringify({ jobId: job.id, rows: result.rows, key: result.location.key, url: result.url })),
+})

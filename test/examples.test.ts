@@ -148,27 +148,7 @@ describe('examples with services', () => {
     expect(records[49_999].id).toBe('50000')
   })
 
-  it('sqs-lambda handles a batch and reports the failed message', async () => {
-    // The recipe reads its configuration from the environment, as a Lambda does; put it back after.
-    const saved = { ...process.env }
-    onTestFinished(() => {
-      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name]
-      Object.assign(process.env, saved)
-    })
-    Object.assign(process.env, s3Env())
-    const { handler } = await import('../examples/sqs-lambda.mjs')
-    const out = await handler({
-      Records: [
-        { messageId: 'm1', body: JSON.stringify({ jobId: 'sqs-1', table: TABLE, format: 'jsonl' }) },
-        { messageId: 'm2', body: JSON.stringify({ jobId: 'sqs-2', table: 'no_such_table' }) },
-      ],
-    })
-    expect(out.batchItemFailures).toEqual([{ itemIdentifier: 'm2' }])
-    expect(out.results).toEqual([expect.objectContaining({ jobId: 'sqs-1', rows: ROWS })])
-    const body = Buffer.from(await (await fetch(out.results[0].url)).arrayBuffer())
-    const text = gunzipSync(body).toString() // the .gz file itself: no Content-Encoding for fetch to undo
-    expect(text.trim().split('\n')).toHaveLength(ROWS)
-  }, 60_000)
+  // examples/sqs-lambda.mjs is run as a deployed Lambda by test/lambda.test.ts.
 
   it('monthly-statements writes an Excel-ready gzipped CSV to S3 and prints a download URL', async () => {
     const { stdout } = await run(process.execPath, [join(examples, 'monthly-statements.mjs'), '20000'], { env: { ...process.env, ...s3Env(), RECREATE: '1' } })

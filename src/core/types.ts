@@ -316,6 +316,12 @@ export interface SegmentSink<L extends object = Location> {
   partDone(part: PartInfo<L>, last: boolean): Promise<void>
   /** Assembles the object from the parts: the commit point. */
   commit(): Promise<L>
+  /**
+   * Set when this run should end early (a Lambda nearing its deadline): the export then ends at the
+   * next cut, once that part has landed (`partDone`), without the format's end or the commit, and
+   * exportStream resolves with `paused: true`. The checkpoint continues it in another run.
+   */
+  readonly pausing?: boolean
   /** Where the object landed, once committed. */
   readonly location: L | undefined
   /** The object's full checksum, once committed (of every segment, earlier attempts' too). */

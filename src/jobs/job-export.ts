@@ -9,9 +9,8 @@ import type { S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, partSizeFor } from '../sinks/s3/multipart.js'
 import { ResumableUpload, sinkError, type ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { s3Sink } from '../sinks/s3/sink.js'
-import type { Progress } from '../stages/progress.js'
 import { runPartitionedJob } from './partitioned-job.js'
-import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext } from './types.js'
+import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext, type JobExportHooks } from './types.js'
 
 /** What a job's export committed. */
 export interface JobExported {
@@ -27,6 +26,7 @@ export interface JobExported {
   resumed: boolean
 }
 
+
 /** Whether a spec's export is resumable: a keyset source and a text format. */
 const isResumable = (spec: ExportSpec): boolean =>
   typeof (spec.source as { keyOf?: unknown }).keyOf === 'function' && typeof spec.format.nextSegment === 'function'
@@ -37,8 +37,8 @@ export async function runJobExport(
   job: ExportJob,
   spec: ExportSpec,
   target: { key: string; compression: CompressionName | undefined },
-  hooks: { started(): void; discard(): void; report(progress: Partial<Progress> & { rows: number }): void },
-): Promise<JobExported> {
+  hooks: JobExportHooks,
+): Promise<JobExported | { paused: true }> {
   const { s3, bucket, partSize, progressIntervalMs, tags } = context
   const { key, compression } = target
   const saved = job.data.exportCheckpoint
@@ -61,6 +61,9 @@ export async function runJobExport(
       onCheckpoint: save,
       tags,
     })
+    const { pause, stop } = hooks.deadline ?? {}
+    if (pause?.aborted) upload.pause()
+    pause?.addEventListener('abort', () => upload.pause(), { once: true })
     const earlier = await upload.open()
     if (earlier) {
       // An earlier attempt completed the object and died before saying so: nothing to export.
@@ -73,6 +76,7 @@ export async function runJobExport(
     const exported = await exportStream({
       ...pipelineOf(spec),
       sink: upload,
+      signal: stop,
       progressIntervalMs,
       // Percent and ETA over what is left: a keyset source counts from `after`.
       onProgress: (p) =>
@@ -83,6 +87,7 @@ export async function runJobExport(
           totalRows: p.totalRows === undefined ? undefined : startRows + p.totalRows,
         }),
     })
+    if (exported.paused) return { paused: true }
     return {
       run: randomUUID(),
       rows: startRows + exported.rows,
@@ -100,6 +105,7 @@ export async function runJobExport(
   const exported = await exportStream({
     ...pipelineOf(spec),
     sink: s3Sink({ client: s3, bucket, key, partSize, tags, onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
+    signal: hooks.deadline?.stop,
     progressIntervalMs,
     onProgress: hooks.report,
   })

@@ -14,8 +14,7 @@ import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortUploadsUnder } from '../sinks/s3/multipart.js'
 import { presignDownload } from '../sinks/s3/presign.js'
 import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
-import type { Progress } from '../stages/progress.js'
-import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext, type PartitionedJobState } from './types.js'
+import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext, type JobExportHooks, type PartitionedJobState } from './types.js'
 
 /**
  * The key template of a partitioned job: the spec's, or the job's key as a folder of partition
@@ -72,7 +71,7 @@ export async function runPartitionedJob(
   context: JobExportContext,
   job: ExportJob,
   spec: ExportSpec & { partitionBy: PartitionBy },
-  hooks: { started(): void; discard(): void; report(progress: Partial<Progress> & { rows: number }): void; jobKey: string },
+  hooks: JobExportHooks & { jobKey: string },
 ): Promise<PartitionedJobOutcome> {
   const { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags } = context
   const key = templateOf(spec, hooks.jobKey)
@@ -120,6 +119,7 @@ export async function runPartitionedJob(
     sink: s3Sink({ client: s3, bucket, key, partSize, tags }),
     // The job's data is updated as often as its progress.
     partitionBy: withCheckpoint(spec.partitionBy, { from: state.checkpoint, save, intervalMs: progressIntervalMs }),
+    signal: hooks.deadline?.stop,
     progressIntervalMs,
     onProgress: hooks.report,
   })

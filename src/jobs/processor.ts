@@ -25,6 +25,7 @@ import {
   type ExportJobResult,
   type ExportProcessorOptions,
   type ExportSpec,
+  type JobDeadline,
 } from './types.js'
 
 const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
@@ -54,6 +55,21 @@ const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
  * crashed attempt left.
  */
 export function createExportProcessor(options: ExportProcessorOptions): (job: ExportJob) => Promise<ExportJobResult> {
+  const run = createJobRunner(options)
+  // (BullMQ calls a processor with more arguments: none of them is a deadline.)
+  return (job) => run(job) as Promise<ExportJobResult>
+}
+
+/** A job's attempt that stopped at its deadline: the job's data holds where the next one continues. */
+export interface PausedJob {
+  paused: true
+}
+
+/**
+ * The processor's attempt of a job, with a deadline when the caller has one (the Lambda handler):
+ * resolves with `{ paused: true }` when the export stopped at it, uncommitted, its checkpoint saved.
+ */
+export function createJobRunner(options: ExportProcessorOptions): (job: ExportJob, deadline?: JobDeadline) => Promise<ExportJobResult | PausedJob> {
   checkObject('options', options, EXPORT_PROCESSOR_OPTION_NAMES)
   const {
     s3,
@@ -80,7 +96,7 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
   checkFunction('now', now)
   checkBoolean('expiryTag', expiryTag)
 
-  return async (job) => {
+  return async (job, deadline) => {
     const jobId = String(job.id)
     const exportId = exportIdOf(job)
     const committed = job.data.exportCommitted
@@ -133,7 +149,8 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
       } else {
         // Tagged with their lifetime, for a lifecycle rule (docs/delivery.md#expiry).
         const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags: expiryTags(spec.expiresIn, expiryTag) }
-        const exported = await runJobExport(context, job, spec, { key, compression }, { started, discard, report })
+        const exported = await runJobExport(context, job, spec, { key, compression }, { started, discard, report, deadline })
+        if ('paused' in exported) return exported
         landed = true
         const { filename, labels, expiresIn, requestedBy, fingerprint } = spec
         // The commit, in the job (with what its delivery needs): from here on, a failure retries
@@ -152,6 +169,8 @@ export function createExportProcessor(options: ExportProcessorOptions): (job: Ex
     } catch (error) {
       discard() // when exportStream had not taken them yet
       if (landed) throw error // the export committed: nothing of it is undone, no export.failed
+      // Stopped at the deadline, as a crash would: the job's data holds where the next attempt continues.
+      if (deadline?.stop.aborted && (error as ExportError).code === 'ERR_ABORTED') return { paused: true }
       // The upload vanished (aborted by a lifecycle rule or an operator) and the object is not
       // ours: the next attempt starts over instead of failing on the same checkpoint.
       if ((error as ExportError).cause instanceof Error && ((error as ExportError).cause as Error).name === 'NoSuchUpload')

@@ -11,6 +11,7 @@ import type { PartitionCheckpoint } from '../parts/partition-checkpoint.js'
 import type { PartitionBy } from '../parts/partition-options.js'
 import type { ShardAssignment } from '../sinks/s3/shards.js'
 import type { CompressionName, Formatter } from '../core/types.js'
+import type { Progress } from '../stages/progress.js'
 import { invalidOption } from '../core/errors.js'
 import { optionNames } from '../core/options.js'
 import type { WatermarkStore } from '../pipeline/watermark-store.js'
@@ -125,6 +126,24 @@ export const EXPORT_SPEC_NAMES = optionNames<ExportSpec>({
   maxBytesPerSecond: true,
   logger: true,
 })
+
+/**
+ * An attempt with a deadline (a Lambda invocation): at `pause` a resumable export ends its part at
+ * the next row once the part holds S3's minimum and stops there; at `stop` any export stops as a
+ * crash would. Either way the job's data keeps the checkpoint another attempt continues from.
+ */
+export interface JobDeadline {
+  pause: AbortSignal
+  stop: AbortSignal
+}
+
+/** Hooks of a job's export (held-source.ts; the processor's progress report; a deadline). */
+export interface JobExportHooks {
+  started(): void
+  discard(): void
+  report(progress: Partial<Progress> & { rows: number }): void
+  deadline?: JobDeadline
+}
 
 /** What a plain job's export runs with (job-export.ts, partitioned-job.ts). */
 export interface JobExportContext {

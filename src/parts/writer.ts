@@ -60,6 +60,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
   #manifest: Manifest<L> | undefined
   #firstRow: Row | undefined
   #stopped = false // destroyed: the manifest may no longer be started
+  #paused = false // segments: ended early at a part boundary (see SegmentSink.pausing)
   #partsDone = false // commits: false, and every part has landed: the partition writer decides
   /** Called once every part has landed, before the manifest or the commit (the final progress report). */
   beforeCommit: (() => Promise<void>) | undefined
@@ -86,6 +87,11 @@ export class SplitWriter<L extends object = Location> extends Writable {
       if (first && 'writesEnd' in first) first.writesEnd = false
       this.#nextFormat = first
     }
+  }
+
+  /** Segments: the run ended early, every part written has landed, and the sink has its checkpoint. */
+  get paused(): boolean {
+    return this.#paused
   }
 
   /** Rows written into parts. */
@@ -178,6 +184,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
     // holds rows and the end of the output (no empty part, which S3 would refuse after a small one).
     const current = this.#part
     if (this.#segments && current && this.#isFull(current)) {
+      if (this.#segments.pausing) return void this.#pause(current).then(() => callback(pausedError()), callback)
       this.#cut(current).then(() => this.#put(source, row, callback), callback)
       return
     }
@@ -291,6 +298,13 @@ export class SplitWriter<L extends object = Location> extends Writable {
     const closing = (this.#closing = this.#finishPart(part, previous))
     closing.catch((error: Error) => this.destroy(error)) // fails the export as soon as it fails
     await previous
+  }
+
+  // Segments: this run ends with this part (its rows, no end of the output), once every part has landed.
+  async #pause(part: OpenPart<L>): Promise<void> {
+    await this.#cut(part)
+    await this.#closing
+    this.#paused = true
   }
 
   async #finishPart(part: OpenPart<L>, previous: Promise<void> | undefined): Promise<void> {
@@ -421,6 +435,9 @@ function takesBatches(options: SplitWriterOptions<object>): boolean {
   // (No limit at all: a partition of a partitioned export, one part.)
   return 'files' in target && limits.bytes === undefined && transforms.length === 0 && format.takesBatches === true
 }
+
+/** What ends the pipeline of a paused run (exportStream resolves with `paused: true` instead). */
+const pausedError = () => new ExportError('ERR_ABORTED', 'sink', 'The export paused at a part boundary, to continue in another run')
 
 /** A segment format whose end is not written (yet). */
 function asSegment(format: (Format & { writesEnd: boolean }) | undefined, writesEnd: boolean): Format | undefined {

@@ -236,6 +236,11 @@ export async function exportStream<L extends object = Location>(options: ExportO
     // pipeline() settles as soon as a stage fails; cleanup (temp file removal, multipart abort,
     // cursor close) is asynchronous, and the caller must not see the rejection before it is done.
     await Promise.all(stages.map(([, stream]) => closed(stream)))
+    if (splitter && 'paused' in splitter && splitter.paused) {
+      const outcome = { rows: rowsOf(), bytes: splitter.bytes, uncompressedBytes: splitter.uncompressedBytes }
+      telemetry.end({ ...outcome, parts: splitter.parts.length, paused: true })
+      return { ...outcome, durationMs: performance.now() - started, location: undefined, paused: true }
+    }
     // The sink's commit (rename, CompleteMultipartUpload) is the point of no return: once it has
     // happened every stage had finished, so an abort that arrived during it changes nothing.
     if (last.location === undefined) {

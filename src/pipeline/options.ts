@@ -81,6 +81,12 @@ export interface ExportResult<L extends object = Location> {
   /** Where the export landed (a split export: its manifest); `undefined` for a plain Writable sink. */
   location: L | undefined
   /**
+   * The sink asked this run to end early (a resumable upload told to `pause()`, e.g. by the Lambda
+   * handler before its deadline): `rows` and `bytes` are in its landed parts and its checkpoint;
+   * nothing is committed, and another run continues from the checkpoint.
+   */
+  paused?: true
+  /**
    * The full checksum of the object or file (CRC64NVME by default; `verifiedByStore` when S3 checked
    * it at the commit point). A split or partitioned export has one per part instead. See docs/integrity.md.
    */

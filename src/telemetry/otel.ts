@@ -67,6 +67,8 @@ export interface ExportOutcome {
   uncompressedBytes: number
   parts?: number
   checksum?: string
+  /** The run ended early at a part boundary, to be continued (see ExportResult.paused). */
+  paused?: boolean
   /** The error's stable code, when the export failed. */
   code?: string
   error?: unknown
@@ -127,7 +129,7 @@ export function startExportTelemetry(attributes: TelemetryAttributes, logger: Ex
       if (ended) return
       ended = true
       const seconds = (performance.now() - started) / 1000
-      const result = outcome.code === undefined ? 'committed' : outcome.code === 'ERR_ABORTED' ? 'aborted' : 'failed'
+      const result = outcome.paused ? 'paused' : outcome.code === undefined ? 'committed' : outcome.code === 'ERR_ABORTED' ? 'aborted' : 'failed'
       const endAttributes = {
         'stream_export.outcome': result,
         'stream_export.rows': outcome.rows,
@@ -148,7 +150,7 @@ export function startExportTelemetry(attributes: TelemetryAttributes, logger: Ex
       if (outcome.code === undefined) {
         metrics?.rows.add(outcome.rows, clean(common))
         metrics?.bytes.add(outcome.bytes, clean(common))
-        logger?.info({ event: 'commit', ...endAttributes, durationMs: Math.round(seconds * 1000) }, 'export committed')
+        logger?.info({ event: outcome.paused ? 'pause' : 'commit', ...endAttributes, durationMs: Math.round(seconds * 1000) }, `export ${result}`)
       } else {
         const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error)
         logger?.error({ event: 'failure', ...endAttributes, durationMs: Math.round(seconds * 1000), err: outcome.error }, `export ${result}: ${message}`)

@@ -3,7 +3,7 @@ import type { ChecksumAlgorithm, ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, toExportError } from '../../core/errors.js'
 import type { Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
 import { putObject, type S3ClientLike, type S3Location, type S3Target } from './client.js'
-import { abortOtherUploads, MultipartUpload, wholeChecksum, type UploadedPart } from './multipart.js'
+import { abortOtherUploads, MIN_PART_SIZE, MultipartUpload, wholeChecksum, type UploadedPart } from './multipart.js'
 import { tagging } from './options.js'
 import { ensureObjectSettings } from './settings.js'
 
@@ -66,6 +66,7 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
   #firstPart = 1
   #location: S3Location | undefined
   #checksum: ObjectChecksum | undefined
+  #pausing = false
 
   /** A template, as the sink of a split export is: the parts are written, never this stream. */
   constructor(options: ResumableUploadOptions) {
@@ -122,9 +123,24 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
     return this.#options.checkpoint?.rows ?? 0
   }
 
-  /** The size at which exportStream cuts part `n` of this attempt. */
+  /** The size at which exportStream cuts part `n` of this attempt (S3's minimum once pausing). */
   partBytes(n: number): number {
-    return this.#options.partSize(this.#firstPart + n - 1)
+    const size = this.#options.partSize(this.#firstPart + n - 1)
+    return this.#pausing ? Math.min(size, MIN_PART_SIZE) : size
+  }
+
+  /**
+   * Ends this attempt early, at the next row once the part being written holds S3's minimum part
+   * size (5 MiB): the export then resolves with `paused: true` and the checkpoint holds every row
+   * written; another attempt continues from it (the Lambda handler, before its deadline).
+   */
+  pause(): void {
+    this.#pausing = true
+  }
+
+  /** Whether `pause()` was called: the export ends at the next cut. */
+  get pausing(): boolean {
+    return this.#pausing
   }
 
   /** Part `n` of this attempt: its bytes are gathered, then sent as one UploadPart. */

@@ -1,0 +1,151 @@
+// The Lambda handler (stream-export/lambda) as AWS runs it: examples/sqs-lambda.mjs deployed on a
+// runtime that receives from a real SQS-compatible server (fauxqs), invokes each message in a fresh
+// process whose deadline runs out, and deletes or returns messages by the partial batch response.
+import { GetObjectCommand } from '@aws-sdk/client-s3'
+import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createLambdaExportHandler, postgresContinuationStore } from '../src/lambda.js'
+import { csv, postgresKeysetSource } from '../src/index.js'
+import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
+import { runLambda, startQueues, type TestQueues } from './fixtures/lambda-runtime.js'
+import { startS3, type TestS3 } from './fixtures/s3-server.js'
+import { expectSameBytes } from './helpers.js'
+
+const TABLE = 'se_lambda_statements'
+const ROWS = 1_000_000
+const HANDLER = join(import.meta.dirname, '..', 'examples', 'sqs-lambda.mjs')
+// Each invocation hands on almost at once (its part then ends at 5 MiB): one part per invocation.
+const TIMEOUT_MS = 4000
+const MARGIN_MS = 3700
+
+let s3: TestS3
+let pool: pg.Pool
+let expected: Buffer
+let queues: TestQueues
+beforeAll(async () => {
+  s3 = await startS3()
+  pool = new pg.Pool({ connectionString: databaseUrl(), max: 2 })
+  await createStatements(pool, TABLE, ROWS)
+  await pool.query('drop table if exists stream_export_continuations')
+  expected = await tableCsv(TABLE)
+  // (AWS asks for a visibility timeout above the function's timeout.)
+  queues = await startQueues({ name: 'exports', maxReceiveCount: 2, visibilityTimeout: 5 })
+}, 120_000)
+afterAll(async () => {
+  await queues?.close()
+  await s3?.close()
+  await pool?.end()
+})
+
+const env = () => ({
+  DATABASE_URL: databaseUrl(),
+  S3_ENDPOINT: s3.endpoint,
+  S3_BUCKET: s3.bucket,
+  AWS_ACCESS_KEY_ID: 'S3RVER',
+  AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  AWS_REGION: 'us-east-1',
+  SQS_ENDPOINT: queues.endpoint,
+  QUEUE_URL: queues.queueUrl,
+  MAX_RECEIVE_COUNT: '2',
+  EXPORT_MARGIN_MS: String(MARGIN_MS),
+})
+const record = async (jobId: string) =>
+  (await pool.query<{ value: string }>('select value from stream_export_continuations where job_id = $1', [jobId])).rows.map((r) => JSON.parse(r.value))[0]
+const finished = (jobId: string) => async () => {
+  const state = await record(jobId)
+  return Boolean(state?.completed || state?.failed)
+}
+const object = async (key: string) =>
+  Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))).Body!.transformToByteArray())
+const submit = (body: object) => queues.sqs.send(new SendMessageCommand({ QueueUrl: queues.queueUrl, MessageBody: JSON.stringify(body) }))
+
+describe('createLambdaExportHandler on SQS: an export continued across invocations into one object', () => {
+  it('1M rows over five or more invocations: the object is byte for byte a single plain export', async () => {
+    await submit({ jobId: 'lambda-1m', table: TABLE, format: 'csv' })
+    const invocations = await runLambda({ queues, handler: HANDLER, env: env(), timeoutMs: TIMEOUT_MS, done: finished('lambda-1m') })
+    expect(invocations.length).toBeGreaterThanOrEqual(5)
+    expect(invocations.every((i) => i.response?.batchItemFailures.length === 0)).toBe(true)
+    expectSameBytes(gunzipSync(await object('exports/lambda-1m.csv.gz')), expected)
+    const state = await record('lambda-1m')
+    expect(state.completed).toMatchObject({ rows: ROWS })
+    // The last invocation delivered it as the BullMQ processor does (onComplete, with a link).
+    const done = JSON.parse(invocations.at(-1)!.stdout.split('\n').filter(Boolean).at(-2)!)
+    expect(done).toMatchObject({ jobId: 'lambda-1m', rows: ROWS, key: 'exports/lambda-1m.csv.gz' })
+    expectSameBytes(gunzipSync(Buffer.from(await (await fetch(done.url)).arrayBuffer())), expected)
+    expect(await s3.openUploads()).toEqual([])
+  }, 180_000)
+
+  it('an invocation killed mid-part and a duplicated continuation still give each row once', async () => {
+    let duplicated = false
+    const invocations = await (async () => {
+      await submit({ jobId: 'lambda-kill', table: TABLE, format: 'csv' })
+      return runLambda({
+        queues,
+        handler: HANDLER,
+        env: env(),
+        timeoutMs: TIMEOUT_MS,
+        concurrency: 2,
+        done: finished('lambda-kill'),
+        onInvoke: async (n, child, messages) => {
+          // The second invocation is killed (SIGKILL) in the middle of its part; its message returns.
+          if (n === 2) setTimeout(() => child.kill('SIGKILL'), 600)
+          // A continuation delivered twice, the copy beside the original (two pollers).
+          if (!duplicated && messages[0]!.Body!.includes('"seq":3')) {
+            duplicated = true
+            await queues.sqs.send(new SendMessageCommand({ QueueUrl: queues.queueUrl, MessageBody: messages[0]!.Body! }))
+          }
+        },
+      })
+    })()
+    expect(duplicated).toBe(true)
+    expect(invocations.some((i) => i.response === undefined)).toBe(true) // the killed one
+    expectSameBytes(gunzipSync(await object('exports/lambda-kill.csv.gz')), expected)
+    expect((await record('lambda-kill')).completed).toMatchObject({ rows: ROWS })
+    expect(await s3.openUploads()).toEqual([])
+  }, 180_000)
+
+  it('a failing source ends in the dead-letter queue with its upload aborted and nothing stored', async () => {
+    await submit({ jobId: 'lambda-poison', table: 'se_no_such_table', format: 'csv' })
+    const invocations = await runLambda({ queues, handler: HANDLER, env: env(), timeoutMs: TIMEOUT_MS, done: finished('lambda-poison') })
+    expect(invocations).toHaveLength(2) // maxReceiveCount receives, then the redrive
+    expect(invocations.every((i) => i.response?.batchItemFailures.length === 1)).toBe(true)
+    expect(invocations[0]!.stderr).toMatch(/ERR_SOURCE/)
+    expect((await record('lambda-poison')).failed).toMatchObject({ code: 'ERR_SOURCE' })
+    const { Messages } = await queues.sqs.send(new ReceiveMessageCommand({ QueueUrl: queues.dlqUrl, WaitTimeSeconds: 5 }))
+    expect(JSON.parse(Messages![0]!.Body!)).toEqual({ jobId: 'lambda-poison', table: 'se_no_such_table', format: 'csv' })
+    expect(await s3.openUploads()).toEqual([])
+    expect(await s3.exists('exports/lambda-poison.csv.gz')).toBe(false)
+  }, 60_000)
+
+  it('refuses unknown options and a handler without a queue, before any message', () => {
+    const store = postgresContinuationStore({ pool })
+    const base = { s3: s3.client, bucket: s3.bucket, store, maxReceiveCount: 3, resolve: () => ({ source: [], format: csv() }) }
+    expect(() => createLambdaExportHandler({ ...base, send: async () => {}, marginMS: 1 } as never)).toThrow(/marginMS.*did you mean `marginMs`/)
+    expect(() => createLambdaExportHandler(base as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
+    expect(() => createLambdaExportHandler({ ...base, send: async () => {}, maxReceiveCount: 0 })).toThrow(/maxReceiveCount/)
+  })
+
+  it('a record not begun before the margin goes back to the queue as it came; a body that is not JSON fails alone', async () => {
+    const sent: string[] = []
+    const handler = createLambdaExportHandler({
+      s3: s3.client,
+      bucket: s3.bucket,
+      store: postgresContinuationStore({ pool }),
+      send: async (body) => void sent.push(body),
+      maxReceiveCount: 3,
+      marginMs: 10_000,
+      onError: () => {},
+      resolve: (_job, { after }) => ({ source: postgresKeysetSource({ pool, table: TABLE, key: 'id', after }), format: csv(), gzip: true }),
+    })
+    const short = { getRemainingTimeInMillis: () => 5_000 }
+    const body = JSON.stringify({ jobId: 'lambda-late', table: TABLE })
+    expect(await handler({ Records: [{ messageId: 'a', body }] }, short)).toEqual({ batchItemFailures: [] })
+    expect(sent.map((b) => JSON.parse(b))).toEqual([{ jobId: 'lambda-late', table: TABLE, exportContinuation: { jobId: 'lambda-late', seq: 0 } }])
+    expect(await record('lambda-late')).toBeUndefined() // nothing begun
+    const bad = await handler({ Records: [{ messageId: 'b', body: '{nope' }] }, { getRemainingTimeInMillis: () => 60_000 })
+    expect(bad).toEqual({ batchItemFailures: [{ itemIdentifier: 'b' }] })
+  })
+})
