@@ -55,6 +55,9 @@ describe('the packed tarball', () => {
       'dist/bullmq.js',
       'dist/bullmq.cjs',
       'dist/bullmq.d.cts',
+      'dist/lambda.js',
+      'dist/lambda.cjs',
+      'dist/lambda.d.cts',
       'dist/cli.js',
       'dist/parquet-worker.js',
       'dist/parquet-worker.cjs',
@@ -70,15 +73,17 @@ describe('the packed tarball', () => {
     for (const [, link] of readme.matchAll(/\]\(((?:docs|examples)\/[^)#]+)/g)) expect(files).toContain(`package/${link}`)
   })
 
-  it('ESM: the README quick start runs in a fresh folder, and errors of both entries are one ExportError', async () => {
+  it('ESM: the README quick start runs in a fresh folder, and errors of every entry are one ExportError (stream-export/lambda without bullmq)', async () => {
     await writeFile(
       join(project, 'esm.mjs'),
       `import { exportStream, fromIterable, csv, fileSink, ExportError } from 'stream-export'
 import { verifyWebhook } from 'stream-export/bullmq'
+import { createLambdaExportHandler } from 'stream-export/lambda'
 async function* rows() { for (let id = 1; id <= 1000; id++) yield { id, amount: 12345678901234567890n } }
 const result = await exportStream({ source: fromIterable(rows()), format: csv({ excel: true }), gzip: true, sink: fileSink({ path: 'exports/statements.csv.gz' }) })
 let same = false
 try { verifyWebhook({ secret: '', body: '', signature: '', timestamp: '' }) } catch (error) { same = error instanceof ExportError }
+try { createLambdaExportHandler({}) } catch (error) { same &&= error instanceof ExportError }
 console.log(JSON.stringify({ rows: result.rows, path: result.location.path, same }))
 `,
     )
@@ -96,13 +101,15 @@ console.log(JSON.stringify({ rows: result.rows, path: result.location.path, same
     expect(stderr).toBe('') // no engine or deprecation warning
   })
 
-  it('CommonJS: require() of both entries, one ExportError class', async () => {
+  it('CommonJS: require() of every entry, one ExportError class', async () => {
     await writeFile(
       join(project, 'cjs.cjs'),
       `const { ExportError, csv } = require('stream-export')
 const { verifyWebhook } = require('stream-export/bullmq')
+const { createLambdaExportHandler } = require('stream-export/lambda')
 let same = false
 try { verifyWebhook({ secret: '', body: '', signature: '', timestamp: '' }) } catch (error) { same = error instanceof ExportError }
+try { createLambdaExportHandler({}) } catch (error) { same &&= error instanceof ExportError }
 console.log(JSON.stringify({ same, csv: typeof csv }))
 `,
     )
@@ -155,7 +162,7 @@ console.log(result.rows, all.subarray(0, 4).toString(), all.subarray(-4).toStrin
   }, 60_000)
 
   for (const moduleResolution of ['node10', 'nodenext'] as const) {
-    it(`TypeScript (strict, moduleResolution ${moduleResolution}): both entries resolve, and a custom sink types its location`, async () => {
+    it(`TypeScript (strict, moduleResolution ${moduleResolution}): every entry resolves, and a custom sink types its location`, async () => {
       const dir = join(project, `ts-${moduleResolution}`)
       await mkdir(dir, { recursive: true })
       const module = moduleResolution === 'node10' ? 'commonjs' : 'nodenext'
@@ -180,6 +187,7 @@ console.log(result.rows, all.subarray(0, 4).toString(), all.subarray(-4).toStrin
         `import { Writable } from 'node:stream'
 import { exportStream, fromIterable, jsonl, type Sink } from 'stream-export'
 import { createExportProcessor, type ExportJobResult } from 'stream-export/bullmq'
+import { createLambdaExportHandler, type ContinuationStore } from 'stream-export/lambda'
 
 /** A custom sink reporting where it put the bytes. */
 function httpPutSink(url: string): Sink<{ url: string }> {
@@ -192,7 +200,7 @@ export async function run(): Promise<string | undefined> {
   const result = await exportStream({ source: fromIterable([{ a: 1 }]), format: jsonl(), sink: httpPutSink('https://example.com/x') })
   return result.location?.url
 }
-export type Used = [typeof createExportProcessor, ExportJobResult]
+export type Used = [typeof createExportProcessor, ExportJobResult, typeof createLambdaExportHandler, ContinuationStore]
 `,
       )
       await writeFile(
