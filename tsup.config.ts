@@ -4,7 +4,13 @@ export default defineConfig([
   {
     // shard-worker (src/shards/worker.ts): the worker threads of in-process shards; parquet-worker
     // (src/formats/parquet/encoder.ts): Parquet's row group encoders. Both loaded by path beside the chunks.
-    entry: { index: 'src/index.ts', bullmq: 'src/bullmq.ts', lambda: 'src/lambda.ts', 'shard-worker': 'src/shards/worker.ts', 'parquet-worker': 'src/formats/parquet/encoder.ts' },
+    entry: {
+      index: 'src/index.ts',
+      bullmq: 'src/bullmq.ts',
+      lambda: 'src/lambda.ts',
+      'shard-worker': 'src/shards/worker.ts',
+      'parquet-worker': 'src/formats/parquet/encoder.ts',
+    },
     format: ['esm', 'cjs'],
     // Code shared by the entries (ExportError above all) lives in one chunk in both formats, so
     // that `instanceof ExportError` holds across `stream-export` and `stream-export/bullmq`.

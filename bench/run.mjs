@@ -19,6 +19,7 @@ const suites = {
   delivery: './delivery.mjs',
   'file-etl': './file-etl.mjs',
   'csv-parsers': './csv-parsers.mjs',
+  lambda: './lambda.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

@@ -26,7 +26,6 @@ export interface JobExported {
   resumed: boolean
 }
 
-
 /** Whether a spec's export is resumable: a keyset source and a text format. */
 const isResumable = (spec: ExportSpec): boolean =>
   typeof (spec.source as { keyOf?: unknown }).keyOf === 'function' && typeof spec.format.nextSegment === 'function'

@@ -14,7 +14,15 @@ import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortUploadsUnder } from '../sinks/s3/multipart.js'
 import { presignDownload } from '../sinks/s3/presign.js'
 import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
-import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext, type JobExportHooks, type PartitionedJobState } from './types.js'
+import {
+  pipelineOf,
+  type ExportJob,
+  type ExportJobResult,
+  type ExportSpec,
+  type JobExportContext,
+  type JobExportHooks,
+  type PartitionedJobState,
+} from './types.js'
 
 /**
  * The key template of a partitioned job: the spec's, or the job's key as a folder of partition
@@ -113,12 +121,14 @@ export async function runPartitionedJob(
       .catch((error: unknown) => {
         throw toExportError(error, 'ERR_SINK', 'sink')
       })
+  // The job's data is updated as often as its progress; from a deadline's pause on, after every
+  // partition that lands, so that its stop loses little.
+  const checkpoint = { from: state.checkpoint, save, intervalMs: progressIntervalMs, eager: hooks.deadline?.pause }
   hooks.started()
   const result = await exportStream({
     ...pipelineOf(spec),
     sink: s3Sink({ client: s3, bucket, key, partSize, tags }),
-    // The job's data is updated as often as its progress.
-    partitionBy: withCheckpoint(spec.partitionBy, { from: state.checkpoint, save, intervalMs: progressIntervalMs }),
+    partitionBy: withCheckpoint(spec.partitionBy, checkpoint),
     signal: hooks.deadline?.stop,
     progressIntervalMs,
     onProgress: hooks.report,

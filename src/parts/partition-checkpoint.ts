@@ -37,15 +37,18 @@ export interface PartitionCheckpointOptions {
   save(checkpoint: PartitionCheckpoint): unknown
   /** The least time between two saves. Default 1000 ms. */
   intervalMs?: number
+  /** From when this fires, a save after every partition that lands (a run nearing its deadline: a stop then loses little). */
+  eager?: AbortSignal
 }
 
-const CHECKPOINT_OPTION_NAMES = optionNames<PartitionCheckpointOptions>({ from: true, save: true, intervalMs: true })
+const CHECKPOINT_OPTION_NAMES = optionNames<PartitionCheckpointOptions>({ from: true, save: true, intervalMs: true, eager: true })
 
 export function checkCheckpointOption(option: unknown): Required<Pick<PartitionCheckpointOptions, 'save' | 'intervalMs'>> & PartitionCheckpointOptions {
   checkObject('partitionBy.checkpoint', option, CHECKPOINT_OPTION_NAMES)
-  const { from, save, intervalMs = 1000 } = option as PartitionCheckpointOptions
+  const { from, save, intervalMs = 1000, eager } = option as PartitionCheckpointOptions
   checkFunction('partitionBy.checkpoint.save', save)
   checkNonNegativeInteger('partitionBy.checkpoint.intervalMs', intervalMs)
+  if (eager !== undefined && !(eager instanceof AbortSignal)) invalidOption('partitionBy.checkpoint.eager', 'an AbortSignal', eager)
   if (from !== undefined) {
     const wellFormed =
       typeof from === 'object' &&
@@ -58,7 +61,7 @@ export function checkCheckpointOption(option: unknown): Required<Pick<PartitionC
       from.partitions.every((p) => typeof p?.path === 'string' && typeof p.values === 'object' && Array.isArray(p.parts))
     if (!wellFormed) invalidOption('partitionBy.checkpoint.from', 'a checkpoint that partitionBy.checkpoint.save was given', from)
   }
-  return { from, save, intervalMs }
+  return { from, save, intervalMs, eager }
 }
 
 /** A partition of this run as the checkpoint follows it (rows numbered from 1 in this run). */

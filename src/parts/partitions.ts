@@ -333,7 +333,14 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   // After a partition landed: a checkpoint, if one is due and holds more partitions than the last.
   #checkpoint(): void {
     const { checkpoint } = this.#settings
-    if (!checkpoint || !this.#options.keyOf || this.#saving || this.#stopped || this.#committing || performance.now() - this.#savedAt < checkpoint.intervalMs)
+    if (
+      !checkpoint ||
+      !this.#options.keyOf ||
+      this.#saving ||
+      this.#stopped ||
+      this.#committing ||
+      performance.now() - this.#savedAt < (checkpoint.eager?.aborted ? 0 : checkpoint.intervalMs)
+    )
       return
     const next = nextCheckpoint(
       checkpoint.from,
