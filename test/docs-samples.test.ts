@@ -84,7 +84,11 @@ void same
         target: 'es2022',
         skipLibCheck: true,
         types: ['node'],
-        paths: { 'stream-export': [join(repo, 'src/index.ts')], 'stream-export/bullmq': [join(repo, 'src/bullmq.ts')], 'stream-export/lambda': [join(repo, 'src/lambda.ts')] },
+        paths: {
+          'stream-export': [join(repo, 'src/index.ts')],
+          'stream-export/bullmq': [join(repo, 'src/bullmq.ts')],
+          'stream-export/lambda': [join(repo, 'src/lambda.ts')],
+        },
       },
       include: ['*.ts', join(repo, 'src/sources/postgres/pg-internals.d.ts')],
     }),
