@@ -1,19 +1,19 @@
 // The Lambda handler (stream-export/lambda) as AWS runs it: examples/sqs-lambda.mjs deployed on a
 // runtime that receives from a real SQS-compatible server (fauxqs), invokes each message in a fresh
 // process whose deadline runs out, and deletes or returns messages by the partial batch response.
-import { GetObjectCommand } from '@aws-sdk/client-s3'
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLambdaExportHandler, postgresContinuationStore } from '../src/lambda.js'
-import { csv, postgresKeysetSource } from '../src/index.js'
+import { csv, postgresKeysetSource, type ExportError } from '../src/index.js'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { runLambda, startQueues, type TestQueues } from './fixtures/lambda-runtime.js'
 import { realS3Available, startRealS3 } from './fixtures/real-s3.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
-import { expectSameBytes } from './helpers.js'
+import { expectSameBytes, exportedBytes } from './helpers.js'
 
 const TABLE = 'se_lambda_statements'
 const ROWS = 1_000_000
@@ -189,6 +189,65 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
     await pool.query(`drop table ${table}`)
   }, 60_000)
 
+  it("a key template's {date} is the job's first step's in every step: the continued upload keeps its key", async () => {
+    const queue: string[] = [JSON.stringify({ jobId: 'lambda-dated' })]
+    const handler = createLambdaExportHandler({
+      s3: s3.client,
+      bucket: s3.bucket,
+      store: postgresContinuationStore({ pool }),
+      send: async (body) => void queue.push(body),
+      maxReceiveCount: 1,
+      marginMs: 2400, // hands on at once: one 5 MiB part an invocation
+      resolve: (_job, { after }) => ({
+        source: postgresKeysetSource({ pool, select: `select * from ${TABLE} where id <= 150000`, after }),
+        format: csv(),
+        key: 'dated/{date:HH-mm-ss}/{jobId}.csv',
+      }),
+    })
+    let invocations = 0
+    for (let body = queue.shift(); body !== undefined; body = queue.shift()) {
+      if (invocations++ > 0) await new Promise((resolve) => setTimeout(resolve, 1100)) // each step in a second of its own
+      const deadline = Date.now() + 2500
+      expect(await handler({ Records: [{ messageId: `d${invocations}`, body }] }, { getRemainingTimeInMillis: () => deadline - Date.now() })).toEqual({
+        batchItemFailures: [],
+      })
+    }
+    expect(invocations).toBeGreaterThanOrEqual(3)
+    expect((await record('lambda-dated')).completed).toMatchObject({ rows: 150_000 })
+    const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'dated/' }))
+    expect(listed.Contents?.map((o) => o.Key)).toEqual([expect.stringMatching(/^dated\/\d\d-\d\d-\d\d\/lambda-dated\.csv$/)])
+    const whole = await exportedBytes({ source: postgresKeysetSource({ pool, select: `select * from ${TABLE} where id <= 150000` }), format: csv() })
+    expectSameBytes(await object(listed.Contents![0]!.Key!), whole)
+    expect(await s3.openUploads()).toEqual([])
+  }, 60_000)
+
+  it('a continuation that cannot be sent, on the last receive: the upload is aborted, export.failed sent once, the job failed', async () => {
+    const notified: string[] = []
+    const handler = createLambdaExportHandler({
+      s3: s3.client,
+      bucket: s3.bucket,
+      store: postgresContinuationStore({ pool }),
+      send: async () => {
+        throw new Error('AccessDenied: not authorized to perform sqs:SendMessage')
+      },
+      maxReceiveCount: 1,
+      marginMs: 2400,
+      onError: () => {},
+      notify: (n) => void notified.push(`${n.event} ${n.jobId}`),
+      resolve: (_job, { after }) => ({ source: postgresKeysetSource({ pool, table: TABLE, key: 'id', after }), format: csv() }),
+    })
+    const deadline = Date.now() + 2500
+    const body = JSON.stringify({ jobId: 'lambda-unsent' })
+    const response = await handler(
+      { Records: [{ messageId: 'u1', body, attributes: { ApproximateReceiveCount: '1' } }] },
+      { getRemainingTimeInMillis: () => deadline - Date.now() },
+    )
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'u1' }] })
+    expect(notified).toEqual(['export.failed lambda-unsent'])
+    expect((await record('lambda-unsent')).failed).toMatchObject({ message: expect.stringContaining('AccessDenied') })
+    expect(await s3.openUploads()).toEqual([])
+  }, 30_000)
+
   it('refuses unknown options and a handler without a queue, before any message', () => {
     const store = postgresContinuationStore({ pool })
     const base = { s3: s3.client, bucket: s3.bucket, store, maxReceiveCount: 3, resolve: () => ({ source: [], format: csv() }) }
@@ -197,8 +256,9 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
     expect(() => createLambdaExportHandler({ ...base, send: async () => {}, maxReceiveCount: 0 })).toThrow(/maxReceiveCount/)
   })
 
-  it('a record not begun before the margin goes back to the queue as it came; a body that is not JSON fails alone', async () => {
+  it('records not begun before the margin go back to the queue as they came, but an invocation that begins without time fails; a body that is not JSON fails alone', async () => {
     const sent: string[] = []
+    const errors: ExportError[] = []
     const handler = createLambdaExportHandler({
       s3: s3.client,
       bucket: s3.bucket,
@@ -206,15 +266,28 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
       send: async (body) => void sent.push(body),
       maxReceiveCount: 3,
       marginMs: 10_000,
-      onError: () => {},
+      onError: (error) => void errors.push(error as ExportError),
       resolve: (_job, { after }) => ({ source: postgresKeysetSource({ pool, table: TABLE, key: 'id', after }), format: csv(), gzip: true }),
     })
     const short = { getRemainingTimeInMillis: () => 5_000 }
-    const body = JSON.stringify({ jobId: 'lambda-late', table: TABLE })
-    expect(await handler({ Records: [{ messageId: 'a', body }] }, short)).toEqual({ batchItemFailures: [] })
+    const first = JSON.stringify({ jobId: 'lambda-first', table: TABLE })
+    const second = JSON.stringify({ jobId: 'lambda-late', table: TABLE })
+    // The first record: the function's timeout leaves nothing past the margin, a setting to fix
+    // (handed on, it would come back for ever); a later one: only this invocation is late.
+    const response = await handler(
+      {
+        Records: [
+          { messageId: 'a', body: first },
+          { messageId: 'b', body: second },
+        ],
+      },
+      short,
+    )
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'a' }] })
+    expect(errors).toEqual([expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('longer timeout') })])
     expect(sent.map((b) => JSON.parse(b))).toEqual([{ jobId: 'lambda-late', table: TABLE, exportContinuation: { jobId: 'lambda-late', seq: 0 } }])
     expect(await record('lambda-late')).toBeUndefined() // nothing begun
-    const bad = await handler({ Records: [{ messageId: 'b', body: '{nope' }] }, { getRemainingTimeInMillis: () => 60_000 })
-    expect(bad).toEqual({ batchItemFailures: [{ itemIdentifier: 'b' }] })
+    const bad = await handler({ Records: [{ messageId: 'c', body: '{nope' }] }, { getRemainingTimeInMillis: () => 60_000 })
+    expect(bad).toEqual({ batchItemFailures: [{ itemIdentifier: 'c' }] })
   })
 })

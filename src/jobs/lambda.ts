@@ -9,7 +9,8 @@ import { loadOptional } from '../core/optional.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../core/options.js'
 import type { ContinuationStore } from './continuation-store.js'
 import { abortFailedExport, createJobRunner } from './processor.js'
-import type { ExportJob, ExportJobResult, ExportProcessorOptions } from './types.js'
+import type { ExportNotification } from '../delivery/webhook.js'
+import type { ExportJob, ExportProcessorOptions } from './types.js'
 
 /** One message of an SQS event, as Lambda hands it over. */
 export interface SqsRecord {
@@ -93,6 +94,8 @@ interface JobRecord {
   data: Pick<ExportJob['data'], 'exportCheckpoint' | 'exportPartitions' | 'exportCommitted'>
   /** Invocations in a row that stopped with nothing more to continue from. */
   stalled?: number
+  /** When the job's first step began (ms): its names' `{date}` in every step. */
+  startedAt?: number
   completed?: { rows: number; bytes: number; at: number }
   failed?: { code: string; message: string }
 }
@@ -131,108 +134,166 @@ export function createLambdaExportHandler(options: LambdaExportHandlerOptions): 
     const { SendMessageCommand } = loadOptional<typeof import('@aws-sdk/client-sqs')>('@aws-sdk/client-sqs', '@aws-sdk/client-sqs')
     sendBody = (body, DelaySeconds) => sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, DelaySeconds }) as never)
   }
-  const run = createJobRunner({ ...processor, progressIntervalMs: 1000 })
+  // (The jobs whose export.failed the processor sent itself: never twice.)
+  const failedSent = new Set<string>()
+  const notify = processor.notify
+  const run = createJobRunner({
+    ...processor,
+    progressIntervalMs: 1000,
+    ...(notify && {
+      notify: (notification: ExportNotification) => {
+        if (notification.event === 'export.failed') failedSent.add(notification.jobId)
+        return notify(notification)
+      },
+    }),
+  })
 
-  async function handle(record: SqsRecord, context: LambdaContext): Promise<'done' | 'retry'> {
+  async function handle(record: SqsRecord, context: LambdaContext, first: boolean): Promise<'done' | 'retry'> {
     const { data, seq, id: given } = readBody(record)
     const id = given ?? jobIdOf(data, record)
     checkString('jobId', id)
     const message = (step: number) => JSON.stringify({ ...data, [FIELD]: { jobId: id, seq: step } })
-    // Too little time to begin: the message goes back as it came, and this one is done.
-    if (context.getRemainingTimeInMillis() <= marginMs) return (void (await sendBody(message(seq))), 'done')
+    const left = context.getRemainingTimeInMillis()
+    if (left <= marginMs) {
+      // An invocation that begins with no time to export: the function's timeout is too short
+      // (handing the message on would loop for ever).
+      if (first)
+        throw new ExportError(
+          'ERR_INVALID_OPTION',
+          'options',
+          `The invocation began with ${left} ms left, not more than marginMs (${marginMs}): give the function a longer timeout`,
+        )
+      // A later record of the batch: it goes back as it came.
+      return (void (await sendBody(message(seq))), 'done')
+    }
 
-    const read = await store.get(id)
-    let version = read?.version ?? 0
-    let state: JobRecord = read ? parseRecord(read.value, id) : { seq: 0, data: {} }
-    if (!read && seq > 0) throw new ExportError('ERR_STATE', 'state', `The store has no record of export ${id}, whose step ${seq} this message is`)
-    if (state.completed || state.failed) return 'done' // a duplicate of a finished job's message
-    if (state.seq > seq) {
-      // A duplicate of a step that has run: its continuation is sent once more if it may not have been.
-      if (state.seq === seq + 1 && !state.sent) await sendBody(message(state.seq))
-      return 'done'
+    // The job's record, written only by compare-and-set, one write at a time.
+    let version = 0
+    let state: JobRecord = { seq: 0, data: {} }
+    let writes: Promise<unknown> = Promise.resolve()
+    const write = (next: (current: JobRecord) => JobRecord): Promise<boolean> => {
+      const attempt = writes.then(async () => {
+        const value = next(state)
+        if (!(await store.put(id, version + 1, JSON.stringify(value)))) return false
+        version++
+        state = value
+        return true
+      })
+      writes = attempt.catch(() => {})
+      return attempt
     }
-    if (state.seq < seq) throw new ExportError('ERR_STATE', 'state', `Export ${id} is at step ${state.seq} in the store, behind this message's ${seq}`)
-    // Another invocation runs this step (this is a duplicate, or its own message back early): the
-    // message comes back when that one's time is up, as a new one (this receive is not counted against it).
-    if (state.lease && state.lease.until > Date.now()) return (void (await sendBody(message(seq), delayUntil(state.lease.until))), 'done')
-    const write = async (next: JobRecord): Promise<boolean> => {
-      if (!(await store.put(id, version + 1, JSON.stringify(next)))) return false
-      version++
-      state = next
-      return true
-    }
-    const owner = context.awsRequestId ?? randomUUID()
-    if (!(await write({ ...state, lease: { owner, until: Date.now() + context.getRemainingTimeInMillis() + LEASE_SLACK_MS } }))) return 'retry'
-    const mustWrite = async (next: JobRecord) => {
-      if (!(await write(next))) throw new ExportError('ERR_STATE', 'state', `Another invocation took over export ${id}: this one stops`)
+    // Claims this message's step: a duplicate, a step run before, or one another invocation runs, are told apart.
+    for (let tries = 1; ; tries++) {
+      const read = await store.get(id)
+      version = read?.version ?? 0
+      state = read ? parseRecord(read.value, id) : { seq: 0, data: {} }
+      if (!read && seq > 0) throw new ExportError('ERR_STATE', 'state', `The store has no record of export ${id}, whose step ${seq} this message is`)
+      if (state.completed || state.failed) return 'done' // a duplicate of a finished job's message
+      if (state.seq > seq) {
+        // A step that has run: its continuation is sent once more if it may not have been.
+        if (state.seq === seq + 1 && !state.sent) await sendBody(message(state.seq))
+        return 'done'
+      }
+      if (state.seq < seq) throw new ExportError('ERR_STATE', 'state', `Export ${id} is at step ${state.seq} in the store, behind this message's ${seq}`)
+      // Another invocation runs this step (this is a duplicate, or its own message back early): the
+      // message comes back when that one's time is up, as a new one (this receive is not spent).
+      if (state.lease && state.lease.until > Date.now()) return (void (await sendBody(message(seq), delayUntil(state.lease.until))), 'done')
+      const lease = { owner: context.awsRequestId ?? randomUUID(), until: Date.now() + context.getRemainingTimeInMillis() + LEASE_SLACK_MS }
+      // (When the job was due, for its names' {date}: its first step's time, in every step.)
+      if (await write((current) => ({ ...current, lease, startedAt: current.startedAt ?? Date.now() }))) break
+      if (tries === 3) return 'retry'
     }
 
     const receives = Number(record.attributes?.ApproximateReceiveCount ?? 1)
+    let takenOver = false
+    const mustWrite = async (next: (current: JobRecord) => JobRecord) => {
+      if (await write(next)) return
+      takenOver = true
+      throw new ExportError('ERR_STATE', 'state', `Another invocation took over export ${id}: this one stops`)
+    }
     const job: ExportJob = {
       id,
+      timestamp: state.startedAt,
       data: { ...data, ...state.data },
       attemptsMade: receives - 1,
-      opts: { attempts: maxReceiveCount },
+      // (Taken over, this invocation's failure is not the job's last: the other one goes on.)
+      opts: {
+        get attempts() {
+          return takenOver ? Infinity : maxReceiveCount
+        },
+      },
       updateProgress: async () => {},
       async updateData(next) {
         const { exportCheckpoint, exportPartitions, exportCommitted } = next as ExportJob['data']
-        // The processor lets go of its commit marker once the job is done: the job is complete.
-        const done = state.data.exportCommitted !== undefined && !exportCommitted && !exportCheckpoint && !exportPartitions
-        const { rows, bytes } = state.data.exportCommitted ?? { rows: 0, bytes: 0 }
-        await mustWrite(
-          done ? { seq, data: {}, completed: { rows, bytes, at: Date.now() } } : { ...state, data: { exportCheckpoint, exportPartitions, exportCommitted } },
-        )
+        await mustWrite((current) => {
+          // The processor lets go of its commit marker once the job is done: the job is complete.
+          if (current.data.exportCommitted && !exportCommitted && !exportCheckpoint && !exportPartitions) {
+            const { rows, bytes } = current.data.exportCommitted
+            return { seq, data: {}, startedAt: current.startedAt, completed: { rows, bytes, at: Date.now() } }
+          }
+          return { ...current, data: { exportCheckpoint, exportPartitions, exportCommitted } }
+        })
         job.data = next
       },
     }
+
     const before = progressOf(state.data)
     const pause = new AbortController()
     const stop = new AbortController()
-    const left = context.getRemainingTimeInMillis()
     const timers = [setTimeout(() => pause.abort(), Math.max(0, left - marginMs)), setTimeout(() => stop.abort(), Math.max(0, left - marginMs / 4))]
-    let outcome: ExportJobResult | { paused: true }
     try {
-      outcome = await run(job, { pause: pause.signal, stop: stop.signal })
-    } catch (error) {
-      // (On the last receive the processor has aborted the upload and sent export.failed.)
-      const last = receives >= maxReceiveCount
-      const { code = 'ERR_UNKNOWN', message: text } = error as ExportError
-      await write({ ...state, lease: undefined, ...(last ? { failed: { code, message: text } } : {}) }).catch(() => {})
-      throw error
-    } finally {
-      for (const timer of timers) clearTimeout(timer)
-    }
-    if (!('paused' in outcome)) return 'done' // completed: updateData wrote so
-
-    // Paused (or stopped) at the deadline: the next step continues from the checkpoint.
-    const stalled = progressOf(state.data) > before ? 0 : (state.stalled ?? 0) + 1
-    if (stalled >= MAX_STALLED) {
-      // It would loop: the job fails (on the last receive, its upload is aborted).
-      const error = new ExportError(
-        'ERR_ABORTED',
-        'export',
-        `Export ${id} stopped at its deadline ${stalled} times in a row without a part landed: a continued export needs a keyset source and a text format (docs/lambda.md), and an invocation long enough to upload a 5 MiB part`,
-      )
-      const last = receives >= maxReceiveCount
-      if (last) {
-        await abortFailedExport(processor.s3, job)
-        await Promise.resolve(processor.notify?.({ event: 'export.failed', jobId: id, error: { code: error.code, message: error.message } })).catch(() => {})
+      const outcome = await run(job, { pause: pause.signal, stop: stop.signal }).finally(() => timers.forEach(clearTimeout))
+      if (!('paused' in outcome)) return 'done' // completed: updateData wrote so
+      // Paused (or stopped) at the deadline: the next step continues from the checkpoint.
+      const stalled = progressOf(state.data) > before ? 0 : (state.stalled ?? 0) + 1
+      if (stalled >= MAX_STALLED) {
+        // It would loop: the job fails now.
+        const error = new ExportError(
+          'ERR_ABORTED',
+          'export',
+          `Export ${id} stopped at its deadline ${stalled} times in a row with nothing more to continue from: a continued export needs a keyset source and a text format (docs/lambda.md), and an invocation long enough to upload a 5 MiB part`,
+        )
+        await fail(job, write, error, true)
+        onError(error, record)
+        return 'done'
       }
-      await write({ ...state, lease: undefined, stalled, ...(last ? { failed: { code: error.code, message: error.message } } : {}) }).catch(() => {})
+      const next = (current: JobRecord): JobRecord => ({
+        seq: seq + 1,
+        data: current.data,
+        startedAt: current.startedAt,
+        sent: false,
+        ...(stalled > 0 ? { stalled } : {}),
+      })
+      await mustWrite(next)
+      await sendBody(message(seq + 1))
+      await write((current) => ({ ...current, sent: true })).catch(() => {}) // (unsaved, a duplicate of this message sends it again: harmless)
+      return 'done'
+    } catch (error) {
+      if (!takenOver) await fail(job, write, error, receives >= maxReceiveCount)
       throw error
     }
-    const next: JobRecord = { seq: seq + 1, data: state.data, sent: false, ...(stalled > 0 ? { stalled } : {}) }
-    await mustWrite(next)
-    await sendBody(message(seq + 1))
-    await write({ ...next, sent: true }).catch(() => {}) // (unsaved, a duplicate of this message sends it again: harmless)
-    return 'done'
+  }
+
+  // A failed step: its lease let go; on the message's last receive the job fails for good (its
+  // upload aborted, export.failed sent, unless the processor did, or the export had landed).
+  async function fail(job: ExportJob, write: (next: (current: JobRecord) => JobRecord) => Promise<boolean>, error: unknown, last: boolean): Promise<void> {
+    const { code = 'ERR_UNKNOWN', message } = error as ExportError
+    if (last) {
+      const data = job.data as JobRecord['data']
+      if (!data.exportCommitted) {
+        await abortFailedExport(processor.s3, { data }).catch(() => {})
+        if (!failedSent.delete(String(job.id)))
+          await Promise.resolve(notify?.({ event: 'export.failed', jobId: String(job.id), error: { code, message } })).catch(() => {})
+      }
+    }
+    await write((current) => ({ ...current, lease: undefined, ...(last ? { failed: { code, message } } : {}) })).catch(() => {})
   }
 
   return async (event, context) => {
     const batchItemFailures: SqsBatchResponse['batchItemFailures'] = []
     for (const record of event.Records ?? []) {
       try {
-        if ((await handle(record, context)) === 'retry') batchItemFailures.push({ itemIdentifier: record.messageId })
+        if ((await handle(record, context, record === event.Records![0])) === 'retry') batchItemFailures.push({ itemIdentifier: record.messageId })
       } catch (error) {
         onError(error, record)
         batchItemFailures.push({ itemIdentifier: record.messageId })

@@ -430,6 +430,9 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   // Every partition's parts are removed unless the manifest has landed (or may have: then they
   // are kept and named in leftBehind).
   async #stop(error: Error | null): Promise<void> {
+    // A checkpoint being saved decides which partitions are kept: its outcome first (and the
+    // caller's store is not written after the export has settled).
+    await this.#saving
     for (const partition of this.#all) partition.writer.destroy(error ?? new Error('stopped'))
     // (Not events.once: it would reject with the error the writer is destroyed with.)
     await Promise.all(this.#all.map(({ writer }) => whenClosed(writer)))
