@@ -36,6 +36,7 @@ export { ExportError, type ExportErrorCode, type ExportStage } from './core/erro
 export { fromIterable, type RowIterable } from './sources/iterable.js'
 export { postgresSource, type PostgresSource, type PostgresSourceOptions } from './sources/postgres/query.js'
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres/keyset.js'
+export { mysqlSource, MysqlSource, type MysqlSourceOptions } from './sources/mysql/query.js'
 export { planShards, type PlanShardsOptions, type ShardRange } from './shards/plan.js'
 export { postgresShardedSource, type PostgresShardedSource, type PostgresShardedSourceOptions } from './shards/postgres.js'
 export { mongoShardedSource, type MongoShardedSourceOptions } from './shards/mongo.js'
