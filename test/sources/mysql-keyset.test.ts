@@ -1,0 +1,109 @@
+// mysqlKeysetSource against the MariaDB (or MySQL) at MYSQL_URL: pages in key order (composite keys
+// too), a range, a key that holds NULL refused, and a job continued from its checkpoint over
+// several runs (the Lambda handler, on S3) giving each row once.
+import { GetObjectCommand } from '@aws-sdk/client-s3'
+import { Writable } from 'node:stream'
+import mysql from 'mysql2'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { csv, exportStream, jsonl, mysqlKeysetSource, mysqlSource, type ExportError } from '../../src/index.js'
+import { createLambdaExportHandler, postgresContinuationStore } from '../../src/lambda.js'
+import { databaseUrl } from '../fixtures/postgres.js'
+import { startS3, type TestS3 } from '../fixtures/s3-server.js'
+import { expectSameBytes, exportedBytes } from '../helpers.js'
+
+const available = process.env.MYSQL_AVAILABLE === '1'
+const TABLE = 'se_mysql_keyset'
+const ROWS = 300_000
+
+let pool: mysql.Pool
+const sql = (text: string, values?: unknown[]) => pool.promise().query(text, values)
+const text = async (source: Parameters<typeof exportStream>[0]['source']) => {
+  let out = ''
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      out += chunk.toString()
+      callback()
+    },
+  })
+  await exportStream({ source, format: jsonl(), sink })
+  return out
+}
+
+beforeAll(async () => {
+  if (!available) return
+  pool = mysql.createPool({ uri: process.env.MYSQL_URL, connectionLimit: 4 })
+  await sql(`drop table if exists ${TABLE}`)
+  // (grp, n): a composite key; md5 text that gzip cannot shrink much, for 5 MiB parts.
+  await sql(`create table ${TABLE} (id bigint primary key, grp int not null, n int not null, h char(32), h2 char(32), unique key (grp, n))`)
+  await sql(`insert into ${TABLE} select seq, seq % 7, seq, md5(seq), md5(seq + 1) from seq_1_to_${ROWS}`)
+}, 60_000)
+afterAll(async () => {
+  if (!available) return
+  await sql(`drop table if exists ${TABLE}`)
+  await pool.promise().end()
+})
+
+describe.skipIf(!available)(`mysqlKeysetSource${available ? '' : ' (skipped: no MySQL/MariaDB at MYSQL_URL)'}`, () => {
+  it('pages a table in key order, the same rows as one query; a composite key; a range up to a key', async () => {
+    const whole = await text(mysqlSource({ pool, query: `select * from ${TABLE} where id <= 5000 order by id` }))
+    const paged = mysqlKeysetSource({ pool, query: `select * from ${TABLE} where id <= 5000`, batchSize: 777 })
+    expect(await text(paged)).toBe(whole)
+    expect(paged.checkpoint).toBe('5000')
+    expect(paged.columnTypes?.()?.[0]).toEqual({ name: 'id', type: 'INT64', nullable: false })
+
+    const byGroup = await text(mysqlSource({ pool, query: `select * from ${TABLE} where id <= 5000 order by grp, n` }))
+    expect(await text(mysqlKeysetSource({ pool, query: `select * from ${TABLE} where id <= 5000`, key: ['grp', 'n'], batchSize: 333 }))).toBe(byGroup)
+    // From after (3, 1000) up to (5, 2000), inclusive.
+    const range = await text(mysqlSource({ pool, query: `select * from ${TABLE} where (grp, n) > (3, 1000) and (grp, n) <= (5, 2000) order by grp, n` }))
+    const ranged = await text(mysqlKeysetSource({ pool, table: TABLE, key: ['grp', 'n'], after: [3, 1000], until: [5, 2000], batchSize: 1000 }))
+    expect(ranged.split('\n').length).toBeGreaterThan(80_000)
+    expect(ranged).toBe(range)
+  })
+
+  it('refuses a key column that holds NULL (its rows would be lost), before any row', async () => {
+    const error = (await text(mysqlKeysetSource({ pool, query: `select id, if(id = 42, null, n) as k from ${TABLE} where id <= 100`, key: 'k' })).catch(
+      (e: unknown) => e,
+    )) as ExportError
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('The key column k holds NULLs') })
+  })
+
+  it('a Lambda job continued over several invocations, on its checkpoint: each row once, the bytes of one plain export', async () => {
+    const s3: TestS3 = await startS3()
+    const pgPool = new pg.Pool({ connectionString: databaseUrl(), max: 2 })
+    try {
+      await postgresContinuationStore({ pool: pgPool }).get('') // (its table made)
+      await pgPool.query("delete from stream_export_continuations where job_id = 'mysql-continued'")
+      const queue: string[] = [JSON.stringify({ jobId: 'mysql-continued' })]
+      const handler = createLambdaExportHandler({
+        s3: s3.client,
+        bucket: s3.bucket,
+        store: postgresContinuationStore({ pool: pgPool }),
+        send: async (body) => void queue.push(body),
+        maxReceiveCount: 1,
+        marginMs: 3800, // hands on at once: a 5 MiB part an invocation
+        resolve: (_job, { after }) => ({ source: mysqlKeysetSource({ pool, table: TABLE, after, batchSize: 2000 }), format: csv() }),
+      })
+      let invocations = 0
+      for (let body = queue.shift(); body !== undefined; body = queue.shift()) {
+        const deadline = Date.now() + 4000
+        const response = await handler({ Records: [{ messageId: `m${++invocations}`, body }] }, { getRemainingTimeInMillis: () => deadline - Date.now() })
+        expect(response.batchItemFailures).toEqual([])
+      }
+      expect(invocations).toBeGreaterThanOrEqual(3)
+      const got = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: 'exports/mysql-continued.csv' }))
+      const whole = await exportedBytes({ source: mysqlSource({ pool, query: `select * from ${TABLE} order by id` }), format: csv() })
+      expectSameBytes(Buffer.from(await got.Body!.transformToByteArray()), whole)
+      expect(await s3.openUploads()).toEqual([])
+    } finally {
+      await pgPool.end()
+      await s3.close()
+    }
+  }, 60_000)
+
+  it('refuses bad options before connecting', () => {
+    expect(() => mysqlKeysetSource({ pool, table: TABLE, query: 'select 1' })).toThrow(/table/)
+    expect(() => mysqlKeysetSource({ pool, table: TABLE, key: ['grp', 'n'], after: 5 })).toThrow(/after/)
+    expect(() => mysqlKeysetSource({ pool, table: TABLE, bachSize: 5 } as never)).toThrow(/did you mean `batchSize`/)
+  })
+})
