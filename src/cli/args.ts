@@ -14,10 +14,11 @@ export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@fi
        stream-export verify <name.manifest.json | s3://bucket/key | file>   (see verify --help)
 
 Source
-  --from        postgres://..., mongodb://..., or a CSV / JSONL file (.csv, .jsonl, .ndjson; also .gz, .zst).
+  --from        postgres://..., mysql:// or mariadb://..., mongodb://..., or a CSV / JSONL file (.csv, .jsonl,
+                .ndjson; also .gz, .zst).
                 Default: $DATABASE_URL with --query, $MONGODB_URL with --collection (keeps the
                 password out of \`ps\`). A password in a URL is never printed.
-  --query       SQL for Postgres; @report.sql reads it from a file, - from standard input.
+  --query       SQL for Postgres or MySQL; @report.sql reads it from a file, - from standard input.
                 Several, each NAME=SQL (NAME=@file): one XLSX workbook, a sheet each, in order
                 (--to report.xlsx --query 'Summary=select ...' --query 'Detail=select ...')
   --query-file  the same as --query @file

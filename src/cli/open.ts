@@ -22,6 +22,7 @@ import {
   s3Sink,
   xlsx,
   type WatermarkStore,
+  mysqlSource,
 } from '../index.js'
 import { loadOptional } from '../core/optional.js'
 import { checkCondition } from '../sinks/s3/client.js'
@@ -63,6 +64,14 @@ export function openStore(options: Options, cleanups: Array<() => Promise<unknow
 export async function openSource(options: Options, cleanups: Array<() => Promise<unknown>>) {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(options.from)?.[1]?.toLowerCase()
   const count = options.count === 'none' ? undefined : options.count
+  if (scheme === 'mysql' || scheme === 'mariadb') {
+    if (!options.query || options.collection) throw new UsageError('a MySQL source takes --query (and no --collection)')
+    if (options.copy || options.shards) throw new UsageError(`${options.copy ? '--copy' : '--shards'} is not offered for MySQL (docs/mysql.md)`)
+    const mysql = loadOptional<typeof import('mysql2')>('mysql2', 'mysql2')
+    const pool = mysql.createPool({ uri: `mysql${options.from.slice(scheme.length)}`, connectionLimit: 2 })
+    cleanups.push(() => pool.promise().end())
+    return mysqlSource({ pool, query: options.query })
+  }
   if (options.shards?.table) {
     const { count: shards, table, key } = options.shards
     return postgresShardedSource({ connectionString: options.from, table, key, shards, select: options.query, count, ...options.guards })
@@ -103,10 +112,10 @@ export async function openSource(options: Options, cleanups: Array<() => Promise
     if (format === 'csv') return csvSource({ path: options.from, types: options.types, empty: options.emptyNull ? 'null' : 'string' })
     if (format === 'jsonl') return jsonlSource({ path: options.from })
     throw new UsageError(
-      `--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`,
+      `--from: expected a postgres://, mysql:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`,
     )
   }
-  throw new UsageError(`--from: expected a postgres:// or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`)
+  throw new UsageError(`--from: expected a postgres://, mysql:// (mariadb://) or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`)
 }
 
 /**

@@ -6,11 +6,23 @@ import { Writable } from 'node:stream'
 import mysql from 'mysql2'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { csv, exportStream, jsonl, mysqlKeysetSource, mysqlSource, type ExportError } from '../../src/index.js'
+import { join } from 'node:path'
+import {
+  csv,
+  exportStream,
+  fileWatermarkStore,
+  incrementalExport,
+  jsonl,
+  mysqlIncrementalSource,
+  mysqlKeysetSource,
+  mysqlSource,
+  type ExportError,
+  type MysqlIncrementalWatermark,
+} from '../../src/index.js'
 import { createLambdaExportHandler, postgresContinuationStore } from '../../src/lambda.js'
 import { databaseUrl } from '../fixtures/postgres.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
-import { expectSameBytes, exportedBytes } from '../helpers.js'
+import { expectSameBytes, exportedBytes, tempDir } from '../helpers.js'
 
 const available = process.env.MYSQL_AVAILABLE === '1'
 const TABLE = 'se_mysql_keyset'
@@ -100,6 +112,54 @@ describe.skipIf(!available)(`mysqlKeysetSource${available ? '' : ' (skipped: no 
       await s3.close()
     }
   }, 60_000)
+
+  it('mysqlIncrementalSource: each run exports what was written since, a late commit within the lookback once, through incrementalExport', async () => {
+    const feed = 'se_mysql_feed'
+    await sql(`drop table if exists ${feed}`)
+    await sql(`create table ${feed} (id int primary key, v varchar(10), updated_at datetime(6) not null, index (updated_at, id))`)
+    await sql(`insert into ${feed} select seq, 'a', timestampadd(second, seq, '2026-02-01 00:00:00') from seq_1_to_2500`)
+    const dir = await tempDir()
+    const store = fileWatermarkStore({ path: join(dir, 'feeds.json') })
+    const run = async () => {
+      let out = ''
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          out += chunk.toString()
+          callback()
+        },
+      })
+      const result = await incrementalExport({
+        name: feed,
+        store,
+        source: (after?: MysqlIncrementalWatermark) => mysqlIncrementalSource({ pool, table: feed, after, lookbackMs: 60_000, batchSize: 700 }),
+        format: jsonl(),
+        sink,
+      })
+      return {
+        ids:
+          out.trim() === ''
+            ? []
+            : out
+                .trim()
+                .split('\n')
+                .map((line) => (JSON.parse(line) as { id: number }).id),
+        watermark: result.watermark,
+      }
+    }
+    const first = await run()
+    expect(first.ids).toEqual(Array.from({ length: 2500 }, (_, i) => i + 1))
+    expect(first.watermark).toMatchObject({ version: 1, column: 'updated_at', high: '2026-02-01T00:41:40.000000' })
+    // Since: an update, a new row, and a row whose transaction committed late, stamped 30 s below
+    // the last run's highest value (inside the lookback); one stamped 2 minutes below (outside it).
+    await sql(`update ${feed} set v = 'b', updated_at = '2026-02-01 01:00:00' where id = 10`)
+    await sql(`insert into ${feed} values (2501, 'a', '2026-02-01 01:00:01'), (2502, 'late', '2026-02-01 00:41:10'), (2503, 'too late', '2026-02-01 00:39:40')`)
+    const second = await run()
+    expect(second.ids).toEqual([2502, 10, 2501])
+    const third = await run()
+    expect(third.ids).toEqual([])
+    expect(third.watermark).toEqual(second.watermark)
+    await sql(`drop table ${feed}`)
+  })
 
   it('refuses bad options before connecting', () => {
     expect(() => mysqlKeysetSource({ pool, table: TABLE, query: 'select 1' })).toThrow(/table/)

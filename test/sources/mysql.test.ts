@@ -8,6 +8,7 @@ import mysql from 'mysql2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { csv, exportStream, fileSink, jsonl, mysqlSource, parquet, xlsx, type ExportError } from '../../src/index.js'
 import { read, values } from '../fixtures/xlsx.js'
+import { runCli } from '../fixtures/cli.js'
 import { tempDir } from '../helpers.js'
 
 const available = process.env.MYSQL_AVAILABLE === '1'
@@ -228,6 +229,21 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
     expect(error).toMatchObject({ code: 'ERR_SOURCE' })
     expect(String((error.cause as Error)?.message ?? error.message)).toMatch(/interrupted/i)
     await expect.poll(() => running(marker), { timeout: 5000, interval: 100 }).toEqual([])
+  })
+
+  it('the CLI: --from mysql:// or mariadb:// ($DATABASE_URL too), the same bytes as the source; --copy refused', async () => {
+    const query = `select id, big, dec65, dt, tx from ${TABLE} order by id`
+    const expected = collect()
+    await exportStream({ source: mysqlSource({ pool, query }), format: csv(), sink: expected.sink })
+    const url = process.env.MYSQL_URL!
+    const run = await runCli(['--from', url, '--query', query, '--to', '-', '--format', 'csv', '--quiet'])
+    expect(run).toMatchObject({ code: 0, stderr: '' })
+    expect(Buffer.from(run.stdout, 'latin1').toString()).toBe(expected.text())
+    const mariadb = await runCli(['--query', query, '--to', '-', '--format', 'csv', '--quiet'], { DATABASE_URL: url.replace(/^mysql:/, 'mariadb:') })
+    expect(Buffer.from(mariadb.stdout, 'latin1').toString()).toBe(expected.text())
+    const copy = await runCli(['--from', url, '--query', query, '--to', '-', '--copy'])
+    expect(copy.code).toBe(2)
+    expect(copy.stderr).toContain('--copy is not offered for MySQL')
   })
 
   it('refuses bad options before connecting', () => {

@@ -4,7 +4,7 @@ import type { ColumnType } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { keysetPages, type KeysetReadable } from '../keyset-pages.js'
 import { checkMysqlClient, hold, type Held, type MysqlConnectionLike, type MysqlPoolLike, utcSession } from './connection.js'
-import { castFor, mysqlColumnType, type MysqlField, type ZeroDates } from './types.js'
+import { bindable, castFor, mysqlColumnType, type MysqlField, type ZeroDates } from './types.js'
 
 export interface MysqlKeysetSourceOptions {
   pool?: MysqlPoolLike
@@ -90,7 +90,7 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
   if (zeroDates !== 'error' && zeroDates !== 'null') invalidOption('zeroDates', "'error' or 'null'", zeroDates)
 
   const quoted = keys.map((k) => quoteMysql(k))
-  const valuesOf = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k])
+  const valuesOf = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k]).map(bindable)
   const relation = table !== undefined ? `select * from ${quoteMysql(table, true)}` : query!
   const keyOf = (row: Record<string, unknown>): unknown => (composite ? keys.map((k) => row[k]) : row[keys[0]!])
   // Up to `until`, inclusive: not (key > until).

@@ -205,3 +205,16 @@ export function mysqlColumnType(name: string, field: MysqlField): ColumnType {
   })()
   return { name, ...type, ...(nullable ? {} : { nullable: false }) }
 }
+
+const READ_TIMESTAMP = /^(\d{4,}-\d\d-\d\d)T(\d\d:\d\d:\d\d(?:\.\d+)?)(?:\+00:00)?$/
+
+/**
+ * A value as read (a key, a watermark) bound back into a query: DATETIME and TIMESTAMP text in the
+ * form MySQL and MariaDB parse (`2026-02-01 10:00:00.5`; a TIMESTAMP's `+00:00` dropped, the
+ * session being in UTC); anything else as it is.
+ */
+export function bindable(value: unknown): unknown {
+  if (typeof value !== 'string') return value
+  const m = READ_TIMESTAMP.exec(value)
+  return m ? `${m[1]} ${m[2]}` : value
+}
