@@ -20,6 +20,7 @@ const suites = {
   'file-etl': './file-etl.mjs',
   'csv-parsers': './csv-parsers.mjs',
   lambda: './lambda.mjs',
+  mysql: './mysql.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

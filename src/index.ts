@@ -38,7 +38,12 @@ export { postgresSource, type PostgresSource, type PostgresSourceOptions } from 
 export { postgresKeysetSource, type PostgresKeysetSource, type PostgresKeysetSourceOptions } from './sources/postgres/keyset.js'
 export { mysqlSource, MysqlSource, type MysqlSourceOptions } from './sources/mysql/query.js'
 export { mysqlKeysetSource, type MysqlKeysetSource, type MysqlKeysetSourceOptions } from './sources/mysql/keyset.js'
-export { mysqlIncrementalSource, type MysqlIncrementalSource, type MysqlIncrementalSourceOptions, type MysqlIncrementalWatermark } from './sources/mysql/incremental.js'
+export {
+  mysqlIncrementalSource,
+  type MysqlIncrementalSource,
+  type MysqlIncrementalSourceOptions,
+  type MysqlIncrementalWatermark,
+} from './sources/mysql/incremental.js'
 export { planShards, type PlanShardsOptions, type ShardRange } from './shards/plan.js'
 export { postgresShardedSource, type PostgresShardedSource, type PostgresShardedSourceOptions } from './shards/postgres.js'
 export { mongoShardedSource, type MongoShardedSourceOptions } from './shards/mongo.js'

@@ -115,7 +115,9 @@ export async function openSource(options: Options, cleanups: Array<() => Promise
       `--from: expected a postgres://, mysql:// or mongodb:// URL, or a .csv / .jsonl / .ndjson file (optionally .gz), got ${JSON.stringify(options.from)}`,
     )
   }
-  throw new UsageError(`--from: expected a postgres://, mysql:// (mariadb://) or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`)
+  throw new UsageError(
+    `--from: expected a postgres://, mysql:// (mariadb://) or mongodb:// URL, or a .csv / .jsonl file, got ${JSON.stringify(redact(options.from))}`,
+  )
 }
 
 /**

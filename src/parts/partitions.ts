@@ -333,15 +333,8 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   // After a partition landed: a checkpoint, if one is due and holds more partitions than the last.
   #checkpoint(): void {
     const { checkpoint } = this.#settings
-    if (
-      !checkpoint ||
-      !this.#options.keyOf ||
-      this.#saving ||
-      this.#stopped ||
-      this.#committing ||
-      performance.now() - this.#savedAt < (checkpoint.eager?.aborted ? 0 : checkpoint.intervalMs)
-    )
-      return
+    const due = this.#savedAt + (checkpoint?.eager?.aborted ? 0 : (checkpoint?.intervalMs ?? 0))
+    if (!checkpoint || !this.#options.keyOf || this.#saving || this.#stopped || this.#committing || performance.now() < due) return
     const next = nextCheckpoint(
       checkpoint.from,
       this.#run,
@@ -430,9 +423,7 @@ export class PartitionWriter<L extends object = Location> extends Writable {
   // Every partition's parts are removed unless the manifest has landed (or may have: then they
   // are kept and named in leftBehind).
   async #stop(error: Error | null): Promise<void> {
-    // A checkpoint being saved decides which partitions are kept: its outcome first (and the
-    // caller's store is not written after the export has settled).
-    await this.#saving
+    await this.#saving // (it decides which partitions are kept, and writes the caller's store)
     for (const partition of this.#all) partition.writer.destroy(error ?? new Error('stopped'))
     // (Not events.once: it would reject with the error the writer is destroyed with.)
     await Promise.all(this.#all.map(({ writer }) => whenClosed(writer)))

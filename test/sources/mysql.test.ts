@@ -3,6 +3,7 @@
 // running and no connection astray.
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { getHeapStatistics } from 'node:v8'
 import { DuckDBInstance } from '@duckdb/node-api'
 import mysql from 'mysql2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -180,6 +181,36 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
     await expect(exported).rejects.toMatchObject({ code: 'ERR_SINK' })
     await expect.poll(() => running(marker), { timeout: 5000, interval: 100 }).toEqual([])
   })
+
+  it('1M rows through a slow sink in flat memory: the server is not read ahead', async () => {
+    let bytes = 0
+    let writes = 0
+    const slow = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length
+        // Every 50th write waits a while: the sink is slower than the server.
+        if (++writes % 50 === 0) setTimeout(callback, 2)
+        else callback()
+      },
+    })
+    const base = getHeapStatistics().used_heap_size
+    let peak = base
+    const sampler = setInterval(() => (peak = Math.max(peak, getHeapStatistics().used_heap_size)), 20)
+    try {
+      const result = await exportStream({
+        source: mysqlSource({ pool, query: "select seq as id, md5(seq) as h, concat(seq, '-', md5(seq + 1)) as t from seq_1_to_1000000" }),
+        format: csv(),
+        sink: slow,
+      })
+      expect(result.rows).toBe(1_000_000)
+    } finally {
+      clearInterval(sampler)
+    }
+    expect(bytes).toBeGreaterThan(75_000_000)
+    // ~80 MB went through; the heap grew by a few batches and buffers, not by the result.
+    expect((peak - base) / 1e6).toBeLessThan(40)
+  }, 60_000)
 
   it('an abort mid-export ends the statement on the server and leaves the pool whole', async () => {
     const marker = 'se_mysql_abort'
