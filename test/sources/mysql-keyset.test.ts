@@ -22,6 +22,7 @@ import {
 import { createLambdaExportHandler, postgresContinuationStore } from '../../src/lambda.js'
 import { databaseUrl } from '../fixtures/postgres.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
+import { ResumableUpload, type ExportCheckpoint } from '../../src/sinks/s3/resumable.js'
 import { expectSameBytes, exportedBytes, tempDir } from '../helpers.js'
 
 const available = process.env.MYSQL_AVAILABLE === '1'
@@ -159,6 +160,45 @@ describe.skipIf(!available)(`mysqlKeysetSource${available ? '' : ' (skipped: no 
     expect(third.ids).toEqual([])
     expect(third.watermark).toEqual(second.watermark)
     await sql(`drop table ${feed}`)
+  })
+
+  it('a run killed after its first part: the next continues from its checkpoint, each row once (a resumable upload)', async () => {
+    const s3: TestS3 = await startS3()
+    try {
+      const key = 'mysql/resumed.csv'
+      const saved: ExportCheckpoint[] = []
+      const attempt = async (checkpoint: ExportCheckpoint | undefined, failAfterParts?: number) => {
+        const upload = new ResumableUpload({
+          client: s3.client,
+          bucket: s3.bucket,
+          key,
+          contentType: 'text/csv',
+          partSize: () => 5 * 1024 * 1024,
+          checkpoint,
+          onCheckpoint: async (c) => {
+            saved.push(c)
+            if (failAfterParts !== undefined && c.parts.length === failAfterParts) throw new Error('worker killed')
+          },
+        })
+        await upload.open()
+        return exportStream({ source: mysqlKeysetSource({ pool, table: TABLE, after: checkpoint?.lastKey, batchSize: 5000 }), format: csv(), sink: upload })
+      }
+      await expect(attempt(undefined, 1)).rejects.toThrow('worker killed')
+      const crashedAt = saved.at(-1)!
+      expect(crashedAt.parts).toHaveLength(1)
+      expect(Number(crashedAt.lastKey)).toBe(crashedAt.rows) // (ids 1..n: the key of the part's last row)
+      await attempt(crashedAt)
+      const got = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))
+      const whole = await exportedBytes({ source: mysqlSource({ pool, query: `select * from ${TABLE} order by id` }), format: csv() })
+      expectSameBytes(Buffer.from(await got.Body!.transformToByteArray()), whole)
+    } finally {
+      await s3.close()
+    }
+  }, 60_000)
+
+  it('count: the rows after `after` (up to `until`), for the progress', async () => {
+    expect(await mysqlKeysetSource({ pool, table: TABLE, after: '1000', count: 'exact' }).countRows!()).toBe(ROWS - 1000)
+    expect(await mysqlKeysetSource({ pool, table: TABLE, key: ['grp', 'n'], after: [3, 0], until: [3, 700], count: 'exact' }).countRows!()).toBe(100)
   })
 
   it('refuses bad options before connecting', () => {

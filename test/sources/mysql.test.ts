@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { csv, exportStream, fileSink, jsonl, mysqlSource, parquet, xlsx, type ExportError } from '../../src/index.js'
 import { read, values } from '../fixtures/xlsx.js'
 import { runCli } from '../fixtures/cli.js'
-import { tempDir } from '../helpers.js'
+import { listDir, tempDir } from '../helpers.js'
 
 const available = process.env.MYSQL_AVAILABLE === '1'
 const TABLE = 'se_mysql_types'
@@ -194,16 +194,19 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
         else callback()
       },
     })
+    let total: number | undefined
     const base = getHeapStatistics().used_heap_size
     let peak = base
     const sampler = setInterval(() => (peak = Math.max(peak, getHeapStatistics().used_heap_size)), 20)
     try {
       const result = await exportStream({
-        source: mysqlSource({ pool, query: "select seq as id, md5(seq) as h, concat(seq, '-', md5(seq + 1)) as t from seq_1_to_1000000" }),
+        source: mysqlSource({ pool, query: "select seq as id, md5(seq) as h, concat(seq, '-', md5(seq + 1)) as t from seq_1_to_1000000", count: 'exact' }),
         format: csv(),
         sink: slow,
+        onProgress: (p) => void (total = p.totalRows),
       })
       expect(result.rows).toBe(1_000_000)
+      expect(total).toBe(1_000_000) // (count: 'exact', on a session of its own)
     } finally {
       clearInterval(sampler)
     }
@@ -212,20 +215,32 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
     expect((peak - base) / 1e6).toBeLessThan(40)
   }, 60_000)
 
-  it('an abort mid-export ends the statement on the server and leaves the pool whole', async () => {
+  it('count: the total behind the progress, exact or estimated, counted on a session beside the rows', async () => {
+    for (const count of ['exact', 'estimate'] as const) {
+      const source = mysqlSource({ pool, query: 'select seq as id from seq_1_to_50000 where seq % 2 = 0', count })
+      const result = await exportStream({ source, format: csv(), sink: collect().sink })
+      expect(result.rows).toBe(25_000)
+      if (count === 'exact') expect(await source.countRows()).toBe(25_000)
+      else expect(await source.countRows()).toBeGreaterThan(0)
+    }
+  })
+
+  it('an abort mid-export ends the statement on the server, leaves no file and the pool whole', async () => {
     const marker = 'se_mysql_abort'
     const controller = new AbortController()
-    const out = collect()
+    const dir = await tempDir()
     const exported = exportStream({
       source: mysqlSource({ pool, query: `select seq as id, md5(seq) as h, '${marker}' as m from seq_1_to_5000000` }),
       format: csv(),
-      sink: out.sink,
+      gzip: true,
+      sink: fileSink({ path: join(dir, 'aborted.csv.gz') }),
       signal: controller.signal,
       onProgress: (p) => void (p.rows > 20_000 && controller.abort()),
       progressIntervalMs: 10,
     })
     await expect(exported).rejects.toMatchObject({ code: 'ERR_ABORTED' })
     await expect.poll(() => running(marker), { timeout: 5000, interval: 100 }).toEqual([])
+    expect(await listDir(dir)).toEqual([])
     expect(await sql('select 1 as ok')).toEqual([{ ok: 1 }])
 
     // A connection of the caller's: the statement is ended from a session of its own, and the
@@ -275,6 +290,19 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
     const copy = await runCli(['--from', url, '--query', query, '--to', '-', '--copy'])
     expect(copy.code).toBe(2)
     expect(copy.stderr).toContain('--copy is not offered for MySQL')
+  })
+
+  it('a connection killed mid-export (KILL CONNECTION) fails it with ERR_SOURCE; the pool goes on', async () => {
+    const marker = 'se_mysql_conn_killed'
+    const source = mysqlSource({ pool, query: `select seq as id, md5(seq) as h, '${marker}' as m from seq_1_to_5000000`, batchSize: 100 })
+    const slow = new Writable({ objectMode: true, write: (_chunk, _encoding, callback) => void setTimeout(callback, 1) })
+    const exported = exportStream({ source, format: jsonl(), sink: slow })
+    await expect.poll(() => running(marker), { timeout: 5000, interval: 50 }).toHaveLength(1)
+    const [victim] = await running(marker)
+    await sql(`kill connection ${Number(victim!.id)}`)
+    await expect(exported).rejects.toMatchObject({ code: 'ERR_SOURCE' })
+    expect(await running(marker)).toEqual([])
+    expect(await sql('select 2 as ok')).toEqual([{ ok: 2 }])
   })
 
   it('refuses bad options before connecting', () => {
@@ -342,25 +370,59 @@ describe.skipIf(!available)('mysqlSource into typed formats', () => {
     }
   })
 
-  it('XLSX, read back by exceljs: numbers as numbers, exact big numbers as text, dates as dates', async () => {
+  it('XLSX, read back by exceljs: every type, numbers as numbers, exact big numbers as text, dates as dates, bytes as base64', async () => {
     const out = collect()
-    await exportStream({
-      source: mysqlSource({ pool, query: `select id, big, neg, dec65, dt, da, f, tx from ${TABLE} order by id` }),
-      format: xlsx(),
-      sink: out.sink,
-    })
+    await exportStream({ source: mysqlSource({ pool, query: `select * from ${TABLE} order by id` }), format: xlsx(), sink: out.sink })
     const book = await read(out.bytes())
     const [header, first] = values(book.worksheets[0]!)
-    expect(header).toEqual(['id', 'big', 'neg', 'dec65', 'dt', 'da', 'f', 'tx'])
+    expect(header).toEqual([
+      'id',
+      'big',
+      'neg',
+      'dec65',
+      'dt',
+      'ts',
+      'da',
+      'y',
+      't',
+      'bit1',
+      'bits',
+      'bin',
+      'bl',
+      'j',
+      'e',
+      's',
+      'tx',
+      'g',
+      'gen',
+      'f',
+      'ti',
+      'nn',
+    ])
+    const base64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64')
     expect(first).toEqual([
       1,
       '18446744073709551615',
       '-9223372036854775808',
       '12345678901234567890123456789012345.123456789012345678901234567890',
       new Date(Date.UTC(2026, 1, 1, 10, 0, 0, 123)),
+      new Date(Date.UTC(2026, 1, 1, 10, 0, 0, 654)),
       new Date(Date.UTC(2026, 1, 1)),
-      0.1,
+      2026,
+      '-838:59:59.000',
+      true,
+      base64('02aa'),
+      base64('00ff'),
+      base64('deadbeef'),
+      '{"a":[1,2.5,"😀"]}',
+      'b',
+      'x,y',
       'héllo 😀, "quoted"\nline',
+      base64('000000000101000000000000000000f03f0000000000000040'),
+      2,
+      0.1,
+      -128,
+      null,
     ])
   })
 })

@@ -137,3 +137,22 @@ export async function killQuery(held: Held, ms: number): Promise<boolean> {
   void kill.then(() => side?.release()) // (a side taken after the time was up is given back too)
   return done
 }
+
+/**
+ * Rows of `query` for progress, on a session of their own: `exact` runs count(*), `estimate` reads
+ * the optimizer's row estimate (EXPLAIN: the largest of its rows, rough for joins).
+ */
+export async function countRows(held: Held, query: string, params: unknown[], count: 'exact' | 'estimate'): Promise<number | undefined> {
+  const side = await held.side()
+  try {
+    if (count === 'exact') {
+      const [row] = (await run(side.connection, `select count(*) as n from (${query}) as stream_export_count`, params)) as Array<{ n: number | string }>
+      return Number(row?.n)
+    }
+    const plan = (await run(side.connection, `explain ${query}`, params)) as Array<{ rows?: number | string | null }>
+    const rows = plan.map((step) => Number(step.rows ?? 0)).filter(Number.isFinite)
+    return rows.length === 0 ? undefined : Math.max(...rows)
+  } finally {
+    side.release()
+  }
+}

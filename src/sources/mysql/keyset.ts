@@ -3,7 +3,7 @@ import { checkObject, checkPositiveInteger, checkString, optionNames } from '../
 import type { ColumnType } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { keysetPages, type KeysetReadable } from '../keyset-pages.js'
-import { checkMysqlClient, hold, type Held, type MysqlConnectionLike, type MysqlPoolLike, utcSession } from './connection.js'
+import { checkMysqlClient, countRows, hold, type Held, type MysqlConnectionLike, type MysqlPoolLike, utcSession } from './connection.js'
 import { bindable, castFor, mysqlColumnType, type MysqlField, type ZeroDates } from './types.js'
 
 export interface MysqlKeysetSourceOptions {
@@ -23,6 +23,8 @@ export interface MysqlKeysetSourceOptions {
   /** The last key to export (inclusive): a shard's range. */
   until?: unknown
   zeroDates?: ZeroDates
+  /** Fill `totalRows` for progress (the rows after `after`), on a session of its own: `exact` (count(*)) or `estimate` (EXPLAIN). */
+  count?: 'exact' | 'estimate'
 }
 
 const NAMES = optionNames<MysqlKeysetSourceOptions>({
@@ -36,6 +38,7 @@ const NAMES = optionNames<MysqlKeysetSourceOptions>({
   after: true,
   until: true,
   zeroDates: true,
+  count: true,
 })
 
 /** A MySQL keyset-paged source; `checkpoint` is a key value, or an array for a composite key. */
@@ -71,7 +74,8 @@ function after(keys: readonly string[], values: readonly unknown[]): { sql: stri
 export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeysetSource {
   checkObject('options', options, NAMES)
   checkMysqlClient(options)
-  const { table, query, params = [], key = 'id', batchSize = 1000, after: from, until, zeroDates = 'error' } = options
+  const { table, query, params = [], key = 'id', batchSize = 1000, after: from, until, zeroDates = 'error', count } = options
+  if (count !== undefined && count !== 'exact' && count !== 'estimate') invalidOption('count', "'exact' or 'estimate'", count)
   if ((table === undefined) === (query === undefined)) invalidOption('table', 'a table name, or `query` instead (one of them)', table)
   if (table !== undefined) checkString('table', table)
   if (query !== undefined) checkString('query', query)
@@ -141,6 +145,22 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
     }
   }
 
+  // The rows after a key (and up to `until`).
+  const rowsAfter = (last: unknown): { sql: string; values: unknown[] } => {
+    const conditions: string[] = []
+    const values: unknown[] = [...params]
+    for (const [condition, negate] of [
+      [last === undefined ? undefined : after(quoted, valuesOf(last)), false],
+      [upTo, true],
+    ] as const) {
+      if (!condition) continue
+      conditions.push(negate ? `not ${condition.sql}` : condition.sql)
+      values.push(...condition.values)
+    }
+    const where = conditions.length > 0 ? ` where ${conditions.join(' and ')}` : ''
+    return { sql: `select * from (${relation}) as stream_export_page${where}`, values }
+  }
+
   const stream = keysetPages<Record<string, unknown>>({
     batchSize,
     after: from,
@@ -148,20 +168,8 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
     async fetchPage(last) {
       const h = await (starting ??= start())
       if (!checkedNulls) await refuseNullKeys(h.connection)
-      const conditions: string[] = []
-      const values: unknown[] = [...params]
-      if (last !== undefined) {
-        const next = after(quoted, valuesOf(last))
-        conditions.push(next.sql)
-        values.push(...next.values)
-      }
-      if (upTo) {
-        conditions.push(`not ${upTo.sql}`)
-        values.push(...upTo.values)
-      }
-      const where = conditions.length > 0 ? ` where ${conditions.join(' and ')}` : ''
-      const sql = `select * from (${relation}) as stream_export_page${where} order by ${quoted.join(', ')} limit ?`
-      const rows = await page(h.connection, sql, [...values, batchSize])
+      const { sql, values } = rowsAfter(last)
+      const rows = await page(h.connection, `${sql} order by ${quoted.join(', ')} limit ?`, [...values, batchSize])
       return rows.map((cells) => {
         const row: Record<string, unknown> = {}
         for (let i = 0; i < cells.length; i++) row[names[i]!] = cells[i]
@@ -182,6 +190,11 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
       }
     },
   })
+  if (count)
+    stream.countRows = async () => {
+      const { sql, values } = rowsAfter(from)
+      return countRows(await (starting ??= start()), sql, values, count)
+    }
   stream.columnTypes = (): ColumnType[] | undefined => (fields.length === 0 ? undefined : fields.map((field, i) => mysqlColumnType(names[i]!, field)))
   return stream
 }

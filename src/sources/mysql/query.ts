@@ -3,7 +3,7 @@ import { invalidOption, toExportError } from '../../core/errors.js'
 import { checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import type { ColumnType, Row, SourceExtras } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
-import { checkMysqlClient, hold, killQuery, startQuery, utcSession, type Held, type MysqlConnectionLike, type MysqlPoolLike } from './connection.js'
+import { checkMysqlClient, countRows, hold, killQuery, startQuery, utcSession, type Held, type MysqlConnectionLike, type MysqlPoolLike } from './connection.js'
 import { castFor, mysqlColumnType, type MysqlField, type ZeroDates } from './types.js'
 
 export interface MysqlSourceOptions {
@@ -18,9 +18,11 @@ export interface MysqlSourceOptions {
   batchSize?: number
   /** A zero date (`0000-00-00`, a zero month or day): `'error'` (ERR_SOURCE, default) or `'null'`. */
   zeroDates?: ZeroDates
+  /** Fill `totalRows` for progress, on a session of its own: `exact` (count(*)) or `estimate` (EXPLAIN). */
+  count?: 'exact' | 'estimate'
 }
 
-const NAMES = optionNames<MysqlSourceOptions>({ pool: true, connection: true, query: true, params: true, batchSize: true, zeroDates: true })
+const NAMES = optionNames<MysqlSourceOptions>({ pool: true, connection: true, query: true, params: true, batchSize: true, zeroDates: true, count: true })
 
 /** The server may wait this long for a paused reader before dropping it (seconds): a day. */
 const WRITE_TIMEOUT_S = 86_400
@@ -36,6 +38,8 @@ export class MysqlSource extends Readable implements SourceExtras {
   #stopping = false // destroyed: rows still coming are dropped
   #broken = false // the connection failed: it can only be closed
   #queryDone: Promise<boolean> | undefined // the query's end or error
+  readonly #counted: Promise<number | undefined> | undefined
+  #count: ((count: Promise<number | undefined>) => void) | undefined
   readonly #lost = (error?: Error) => {
     this.#broken = true
     this.destroy(toExportError(error ?? new Error('The connection to the server was closed during the query'), 'ERR_SOURCE', 'source'))
@@ -44,6 +48,13 @@ export class MysqlSource extends Readable implements SourceExtras {
   constructor(options: MysqlSourceOptions) {
     super({ objectMode: true, highWaterMark: options.batchSize ?? 1000 })
     this.#options = options
+    // (A failed count costs only the percentage.)
+    if (options.count) this.#counted = new Promise((resolve) => (this.#count = (count) => resolve(count.catch(() => undefined))))
+  }
+
+  /** The row count for progress (`count`), counted on a session of its own while the rows stream. */
+  countRows(): Promise<number | undefined> {
+    return this.#counted ?? Promise.resolve(undefined)
   }
 
   /** The columns' types, once the server has described them. */
@@ -54,7 +65,10 @@ export class MysqlSource extends Readable implements SourceExtras {
   override _construct(callback: (error?: Error | null) => void): void {
     this.#start().then(
       () => callback(),
-      (error: unknown) => callback(toExportError(error, 'ERR_SOURCE', 'source')),
+      (error: unknown) => {
+        this.#count?.(Promise.resolve(undefined))
+        callback(toExportError(error, 'ERR_SOURCE', 'source'))
+      },
     )
   }
 
@@ -62,6 +76,8 @@ export class MysqlSource extends Readable implements SourceExtras {
     const { query, params = [], zeroDates = 'error' } = this.#options
     const held = (this.#held = await hold(this.#options))
     const { connection } = held
+    const { count } = this.#options
+    if (count) this.#count?.(countRows(held, query, params, count))
     connection.on?.('error', this.#lost)
     connection.on?.('end', this.#lost)
     this.#restore = await utcSession(connection, WRITE_TIMEOUT_S)
@@ -166,6 +182,7 @@ export function mysqlSource(options: MysqlSourceOptions): MysqlSource {
   checkString('query', options.query)
   if (options.params !== undefined && !Array.isArray(options.params)) invalidOption('params', 'an array', options.params)
   if (options.batchSize !== undefined) checkPositiveInteger('batchSize', options.batchSize)
+  if (options.count !== undefined && options.count !== 'exact' && options.count !== 'estimate') invalidOption('count', "'exact' or 'estimate'", options.count)
   if (options.zeroDates !== undefined && options.zeroDates !== 'error' && options.zeroDates !== 'null')
     invalidOption('zeroDates', "'error' or 'null'", options.zeroDates)
   return new MysqlSource(options)
