@@ -1,5 +1,5 @@
 // Recipe: exports of any size as an AWS Lambda fed by SQS. Each message body is
-// { "jobId": "...", "table": "statements", "format": "csv" }. An export that nears the invocation's
+// { "jobId": "...", "table": "statements", "format": "csv" } (and "gzip": false for plain text). An export that nears the invocation's
 // deadline ends its part at a row boundary and hands the rest to the next invocation with a
 // continuation message on the same queue: one object, however many invocations it takes
 // (docs/lambda.md). Failed messages are reported back (partial batch responses): SQS retries only
@@ -33,7 +33,7 @@ export const handler = createLambdaExportHandler({
   resolve: (job, { after }) => ({
     source: postgresKeysetSource({ pool, table: String(job.data.table), key: 'id', after }),
     format: job.data.format === 'jsonl' ? jsonl() : csv(),
-    gzip: true,
+    gzip: job.data.gzip !== false,
   }),
   onComplete: (result, job) => console.log(JSON.stringify({ jobId: job.id, rows: result.rows, key: result.location.key, url: result.url })),
 })

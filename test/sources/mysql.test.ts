@@ -142,6 +142,25 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
     )
   })
 
+  it('read alone (a Readable of rows, no batches), the same rows as through exportStream (batches)', async () => {
+    const rows: unknown[] = []
+    for await (const row of mysqlSource({ pool, query: 'select seq as id, md5(seq) as h from seq_1_to_2500', batchSize: 1000 })) rows.push(row)
+    const out = collect()
+    await exportStream({
+      source: mysqlSource({ pool, query: 'select seq as id, md5(seq) as h from seq_1_to_2500', batchSize: 1000 }),
+      format: jsonl(),
+      sink: out.sink,
+    })
+    expect(rows).toEqual(
+      out
+        .text()
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as unknown),
+    )
+    expect(rows).toHaveLength(2500)
+  })
+
   it("zero dates are refused, naming the column, unless zeroDates: 'null'", async () => {
     const conn = await pool.promise().getConnection()
     await conn.query("set session sql_mode = ''")

@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream'
 import { invalidOption, toExportError } from '../../core/errors.js'
 import { checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
-import type { ColumnType, Row, SourceExtras } from '../../core/types.js'
+import { rowBatch, type ColumnType, type Row, type SourceExtras } from '../../core/types.js'
+import { setHighWaterMark } from '../high-water-mark.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { checkMysqlClient, countRows, hold, killQuery, startQuery, utcSession, type Held, type MysqlConnectionLike, type MysqlPoolLike } from './connection.js'
 import { castFor, mysqlColumnType, type MysqlField, type ZeroDates } from './types.js'
@@ -38,6 +39,7 @@ export class MysqlSource extends Readable implements SourceExtras {
   #stopping = false // destroyed: rows still coming are dropped
   #broken = false // the connection failed: it can only be closed
   #queryDone: Promise<boolean> | undefined // the query's end or error
+  #batch: Row[] | undefined // with sendBatches: rows gathered into a batch
   readonly #counted: Promise<number | undefined> | undefined
   #count: ((count: Promise<number | undefined>) => void) | undefined
   readonly #lost = (error?: Error) => {
@@ -50,6 +52,12 @@ export class MysqlSource extends Readable implements SourceExtras {
     this.#options = options
     // (A failed count costs only the percentage.)
     if (options.count) this.#counted = new Promise((resolve) => (this.#count = (count) => resolve(count.catch(() => undefined))))
+  }
+
+  /** Rows go out in batches of `batchSize` (see SourceExtras.sendBatches): one stream write per batch. */
+  sendBatches(): void {
+    this.#batch = []
+    setHighWaterMark(this, 1) // a batch buffered while the next gathers
   }
 
   /** The row count for progress (`count`), counted on a session of its own while the rows stream. */
@@ -93,7 +101,13 @@ export class MysqlSource extends Readable implements SourceExtras {
         if (this.#stopping) return
         const row: Row = {}
         for (let i = 0; i < cells.length; i++) row[this.#names[i]!] = cells[i]
-        if (!this.push(row)) connection.pause?.()
+        const batch = this.#batch
+        if (batch) {
+          batch.push(row)
+          if (batch.length < (this.#options.batchSize ?? 1000)) return
+          this.#batch = []
+        }
+        if (!this.push(batch ? rowBatch(batch) : row)) connection.pause?.()
       })
       .on('error', (error) => {
         settle(true)
@@ -103,6 +117,7 @@ export class MysqlSource extends Readable implements SourceExtras {
         settle(true)
         if (this.#stopping) return
 
+        if (this.#batch?.length) this.push(rowBatch(this.#batch))
         this.#finish().then(
           () => this.push(null),
           (error: unknown) => this.destroy(toExportError(error, 'ERR_SOURCE', 'source')),
