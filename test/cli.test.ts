@@ -259,7 +259,9 @@ describe('stream-export CLI', () => {
     expect(refused.stderr).not.toContain('hunter2')
     const scheme = await run(['--from', 'oracle://u:hunter2@h/db', '--query', 'select 1', '--to', 'x.csv'])
     expect(scheme.code).toBe(2)
-    expect(scheme.stderr).toContain('--from: expected a postgres://, mysql:// (mariadb://) or mongodb:// URL, or a .csv / .jsonl file, got "oracle://u:***@h/db"')
+    expect(scheme.stderr).toContain(
+      '--from: expected a postgres://, mysql:// (mariadb://) or mongodb:// URL, or a .csv / .jsonl file, got "oracle://u:***@h/db"',
+    )
     expect(scheme.stderr).not.toContain('hunter2')
     // A MySQL server that is not there: one line, exit 3, the password kept out.
     const mysql = await run(['--from', 'mysql://u:hunter2@127.0.0.1:1/db', '--query', 'select 1', '--to', join(dir, 'x.csv')])
