@@ -70,7 +70,7 @@ export async function openSource(options: Options, cleanups: Array<() => Promise
     const mysql = loadOptional<typeof import('mysql2')>('mysql2', 'mysql2')
     const pool = mysql.createPool({ uri: `mysql${options.from.slice(scheme.length)}`, connectionLimit: 2 })
     cleanups.push(() => pool.promise().end())
-    return mysqlSource({ pool, query: options.query })
+    return mysqlSource({ pool, query: options.query, ...(count ? { count } : {}) })
   }
   if (options.shards?.table) {
     const { count: shards, table, key } = options.shards

@@ -201,6 +201,41 @@ describe.skipIf(!available)(`mysqlKeysetSource${available ? '' : ' (skipped: no 
     expect(await mysqlKeysetSource({ pool, table: TABLE, key: ['grp', 'n'], after: [3, 0], until: [3, 700], count: 'exact' }).countRows!()).toBe(100)
   })
 
+  it('keys: text that looks like a timestamp pages as text; a key read as NULL (a zero date) fails instead of ending early', async () => {
+    const keys = 'se_mysql_text_keys'
+    await sql(`drop table if exists ${keys}`)
+    await sql(`create table ${keys} (k varchar(30) primary key, d datetime not null)`)
+    await sql(`insert into ${keys} select concat('2026-02-01T10:00:', lpad(seq, 2, '0')), '2026-02-01' from seq_0_to_59`)
+    const paged = await text(mysqlKeysetSource({ pool, table: keys, key: 'k', batchSize: 7 }))
+    expect(paged.trim().split('\n')).toHaveLength(60)
+    const conn = await pool.promise().getConnection()
+    await conn.query("set session sql_mode = ''")
+    await conn.query(`update ${keys} set d = '0000-00-00 00:00:00' where k like '%:0_'`)
+    conn.release()
+    const error = (await text(mysqlKeysetSource({ pool, table: keys, key: ['d', 'k'], zeroDates: 'null', batchSize: 7 })).catch(
+      (e: unknown) => e,
+    )) as ExportError
+    expect(error).toMatchObject({ code: 'ERR_SOURCE', message: expect.stringContaining('key column d is NULL') })
+    await sql(`drop table ${keys}`)
+  })
+
+  it('destroyed while it is still setting up its connection: the connection goes back to the pool, its session as it was', async () => {
+    const one = mysql.createPool({ uri: process.env.MYSQL_URL, connectionLimit: 1 })
+    try {
+      for (let i = 0; i < 5; i++) {
+        const source = mysqlKeysetSource({ pool: one, table: TABLE, batchSize: 10 })
+        source.resume()
+        await new Promise((resolve) => setTimeout(resolve, i * 3))
+        source.destroy()
+        await new Promise((resolve) => source.once('close', resolve))
+      }
+      const [[zone]] = (await one.promise().query('select @@session.time_zone as tz')) as unknown as [[{ tz: string }]]
+      expect(zone.tz).not.toBe('+00:00')
+    } finally {
+      await one.promise().end()
+    }
+  })
+
   it('refuses bad options before connecting', () => {
     expect(() => mysqlKeysetSource({ pool, table: TABLE, query: 'select 1' })).toThrow(/table/)
     expect(() => mysqlKeysetSource({ pool, table: TABLE, key: ['grp', 'n'], after: 5 })).toThrow(/after/)

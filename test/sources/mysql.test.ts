@@ -320,7 +320,62 @@ describe.skipIf(!available)(`mysqlSource${available ? '' : ' (skipped: no MySQL/
     expect(await sql('select 2 as ok')).toEqual([{ ok: 2 }])
   })
 
+  it("a pool's own settings (big numbers as strings, nested tables, rows as arrays, latin1 results) change no value, and a caller's connection stays open", async () => {
+    const connection = mysql.createConnection({
+      uri: process.env.MYSQL_URL,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      nestTables: true,
+      rowsAsArray: true,
+      dateStrings: true,
+      decimalNumbers: true,
+      charset: 'LATIN1_SWEDISH_CI',
+    })
+    const out = collect()
+    await exportStream({
+      source: mysqlSource({ connection, query: `select id, big, dec65, dt, ts, tx from ${TABLE} where id = 1` }),
+      format: jsonl(),
+      sink: out.sink,
+    })
+    expect(JSON.parse(out.text())).toEqual({
+      id: 1,
+      big: '18446744073709551615',
+      dec65: '12345678901234567890123456789012345.123456789012345678901234567890',
+      dt: '2026-02-01T10:00:00.123456',
+      ts: '2026-02-01T10:00:00.654321+00:00',
+      tx: 'héllo ?, "quoted"\nline', // (latin1 results: the server sends the emoji as ?)
+    })
+    // Still open, its session as it was (net_write_timeout is a BIGINT the pool reads as text).
+    const [[session]] = (await connection
+      .promise()
+      .query({ sql: 'select @@session.net_write_timeout as wt', rowsAsArray: false, nestTables: false })) as unknown as [[{ wt: string }]]
+    expect(session.wt).toBe('60')
+    connection.end()
+  })
+
+  it('a cell that cannot be read (a zero date among the first of 100M rows) fails the export at once, the statement ended', async () => {
+    const marker = 'se_mysql_bad_cell'
+    const conn = await pool.promise().getConnection()
+    await conn.query("set session sql_mode = ''")
+    await conn.query('drop table if exists se_mysql_zero')
+    await conn.query('create table se_mysql_zero (id int primary key, da date)')
+    await conn.query("insert into se_mysql_zero select seq, if(seq = 1, '0000-00-00', '2026-02-01') from seq_1_to_20")
+    conn.release()
+    const started = Date.now()
+    // The table joined row by row to a sequence: the zero date comes among the first rows.
+    const error = (await exportStream({
+      source: mysqlSource({ pool, query: `select z.id, z.da, s.seq, '${marker}' as m from se_mysql_zero z straight_join seq_1_to_5000000 s` }),
+      format: csv(),
+      sink: collect().sink,
+    }).catch((e: unknown) => e)) as ExportError
+    expect(error).toMatchObject({ code: 'ERR_SOURCE', message: expect.stringContaining('zero date') })
+    expect(Date.now() - started).toBeLessThan(5000) // (not after the 100M rows: they take 15 s to read)
+    await expect.poll(() => running(marker), { timeout: 5000, interval: 100 }).toEqual([])
+    await sql('drop table se_mysql_zero')
+  })
+
   it('refuses bad options before connecting', () => {
+    expect(() => mysqlSource({ connection: pool as never, query: 'select 1' })).toThrow(/not a pool/)
     expect(() => mysqlSource({ query: 'select 1' })).toThrow(/pool/)
     expect(() => mysqlSource({ pool, query: 'select 1', zeroDates: 'zero' as never })).toThrow(/zeroDates/)
     expect(() => mysqlSource({ pool, query: 'select 1', batchsize: 5 } as never)).toThrow(/did you mean `batchSize`/)

@@ -54,8 +54,12 @@ export function checkMysqlClient(options: { pool?: unknown; connection?: unknown
   const { pool, connection } = options
   if ((pool === undefined) === (connection === undefined)) invalidOption('pool', 'a mysql2 pool, or `connection` instead (one of them)', pool)
   if (pool !== undefined && typeof (pool as MysqlPoolLike).getConnection !== 'function') invalidOption('pool', 'a mysql2 pool (createPool)', pool)
-  if (connection !== undefined && typeof (connection as MysqlConnectionLike).query !== 'function')
-    invalidOption('connection', 'a mysql2 connection (createConnection)', connection)
+  // (A pool given as `connection` would run the session's settings and the query on different connections.)
+  if (
+    connection !== undefined &&
+    (typeof (connection as MysqlConnectionLike).query !== 'function' || typeof (connection as MysqlPoolLike).getConnection === 'function')
+  )
+    invalidOption('connection', 'a mysql2 connection (createConnection or pool.getConnection), not a pool (give it as `pool`)', connection)
 }
 
 /** A callback connection from the pool, or the caller's connection (the callback one under a promise wrapper). */
@@ -99,37 +103,66 @@ function close(connection: Connection): void {
   socket?.destroy?.()
 }
 
-/** Runs a statement to its end (no rows wanted). */
-export function run(connection: Connection, sql: string, values?: unknown[]): Promise<unknown[]> {
-  return new Promise((resolve, reject) => connection.query({ sql, values }, (error, rows) => (error ? reject(error) : resolve(rows))))
+// A query's options that a caller's pool config would otherwise set for it (mysql2 copies them
+// into every query): rows as plain objects of plain values.
+const PLAIN = {
+  rowsAsArray: false,
+  nestTables: false,
+  typeCast: true,
+  supportBigNumbers: false,
+  bigNumberStrings: false,
+  dateStrings: false,
+  decimalNumbers: false,
 }
+
+/** Runs a statement of the library's own to its end: its rows as plain objects, whatever the pool's settings. */
+export function run(connection: Connection, sql: string, values?: unknown[]): Promise<unknown[]> {
+  return new Promise((resolve, reject) => connection.query({ ...PLAIN, sql, values }, (error, rows) => (error ? reject(error) : resolve(rows))))
+}
+
+/** The options of a query whose rows come as arrays, each cell read by `typeCast`. */
+export const arrayRows = (sql: string, values: unknown[], typeCast: unknown) => ({ sql, values, rowsAsArray: true, nestTables: false, typeCast })
 
 /** Starts a query whose rows come as arrays, each cell read by `typeCast`. */
 export function startQuery(connection: Connection, sql: string, values: unknown[], typeCast: unknown): MysqlQuery {
-  return connection.query({ sql, values, rowsAsArray: true, typeCast }) as MysqlQuery
+  return connection.query(arrayRows(sql, values, typeCast)) as MysqlQuery
 }
 
 /**
  * The session settings a query runs under, and how to put the caller's back: UTC for TIMESTAMP
  * values, and a long `net_write_timeout` (a reader held by backpressure is not dropped by the server).
  */
-export async function utcSession(connection: Connection, writeTimeoutSeconds: number): Promise<() => Promise<void>> {
-  const [saved] = (await run(connection, 'select @@session.time_zone as tz, @@session.net_write_timeout as wt')) as Array<{ tz: string; wt: number }>
+export async function utcSession(connection: Connection, writeTimeoutSeconds: number): Promise<{ restore(): Promise<void>; serverId: string }> {
+  const [saved] = (await run(
+    connection,
+    'select @@session.time_zone as tz, @@session.net_write_timeout as wt, @@server_id as id, @@hostname as host',
+  )) as Array<{
+    tz: string
+    wt: number | string
+    id: number | string
+    host: string
+  }>
   await run(connection, "set session time_zone = '+00:00', session net_write_timeout = ?", [writeTimeoutSeconds])
-  return async () => void (await run(connection, 'set session time_zone = ?, session net_write_timeout = ?', [saved!.tz, saved!.wt]))
+  return {
+    restore: async () => void (await run(connection, 'set session time_zone = ?, session net_write_timeout = ?', [saved!.tz, Number(saved!.wt)])),
+    serverId: `${saved!.id}@${saved!.host}`,
+  }
 }
 
 /**
  * Ends the statement `held` runs, from another session (`KILL QUERY`): the server stops sending,
  * and the connection stays usable. Resolves false when that could not be done in `ms`.
  */
-export async function killQuery(held: Held, ms: number): Promise<boolean> {
+export async function killQuery(held: Held, ms: number, serverId: string): Promise<boolean> {
   const threadId = held.connection.threadId
   if (typeof threadId !== 'number') return false
   let side: { release(): void } | undefined
   const timer = new Promise<false>((resolve) => setTimeout(() => resolve(false), ms).unref())
   const kill = (async () => {
     const other = (side = await held.side())
+    // Behind a load balancer the other session may be on another server, where the thread id is someone else's.
+    const [here] = (await run(other.connection, 'select @@server_id as id, @@hostname as host')) as Array<{ id: number | string; host: string }>
+    if (`${here!.id}@${here!.host}` !== serverId) return false
     await run(other.connection, `kill query ${threadId}`)
     return true
   })().catch(() => false)

@@ -105,8 +105,12 @@ export function mysqlIncrementalSource(options: MysqlIncrementalSourceOptions): 
   const skip = new Set(after?.seen)
   let ended = false
   // (Compared as text without an offset: DATETIME is wall-clock, TIMESTAMP read in UTC.)
-  const wall = (value: string) => value.replace(/\+00:00$/, '')
-  const floor = (top: string) => new Date(Date.parse(`${wall(top)}Z`) - lookbackMs).toISOString().slice(0, -1)
+  // (Every value with six fractional digits: `...:00` and `...:00.000` compare as the same instant.)
+  const wall = (value: string) => {
+    const [seconds, fraction = ''] = value.replace(/\+00:00$/, '').split('.')
+    return `${seconds}.${fraction.padEnd(6, '0')}`
+  }
+  const floor = (top: string) => wall(new Date(Date.parse(`${wall(top).slice(0, 23)}Z`) - lookbackMs).toISOString().slice(0, -1))
   const inWindow = (at: string, top: string) => wall(at) >= floor(top)
 
   async function* changes(): AsyncGenerator<Row[]> {

@@ -3,7 +3,7 @@ import { checkObject, checkPositiveInteger, checkString, optionNames } from '../
 import type { ColumnType } from '../../core/types.js'
 import { uniqueColumnNames } from '../column-names.js'
 import { keysetPages, type KeysetReadable } from '../keyset-pages.js'
-import { checkMysqlClient, countRows, hold, type Held, type MysqlConnectionLike, type MysqlPoolLike, utcSession } from './connection.js'
+import { arrayRows, checkMysqlClient, countRows, hold, run, type Held, type MysqlConnectionLike, type MysqlPoolLike, utcSession } from './connection.js'
 import { bindable, castFor, mysqlColumnType, type MysqlField, type ZeroDates } from './types.js'
 
 export interface MysqlKeysetSourceOptions {
@@ -94,11 +94,16 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
   if (zeroDates !== 'error' && zeroDates !== 'null') invalidOption('zeroDates', "'error' or 'null'", zeroDates)
 
   const quoted = keys.map((k) => quoteMysql(k))
-  const valuesOf = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k]).map(bindable)
+  // (Bound as the server parses them: a DATETIME or TIMESTAMP key's text without its `T` and offset.)
+  const valuesOf = (k: unknown): unknown[] => (composite ? (k as unknown[]) : [k]).map((value, i) => bindable(value, fields[names.indexOf(keys[i]!)]))
   const relation = table !== undefined ? `select * from ${quoteMysql(table, true)}` : query!
-  const keyOf = (row: Record<string, unknown>): unknown => (composite ? keys.map((k) => row[k]) : row[keys[0]!])
-  // Up to `until`, inclusive: not (key > until).
-  const upTo = until === undefined ? undefined : after(quoted, valuesOf(until))
+  const keyOf = (row: Record<string, unknown>): unknown => {
+    const values = keys.map((k) => row[k])
+    // A key read as NULL (a zero date with zeroDates: 'null'): the next page, `key > NULL`, would be empty.
+    const empty = keys.find((_, i) => values[i] === null || values[i] === undefined)
+    if (empty !== undefined) throw new ExportError('ERR_SOURCE', 'source', `A row's key column ${empty} is NULL: keyset pages cannot go past it`)
+    return composite ? values : values[0]
+  }
 
   let fields: MysqlField[] = []
   let names: string[] = []
@@ -109,16 +114,16 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
   const typeCast = castFor(() => fields, zeroDates)
   const page = (connection: Held['connection'], sql: string, values: unknown[]) =>
     new Promise<unknown[][]>((resolve, reject) =>
-      connection.query({ sql, values, rowsAsArray: true, typeCast }, (error, rows) => (error ? reject(error) : resolve(rows as unknown[][]))),
+      connection.query(arrayRows(sql, values, typeCast), (error, rows) => (error ? reject(error) : resolve(rows as unknown[][]))),
     )
 
   const start = async (): Promise<Held> => {
     const h = (held = await hold(options))
-    restore = await utcSession(h.connection, 86_400)
+    restore = (await utcSession(h.connection, 86_400)).restore
     // The columns, from a query that returns none.
     await new Promise<void>((resolve, reject) =>
       (h.connection.query as (options: object, callback: (error: Error | null, rows: unknown, described: MysqlField[]) => void) => void)(
-        { sql: `select * from (${relation}) as stream_export_page limit 0`, values: params },
+        { sql: `select * from (${relation}) as stream_export_page limit 0`, values: params, nestTables: false, rowsAsArray: true },
         (error, _rows, described) => {
           if (error) return reject(error)
           fields = described
@@ -135,7 +140,7 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
   const refuseNullKeys = async (connection: Held['connection']) => {
     checkedNulls = true
     for (const k of keys.filter((k) => (fields[names.indexOf(k)]!.flags & 1) === 0)) {
-      const found = await page(connection, `select 1 from (${relation}) as stream_export_nulls where ${quoteMysql(k)} is null limit 1`, params)
+      const found = await run(connection, `select 1 from (${relation}) as stream_export_nulls where ${quoteMysql(k)} is null limit 1`, params)
       if (found.length > 0)
         throw new ExportError(
           'ERR_INVALID_OPTION',
@@ -151,7 +156,7 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
     const values: unknown[] = [...params]
     for (const [condition, negate] of [
       [last === undefined ? undefined : after(quoted, valuesOf(last)), false],
-      [upTo, true],
+      [until === undefined ? undefined : after(quoted, valuesOf(until)), true], // up to `until`, inclusive: not (key > until)
     ] as const) {
       if (!condition) continue
       conditions.push(negate ? `not ${condition.sql}` : condition.sql)
@@ -178,10 +183,11 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
     },
     // Pages are whole queries: between them nothing runs, and the connection is given back as it was.
     async release(failure) {
+      await starting?.catch(() => undefined) // (a connection still being set up is given back once it is)
       const h = held
       held = undefined
       if (!h) return
-      if (failure && !('sqlState' in failure)) return h.destroy() // (a broken connection)
+      if ((failure as { fatal?: boolean } | undefined)?.fatal) return h.destroy() // (a broken connection)
       try {
         await restore?.()
         h.release()
@@ -195,6 +201,7 @@ export function mysqlKeysetSource(options: MysqlKeysetSourceOptions): MysqlKeyse
       const { sql, values } = rowsAfter(from)
       return countRows(await (starting ??= start()), sql, values, count)
     }
-  stream.columnTypes = (): ColumnType[] | undefined => (fields.length === 0 ? undefined : fields.map((field, i) => mysqlColumnType(names[i]!, field)))
+  stream.columnTypes = (): ColumnType[] | undefined =>
+    fields.length === 0 ? undefined : fields.map((field, i) => mysqlColumnType(names[i]!, field, zeroDates))
   return stream
 }

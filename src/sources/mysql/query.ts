@@ -33,6 +33,7 @@ export class MysqlSource extends Readable implements SourceExtras {
   readonly #options: MysqlSourceOptions
   #held: Held | undefined
   #restore: (() => Promise<void>) | undefined
+  #serverId = ''
   #fields: MysqlField[] = []
   #names: string[] = []
 
@@ -67,7 +68,7 @@ export class MysqlSource extends Readable implements SourceExtras {
 
   /** The columns' types, once the server has described them. */
   columnTypes(): ColumnType[] | undefined {
-    return this.#fields.length === 0 ? undefined : this.#fields.map((field, i) => mysqlColumnType(this.#names[i]!, field))
+    return this.#fields.length === 0 ? undefined : this.#fields.map((field, i) => mysqlColumnType(this.#names[i]!, field, this.#options.zeroDates))
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -88,13 +89,20 @@ export class MysqlSource extends Readable implements SourceExtras {
     if (count) this.#count?.(countRows(held, query, params, count))
     connection.on?.('error', this.#lost)
     connection.on?.('end', this.#lost)
-    this.#restore = await utcSession(connection, WRITE_TIMEOUT_S)
-    const typeCast = castFor(() => this.#fields, zeroDates)
+    const session = await utcSession(connection, WRITE_TIMEOUT_S)
+    this.#restore = session.restore
+    this.#serverId = session.serverId
+    // A cell that cannot be read (a zero date, JSON that is not) ends the query at once.
+    const typeCast = castFor(
+      () => this.#fields,
+      zeroDates,
+      (error) => this.destroy(toExportError(error, 'ERR_SOURCE', 'source')),
+    )
     let settle: (ended: boolean) => void
     this.#queryDone = new Promise((resolve) => (settle = resolve))
     startQuery(connection, query, params, typeCast)
       .on('fields', (fields) => {
-        this.#fields = fields as MysqlField[]
+        this.#fields = (fields ?? []) as MysqlField[] // (none: a statement that is not a SELECT)
         this.#names = uniqueColumnNames(this.#fields.map((field) => field.name))
       })
       .on('result', (cells) => {
@@ -160,7 +168,9 @@ export class MysqlSource extends Readable implements SourceExtras {
     this.#held = undefined
     if (!held) return callback(error)
     this.#let(held)
-    held.connection.on?.('error', () => {}) // (what a closing connection may still report)
+    // (What a closing connection may still report; once per connection, which a pool reuses.)
+    held.connection.removeListener?.('error', ignore)
+    held.connection.on?.('error', ignore)
     this.#stop(held).then(
       () => callback(error),
       () => callback(error),
@@ -172,12 +182,14 @@ export class MysqlSource extends Readable implements SourceExtras {
     const done = this.#queryDone
     if (done && !(await Promise.race([done, Promise.resolve(false)]))) {
       held.connection.resume?.() // (the rows still on their way are read and dropped)
-      const ended = (await killQuery(held, STOP_MS)) && (await Promise.race([done, delay(STOP_MS)]))
+      const ended = (await killQuery(held, STOP_MS, this.#serverId)) && (await Promise.race([done, delay(STOP_MS)]))
       if (!ended) return held.destroy()
     }
     await this.#giveBack(held)
   }
 }
+
+const ignore = () => {}
 
 /** How long a query is given to end when stopped, before its connection is closed (ms). */
 const STOP_MS = 5000
@@ -189,7 +201,8 @@ const delay = (ms: number) => new Promise<false>((resolve) => setTimeout(() => r
  * the library's policy (src/sources/mysql/types.ts): BIGINT and DECIMAL exact, DATETIME and
  * TIMESTAMP with every fractional digit (TIMESTAMP in UTC), zero dates by `zeroDates`, binary as
  * Buffer. `columnTypes()` gives Parquet and XLSX their types. Destroyed early (an abort), the
- * query's connection is closed, which ends the statement on the server.
+ * statement is ended with KILL QUERY from another session and the connection given back (closed
+ * when that cannot be done).
  */
 export function mysqlSource(options: MysqlSourceOptions): MysqlSource {
   checkObject('options', options, NAMES)

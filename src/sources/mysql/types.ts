@@ -75,13 +75,24 @@ const TEXT_TYPES: ReadonlySet<number> = new Set([T.VARCHAR, T.VAR_STRING, T.STRI
  * The value reader of one query's fields: a typeCast for mysql2's text protocol (called per cell,
  * in column order, `fields` as the server described them).
  */
-export function castFor(fields: () => readonly MysqlField[], zeroDates: ZeroDates): (cell: CastField, next: () => unknown) => unknown {
+export function castFor(
+  fields: () => readonly MysqlField[],
+  zeroDates: ZeroDates,
+  onError?: (error: unknown) => void,
+): (cell: CastField, next: () => unknown) => unknown {
   let column = 0
   return (cell, next) => {
     const list = fields()
     const field = list[column]!
     column = (column + 1) % list.length
-    return readCell(field, cell, next, zeroDates)
+    if (!onError) return readCell(field, cell, next, zeroDates)
+    // (Thrown, mysql2 would read the rest of the result before it reports it: hours on a big one.)
+    try {
+      return readCell(field, cell, next, zeroDates)
+    } catch (error) {
+      onError(error)
+      return null
+    }
   }
 }
 
@@ -116,9 +127,9 @@ function readCell(field: MysqlField, cell: CastField, next: () => unknown, zeroD
     case T.JSON:
       return json(cell.string('utf8'), field)
     default:
-      if (field.extendedFormat === 'json') return json(cell.string('utf8'), field)
+      if (field.extendedFormat === 'json') return json(cell.string(), field)
       if (TEXT_TYPES.has(field.columnType) && isBinary(field)) return cell.buffer()
-      return cell.string('utf8')
+      return cell.string() // (in the result's character set: utf8mb4, latin1...)
   }
 }
 
@@ -159,8 +170,10 @@ function timestamp(text: string | null, field: MysqlField, zeroDates: ZeroDates,
  * DECIMAL(p,s) (past 38 digits: exact text), DATETIME -> wall-clock TIMESTAMP, TIMESTAMP -> UTC TIMESTAMP, DATE, JSON, binary
  * -> BYTE_ARRAY, BIT(1) -> BOOLEAN, anything else -> STRING. Nullable unless NOT NULL.
  */
-export function mysqlColumnType(name: string, field: MysqlField): ColumnType {
-  const nullable = (field.flags & 1) === 0 // NOT_NULL_FLAG
+export function mysqlColumnType(name: string, field: MysqlField, zeroDates: ZeroDates = 'error'): ColumnType {
+  // (A zero date read as NULL makes a NOT NULL date column nullable.)
+  const temporal = [T.DATE, T.NEWDATE, T.DATETIME, T.TIMESTAMP].includes(field.columnType as 10)
+  const nullable = (field.flags & 1) === 0 || (temporal && zeroDates === 'null') // NOT_NULL_FLAG
   const type = ((): Omit<ColumnType, 'name'> => {
     const unsigned = (field.flags & UNSIGNED) !== 0
     switch (field.columnType) {
@@ -209,12 +222,13 @@ export function mysqlColumnType(name: string, field: MysqlField): ColumnType {
 const READ_TIMESTAMP = /^(\d{4,}-\d\d-\d\d)T(\d\d:\d\d:\d\d(?:\.\d+)?)(?:\+00:00)?$/
 
 /**
- * A value as read (a key, a watermark) bound back into a query: DATETIME and TIMESTAMP text in the
- * form MySQL and MariaDB parse (`2026-02-01 10:00:00.5`; a TIMESTAMP's `+00:00` dropped, the
- * session being in UTC); anything else as it is.
+ * A value as read (a key, a watermark) bound back into a query: a DATETIME or TIMESTAMP column's
+ * text (`field`; without one, any such text) in the form MySQL and MariaDB parse
+ * (`2026-02-01 10:00:00.5`; a TIMESTAMP's `+00:00` dropped, the session being in UTC); anything
+ * else as it is.
  */
-export function bindable(value: unknown): unknown {
-  if (typeof value !== 'string') return value
+export function bindable(value: unknown, field?: MysqlField): unknown {
+  if (typeof value !== 'string' || (field && ![T.DATE, T.NEWDATE, T.DATETIME, T.TIMESTAMP].includes(field.columnType as 10))) return value
   const m = READ_TIMESTAMP.exec(value)
   return m ? `${m[1]} ${m[2]}` : value
 }
