@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLambdaExportHandler, postgresContinuationStore } from '../src/lambda.js'
 import { csv, postgresKeysetSource, type ExportError } from '../src/index.js'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
-import { runLambda, startQueues, type TestQueues } from './fixtures/lambda-runtime.js'
+import { invokeInProcess, runLambda, startQueues, type TestQueues } from './fixtures/lambda-runtime.js'
 import { realS3Available, startRealS3 } from './fixtures/real-s3.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { expectSameBytes, exportedBytes } from './helpers.js'
@@ -167,13 +167,9 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
         maxRowsPerSecond: 8000, // about 4 s in all: several invocations of 2.5 s
       }),
     })
-    let invocations = 0
-    for (let body = queue.shift(); body !== undefined; body = queue.shift()) {
-      const deadline = Date.now() + 2500
-      const response = await handler({ Records: [{ messageId: `m${++invocations}`, body }] }, { getRemainingTimeInMillis: () => deadline - Date.now() })
-      expect(response.batchItemFailures).toEqual([])
-    }
-    expect(invocations).toBeGreaterThanOrEqual(3)
+    const responses = await invokeInProcess(handler, queue, 2500)
+    expect(responses.flatMap((response) => response.batchItemFailures)).toEqual([])
+    expect(responses.length).toBeGreaterThanOrEqual(3)
     const state = await record('lambda-parts')
     expect(state.completed).toMatchObject({ rows: 30_000 })
     const manifest = JSON.parse((await object('exports/lambda-parts/partitions.manifest.json')).toString())
@@ -209,15 +205,9 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
         key: 'dated/{date:HH-mm-ss}/{jobId}.csv',
       }),
     })
-    let invocations = 0
-    for (let body = queue.shift(); body !== undefined; body = queue.shift()) {
-      if (invocations++ > 0) await new Promise((resolve) => setTimeout(resolve, 1100)) // each step in a second of its own
-      const deadline = Date.now() + 4000
-      expect(await handler({ Records: [{ messageId: `d${invocations}`, body }] }, { getRemainingTimeInMillis: () => deadline - Date.now() })).toEqual({
-        batchItemFailures: [],
-      })
-    }
-    expect(invocations).toBeGreaterThanOrEqual(3)
+    const responses = await invokeInProcess(handler, queue, 4000, 1100) // each step in a second of its own
+    expect(responses.flatMap((response) => response.batchItemFailures)).toEqual([])
+    expect(responses.length).toBeGreaterThanOrEqual(3)
     expect((await record('lambda-dated')).completed).toMatchObject({ rows: 150_000 })
     const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'dated/' }))
     expect(listed.Contents?.map((o) => o.Key)).toEqual([expect.stringMatching(/^dated\/\d\d-\d\d-\d\d\/lambda-dated\.csv$/)])

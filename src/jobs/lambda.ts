@@ -8,7 +8,7 @@ import { ExportError, invalidOption } from '../core/errors.js'
 import { loadOptional } from '../core/optional.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../core/options.js'
 import type { ContinuationStore } from './continuation-store.js'
-import { abortFailedExport, createJobRunner } from './processor.js'
+import { abortFailedExport, createJobRunner, EXPORT_PROCESSOR_OPTION_NAMES } from './processor.js'
 import type { ExportNotification } from '../delivery/webhook.js'
 import type { ExportJob, ExportProcessorOptions } from './types.js'
 
@@ -60,27 +60,19 @@ export interface LambdaExportHandlerOptions extends Omit<ExportProcessorOptions,
   onError?(error: unknown, record: SqsRecord): void
 }
 
-const NAMES = optionNames<LambdaExportHandlerOptions>({
-  s3: true,
-  bucket: true,
-  prefix: true,
-  resolve: true,
-  urlExpiresIn: true,
-  partSize: true,
-  notify: true,
-  onComplete: true,
-  log: true,
-  expiryTag: true,
-  now: true,
-  store: true,
-  sqs: true,
-  queueUrl: true,
-  send: true,
-  maxReceiveCount: true,
-  marginMs: true,
-  jobId: true,
-  onError: true,
-})
+const NAMES: ReadonlySet<string> = new Set([
+  ...[...EXPORT_PROCESSOR_OPTION_NAMES].filter((name) => name !== 'progressIntervalMs'),
+  ...optionNames<Omit<LambdaExportHandlerOptions, keyof ExportProcessorOptions>>({
+    store: true,
+    sqs: true,
+    queueUrl: true,
+    send: true,
+    maxReceiveCount: true,
+    marginMs: true,
+    jobId: true,
+    onError: true,
+  }),
+])
 
 /** What the store keeps of a job. */
 interface JobRecord {

@@ -28,7 +28,7 @@ import {
   type JobDeadline,
 } from './types.js'
 
-const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
+export const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
   s3: true,
   bucket: true,
   prefix: true,

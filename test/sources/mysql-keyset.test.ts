@@ -20,6 +20,7 @@ import {
   type MysqlIncrementalWatermark,
 } from '../../src/index.js'
 import { createLambdaExportHandler, postgresContinuationStore } from '../../src/lambda.js'
+import { invokeInProcess } from '../fixtures/lambda-runtime.js'
 import { databaseUrl } from '../fixtures/postgres.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
 import { ResumableUpload, type ExportCheckpoint } from '../../src/sinks/s3/resumable.js'
@@ -97,13 +98,9 @@ describe.skipIf(!available)(`mysqlKeysetSource${available ? '' : ' (skipped: no 
         marginMs: 3800, // hands on at once: a 5 MiB part an invocation
         resolve: (_job, { after }) => ({ source: mysqlKeysetSource({ pool, table: TABLE, after, batchSize: 2000 }), format: csv() }),
       })
-      let invocations = 0
-      for (let body = queue.shift(); body !== undefined; body = queue.shift()) {
-        const deadline = Date.now() + 4000
-        const response = await handler({ Records: [{ messageId: `m${++invocations}`, body }] }, { getRemainingTimeInMillis: () => deadline - Date.now() })
-        expect(response.batchItemFailures).toEqual([])
-      }
-      expect(invocations).toBeGreaterThanOrEqual(3)
+      const responses = await invokeInProcess(handler, queue, 4000)
+      expect(responses.flatMap((response) => response.batchItemFailures)).toEqual([])
+      expect(responses.length).toBeGreaterThanOrEqual(3)
       const got = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: 'exports/mysql-continued.csv' }))
       const whole = await exportedBytes({ source: mysqlSource({ pool, query: `select * from ${TABLE} order by id` }), format: csv() })
       expectSameBytes(Buffer.from(await got.Body!.transformToByteArray()), whole)
