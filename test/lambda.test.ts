@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createLambdaExportHandler, postgresContinuationStore } from '../src/lambda.js'
+import { createLambdaExportHandler, postgresContinuationStore, type LambdaExportHandlerOptions } from '../src/lambda.js'
 import { csv, postgresKeysetSource, type ExportError } from '../src/index.js'
 import { createStatements, databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { invokeInProcess, runLambda, startQueues, type TestQueues } from './fixtures/lambda-runtime.js'
@@ -64,6 +64,9 @@ const finished = (jobId: string) => async () => {
 }
 const object = async (key: string) =>
   Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))).Body!.transformToByteArray())
+/** A handler run in this process (the tests' own S3 server and store); `send` takes its continuations. */
+const inProcessHandler = (options: Omit<LambdaExportHandlerOptions, 's3' | 'bucket' | 'store'>) =>
+  createLambdaExportHandler({ s3: s3.client, bucket: s3.bucket, store: postgresContinuationStore({ pool }), ...options })
 const submit = (body: object) => queues.sqs.send(new SendMessageCommand({ QueueUrl: queues.queueUrl, MessageBody: JSON.stringify(body) }))
 
 describe('createLambdaExportHandler on SQS: an export continued across invocations into one object', () => {
@@ -153,10 +156,7 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
     )
     await pool.query(`alter table ${table} add primary key (customer, id)`)
     const queue: string[] = [JSON.stringify({ jobId: 'lambda-parts' })]
-    const handler = createLambdaExportHandler({
-      s3: s3.client,
-      bucket: s3.bucket,
-      store: postgresContinuationStore({ pool }),
+    const handler = inProcessHandler({
       send: async (body) => void queue.push(body),
       maxReceiveCount: 1,
       marginMs: 2000,
@@ -192,10 +192,7 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
 
   it("a key template's {date} is the job's first step's in every step: the continued upload keeps its key", async () => {
     const queue: string[] = [JSON.stringify({ jobId: 'lambda-dated' })]
-    const handler = createLambdaExportHandler({
-      s3: s3.client,
-      bucket: s3.bucket,
-      store: postgresContinuationStore({ pool }),
+    const handler = inProcessHandler({
       send: async (body) => void queue.push(body),
       maxReceiveCount: 1,
       marginMs: 3800, // hands on at once: one 5 MiB part an invocation
@@ -218,10 +215,7 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
 
   it('a continuation that cannot be sent, on the last receive: the upload is aborted, export.failed sent once, the job failed', async () => {
     const notified: string[] = []
-    const handler = createLambdaExportHandler({
-      s3: s3.client,
-      bucket: s3.bucket,
-      store: postgresContinuationStore({ pool }),
+    const handler = inProcessHandler({
       send: async () => {
         throw new Error('AccessDenied: not authorized to perform sqs:SendMessage')
       },
@@ -254,10 +248,7 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
   it('records not begun before the margin go back to the queue as they came, but an invocation that begins without time fails; a body that is not JSON fails alone', async () => {
     const sent: string[] = []
     const errors: ExportError[] = []
-    const handler = createLambdaExportHandler({
-      s3: s3.client,
-      bucket: s3.bucket,
-      store: postgresContinuationStore({ pool }),
+    const handler = inProcessHandler({
       send: async (body) => void sent.push(body),
       maxReceiveCount: 3,
       marginMs: 10_000,
