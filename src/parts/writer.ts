@@ -318,8 +318,13 @@ export class SplitWriter<L extends object = Location> extends Writable {
     await this.#segments?.partDone(info, part.last)
   }
 
-  #record({ location, checksum }: Sink<L>, part: Pick<PartInfo<L>, 'rows' | 'bytes' | 'sha256' | 'firstKey' | 'lastKey'>): PartInfo<L> {
-    const name = baseName('key' in location! ? String(location.key) : 'path' in location! ? String(location.path) : `part-${this.#parts.length + 1}`)
+  #record(sink: Sink<L>, part: Pick<PartInfo<L>, 'rows' | 'bytes' | 'sha256' | 'firstKey' | 'lastKey'>): PartInfo<L> {
+    const { location, checksum } = sink
+    // The name the part was opened under (any store's), else its location's path or key (a segment's).
+    const opened = [...this.#opened].find(([, open]) => open === sink)?.[0]
+    const name = baseName(
+      opened ?? ('key' in location! ? String(location.key) : 'path' in location! ? String(location.path) : `part-${this.#parts.length + 1}`),
+    )
     const info: PartInfo<L> = { name, location: location!, rows: part.rows, bytes: part.bytes, sha256: part.sha256, ...(checksum && { checksum }) }
     if (this.#options.keyOf) Object.assign(info, { firstKey: part.firstKey, lastKey: part.lastKey })
     this.#parts.push(info)

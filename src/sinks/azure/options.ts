@@ -1,0 +1,105 @@
+// The options of azureBlobSink: what it writes with (block size, headers, metadata, tags, tier,
+// checksum, overwrite), checked and defaulted apart from any stream.
+import { checkChecksumOption, type ChecksumAlgorithm } from '../../core/checksum.js'
+import { invalidOption } from '../../core/errors.js'
+import { checkBoolean, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
+import { MAX_BLOCK_SIZE, type AzureContainerLike, type BlobParams, type BlobCondition } from './client.js'
+
+export interface AzureBlobSinkOptions {
+  /** The container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`); it must exist. */
+  containerClient: AzureContainerLike
+  /** The blob's name in the container, e.g. `statements/2026-02.csv.gz`. A split export's parts are named after it. */
+  blobName: string
+  /**
+   * Default: from the format (`text/csv; charset=utf-8`, `application/x-ndjson`, ...),
+   * `application/gzip` when the gzip stage is on.
+   */
+  contentType?: string
+  /** Default: none (a gzipped export is a .gz file). `gzip` makes browsers decompress it on download. */
+  contentEncoding?: string
+  /** e.g. `attachment; filename="statements.csv.gz"` (a SAS link can set its own: `azureDownloadUrl`). */
+  contentDisposition?: string
+  metadata?: Record<string, string>
+  /** Blob index tags, e.g. `{ retention: '30d' }` (what lifecycle rules and queries by tag key on). */
+  tags?: Record<string, string>
+  /** The access tier: `Hot`, `Cool`, `Cold` or `Archive` (an archived blob must be rehydrated before it can be read). */
+  tier?: string
+  /**
+   * Bytes per block. Default 8 MiB, at most 4000 MiB; a blob holds at most 50,000 blocks (8 MiB
+   * blocks: ~390 GiB). Memory: blockSize x (concurrency + 1).
+   */
+  blockSize?: number
+  /** Blocks staged concurrently. Default 4. */
+  concurrency?: number
+  /**
+   * The blob's full checksum, computed as the bytes pass (each block is also sent with its MD5,
+   * which Azure checks on arrival): `CRC64NVME` (default), `CRC32C`, `CRC32`, or `false`. Azure does
+   * not check a whole blob's checksum, so the result's says `verifiedByStore: false`.
+   */
+  checksum?: ChecksumAlgorithm | false
+  /**
+   * `false`: never replace a blob. A blob at the name is refused before any byte is sent
+   * (ERR_PRECONDITION), and the commit is conditional (`If-None-Match: *`). Default `true`.
+   */
+  overwrite?: boolean
+}
+
+const MiB = 1024 * 1024
+
+export type NormalizedAzureSinkOptions = Readonly<
+  Omit<AzureBlobSinkOptions, 'blockSize' | 'concurrency' | 'checksum'> & { blockSize: number; concurrency: number; checksum: ChecksumAlgorithm | false }
+>
+
+const AZURE_SINK_OPTION_NAMES = optionNames<AzureBlobSinkOptions>({
+  containerClient: true,
+  blobName: true,
+  contentType: true,
+  contentEncoding: true,
+  contentDisposition: true,
+  metadata: true,
+  tags: true,
+  tier: true,
+  blockSize: true,
+  concurrency: true,
+  checksum: true,
+  overwrite: true,
+})
+
+/** Checks azureBlobSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
+export function normalizeAzureSinkOptions(options: AzureBlobSinkOptions): NormalizedAzureSinkOptions {
+  checkObject('options', options, AZURE_SINK_OPTION_NAMES)
+  const { containerClient, blobName, blockSize = 8 * MiB, concurrency = 4 } = options
+  if (typeof containerClient?.getBlockBlobClient !== 'function') invalidOption('containerClient', "a ContainerClient of '@azure/storage-blob'", containerClient)
+  checkString('blobName', blobName)
+  for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'tier'] as const) {
+    if (options[name] !== undefined) checkString(name, options[name])
+  }
+  for (const name of ['metadata', 'tags'] as const) {
+    const values = options[name]
+    if (values === undefined) continue
+    checkObject(name, values)
+    for (const [key, value] of Object.entries(values)) checkString(`${name}.${key}`, value)
+  }
+  if (!Number.isSafeInteger(blockSize) || blockSize < 1 || blockSize > MAX_BLOCK_SIZE) invalidOption('blockSize', 'an integer from 1 to 4000 MiB', blockSize)
+  checkPositiveInteger('concurrency', concurrency)
+  if (options.overwrite !== undefined) checkBoolean('overwrite', options.overwrite)
+  const checksum = checkChecksumOption('checksum', options.checksum)
+  return Object.freeze({ ...options, blockSize, concurrency, checksum })
+}
+
+/** What a blob is committed with: the options' headers (the content's by default), metadata, tags and tier. */
+export function blobParams(options: NormalizedAzureSinkOptions, info: { contentType?: string; contentEncoding?: string }): BlobParams {
+  const { contentType, contentEncoding, contentDisposition, metadata, tags, tier } = options
+  return {
+    blobHTTPHeaders: {
+      blobContentType: contentType ?? info.contentType,
+      blobContentEncoding: contentEncoding ?? info.contentEncoding,
+      blobContentDisposition: contentDisposition,
+    },
+    ...(metadata && { metadata }),
+    ...(tags && { tags }),
+    ...(tier && { tier }),
+  }
+}
+
+export const conditionOf = (options: NormalizedAzureSinkOptions): BlobCondition => (options.overwrite === false ? { ifNoneMatch: '*' } : {})

@@ -1,0 +1,236 @@
+// azureBlobSink and azureResumableUpload against Azurite (a real Azure Blob Storage emulator, in
+// a child process) with the real @azure/storage-blob client, through a proxy that injects faults.
+import { Crc64Nvme } from '@aws-sdk/checksums/crc'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import type { ContainerClient } from '@azure/storage-blob'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  azureBlobSink,
+  azureDownloadUrl,
+  azureResumableUpload,
+  csv,
+  exportStream,
+  ExportError,
+  fileSink,
+  jsonl,
+  type AzureCheckpoint,
+  type Manifest,
+} from '../../src/index.js'
+import { KeysetReadable } from '../../src/sources/keyset-pages.js'
+import { startAzure, type TestAzure } from '../fixtures/azurite.js'
+import { tempDir } from '../helpers.js'
+
+let azure: TestAzure
+let container: ContainerClient
+beforeAll(async () => {
+  azure = await startAzure()
+  container = await azure.container('exports')
+}, 60_000)
+afterAll(() => azure?.close())
+
+const row = (id: number) => ({ id, customer: `customer-${id % 977}`, amount: ((id * 7919) % 100_000) / 100, note: id % 13 === 0 ? 'a "quoted", note' : '' })
+/** `count` rows in key order, as a keyset source over pages of 1,000 (continues after `after`). */
+const rows = (count: number, after?: number) =>
+  new KeysetReadable<ReturnType<typeof row>>({
+    batchSize: 1000,
+    after,
+    keyOf: (r) => r.id,
+    fetchPage: async (last) => {
+      const from = ((last as number | undefined) ?? 0) + 1
+      return Array.from({ length: Math.max(0, Math.min(1000, count - from + 1)) }, (_, i) => row(from + i))
+    },
+    release: async () => {},
+  })
+
+const blobBytes = async (name: string) => (await container.getBlockBlobClient(name).downloadToBuffer()) as Buffer
+/** The blob's uncommitted blocks (none when there is no blob at all). */
+const staged = async (name: string) =>
+  (await container
+    .getBlockBlobClient(name)
+    .getBlockList('uncommitted')
+    .then((list) => list.uncommittedBlocks ?? [])
+    .catch(() => [])) as unknown[]
+const names = async (prefix = '') => {
+  const found: string[] = []
+  for await (const blob of container.listBlobsFlat({ prefix, includeUncommitedBlobs: true } as never)) found.push(blob.name)
+  return found.sort()
+}
+const plainCsv = async (count: number, gzip: boolean) => {
+  const path = join(await tempDir(), 'plain')
+  await exportStream({ source: rows(count), format: csv(), gzip, sink: fileSink({ path }) })
+  return readFile(path)
+}
+const crc64 = async (bytes: Buffer) => {
+  const hash = new Crc64Nvme()
+  hash.update(bytes)
+  return Buffer.from(await hash.digest()).toString('base64')
+}
+
+describe('azureBlobSink', () => {
+  it('exports 1M rows as gzipped CSV into a block blob byte for byte a file export, with its headers, and a SAS link downloads it', async () => {
+    const sink = azureBlobSink({ containerClient: container, blobName: 'big/statements.csv.gz', metadata: { job: 'j1' }, tags: { retention: '30d' } })
+    const result = await exportStream({ source: rows(1_000_000), format: csv(), gzip: true, sink })
+    const expected = await plainCsv(1_000_000, true)
+    const stored = await blobBytes('big/statements.csv.gz')
+    expect(stored.equals(expected)).toBe(true)
+    expect(result.rows).toBe(1_000_000)
+    expect(result.location).toMatchObject({ container: 'exports', blob: 'big/statements.csv.gz', etag: expect.any(String) })
+    expect(result.checksum).toEqual({ algorithm: 'CRC64NVME', value: await crc64(stored), bytes: stored.length, verifiedByStore: false })
+    const blob = container.getBlockBlobClient('big/statements.csv.gz')
+    const properties = await blob.getProperties()
+    expect(properties).toMatchObject({ contentType: 'application/gzip', metadata: { job: 'j1' }, etag: result.location!.etag })
+    expect((await blob.getTags()).tags).toEqual({ retention: '30d' })
+    expect((await blob.getBlockList('committed')).committedBlocks!.length).toBe(Math.ceil(stored.length / (8 * 1024 * 1024)))
+
+    const url = await azureDownloadUrl(container, { blobName: 'big/statements.csv.gz', filename: 'Kontoauszug März.csv.gz', expiresIn: 600 })
+    const response = await fetch(url)
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-disposition')).toBe(`attachment; filename="Kontoauszug M_rz.csv.gz"; filename*=UTF-8''Kontoauszug%20M%C3%A4rz.csv.gz`)
+    expect(Buffer.from(await response.arrayBuffer()).equals(expected)).toBe(true)
+    // The link reads, and nothing else.
+    expect((await fetch(url, { method: 'DELETE' })).status).toBe(403)
+  }, 120_000)
+
+  it('a Put Block failing on every try fails the export: no blob, no staged block', async () => {
+    azure.fault = ({ method, url }) => (method === 'PUT' && url.searchParams.get('comp') === 'block' && url.pathname.endsWith('/failing.csv') ? 500 : undefined)
+    try {
+      const error = await exportStream({
+        source: rows(200_000),
+        format: csv(),
+        sink: azureBlobSink({ containerClient: container, blobName: 'failing.csv', blockSize: 1024 * 1024 }),
+      }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(ExportError)
+      expect(error).toMatchObject({ code: 'ERR_SINK' })
+    } finally {
+      azure.fault = () => undefined
+    }
+    expect(await names('failing')).toEqual([])
+    expect(await staged('failing.csv')).toEqual([])
+  })
+
+  it('an abort mid-export leaves no blob and no staged block, and an earlier blob at the name as it was', async () => {
+    await exportStream({ source: rows(10), format: csv(), sink: azureBlobSink({ containerClient: container, blobName: 'kept.csv' }) })
+    const before = await blobBytes('kept.csv')
+    for (const name of ['aborted.csv', 'kept.csv']) {
+      const controller = new AbortController()
+      const error = await exportStream({
+        source: rows(300_000),
+        format: csv(),
+        sink: azureBlobSink({ containerClient: container, blobName: name, blockSize: 256 * 1024 }),
+        signal: controller.signal,
+        onProgress: (p) => void (p.bytes > 2_000_000 && controller.abort()),
+        progressIntervalMs: 1,
+      }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_ABORTED' })
+    }
+    expect(await names('aborted')).toEqual([])
+    expect(await staged('aborted.csv')).toEqual([])
+    expect((await blobBytes('kept.csv')).equals(before)).toBe(true)
+  })
+
+  it("a lost reply to Put Block List is recognised by the blob's committed blocks: the export has landed", async () => {
+    azure.fault = ({ method, url }) => (method === 'PUT' && url.searchParams.get('comp') === 'blocklist' ? 'lose-reply' : undefined)
+    let result
+    try {
+      result = await exportStream({
+        source: rows(50_000),
+        format: csv(),
+        sink: azureBlobSink({ containerClient: container, blobName: 'lost.csv', blockSize: 256 * 1024 }),
+      })
+    } finally {
+      azure.fault = () => undefined
+    }
+    expect((await blobBytes('lost.csv')).equals(await plainCsv(50_000, false))).toBe(true)
+    expect(result.location!.etag).toBe((await container.getBlockBlobClient('lost.csv').getProperties()).etag)
+  })
+
+  it('overwrite: false refuses a blob that exists before any byte is sent', async () => {
+    await exportStream({ source: rows(5), format: csv(), sink: azureBlobSink({ containerClient: container, blobName: 'once.csv', overwrite: false }) })
+    const before = azure.requests.length
+    const error = await exportStream({
+      source: rows(5),
+      format: csv(),
+      sink: azureBlobSink({ containerClient: container, blobName: 'once.csv', overwrite: false }),
+    }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_PRECONDITION' })
+    expect(azure.requests.slice(before).map((r) => r.method)).toEqual(['HEAD'])
+  })
+
+  it('split output: parts and a manifest beside the blob; a failed re-export leaves the earlier export as it was', async () => {
+    const sink = () => azureBlobSink({ containerClient: container, blobName: 'split/orders.jsonl.gz' })
+    const first = await exportStream({ source: rows(25_000), format: jsonl(), gzip: true, split: { rows: 10_000 }, sink: sink() })
+    expect(first.parts!.map((p) => p.rows)).toEqual([10_000, 10_000, 5_000])
+    const manifest = JSON.parse((await blobBytes('split/orders.manifest.json')).toString()) as Manifest
+    expect(manifest.rows).toBe(25_000)
+    const text = (await Promise.all(manifest.parts.map(async (p) => gunzipSync(await blobBytes(`split/${p.name}`)).toString()))).join('')
+    expect(text.split('\n').length - 1).toBe(25_000)
+    const before = await names('split/')
+    expect(before).toHaveLength(4)
+
+    azure.fault = ({ method, url }) => (method === 'PUT' && url.pathname.includes('-00002') ? 500 : undefined)
+    try {
+      const error = await exportStream({ source: rows(25_000), format: jsonl(), gzip: true, split: { rows: 10_000 }, sink: sink() }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_SINK' })
+    } finally {
+      azure.fault = () => undefined
+    }
+    expect(await names('split/')).toEqual(before)
+    expect(JSON.parse((await blobBytes('split/orders.manifest.json')).toString())).toEqual(manifest)
+  })
+})
+
+describe('azureResumableUpload', () => {
+  const attempt = async (checkpoint: AzureCheckpoint | undefined, saved: AzureCheckpoint[], stopAfter = Infinity) => {
+    const controller = new AbortController()
+    const upload = azureResumableUpload({
+      containerClient: container,
+      blobName: 'resumed.csv.gz',
+      blockSize: 256 * 1024,
+      checkpoint,
+      onCheckpoint: async (c) => {
+        // (A stop as a crash would leave it: blocks staged, the checkpoint saved, nothing committed.)
+        if (saved.push(c) >= stopAfter) controller.abort()
+      },
+    })
+    const landed = await upload.open()
+    if (landed) return { location: landed, upload }
+    const done = exportStream({
+      source: rows(120_000, checkpoint?.lastKey as number | undefined),
+      format: csv(),
+      gzip: true,
+      sink: upload,
+      signal: controller.signal,
+    })
+    return { location: (await done).location, upload }
+  }
+
+  it('an export stopped after some blocks continues from its checkpoint into the rows of an export in one go', async () => {
+    const saved: AzureCheckpoint[] = []
+    expect(await attempt(undefined, saved, 3).catch((e: unknown) => e)).toMatchObject({ code: 'ERR_ABORTED' })
+    const checkpoint = saved.at(-1)!
+    expect(checkpoint.blocks.length).toBeGreaterThanOrEqual(3)
+    expect(await names('resumed')).toEqual(['resumed.csv.gz']) // (uncommitted: listed only with uncommitted blobs)
+    expect(await container.getBlockBlobClient('resumed.csv.gz').exists()).toBe(false)
+
+    const { location, upload } = await attempt(checkpoint, saved)
+    expect(location).toMatchObject({ blob: 'resumed.csv.gz' })
+    const stored = await blobBytes('resumed.csv.gz')
+    expect(gunzipSync(stored).equals(await plainCsv(120_000, false))).toBe(true)
+    expect(upload.checksum).toMatchObject({ value: await crc64(stored), bytes: stored.length })
+    expect(await staged('resumed.csv.gz')).toEqual([])
+
+    // The last checkpoint after a commit whose answer was lost: the next attempt finds it committed, exports nothing.
+    const again = await attempt(saved.at(-1), [])
+    expect(again.location).toMatchObject({ blob: 'resumed.csv.gz', etag: location!.etag })
+  })
+
+  it('refuses unknown options and a checkpoint of another blob', () => {
+    const onCheckpoint = async () => {}
+    expect(() => azureResumableUpload({ containerClient: container, blobName: 'x', onCheckpoint, blocksize: 1 } as never)).toThrow(/Unknown option `blocksize`/)
+    const checkpoint = { container: 'exports', blob: 'other', run: 'r', blocks: [], rows: 0, bytes: 0 }
+    expect(() => azureResumableUpload({ containerClient: container, blobName: 'x', onCheckpoint, checkpoint })).toThrow(/checkpoint/)
+    expect(() => azureBlobSink({ containerClient: container, blobName: 'x', blockSize: 0 })).toThrow(/blockSize/)
+  })
+})
