@@ -8,6 +8,7 @@ import { checkDeliverySpec, deliver, exportIdOf, expiryTags } from '../delivery/
 import { keyFromTemplate } from '../delivery/names.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { abortOtherUploads, checkPartSize } from '../sinks/s3/multipart.js'
+import { isGcsClient } from '../sinks/s3/gcs.js'
 import { exportKey } from '../sinks/s3/presign.js'
 import type { Progress } from '../stages/progress.js'
 import { saveAfterCommit } from '../pipeline/watermark-store.js'
@@ -95,6 +96,8 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
   if (log !== undefined && typeof log?.record !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
   checkFunction('now', now)
   checkBoolean('expiryTag', expiryTag)
+  if (expiryTag && isGcsClient(s3))
+    invalidOption('expiryTag', 'false with a GCS client (GCS has no object tags: use a lifecycle rule by age or prefix)', expiryTag)
 
   return async (job, deadline) => {
     const jobId = String(job.id)

@@ -4,6 +4,7 @@ import { checkChecksumOption, type ChecksumAlgorithm } from '../../core/checksum
 import { invalidOption } from '../../core/errors.js'
 import { checkBoolean, checkFunction, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import type { S3ClientLike } from './client.js'
+import { checkGcsOptions, isGcsClient } from './gcs.js'
 import { checkPartSize, MIN_PART_SIZE } from './multipart.js'
 
 export interface S3SinkOptions {
@@ -147,7 +148,9 @@ export function normalizeS3SinkOptions(options: S3SinkOptions): NormalizedS3Sink
   }
   if (options.objectLock !== undefined) checkObjectLock(options.objectLock)
   const { memoryBudget: _memoryBudget, partSize: _partSize, queueSize: _queueSize, sseCustomerKey, ...rest } = options
-  const checksum = checkChecksumOption('checksum', options.checksum)
+  const gcs = isGcsClient(client)
+  if (gcs) checkGcsOptions(options as unknown as Record<string, unknown>)
+  const checksum = gcs ? false : checkChecksumOption('checksum', options.checksum)
   return Object.freeze({ ...rest, ...sizing(options), checksum, ...(sseCustomerKey !== undefined && { sseCustomerKey: customerKey(sseCustomerKey) }) })
 }
 

@@ -4,6 +4,7 @@ import { ExportError, toExportError } from '../../core/errors.js'
 import type { Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
 import { putObject, type S3ClientLike, type S3Location, type S3Target } from './client.js'
 import { abortOtherUploads, MIN_PART_SIZE, MultipartUpload, wholeChecksum, type UploadedPart } from './multipart.js'
+import { checkGcsOptions, isGcsClient } from './gcs.js'
 import { tagging } from './options.js'
 import { ensureObjectSettings } from './settings.js'
 
@@ -105,8 +106,9 @@ export class ResumableUpload extends Writable implements SegmentSink<S3Location>
         if (checkpoint.ended) return (this.#location = await this.#complete())
         return undefined
       }
-      const algorithm = this.#options.checksum === undefined ? 'CRC64NVME' : this.#options.checksum || undefined
       const { tags } = this.#options
+      if (isGcsClient(client)) checkGcsOptions({ checksum: this.#options.checksum, tags })
+      const algorithm = this.#options.checksum === undefined ? (isGcsClient(client) ? undefined : 'CRC64NVME') : this.#options.checksum || undefined
       this.#upload = await MultipartUpload.create(target, { ContentType: contentType, ...(tags && { Tagging: tagging(tags) }) }, algorithm)
     } catch (error) {
       throw sinkError(error)
