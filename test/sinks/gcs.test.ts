@@ -8,7 +8,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createExportProcessor } from '../../src/bullmq.js'
 import { csv, exportStream, fileSink, fromIterable, gcsClient, jsonl, presignDownload, s3Sink } from '../../src/index.js'
-import type { ExportJob } from '../../src/jobs/types.js'
+import type { ExportJob, ExportJobResult } from '../../src/jobs/types.js'
 import { createJobRunner } from '../../src/jobs/processor.js'
 import { KeysetReadable } from '../../src/sources/keyset-pages.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
@@ -122,10 +122,10 @@ describe('GCS through the XML API', () => {
     expect(await run(job, { pause: pause.signal, stop: new AbortController().signal })).toEqual({ paused: true })
     expect(data.exportCheckpoint!.parts.length).toBe(1)
     expect(data.exportCheckpoint!.checksum).toBeUndefined()
-    const result = await run({ ...job, attemptsMade: 1 })
+    const result = (await run({ ...job, attemptsMade: 1 })) as ExportJobResult
     expect(result).toMatchObject({ rows: 300_000, resumed: true, location: { key: 'jobs/gcs-1.csv' } })
     expect((await object('jobs/gcs-1.csv')).equals(await plain(300_000, false))).toBe(true)
-    const download = await fetch((result as { url: string }).url)
+    const download = await fetch(result.url)
     expect(download.status).toBe(200)
     expect(Buffer.from(await download.arrayBuffer()).length).toBe(result.bytes)
   }, 60_000)
