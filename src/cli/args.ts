@@ -10,7 +10,7 @@ import { parseSize, UsageError } from './values.js'
 export { parseDuration, parseSize, UsageError } from './values.js'
 
 export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
-                     --to <file|s3://bucket/key|-> [options]
+                     --to <file|s3://bucket/key|gs://bucket/key|az://container/blob|-> [options]
        stream-export verify <name.manifest.json | s3://bucket/key | file>   (see verify --help)
 
 Source
@@ -41,13 +41,16 @@ Incremental (Postgres; each run exports the rows written since the previous one,
   --order-by    output order, e.g. updated_at               --key   primary key column(s) (default: id)
 
 Destination
-  --to          a file path (missing folders are created), s3://bucket/key, or - for standard output
+  --to          a file path (missing folders are created), s3://bucket/key, gs://bucket/key (GCS:
+                $GCS_HMAC_ACCESS_KEY_ID, $GCS_HMAC_SECRET), az://container/blob (Azure:
+                $AZURE_STORAGE_CONNECTION_STRING) or an https://<account>.blob.core.windows.net/
+                container/blob?<SAS> URL, or - for standard output
   --format      csv | jsonl | json | parquet | xlsx. Default: from the --to extension, else csv
   --gzip        gzip the output (on every core). Default: on when --to ends in .gz
   --zstd        Zstandard the output (level 3). Default: on when --to ends in .zst
-  --endpoint    S3-compatible store URL (MinIO, R2, Ceph): path-style, the SDK's own checksums only
-                when required (--checksum none for a store that refuses ours)
-  --presign     after an S3 export, print a presigned download URL valid this long (3600s, 30m, 24h, 7d)
+  --endpoint    S3-compatible store URL (MinIO, R2, Ceph; for gs://, GCS's): path-style, the SDK's own
+                checksums only when required (--checksum none for a store that refuses ours)
+  --presign     after an S3, GCS or Azure export, print a download URL valid this long (3600s, 30m, 24h, 7d)
   --no-clobber  never replace an existing file or object (refused before the first byte; exit 7)
   --checksum    crc64nvme (default) | crc32c | crc32 | none: the output's full checksum, printed, and
                 verified by S3 at the commit (docs/integrity.md)
@@ -167,7 +170,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
         to: { type: 'string' },
         presign: { type: 'string' },
         'no-clobber': { type: 'boolean', default: false },
-        checksum: { type: 'string', default: 'crc64nvme' },
+        checksum: { type: 'string' },
         'split-rows': { type: 'string' },
         'split-bytes': { type: 'string' },
         'partition-by': { type: 'string' },
@@ -281,7 +284,8 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   }
   if (!['exact', 'estimate', 'none'].includes(values.count))
     throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
-  if (values.presign !== undefined && !values.to.startsWith('s3://')) throw new UsageError('--presign needs an s3:// destination')
+  if (values.presign !== undefined && !/^(s3|gs|az):\/\/|^https:\/\//.test(values.to))
+    throw new UsageError('--presign needs an s3://, gs:// or az:// destination')
   let split: Options['split']
   if (values['split-rows'] !== undefined || values['split-bytes'] !== undefined) {
     if (values.to === '-') throw new UsageError('--split-rows and --split-bytes write files or objects: give --to a file name or s3:// key')
@@ -300,10 +304,19 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   } else if (values.hive) throw new UsageError('--hive names the folders of --partition-by: give --partition-by')
   if (values['no-clobber'] && (values.to === '-' || split || partitionBy))
     throw new UsageError('--no-clobber guards one file or object: drop it for standard output, --split-* and --partition-by')
-  const checksum = values.checksum.toLowerCase() === 'none' ? false : CHECKSUM_NAMES[values.checksum.toLowerCase()]
+  const gcs = values.to.startsWith('gs://')
+  const checksumName = (values.checksum ?? (gcs ? 'none' : 'crc64nvme')).toLowerCase()
+  const checksum = checksumName === 'none' ? false : CHECKSUM_NAMES[checksumName]
   if (checksum === undefined) throw new UsageError(`--checksum: expected crc64nvme, crc32c, crc32 or none, got ${JSON.stringify(values.checksum)}`)
-  if (values.to.startsWith('s3://') && !/^s3:\/\/[^/]+\/.+/.test(values.to))
-    throw new UsageError(`--to: expected s3://bucket/key, got ${JSON.stringify(values.to)} (no key)`)
+  if (gcs && checksum) throw new UsageError('--checksum: gs:// takes none (GCS refuses the x-amz-checksum headers and checks its own CRC32C)')
+  if (gcs && values['no-clobber']) throw new UsageError('--no-clobber: GCS ignores conditional writes through its XML API; drop it for gs://')
+  for (const [scheme, what] of [
+    ['s3', 's3://bucket/key'],
+    ['gs', 'gs://bucket/key'],
+    ['az', 'az://container/blob'],
+  ] as const)
+    if (values.to.startsWith(`${scheme}://`) && !new RegExp(`^${scheme}://[^/]+/.+`).test(values.to))
+      throw new UsageError(`--to: expected ${what}, got ${JSON.stringify(values.to)} (no ${scheme === 'az' ? 'blob name' : 'key'})`)
 
   return {
     from,

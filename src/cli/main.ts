@@ -12,6 +12,8 @@ import {
   postgresSource,
   postgresIncrementalSource,
   presignDownload,
+  azureDownloadUrl,
+  type AzureLocation,
   type ExportErrorCode,
   type ExportResult,
   type IncrementalWatermark,
@@ -61,7 +63,7 @@ export async function main(
     const options = await parse(argv, io.stdin)
     if (options.dryRun) return await dryRun(options, io.stdout, cleanups, controller.signal)
     // `--to - | head`: the reader has what it wanted; the export stops quietly (exit 0), as psql's does.
-    const { sink, client, bucket, key } = await openSink(options, io.stdout, () => {
+    const { sink, client, bucket, key, azure } = await openSink(options, io.stdout, () => {
       readerGone = true
       controller.abort(new Error('standard output was closed by its reader'))
     })
@@ -111,14 +113,23 @@ export async function main(
           })
         : await exportStream<Location>({ ...run, source: source! })
     if (tty && !options.quiet) io.stderr.write('\n')
-    const where = (location: Location | undefined) =>
-      location === undefined ? 'standard output' : 'path' in location ? location.path : `s3://${location.bucket}/${location.key}`
-    if (options.presign && client) {
+    const scheme = options.to.startsWith('gs://') ? 'gs' : 's3'
+    const where = (location: Location | AzureLocation | undefined) =>
+      location === undefined
+        ? 'standard output'
+        : 'path' in location
+          ? location.path
+          : 'blob' in location
+            ? `az://${location.container}/${location.blob}`
+            : `${scheme}://${location.bucket}/${location.key}`
+    if (options.presign) {
       const expiresIn = parseDuration(options.presign)
-      const presign = (objectKey: string) => presignDownload(client, { bucket: bucket, key: objectKey, expiresIn })
+      const presign = (name: string) =>
+        azure ? azureDownloadUrl(azure.containerClient, { blobName: name, expiresIn }) : presignDownload(client!, { bucket: bucket!, key: name, expiresIn })
+      const nameOf = (location: unknown) => (location as { key?: string; blob?: string }).key ?? (location as { blob: string }).blob
       // A split export: a link to each part (in order); the manifest's is `url`.
-      if (result.parts) result.urls = await Promise.all(result.parts.map((part) => presign((part.location as { key: string }).key)))
-      result.url = await presign(result.location && 'key' in result.location ? result.location.key : key)
+      if (result.parts) result.urls = await Promise.all(result.parts.map((part) => presign(nameOf(part.location))))
+      result.url = await presign(result.location ? nameOf(result.location) : (key ?? azure!.blobName))
     }
     if (options.json) out.write(`${JSON.stringify(result, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))}\n`)
     else if (!options.quiet) {

@@ -20,7 +20,11 @@ import {
   postgresSource,
   postgresWatermarkStore,
   s3Sink,
+  azureBlobSink,
+  gcsClient,
   xlsx,
+  type AzureContainerLike,
+  type S3ClientLike,
   type WatermarkStore,
   mysqlSource,
 } from '../index.js'
@@ -154,8 +158,28 @@ function stdoutSink(stdout: NodeJS.WritableStream, readerGone: () => void): Writ
   })
 }
 
-export async function openSink(options: Options, stdout: NodeJS.WritableStream, readerGone: () => void = () => {}) {
+/** The sink of --to, and what --presign signs with: an S3 (or GCS) client and bucket, or an Azure container. */
+export async function openSink(options: Options, stdout: NodeJS.WritableStream, readerGone: () => void = () => {}): Promise<OpenedSink> {
   if (options.to === '-') return { sink: stdoutSink(stdout, readerGone) }
+  const azure = azureTarget(options.to)
+  if (azure) {
+    const { containerClient, blobName } = azure
+    // (Checked before the query runs: a link is signed with the account's key.)
+    if (options.presign && typeof (containerClient.credential as { computeHMACSHA256?: unknown }).computeHMACSHA256 !== 'function')
+      throw new UsageError('--presign signs with the account key: give az:// and a $AZURE_STORAGE_CONNECTION_STRING with an AccountKey')
+    if (options.noClobber && (await containerClient.getBlockBlobClient(blobName).exists()))
+      throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: a blob exists at ${options.to} (overwrite: false)`)
+    return { sink: azureBlobSink({ containerClient, blobName, checksum: options.checksum, overwrite: !options.noClobber }), azure }
+  }
+  const gcs = /^gs:\/\/([^/]+)\/(.+)$/.exec(options.to)
+  if (gcs) {
+    const client = gcsClient({
+      accessKeyId: requiredEnv('GCS_HMAC_ACCESS_KEY_ID'),
+      secretAccessKey: requiredEnv('GCS_HMAC_SECRET'),
+      endpoint: options.endpoint,
+    })
+    return { sink: s3Sink({ client, bucket: gcs[1]!, key: gcs[2]! }), client, bucket: gcs[1]!, key: gcs[2]! }
+  }
   const s3url = /^s3:\/\/([^/]+)\/(.+)$/.exec(options.to)
   if (!s3url) {
     // Checked before the query runs: a directory would only fail at the rename, after every row.
@@ -176,6 +200,37 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
     if (refusal) throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: ${refusal}`)
   }
   return { sink: s3Sink({ client, bucket, key, checksum: options.checksum, overwrite: !options.noClobber }), client, bucket, key }
+}
+
+export type OpenedSink = {
+  sink: Writable
+  client?: S3ClientLike
+  bucket?: string
+  key?: string
+  azure?: { containerClient: AzureContainerLike; blobName: string }
+}
+
+const requiredEnv = (name: string): string => {
+  const value = process.env[name]
+  if (!value) throw new UsageError(`--to ${name.startsWith('GCS') ? 'gs://' : 'az://'} needs $${name}`)
+  return value
+}
+
+/**
+ * The container and blob of an Azure --to: az://container/blob with $AZURE_STORAGE_CONNECTION_STRING,
+ * or https://<account>.blob.core.windows.net/container/blob?<SAS> (a SAS that may write; it cannot sign links).
+ */
+export function azureTarget(to: string): OpenedSink['azure'] {
+  const az = /^az:\/\/([^/]+)\/(.+)$/.exec(to)
+  const https = /^(https:\/\/[^/]+\.blob\.core\.windows\.net)\/([^/?]+)\/([^?]+)(\?.*)?$/.exec(to)
+  if (!az && !https) return undefined
+  const { BlobServiceClient, ContainerClient } = loadOptional<typeof import('@azure/storage-blob')>('@azure/storage-blob', '@azure/storage-blob')
+  if (az) {
+    const service = BlobServiceClient.fromConnectionString(requiredEnv('AZURE_STORAGE_CONNECTION_STRING'))
+    return { containerClient: service.getContainerClient(az[1]!), blobName: az[2]! }
+  }
+  const [, origin, container, blob, sas = ''] = https!
+  return { containerClient: new ContainerClient(`${origin}/${container}${sas}`), blobName: decodeURIComponent(blob!) }
 }
 
 /** An S3Client from the environment (AWS_REGION, the default credential chain), or for an S3-compatible store at `endpoint`. */

@@ -1,0 +1,87 @@
+// The CLI's Azure and GCS destinations, as users run it (dist/cli.js in its own process): az:// and
+// gs:// with their environment, a download link, split output, and what it refuses before any row.
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import type { ContainerClient } from '@azure/storage-blob'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startAzure, type TestAzure } from './fixtures/azurite.js'
+import { runCli } from './fixtures/cli.js'
+import { startS3, type TestS3 } from './fixtures/s3-server.js'
+import { tempDir } from './helpers.js'
+
+let azure: TestAzure
+let container: ContainerClient
+let gcs: TestS3
+beforeAll(async () => {
+  ;[azure, gcs] = await Promise.all([startAzure(), startS3('gcs-cli', { gcs: true })])
+  container = await azure.container('cli')
+}, 60_000)
+afterAll(async () => {
+  await azure?.close()
+  await gcs?.close()
+})
+
+const input = async () => {
+  const path = join(await tempDir(), 'orders.csv')
+  const text = `id,customer,amount\n${Array.from({ length: 20_000 }, (_, i) => `${i + 1},c${i % 7},${(i * 7) % 1000}.25`).join('\n')}\n`
+  await writeFile(path, text)
+  return { path, text }
+}
+const azureEnv = () => ({ AZURE_STORAGE_CONNECTION_STRING: azure.connectionString })
+const gcsEnv = { GCS_HMAC_ACCESS_KEY_ID: 'S3RVER', GCS_HMAC_SECRET: 'S3RVER' }
+
+describe('CLI --to az:// and gs://', () => {
+  it('az://container/blob: the export lands as a blob and --presign prints a link that downloads it', async () => {
+    const { path, text } = await input()
+    const run = await runCli(['--from', path, '--to', 'az://cli/orders/out.csv.gz', '--presign', '1h'], azureEnv())
+    expect(run.stderr).not.toMatch(/error/i)
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/exported 20,000 rows \(.*\) to az:\/\/cli\/orders\/out\.csv\.gz in/)
+    const url = /^(http\S+)$/m.exec(run.stdout)![1]!
+    const download = Buffer.from(await (await fetch(url)).arrayBuffer())
+    expect(gunzipSync(download).toString()).toBe(text)
+    expect(download.equals(await container.getBlockBlobClient('orders/out.csv.gz').downloadToBuffer())).toBe(true)
+  })
+
+  it('az:// split output: parts and a manifest in the container', async () => {
+    const { path } = await input()
+    const run = await runCli(['--from', path, '--to', 'az://cli/split/orders.csv', '--split-rows', '8000', '--json'], azureEnv())
+    expect(run.code).toBe(0)
+    const result = JSON.parse(run.stdout) as { parts: Array<{ rows: number; location: { blob: string } }>; location: { blob: string } }
+    expect(result.parts.map((p) => p.rows)).toEqual([8000, 8000, 4000])
+    expect(result.location.blob).toBe('split/orders.manifest.json')
+    expect(JSON.parse((await container.getBlockBlobClient('split/orders.manifest.json').downloadToBuffer()).toString())).toMatchObject({ rows: 20_000 })
+  })
+
+  it('gs://bucket/key through the XML API (--endpoint: the test server with GCS rules): the object and its link', async () => {
+    const { path, text } = await input()
+    const run = await runCli(['--from', path, '--to', 'gs://gcs-cli/orders.csv', '--endpoint', gcs.endpoint, '--presign', '30m'], gcsEnv)
+    expect(run.stderr).not.toMatch(/error/i)
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/to gs:\/\/gcs-cli\/orders\.csv in/)
+    expect(run.stdout).not.toMatch(/crc64/)
+    const url = /^(http\S+)$/m.exec(run.stdout)![1]!
+    expect(await (await fetch(url)).text()).toBe(text)
+  })
+
+  it('refuses before any row: gs:// with a checksum or --no-clobber or without its keys, az:// without its connection string', async () => {
+    const { path } = await input()
+    const to = ['--from', path, '--to']
+    const refusals = [
+      [[...to, 'gs://gcs-cli/x.csv', '--checksum', 'crc32c'], gcsEnv, /--checksum: gs:\/\/ takes none/],
+      [[...to, 'gs://gcs-cli/x.csv', '--no-clobber'], gcsEnv, /--no-clobber: GCS ignores conditional writes/],
+      [[...to, 'gs://gcs-cli/x.csv', '--endpoint', gcs.endpoint], { GCS_HMAC_ACCESS_KEY_ID: '' }, /needs \$GCS_HMAC_ACCESS_KEY_ID/],
+      [[...to, 'az://cli/x.csv'], { AZURE_STORAGE_CONNECTION_STRING: '' }, /needs \$AZURE_STORAGE_CONNECTION_STRING/],
+      [[...to, 'az://cli'], azureEnv(), /expected az:\/\/container\/blob/],
+    ] as const
+    for (const [args, env, message] of refusals) {
+      const run = await runCli([...args], env)
+      expect(run.stderr).toMatch(message)
+      expect(run.code).toBe(2)
+    }
+    expect(await gcs.exists('x.csv')).toBe(false)
+    expect(await container.getBlockBlobClient('x.csv').exists()).toBe(false)
+    expect(await readFile(path, 'utf8')).toContain('id,customer')
+  })
+})
