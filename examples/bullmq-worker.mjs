@@ -9,6 +9,8 @@
 // attempt that continues the same S3 upload from its last completed part.
 // With `partitionBy: 'customer'`: an object per customer (exports/<job id>/<customer>.csv.gz) and
 // one manifest; a retry keeps the customers already written and goes on with the next.
+// Azure Blob Storage instead of S3: AZURE_STORAGE_CONNECTION_STRING (with the account key, to sign
+// links) and AZURE_CONTAINER; a crashed export continues from its staged blocks (docs/azure.md).
 import { S3Client } from '@aws-sdk/client-s3'
 import { Queue, QueueEvents, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
@@ -24,9 +26,14 @@ const s3 = new S3Client(
   process.env.S3_ENDPOINT ? { endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1' } : {},
 )
 
+const azure = process.env.AZURE_STORAGE_CONNECTION_STRING
+const container = azure
+  ? (await import('@azure/storage-blob')).BlobServiceClient.fromConnectionString(azure).getContainerClient(process.env.AZURE_CONTAINER ?? 'exports')
+  : undefined
+const store = container ? { container } : { s3, bucket: process.env.S3_BUCKET ?? 'exports' }
+
 const processor = createExportProcessor({
-  s3,
-  bucket: process.env.S3_BUCKET ?? 'exports',
+  ...store,
   partSize: 5 * 1024 * 1024,
   progressIntervalMs: Number(process.env.PROGRESS_INTERVAL_MS ?? 1000),
   // `after` is where a crashed attempt stopped: the keyset source continues from there.
@@ -61,7 +68,7 @@ const lastEventId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000
 const queueEvents = new QueueEvents(queueName, { connection: eventsConnection, lastEventId })
 queueEvents.on('failed', async ({ jobId }) => {
   const job = await queue.getJob(jobId)
-  if (job) await abortFailedExport(s3, job).catch((error) => console.error(`export ${jobId}: upload not aborted: ${error.message}`))
+  if (job) await abortFailedExport(container ?? s3, job).catch((error) => console.error(`export ${jobId}: upload not aborted: ${error.message}`))
 })
 
 // lockDuration: how soon BullMQ notices a dead worker's job (its lock expires) and retries it.

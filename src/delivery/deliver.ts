@@ -6,10 +6,10 @@ import { createHash } from 'node:crypto'
 import { checkNonNegativeInteger, checkObject, checkString } from '../core/options.js'
 import { ExportError, invalidOption } from '../core/errors.js'
 import type { ObjectChecksum } from '../core/checksum.js'
-import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
+import type { S3Location } from '../sinks/s3/client.js'
 import { encodeValue } from '../parts/partition-names.js'
 import { LONE_SURROGATE_OR_NUL, type ExportLog, type ExportLogEntry, type NewExportLogEntry } from './export-log.js'
-import { presignEntry, notificationOf, type Link } from './links.js'
+import { presignEntry, notificationOf, type Link, type LinkSigner } from './links.js'
 import { checkFileNameTemplate, fileNameFromTemplate } from './names.js'
 import type { ExportNotification } from './webhook.js'
 
@@ -86,7 +86,8 @@ export function exportIdOf(job: { id?: string; queueName?: string }): string {
 }
 
 export interface DeliveryContext {
-  s3: S3ClientLike
+  /** Signs a download link (S3: presigned; Azure: a SAS). */
+  sign: LinkSigner
   /** The longest a link lives (the processor's `urlExpiresIn`). */
   urlExpiresIn: number
   log?: ExportLog
@@ -124,7 +125,7 @@ export interface Delivered {
 
 /** Records, links and notifies what a job committed (see the module's comment). */
 export async function deliver(context: DeliveryContext, job: { id: string; exportId: string }, spec: DeliverySpec, committed: Committed): Promise<Delivered> {
-  const { s3, urlExpiresIn, log, notify } = context
+  const { sign, urlExpiresIn, log, notify } = context
   const expiresAt = spec.expiresIn === undefined ? null : new Date(committed.committedAt + spec.expiresIn * 1000)
   const base = {
     exportId: job.exportId,
@@ -177,7 +178,7 @@ export async function deliver(context: DeliveryContext, job: { id: string; expor
     let signing = signed.get(key)
     if (!signing) {
       // (A signature that failed is tried again, not kept.)
-      signing = presignEntry(s3, entry, urlExpiresIn, context.now(), index).catch((error: unknown) => {
+      signing = presignEntry(sign, entry, urlExpiresIn, context.now(), index).catch((error: unknown) => {
         signed.delete(key)
         throw error
       })

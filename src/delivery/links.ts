@@ -2,6 +2,19 @@
 // after a job's commit and by the expiry processor that sends a failed notification again.
 import type { S3ClientLike } from '../sinks/s3/client.js'
 import { MAX_PRESIGN_SECONDS, presignDownload } from '../sinks/s3/presign.js'
+import type { AzureContainerLike } from '../sinks/azure/client.js'
+import { azureDownloadUrl } from '../sinks/azure/sas.js'
+
+/** Signs a link to `key` in `bucket` (a container), living `expiresIn` seconds, saving as `filename`. */
+export type LinkSigner = (bucket: string, key: string, expiresIn: number, filename?: string) => Promise<string>
+
+/** The signer of presigned S3 GET URLs, or of an Azure container's SAS URLs (the entry's bucket is the container). */
+export function signerOf(store: S3ClientLike | AzureContainerLike | LinkSigner): LinkSigner {
+  if (typeof store === 'function') return store
+  if ('getBlockBlobClient' in store)
+    return (_container, blobName, expiresIn, filename) => azureDownloadUrl(store, { blobName, expiresIn, ...(filename ? { filename } : {}) })
+  return (bucket, key, expiresIn, filename) => presignDownload(store, { bucket, key, expiresIn, ...(filename ? { filename } : {}) })
+}
 import type { ExportLogEntry, NewExportLogEntry } from './export-log.js'
 import type { ExportNotification } from './webhook.js'
 
@@ -16,9 +29,10 @@ export interface Link {
  * `seconds` but never past the entry's expiry nor SigV4's 7 days, saving under the entry's file
  * name (an entry of one object); none for an entry deleted or past its expiry. `now` is the
  * signing time (give the real time: S3 counts the lifetime from the signature's own clock).
+ * `store`: the S3 client, or the Azure container (a SAS link) the entry's export went to.
  */
 export async function presignEntry(
-  s3: S3ClientLike,
+  store: S3ClientLike | AzureContainerLike | LinkSigner,
   entry: ExportLogEntry | NewExportLogEntry,
   seconds: number,
   now: Date,
@@ -29,7 +43,7 @@ export async function presignEntry(
   const expiresIn = Math.min(seconds, left, MAX_PRESIGN_SECONDS)
   if (expiresIn <= 0) return undefined
   const filename = entry.keys.length === 1 && entry.filename ? entry.filename : undefined
-  const url = await presignDownload(s3, { bucket: entry.bucket, key: entry.keys[index]!, expiresIn, ...(filename ? { filename } : {}) })
+  const url = await signerOf(store)(entry.bucket, entry.keys[index]!, expiresIn, filename)
   return { url, expiresAt: new Date(now.getTime() + expiresIn * 1000) }
 }
 

@@ -6,9 +6,8 @@ import { invalidOption } from '../core/errors.js'
 import { COMPRESSION_CONTENT_TYPES, type CompressionName } from '../core/types.js'
 import { exportStream } from '../pipeline/export-stream.js'
 import type { S3Location } from '../sinks/s3/client.js'
-import { abortOtherUploads, partSizeFor } from '../sinks/s3/multipart.js'
-import { ResumableUpload, sinkError, type ExportCheckpoint } from '../sinks/s3/resumable.js'
-import { s3Sink } from '../sinks/s3/sink.js'
+import { sinkError } from '../sinks/s3/resumable.js'
+import type { JobCheckpoint } from './job-store.js'
 import { runPartitionedJob } from './partitioned-job.js'
 import { pipelineOf, type ExportJob, type ExportJobResult, type ExportSpec, type JobExportContext, type JobExportHooks } from './types.js'
 
@@ -38,10 +37,10 @@ export async function runJobExport(
   target: { key: string; compression: CompressionName | undefined },
   hooks: JobExportHooks,
 ): Promise<JobExported | { paused: true }> {
-  const { s3, bucket, partSize, progressIntervalMs, tags } = context
+  const { store, progressIntervalMs, tags } = context
   const { key, compression } = target
   const saved = job.data.exportCheckpoint
-  const save = (checkpoint: ExportCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
+  const save = (checkpoint: JobCheckpoint | undefined) => job.updateData({ ...job.data, exportCheckpoint: checkpoint })
   if (spec.partitionBy !== undefined) {
     if (spec.watermark) invalidOption('watermark', 'unset for a partitioned job (not supported yet)', spec.watermark)
     // (Its key template with the job's names filled: the partitions' stay.)
@@ -50,12 +49,8 @@ export async function runJobExport(
   if (isResumable(spec)) {
     // One multipart upload whose parts end on row boundaries, checkpointed after each: the
     // same pipeline as any export (transforms, progress, gzip on every core), in segments.
-    const upload = new ResumableUpload({
-      client: s3,
-      bucket,
-      key,
+    const upload = store.resumable(key, {
       contentType: compression ? COMPRESSION_CONTENT_TYPES[compression] : spec.format.contentType,
-      partSize: (n) => partSizeFor(n, partSize),
       checkpoint: saved,
       onCheckpoint: save,
       tags,
@@ -67,7 +62,7 @@ export async function runJobExport(
     if (earlier) {
       // An earlier attempt completed the object and died before saying so: nothing to export.
       hooks.discard()
-      return { run: randomUUID(), rows: saved!.rows, bytes: saved!.bytes, location: earlier, checksum: upload.checksum, resumed: true }
+      return { run: randomUUID(), rows: saved!.rows, bytes: saved!.bytes, location: store.location(earlier), checksum: upload.checksum, resumed: true }
     }
     hooks.started()
     const startRows = saved?.rows ?? 0
@@ -91,23 +86,23 @@ export async function runJobExport(
       run: randomUUID(),
       rows: startRows + exported.rows,
       bytes: startBytes + exported.bytes,
-      location: exported.location as S3Location,
+      location: store.location(exported.location!),
       checksum: exported.checksum,
       resumed: saved !== undefined,
     }
   }
   // Not resumable: uploads a crashed attempt left are aborted, and this attempt starts over.
-  await abortOtherUploads({ client: s3, bucket, key }).catch((error: unknown) => {
+  await store.clearLeftovers(key).catch((error: unknown) => {
     throw sinkError(error)
   })
   hooks.started()
   const exported = await exportStream({
     ...pipelineOf(spec),
-    sink: s3Sink({ client: s3, bucket, key, partSize, tags, onUploadCreated: (uploadId) => save({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
+    sink: store.sink(key, { tags, onStarted: save }),
     signal: hooks.deadline?.stop,
     progressIntervalMs,
     onProgress: hooks.report,
   })
   const { rows, bytes, checksum, watermark } = exported
-  return { run: randomUUID(), rows, bytes, location: exported.location as S3Location, checksum, watermark, resumed: false }
+  return { run: randomUUID(), rows, bytes, location: store.location(exported.location!), checksum, watermark, resumed: false }
 }

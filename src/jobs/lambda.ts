@@ -273,7 +273,7 @@ export function createLambdaExportHandler(options: LambdaExportHandlerOptions): 
     if (last) {
       const data = job.data as JobRecord['data']
       if (!data.exportCommitted) {
-        await abortFailedExport(processor.s3, { data }).catch(() => {})
+        await abortFailedExport((processor.container ?? processor.s3)!, { data }).catch(() => {})
         if (!failedSent.delete(String(job.id)))
           await Promise.resolve(notify?.({ event: 'export.failed', jobId: String(job.id), error: { code, message } })).catch(() => {})
       }

@@ -3,17 +3,15 @@
 // partitions that have landed: a retry after a crash keeps them and continues after their rows;
 // a retry that finds the run's manifest committed answers from it (docs/partitions.md#jobs).
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
-import type { Manifest } from '../core/types.js'
+import type { Manifest, PartStore } from '../core/types.js'
 import { parseManifest } from '../parts/manifest.js'
 import { manifestPath, nameParts, newRunId } from '../parts/names.js'
-import { plainJson, removeRunParts, runPartOf, type PartitionCheckpoint } from '../parts/partition-checkpoint.js'
-import { manifestNameOf, parseTemplate, type PartitionTemplate } from '../parts/partition-names.js'
+import { plainJson, removeRunParts, type PartitionCheckpoint } from '../parts/partition-checkpoint.js'
+import { manifestNameOf, parseTemplate } from '../parts/partition-names.js'
 import { checkPartitionBy, type PartitionBy, type PartitionOptions } from '../parts/partition-options.js'
 import { exportStream } from '../pipeline/export-stream.js'
-import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
-import { abortUploadsUnder } from '../sinks/s3/multipart.js'
-import { presignDownload } from '../sinks/s3/presign.js'
-import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
+import type { S3Location } from '../sinks/s3/client.js'
+import type { JobStore } from './job-store.js'
 import {
   pipelineOf,
   type ExportJob,
@@ -49,17 +47,13 @@ function withCheckpoint(partitionBy: PartitionBy, checkpoint: NonNullable<Partit
 }
 
 /** The manifest of this run, if an earlier attempt committed it (every part it lists carries the run). */
-async function committedManifest(
-  state: PartitionedJobState,
-  store: ReturnType<typeof s3PartStore>,
-  manifestName: string,
-): Promise<Manifest<S3Location> | undefined> {
+async function committedManifest(state: PartitionedJobState, store: PartStore<object>, manifestName: string): Promise<Manifest<object> | undefined> {
   const where = manifestPath(manifestName)
   const bytes = await store.read(where).catch((error: unknown) => {
     throw toExportError(error, 'ERR_SINK', 'sink')
   })
   if (bytes === undefined) return undefined
-  const manifest = parseManifest<S3Location>(bytes, where)
+  const manifest = parseManifest<object>(bytes, where)
   const ours = manifest.parts.length > 0 && manifest.parts.every((part) => part.name.includes(`-${state.checkpoint.run}-`))
   return ours ? manifest : undefined
 }
@@ -81,7 +75,8 @@ export async function runPartitionedJob(
   spec: ExportSpec & { partitionBy: PartitionBy },
   hooks: JobExportHooks & { jobKey: string },
 ): Promise<PartitionedJobOutcome> {
-  const { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags } = context
+  const { store: jobStore, urlExpiresIn, progressIntervalMs, tags } = context
+  const { bucket } = jobStore
   const key = templateOf(spec, hooks.jobKey)
   const settings = checkPartitionBy(spec.partitionBy, key)
   const template = settings.template.base + settings.template.relative
@@ -91,12 +86,12 @@ export async function runPartitionedJob(
     throw new ExportError(
       'ERR_INVALID_OPTION',
       'options',
-      `An earlier attempt of this job exported to s3://${earlier.bucket}/${earlier.template}, this one would export to s3://${bucket}/${template}: resolve must give every attempt of a job the same key`,
+      `An earlier attempt of this job exported to ${earlier.bucket}/${earlier.template}, this one would export to ${bucket}/${template}: resolve must give every attempt of a job the same key`,
     )
   const state: PartitionedJobState = earlier ?? { bucket, template, checkpoint: { version: 1, run: newRunId(), rows: 0, partitions: [] } }
-  const store = s3PartStore(normalizeS3SinkOptions({ client: s3, bucket, key }))
+  const store = jobStore.partStore(key)
   const save = (checkpoint: PartitionCheckpoint) => job.updateData({ ...job.data, exportPartitions: { ...state, checkpoint } })
-  const presign = (partKey: string) => presignDownload(s3, { bucket, key: partKey, expiresIn: urlExpiresIn })
+  const presign = (partKey: string) => jobStore.sign(bucket, partKey, urlExpiresIn)
 
   const committed = earlier && (await committedManifest(state, store, settings.manifestName))
   if (committed) {
@@ -105,7 +100,7 @@ export async function runPartitionedJob(
     return {
       rows: committed.rows,
       bytes: committed.bytes,
-      location: store.locationOf(manifestPath(settings.manifestName)),
+      location: jobStore.location(store.locationOf(manifestPath(settings.manifestName))),
       partitions: await partitionsOf(committed.parts, settings.template.base, presign, bucket),
       resumed: true,
       run: state.checkpoint.run,
@@ -116,7 +111,8 @@ export async function runPartitionedJob(
   // multipart uploads of the parts it was writing).
   if (!earlier) await save(state.checkpoint)
   else
-    await abortRunUploads(s3, bucket, settings.template, state.checkpoint.run)
+    await jobStore
+      .clearRunUploads(settings.template, state.checkpoint.run)
       .then(() => (earlier.checkpoint.partitions.length === 0 ? removeRunParts(store, settings.template, state.checkpoint.run, undefined) : undefined))
       .catch((error: unknown) => {
         throw toExportError(error, 'ERR_SINK', 'sink')
@@ -127,7 +123,7 @@ export async function runPartitionedJob(
   hooks.started()
   const result = await exportStream({
     ...pipelineOf(spec),
-    sink: s3Sink({ client: s3, bucket, key, partSize, tags }),
+    sink: jobStore.sink(key, { tags }),
     partitionBy: withCheckpoint(spec.partitionBy, checkpoint),
     signal: hooks.deadline?.stop,
     progressIntervalMs,
@@ -136,7 +132,7 @@ export async function runPartitionedJob(
   return {
     rows: result.rows,
     bytes: result.manifest?.bytes ?? result.bytes,
-    location: result.location as S3Location,
+    location: jobStore.location(result.location!),
     partitions: await partitionsOf(result.parts ?? [], settings.template.base, presign, bucket),
     resumed: state.checkpoint.partitions.length > 0,
     run: state.checkpoint.run,
@@ -145,7 +141,7 @@ export async function runPartitionedJob(
 
 /** The partitions of a manifest's parts, in order, each with its objects and a presigned URL of each. */
 export async function partitionsOf(
-  parts: Manifest<S3Location>['parts'],
+  parts: Manifest<object>['parts'],
   base: string,
   presign: (key: string) => Promise<string>,
   bucket: string,
@@ -170,16 +166,10 @@ export async function partitionsOf(
  * kept too), unless the run's manifest has landed (then the export has succeeded). Resolves with
  * what it could not remove.
  */
-export async function removePartitionedJob(s3: S3ClientLike, state: PartitionedJobState): Promise<string[]> {
-  const store = s3PartStore(normalizeS3SinkOptions({ client: s3, bucket: state.bucket, key: state.template }))
+export async function removePartitionedJob(jobStore: JobStore, state: PartitionedJobState): Promise<string[]> {
+  const store = jobStore.partStore(state.template)
   const template = parseTemplate(state.template)
   if (await committedManifest(state, store, manifestNameOf(template))) return []
-  await abortRunUploads(s3, state.bucket, template, state.checkpoint.run)
+  await jobStore.clearRunUploads(template, state.checkpoint.run)
   return removeRunParts(store, template, state.checkpoint.run, undefined)
-}
-
-/** Aborts the multipart uploads of a run's parts (a part larger than partSize a crashed attempt was writing). */
-function abortRunUploads(s3: S3ClientLike, bucket: string, template: PartitionTemplate, run: string): Promise<void> {
-  const ours = runPartOf(template, run)
-  return abortUploadsUnder({ client: s3, bucket }, template.base, ({ Key }) => ours(Key))
 }

@@ -7,7 +7,9 @@ import { checkBoolean, checkFunction, checkObject, checkPositiveInteger, checkSt
 import { checkDeliverySpec, deliver, exportIdOf, expiryTags } from '../delivery/deliver.js'
 import { keyFromTemplate } from '../delivery/names.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
-import { abortOtherUploads, checkPartSize } from '../sinks/s3/multipart.js'
+import { checkPartSize, MIN_PART_SIZE } from '../sinks/s3/multipart.js'
+import type { AzureContainerLike } from '../sinks/azure/client.js'
+import { azureJobStore, jobStoreOf, s3JobStore, type JobStore } from './job-store.js'
 import { isGcsClient } from '../sinks/s3/gcs.js'
 import { exportKey } from '../sinks/s3/presign.js'
 import type { Progress } from '../stages/progress.js'
@@ -32,6 +34,7 @@ import {
 export const EXPORT_PROCESSOR_OPTION_NAMES = optionNames<ExportProcessorOptions>({
   s3: true,
   bucket: true,
+  container: true,
   prefix: true,
   resolve: true,
   urlExpiresIn: true,
@@ -75,6 +78,7 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
   const {
     s3,
     bucket,
+    container,
     prefix = 'exports',
     resolve,
     urlExpiresIn = 86_400,
@@ -86,7 +90,14 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
     expiryTag = false,
     now = () => new Date(),
   } = options
-  checkString('bucket', bucket)
+  if (container === undefined) {
+    if (typeof s3?.send !== 'function') invalidOption('s3', 'an S3Client (or give an Azure `container` instead)', s3)
+    checkString('bucket', bucket)
+  } else {
+    if (typeof container?.getBlockBlobClient !== 'function') invalidOption('container', "a ContainerClient of '@azure/storage-blob'", container)
+    if (s3 !== undefined || bucket !== undefined)
+      invalidOption(s3 !== undefined ? 's3' : 'bucket', 'unset with an Azure `container` (one store per processor)', s3 ?? bucket)
+  }
   checkFunction('resolve', resolve)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkTimerMs('progressIntervalMs', progressIntervalMs)
@@ -96,7 +107,8 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
   if (log !== undefined && typeof log?.record !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
   checkFunction('now', now)
   checkBoolean('expiryTag', expiryTag)
-  if (expiryTag && isGcsClient(s3))
+  const store = jobStoreOf({ s3, bucket, container, partSize })
+  if (expiryTag && s3 && isGcsClient(s3))
     invalidOption('expiryTag', 'false with a GCS client (GCS has no object tags: use a lifecycle rule by age or prefix)', expiryTag)
 
   return async (job, deadline) => {
@@ -151,7 +163,7 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
         marker = committed
       } else {
         // Tagged with their lifetime, for a lifecycle rule (docs/delivery.md#expiry).
-        const context = { s3, bucket, partSize, urlExpiresIn, progressIntervalMs, tags: expiryTags(spec.expiresIn, expiryTag) }
+        const context = { store, partSize, urlExpiresIn, progressIntervalMs, tags: expiryTags(spec.expiresIn, expiryTag) }
         const exported = await runJobExport(context, job, spec, { key, compression }, { started, discard, report, deadline })
         if ('paused' in exported) return exported
         landed = true
@@ -183,8 +195,8 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
         // partitioned job: remove what its run wrote, unless its manifest landed).
         // (Not when its manifest's write may still land: then its parts are kept, named in leftBehind.)
         if (job.data.exportPartitions) {
-          if (!commitUnknown(error)) await removePartitionedJob(s3, job.data.exportPartitions).catch(() => {})
-        } else await abortOtherUploads({ client: s3, bucket, key }).catch(() => {})
+          if (!commitUnknown(error)) await removePartitionedJob(store, job.data.exportPartitions).catch(() => {})
+        } else await store.clearLeftovers(key).catch(() => {})
         const e = error as ExportError
         await Promise.resolve(notify?.({ event: 'export.failed', jobId, error: { code: e.code ?? 'ERR_UNKNOWN', message: e.message } })).catch(() => {})
       }
@@ -195,13 +207,13 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
     // the attempt (a store down) and the next one does this again: the export stays as it landed,
     // and no `export.failed` is sent for an export that succeeded.
     if (spec.watermark && !marker.watermarkSaved) {
-      await saveWatermark(spec.watermark, marker)
+      await saveWatermark(spec.watermark, marker, store)
       // Saved once: a later retry must not put back this watermark over a newer job's.
       marker = { ...marker, watermarkSaved: true }
       await job.updateData({ ...job.data, exportCommitted: marker })
     }
     const done = { ...marker, ...(fresh ? { partitions: fresh } : {}) }
-    const delivered = await deliver({ s3, urlExpiresIn, log, notify, now }, { id: jobId, exportId }, marker.delivery, done)
+    const delivered = await deliver({ sign: store.sign, urlExpiresIn, log, notify, now }, { id: jobId, exportId }, marker.delivery, done)
     for (const error of delivered.notifyErrors) spec.logger?.warn?.({ event: 'notify.failed', jobId, code: error.code, message: error.message })
     const result: ExportJobResult = {
       rows: done.rows,
@@ -232,10 +244,14 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
 }
 
 /** Stores an incremental job's next watermark after its upload. */
-async function saveWatermark({ store, name }: NonNullable<ExportSpec['watermark']>, result: { watermark?: unknown; location: S3Location }): Promise<void> {
+async function saveWatermark(
+  { store, name }: NonNullable<ExportSpec['watermark']>,
+  result: { watermark?: unknown; location: S3Location },
+  jobStore: JobStore,
+): Promise<void> {
   if (result.watermark === undefined)
     throw new ExportError('ERR_INVALID_OPTION', 'options', 'A job with `watermark` needs an incremental source (postgresIncrementalSource)')
-  await saveAfterCommit(store, name, result.watermark, `s3://${result.location.bucket}/${result.location.key}`)
+  await saveAfterCommit(store, name, result.watermark, jobStore.describe(result.location.key))
 }
 
 /**
@@ -245,17 +261,19 @@ async function saveWatermark({ store, name }: NonNullable<ExportSpec['watermark'
  *
  * @example queueEvents.on('failed', async ({ jobId }) => { const job = await queue.getJob(jobId); if (job) await abortFailedExport(s3, job) })
  */
-export async function abortFailedExport(s3: S3ClientLike, job: { data: ExportJob['data']; isFailed?(): Promise<boolean> }): Promise<void> {
+export async function abortFailedExport(s3: S3ClientLike | AzureContainerLike, job: { data: ExportJob['data']; isFailed?(): Promise<boolean> }): Promise<void> {
   if (job.data.exportCommitted) return // the export landed: only its delivery failed
+  const storeOf = (bucket: string) => ('send' in s3 ? s3JobStore(s3, bucket, MIN_PART_SIZE) : azureJobStore(s3, MIN_PART_SIZE))
   if (job.data.exportPartitions) {
     if (job.isFailed && !(await job.isFailed())) return
-    const left = await removePartitionedJob(s3, job.data.exportPartitions)
+    const left = await removePartitionedJob(storeOf(job.data.exportPartitions.bucket), job.data.exportPartitions)
     if (left.length > 0)
       throw new ExportError('ERR_SINK', 'sink', `${left.length} objects of the failed export could not be removed: ${left.slice(0, 5).join(', ')}`)
     return
   }
   const checkpoint = job.data.exportCheckpoint
-  if (!checkpoint?.bucket || !checkpoint.key) return
+  const [bucket, key] = checkpoint && 'blob' in checkpoint ? [checkpoint.container, checkpoint.blob] : [checkpoint?.bucket, checkpoint?.key]
+  if (!bucket || !key) return
   if (job.isFailed && !(await job.isFailed())) return
-  await abortOtherUploads({ client: s3, bucket: checkpoint.bucket, key: checkpoint.key })
+  await storeOf(bucket).clearLeftovers(key)
 }

@@ -1,6 +1,8 @@
 // The job types of stream-export/bullmq, in one module: the plain processor's and the sharded
 // flow's (parent and child). BullMQ itself is the caller's (an optional peer dependency): these
 // are the structural parts of its Job and Queue that the processors use.
+import type { JobCheckpoint, JobStore } from './job-store.js'
+import type { AzureContainerLike } from '../sinks/azure/client.js'
 import type { ChecksumAlgorithm, ObjectChecksum } from '../core/checksum.js'
 import type { ExportOptions } from '../pipeline/export-stream.js'
 import type { SplitOptions } from '../parts/split-options.js'
@@ -26,7 +28,7 @@ export interface ExportJob {
   queueName?: string
   /** When the job was added (ms): with `opts.delay`, its names' `{date}`, the same in every attempt. */
   timestamp?: number
-  data: Record<string, unknown> & { exportCheckpoint?: ExportCheckpoint; exportPartitions?: PartitionedJobState; exportCommitted?: ExportJobCommitted }
+  data: Record<string, unknown> & { exportCheckpoint?: JobCheckpoint; exportPartitions?: PartitionedJobState; exportCommitted?: ExportJobCommitted }
   attemptsMade: number
   /** `prevMillis`: a job scheduler's run time of this job; `delay`: its delay when added. */
   opts: { attempts?: number; prevMillis?: number; delay?: number }
@@ -147,8 +149,7 @@ export interface JobExportHooks {
 
 /** What a plain job's export runs with (job-export.ts, partitioned-job.ts). */
 export interface JobExportContext {
-  s3: S3ClientLike
-  bucket: string
+  store: JobStore
   partSize: number
   urlExpiresIn: number
   progressIntervalMs: number
@@ -181,8 +182,16 @@ export function compressionOfSpec(spec: Pick<ExportSpec, 'gzip' | 'compression'>
 }
 
 export interface ExportProcessorOptions {
-  s3: S3ClientLike
-  bucket: string
+  /** The S3 client (or a `gcsClient`); with `bucket`. Give `container` instead for Azure Blob Storage. */
+  s3?: S3ClientLike
+  bucket?: string
+  /**
+   * An Azure Blob Storage container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`)
+   * instead of `s3` + `bucket`: each export a block blob (resumable from its staged blocks), links
+   * are SAS URLs (the client must hold the account key), and the result's and the export log's
+   * `bucket` and `key` are the container and the blob name. See docs/azure.md.
+   */
+  container?: AzureContainerLike
   /** Key prefix: objects are `${prefix}/${job.id}.${ext}[.gz]`, so a retry overwrites its own. Default `exports`. */
   prefix?: string
   /**

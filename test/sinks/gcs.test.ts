@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createExportProcessor } from '../../src/bullmq.js'
 import { csv, exportStream, fileSink, fromIterable, gcsClient, jsonl, presignDownload, s3Sink } from '../../src/index.js'
 import type { ExportJob, ExportJobResult } from '../../src/jobs/types.js'
+import type { ExportCheckpoint } from '../../src/sinks/s3/resumable.js'
 import { createJobRunner } from '../../src/jobs/processor.js'
 import { KeysetReadable } from '../../src/sources/keyset-pages.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
@@ -120,8 +121,9 @@ describe('GCS through the XML API', () => {
     const pause = new AbortController()
     pause.abort()
     expect(await run(job, { pause: pause.signal, stop: new AbortController().signal })).toEqual({ paused: true })
-    expect(data.exportCheckpoint!.parts.length).toBe(1)
-    expect(data.exportCheckpoint!.checksum).toBeUndefined()
+    const checkpoint = data.exportCheckpoint as ExportCheckpoint
+    expect(checkpoint.parts.length).toBe(1)
+    expect(checkpoint.checksum).toBeUndefined()
     const result = (await run({ ...job, attemptsMade: 1 })) as ExportJobResult
     expect(result).toMatchObject({ rows: 300_000, resumed: true, location: { key: 'jobs/gcs-1.csv' } })
     expect((await object('jobs/gcs-1.csv')).equals(await plain(300_000, false))).toBe(true)

@@ -135,9 +135,9 @@ export async function removeBlob(container: AzureContainerLike, name: string): P
   await container.getBlockBlobClient(name).deleteIfExists()
 }
 
-/** The names of a container's blobs under `prefix`. */
-export async function listBlobs(container: AzureContainerLike, prefix: string): Promise<string[]> {
+/** The names of a container's blobs under `prefix` (`uncommitted`: blobs that have only staged blocks too). */
+export async function listBlobs(container: AzureContainerLike, prefix: string, uncommitted = false): Promise<string[]> {
   const names: string[] = []
-  for await (const item of container.listBlobsFlat({ prefix })) names.push(item.name)
+  for await (const item of container.listBlobsFlat({ prefix, ...(uncommitted && { includeUncommitedBlobs: true }) })) names.push(item.name)
   return names
 }

@@ -101,6 +101,8 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
       'ERR_SINK',
       'sink',
       `The blocks staged for ${this.#blob.url} are gone (another commit of the blob, or Azure's seven days) and it was not committed by this export`,
+      // (Named as S3's vanished upload: a job's next attempt starts over instead of failing on this checkpoint.)
+      { cause: Object.assign(new Error('The staged blocks no longer exist'), { name: 'NoSuchUpload' }) },
     )
   }
 
