@@ -115,7 +115,7 @@ export function azureJobStore(container: AzureContainerLike, blockSize: number):
         ...(contentType && { contentType }),
         ...(tags && { tags }),
         ...(checkpoint && { checkpoint: checkpoint as AzureCheckpoint }),
-        onCheckpoint: onCheckpoint as (checkpoint: AzureCheckpoint) => Promise<unknown>,
+        onCheckpoint,
       }),
     clearLeftovers: async (key) => void (await discardStaged(container.getBlockBlobClient(key))),
     clearRunUploads: async (template, run) => {

@@ -322,9 +322,8 @@ export class SplitWriter<L extends object = Location> extends Writable {
     const { location, checksum } = sink
     // The name the part was opened under (any store's), else its location's path or key (a segment's).
     const opened = [...this.#opened].find(([, open]) => open === sink)?.[0]
-    const name = baseName(
-      opened ?? ('key' in location! ? String(location.key) : 'path' in location! ? String(location.path) : `part-${this.#parts.length + 1}`),
-    )
+    const where = opened ?? ('key' in location! ? location.key : 'path' in location! ? location.path : `part-${this.#parts.length + 1}`)
+    const name = baseName(String(where))
     const info: PartInfo<L> = { name, location: location!, rows: part.rows, bytes: part.bytes, sha256: part.sha256, ...(checksum && { checksum }) }
     if (this.#options.keyOf) Object.assign(info, { firstKey: part.firstKey, lastKey: part.lastKey })
     this.#parts.push(info)
