@@ -16,6 +16,7 @@ import type { PartitionSettings } from './partition-options.js'
 import type { Format } from './part.js'
 import type { SplitOptions } from './split-options.js'
 import { SplitWriter, type SplitWriterOptions } from './writer.js'
+import { locationName } from '../core/location.js'
 
 /** Partitions whose last part may still be landing while rows go on into others. */
 const MAX_CLOSING = 4
@@ -444,6 +445,6 @@ export class PartitionWriter<L extends object = Location> extends Writable {
 
 /** A part's path or key from the manifest's folder. */
 function relativeName(location: object, base: string): string {
-  const where = 'key' in location ? String(location.key) : 'path' in location ? String(location.path) : ''
+  const where = locationName(location) ?? ''
   return where.startsWith(base) ? where.slice(base.length) : where
 }

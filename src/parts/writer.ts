@@ -19,6 +19,7 @@ import {
   type SegmentSink,
   type Sink,
 } from '../core/types.js'
+import { locationName } from '../core/location.js'
 import { removeAll } from '../core/remove-all.js'
 import { whenClosed } from '../core/streams.js'
 import { claimManifest, commitError, commitManifest } from './commit.js'
@@ -320,10 +321,7 @@ export class SplitWriter<L extends object = Location> extends Writable {
 
   #record(sink: Sink<L>, part: Pick<PartInfo<L>, 'rows' | 'bytes' | 'sha256' | 'firstKey' | 'lastKey'>): PartInfo<L> {
     const { location, checksum } = sink
-    // The name the part was opened under (any store's), else its location's path or key (a segment's).
-    const opened = [...this.#opened].find(([, open]) => open === sink)?.[0]
-    const where = opened ?? ('key' in location! ? location.key : 'path' in location! ? location.path : `part-${this.#parts.length + 1}`)
-    const name = baseName(String(where))
+    const name = baseName(locationName(location!) ?? `part-${this.#parts.length + 1}`)
     const info: PartInfo<L> = { name, location: location!, rows: part.rows, bytes: part.bytes, sha256: part.sha256, ...(checksum && { checksum }) }
     if (this.#options.keyOf) Object.assign(info, { firstKey: part.firstKey, lastKey: part.lastKey })
     this.#parts.push(info)

@@ -1,0 +1,9 @@
+/**
+ * The path, key or blob name a location names (a file's, an S3 object's, an Azure blob's), or
+ * `undefined` for a location of a sink of your own that has none of them.
+ */
+export function locationName(location: object): string | undefined {
+  const { path, key, blob } = location as { path?: unknown; key?: unknown; blob?: unknown }
+  const name = key ?? path ?? blob
+  return name === undefined ? undefined : String(name)
+}
