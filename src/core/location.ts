@@ -5,5 +5,5 @@
 export function locationName(location: object): string | undefined {
   const { path, key, blob } = location as { path?: unknown; key?: unknown; blob?: unknown }
   const name = key ?? path ?? blob
-  return name === undefined ? undefined : String(name)
+  return typeof name === 'string' ? name : undefined
 }
