@@ -21,6 +21,7 @@ const suites = {
   'csv-parsers': './csv-parsers.mjs',
   lambda: './lambda.mjs',
   mysql: './mysql.mjs',
+  azure: './azure.mjs',
 }
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites)
 for (const name of chosen) {

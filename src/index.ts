@@ -85,7 +85,7 @@ export { progress, type Progress, type ProgressOptions, type ProgressTap } from 
 export { fileSink, type FileSinkOptions } from './sinks/file.js'
 export { s3Sink, type S3Sink, type S3SinkOptions, type S3Location, type S3ClientLike } from './sinks/s3/sink.js'
 export { presignDownload, exportKey, attachment, sseCustomerHeaders, type PresignDownloadOptions, type ExportKeyOptions } from './sinks/s3/presign.js'
-export { gcsClient, type GcsClientOptions } from './sinks/s3/gcs.js'
+export { gcsClient, type GcsClient, type GcsClientOptions } from './sinks/s3/gcs.js'
 export { azureBlobSink, type AzureBlobSink } from './sinks/azure/sink.js'
 export type { AzureBlobSinkOptions } from './sinks/azure/options.js'
 export type { AzureLocation, AzureContainerLike } from './sinks/azure/client.js'
@@ -103,6 +103,6 @@ export {
   type LeaseOutcome,
   type PostgresExportLogOptions,
 } from './delivery/export-log.js'
-export { presignEntry, type Link } from './delivery/links.js'
+export { presignEntry, type Link, type LinkSigner } from './delivery/links.js'
 export { exportIdOf, fingerprintOf, EXPIRY_TAG } from './delivery/deliver.js'
 export { createExpiryProcessor, type ExpiryOptions, type ExpiryResult } from './delivery/expiry.js'

@@ -6,6 +6,7 @@ import { gunzipSync } from 'node:zlib'
 import type { ContainerClient } from '@azure/storage-blob'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAzure, type TestAzure } from './fixtures/azurite.js'
+import { parse } from '../src/cli/args.js'
 import { runCli } from './fixtures/cli.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
@@ -65,6 +66,12 @@ describe('CLI --to az:// and gs://', () => {
     expect(await (await fetch(url)).text()).toBe(text)
   })
 
+  it("a SAS URL's format comes from the blob's name, not its query", async () => {
+    const sas = 'https://acct.blob.core.windows.net/exports/orders.csv.gz?sv=2026-10-06&sig=a%3D'
+    expect(await parse(['--query', 'select 1', '--to', sas], process.stdin)).toMatchObject({ format: 'csv', compression: 'gzip' })
+    expect(await parse(['--query', 'select 1', '--to', sas.replace('orders.csv.gz', 'orders.parquet')], process.stdin)).toMatchObject({ format: 'parquet' })
+  })
+
   it('refuses before any row: gs:// with a checksum or --no-clobber or without its keys, az:// without its connection string', async () => {
     const { path } = await input()
     const to = ['--from', path, '--to']
@@ -74,6 +81,10 @@ describe('CLI --to az:// and gs://', () => {
       [[...to, 'gs://gcs-cli/x.csv', '--endpoint', gcs.endpoint], { GCS_HMAC_ACCESS_KEY_ID: '' }, /needs \$GCS_HMAC_ACCESS_KEY_ID/],
       [[...to, 'az://cli/x.csv'], { AZURE_STORAGE_CONNECTION_STRING: '' }, /needs \$AZURE_STORAGE_CONNECTION_STRING/],
       [[...to, 'az://cli'], azureEnv(), /expected az:\/\/container\/blob/],
+      [[...to, 'az://cli/x.csv', '--endpoint', gcs.endpoint], azureEnv(), /--endpoint is for S3-compatible stores/],
+      [[...to, 'https://example.com/x.csv'], {}, /an https URL must be an Azure blob's/],
+      [[...to, 'https://acct.blob.core.windows.net/cli?sv=1&sig=secret'], {}, /an https URL must be an Azure blob's.*\?\.\.\./],
+      [[...to, 'https://acct.blob.core.windows.net/cli/x.csv?sv=1&sig=secret', '--presign', '1h'], {}, /a SAS URL cannot sign links/],
     ] as const
     for (const [args, env, message] of refusals) {
       const run = await runCli([...args], env)

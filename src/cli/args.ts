@@ -9,6 +9,9 @@ import { parseSize, UsageError } from './values.js'
 
 export { parseDuration, parseSize, UsageError } from './values.js'
 
+/** An Azure blob's URL with a SAS: the account's host, the container, the blob name, the query. */
+export const AZURE_BLOB_URL = /^(https:\/\/[^/]+\.blob\.core\.windows\.net)\/([^/?]+)\/([^?]+)(\?.*)?$/
+
 export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
                      --to <file|s3://bucket/key|gs://bucket/key|az://container/blob|-> [options]
        stream-export verify <name.manifest.json | s3://bucket/key | file>   (see verify --help)
@@ -52,8 +55,8 @@ Destination
                 checksums only when required (--checksum none for a store that refuses ours)
   --presign     after an S3, GCS or Azure export, print a download URL valid this long (3600s, 30m, 24h, 7d)
   --no-clobber  never replace an existing file or object (refused before the first byte; exit 7)
-  --checksum    crc64nvme (default) | crc32c | crc32 | none: the output's full checksum, printed, and
-                verified by S3 at the commit (docs/integrity.md)
+  --checksum    crc64nvme (default; none for gs://) | crc32c | crc32 | none: the output's full
+                checksum, printed, and verified by S3 at the commit (docs/integrity.md)
   --split-rows <n>     write parts of n rows each (statements-<run>-00001.csv.gz, ...) and a manifest
   --split-bytes <size> write parts of about this size as stored (100MB, 1GiB); with --split-rows too
   --partition-by <a,b> one file or object per value of these columns, named by --to's {placeholders}
@@ -259,7 +262,12 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
     throw new UsageError('--infer, --types and --empty-null read a CSV file: give --from a .csv file')
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
-  const named = values.to === '-' ? {} : formatOfName(values.to.replace(/^s3:\/\/[^/]*\//, ''))
+  if (values.to.startsWith('https://') && !AZURE_BLOB_URL.test(values.to))
+    throw new UsageError(
+      `--to: an https URL must be an Azure blob's, https://<account>.blob.core.windows.net/container/blob?<SAS>; got ${JSON.stringify(values.to.replace(/\?.*$/, '?...'))}`,
+    )
+  // (The blob name of a SAS URL, without its query; a key without its bucket.)
+  const named = values.to === '-' ? {} : formatOfName((AZURE_BLOB_URL.exec(values.to)?.[3] ?? values.to).replace(/^(s3|gs|az):\/\/[^/]*\//, ''))
   if (values.format !== undefined && !FORMATS.includes(values.format as FormatName)) {
     throw new UsageError(`--format: expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`)
   }
@@ -284,8 +292,14 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
   }
   if (!['exact', 'estimate', 'none'].includes(values.count))
     throw new UsageError(`--count: expected exact, estimate or none, got ${JSON.stringify(values.count)}`)
-  if (values.presign !== undefined && !/^(s3|gs|az):\/\/|^https:\/\//.test(values.to))
-    throw new UsageError('--presign needs an s3://, gs:// or az:// destination')
+  if (values.presign !== undefined && !/^(s3|gs|az):\/\//.test(values.to))
+    throw new UsageError(
+      values.to.startsWith('https://')
+        ? '--presign signs with the account key: give az://container/blob and $AZURE_STORAGE_CONNECTION_STRING (a SAS URL cannot sign links)'
+        : '--presign needs an s3://, gs:// or az:// destination',
+    )
+  if (values.endpoint !== undefined && (values.to.startsWith('az://') || values.to.startsWith('https://')))
+    throw new UsageError('--endpoint is for S3-compatible stores and gs://; an Azure account comes from $AZURE_STORAGE_CONNECTION_STRING (its BlobEndpoint)')
   let split: Options['split']
   if (values['split-rows'] !== undefined || values['split-bytes'] !== undefined) {
     if (values.to === '-') throw new UsageError('--split-rows and --split-bytes write files or objects: give --to a file name or s3:// key')

@@ -30,7 +30,9 @@ import {
 } from '../index.js'
 import { loadOptional } from '../core/optional.js'
 import { checkCondition } from '../sinks/s3/client.js'
-import { formatOfName, UsageError, type Options } from './args.js'
+import { AZURE_BLOB_URL, formatOfName, UsageError, type Options } from './args.js'
+import { blockBlob } from '../sinks/azure/client.js'
+import { canSign } from '../sinks/azure/sas.js'
 import { redact } from './output.js'
 
 export function makeFormat(options: Options) {
@@ -164,11 +166,18 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
   const azure = azureTarget(options.to)
   if (azure) {
     const { containerClient, blobName } = azure
+    const where = `az://${containerClient.containerName}/${blobName}` // (never the SAS)
     // (Checked before the query runs: a link is signed with the account's key.)
-    if (options.presign && typeof (containerClient.credential as { computeHMACSHA256?: unknown }).computeHMACSHA256 !== 'function')
+    if (options.presign && !canSign(containerClient))
       throw new UsageError('--presign signs with the account key: give az:// and a $AZURE_STORAGE_CONNECTION_STRING with an AccountKey')
-    if (options.noClobber && (await containerClient.getBlockBlobClient(blobName).exists()))
-      throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: a blob exists at ${options.to} (overwrite: false)`)
+    if (options.noClobber) {
+      const exists = await blockBlob(containerClient, blobName)
+        .exists()
+        .catch((error: Error) => {
+          throw new ExportError('ERR_SINK', 'sink', `Cannot tell whether ${where} exists: ${error.message}`, { cause: error })
+        })
+      if (exists) throw new ExportError('ERR_PRECONDITION', 'sink', `Refused before the query ran: a blob exists at ${where} (overwrite: false)`)
+    }
     return { sink: azureBlobSink({ containerClient, blobName, checksum: options.checksum, overwrite: !options.noClobber }), azure }
   }
   const gcs = /^gs:\/\/([^/]+)\/(.+)$/.exec(options.to)
@@ -222,7 +231,7 @@ const requiredEnv = (name: string): string => {
  */
 export function azureTarget(to: string): OpenedSink['azure'] {
   const az = /^az:\/\/([^/]+)\/(.+)$/.exec(to)
-  const https = /^(https:\/\/[^/]+\.blob\.core\.windows\.net)\/([^/?]+)\/([^?]+)(\?.*)?$/.exec(to)
+  const https = AZURE_BLOB_URL.exec(to)
   if (!az && !https) return undefined
   const { BlobServiceClient, ContainerClient } = loadOptional<typeof import('@azure/storage-blob')>('@azure/storage-blob', '@azure/storage-blob')
   if (az) {

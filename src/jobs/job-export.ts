@@ -95,6 +95,8 @@ export async function runJobExport(
   await store.clearLeftovers(key).catch((error: unknown) => {
     throw sinkError(error)
   })
+  const marker = store.startMarker(key)
+  if (marker) await save(marker)
   hooks.started()
   const exported = await exportStream({
     ...pipelineOf(spec),

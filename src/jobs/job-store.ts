@@ -7,7 +7,7 @@ import type { ChecksumAlgorithm, ObjectChecksum } from '../core/checksum.js'
 import type { PartStore, SegmentSink, Sink, SplitSink } from '../core/types.js'
 import type { PartitionTemplate } from '../parts/partition-names.js'
 import { runPartOf } from '../parts/partition-checkpoint.js'
-import { discardStaged, listBlobs, type AzureContainerLike, type AzureLocation } from '../sinks/azure/client.js'
+import { blockBlob, discardStaged, listBlobs, type AzureContainerLike, type AzureLocation } from '../sinks/azure/client.js'
 import { normalizeAzureSinkOptions } from '../sinks/azure/options.js'
 import { AzureResumableUpload, type AzureCheckpoint } from '../sinks/azure/resumable.js'
 import { azureDownloadUrl } from '../sinks/azure/sas.js'
@@ -32,12 +32,17 @@ export interface JobUpload extends Writable, SegmentSink<object> {
 export interface JobStore {
   /** The bucket, or the Azure container: what the job's result, its data and the export log call `bucket`. */
   readonly bucket: string
-  /** `s3://bucket/key`, `gs://bucket/key` or `az://container/blob`, for messages. */
-  describe(key: string): string
+  /** `s3://bucket/key`, `gs://bucket/key` or `az://container/blob` (this store's bucket by default), for messages. */
+  describe(key: string, bucket?: string): string
   /** A location as the job's result gives it: `{ bucket, key, etag }` (Azure: the container and the blob). */
   location(location: object): S3Location
   /** The sink of a job's export to `key` (split and partitioned output too); `onStarted` when an upload a crash may leave begins. */
   sink(key: string, options: { tags?: Record<string, string>; onStarted?: (checkpoint: JobCheckpoint) => unknown }): Writable & Sink<object> & SplitSink<object>
+  /**
+   * What a job saves before a plain export to `key` starts, so that a final failure's clean-up
+   * (abortFailedExport too) finds what a killed attempt staged; none where the sink tells itself (S3: onStarted).
+   */
+  startMarker(key: string): JobCheckpoint | undefined
   /** The parts of an export beside `key` (a partitioned job's manifest and partitions). */
   partStore(key: string): PartStore<object>
   /** A resumable upload to `key`, continuing `checkpoint` when given. */
@@ -62,7 +67,7 @@ export function s3JobStore(s3: S3ClientLike, bucket: string, partSize: number): 
   const scheme = isGcsClient(s3) ? 'gs' : 's3'
   return {
     bucket,
-    describe: (key) => `${scheme}://${bucket}/${key}`,
+    describe: (key, where = bucket) => `${scheme}://${where}/${key}`,
     location: (location) => location as S3Location,
     sink: (key, { tags, onStarted }) =>
       s3Sink({
@@ -74,6 +79,7 @@ export function s3JobStore(s3: S3ClientLike, bucket: string, partSize: number): 
         ...(onStarted && { onUploadCreated: (uploadId: string) => onStarted({ uploadId, bucket, key, parts: [], rows: 0, bytes: 0 }) }),
       }),
     partStore: (key) => s3PartStore(normalizeS3SinkOptions({ client: s3, bucket, key })),
+    startMarker: () => undefined,
     resumable: (key, { checkpoint, ...options }) =>
       new ResumableUpload({
         ...options,
@@ -98,13 +104,14 @@ export function azureJobStore(container: AzureContainerLike, blockSize: number):
   const checksum: ChecksumAlgorithm = 'CRC64NVME'
   return {
     bucket,
-    describe: (key) => `az://${bucket}/${key}`,
+    describe: (key, where = bucket) => `az://${where}/${key}`,
     location: (location) => {
       const { container, blob, etag, versionId } = location as AzureLocation
       return { bucket: container, key: blob, ...(etag && { etag }), ...(versionId && { versionId }) }
     },
-    // (Tags: blob index tags, as the expiry tag asks; a crashed attempt's blocks are discarded by the next commit.)
+    // (Tags: blob index tags, as the expiry tag asks.)
     sink: (key, { tags }) => azureBlobSink({ containerClient: container, blobName: key, blockSize, checksum, ...(tags && { tags }) }),
+    startMarker: (key) => ({ container: bucket, blob: key, run: '', blocks: [], rows: 0, bytes: 0 }),
     partStore: (key) => azurePartStore(normalizeAzureSinkOptions({ containerClient: container, blobName: key, blockSize, checksum })),
     resumable: (key, { contentType, checkpoint, onCheckpoint, tags }) =>
       new AzureResumableUpload({
@@ -117,10 +124,10 @@ export function azureJobStore(container: AzureContainerLike, blockSize: number):
         ...(checkpoint && { checkpoint: checkpoint as AzureCheckpoint }),
         onCheckpoint,
       }),
-    clearLeftovers: async (key) => void (await discardStaged(container.getBlockBlobClient(key))),
+    clearLeftovers: async (key) => void (await discardStaged(blockBlob(container, key))),
     clearRunUploads: async (template, run) => {
       const ours = runPartOf(template, run)
-      for (const name of await listBlobs(container, template.base, true)) if (ours(name)) await discardStaged(container.getBlockBlobClient(name))
+      for (const name of await listBlobs(container, template.base, true)) if (ours(name)) await discardStaged(blockBlob(container, name))
     },
     sign: (_bucket, key, expiresIn, filename) => azureDownloadUrl(container, { blobName: key, expiresIn, ...(filename ? { filename } : {}) }),
   }

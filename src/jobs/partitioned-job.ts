@@ -86,7 +86,7 @@ export async function runPartitionedJob(
     throw new ExportError(
       'ERR_INVALID_OPTION',
       'options',
-      `An earlier attempt of this job exported to ${earlier.bucket}/${earlier.template}, this one would export to ${bucket}/${template}: resolve must give every attempt of a job the same key`,
+      `An earlier attempt of this job exported to ${jobStore.describe(earlier.template, earlier.bucket)}, this one would export to ${jobStore.describe(template)}: resolve must give every attempt of a job the same key`,
     )
   const state: PartitionedJobState = earlier ?? { bucket, template, checkpoint: { version: 1, run: newRunId(), rows: 0, partitions: [] } }
   const store = jobStore.partStore(key)

@@ -8,7 +8,7 @@ import { checkDeliverySpec, deliver, exportIdOf, expiryTags } from '../delivery/
 import { keyFromTemplate } from '../delivery/names.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { checkPartSize, MIN_PART_SIZE } from '../sinks/s3/multipart.js'
-import type { AzureContainerLike } from '../sinks/azure/client.js'
+import { MAX_BLOCK_SIZE, type AzureContainerLike } from '../sinks/azure/client.js'
 import { azureJobStore, jobStoreOf, s3JobStore, type JobStore } from './job-store.js'
 import { isGcsClient } from '../sinks/s3/gcs.js'
 import { exportKey } from '../sinks/s3/presign.js'
@@ -107,6 +107,8 @@ export function createJobRunner(options: ExportProcessorOptions): (job: ExportJo
   if (log !== undefined && typeof log?.record !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
   checkFunction('now', now)
   checkBoolean('expiryTag', expiryTag)
+  // (An Azure block is at most 4000 MiB.)
+  if (container !== undefined && partSize > MAX_BLOCK_SIZE) invalidOption('partSize', 'at most 4000 MiB (4194304000) with an Azure container', partSize)
   const store = jobStoreOf({ s3, bucket, container, partSize })
   if (expiryTag && s3 && isGcsClient(s3))
     invalidOption('expiryTag', 'false with a GCS client (GCS has no object tags: use a lifecycle rule by age or prefix)', expiryTag)

@@ -9,6 +9,7 @@ import { claimManifest } from '../parts/commit.js'
 import { parseManifest } from '../parts/manifest.js'
 import { manifestPath, newRunId } from '../parts/names.js'
 import { checkSplitOptions } from '../parts/split-options.js'
+import { isGcsClient } from '../sinks/s3/gcs.js'
 import { abortOtherUploads, MultipartUpload } from '../sinks/s3/multipart.js'
 import { exportKey, presignDownload } from '../sinks/s3/presign.js'
 import { assembleShards, discardShards, jsonArrayStart, removeStash, reservePartNumbers, type ShardAssignment, type ShardResult } from '../sinks/s3/shards.js'
@@ -183,7 +184,7 @@ async function start(ctx: ShardedContext, job: ShardedExportJob): Promise<Sharde
   const { uploadId: UploadId, checksum } = await MultipartUpload.create(
     target,
     { ContentType: compression ? COMPRESSION_CONTENT_TYPES[compression] : spec.format.contentType },
-    'CRC64NVME',
+    isGcsClient(s3) ? undefined : 'CRC64NVME', // (GCS refuses the checksum headers: docs/gcs.md)
   )
   const state: ShardedExportState = {
     step: 'planned',

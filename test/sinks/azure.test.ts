@@ -3,6 +3,7 @@
 import { Crc64Nvme } from '@aws-sdk/checksums/crc'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
 import type { ContainerClient } from '@azure/storage-blob'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -93,6 +94,22 @@ describe('azureBlobSink', () => {
     expect((await fetch(url, { method: 'DELETE' })).status).toBe(403)
   }, 120_000)
 
+  it("stores what the SDK's own uploadStream stores for the same export (a differential check)", async () => {
+    const stages = () => ({ source: rows(300_000), format: csv(), gzip: true })
+    await exportStream({ ...stages(), sink: azureBlobSink({ containerClient: container, blobName: 'ours.csv.gz', blockSize: 1024 * 1024 }) })
+    const bytes = new PassThrough()
+    const theirs = container
+      .getBlockBlobClient('theirs.csv.gz')
+      .uploadStream(bytes, 1024 * 1024, 4, { blobHTTPHeaders: { blobContentType: 'application/gzip' } })
+    await Promise.all([exportStream({ ...stages(), sink: bytes }), theirs])
+    expect((await blobBytes('ours.csv.gz')).equals(await blobBytes('theirs.csv.gz'))).toBe(true)
+    const [a, b] = await Promise.all(['ours.csv.gz', 'theirs.csv.gz'].map((name) => container.getBlockBlobClient(name).getProperties()))
+    expect([a!.contentType, a!.contentLength]).toEqual([b!.contentType, b!.contentLength])
+    expect((await container.getBlockBlobClient('ours.csv.gz').getBlockList('committed')).committedBlocks!.length).toBe(
+      (await container.getBlockBlobClient('theirs.csv.gz').getBlockList('committed')).committedBlocks!.length,
+    )
+  })
+
   it('a Put Block failing on every try fails the export: no blob, no staged block', async () => {
     azure.fault = ({ method, url }) => (method === 'PUT' && url.searchParams.get('comp') === 'block' && url.pathname.endsWith('/failing.csv') ? 500 : undefined)
     try {
@@ -144,6 +161,32 @@ describe('azureBlobSink', () => {
     }
     expect((await blobBytes('lost.csv')).equals(await plainCsv(50_000, false))).toBe(true)
     expect(result.location!.etag).toBe((await container.getBlockBlobClient('lost.csv').getProperties()).etag)
+  })
+
+  it('a lost answer to the empty commit that discards the staged blocks: its own empty blob is recognised and deleted', async () => {
+    let blocks = 0
+    let lost = false
+    azure.fault = ({ method, url }) => {
+      if (!url.pathname.endsWith('/discard-lost.csv') || method !== 'PUT') return undefined
+      // Three blocks land, then every try of the fourth fails; the empty commit's first answer is lost.
+      if (url.searchParams.get('comp') === 'block') return ++blocks > 3 ? 500 : undefined
+      if (url.searchParams.get('comp') !== 'blocklist' || lost) return undefined
+      lost = true
+      return 'lose-reply'
+    }
+    try {
+      const error = await exportStream({
+        source: rows(200_000),
+        format: csv(),
+        sink: azureBlobSink({ containerClient: container, blobName: 'discard-lost.csv', blockSize: 256 * 1024, concurrency: 1 }),
+      }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: 'ERR_SINK' })
+    } finally {
+      azure.fault = () => undefined
+    }
+    expect(lost).toBe(true)
+    expect(await names('discard-lost')).toEqual([])
+    expect(await staged('discard-lost.csv')).toEqual([])
   })
 
   it('overwrite: false refuses a blob that exists before any byte is sent', async () => {
@@ -208,7 +251,8 @@ describe('azureResumableUpload', () => {
 
   it('an export stopped after some blocks continues from its checkpoint into the rows of an export in one go', async () => {
     const saved: AzureCheckpoint[] = []
-    expect(await attempt(undefined, saved, 3).catch((e: unknown) => e)).toMatchObject({ code: 'ERR_ABORTED' })
+    expect(await attempt(undefined, saved, 4).catch((e: unknown) => e)).toMatchObject({ code: 'ERR_ABORTED' })
+    expect(saved[0]!.blocks).toEqual([]) // saved before any block: a failure's clean-up knows the blob
     const checkpoint = saved.at(-1)!
     expect(checkpoint.blocks.length).toBeGreaterThanOrEqual(3)
     expect(await names('resumed')).toEqual(['resumed.csv.gz']) // (uncommitted: listed only with uncommitted blobs)
@@ -224,6 +268,27 @@ describe('azureResumableUpload', () => {
     // The last checkpoint after a commit whose answer was lost: the next attempt finds it committed, exports nothing.
     const again = await attempt(saved.at(-1), [])
     expect(again.location).toMatchObject({ blob: 'resumed.csv.gz', etag: location!.etag })
+  })
+
+  it('killed after its last block, before the commit: the next attempt only commits, with the content type the export had', async () => {
+    const saved: AzureCheckpoint[] = []
+    const upload = azureResumableUpload({
+      containerClient: container,
+      blobName: 'ended.csv.gz',
+      blockSize: 256 * 1024,
+      onCheckpoint: async (c) => {
+        saved.push(c)
+        if (c.ended) throw new Error('killed before the commit')
+      },
+    })
+    await upload.open()
+    expect(await exportStream({ source: rows(50_000), format: csv(), gzip: true, sink: upload }).catch((e: unknown) => e)).toBeInstanceOf(Error)
+    expect(await container.getBlockBlobClient('ended.csv.gz').exists()).toBe(false)
+    const again = azureResumableUpload({ containerClient: container, blobName: 'ended.csv.gz', checkpoint: saved.at(-1), onCheckpoint: async () => {} })
+    expect(await again.open()).toMatchObject({ blob: 'ended.csv.gz' })
+    const blob = container.getBlockBlobClient('ended.csv.gz')
+    expect((await blob.getProperties()).contentType).toBe('application/gzip')
+    expect(gunzipSync(await blob.downloadToBuffer()).equals(await plainCsv(50_000, false))).toBe(true)
   })
 
   it('refuses unknown options and a checkpoint of another blob', () => {

@@ -4,7 +4,7 @@
 // ETags). No GCS emulator installs here; docs/gcs.md says what this does not show.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createExportProcessor } from '../../src/bullmq.js'
 import { csv, exportStream, fileSink, fromIterable, gcsClient, jsonl, presignDownload, s3Sink } from '../../src/index.js'
@@ -16,10 +16,10 @@ import { startS3, type TestS3 } from '../fixtures/s3-server.js'
 import { tempDir } from '../helpers.js'
 
 let s3: TestS3
-let gcs: ReturnType<typeof gcsClient>
+let gcs: S3Client // (gcsClient makes one)
 beforeAll(async () => {
   s3 = await startS3('gcs-exports', { gcs: true })
-  gcs = gcsClient({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', endpoint: s3.endpoint })
+  gcs = gcsClient({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', endpoint: s3.endpoint }) as unknown as S3Client
 })
 afterAll(async () => {
   gcs?.destroy()

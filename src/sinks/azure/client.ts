@@ -6,8 +6,19 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { BlobHTTPHeaders, BlockBlobClient, ContainerClient, Metadata, Tags } from '@azure/storage-blob'
 import { loadOptional } from '../../core/optional.js'
 
-/** A container of `@azure/storage-blob` (`blobServiceClient.getContainerClient(name)`). */
-export type AzureContainerLike = ContainerClient
+/**
+ * A `ContainerClient` of `@azure/storage-blob` (`blobServiceClient.getContainerClient(name)`), typed
+ * by the little this library's types need: the package is an optional peer, so that its types are
+ * not required of those who do not use it.
+ */
+export interface AzureContainerLike {
+  readonly containerName: string
+  readonly url: string
+  getBlockBlobClient(blobName: string): unknown
+}
+
+/** The SDK's own type of a container (internal: see AzureContainerLike). */
+export const sdkContainer = (container: AzureContainerLike): ContainerClient => container as unknown as ContainerClient
 
 /** Where a blob landed: its container, name and URL (without a SAS), and its ETag once committed. */
 export interface AzureLocation {
@@ -47,8 +58,11 @@ export const blockId = (run: string, n: number): string => Buffer.from(`${run}-$
 export const locationOf = (container: AzureContainerLike, blob: string): AzureLocation => ({
   container: container.containerName,
   blob,
-  url: container.getBlockBlobClient(blob).url,
+  url: sdkContainer(container).getBlockBlobClient(blob).url,
 })
+
+/** The block blob client of `name` in `container`. */
+export const blockBlob = (container: AzureContainerLike, name: string): BlockBlobClient => sdkContainer(container).getBlockBlobClient(name)
 
 /** The HTTP status of an SDK error (RestError), if it has one. */
 export const statusOf = (error: unknown): number | undefined => (error as { statusCode?: number } | undefined)?.statusCode
@@ -103,11 +117,16 @@ export async function commitBlocks(
  */
 export async function discardStaged(blob: BlockBlobClient): Promise<boolean> {
   if ((await blockIds(blob, 'uncommitted')).length === 0) return true
-  const committed = await blob.commitBlockList([], { conditions: { ifNoneMatch: '*' } }).catch((error: unknown) => {
-    const status = statusOf(error)
-    if (status === 409 || status === 412) return undefined // a blob is there: not ours to touch
-    throw error
-  })
+  // Marked, so that a retry of this commit that meets the one that landed (its answer lost) knows it.
+  const marker = randomBytes(12).toString('hex')
+  const committed = await blob
+    .commitBlockList([], { metadata: { streamexportdiscard: marker }, conditions: { ifNoneMatch: '*' } })
+    .catch(async (error: unknown) => {
+      const status = statusOf(error)
+      if (status !== 409 && status !== 412) throw error
+      const there = await blob.getProperties()
+      return there.metadata?.streamexportdiscard === marker ? there : undefined // else a blob not ours to touch
+    })
   if (committed === undefined) return false
   await blob.deleteIfExists({ conditions: { ifMatch: committed.etag } })
   return true
@@ -115,8 +134,7 @@ export async function discardStaged(blob: BlockBlobClient): Promise<boolean> {
 
 /** The bytes of a blob, or `undefined` when there is none. */
 export async function readBlob(container: AzureContainerLike, name: string): Promise<Buffer | undefined> {
-  return container
-    .getBlockBlobClient(name)
+  return blockBlob(container, name)
     .downloadToBuffer()
     .catch((error: unknown) => {
       if (statusOf(error) === 404) return undefined
@@ -126,18 +144,18 @@ export async function readBlob(container: AzureContainerLike, name: string): Pro
 
 /** Writes a whole blob in one request (Put Blob: its own commit point). */
 export async function writeBlob(container: AzureContainerLike, name: string, body: Buffer, params: BlobParams): Promise<AzureLocation> {
-  const blob = container.getBlockBlobClient(name)
+  const blob = blockBlob(container, name)
   const { etag, versionId } = await blob.upload(body, body.length, { ...params, transactionalContentMD5: createHash('md5').update(body).digest() })
   return { ...locationOf(container, name), ...(etag && { etag }), ...(versionId && { versionId }) }
 }
 
 export async function removeBlob(container: AzureContainerLike, name: string): Promise<void> {
-  await container.getBlockBlobClient(name).deleteIfExists()
+  await blockBlob(container, name).deleteIfExists()
 }
 
 /** The names of a container's blobs under `prefix` (`uncommitted`: blobs that have only staged blocks too). */
 export async function listBlobs(container: AzureContainerLike, prefix: string, uncommitted = false): Promise<string[]> {
   const names: string[] = []
-  for await (const item of container.listBlobsFlat({ prefix, ...(uncommitted && { includeUncommitedBlobs: true }) })) names.push(item.name)
+  for await (const item of sdkContainer(container).listBlobsFlat({ prefix, ...(uncommitted && { includeUncommitedBlobs: true }) })) names.push(item.name)
   return names
 }

@@ -1,9 +1,9 @@
 // The options of azureBlobSink: what it writes with (block size, headers, metadata, tags, tier,
 // checksum, overwrite), checked and defaulted apart from any stream.
 import { checkChecksumOption, type ChecksumAlgorithm } from '../../core/checksum.js'
-import { invalidOption } from '../../core/errors.js'
+import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
-import { MAX_BLOCK_SIZE, type AzureContainerLike, type BlobParams, type BlobCondition } from './client.js'
+import { MAX_BLOCK_SIZE, statusOf, type AzureContainerLike, type BlobParams, type BlobCondition } from './client.js'
 
 export interface AzureBlobSinkOptions {
   /** The container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`); it must exist. */
@@ -103,3 +103,14 @@ export function blobParams(options: NormalizedAzureSinkOptions, info: { contentT
 }
 
 export const conditionOf = (options: NormalizedAzureSinkOptions): BlobCondition => (options.overwrite === false ? { ifNoneMatch: '*' } : {})
+
+export const refusedError = (name: string, cause?: unknown) =>
+  new ExportError('ERR_PRECONDITION', 'sink', `Refused: a blob exists at ${name} (overwrite: false)`, cause === undefined ? undefined : { cause })
+
+/** An Azure failure as ERR_SINK (ERR_PRECONDITION when a commit's overwrite: false was refused), with `message` when given. */
+export function sinkFailure(error: unknown, options: NormalizedAzureSinkOptions, message?: string): ExportError {
+  if (error instanceof ExportError) return error
+  const status = statusOf(error)
+  if (options.overwrite === false && (status === 409 || status === 412)) return refusedError(options.blobName, error)
+  return message === undefined ? toExportError(error, 'ERR_SINK', 'sink') : new ExportError('ERR_SINK', 'sink', message, { cause: error })
+}

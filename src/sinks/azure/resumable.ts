@@ -3,8 +3,8 @@ import { checksumOf, combineAll, type ObjectChecksum } from '../../core/checksum
 import { ExportError, invalidOption } from '../../core/errors.js'
 import { checkFunction, checkObject } from '../../core/options.js'
 import type { ContentInfo, Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
-import { blockId, blockIds, commitBlocks, discardStaged, locationOf, MAX_BLOCKS, newBlockRun, stageBlock, type AzureLocation } from './client.js'
-import { blobParams, conditionOf, normalizeAzureSinkOptions, type AzureBlobSinkOptions, type NormalizedAzureSinkOptions } from './options.js'
+import { blockBlob, blockId, blockIds, commitBlocks, discardStaged, locationOf, MAX_BLOCKS, newBlockRun, stageBlock, type AzureLocation } from './client.js'
+import { blobParams, conditionOf, normalizeAzureSinkOptions, sinkFailure, type AzureBlobSinkOptions, type NormalizedAzureSinkOptions } from './options.js'
 
 /** What a resumable blob upload saves after each staged block: enough to continue after a crash. */
 export interface AzureCheckpoint {
@@ -22,6 +22,9 @@ export interface AzureCheckpoint {
   bytes: number
   /** Every block is staged, the end of the format too: what remains is Put Block List. */
   ended?: boolean
+  /** The content's type and encoding, as the export's stages gave them: an attempt that only commits sets them. */
+  contentType?: string
+  contentEncoding?: string
 }
 
 export interface AzureResumableUploadOptions extends AzureBlobSinkOptions {
@@ -58,7 +61,7 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
     checkFunction('onCheckpoint', onCheckpoint)
     this.#options = normalizeAzureSinkOptions(sink)
     this.#save = onCheckpoint
-    this.#blob = this.#options.containerClient.getBlockBlobClient(this.#options.blobName)
+    this.#blob = blockBlob(this.#options.containerClient, this.#options.blobName)
     const { containerName } = this.#options.containerClient
     if (
       checkpoint !== undefined &&
@@ -87,16 +90,22 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
    */
   async open(): Promise<AzureLocation | undefined> {
     const { blocks, ended } = this.#done
-    if (blocks.length === 0) return undefined
+    // A new export's checkpoint is saved before any block, so that a failure's clean-up finds its blob.
+    if (blocks.length === 0) return void (this.#startRow === 0 && (await this.#save({ ...this.#done, blocks: [] })))
     const ids = blocks.map((block) => block.id)
+    let staged = false
+    let landed: { etag?: string; versionId?: string } | undefined
     try {
-      const staged = new Set(await blockIds(this.#blob, 'uncommitted'))
-      if (ids.every((id) => staged.has(id))) return ended ? await this.commit() : undefined
-      const committed = await blockIds(this.#blob, 'committed')
-      if (ended && committed.length === ids.length && committed.every((id, i) => id === ids[i])) return this.#landed(await this.#blob.getProperties())
+      const uncommitted = new Set(await blockIds(this.#blob, 'uncommitted'))
+      staged = ids.every((id) => uncommitted.has(id))
+      const committed = staged || !ended ? [] : await blockIds(this.#blob, 'committed')
+      if (committed.length === ids.length && committed.every((id, i) => id === ids[i])) landed = await this.#blob.getProperties()
     } catch (error) {
       throw new ExportError('ERR_SINK', 'sink', `Reading the blocks of ${this.#blob.url} failed: ${(error as Error).message}`, { cause: error })
     }
+    if (landed) return this.#landed(landed)
+    // (Every block staged and `ended`: the previous attempt died before, or while, committing.)
+    if (staged) return ended ? this.commit() : undefined
     throw new ExportError(
       'ERR_SINK',
       'sink',
@@ -138,14 +147,18 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
     done.bytes += part.bytes
     if ('lastKey' in part) done.lastKey = part.lastKey
     if (last) done.ended = true
+    Object.assign(done, this.#info)
     await this.#save({ ...done, blocks: [...done.blocks] })
   }
 
   /** The commit point: Put Block List of every block, this attempt's and those before it. */
   async commit(): Promise<AzureLocation> {
     const ids = this.#done.blocks.map((block) => block.id)
-    const committed = await commitBlocks(this.#blob, ids, blobParams(this.#options, this.#info), conditionOf(this.#options)).catch((error: Error) => {
-      throw new ExportError('ERR_SINK', 'sink', `Committing ${this.#blob.url} failed: ${error.message}`, { cause: error })
+    // (The content's headers as the first attempt's stages told them: this one may only commit.)
+    const { contentType, contentEncoding } = this.#done
+    const headers = { contentType: this.#info.contentType ?? contentType, contentEncoding: this.#info.contentEncoding ?? contentEncoding }
+    const committed = await commitBlocks(this.#blob, ids, blobParams(this.#options, headers), conditionOf(this.#options)).catch((error: Error) => {
+      throw sinkFailure(error, this.#options, `Committing ${this.#blob.url} failed: ${error.message}`)
     })
     return this.#landed(committed)
   }
@@ -210,7 +223,7 @@ class BlockUpload extends Writable implements Sink<AzureLocation>, Discardable {
   override _final(callback: (error?: Error | null) => void): void {
     const { containerClient, blobName, checksum } = this.#options
     const body = Buffer.concat(this.#chunks)
-    stageBlock(containerClient.getBlockBlobClient(blobName), this.#id, body).then(
+    stageBlock(blockBlob(containerClient, blobName), this.#id, body).then(
       async () => {
         if (checksum) this.#checksum = await checksumOf(checksum, body)
         this.#location = locationOf(containerClient, blobName)

@@ -3,7 +3,7 @@
 import { invalidOption } from '../../core/errors.js'
 import { checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import { attachment } from '../s3/presign.js'
-import { loadAzure, type AzureContainerLike } from './client.js'
+import { blockBlob, loadAzure, sdkContainer, type AzureContainerLike } from './client.js'
 
 export interface AzureDownloadUrlOptions {
   /** The blob to link to (an export's `location.blob`). */
@@ -15,6 +15,10 @@ export interface AzureDownloadUrlOptions {
 }
 
 const AZURE_DOWNLOAD_OPTION_NAMES = optionNames<AzureDownloadUrlOptions>({ blobName: true, expiresIn: true, filename: true })
+
+/** Whether the container's client holds the account key, which signs a SAS (by its shape: the SDK's ESM and CommonJS builds each have their own class). */
+export const canSign = (container: AzureContainerLike): boolean =>
+  typeof (sdkContainer(container).credential as { computeHMACSHA256?: unknown }).computeHMACSHA256 === 'function'
 
 /**
  * A read-only SAS URL for a blob: the user downloads straight from Azure, your API never proxies
@@ -28,14 +32,13 @@ export async function azureDownloadUrl(containerClient: AzureContainerLike, opti
   checkString('blobName', blobName)
   checkPositiveInteger('expiresIn', expiresIn)
   const { BlobSASPermissions } = loadAzure()
-  // (By its shape: the SDK's ESM and CommonJS builds each have their own class.)
-  if (typeof (containerClient.credential as { computeHMACSHA256?: unknown }).computeHMACSHA256 !== 'function')
+  if (!canSign(containerClient))
     invalidOption(
       'containerClient',
       'a client with the account key (StorageSharedKeyCredential or a connection string with AccountKey) to sign a SAS',
       'another credential',
     )
-  return containerClient.getBlockBlobClient(blobName).generateSasUrl({
+  return blockBlob(containerClient, blobName).generateSasUrl({
     permissions: BlobSASPermissions.parse('r'),
     expiresOn: new Date(Date.now() + expiresIn * 1000),
     ...(filename !== undefined && { contentDisposition: attachment(filename) }),

@@ -3,6 +3,7 @@ import { Checksummer, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, toExportError } from '../../core/errors.js'
 import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink, StageTelemetry, TelemetryAttributes } from '../../core/types.js'
 import {
+  blockBlob,
   blockId,
   commitBlocks,
   discardStaged,
@@ -13,22 +14,20 @@ import {
   readBlob,
   removeBlob,
   stageBlock,
-  statusOf,
   writeBlob,
   type AzureLocation,
 } from './client.js'
-import { blobParams, conditionOf, normalizeAzureSinkOptions, type AzureBlobSinkOptions, type NormalizedAzureSinkOptions } from './options.js'
+import {
+  blobParams,
+  conditionOf,
+  normalizeAzureSinkOptions,
+  refusedError,
+  sinkFailure,
+  type AzureBlobSinkOptions,
+  type NormalizedAzureSinkOptions,
+} from './options.js'
 
 const stoppedError = () => new ExportError('ERR_ABORTED', 'sink', 'The upload was stopped before it completed')
-const refusedError = (name: string, cause?: unknown) =>
-  new ExportError('ERR_PRECONDITION', 'sink', `Refused: a blob exists at ${name} (overwrite: false)`, cause === undefined ? undefined : { cause })
-
-/** An Azure failure as ERR_SINK (ERR_PRECONDITION when a commit's overwrite: false was refused). */
-function sinkFailure(error: unknown, options: NormalizedAzureSinkOptions): ExportError {
-  const status = statusOf(error)
-  if (options.overwrite === false && (status === 409 || status === 412)) return refusedError(options.blobName, error)
-  return toExportError(error, 'ERR_SINK', 'sink')
-}
 
 /**
  * An Azure Blob Storage sink (see `azureBlobSink`): a block blob staged block by block and
@@ -60,7 +59,7 @@ export class AzureBlobSink extends Writable implements Sink<AzureLocation>, Spli
   constructor(options: NormalizedAzureSinkOptions) {
     super({ highWaterMark: 64 * 1024 })
     this.#options = options
-    this.#blob = options.containerClient.getBlockBlobClient(options.blobName)
+    this.#blob = blockBlob(options.containerClient, options.blobName)
     this.#sum = options.checksum ? new Checksummer(options.checksum) : undefined
   }
 
@@ -214,7 +213,9 @@ export class AzureBlobSink extends Writable implements Sink<AzureLocation>, Spli
     this.#cancel.abort(error ?? new Error('destroyed'))
     await Promise.allSettled(this.#inFlight)
     const discarded = await discardStaged(this.#blob).catch((cleanUpError: unknown) => {
-      this.#leftBehind = [`${this.#blob.url} (${this.#ids.length} staged blocks; Azure discards them within 7 days)`]
+      this.#leftBehind = [
+        `${this.#blob.url} (${this.#ids.length} staged blocks, or the empty blob that discards them; Azure discards staged blocks within 7 days)`,
+      ]
       throw cleanUpError
     })
     // (A blob at the name: its next commit discards them, or Azure within 7 days; its content is untouched.)

@@ -14,10 +14,22 @@ export interface GcsClientOptions {
   secretAccessKey: string
   /** Default `https://storage.googleapis.com`. */
   endpoint?: string
+  /**
+   * More settings of the S3Client (`requestHandler` with its timeouts, `maxAttempts`, a logger);
+   * the region, endpoint, credentials and checksum settings above are GCS's and win.
+   */
+  config?: Record<string, unknown>
 }
 
-const GCS_CLIENT_OPTION_NAMES = optionNames<GcsClientOptions>({ accessKeyId: true, secretAccessKey: true, endpoint: true })
-const GCS_CLIENTS = new WeakSet<object>()
+/** The client `gcsClient` makes: an `S3Client` of `@aws-sdk/client-s3` (cast it to one for your own commands). */
+export interface GcsClient extends S3ClientLike {
+  destroy(): void
+}
+
+const GCS_CLIENT_OPTION_NAMES = optionNames<GcsClientOptions>({ accessKeyId: true, secretAccessKey: true, endpoint: true, config: true })
+// A registered symbol, not a WeakSet: a client made by one copy of the library (ESM and CommonJS
+// loaded side by side) is known to the other.
+const GCS = Symbol.for('stream-export.gcs-client')
 
 /**
  * An S3Client for Google Cloud Storage's XML API: give it to `s3Sink`, `presignDownload`,
@@ -25,14 +37,16 @@ const GCS_CLIENTS = new WeakSet<object>()
  * name as `bucket`. Checksums go only when a request needs one (GCS refuses the SDK's default
  * `x-amz-checksum-*` headers); the writers know the client as GCS's and send none of their own.
  */
-export function gcsClient(options: GcsClientOptions): import('@aws-sdk/client-s3').S3Client {
+export function gcsClient(options: GcsClientOptions): GcsClient {
   checkObject('options', options, GCS_CLIENT_OPTION_NAMES)
-  const { accessKeyId, secretAccessKey, endpoint = 'https://storage.googleapis.com' } = options
+  const { accessKeyId, secretAccessKey, endpoint = 'https://storage.googleapis.com', config = {} } = options
+  checkObject('config', config)
   checkString('accessKeyId', accessKeyId)
   checkString('secretAccessKey', secretAccessKey)
   checkString('endpoint', endpoint)
   const { S3Client } = loadOptional<typeof import('@aws-sdk/client-s3')>('@aws-sdk/client-s3', '@aws-sdk/client-s3')
   const client = new S3Client({
+    ...config,
     region: 'auto',
     endpoint,
     forcePathStyle: true,
@@ -40,12 +54,12 @@ export function gcsClient(options: GcsClientOptions): import('@aws-sdk/client-s3
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   })
-  GCS_CLIENTS.add(client)
+  Object.defineProperty(client, GCS, { value: true })
   return client
 }
 
 /** Whether `client` was made by `gcsClient`. */
-export const isGcsClient = (client: S3ClientLike): boolean => GCS_CLIENTS.has(client)
+export const isGcsClient = (client: S3ClientLike): boolean => (client as { [GCS]?: boolean })[GCS] === true
 
 /** What GCS's XML API does not take, by option name: refused for a GCS client, never sent and ignored. */
 const NOT_ON_GCS: Record<string, string> = {
