@@ -19,9 +19,10 @@ const TABLE = 'se_lambda_statements'
 const ROWS = 1_000_000
 const HANDLER = join(import.meta.dirname, '..', 'examples', 'sqs-lambda.mjs')
 // Each invocation hands on almost at once (its part then ends at 5 MiB): one part per invocation.
-// (The stop, at a quarter of the margin left, 4.6 s in: room for a 5 MiB part on a loaded machine.)
-const TIMEOUT_MS = 6000
-const MARGIN_MS = 5700
+// (The stop, at a quarter of the margin left, 7.6 s in: room for a 5 MiB gzipped part, ~25 MB of
+// CSV, on a machine loaded by the other test files.)
+const TIMEOUT_MS = 10_000
+const MARGIN_MS = 9700
 
 let s3: TestS3
 let pool: pg.Pool
@@ -36,7 +37,7 @@ beforeAll(async () => {
   await pool.query("delete from stream_export_continuations where job_id like 'lambda-%'")
   expected = await tableCsv(TABLE)
   // (AWS asks for a visibility timeout above the function's timeout.)
-  queues = await startQueues({ name: 'exports', maxReceiveCount: 2, visibilityTimeout: 6 })
+  queues = await startQueues({ name: 'exports', maxReceiveCount: 2, visibilityTimeout: 10 })
 }, 120_000)
 afterAll(async () => {
   await queues?.close()

@@ -7,3 +7,9 @@ export function locationName(location: object): string | undefined {
   const name = key ?? path ?? blob
   return typeof name === 'string' ? name : undefined
 }
+
+/** A location's path, key or blob name from a folder (`base`, a manifest's), or as it is when outside it. */
+export function relativeName(location: object, base: string): string {
+  const where = locationName(location) ?? ''
+  return where.startsWith(base) ? where.slice(base.length) : where
+}

@@ -4,6 +4,7 @@
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { ExportError, invalidOption, toExportError } from '../core/errors.js'
+import { relativeName } from '../core/location.js'
 import { whenClosed } from '../core/streams.js'
 import { isRowBatch, rowBatch, WAITING_CHUNKS, type Location, type Manifest, type PartInfo, type PartStore, type Row, type RowBatch } from '../core/types.js'
 import { applyTransforms, type RowTransform } from '../stages/map-rows.js'
@@ -16,7 +17,6 @@ import type { PartitionSettings } from './partition-options.js'
 import type { Format } from './part.js'
 import type { SplitOptions } from './split-options.js'
 import { SplitWriter, type SplitWriterOptions } from './writer.js'
-import { locationName } from '../core/location.js'
 
 /** Partitions whose last part may still be landing while rows go on into others. */
 const MAX_CLOSING = 4
@@ -441,10 +441,4 @@ export class PartitionWriter<L extends object = Location> extends Writable {
     for (const { writer } of this.#all.slice(this.#kept).reverse()) left.push(...(writer.partsDone ? await writer.discardParts() : writer.leftBehind))
     this.#leftBehind.push(...left)
   }
-}
-
-/** A part's path or key from the manifest's folder. */
-function relativeName(location: object, base: string): string {
-  const where = locationName(location) ?? ''
-  return where.startsWith(base) ? where.slice(base.length) : where
 }

@@ -93,7 +93,7 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
     // A new export's checkpoint is saved before any block, so that a failure's clean-up finds its blob.
     if (blocks.length === 0) return void (this.#startRow === 0 && (await this.#save({ ...this.#done, blocks: [] })))
     const ids = blocks.map((block) => block.id)
-    let staged = false
+    let staged: boolean
     let landed: { etag?: string; versionId?: string } | undefined
     try {
       const uncommitted = new Set(await blockIds(this.#blob, 'uncommitted'))
