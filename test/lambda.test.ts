@@ -187,7 +187,8 @@ describe('createLambdaExportHandler on SQS: an export continued across invocatio
     // pause on, a checkpoint follows every partition (with one a second, 130 of 300 were redone).
     const puts = manifest.parts.map((part: { name: string }) => s3.requests.get(`PutObject exports/lambda-parts/${part.name}`))
     expect(puts[0]).toBe(1)
-    expect(puts.filter((n: number) => n === 1).length).toBeGreaterThan(260)
+    // (284 put once alone, 260 under the full run on a loaded machine, 170 without the eager checkpoints.)
+    expect(puts.filter((n: number) => n === 1).length).toBeGreaterThan(230)
     await pool.query(`drop table ${table}`)
   }, 60_000)
 
