@@ -4,6 +4,8 @@ import type { S3ClientLike } from '../sinks/s3/client.js'
 import { MAX_PRESIGN_SECONDS, presignDownload } from '../sinks/s3/presign.js'
 import type { AzureContainerLike } from '../sinks/azure/client.js'
 import { azureDownloadUrl } from '../sinks/azure/sas.js'
+import type { ExportLogEntry, NewExportLogEntry } from './export-log.js'
+import type { ExportNotification } from './webhook.js'
 
 /** Signs a link to `key` in `bucket` (a container), living `expiresIn` seconds, saving as `filename`. */
 export type LinkSigner = (bucket: string, key: string, expiresIn: number, filename?: string) => Promise<string>
@@ -15,8 +17,6 @@ export function signerOf(store: S3ClientLike | AzureContainerLike | LinkSigner):
     return (_container, blobName, expiresIn, filename) => azureDownloadUrl(store, { blobName, expiresIn, ...(filename ? { filename } : {}) })
   return (bucket, key, expiresIn, filename) => presignDownload(store, { bucket, key, expiresIn, ...(filename ? { filename } : {}) })
 }
-import type { ExportLogEntry, NewExportLogEntry } from './export-log.js'
-import type { ExportNotification } from './webhook.js'
 
 /** A presigned link, and when it stops working. */
 export interface Link {

@@ -10,14 +10,13 @@ import { runPartOf } from '../parts/partition-checkpoint.js'
 import { blockBlob, discardStaged, listBlobs, type AzureContainerLike, type AzureLocation } from '../sinks/azure/client.js'
 import { normalizeAzureSinkOptions } from '../sinks/azure/options.js'
 import { AzureResumableUpload, type AzureCheckpoint } from '../sinks/azure/resumable.js'
-import { azureDownloadUrl } from '../sinks/azure/sas.js'
 import { azureBlobSink, azurePartStore } from '../sinks/azure/sink.js'
 import type { S3ClientLike, S3Location } from '../sinks/s3/client.js'
 import { isGcsClient } from '../sinks/s3/gcs.js'
 import { abortOtherUploads, abortUploadsUnder, partSizeFor } from '../sinks/s3/multipart.js'
-import { presignDownload } from '../sinks/s3/presign.js'
 import { ResumableUpload, type ExportCheckpoint } from '../sinks/s3/resumable.js'
 import { normalizeS3SinkOptions, s3PartStore, s3Sink } from '../sinks/s3/sink.js'
+import { signerOf, type LinkSigner } from '../delivery/links.js'
 
 /** A job's checkpoint in its data: an S3 multipart upload's, or an Azure blob's staged blocks. */
 export type JobCheckpoint = ExportCheckpoint | AzureCheckpoint
@@ -55,7 +54,7 @@ export interface JobStore {
   /** The same for the parts of a partitioned run. */
   clearRunUploads(template: PartitionTemplate, run: string): Promise<void>
   /** A download link to `key` in `bucket` (the export log's), `expiresIn` seconds, saving as `filename`. */
-  sign(bucket: string, key: string, expiresIn: number, filename?: string): Promise<string>
+  sign: LinkSigner
 }
 
 /** Where the processor's options send a job's export: `s3` + `bucket`, or an Azure `container`. */
@@ -95,7 +94,7 @@ export function s3JobStore(s3: S3ClientLike, bucket: string, partSize: number): 
       const ours = runPartOf(template, run)
       return abortUploadsUnder({ client: s3, bucket }, template.base, ({ Key }) => ours(Key))
     },
-    sign: (bucket, key, expiresIn, filename) => presignDownload(s3, { bucket, key, expiresIn, ...(filename ? { filename } : {}) }),
+    sign: signerOf(s3),
   }
 }
 
@@ -129,6 +128,6 @@ export function azureJobStore(container: AzureContainerLike, blockSize: number):
       const ours = runPartOf(template, run)
       for (const name of await listBlobs(container, template.base, true)) if (ours(name)) await discardStaged(blockBlob(container, name))
     },
-    sign: (_bucket, key, expiresIn, filename) => azureDownloadUrl(container, { blobName: key, expiresIn, ...(filename ? { filename } : {}) }),
+    sign: signerOf(container),
   }
 }

@@ -4,6 +4,7 @@
 // itself (four tries, exponential back-off); what it cannot repair fails the export.
 import { createHash, randomBytes } from 'node:crypto'
 import type { BlobHTTPHeaders, BlockBlobClient, ContainerClient, Metadata, Tags } from '@azure/storage-blob'
+import { ExportError } from '../../core/errors.js'
 import { loadOptional } from '../../core/optional.js'
 
 /**
@@ -100,12 +101,15 @@ export async function commitBlocks(
     const { etag, versionId } = await blob.commitBlockList([...ids], { ...params, conditions: condition })
     return { etag, versionId }
   } catch (error) {
+    if (ids.length === 0) throw error
     // (A retry of a commit that landed meets its own blob: 409/412 under ifNoneMatch.)
-    if (ids.length > 0 && sameList(await blockIds(blob, 'committed').catch(() => []), ids)) {
-      const { etag, versionId } = await blob.getProperties()
-      return { etag, versionId }
-    }
-    throw error
+    const committed = await blockIds(blob, 'committed').catch((readError: Error) => {
+      const why = `Put Block List failed (${(error as Error).message}), and whether it landed is unknown: the blob's block list could not be read (${readError.message})`
+      throw new ExportError('ERR_SINK', 'sink', why, { cause: error })
+    })
+    if (!sameList(committed, ids)) throw error
+    const { etag, versionId } = await blob.getProperties()
+    return { etag, versionId }
   }
 }
 
