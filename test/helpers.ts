@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises'
 import type { Transform } from 'node:stream'
 import { expect, onTestFinished } from 'vitest'
 import { exportStream, fromIterable, jsonl, type ExportOptions } from '../src/index.js'
+import { KeysetReadable } from '../src/sources/keyset-pages.js'
 
 /** A fresh temp directory per test, removed afterwards. */
 
@@ -124,4 +125,21 @@ export async function sdkChecksum(algorithm: 'CRC64NVME' | 'CRC32C', bytes: Uint
   const crc = algorithm === 'CRC64NVME' ? new Crc64Nvme() : new Crc32c()
   crc.update(bytes)
   return Buffer.from(await crc.digest()).toString('base64')
+}
+
+/**
+ * Rows 1..`count` made by `row(id)`, as a keyset source (keyed by `id`) over pages of `pageSize`,
+ * continuing after `after`: what a resumed export reads, without a database.
+ */
+export function keyedRows<R extends { id: number }>(count: number, row: (id: number) => R, after?: number, pageSize = 1000): KeysetReadable<R> {
+  return new KeysetReadable<R>({
+    batchSize: pageSize,
+    after,
+    keyOf: (r) => r.id,
+    fetchPage: async (last) => {
+      const from = ((last as number | undefined) ?? 0) + 1
+      return Array.from({ length: Math.max(0, Math.min(pageSize, count - from + 1)) }, (_, i) => row(from + i))
+    },
+    release: async () => {},
+  })
 }

@@ -5,11 +5,10 @@ import type { ContainerClient } from '@azure/storage-blob'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLambdaExportHandler, postgresContinuationStore } from '../src/lambda.js'
 import { csv, type AzureCheckpoint } from '../src/index.js'
-import { KeysetReadable } from '../src/sources/keyset-pages.js'
 import { startAzure, type TestAzure } from './fixtures/azurite.js'
 import { invokeInProcess } from './fixtures/lambda-runtime.js'
 import { databaseUrl } from './fixtures/postgres.js'
-import { expectSameBytes, exportedBytes } from './helpers.js'
+import { expectSameBytes, exportedBytes, keyedRows } from './helpers.js'
 
 let azure: TestAzure
 let container: ContainerClient
@@ -26,17 +25,7 @@ afterAll(async () => {
 
 const ROWS = 60_000
 const row = (id: number) => ({ id, customer: `c${id % 97}`, amount: `${id % 1000}.50` })
-const rows = (after?: number) =>
-  new KeysetReadable<ReturnType<typeof row>>({
-    batchSize: 500,
-    after,
-    keyOf: (r) => r.id,
-    fetchPage: async (last) => {
-      const from = ((last as number | undefined) ?? 0) + 1
-      return Array.from({ length: Math.max(0, Math.min(500, ROWS - from + 1)) }, (_, i) => row(from + i))
-    },
-    release: async () => {},
-  })
+const rows = (after?: number) => keyedRows(ROWS, row, after, 500)
 
 describe('createLambdaExportHandler with an Azure container', () => {
   it('an export paused at each deadline continues its staged blocks in the next invocation, into one blob', async () => {

@@ -19,9 +19,8 @@ import {
   type AzureCheckpoint,
   type Manifest,
 } from '../../src/index.js'
-import { KeysetReadable } from '../../src/sources/keyset-pages.js'
 import { startAzure, type TestAzure } from '../fixtures/azurite.js'
-import { tempDir } from '../helpers.js'
+import { keyedRows, tempDir } from '../helpers.js'
 
 let azure: TestAzure
 let container: ContainerClient
@@ -33,17 +32,7 @@ afterAll(() => azure?.close())
 
 const row = (id: number) => ({ id, customer: `customer-${id % 977}`, amount: ((id * 7919) % 100_000) / 100, note: id % 13 === 0 ? 'a "quoted", note' : '' })
 /** `count` rows in key order, as a keyset source over pages of 1,000 (continues after `after`). */
-const rows = (count: number, after?: number) =>
-  new KeysetReadable<ReturnType<typeof row>>({
-    batchSize: 1000,
-    after,
-    keyOf: (r) => r.id,
-    fetchPage: async (last) => {
-      const from = ((last as number | undefined) ?? 0) + 1
-      return Array.from({ length: Math.max(0, Math.min(1000, count - from + 1)) }, (_, i) => row(from + i))
-    },
-    release: async () => {},
-  })
+const rows = (count: number, after?: number) => keyedRows(count, row, after)
 
 const blobBytes = async (name: string) => (await container.getBlockBlobClient(name).downloadToBuffer()) as Buffer
 /** The blob's uncommitted blocks (none when there is no blob at all). */

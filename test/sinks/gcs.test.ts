@@ -11,9 +11,8 @@ import { csv, exportStream, fileSink, fromIterable, gcsClient, jsonl, presignDow
 import type { ExportJob, ExportJobResult } from '../../src/jobs/types.js'
 import type { ExportCheckpoint } from '../../src/sinks/s3/resumable.js'
 import { createJobRunner } from '../../src/jobs/processor.js'
-import { KeysetReadable } from '../../src/sources/keyset-pages.js'
 import { startS3, type TestS3 } from '../fixtures/s3-server.js'
-import { tempDir } from '../helpers.js'
+import { keyedRows, tempDir } from '../helpers.js'
 
 let s3: TestS3
 let gcs: S3Client // (gcsClient makes one)
@@ -27,17 +26,7 @@ afterAll(async () => {
 })
 
 const row = (id: number) => ({ id, customer: `customer-${id % 977}`, note: `${id * 7919}`.repeat(4) })
-const rows = (count: number, after?: number) =>
-  new KeysetReadable<ReturnType<typeof row>>({
-    batchSize: 1000,
-    after,
-    keyOf: (r) => r.id,
-    fetchPage: async (last) => {
-      const from = ((last as number | undefined) ?? 0) + 1
-      return Array.from({ length: Math.max(0, Math.min(1000, count - from + 1)) }, (_, i) => row(from + i))
-    },
-    release: async () => {},
-  })
+const rows = (count: number, after?: number) => keyedRows(count, row, after)
 const object = async (key: string) =>
   Buffer.from(await (await gcs.send(new GetObjectCommand({ Bucket: 'gcs-exports', Key: key }))).Body!.transformToByteArray())
 const plain = async (count: number, gzip: boolean) => {
