@@ -5,7 +5,15 @@ export type { SplitOptions } from './parts/split-options.js'
 export type { PartitionBy, PartitionFunction, PartitionOptions } from './parts/partition-options.js'
 export type { PartitionCheckpoint, PartitionCheckpointOptions, SavedPartition } from './parts/partition-checkpoint.js'
 export type { ChecksumAlgorithm, ObjectChecksum } from './core/checksum.js'
-export { verifyExport, type ExpectedChecksum, type VerifyOptions, type VerifyResult, type VerifiedObject } from './verify/verify-export.js'
+export {
+  verifyExport,
+  type BlobRef,
+  type ExpectedChecksum,
+  type VerifyLocation,
+  type VerifyOptions,
+  type VerifyResult,
+  type VerifiedObject,
+} from './verify/verify-export.js'
 export type {
   ColumnType,
   CommitHook,

@@ -55,6 +55,39 @@ describe('CLI --to az:// and gs://', () => {
     expect(JSON.parse((await container.getBlockBlobClient('split/orders.manifest.json').downloadToBuffer()).toString())).toMatchObject({ rows: 20_000 })
   })
 
+  it('verify az:// and gs://: exit 0 when every byte is as the manifest records, 1 naming a changed blob; one blob needs --expect', async () => {
+    const { path } = await input()
+    expect((await runCli(['--from', path, '--to', 'az://cli/verify/orders.csv', '--split-rows', '8000'], azureEnv())).code).toBe(0)
+    const good = await runCli(['verify', 'az://cli/verify/orders.manifest.json'], azureEnv())
+    expect(good.stderr).toBe('')
+    const manifest = JSON.parse((await container.getBlockBlobClient('verify/orders.manifest.json').downloadToBuffer()).toString()) as {
+      parts: Array<{ name: string; bytes: number }>
+    }
+    expect(good.stdout).toBe(manifest.parts.map((p) => `ok   az://cli/verify/${p.name} (${p.bytes} bytes)\n`).join(''))
+    expect(good.code).toBe(0)
+    const part = container.getBlockBlobClient(`verify/${manifest.parts[1]!.name}`)
+    const bytes = await part.downloadToBuffer()
+    bytes[10] ^= 1
+    await part.upload(bytes, bytes.length)
+    const bad = await runCli(['verify', 'az://cli/verify/orders.manifest.json'], azureEnv())
+    expect(bad.stdout.split('\n')[1]).toMatch(new RegExp(`^BAD {2}az://cli/verify/${manifest.parts[1]!.name}: sha256: `))
+    expect(bad.code).toBe(1)
+
+    const one = await runCli(['--from', path, '--to', 'az://cli/verify/one.csv', '--json'], azureEnv())
+    const { checksum } = JSON.parse(one.stdout) as { checksum: { value: string } }
+    expect((await runCli(['verify', 'az://cli/verify/one.csv', '--expect', checksum.value], azureEnv())).code).toBe(0)
+    const unsure = await runCli(['verify', 'az://cli/verify/one.csv'], azureEnv())
+    expect(unsure.stderr).toMatch(/the store keeps none/)
+    expect(unsure.code).toBe(2)
+    expect((await runCli(['verify', 'az://cli/verify/one.csv', '--endpoint', gcs.endpoint], azureEnv())).code).toBe(2)
+
+    const to = ['--to', 'gs://gcs-cli/verify/orders.csv', '--endpoint', gcs.endpoint]
+    expect((await runCli(['--from', path, ...to, '--split-rows', '8000'], gcsEnv)).code).toBe(0)
+    const gs = await runCli(['verify', 'gs://gcs-cli/verify/orders.manifest.json', '--endpoint', gcs.endpoint], gcsEnv)
+    expect(gs.stdout).toMatch(/^(ok {3}gs:\/\/gcs-cli\/verify\/orders-[^ ]+\.csv \(\d+ bytes\)\n){3}$/)
+    expect(gs.code).toBe(0)
+  })
+
   it('gs://bucket/key through the XML API (--endpoint: the test server with GCS rules): the object and its link', async () => {
     const { path, text } = await input()
     const run = await runCli(['--from', path, '--to', 'gs://gcs-cli/orders.csv', '--endpoint', gcs.endpoint, '--presign', '30m'], gcsEnv)

@@ -182,11 +182,7 @@ export async function openSink(options: Options, stdout: NodeJS.WritableStream, 
   }
   const gcs = /^gs:\/\/([^/]+)\/(.+)$/.exec(options.to)
   if (gcs) {
-    const client = gcsClient({
-      accessKeyId: requiredEnv('GCS_HMAC_ACCESS_KEY_ID'),
-      secretAccessKey: requiredEnv('GCS_HMAC_SECRET'),
-      endpoint: options.endpoint,
-    })
+    const client = gcsFromEnv(options.endpoint)
     return { sink: s3Sink({ client, bucket: gcs[1]!, key: gcs[2]! }), client, bucket: gcs[1]!, key: gcs[2]! }
   }
   const s3url = /^s3:\/\/([^/]+)\/(.+)$/.exec(options.to)
@@ -221,9 +217,13 @@ export type OpenedSink = {
 
 const requiredEnv = (name: string): string => {
   const value = process.env[name]
-  if (!value) throw new UsageError(`--to ${name.startsWith('GCS') ? 'gs://' : 'az://'} needs $${name}`)
+  if (!value) throw new UsageError(`${name.startsWith('GCS') ? 'gs://' : 'az://'} needs $${name}`)
   return value
 }
+
+/** A GCS client (its XML API) with the HMAC key in $GCS_HMAC_ACCESS_KEY_ID and $GCS_HMAC_SECRET, at `endpoint` when given. */
+export const gcsFromEnv = (endpoint: string | undefined) =>
+  gcsClient({ accessKeyId: requiredEnv('GCS_HMAC_ACCESS_KEY_ID'), secretAccessKey: requiredEnv('GCS_HMAC_SECRET'), endpoint })
 
 /**
  * The container and blob of an Azure --to: az://container/blob with $AZURE_STORAGE_CONNECTION_STRING,

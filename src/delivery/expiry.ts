@@ -5,6 +5,7 @@
 // each object is deleted once; an entry whose worker died is taken again when its lease ends.
 import { invalidOption } from '../core/errors.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkTimerMs, optionNames } from '../core/options.js'
+import { removeBlob, type AzureContainerLike } from '../sinks/azure/client.js'
 import { loadS3, send, type S3ClientLike } from '../sinks/s3/client.js'
 import type { ExportLog } from './export-log.js'
 import { notifyError } from './deliver.js'
@@ -12,7 +13,13 @@ import { notificationOf, presignEntry } from './links.js'
 import type { ExportNotification } from './webhook.js'
 
 export interface ExpiryOptions {
-  s3: S3ClientLike
+  /** Where the exports are: the S3 (or GCS) client the export processor wrote with. */
+  s3?: S3ClientLike
+  /**
+   * Or the Azure container the export processor wrote to (`createExportProcessor({ container })`).
+   * An entry of another container is left as it is, as a failure naming it.
+   */
+  container?: AzureContainerLike
   log: ExportLog
   /**
    * Sends the notifications that failed, or that no attempt sent (a worker killed first: once the
@@ -42,6 +49,7 @@ export interface ExpiryResult {
 
 const EXPIRY_OPTION_NAMES = optionNames<ExpiryOptions>({
   s3: true,
+  container: true,
   log: true,
   notify: true,
   urlExpiresIn: true,
@@ -53,7 +61,7 @@ const EXPIRY_OPTION_NAMES = optionNames<ExpiryOptions>({
 
 /**
  * A processor for a BullMQ job scheduler that expires exports (docs/delivery.md#expiry):
- * `new Worker('export-expiry', createExpiryProcessor({ s3, log }), { connection })` with
+ * `new Worker('export-expiry', createExpiryProcessor({ s3, log }), { connection })` (or `{ container, log }`) with
  * `queue.upsertJobScheduler('expire-exports', { every: 15 * 60_000 })`. Each run deletes up to
  * `limit` expired exports and marks them deleted (a key another live export names is kept: it is
  * that one's now), then, with `notify`, sends up to `limit` notifications still due. Resolves with
@@ -61,15 +69,18 @@ const EXPIRY_OPTION_NAMES = optionNames<ExpiryOptions>({
  */
 export function createExpiryProcessor(options: ExpiryOptions): () => Promise<ExpiryResult> {
   checkObject('options', options, EXPIRY_OPTION_NAMES)
-  const { s3, log, notify, urlExpiresIn = 86_400, limit = 500, leaseMs = 600_000, retryMs = 900_000, now = () => new Date() } = options
-  if (typeof s3?.send !== 'function') invalidOption('s3', 'an S3Client', s3)
+  const { s3, container, log, notify, urlExpiresIn = 86_400, limit = 500, leaseMs = 600_000, retryMs = 900_000, now = () => new Date() } = options
+  if (container === undefined && typeof s3?.send !== 'function') invalidOption('s3', 'an S3Client (or an Azure `container`)', s3)
+  if (container !== undefined && typeof container?.getBlockBlobClient !== 'function')
+    invalidOption('container', "a ContainerClient of '@azure/storage-blob'", container)
+  if (container !== undefined && s3 !== undefined) invalidOption('s3', 'unset with an Azure `container` (one store per processor)', s3)
   if (typeof log?.lease !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
   if (notify !== undefined) checkFunction('notify', notify)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkPositiveInteger('limit', limit)
   for (const [name, value] of Object.entries({ leaseMs, retryMs })) checkTimerMs(name, value)
   checkFunction('now', now)
-  const { DeleteObjectCommand } = loadS3()
+  const remove = container ? blobRemover(container) : objectRemover(s3!)
 
   return async () => {
     const result: ExpiryResult = { deleted: [], notified: [], failed: [] }
@@ -77,7 +88,7 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
     const deleted = await log.lease('expired', { now: now(), limit, leaseMs }, async (entry) => {
       try {
         // The download first (a manifest, then what it lists): no reader follows a link to a gap.
-        for (const key of entry.deletable) await send(s3, new DeleteObjectCommand({ Bucket: entry.bucket, Key: key }))
+        for (const key of entry.deletable) await remove(entry.bucket, key)
       } catch (error) {
         result.failed.push({ id: entry.id, error: (error as Error).message })
         return { retryAt: new Date(now().getTime() + retryMs) }
@@ -88,7 +99,7 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
     if (!notify) return result
     const notified = await log.lease('unnotified', { now: now(), limit, leaseMs }, async (entry) => {
       try {
-        await notify(notificationOf(entry, await presignEntry(s3, entry, urlExpiresIn, now())))
+        await notify(notificationOf(entry, await presignEntry(container ?? s3!, entry, urlExpiresIn, now())))
       } catch (error) {
         const failure = notifyError(error)
         result.failed.push({ id: entry.id, error: failure.message })
@@ -99,5 +110,20 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
     })
     result.notified = notified.filter((entry) => entry.notifiedAt !== null).map((entry) => entry.id)
     return result
+  }
+}
+
+type Remover = (bucket: string, key: string) => Promise<unknown>
+
+function objectRemover(s3: S3ClientLike): Remover {
+  const { DeleteObjectCommand } = loadS3()
+  return (bucket, key) => send(s3, new DeleteObjectCommand({ Bucket: bucket, Key: key }))
+}
+
+// An entry's bucket is the container its export went to: one of another is not this client's to delete.
+function blobRemover(container: AzureContainerLike): Remover {
+  return async (bucket, key) => {
+    if (bucket !== container.containerName) throw new Error(`In container ${bucket}, not this processor's (${container.containerName}): not deleted here`)
+    await removeBlob(container, key)
   }
 }

@@ -14,7 +14,11 @@ export type LinkSigner = (bucket: string, key: string, expiresIn: number, filena
 export function signerOf(store: S3ClientLike | AzureContainerLike | LinkSigner): LinkSigner {
   if (typeof store === 'function') return store
   if ('getBlockBlobClient' in store)
-    return (_container, blobName, expiresIn, filename) => azureDownloadUrl(store, { blobName, expiresIn, ...(filename ? { filename } : {}) })
+    return async (container, blobName, expiresIn, filename) => {
+      // (A SAS names its container: one of another container's blob would download the wrong blob.)
+      if (container !== store.containerName) throw new Error(`Cannot sign a link to az://${container}/${blobName} with container ${store.containerName}`)
+      return azureDownloadUrl(store, { blobName, expiresIn, ...(filename ? { filename } : {}) })
+    }
   return (bucket, key, expiresIn, filename) => presignDownload(store, { bucket, key, expiresIn, ...(filename ? { filename } : {}) })
 }
 

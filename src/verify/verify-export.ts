@@ -1,41 +1,44 @@
 // verifyExport(): reads back what an export stored and compares it with what was recorded of it,
-// byte for byte: a manifest's parts (size, SHA-256, full checksum), or one file or object against
-// the checksum its export returned (or, for S3, the one the store keeps).
+// byte for byte: a manifest's parts (size, SHA-256, full checksum), or one file, object or blob
+// against the checksum its export returned (or, for S3, the one the store keeps). The stores are
+// in stores.ts.
 import { createHash } from 'node:crypto'
-import { open, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import type { Readable } from 'node:stream'
-import { CHECKSUM_ALGORITHMS, Checksummer, type ChecksumAlgorithm, type ObjectChecksum } from '../core/checksum.js'
+import { CHECKSUM_ALGORITHMS, Checksummer } from '../core/checksum.js'
 import { ExportError, invalidOption } from '../core/errors.js'
 import { checkObject, optionNames } from '../core/options.js'
-import type { Location, PartInfo } from '../core/types.js'
+import type { PartInfo } from '../core/types.js'
 import { parseManifest } from '../parts/manifest.js'
+import type { AzureContainerLike } from '../sinks/azure/client.js'
+import type { S3ClientLike } from '../sinks/s3/client.js'
 import { rowCounter, type RowCounter } from './row-count.js'
-import { checksumField, getObject, loadS3, send, targetParams, type S3ClientLike, type S3Target } from '../sinks/s3/client.js'
-import { customerKey } from '../sinks/s3/options.js'
+import { describeLocation, nameIn, storeOf, type ExpectedChecksum, type Store, type VerifyLocation } from './stores.js'
+
+export { describeLocation, type BlobRef, type ExpectedChecksum, type VerifyLocation } from './stores.js'
 
 export interface VerifyOptions {
   /**
    * What to verify: a manifest (a name ending in `.manifest.json`: every part it lists), or one
-   * file or object. A path, `s3://bucket/key` (with `client`), or a location (`{ path }`, `{ bucket, key }`).
+   * file, object or blob. A path, `s3://bucket/key` (with `client`), `az://container/blob` (with
+   * `container`), or a location (`{ path }`, `{ bucket, key }`, `{ container, blob }`).
    */
-  target: string | Location
-  /** An S3Client, for S3 targets. */
+  target: string | VerifyLocation
+  /** An S3Client, for S3 (and GCS) targets. */
   client?: S3ClientLike
+  /** The ContainerClient of an Azure target's container. */
+  container?: AzureContainerLike
   /**
-   * The checksum the file or object must have: the `checksum` of its ExportResult. Default: for an
-   * S3 object, the full-object checksum the store keeps (none kept: refused, nothing to compare).
+   * The checksum the file, object or blob must have: the `checksum` of its ExportResult. Default:
+   * for an S3 object, the full-object checksum the store keeps (none kept: refused, nothing to
+   * compare); files and Azure blobs need it (Azure keeps no full-object CRC).
    */
   expected?: ExpectedChecksum
   /** SSE-C objects: their key. */
   sseCustomerKey?: Uint8Array | string
 }
 
-/** A checksum to compare with: an ObjectChecksum (its `bytes` compared too, when given). */
-export type ExpectedChecksum = Pick<ObjectChecksum, 'algorithm' | 'value'> & { bytes?: number }
-
 export interface VerifiedObject {
-  location: Location
+  location: VerifyLocation
   /** Bytes read. */
   bytes: number
   /** Rows counted in them, where the format allows it exactly (CSV and JSON Lines, plain, gzip or zstd). */
@@ -52,7 +55,7 @@ export interface VerifyResult {
   objects: VerifiedObject[]
 }
 
-const VERIFY_OPTION_NAMES = optionNames<VerifyOptions>({ target: true, client: true, expected: true, sseCustomerKey: true })
+const VERIFY_OPTION_NAMES = optionNames<VerifyOptions>({ target: true, client: true, container: true, expected: true, sseCustomerKey: true })
 
 /**
  * Recomputes the checksums of an export's files or objects from their stored bytes and compares
@@ -62,7 +65,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
   checkObject('options', options, VERIFY_OPTION_NAMES)
   const store = storeOf(options)
   const location = store.location
-  const name = 'path' in location ? location.path : location.key
+  const name = nameIn(location)
   if (name.endsWith('.manifest.json')) {
     const bytes = await store.read(name)
     if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `No manifest at ${describeLocation(location)}`)
@@ -88,73 +91,6 @@ function checkChecksum(expected: ExpectedChecksum): void {
   checkObject('expected', expected)
   if (!CHECKSUM_ALGORITHMS.includes(expected.algorithm)) invalidOption('expected.algorithm', CHECKSUM_ALGORITHMS.join(', '), expected.algorithm)
   if (typeof expected.value !== 'string' || expected.value === '') invalidOption('expected.value', 'the checksum, base64', expected.value)
-}
-
-interface Store {
-  location: Location
-  at(name: string): Location
-  read(name: string): Promise<Buffer | undefined>
-  /** The bytes as a stream, or `undefined` when nothing is stored there. */
-  stream(name: string): Promise<Readable | undefined>
-  keptChecksum(name: string): Promise<ExpectedChecksum | undefined>
-}
-
-function storeOf({ target, client, sseCustomerKey }: VerifyOptions): Store {
-  const s3url = typeof target === 'string' ? /^s3:\/\/([^/]+)\/(.+)$/.exec(target) : undefined
-  const location: Location = typeof target !== 'string' ? target : s3url ? { bucket: s3url[1]!, key: s3url[2]! } : { path: target }
-  if ('path' in location) {
-    const failed = (path: string) => (error: Error) => {
-      throw new ExportError('ERR_SINK', 'sink', `Cannot read ${path}: ${error.message}`, { cause: error })
-    }
-    return {
-      location,
-      at: (path) => ({ path }),
-      read: (path) => readFile(path).catch(failed(path)),
-      async stream(path) {
-        const fh = await open(path).catch((error: NodeJS.ErrnoException) => {
-          if (error.code === 'ENOENT') return undefined
-          return failed(path)(error)
-        })
-        return fh?.createReadStream()
-      },
-      keptChecksum: () => Promise.resolve(undefined),
-    }
-  }
-  if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client, for an S3 target', client)
-  const target3 = (key: string): S3Target => ({
-    client,
-    bucket: location.bucket,
-    key,
-    ...(sseCustomerKey !== undefined && { sseCustomerKey: customerKey(sseCustomerKey) }),
-  })
-  const failed = (key: string) => (error: Error) => {
-    throw new ExportError('ERR_SINK', 'sink', `Cannot read s3://${location.bucket}/${key}: ${error.message}`, { cause: error })
-  }
-  return {
-    location,
-    at: (key) => ({ bucket: location.bucket, key }),
-    read: (key) => getObject(target3(key)).catch(failed(key)),
-    async stream(key) {
-      const s3 = loadS3()
-      const command = new s3.GetObjectCommand({ ...targetParams(target3(key)), Bucket: location.bucket, Key: key })
-      const object = await send<{ Body: Readable }>(client, command).catch((error: Error) => {
-        if (error.name === 'NoSuchKey') return undefined
-        return failed(key)(error)
-      })
-      return object?.Body
-    },
-    async keptChecksum(key) {
-      const s3 = loadS3()
-      const command = new s3.HeadObjectCommand({ ...targetParams(target3(key)), Bucket: location.bucket, Key: key, ChecksumMode: 'ENABLED' })
-      const head = await send<Record<string, unknown>>(client, command).catch(failed(key))
-      if (head.ChecksumType !== 'FULL_OBJECT') return undefined
-      for (const algorithm of ['CRC64NVME', 'CRC32C', 'CRC32'] as ChecksumAlgorithm[]) {
-        const value = head[checksumField(algorithm)]
-        if (typeof value === 'string') return { algorithm, value, bytes: Number(head.ContentLength) }
-      }
-      return undefined
-    },
-  }
 }
 
 // Reads one file or object whole and compares it with what was recorded of it.
@@ -191,6 +127,3 @@ async function check(
   if (rows !== undefined && recorded.rows !== undefined && rows !== recorded.rows) problems.push(`rows: ${rows} stored, ${recorded.rows} recorded`)
   return { location: store.at(name), bytes, ...(rows !== undefined && { rows }), ok: problems.length === 0, problems }
 }
-
-/** `s3://bucket/key` or the path. */
-export const describeLocation = (location: Location): string => ('path' in location ? location.path : `s3://${location.bucket}/${location.key}`)
