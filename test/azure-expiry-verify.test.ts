@@ -1,6 +1,7 @@
 // After an export to Azure Blob Storage: the expiry processor deletes its blobs at their time (and
 // sends a notification still due with a SAS link), and verifyExport reads its blobs back against
 // the manifest or the export's checksum. Azurite through the fault proxy, real Postgres and Redis.
+import { S3Client } from '@aws-sdk/client-s3'
 import type { ContainerClient } from '@azure/storage-blob'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../examples/statements.mjs'
@@ -10,6 +11,7 @@ import {
   csv,
   exportStream,
   fromIterable,
+  presignEntry,
   verifyExport,
   type AzureLocation,
   type ExportLog,
@@ -69,28 +71,40 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     for (const id of run.deleted) expect((await log.get(id))?.deletedAt?.getTime()).toBe(clock)
   }, 60_000)
 
-  it('a deletion Azure refuses is tried again after retryMs; an entry of another container is never deleted here, and says so', async () => {
+  it('a deletion Azure refuses is tried again after retryMs; in a log shared with other stores each processor takes its own entries only', async () => {
     let clock = Date.now()
     const now = () => new Date(clock)
     const { results } = await runJobs({ container, log, now }, [{ rows: 10, key: 'refused/{jobId}.csv.gz', expiresIn: 60 }])
     const blob = ok(results[0]).location.key
-    const elsewhere = entry({ id: `other/${Date.now()}`, bucket: 'another', keys: [blob], expiresAt: new Date(clock + 60_000) })
-    await log.record([elsewhere], {})
+    // Another store's entry (an S3 bucket, or another container) naming the same key: expired, its notification due.
+    const elsewhere = entry({ id: `other/${Date.now()}`, bucket: 'another', keys: [blob], expiresAt: new Date(clock + 60_000), notify: true })
+    await log.record([elsewhere], { notifyUntil: new Date(clock) })
     clock += 61_000
     azure.fault = ({ method, url }) => (method === 'DELETE' && url.pathname.endsWith(blob) ? 503 : undefined)
-    const failed = await createExpiryProcessor({ container, log, now, retryMs: 60_000 })()
+    const sent: ExportNotification[] = []
+    const failed = await createExpiryProcessor({ container, log, now, retryMs: 60_000, notify: (n) => void sent.push(n) })()
     azure.fault = () => undefined
     expect(failed.deleted).toEqual([])
-    expect(failed.failed).toHaveLength(2)
-    const refused = failed.failed.find((f) => f.id !== elsewhere.id)!
-    expect(refused.error).toMatch(/injected by the test/)
-    expect(failed.failed).toContainEqual({ id: elsewhere.id, error: "In container another, not this processor's (after): not deleted here" })
+    expect(failed.failed).toEqual([{ id: expect.any(String), error: expect.stringMatching(/injected by the test/) }])
+    expect(sent.map((n) => n.entryId)).not.toContain(elsewhere.id)
     expect(await exists(blob)).toBe(true)
     expect((await createExpiryProcessor({ container, log, now })()).deleted).toEqual([]) // waits retryMs
     clock += 60_001
-    expect((await createExpiryProcessor({ container, log, now })()).deleted).toEqual([refused.id])
+
+    // An S3 processor on the same log, given its buckets: the other store's entry is its own, the container's is not.
+    const s3 = new S3Client({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' }, maxAttempts: 1 })
+    const byS3 = await createExpiryProcessor({ s3, buckets: ['another'], log, now })()
+    s3.destroy()
+    expect(byS3.failed.map((f) => f.id)).toEqual([elsewhere.id]) // (nothing listens there)
+    expect(byS3.deleted).toEqual([])
+
+    expect((await createExpiryProcessor({ container, log, now })()).deleted).toEqual([failed.failed[0]!.id])
     expect(await exists(blob)).toBe(false)
-    expect(await log.get(elsewhere.id)).toMatchObject({ deletedAt: null })
+    expect(await log.get(elsewhere.id)).toMatchObject({ deletedAt: null, notifyFailures: 0 })
+    await expect(presignEntry(container, { ...elsewhere, expiresAt: null }, 60, now())).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      message: expect.stringMatching(/az:\/\/another\//),
+    })
   }, 60_000)
 
   it('a notification no attempt sent is sent by the expiry processor, with a SAS link that downloads the blob as its file name', async () => {
@@ -110,10 +124,25 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     expect(Buffer.from(await download.arrayBuffer()).equals(await container.getBlockBlobClient('notify/one.csv').downloadToBuffer())).toBe(true)
   })
 
-  it('refuses both s3 and container, and neither', () => {
+  it('a blob with snapshots (taken by its owner) is not deleted: the run reports it', async () => {
+    const snapped = container.getBlockBlobClient('snapped/one.csv')
+    await snapped.upload('id\n1\n', 5)
+    await snapped.createSnapshot()
+    let clock = Date.now()
+    const kept = entry({ id: `snapped/${clock}`, bucket: 'after', keys: ['snapped/one.csv'], expiresAt: new Date(clock) })
+    await log.record([kept], {})
+    clock += 1000
+    const run = await createExpiryProcessor({ container, log, now: () => new Date(clock) })()
+    expect(run.failed).toEqual([{ id: kept.id, error: expect.stringMatching(/snapshot/i) }])
+    expect(await snapped.exists()).toBe(true)
+  })
+
+  it('refuses both s3 and container, neither, and buckets with a container', () => {
     const s3 = { send: () => Promise.resolve({}) }
-    expect(() => createExpiryProcessor({ container, s3, log } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
-    expect(() => createExpiryProcessor({ log } as never)).toThrow(/`s3` to be an S3Client \(or an Azure `container`\)/)
+    expect(() => createExpiryProcessor({ container, s3, log })).toThrow(/`s3` to be unset with an Azure `container`/)
+    expect(() => createExpiryProcessor({ log })).toThrow(/`s3` to be an S3Client \(or an Azure `container`\)/)
+    expect(() => createExpiryProcessor({ container, buckets: ['after'], log })).toThrow(/`buckets` to be unset with an Azure `container`/)
+    expect(() => createExpiryProcessor({ s3, buckets: [], log })).toThrow(/`buckets` to be a non-empty array/)
   })
 })
 
@@ -182,5 +211,41 @@ describe('verifyExport on Azure', () => {
       message: expect.stringMatching(/`container` to be the ContainerClient of 'elsewhere'/),
     })
     await expect(verifyExport({ target: 'az://after/v/one.csv', expected: one.checksum })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    // Options that do not fit the target, and a URL that is not a target (never read as a file of that name).
+    const refusals = [
+      [{ target: 'az://after/v/one.csv', container, client: new S3Client({ region: 'us-east-1' }) }, /`client` to be unset for an Azure blob/],
+      [{ target: 'v/one.csv', container }, /`container` to be unset for v\/one\.csv/],
+      [{ target: 'https://acct.blob.core.windows.net/after/v/one.csv?sig=secret', container }, /`target` to be a path, s3:.*got `"https:.*one\.csv\?\.\.\."`/],
+      [{ target: 'az://after', container }, /`target` to be a path/],
+    ] as const
+    for (const [options, message] of refusals)
+      await expect(verifyExport({ ...options, expected: one.checksum })).rejects.toMatchObject({
+        code: 'ERR_INVALID_OPTION',
+        message: expect.stringMatching(message),
+      })
+    // A container that is not there: unreadable (ERR_SINK), not a blob reported missing.
+    const gone = azure.service.getContainerClient('gone')
+    await expect(verifyExport({ target: 'az://gone/v/one.csv', container: gone, expected: one.checksum })).rejects.toMatchObject({
+      code: 'ERR_SINK',
+      message: expect.stringMatching(/^Cannot read az:\/\/gone\/v\/one\.csv: /),
+    })
+  })
+
+  it('a blob whose download is cut part-way on every try is unreadable (ERR_SINK), not reported as different', async () => {
+    const one = await exportStream({
+      source: fromIterable(statements(3000)),
+      format: csv(),
+      sink: azureBlobSink({ containerClient: container, blobName: 'v/cut.csv' }),
+    })
+    azure.fault = ({ method, url }) => (method === 'GET' && url.pathname.endsWith('/v/cut.csv') ? 'cut' : undefined)
+    try {
+      await expect(verifyExport({ target: 'az://after/v/cut.csv', container, expected: one.checksum })).rejects.toMatchObject({
+        code: 'ERR_SINK',
+        message: expect.stringMatching(/^Cannot read az:\/\/after\/v\/cut\.csv: /),
+      })
+    } finally {
+      azure.fault = () => undefined
+    }
+    expect(await verifyExport({ target: 'az://after/v/cut.csv', container, expected: one.checksum })).toMatchObject({ ok: true })
   })
 })

@@ -79,7 +79,9 @@ describe('CLI --to az:// and gs://', () => {
     const unsure = await runCli(['verify', 'az://cli/verify/one.csv'], azureEnv())
     expect(unsure.stderr).toMatch(/the store keeps none/)
     expect(unsure.code).toBe(2)
-    expect((await runCli(['verify', 'az://cli/verify/one.csv', '--endpoint', gcs.endpoint], azureEnv())).code).toBe(2)
+    const endpoint = await runCli(['verify', 'az://cli/verify/one.csv', '--expect', checksum.value, '--endpoint', gcs.endpoint], azureEnv())
+    expect(endpoint.stderr).toMatch(/--endpoint is for S3-compatible stores, not az:\/\//)
+    expect(endpoint.code).toBe(2)
 
     const to = ['--to', 'gs://gcs-cli/verify/orders.csv', '--endpoint', gcs.endpoint]
     expect((await runCli(['--from', path, ...to, '--split-rows', '8000'], gcsEnv)).code).toBe(0)

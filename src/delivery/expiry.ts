@@ -4,7 +4,7 @@
 // sent. Entries are leased (SKIP LOCKED, then a lease time): many workers may run it at once and
 // each object is deleted once; an entry whose worker died is taken again when its lease ends.
 import { invalidOption } from '../core/errors.js'
-import { checkFunction, checkObject, checkPositiveInteger, checkTimerMs, optionNames } from '../core/options.js'
+import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
 import { removeBlob, type AzureContainerLike } from '../sinks/azure/client.js'
 import { loadS3, send, type S3ClientLike } from '../sinks/s3/client.js'
 import type { ExportLog } from './export-log.js'
@@ -16,10 +16,15 @@ export interface ExpiryOptions {
   /** Where the exports are: the S3 (or GCS) client the export processor wrote with. */
   s3?: S3ClientLike
   /**
-   * Or the Azure container the export processor wrote to (`createExportProcessor({ container })`).
-   * An entry of another container is left as it is, as a failure naming it.
+   * Or the Azure container the export processor wrote to (`createExportProcessor({ container })`):
+   * only the entries of that container are taken (a log shared with other stores keeps theirs).
    */
   container?: AzureContainerLike
+  /**
+   * With `s3`: only the entries in these buckets are taken. Give it when the log is shared with
+   * an Azure processor (the log knows a bucket and a container only by name). Default: every entry.
+   */
+  buckets?: string[]
   log: ExportLog
   /**
    * Sends the notifications that failed, or that no attempt sent (a worker killed first: once the
@@ -50,6 +55,7 @@ export interface ExpiryResult {
 const EXPIRY_OPTION_NAMES = optionNames<ExpiryOptions>({
   s3: true,
   container: true,
+  buckets: true,
   log: true,
   notify: true,
   urlExpiresIn: true,
@@ -74,18 +80,25 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
   if (container !== undefined && typeof container?.getBlockBlobClient !== 'function')
     invalidOption('container', "a ContainerClient of '@azure/storage-blob'", container)
   if (container !== undefined && s3 !== undefined) invalidOption('s3', 'unset with an Azure `container` (one store per processor)', s3)
+  if (options.buckets !== undefined) {
+    if (container !== undefined) invalidOption('buckets', 'unset with an Azure `container` (its own entries only)', options.buckets)
+    if (!Array.isArray(options.buckets) || options.buckets.length === 0) invalidOption('buckets', 'a non-empty array of bucket names', options.buckets)
+    options.buckets.forEach((bucket, i) => checkString(`buckets[${i}]`, bucket))
+  }
+  const buckets = container ? [container.containerName] : options.buckets
   if (typeof log?.lease !== 'function') invalidOption('log', 'an export log (postgresExportLog)', log)
   if (notify !== undefined) checkFunction('notify', notify)
   checkPositiveInteger('urlExpiresIn', urlExpiresIn)
   checkPositiveInteger('limit', limit)
   for (const [name, value] of Object.entries({ leaseMs, retryMs })) checkTimerMs(name, value)
   checkFunction('now', now)
-  const remove = container ? blobRemover(container) : objectRemover(s3!)
+  const remove = container ? (_: string, blob: string) => removeBlob(container, blob) : objectRemover(s3!)
+  const taking = () => ({ now: now(), limit, leaseMs, ...(buckets && { buckets }) })
 
   return async () => {
     const result: ExpiryResult = { deleted: [], notified: [], failed: [] }
     // Each pass on the clock as it is then: a long first pass never shortens the second's leases.
-    const deleted = await log.lease('expired', { now: now(), limit, leaseMs }, async (entry) => {
+    const deleted = await log.lease('expired', taking(), async (entry) => {
       try {
         // The download first (a manifest, then what it lists): no reader follows a link to a gap.
         for (const key of entry.deletable) await remove(entry.bucket, key)
@@ -97,7 +110,7 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
     })
     result.deleted = deleted.filter((entry) => entry.deletedAt !== null).map((entry) => entry.id)
     if (!notify) return result
-    const notified = await log.lease('unnotified', { now: now(), limit, leaseMs }, async (entry) => {
+    const notified = await log.lease('unnotified', taking(), async (entry) => {
       try {
         await notify(notificationOf(entry, await presignEntry(container ?? s3!, entry, urlExpiresIn, now())))
       } catch (error) {
@@ -113,17 +126,7 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
   }
 }
 
-type Remover = (bucket: string, key: string) => Promise<unknown>
-
-function objectRemover(s3: S3ClientLike): Remover {
+function objectRemover(s3: S3ClientLike): (bucket: string, key: string) => Promise<unknown> {
   const { DeleteObjectCommand } = loadS3()
   return (bucket, key) => send(s3, new DeleteObjectCommand({ Bucket: bucket, Key: key }))
-}
-
-// An entry's bucket is the container its export went to: one of another is not this client's to delete.
-function blobRemover(container: AzureContainerLike): Remover {
-  return async (bucket, key) => {
-    if (bucket !== container.containerName) throw new Error(`In container ${bucket}, not this processor's (${container.containerName}): not deleted here`)
-    await removeBlob(container, key)
-  }
 }

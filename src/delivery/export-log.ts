@@ -86,11 +86,12 @@ export interface ExportLog {
    * `unnotified`: to notify, not notified, not expired, failed fewer than 8 times) and no one else
    * leases, for `leaseMs`, then runs `work` on each and stores what it returns while the lease is
    * still this one's. Resolves with the entries so stored. A `work` that throws is a worker that
-   * died: the call rejects and the lease runs out.
+   * died: the call rejects and the lease runs out. `buckets`: only entries in these buckets (or
+   * Azure containers); all by default.
    */
   lease(
     pick: 'expired' | 'unnotified',
-    options: { now: Date; limit: number; leaseMs: number },
+    options: { now: Date; limit: number; leaseMs: number; buckets?: readonly string[] },
     work: (entry: LeasedEntry) => Promise<LeaseOutcome>,
   ): Promise<ExportLogEntry[]>
 }
@@ -327,7 +328,7 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
         [id, error ? null : at, error ?? null, error ? 1 : 0],
       )),
     downloaded: async (id, at) => (await all(`update ${name} set downloaded_at = $2, downloads = downloads + 1 where id = $1 returning *`, [id, at]))[0],
-    lease: async (pick, { now, limit, leaseMs }, work) => {
+    lease: async (pick, { now, limit, leaseMs, buckets }, work) => {
       const where =
         pick === 'expired'
           ? 'expires_at <= $1 and deleted_at is null'
@@ -336,10 +337,10 @@ export function postgresExportLog(options: PostgresExportLogOptions): ExportLog 
       // A short statement: the rows another worker is leasing are skipped, the lease is the mark.
       const leased = await all(
         `update ${name} as log set claimed_until = $3 from (
-           select id from ${name} where ${where} and (claimed_until is null or claimed_until <= $1)
+           select id from ${name} where ${where} and (claimed_until is null or claimed_until <= $1) and ($4::text[] is null or bucket = any($4))
            order by expires_at, partition is not null, id limit $2 for update skip locked) as picked
          where log.id = picked.id returning log.*`,
-        [now, limit, until],
+        [now, limit, until, buckets ?? null],
       )
       const done: ExportLogEntry[] = []
       for (const entry of leased.sort(byExpiry)) {

@@ -1,5 +1,6 @@
 // Links to what the export log holds, and the notification of an entry: shared by the delivery
 // after a job's commit and by the expiry processor that sends a failed notification again.
+import { ExportError } from '../core/errors.js'
 import type { S3ClientLike } from '../sinks/s3/client.js'
 import { MAX_PRESIGN_SECONDS, presignDownload } from '../sinks/s3/presign.js'
 import type { AzureContainerLike } from '../sinks/azure/client.js'
@@ -16,7 +17,8 @@ export function signerOf(store: S3ClientLike | AzureContainerLike | LinkSigner):
   if ('getBlockBlobClient' in store)
     return async (container, blobName, expiresIn, filename) => {
       // (A SAS names its container: one of another container's blob would download the wrong blob.)
-      if (container !== store.containerName) throw new Error(`Cannot sign a link to az://${container}/${blobName} with container ${store.containerName}`)
+      if (container !== store.containerName)
+        throw new ExportError('ERR_INVALID_OPTION', 'options', `Cannot sign a link to az://${container}/${blobName} with the container ${store.containerName}`)
       return azureDownloadUrl(store, { blobName, expiresIn, ...(filename ? { filename } : {}) })
     }
   return (bucket, key, expiresIn, filename) => presignDownload(store, { bucket, key, expiresIn, ...(filename ? { filename } : {}) })

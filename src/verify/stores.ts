@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream'
 import type { ChecksumAlgorithm, ObjectChecksum } from '../core/checksum.js'
 import { ExportError, invalidOption } from '../core/errors.js'
 import type { Location } from '../core/types.js'
-import { blockBlob, readBlob, statusOf, type AzureContainerLike } from '../sinks/azure/client.js'
+import { blockBlob, readBlob, type AzureContainerLike } from '../sinks/azure/client.js'
 import { checksumField, getObject, loadS3, send, targetParams, type S3ClientLike, type S3Target } from '../sinks/s3/client.js'
 import { isGcsClient } from '../sinks/s3/gcs.js'
 import { customerKey } from '../sinks/s3/options.js'
@@ -25,6 +25,8 @@ export type ExpectedChecksum = Pick<ObjectChecksum, 'algorithm' | 'value'> & { b
 export interface Store {
   location: VerifyLocation
   at(name: string): VerifyLocation
+  /** `s3://bucket/key` (`gs://` on GCS), `az://container/blob` or the path, for messages. */
+  describe(name: string): string
   read(name: string): Promise<Buffer | undefined>
   /** The bytes as a stream, or `undefined` when nothing is stored there. */
   stream(name: string): Promise<Readable | undefined>
@@ -38,21 +40,34 @@ export const describeLocation = (location: VerifyLocation): string =>
 /** The name of a location in its store: the path, the key, the blob. */
 export const nameIn = (location: VerifyLocation): string => ('path' in location ? location.path : 'blob' in location ? location.blob : location.key)
 
-/** The store a target is in: `s3://` needs `client`, `az://` the `container` it names. */
+/** The store a target is in: `s3://` and `gs://` need `client`, `az://` the `container` it names. */
 export function storeOf(options: {
   target: string | VerifyLocation
   client?: S3ClientLike
   container?: AzureContainerLike
   sseCustomerKey?: Uint8Array | string
 }): Store {
-  const { target } = options
-  const url = typeof target === 'string' ? /^(s3|az):\/\/([^/]+)\/(.+)$/.exec(target) : undefined
-  const location: VerifyLocation =
-    typeof target !== 'string' ? target : url?.[1] === 's3' ? { bucket: url[2]!, key: url[3]! } : url ? { container: url[2]!, blob: url[3]! } : { path: target }
+  const { target, client, container, sseCustomerKey } = options
+  const location = typeof target === 'string' ? parseTarget(target) : target
+  if ('blob' in location) {
+    for (const [name, value] of Object.entries({ client, sseCustomerKey }))
+      if (value !== undefined) invalidOption(name, `unset for an Azure blob (${describeLocation(location)})`, value)
+    return blobStore(location, container)
+  }
+  if (container !== undefined) invalidOption('container', `unset for ${describeLocation(location)} (it is for az:// targets)`, container)
   if ('path' in location) return fileStore(location)
-  if ('blob' in location) return blobStore(location, options.container)
-  if (typeof options.client?.send !== 'function') invalidOption('client', 'an S3Client, for an S3 target', options.client)
-  return objectStore(location, options.client, options.sseCustomerKey)
+  if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client, for an S3 (or GCS) target', client)
+  const gcs = isGcsClient(client) || (typeof target === 'string' && target.startsWith('gs://'))
+  return objectStore(location, client, gcs ? 'gs' : 's3', sseCustomerKey)
+}
+
+function parseTarget(target: string): VerifyLocation {
+  const url = /^(s3|gs|az):\/\/([^/]+)\/(.+)$/.exec(target)
+  if (url) return url[1] === 'az' ? { container: url[2]!, blob: url[3]! } : { bucket: url[2]!, key: url[3]! }
+  // (Not read as a file of that name: a mistyped URL would be reported missing.)
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target))
+    invalidOption('target', 'a path, s3://bucket/key, gs://bucket/key or az://container/blob', target.replace(/\?.*$/, '?...'))
+  return { path: target }
 }
 
 function fileStore(location: { path: string }): Store {
@@ -62,6 +77,7 @@ function fileStore(location: { path: string }): Store {
   return {
     location,
     at: (path) => ({ path }),
+    describe: (path) => path,
     read: (path) => readFile(path).catch(failed(path)),
     async stream(path) {
       const fh = await open(path).catch((error: NodeJS.ErrnoException) => {
@@ -74,7 +90,8 @@ function fileStore(location: { path: string }): Store {
   }
 }
 
-function objectStore(location: { bucket: string; key: string }, client: S3ClientLike, sseCustomerKey?: Uint8Array | string): Store {
+function objectStore(location: { bucket: string; key: string }, client: S3ClientLike, scheme: 's3' | 'gs', sseCustomerKey?: Uint8Array | string): Store {
+  const describe = (key: string) => `${scheme}://${location.bucket}/${key}`
   const target = (key: string): S3Target => ({
     client,
     bucket: location.bucket,
@@ -82,11 +99,12 @@ function objectStore(location: { bucket: string; key: string }, client: S3Client
     ...(sseCustomerKey !== undefined && { sseCustomerKey: customerKey(sseCustomerKey) }),
   })
   const failed = (key: string) => (error: Error) => {
-    throw new ExportError('ERR_SINK', 'sink', `Cannot read s3://${location.bucket}/${key}: ${error.message}`, { cause: error })
+    throw new ExportError('ERR_SINK', 'sink', `Cannot read ${describe(key)}: ${error.message}`, { cause: error })
   }
   return {
     location,
     at: (key) => ({ bucket: location.bucket, key }),
+    describe,
     read: (key) => getObject(target(key)).catch(failed(key)),
     async stream(key) {
       const s3 = loadS3()
@@ -98,7 +116,7 @@ function objectStore(location: { bucket: string; key: string }, client: S3Client
       return object?.Body
     },
     async keptChecksum(key) {
-      if (isGcsClient(client)) return undefined // (GCS keeps its CRC32C in x-goog-hash, not in S3's fields)
+      if (scheme === 'gs') return undefined // (GCS keeps its CRC32C in x-goog-hash, not in S3's fields)
       const s3 = loadS3()
       const command = new s3.HeadObjectCommand({ ...targetParams(target(key)), Bucket: location.bucket, Key: key, ChecksumMode: 'ENABLED' })
       const head = await send<Record<string, unknown>>(client, command).catch(failed(key))
@@ -124,12 +142,14 @@ function blobStore(location: BlobRef, container: AzureContainerLike | undefined)
   return {
     location,
     at: (blob) => ({ container: location.container, blob }),
+    describe: (blob) => `az://${location.container}/${blob}`,
     read: (blob) => readBlob(container, blob).catch(failed(blob)),
     async stream(blob) {
       const download = await blockBlob(container, blob)
         .download()
         .catch((error: Error) => {
-          if (statusOf(error) === 404) return undefined
+          // (The blob's own 404: a missing container is an error, not a missing part.)
+          if ((error as { code?: string }).code === 'BlobNotFound') return undefined
           return failed(blob)(error)
         })
       return download?.readableStreamBody as Readable | undefined

@@ -12,7 +12,7 @@ import { parseManifest } from '../parts/manifest.js'
 import type { AzureContainerLike } from '../sinks/azure/client.js'
 import type { S3ClientLike } from '../sinks/s3/client.js'
 import { rowCounter, type RowCounter } from './row-count.js'
-import { describeLocation, nameIn, storeOf, type ExpectedChecksum, type Store, type VerifyLocation } from './stores.js'
+import { nameIn, storeOf, type ExpectedChecksum, type Store, type VerifyLocation } from './stores.js'
 
 export { describeLocation, type BlobRef, type ExpectedChecksum, type VerifyLocation } from './stores.js'
 
@@ -68,8 +68,8 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
   const name = nameIn(location)
   if (name.endsWith('.manifest.json')) {
     const bytes = await store.read(name)
-    if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `No manifest at ${describeLocation(location)}`)
-    const manifest = parseManifest(bytes, describeLocation(location))
+    if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `No manifest at ${store.describe(name)}`)
+    const manifest = parseManifest(bytes, store.describe(name))
     const objects: VerifiedObject[] = []
     // Parts are named from the manifest's folder (a partitioned export's from there too).
     const folder = 'path' in location ? dirname(name) : name.slice(0, name.lastIndexOf('/') + 1)
@@ -82,7 +82,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
   if (options.expected !== undefined) checkChecksum(options.expected)
   const expected = options.expected ?? (await store.keptChecksum(name))
   if (expected === undefined)
-    invalidOption('expected', `the checksum ${describeLocation(location)} must have (its export's result.checksum): the store keeps none`, expected)
+    invalidOption('expected', `the checksum ${store.describe(name)} must have (its export's result.checksum): the store keeps none`, expected)
   const object = await check(store, name, { bytes: expected.bytes, checksum: expected })
   return { ok: object.ok, objects: [object] }
 }
@@ -106,11 +106,17 @@ async function check(
   const stream = await store.stream(name)
   if (!stream) return { location: store.at(name), bytes, ok: false, problems: ['missing: nothing is stored there'] }
   const counter = counting?.()
-  for await (const chunk of stream) {
-    sha256.update(chunk as Buffer)
-    sum?.update(chunk as Buffer)
-    bytes += (chunk as Buffer).length
-    await counter?.write(chunk as Buffer)
+  try {
+    for await (const chunk of stream) {
+      sha256.update(chunk as Buffer)
+      sum?.update(chunk as Buffer)
+      bytes += (chunk as Buffer).length
+      await counter?.write(chunk as Buffer)
+    }
+  } catch (error) {
+    // A read that fails part-way (the store's, not the counter's): unreadable, not different.
+    if (!stream.errored) throw error
+    throw new ExportError('ERR_SINK', 'sink', `Cannot read ${store.describe(name)}: ${(error as Error).message}`, { cause: error })
   }
   const problems: string[] = []
   if (recorded.bytes !== undefined && bytes !== recorded.bytes) problems.push(`bytes: ${bytes} stored, ${recorded.bytes} recorded`)

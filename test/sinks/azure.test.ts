@@ -190,14 +190,17 @@ describe('azureBlobSink', () => {
     expect(azure.requests.slice(before).map((r) => r.method)).toEqual(['HEAD'])
   })
 
-  it('split output: parts and a manifest beside the blob; a failed re-export leaves the earlier export as it was', async () => {
-    const sink = () => azureBlobSink({ containerClient: container, blobName: 'split/orders.jsonl.gz' })
+  it("split output: parts (in the sink's tier) and a manifest beside the blob; a failed re-export leaves the earlier export as it was", async () => {
+    const sink = () => azureBlobSink({ containerClient: container, blobName: 'split/orders.jsonl.gz', tier: 'Cool' })
     const first = await exportStream({ source: rows(25_000), format: jsonl(), gzip: true, split: { rows: 10_000 }, sink: sink() })
     expect(first.parts!.map((p) => p.rows)).toEqual([10_000, 10_000, 5_000])
     const manifest = JSON.parse((await blobBytes('split/orders.manifest.json')).toString()) as Manifest
     expect(manifest.rows).toBe(25_000)
     const text = (await Promise.all(manifest.parts.map(async (p) => gunzipSync(await blobBytes(`split/${p.name}`)).toString()))).join('')
     expect(text.split('\n').length - 1).toBe(25_000)
+    const tierOf = async (name: string) => (await container.getBlockBlobClient(name).getProperties()).accessTier
+    for (const part of manifest.parts) expect(await tierOf(`split/${part.name}`)).toBe('Cool')
+    expect(await tierOf('split/orders.manifest.json')).not.toBe('Cool') // read before every later export
     const before = await names('split/')
     expect(before).toHaveLength(4)
 
