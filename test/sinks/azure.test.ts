@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
-import type { ContainerClient } from '@azure/storage-blob'
+import { BlobSASPermissions, BlockBlobClient, type ContainerClient } from '@azure/storage-blob'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   azureBlobSink,
@@ -289,5 +289,50 @@ describe('azureResumableUpload', () => {
     const checkpoint = { container: 'exports', blob: 'other', run: 'r', blocks: [], rows: 0, bytes: 0 }
     expect(() => azureResumableUpload({ containerClient: container, blobName: 'x', onCheckpoint, checkpoint })).toThrow(/checkpoint/)
     expect(() => azureBlobSink({ containerClient: container, blobName: 'x', blockSize: 0 })).toThrow(/blockSize/)
+  })
+})
+
+describe('azureBlobSink({ blobClient })', () => {
+  const sasClient = async (name: string) =>
+    new BlockBlobClient(
+      await container.getBlockBlobClient(name).generateSasUrl({ permissions: BlobSASPermissions.parse('racwd'), expiresOn: new Date(Date.now() + 3_600_000) }),
+    )
+
+  it("a BlockBlobClient made from a SAS URL writes its blob (the result's URL without the SAS); split output is refused before any blob", async () => {
+    const blobClient = await sasClient('by-sas/orders.csv.gz')
+    const result = await exportStream({ source: rows(50_000), format: csv(), gzip: true, sink: azureBlobSink({ blobClient, blockSize: 256 * 1024 }) })
+    expect(result.location).toEqual({ container: 'exports', blob: 'by-sas/orders.csv.gz', url: blobClient.url.split('?')[0], etag: expect.any(String) })
+    expect(gunzipSync(await blobBytes('by-sas/orders.csv.gz')).equals(await plainCsv(50_000, false))).toBe(true)
+    expect(await staged('by-sas/orders.csv.gz')).toEqual([])
+
+    const split = azureBlobSink({ blobClient: await sasClient('by-sas/split.csv') })
+    const error = await exportStream({ source: rows(30_000), format: csv(), split: { rows: 10_000 }, sink: split }).catch((e: unknown) => e)
+    expect(error).toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      message: expect.stringMatching(/^A blobClient writes its one blob \(by-sas\/split\.csv\).*give containerClient/),
+    })
+    expect(await names('by-sas/')).toEqual(['by-sas/orders.csv.gz'])
+    expect(() => azureBlobSink({ blobClient, blobName: 'x' } as never)).toThrow(/`blobName` to be unset with a blobClient/)
+    expect(() => azureBlobSink({ blobClient: {} as never })).toThrow(/`blobClient` to be a BlobClient or BlockBlobClient/)
+  })
+
+  it('azureResumableUpload with a blobClient: stopped after some blocks, continued from its checkpoint into one blob', async () => {
+    const saved: AzureCheckpoint[] = []
+    const attempt = async (checkpoint?: AzureCheckpoint, stopAfter = Infinity) => {
+      const controller = new AbortController()
+      const upload = azureResumableUpload({
+        blobClient: await sasClient('by-sas/resumed.csv'),
+        blockSize: 256 * 1024,
+        checkpoint,
+        onCheckpoint: async (c) => void (saved.push(c) >= stopAfter && controller.abort()),
+      })
+      await upload.open()
+      const source = rows(60_000, checkpoint?.lastKey as number | undefined)
+      return exportStream({ source, format: csv(), gzip: false, sink: upload, signal: controller.signal })
+    }
+    expect(await attempt(undefined, 3).catch((e: unknown) => e)).toMatchObject({ code: 'ERR_ABORTED' })
+    const result = await attempt(saved.at(-1))
+    expect(result.location).toMatchObject({ container: 'exports', blob: 'by-sas/resumed.csv' })
+    expect((await blobBytes('by-sas/resumed.csv')).equals(await plainCsv(60_000, false))).toBe(true)
   })
 })

@@ -18,6 +18,52 @@ export interface AzureContainerLike {
   getBlockBlobClient(blobName: string): unknown
 }
 
+/**
+ * A `BlobClient` or `BlockBlobClient` of `@azure/storage-blob` (`containerClient.getBlockBlobClient(name)`,
+ * or `new BlockBlobClient(urlWithSas)`), typed by the little this library's types need.
+ */
+export interface AzureBlobLike {
+  readonly containerName: string
+  readonly name: string
+  readonly url: string
+  getBlockBlobClient(): unknown
+}
+
+const ONE_BLOB = Symbol('stream-export.azure-one-blob')
+
+/**
+ * A container as the sink sees it, given one blob's client: it serves that blob only (with the
+ * client's own credential and pipeline); any other name (a split export's parts) is refused.
+ */
+export function containerOfBlob(blob: AzureBlobLike): AzureContainerLike {
+  const { origin, pathname } = new URL(blob.url)
+  const segments = pathname.split('/')
+  // (Account host: /container/blob; an emulator's or IP endpoint: /account/container/blob.)
+  const at = segments[1] === blob.containerName ? 1 : segments[2] === blob.containerName ? 2 : 0
+  return {
+    containerName: blob.containerName,
+    url: `${origin}${segments.slice(0, at + 1).join('/')}`,
+    get credential() {
+      return (blob as unknown as { credential: unknown }).credential
+    },
+    [ONE_BLOB]: blob.name,
+    getBlockBlobClient(name: string) {
+      if (name !== blob.name) throw oneBlobError(blob.name, name)
+      return blob.getBlockBlobClient()
+    },
+  } as AzureContainerLike
+}
+
+/** The one blob a container made by containerOfBlob serves, or `undefined` for a real container. */
+export const oneBlobOf = (container: AzureContainerLike): string | undefined => (container as { [ONE_BLOB]?: string })[ONE_BLOB]
+
+export const oneBlobError = (blob: string, other?: string) =>
+  new ExportError(
+    'ERR_INVALID_OPTION',
+    'options',
+    `A blobClient writes its one blob (${blob})${other ? `, not ${other}` : ''}: split and partitioned output write parts and a manifest beside it, so give containerClient and blobName`,
+  )
+
 /** The SDK's own type of a container (internal: see AzureContainerLike). */
 export const sdkContainer = (container: AzureContainerLike): ContainerClient => container as unknown as ContainerClient
 
@@ -59,7 +105,8 @@ export const blockId = (run: string, n: number): string => Buffer.from(`${run}-$
 export const locationOf = (container: AzureContainerLike, blob: string): AzureLocation => ({
   container: container.containerName,
   blob,
-  url: sdkContainer(container).getBlockBlobClient(blob).url,
+  // (Never the SAS a client made from a URL carries: results are logged and sent.)
+  url: sdkContainer(container).getBlockBlobClient(blob).url.replace(/\?.*$/, ''),
 })
 
 /** The block blob client of `name` in `container`. */

@@ -3,13 +3,33 @@
 import { checkChecksumOption, type ChecksumAlgorithm } from '../../core/checksum.js'
 import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
-import { MAX_BLOCK_SIZE, statusOf, type AzureContainerLike, type BlobParams, type BlobCondition } from './client.js'
+import { MAX_BLOCK_SIZE, containerOfBlob, statusOf, type AzureBlobLike, type AzureContainerLike, type BlobParams, type BlobCondition } from './client.js'
 
-export interface AzureBlobSinkOptions {
-  /** The container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`); it must exist. */
-  containerClient: AzureContainerLike
-  /** The blob's name in the container, e.g. `statements/2026-02.csv.gz`. A split export's parts are named after it. */
-  blobName: string
+/** Where the blob goes: a container and a name, or one blob's client. */
+export type AzureBlobTarget =
+  | {
+      /** The container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`); it must exist. */
+      containerClient: AzureContainerLike
+      /** The blob's name in the container, e.g. `statements/2026-02.csv.gz`. A split export's parts are named after it. */
+      blobName: string
+      blobClient?: never
+    }
+  | {
+      /**
+       * Or the blob's own client (a `BlockBlobClient`, e.g. made from a URL with a SAS that may
+       * write it): it writes that one blob (split and partitioned output, which write blobs
+       * beside it, need `containerClient`).
+       */
+      blobClient: AzureBlobLike
+      containerClient?: never
+      blobName?: never
+    }
+
+/** azureBlobSink's options: where (`containerClient` + `blobName`, or `blobClient`), and how. */
+export type AzureBlobSinkOptions = AzureBlobTarget & AzureBlobWriteOptions
+
+/** How the blob is written. */
+export interface AzureBlobWriteOptions {
   /**
    * Default: from the format (`text/csv; charset=utf-8`, `application/x-ndjson`, ...),
    * `application/gzip` when the gzip stage is on.
@@ -47,12 +67,19 @@ export interface AzureBlobSinkOptions {
 const MiB = 1024 * 1024
 
 export type NormalizedAzureSinkOptions = Readonly<
-  Omit<AzureBlobSinkOptions, 'blockSize' | 'concurrency' | 'checksum'> & { blockSize: number; concurrency: number; checksum: ChecksumAlgorithm | false }
+  Omit<AzureBlobWriteOptions, 'blockSize' | 'concurrency' | 'checksum'> & {
+    containerClient: AzureContainerLike
+    blobName: string
+    blockSize: number
+    concurrency: number
+    checksum: ChecksumAlgorithm | false
+  }
 >
 
-const AZURE_SINK_OPTION_NAMES = optionNames<AzureBlobSinkOptions>({
+const AZURE_SINK_OPTION_NAMES = optionNames<AzureBlobWriteOptions & { containerClient: unknown; blobName: unknown; blobClient: unknown }>({
   containerClient: true,
   blobName: true,
+  blobClient: true,
   contentType: true,
   contentEncoding: true,
   contentDisposition: true,
@@ -68,7 +95,16 @@ const AZURE_SINK_OPTION_NAMES = optionNames<AzureBlobSinkOptions>({
 /** Checks azureBlobSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
 export function normalizeAzureSinkOptions(options: AzureBlobSinkOptions): NormalizedAzureSinkOptions {
   checkObject('options', options, AZURE_SINK_OPTION_NAMES)
-  const { containerClient, blobName, blockSize = 8 * MiB, concurrency = 4 } = options
+  const { blobClient, blockSize = 8 * MiB, concurrency = 4 } = options
+  if (blobClient !== undefined) {
+    if (typeof blobClient?.getBlockBlobClient !== 'function' || typeof blobClient.name !== 'string')
+      invalidOption('blobClient', "a BlobClient or BlockBlobClient of '@azure/storage-blob'", blobClient)
+    for (const name of ['containerClient', 'blobName'] as const)
+      if (options[name] !== undefined) invalidOption(name, 'unset with a blobClient (it names its container and blob)', options[name])
+  }
+  const { blobClient: _, ...rest } = options
+  const containerClient = blobClient ? containerOfBlob(blobClient) : options.containerClient
+  const blobName = blobClient ? blobClient.name : options.blobName
   if (typeof containerClient?.getBlockBlobClient !== 'function') invalidOption('containerClient', "a ContainerClient of '@azure/storage-blob'", containerClient)
   checkString('blobName', blobName)
   for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'tier'] as const) {
@@ -84,7 +120,7 @@ export function normalizeAzureSinkOptions(options: AzureBlobSinkOptions): Normal
   checkPositiveInteger('concurrency', concurrency)
   if (options.overwrite !== undefined) checkBoolean('overwrite', options.overwrite)
   const checksum = checkChecksumOption('checksum', options.checksum)
-  return Object.freeze({ ...options, blockSize, concurrency, checksum })
+  return Object.freeze({ ...rest, containerClient, blobName, blockSize, concurrency, checksum })
 }
 
 /** What a blob is committed with: the options' headers (the content's by default), metadata, tags and tier. */

@@ -27,7 +27,8 @@ export interface AzureCheckpoint {
   contentEncoding?: string
 }
 
-export interface AzureResumableUploadOptions extends AzureBlobSinkOptions {
+/** azureResumableUpload's options: the sink's, and the checkpoint. */
+export type AzureResumableUploadOptions = AzureBlobSinkOptions & {
   /** Where an earlier attempt stopped (as `onCheckpoint` last saved it). */
   checkpoint?: AzureCheckpoint
   /** Persists the checkpoint (a job's data, a row, a file); awaited after every staged block. */

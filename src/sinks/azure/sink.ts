@@ -11,6 +11,8 @@ import {
   locationOf,
   MAX_BLOCKS,
   newBlockRun,
+  oneBlobError,
+  oneBlobOf,
   readBlob,
   removeBlob,
   stageBlock,
@@ -237,6 +239,7 @@ export function azureBlobSink(options: AzureBlobSinkOptions): AzureBlobSink {
 /** The blobs of an export in parts beside `options.blobName`: each part an AzureBlobSink, the manifest one Put Blob of JSON. */
 export function azurePartStore(options: NormalizedAzureSinkOptions, info: () => ContentInfo = () => ({})): PartStore<AzureLocation> {
   const { containerClient: container, tags } = options
+  if (oneBlobOf(container) !== undefined) throw oneBlobError(options.blobName)
   return {
     name: options.blobName,
     sink: (name) => {
