@@ -95,9 +95,15 @@ export { s3Sink, type S3Sink, type S3SinkOptions, type S3Location, type S3Client
 export { presignDownload, exportKey, attachment, sseCustomerHeaders, type PresignDownloadOptions, type ExportKeyOptions } from './sinks/s3/presign.js'
 export { gcsClient, type GcsClient, type GcsClientOptions } from './sinks/s3/gcs.js'
 export { azureBlobSink, type AzureBlobSink } from './sinks/azure/sink.js'
-export type { AzureBlobSinkOptions, AzureBlobTarget, AzureBlobWriteOptions } from './sinks/azure/options.js'
+export type { AzureBlobSinkOptions, AzureBlobClientSinkOptions, AzureBlobWriteOptions } from './sinks/azure/options.js'
 export type { AzureLocation, AzureContainerLike, AzureBlobLike } from './sinks/azure/client.js'
-export { azureResumableUpload, type AzureResumableUpload, type AzureResumableUploadOptions, type AzureCheckpoint } from './sinks/azure/resumable.js'
+export {
+  azureResumableUpload,
+  type AzureResumableUpload,
+  type AzureResumableUploadOptions,
+  type AzureResumableBlobClientOptions,
+  type AzureCheckpoint,
+} from './sinks/azure/resumable.js'
 export { azureDownloadUrl, type AzureDownloadUrlOptions } from './sinks/azure/sas.js'
 export { keyFromTemplate, fileNameFromTemplate, type NameContext } from './delivery/names.js'
 export { notifyEmail, exportEmail, type EmailNotifierOptions, type EmailContent, type MailMessage, type MailTransport } from './delivery/email.js'

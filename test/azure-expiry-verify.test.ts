@@ -91,6 +91,14 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     expect((await createExpiryProcessor({ container, log, now })()).deleted).toEqual([]) // waits retryMs
     clock += 60_001
 
+    // An export log of your own that leases every entry, whatever the buckets: the other store's entry is still not acted on.
+    const careless: ExportLog = { ...log, lease: (pick, { buckets: _, ...options }, work) => log.lease(pick, options, work) }
+    const byCareless = await createExpiryProcessor({ container, log: careless, now, retryMs: 1 })()
+    expect(byCareless.deleted).toEqual([failed.failed[0]!.id])
+    expect(byCareless.failed).toEqual([{ id: elsewhere.id, error: "In another, not this processor's store (after): the log ignored its buckets" }])
+    expect(await exists(blob)).toBe(false)
+    clock += 1000
+
     // An S3 processor on the same log, given its buckets: the other store's entry is its own, the container's is not.
     const s3 = new S3Client({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' }, maxAttempts: 1 })
     const byS3 = await createExpiryProcessor({ s3, buckets: ['another'], log, now })()
@@ -98,8 +106,6 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     expect(byS3.failed.map((f) => f.id)).toEqual([elsewhere.id]) // (nothing listens there)
     expect(byS3.deleted).toEqual([])
 
-    expect((await createExpiryProcessor({ container, log, now })()).deleted).toEqual([failed.failed[0]!.id])
-    expect(await exists(blob)).toBe(false)
     expect(await log.get(elsewhere.id)).toMatchObject({ deletedAt: null, notifyFailures: 0 })
     await expect(presignEntry(container, { ...elsewhere, expiresAt: null }, 60, now())).rejects.toMatchObject({
       code: 'ERR_INVALID_OPTION',
@@ -215,6 +221,10 @@ describe('verifyExport on Azure', () => {
     const refusals = [
       [{ target: 'az://after/v/one.csv', container, client: new S3Client({ region: 'us-east-1' }) }, /`client` to be unset for an Azure blob/],
       [{ target: 'v/one.csv', container }, /`container` to be unset for v\/one\.csv/],
+      [
+        { target: 'after/v/one.csv', client: new S3Client({ region: 'us-east-1' }) },
+        /`client` to be unset for a file \(after\/v\/one\.csv\); an object is s3:/,
+      ],
       [{ target: 'https://acct.blob.core.windows.net/after/v/one.csv?sig=secret', container }, /`target` to be a path, s3:.*got `"https:.*one\.csv\?\.\.\."`/],
       [{ target: 'az://after', container }, /`target` to be a path/],
     ] as const

@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { createStatementsTable, statementRow } from '../examples/statements.mjs'
 import { databaseUrl, tableCsv } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
+import { startAzure } from './fixtures/azurite.js'
+import { Crc64Nvme } from '@aws-sdk/checksums/crc'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import type { Manifest } from '../src/index.js'
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook } from '../src/bullmq.js'
@@ -164,6 +166,24 @@ describe('examples with services', () => {
     // Negative amounts are numbers by the column's type (numeric): never formula-escaped.
     expect(records.filter((r) => r.amount.startsWith('-')).length).toBeGreaterThan(1000)
     expect(records.filter((r) => r.amount.startsWith("'"))).toEqual([])
+  }, 120_000)
+
+  it('monthly-statements-azure writes the gzipped CSV to an Azure container, checks it, and prints a SAS link that downloads it', async () => {
+    const azure = await startAzure()
+    onTestFinished(() => azure.close())
+    const env = { ...process.env, AZURE_STORAGE_CONNECTION_STRING: azure.connectionString, AZURE_CONTAINER: 'examples', RECREATE: '1' }
+    const { stdout } = await run(process.execPath, [join(examples, 'monthly-statements-azure.mjs'), '20000'], { env })
+    const { rows, blob, checksum, url } = JSON.parse(stdout) as { rows: number; blob: string; checksum: string; url: string }
+    expect({ rows, blob }).toEqual({ rows: 20_000, blob: 'statements/2026-02.csv.gz' })
+    const response = await fetch(url)
+    expect(response.headers.get('content-disposition')).toBe('attachment; filename="statements-2026-02.csv.gz"')
+    const body = Buffer.from(await response.arrayBuffer())
+    expect(body.equals(await azure.service.getContainerClient('examples').getBlockBlobClient(blob).downloadToBuffer())).toBe(true)
+    const crc = new Crc64Nvme()
+    crc.update(body)
+    expect(Buffer.from(await crc.digest()).toString('base64')).toBe(checksum)
+    const records = parse(gunzipSync(body).toString(), { columns: true, bom: true }) as unknown[]
+    expect(records).toHaveLength(20_000)
   }, 120_000)
 
   it('statements-per-customer writes a gzipped CSV per customer in one pass, a link each, a signed webhook each', async () => {

@@ -7,7 +7,7 @@ import { invalidOption } from '../core/errors.js'
 import { checkFunction, checkObject, checkPositiveInteger, checkString, checkTimerMs, optionNames } from '../core/options.js'
 import { removeBlob, type AzureContainerLike } from '../sinks/azure/client.js'
 import { loadS3, send, type S3ClientLike } from '../sinks/s3/client.js'
-import type { ExportLog } from './export-log.js'
+import type { ExportLog, ExportLogEntry } from './export-log.js'
 import { notifyError } from './deliver.js'
 import { notificationOf, presignEntry } from './links.js'
 import type { ExportNotification } from './webhook.js'
@@ -94,12 +94,19 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
   checkFunction('now', now)
   const remove = container ? (_: string, blob: string) => removeBlob(container, blob) : objectRemover(s3!)
   const taking = () => ({ now: now(), limit, leaseMs, ...(buckets && { buckets }) })
+  // (Checked again here: an export log of your own that leases another store's entries never has them acted on.)
+  const notOurs = (entry: ExportLogEntry) =>
+    buckets && !buckets.includes(entry.bucket)
+      ? `In ${entry.bucket}, not this processor's store (${buckets.join(', ')}): the log ignored its buckets`
+      : undefined
 
   return async () => {
     const result: ExpiryResult = { deleted: [], notified: [], failed: [] }
     // Each pass on the clock as it is then: a long first pass never shortens the second's leases.
     const deleted = await log.lease('expired', taking(), async (entry) => {
       try {
+        const refused = notOurs(entry)
+        if (refused) throw new Error(refused)
         // The download first (a manifest, then what it lists): no reader follows a link to a gap.
         for (const key of entry.deletable) await remove(entry.bucket, key)
       } catch (error) {
@@ -111,6 +118,11 @@ export function createExpiryProcessor(options: ExpiryOptions): () => Promise<Exp
     result.deleted = deleted.filter((entry) => entry.deletedAt !== null).map((entry) => entry.id)
     if (!notify) return result
     const notified = await log.lease('unnotified', taking(), async (entry) => {
+      const refused = notOurs(entry)
+      if (refused) {
+        result.failed.push({ id: entry.id, error: refused })
+        return { retryAt: new Date(now().getTime() + retryMs) }
+      }
       try {
         await notify(notificationOf(entry, await presignEntry(container ?? s3!, entry, urlExpiresIn, now())))
       } catch (error) {

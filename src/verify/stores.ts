@@ -55,9 +55,15 @@ export function storeOf(options: {
     return blobStore(location, container)
   }
   if (container !== undefined) invalidOption('container', `unset for ${describeLocation(location)} (it is for az:// targets)`, container)
-  if ('path' in location) return fileStore(location)
+  if ('path' in location) {
+    // (A key given without its s3:// would be read as a file of that name.)
+    for (const [name, value] of Object.entries({ client, sseCustomerKey }))
+      if (value !== undefined) invalidOption(name, `unset for a file (${location.path}); an object is s3://bucket/key or { bucket, key }`, value)
+    return fileStore(location)
+  }
   if (typeof client?.send !== 'function') invalidOption('client', 'an S3Client, for an S3 (or GCS) target', client)
   const gcs = isGcsClient(client) || (typeof target === 'string' && target.startsWith('gs://'))
+  if (gcs && sseCustomerKey !== undefined) invalidOption('sseCustomerKey', 'unset for a GCS object (the XML API takes no S3 customer keys)', sseCustomerKey)
   return objectStore(location, client, gcs ? 'gs' : 's3', sseCustomerKey)
 }
 

@@ -313,7 +313,8 @@ describe('azureBlobSink({ blobClient })', () => {
     })
     expect(await names('by-sas/')).toEqual(['by-sas/orders.csv.gz'])
     expect(() => azureBlobSink({ blobClient, blobName: 'x' } as never)).toThrow(/`blobName` to be unset with a blobClient/)
-    expect(() => azureBlobSink({ blobClient: {} as never })).toThrow(/`blobClient` to be a BlobClient or BlockBlobClient/)
+    for (const bad of [{}, null, { getBlockBlobClient: () => blobClient, name: 'x', containerName: 'exports' }])
+      expect(() => azureBlobSink({ blobClient: bad as never })).toThrow(/`blobClient` to be a BlobClient or BlockBlobClient/)
   })
 
   it('azureResumableUpload with a blobClient: stopped after some blocks, continued from its checkpoint into one blob', async () => {

@@ -105,9 +105,11 @@ export const blockId = (run: string, n: number): string => Buffer.from(`${run}-$
 export const locationOf = (container: AzureContainerLike, blob: string): AzureLocation => ({
   container: container.containerName,
   blob,
-  // (Never the SAS a client made from a URL carries: results are logged and sent.)
-  url: sdkContainer(container).getBlockBlobClient(blob).url.replace(/\?.*$/, ''),
+  url: blobUrl(sdkContainer(container).getBlockBlobClient(blob)),
 })
+
+/** A blob's URL without its query: never the SAS a client made from a URL carries (results and messages are logged and sent). */
+export const blobUrl = (blob: { url: string }): string => blob.url.replace(/\?.*$/, '')
 
 /** The block blob client of `name` in `container`. */
 export const blockBlob = (container: AzureContainerLike, name: string): BlockBlobClient => sdkContainer(container).getBlockBlobClient(name)

@@ -5,28 +5,22 @@ import { ExportError, invalidOption, toExportError } from '../../core/errors.js'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, optionNames } from '../../core/options.js'
 import { MAX_BLOCK_SIZE, containerOfBlob, statusOf, type AzureBlobLike, type AzureContainerLike, type BlobParams, type BlobCondition } from './client.js'
 
-/** Where the blob goes: a container and a name, or one blob's client. */
-export type AzureBlobTarget =
-  | {
-      /** The container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`); it must exist. */
-      containerClient: AzureContainerLike
-      /** The blob's name in the container, e.g. `statements/2026-02.csv.gz`. A split export's parts are named after it. */
-      blobName: string
-      blobClient?: never
-    }
-  | {
-      /**
-       * Or the blob's own client (a `BlockBlobClient`, e.g. made from a URL with a SAS that may
-       * write it): it writes that one blob (split and partitioned output, which write blobs
-       * beside it, need `containerClient`).
-       */
-      blobClient: AzureBlobLike
-      containerClient?: never
-      blobName?: never
-    }
+/** azureBlobSink's options: the container and the blob's name, and how it is written. */
+export interface AzureBlobSinkOptions extends AzureBlobWriteOptions {
+  /** The container (`BlobServiceClient.fromConnectionString(...).getContainerClient('exports')`); it must exist. */
+  containerClient: AzureContainerLike
+  /** The blob's name in the container, e.g. `statements/2026-02.csv.gz`. A split export's parts are named after it. */
+  blobName: string
+}
 
-/** azureBlobSink's options: where (`containerClient` + `blobName`, or `blobClient`), and how. */
-export type AzureBlobSinkOptions = AzureBlobTarget & AzureBlobWriteOptions
+/**
+ * Or the blob's own client instead (a `BlockBlobClient`, e.g. made from a URL with a SAS that may
+ * read, write and delete it, `rwd`): the sink writes that one blob (split and partitioned output,
+ * which write blobs beside it, need `containerClient`).
+ */
+export interface AzureBlobClientSinkOptions extends AzureBlobWriteOptions {
+  blobClient: AzureBlobLike
+}
 
 /** How the blob is written. */
 export interface AzureBlobWriteOptions {
@@ -93,16 +87,18 @@ const AZURE_SINK_OPTION_NAMES = optionNames<AzureBlobWriteOptions & { containerC
 })
 
 /** Checks azureBlobSink options and fills in the defaults; throws ERR_INVALID_OPTION naming the option. */
-export function normalizeAzureSinkOptions(options: AzureBlobSinkOptions): NormalizedAzureSinkOptions {
-  checkObject('options', options, AZURE_SINK_OPTION_NAMES)
+export function normalizeAzureSinkOptions(given: AzureBlobSinkOptions | AzureBlobClientSinkOptions): NormalizedAzureSinkOptions {
+  checkObject('options', given, AZURE_SINK_OPTION_NAMES)
+  const options = given as Partial<AzureBlobSinkOptions & AzureBlobClientSinkOptions>
   const { blobClient, blockSize = 8 * MiB, concurrency = 4 } = options
   if (blobClient !== undefined) {
-    if (typeof blobClient?.getBlockBlobClient !== 'function' || typeof blobClient.name !== 'string')
+    const { getBlockBlobClient, name, containerName, url } = (blobClient ?? {}) as Partial<AzureBlobLike>
+    if (typeof getBlockBlobClient !== 'function' || [name, containerName, url].some((field) => typeof field !== 'string'))
       invalidOption('blobClient', "a BlobClient or BlockBlobClient of '@azure/storage-blob'", blobClient)
     for (const name of ['containerClient', 'blobName'] as const)
       if (options[name] !== undefined) invalidOption(name, 'unset with a blobClient (it names its container and blob)', options[name])
   }
-  const { blobClient: _, ...rest } = options
+  const { blobClient: _, containerClient: __, blobName: ___, ...write } = options
   const containerClient = blobClient ? containerOfBlob(blobClient) : options.containerClient
   const blobName = blobClient ? blobClient.name : options.blobName
   if (typeof containerClient?.getBlockBlobClient !== 'function') invalidOption('containerClient', "a ContainerClient of '@azure/storage-blob'", containerClient)
@@ -120,7 +116,7 @@ export function normalizeAzureSinkOptions(options: AzureBlobSinkOptions): Normal
   checkPositiveInteger('concurrency', concurrency)
   if (options.overwrite !== undefined) checkBoolean('overwrite', options.overwrite)
   const checksum = checkChecksumOption('checksum', options.checksum)
-  return Object.freeze({ ...rest, containerClient, blobName, blockSize, concurrency, checksum })
+  return Object.freeze({ ...write, containerClient, blobName, blockSize, concurrency, checksum })
 }
 
 /** What a blob is committed with: the options' headers (the content's by default), metadata, tags and tier. */

@@ -3,8 +3,28 @@ import { checksumOf, combineAll, type ObjectChecksum } from '../../core/checksum
 import { ExportError, invalidOption } from '../../core/errors.js'
 import { checkFunction, checkObject } from '../../core/options.js'
 import type { ContentInfo, Discardable, PartInfo, SegmentSink, Sink } from '../../core/types.js'
-import { blockBlob, blockId, blockIds, commitBlocks, discardStaged, locationOf, MAX_BLOCKS, newBlockRun, stageBlock, type AzureLocation } from './client.js'
-import { blobParams, conditionOf, normalizeAzureSinkOptions, sinkFailure, type AzureBlobSinkOptions, type NormalizedAzureSinkOptions } from './options.js'
+import {
+  blobUrl,
+  blockBlob,
+  blockId,
+  blockIds,
+  commitBlocks,
+  discardStaged,
+  locationOf,
+  MAX_BLOCKS,
+  newBlockRun,
+  stageBlock,
+  type AzureLocation,
+} from './client.js'
+import {
+  blobParams,
+  conditionOf,
+  normalizeAzureSinkOptions,
+  sinkFailure,
+  type AzureBlobClientSinkOptions,
+  type AzureBlobSinkOptions,
+  type NormalizedAzureSinkOptions,
+} from './options.js'
 
 /** What a resumable blob upload saves after each staged block: enough to continue after a crash. */
 export interface AzureCheckpoint {
@@ -27,13 +47,19 @@ export interface AzureCheckpoint {
   contentEncoding?: string
 }
 
-/** azureResumableUpload's options: the sink's, and the checkpoint. */
-export type AzureResumableUploadOptions = AzureBlobSinkOptions & {
+/** What azureResumableUpload takes beside the sink's options. */
+export interface AzureCheckpointOptions {
   /** Where an earlier attempt stopped (as `onCheckpoint` last saved it). */
   checkpoint?: AzureCheckpoint
   /** Persists the checkpoint (a job's data, a row, a file); awaited after every staged block. */
   onCheckpoint(checkpoint: AzureCheckpoint): Promise<unknown>
 }
+
+/** azureResumableUpload's options: the sink's (a container and a blob name), and the checkpoint. */
+export interface AzureResumableUploadOptions extends AzureBlobSinkOptions, AzureCheckpointOptions {}
+
+/** Or with the blob's own client (`blobClient`) instead of a container and a name. */
+export interface AzureResumableBlobClientOptions extends AzureBlobClientSinkOptions, AzureCheckpointOptions {}
 
 /**
  * One block blob written as the segments of an export (exportStream cuts them at row boundaries,
@@ -55,7 +81,7 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
   #checksum: ObjectChecksum | undefined
   #pausing = false
 
-  constructor(options: AzureResumableUploadOptions) {
+  constructor(options: AzureResumableUploadOptions | AzureResumableBlobClientOptions) {
     super()
     const { checkpoint, onCheckpoint, ...sink } = options
     checkObject('options', options)
@@ -102,7 +128,7 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
       const committed = staged || !ended ? [] : await blockIds(this.#blob, 'committed')
       if (committed.length === ids.length && committed.every((id, i) => id === ids[i])) landed = await this.#blob.getProperties()
     } catch (error) {
-      throw new ExportError('ERR_SINK', 'sink', `Reading the blocks of ${this.#blob.url} failed: ${(error as Error).message}`, { cause: error })
+      throw new ExportError('ERR_SINK', 'sink', `Reading the blocks of ${blobUrl(this.#blob)} failed: ${(error as Error).message}`, { cause: error })
     }
     if (landed) return this.#landed(landed)
     // (Every block staged and `ended`: the previous attempt died before, or while, committing.)
@@ -110,7 +136,7 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
     throw new ExportError(
       'ERR_SINK',
       'sink',
-      `The blocks staged for ${this.#blob.url} are gone (another commit of the blob, or Azure's seven days) and it was not committed by this export`,
+      `The blocks staged for ${blobUrl(this.#blob)} are gone (another commit of the blob, or Azure's seven days) and it was not committed by this export`,
       // (Named as S3's vanished upload: a job's next attempt starts over instead of failing on this checkpoint.)
       { cause: Object.assign(new Error('The staged blocks no longer exist'), { name: 'NoSuchUpload' }) },
     )
@@ -159,7 +185,7 @@ export class AzureResumableUpload extends Writable implements SegmentSink<AzureL
     const { contentType, contentEncoding } = this.#done
     const headers = { contentType: this.#info.contentType ?? contentType, contentEncoding: this.#info.contentEncoding ?? contentEncoding }
     const committed = await commitBlocks(this.#blob, ids, blobParams(this.#options, headers), conditionOf(this.#options)).catch((error: Error) => {
-      throw sinkFailure(error, this.#options, `Committing ${this.#blob.url} failed: ${error.message}`)
+      throw sinkFailure(error, this.#options, `Committing ${blobUrl(this.#blob)} failed: ${error.message}`)
     })
     return this.#landed(committed)
   }
@@ -236,6 +262,6 @@ class BlockUpload extends Writable implements Sink<AzureLocation>, Discardable {
 }
 
 /** A resumable block blob upload (see AzureResumableUpload); `open()` it before the export. */
-export function azureResumableUpload(options: AzureResumableUploadOptions): AzureResumableUpload {
+export function azureResumableUpload(options: AzureResumableUploadOptions | AzureResumableBlobClientOptions): AzureResumableUpload {
   return new AzureResumableUpload(options)
 }

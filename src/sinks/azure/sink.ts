@@ -3,6 +3,7 @@ import { Checksummer, type ObjectChecksum } from '../../core/checksum.js'
 import { ExportError, toExportError } from '../../core/errors.js'
 import type { CommitHook, ContentInfo, Discardable, PartStore, Sink, SplitSink, StageTelemetry, TelemetryAttributes } from '../../core/types.js'
 import {
+  blobUrl,
   blockBlob,
   blockId,
   commitBlocks,
@@ -25,6 +26,7 @@ import {
   normalizeAzureSinkOptions,
   refusedError,
   sinkFailure,
+  type AzureBlobClientSinkOptions,
   type AzureBlobSinkOptions,
   type NormalizedAzureSinkOptions,
 } from './options.js'
@@ -216,7 +218,7 @@ export class AzureBlobSink extends Writable implements Sink<AzureLocation>, Spli
     await Promise.allSettled(this.#inFlight)
     const discarded = await discardStaged(this.#blob).catch((cleanUpError: unknown) => {
       this.#leftBehind = [
-        `${this.#blob.url} (${this.#ids.length} staged blocks, or the empty blob that discards them; Azure discards staged blocks within 7 days)`,
+        `${blobUrl(this.#blob)} (${this.#ids.length} staged blocks, or the empty blob that discards them; Azure discards staged blocks within 7 days)`,
       ]
       throw cleanUpError
     })
@@ -232,7 +234,7 @@ export class AzureBlobSink extends Writable implements Sink<AzureLocation>, Spli
  * flight and discards what it staged. Memory: blockSize x (concurrency + 1). As the last stage of
  * `exportStream({ split })` or `partitionBy`, it writes the parts and the manifest beside `blobName`.
  */
-export function azureBlobSink(options: AzureBlobSinkOptions): AzureBlobSink {
+export function azureBlobSink(options: AzureBlobSinkOptions | AzureBlobClientSinkOptions): AzureBlobSink {
   return new AzureBlobSink(normalizeAzureSinkOptions(options))
 }
 
