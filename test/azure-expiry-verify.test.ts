@@ -15,11 +15,10 @@ import {
   verifyExport,
   type AzureLocation,
   type ExportLog,
-  type NewExportLogEntry,
 } from '../src/index.js'
 import type { ExportJobResult, ExportNotification } from '../src/bullmq.js'
 import { startAzure, type TestAzure } from './fixtures/azurite.js'
-import { exportLogTable, redisUp, runJobs } from './fixtures/delivery.js'
+import { exportLogTable, logEntry, redisUp, runJobs } from './fixtures/delivery.js'
 
 let azure: TestAzure
 let container: ContainerClient
@@ -77,7 +76,7 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     const { results } = await runJobs({ container, log, now }, [{ rows: 10, key: 'refused/{jobId}.csv.gz', expiresIn: 60 }])
     const blob = ok(results[0]).location.key
     // Another store's entry (an S3 bucket, or another container) naming the same key: expired, its notification due.
-    const elsewhere = entry({ id: `other/${Date.now()}`, bucket: 'another', keys: [blob], expiresAt: new Date(clock + 60_000), notify: true })
+    const elsewhere = logEntry({ id: `other/${Date.now()}`, bucket: 'another', keys: [blob], expiresAt: new Date(clock + 60_000), notify: true })
     await log.record([elsewhere], { notifyUntil: new Date(clock) })
     clock += 61_000
     azure.fault = ({ method, url }) => (method === 'DELETE' && url.pathname.endsWith(blob) ? 503 : undefined)
@@ -120,7 +119,7 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
       sink: azureBlobSink({ containerClient: container, blobName: 'notify/one.csv' }),
     })
     const at = new Date()
-    const due = entry({ id: `notify/${Date.now()}`, bucket: 'after', keys: ['notify/one.csv'], filename: 'statement.csv', notify: true })
+    const due = logEntry({ id: `notify/${Date.now()}`, bucket: 'after', keys: ['notify/one.csv'], filename: 'statement.csv', notify: true })
     await log.record([due], { notifyUntil: new Date(at.getTime() + 1000) })
     const sent: ExportNotification[] = []
     const run = await createExpiryProcessor({ container, log, notify: (n) => void sent.push(n), now: () => new Date(at.getTime() + 1001) })()
@@ -135,7 +134,7 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     await snapped.upload('id\n1\n', 5)
     await snapped.createSnapshot()
     let clock = Date.now()
-    const kept = entry({ id: `snapped/${clock}`, bucket: 'after', keys: ['snapped/one.csv'], expiresAt: new Date(clock) })
+    const kept = logEntry({ id: `snapped/${clock}`, bucket: 'after', keys: ['snapped/one.csv'], expiresAt: new Date(clock) })
     await log.record([kept], {})
     clock += 1000
     const run = await createExpiryProcessor({ container, log, now: () => new Date(clock) })()
@@ -151,27 +150,6 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     expect(() => createExpiryProcessor({ s3, buckets: [], log })).toThrow(/`buckets` to be a non-empty array/)
   })
 })
-
-function entry(fields: Partial<NewExportLogEntry> & Pick<NewExportLogEntry, 'id' | 'bucket' | 'keys'>): NewExportLogEntry {
-  return {
-    exportId: fields.id,
-    jobId: '1',
-    run: 'r1',
-    partition: null,
-    requestedBy: null,
-    fingerprint: null,
-    format: 'csv',
-    rows: 1,
-    bytes: 1,
-    checksum: null,
-    filename: null,
-    labels: null,
-    createdAt: new Date(),
-    expiresAt: null,
-    notify: false,
-    ...fields,
-  }
-}
 
 describe('verifyExport on Azure', () => {
   it('a split export: every blob as its manifest records; a flipped byte in a part is named, a missing part too', async () => {

@@ -6,9 +6,9 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createExpiryProcessor, csv, fromIterable, postgresExportLog, type ExportLog, type NewExportLogEntry } from '../src/index.js'
+import { createExpiryProcessor, csv, fromIterable, postgresExportLog, type ExportLog } from '../src/index.js'
 import type { ExportJobResult, ExportNotification } from '../src/bullmq.js'
-import { exportLogTable, redisUp, runJobs } from './fixtures/delivery.js'
+import { exportLogTable, logEntry, redisUp, runJobs } from './fixtures/delivery.js'
 import { databaseUrl } from './fixtures/postgres.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 
@@ -137,26 +137,16 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
 
   it('the export committed later wins whichever records first; a retry of the earlier one never brings it back', async () => {
     const base = Date.now()
-    const entry = (exportId: string, run: string, committedAt: number): NewExportLogEntry => ({
-      id: exportId,
-      exportId,
-      jobId: exportId,
-      run,
-      partition: null,
-      requestedBy: null,
-      fingerprint: null,
-      format: 'csv',
-      rows: 1,
-      bytes: 1,
-      checksum: null,
-      bucket: s3.bucket,
-      keys: ['order/latest.csv'],
-      filename: null,
-      labels: null,
-      createdAt: new Date(committedAt),
-      expiresAt: new Date(committedAt + 60_000),
-      notify: false,
-    })
+    const entry = (exportId: string, run: string, committedAt: number) =>
+      logEntry({
+        id: exportId,
+        jobId: exportId,
+        run,
+        bucket: s3.bucket,
+        keys: ['order/latest.csv'],
+        createdAt: new Date(committedAt),
+        expiresAt: new Date(committedAt + 60_000),
+      })
     const a = entry('order/a', 'ra', base)
     const b = entry('order/b', 'rb', base + 1000)
     await log.record([a])
@@ -225,26 +215,7 @@ describe.skipIf(!redisUp)('expiry and the export log (real Postgres, Redis, S3 t
 
     // A worker killed between the record and its notification: the entry is its job's for an hour, then the expiry processor's.
     const at = new Date()
-    const entry: NewExportLogEntry = {
-      id: 'q3/1',
-      exportId: 'q3/1',
-      jobId: '1',
-      run: 'r1',
-      partition: null,
-      requestedBy: null,
-      fingerprint: null,
-      format: 'csv',
-      rows: 3,
-      bytes: 10,
-      checksum: null,
-      bucket: s3.bucket,
-      keys: ['q3/1.csv'],
-      filename: null,
-      labels: null,
-      createdAt: at,
-      expiresAt: null,
-      notify: true,
-    }
+    const entry = logEntry({ id: 'q3/1', rows: 3, bytes: 10, bucket: s3.bucket, keys: ['q3/1.csv'], createdAt: at, notify: true })
     await log.record([entry], { notifyUntil: new Date(at.getTime() + 3_600_000) })
     const sent: ExportNotification[] = []
     const expiry = (offset: number) =>
