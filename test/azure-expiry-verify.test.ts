@@ -14,6 +14,7 @@ import {
   presignEntry,
   verifyExport,
   type AzureLocation,
+  type VerifyOptions,
   type ExportLog,
 } from '../src/index.js'
 import type { ExportJobResult, ExportNotification } from '../src/bullmq.js'
@@ -142,6 +143,18 @@ describe.skipIf(!redisUp)(`expiry on Azure${redisUp ? '' : ' (skipped: Redis is 
     expect(await snapped.exists()).toBe(true)
   })
 
+  it("an entry's key with a '..' segment never reaches another container's blob: reported, nothing deleted", async () => {
+    const victims = await azure.container('victims')
+    await victims.getBlockBlobClient('v.csv').upload('id\n1\n', 5)
+    let clock = Date.now()
+    const dotted = logEntry({ id: `dotted/${clock}`, bucket: 'after', keys: ['../victims/v.csv'], expiresAt: new Date(clock) })
+    await log.record([dotted], {})
+    clock += 1000
+    const run = await createExpiryProcessor({ container, log, now: () => new Date(clock) })()
+    expect(run.failed).toEqual([{ id: dotted.id, error: expect.stringMatching(/has a '\.' or '\.\.' segment/) }])
+    expect(await victims.getBlockBlobClient('v.csv').exists()).toBe(true)
+  })
+
   it('refuses both s3 and container, neither, and buckets with a container', () => {
     const s3 = { send: () => Promise.resolve({}) }
     expect(() => createExpiryProcessor({ container, s3, log })).toThrow(/`s3` to be unset with an Azure `container`/)
@@ -205,9 +218,17 @@ describe('verifyExport on Azure', () => {
       ],
       [{ target: 'https://acct.blob.core.windows.net/after/v/one.csv?sig=secret', container }, /`target` to be a path, s3:.*got `"https:.*one\.csv\?\.\.\."`/],
       [{ target: 'az://after', container }, /`target` to be a path/],
+      [{ target: undefined, container }, /`target` to be a path, a URL/],
+      [{ target: { container: 'after' }, container }, /`target` to be a path, a URL/],
+      [{ target: 'az://after/../victims/v.csv', container }, /'\.\.' segment/],
+      [
+        { target: 'az://after/v/one.csv', container, expected: { ...one.checksum!, value: 'garbage' } },
+        /`expected\.value` to be the crc64nvme checksum, 8 bytes/,
+      ],
+      [{ target: 'az://after/v/split.manifest.json', container, expected: one.checksum }, /`expected` to be unset for a manifest/],
     ] as const
     for (const [options, message] of refusals)
-      await expect(verifyExport({ ...options, expected: one.checksum })).rejects.toMatchObject({
+      await expect(verifyExport({ expected: one.checksum, ...(options as VerifyOptions) })).rejects.toMatchObject({
         code: 'ERR_INVALID_OPTION',
         message: expect.stringMatching(message),
       })

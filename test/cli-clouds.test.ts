@@ -120,10 +120,19 @@ describe('CLI --to az:// and gs://', () => {
       [[...to, 'https://example.com/x.csv'], {}, /an https URL must be an Azure blob's/],
       [[...to, 'https://acct.blob.core.windows.net/cli?sv=1&sig=secret'], {}, /an https URL must be an Azure blob's.*\?\.\.\./],
       [[...to, 'https://acct.blob.core.windows.net/cli/x.csv?sv=1&sig=secret', '--presign', '1h'], {}, /a SAS URL cannot sign links/],
+      [
+        [...to, 'http://acct.blob.core.windows.net/cli/x.csv?sv=1&sig=TOPSECRET'],
+        {},
+        /--to: expected a file, s3:\/\/.*got "http:\/\/acct\.blob\.core\.windows\.net\/cli\/x\.csv\?\.\.\."/,
+      ],
+      [[...to, 'HTTPS://example.com/x.csv'], {}, /an https URL must be an Azure blob's/],
+      [[...to, 'az://cli/x.csv'], { AZURE_STORAGE_CONNECTION_STRING: 'garbage' }, /\$AZURE_STORAGE_CONNECTION_STRING: /],
+      [[...to, 'az://cli/../other/x.csv'], azureEnv(), /has a '\.' or '\.\.' segment/],
     ] as const
     for (const [args, env, message] of refusals) {
       const run = await runCli([...args], env)
       expect(run.stderr).toMatch(message)
+      expect(run.stderr + run.stdout).not.toMatch(/TOPSECRET/)
       expect(run.code).toBe(2)
     }
     expect(await gcs.exists('x.csv')).toBe(false)

@@ -10,7 +10,7 @@ import { parseSize, UsageError } from './values.js'
 export { parseDuration, parseSize, UsageError } from './values.js'
 
 /** An Azure blob's URL with a SAS: the account's host, the container, the blob name, the query. */
-export const AZURE_BLOB_URL = /^(https:\/\/[^/]+\.blob\.core\.windows\.net)\/([^/?]+)\/([^?]+)(\?.*)?$/
+export const AZURE_BLOB_URL = /^(https:\/\/[^/]+\.blob\.core\.windows\.net)\/([^/?]+)\/([^?]+)(\?.*)?$/i
 
 export const USAGE = `Usage: stream-export [--from <url|file>] (--query <sql|@file|-> | --collection <name> [--filter <json>])
                      --to <file|s3://bucket/key|gs://bucket/key|az://container/blob|-> [options]
@@ -262,10 +262,13 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
     throw new UsageError('--infer, --types and --empty-null read a CSV file: give --from a .csv file')
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
-  if (values.to.startsWith('https://') && !AZURE_BLOB_URL.test(values.to))
-    throw new UsageError(
-      `--to: an https URL must be an Azure blob's, https://<account>.blob.core.windows.net/container/blob?<SAS>; got ${JSON.stringify(values.to.replace(/\?.*$/, '?...'))}`,
-    )
+  // (A URL is never taken for a file name: a SAS in it would be printed, and the file written where nobody looks.)
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(values.to)?.[1]?.toLowerCase()
+  const masked = JSON.stringify(values.to.replace(/\?.*$/, '?...'))
+  if (scheme === 'https' && !AZURE_BLOB_URL.test(values.to))
+    throw new UsageError(`--to: an https URL must be an Azure blob's, https://<account>.blob.core.windows.net/container/blob?<SAS>; got ${masked}`)
+  if (scheme !== undefined && !['https', 's3', 'gs', 'az'].includes(scheme))
+    throw new UsageError(`--to: expected a file, s3://, gs://, az:// or an Azure blob's https URL; got ${masked}`)
   // (The blob name of a SAS URL, without its query; a key without its bucket.)
   const named = values.to === '-' ? {} : formatOfName((AZURE_BLOB_URL.exec(values.to)?.[3] ?? values.to).replace(/^(s3|gs|az):\/\/[^/]*\//, ''))
   if (values.format !== undefined && !FORMATS.includes(values.format as FormatName)) {

@@ -235,11 +235,21 @@ export function azureTarget(to: string): OpenedSink['azure'] {
   if (!az && !https) return undefined
   const { BlobServiceClient, ContainerClient } = loadOptional<typeof import('@azure/storage-blob')>('@azure/storage-blob', '@azure/storage-blob')
   if (az) {
-    const service = BlobServiceClient.fromConnectionString(requiredEnv('AZURE_STORAGE_CONNECTION_STRING'))
+    const connection = requiredEnv('AZURE_STORAGE_CONNECTION_STRING')
+    const service = bad('$AZURE_STORAGE_CONNECTION_STRING', () => BlobServiceClient.fromConnectionString(connection))
     return { containerClient: service.getContainerClient(az[1]!), blobName: az[2]! }
   }
   const [, origin, container, blob, sas = ''] = https!
-  return { containerClient: new ContainerClient(`${origin}/${container}${sas}`), blobName: decodeURIComponent(blob!) }
+  return { containerClient: new ContainerClient(`${origin}/${container}${sas}`), blobName: bad('the blob URL', () => decodeURIComponent(blob!)) }
+}
+
+/** What `make` returns, or a usage error (exit 2) naming `what` where it throws: bad input, not a failure. */
+function bad<T>(what: string, make: () => T): T {
+  try {
+    return make()
+  } catch (error) {
+    throw new UsageError(`${what}: ${(error as Error).message}`)
+  }
 }
 
 /** An S3Client from the environment (AWS_REGION, the default credential chain), or for an S3-compatible store at `endpoint`. */

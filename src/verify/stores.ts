@@ -49,6 +49,10 @@ export function storeOf(options: {
 }): Store {
   const { target, client, container, sseCustomerKey } = options
   const location = typeof target === 'string' ? parseTarget(target) : target
+  const fields = (location ?? {}) as Record<string, unknown>
+  const named = (...keys: string[]) => keys.every((key) => typeof fields[key] === 'string' && fields[key] !== '')
+  if (!(named('path') || named('bucket', 'key') || named('container', 'blob')))
+    invalidOption('target', 'a path, a URL (s3://, gs://, az://) or a location: { path }, { bucket, key } or { container, blob }', target)
   if ('blob' in location) {
     for (const [name, value] of Object.entries({ client, sseCustomerKey }))
       if (value !== undefined) invalidOption(name, `unset for an Azure blob (${describeLocation(location)})`, value)

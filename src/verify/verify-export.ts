@@ -67,6 +67,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
   const location = store.location
   const name = nameIn(location)
   if (name.endsWith('.manifest.json')) {
+    if (options.expected !== undefined) invalidOption('expected', 'unset for a manifest (each part is checked against its own)', options.expected)
     const bytes = await store.read(name)
     if (bytes === undefined) throw new ExportError('ERR_SINK', 'sink', `No manifest at ${store.describe(name)}`)
     const manifest = parseManifest(bytes, store.describe(name))
@@ -90,7 +91,10 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
 function checkChecksum(expected: ExpectedChecksum): void {
   checkObject('expected', expected)
   if (!CHECKSUM_ALGORITHMS.includes(expected.algorithm)) invalidOption('expected.algorithm', CHECKSUM_ALGORITHMS.join(', '), expected.algorithm)
-  if (typeof expected.value !== 'string' || expected.value === '') invalidOption('expected.value', 'the checksum, base64', expected.value)
+  // (A value that could never match is a mistake in the input, not a difference in the data.)
+  const bytes = expected.algorithm === 'CRC64NVME' ? 8 : 4
+  if (typeof expected.value !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(expected.value) || Buffer.from(expected.value, 'base64').length !== bytes)
+    invalidOption('expected.value', `the ${expected.algorithm.toLowerCase()} checksum, ${bytes} bytes in base64`, expected.value)
 }
 
 // Reads one file or object whole and compares it with what was recorded of it.

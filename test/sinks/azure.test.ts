@@ -313,6 +313,18 @@ describe('azureBlobSink({ blobClient })', () => {
     })
     expect(await names('by-sas/')).toEqual(['by-sas/orders.csv.gz'])
     expect(() => azureBlobSink({ blobClient, blobName: 'x' } as never)).toThrow(/`blobName` to be unset with a blobClient/)
+    // A SAS that could not read back or delete what the sink stages (or set its tags): refused before any request.
+    const weak = new BlockBlobClient(
+      await container
+        .getBlockBlobClient('by-sas/weak.csv')
+        .generateSasUrl({ permissions: BlobSASPermissions.parse('cw'), expiresOn: new Date(Date.now() + 3_600_000) }),
+    )
+    expect(() => azureBlobSink({ blobClient: weak })).toThrow(
+      /`blobClient` to be a client whose SAS may read, write and delete the blob \(rwd\); it lacks rd, got `"sp=cw"`/,
+    )
+    expect(() => azureBlobSink({ blobClient, tags: { a: 'b' } })).toThrow(/\(rwdt with tags\); it lacks t/)
+    for (const name of ['../elsewhere/x.csv', 'a/./b.csv', 'a\\b.csv', '..'])
+      expect(() => azureBlobSink({ containerClient: container, blobName: name })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
     for (const bad of [{}, null, { getBlockBlobClient: () => blobClient, name: 'x', containerName: 'exports' }])
       expect(() => azureBlobSink({ blobClient: bad as never })).toThrow(/`blobClient` to be a BlobClient or BlockBlobClient/)
   })

@@ -105,14 +105,26 @@ export const blockId = (run: string, n: number): string => Buffer.from(`${run}-$
 export const locationOf = (container: AzureContainerLike, blob: string): AzureLocation => ({
   container: container.containerName,
   blob,
-  url: blobUrl(sdkContainer(container).getBlockBlobClient(blob)),
+  url: blobUrl(blockBlob(container, blob)),
 })
 
 /** A blob's URL without its query: never the SAS a client made from a URL carries (results and messages are logged and sent). */
 export const blobUrl = (blob: { url: string }): string => blob.url.replace(/\?.*$/, '')
 
-/** The block blob client of `name` in `container`. */
-export const blockBlob = (container: AzureContainerLike, name: string): BlockBlobClient => sdkContainer(container).getBlockBlobClient(name)
+/**
+ * The block blob client of `name` in `container`. A name with a `.` or `..` segment, or a
+ * backslash, is refused (ERR_INVALID_OPTION): a URL resolves them, so that `../other/x` would
+ * reach another container and `a/./b` another blob than the one named.
+ */
+export function blockBlob(container: AzureContainerLike, name: string): BlockBlobClient {
+  if (name.includes('\\') || name.split('/').some((segment) => segment === '.' || segment === '..'))
+    throw new ExportError(
+      'ERR_INVALID_OPTION',
+      'options',
+      `The blob name ${JSON.stringify(name)} has a '.' or '..' segment or a backslash: its URL would name another blob (or another container)`,
+    )
+  return sdkContainer(container).getBlockBlobClient(name)
+}
 
 /** The HTTP status of an SDK error (RestError), if it has one. */
 export const statusOf = (error: unknown): number | undefined => (error as { statusCode?: number } | undefined)?.statusCode

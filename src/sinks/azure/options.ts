@@ -103,6 +103,7 @@ export function normalizeAzureSinkOptions(given: AzureBlobSinkOptions | AzureBlo
   const blobName = blobClient ? blobClient.name : options.blobName
   if (typeof containerClient?.getBlockBlobClient !== 'function') invalidOption('containerClient', "a ContainerClient of '@azure/storage-blob'", containerClient)
   checkString('blobName', blobName)
+  checkSasPermissions(blobClient ? blobClient.url : containerClient.url, blobClient ? 'blobClient' : 'containerClient', options.tags !== undefined)
   for (const name of ['contentType', 'contentEncoding', 'contentDisposition', 'tier'] as const) {
     if (options[name] !== undefined) checkString(name, options[name])
   }
@@ -117,6 +118,21 @@ export function normalizeAzureSinkOptions(given: AzureBlobSinkOptions | AzureBlo
   if (options.overwrite !== undefined) checkBoolean('overwrite', options.overwrite)
   const checksum = checkChecksumOption('checksum', options.checksum)
   return Object.freeze({ ...write, containerClient, blobName, blockSize, concurrency, checksum })
+}
+
+// A SAS says what it allows (sp=): refused before any byte is sent when the sink could not read
+// back (overwrite: false, a lost commit answer, a resumed upload) or delete (a failure's discard:
+// an empty blob would be left at the name) what it writes, or set the tags asked for.
+function checkSasPermissions(url: string, option: string, tags: boolean): void {
+  const sp = typeof url === 'string' && URL.canParse(url) ? new URL(url).searchParams.get('sp') : null
+  if (sp === null) return
+  const missing = ['r', 'w', 'd', ...(tags ? ['t'] : [])].filter((permission) => !sp.includes(permission))
+  if (missing.length > 0)
+    invalidOption(
+      option,
+      `a client whose SAS may read, write and delete the blob (${tags ? 'rwdt with tags' : 'rwd'}); it lacks ${missing.join('')}`,
+      `sp=${sp}`,
+    )
 }
 
 /** What a blob is committed with: the options' headers (the content's by default), metadata, tags and tier. */
