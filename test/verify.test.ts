@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { statements } from '../examples/statements.mjs'
-import { csv, exportStream, fileSink, fromIterable, jsonl, s3Sink, verifyExport } from '../src/index.js'
+import { csv, exportStream, fileSink, fromIterable, jsonl, s3Sink, verifyExport, type Manifest } from '../src/index.js'
 import { startS3, type TestS3 } from './fixtures/s3-server.js'
 import { tempDir } from './helpers.js'
 
@@ -59,6 +59,30 @@ describe('verifyExport', () => {
     }
     await rm(join(dir, result.parts![1]!.name))
     expect((await verifyExport({ target: manifest })).objects[1]).toMatchObject({ ok: false, problems: ['missing: nothing is stored there'] })
+  })
+
+  it('a manifest that does not agree with itself: parts dropped from its list, or a part recorded with nothing to check it by', async () => {
+    const dir = await tempDir()
+    await exportStream({ source: fromIterable(statements(3000)), format: csv(), split: { rows: 1000 }, sink: fileSink({ path: join(dir, 'all.csv') }) })
+    const manifest = JSON.parse(await readFile(join(dir, 'all.manifest.json'), 'utf8')) as Manifest
+    const [first, ...rest] = manifest.parts
+    await writeFile(join(dir, 'dropped.manifest.json'), JSON.stringify({ ...manifest, parts: rest }))
+    const dropped = await verifyExport({ target: join(dir, 'dropped.manifest.json') })
+    expect(dropped).toMatchObject({
+      ok: false,
+      problems: [`rows: the parts hold 2000, the manifest says 3000`, expect.stringMatching(/^bytes: the parts hold \d+, the manifest says \d+$/)],
+    })
+    expect(dropped.objects.map((o) => o.ok)).toEqual([true, true]) // each part listed is as recorded
+    const cliRun = await runCli(['verify', join(dir, 'dropped.manifest.json')])
+    expect(cliRun.stdout.split('\n')[0]).toBe(`BAD  ${join(dir, 'dropped.manifest.json')}: ${dropped.problems!.join('; ')}`)
+    expect(cliRun.code).toBe(1)
+
+    const { sha256: _, checksum: __, ...bare } = first!
+    await writeFile(join(dir, 'bare.manifest.json'), JSON.stringify({ ...manifest, parts: [bare, ...rest] }))
+    const unchecked = await verifyExport({ target: join(dir, 'bare.manifest.json') })
+    expect(unchecked.ok).toBe(false)
+    expect(unchecked.objects[0]).toMatchObject({ ok: false, problems: ['unchecked: the manifest records no sha256 or checksum of it'] })
+    expect(await verifyExport({ target: join(dir, 'all.manifest.json') })).toMatchObject({ ok: true })
   })
 
   it('counts the rows of CSV and JSON Lines parts (gzip, a header or none) against the manifest', async () => {

@@ -61,11 +61,13 @@ export async function verifyCommand(argv: string[], out: NodeJS.WritableStream):
   try {
     const result = await verifyExport({ ...where, expected })
     if (values.json) out.write(`${JSON.stringify(result)}\n`)
-    else
+    else {
+      if (result.problems) out.write(`BAD  ${target.replace(/\?.*$/, '')}: ${result.problems.join('; ')}\n`)
       for (const object of result.objects)
         out.write(
           object.ok ? `ok   ${describe(object.location)} (${object.bytes} bytes)\n` : `BAD  ${describe(object.location)}: ${object.problems.join('; ')}\n`,
         )
+    }
     return result.ok ? 0 : 1
   } finally {
     client?.destroy()

@@ -49,10 +49,12 @@ export interface VerifiedObject {
 }
 
 export interface VerifyResult {
-  /** Every file or object is as recorded. */
+  /** Every file or object is as recorded (and a manifest agrees with itself). */
   ok: boolean
   /** Each file or object read, in the manifest's order. */
   objects: VerifiedObject[]
+  /** What is wrong with a manifest itself: its totals against its parts' (`rows: the parts hold 600, the manifest says 1000`). */
+  problems?: string[]
 }
 
 const VERIFY_OPTION_NAMES = optionNames<VerifyOptions>({ target: true, client: true, container: true, expected: true, sseCustomerKey: true })
@@ -74,11 +76,22 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
     const objects: VerifiedObject[] = []
     // Parts are named from the manifest's folder (a partitioned export's from there too).
     const folder = 'path' in location ? dirname(name) : name.slice(0, name.lastIndexOf('/') + 1)
-    for (const part of manifest.parts as Array<PartInfo<object>>) {
+    const parts = manifest.parts as Array<PartInfo<object>>
+    for (const part of parts) {
       const at = 'path' in location ? join(folder, part.name) : `${folder}${part.name}`
-      objects.push(await check(store, at, part, () => rowCounter(manifest)))
+      const object = await check(store, at, part, () => rowCounter(manifest))
+      // (A part with neither would be checked on its size alone.)
+      if (part.sha256 === undefined && part.checksum === undefined) object.problems.push('unchecked: the manifest records no sha256 or checksum of it')
+      objects.push({ ...object, ok: object.problems.length === 0 })
     }
-    return { ok: objects.every((object) => object.ok), objects }
+    // A manifest that lists fewer parts than it counts (parts dropped from it) is not the export it says.
+    const problems: string[] = []
+    for (const total of ['rows', 'bytes'] as const) {
+      const listed = parts.reduce((sum, part) => sum + (typeof part[total] === 'number' ? part[total] : NaN), 0)
+      if (typeof manifest[total] === 'number' && listed !== manifest[total])
+        problems.push(`${total}: the parts hold ${listed}, the manifest says ${manifest[total]}`)
+    }
+    return { ok: problems.length === 0 && objects.every((object) => object.ok), objects, ...(problems.length > 0 && { problems }) }
   }
   if (options.expected !== undefined) checkChecksum(options.expected)
   const expected = options.expected ?? (await store.keptChecksum(name))

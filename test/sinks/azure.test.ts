@@ -323,6 +323,9 @@ describe('azureBlobSink({ blobClient })', () => {
       /`blobClient` to be a client whose SAS may read, write and delete the blob \(rwd\); it lacks rd, got `"sp=cw"`/,
     )
     expect(() => azureBlobSink({ blobClient, tags: { a: 'b' } })).toThrow(/\(rwdt with tags\); it lacks t/)
+    await expect(azureDownloadUrl(container, { blobName: 'by-sas/orders.csv.gz', expiresIn: 1e12 })).rejects.toThrow(
+      /`expiresIn` to be seconds that end before the year 10000/,
+    )
     for (const name of ['../elsewhere/x.csv', 'a/./b.csv', 'a\\b.csv', '..'])
       expect(() => azureBlobSink({ containerClient: container, blobName: name })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
     for (const bad of [{}, null, { getBlockBlobClient: () => blobClient, name: 'x', containerName: 'exports' }])

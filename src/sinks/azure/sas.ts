@@ -31,6 +31,8 @@ export async function azureDownloadUrl(containerClient: AzureContainerLike, opti
   const { blobName, expiresIn = 86_400, filename } = options
   checkString('blobName', blobName)
   checkPositiveInteger('expiresIn', expiresIn)
+  // (A SAS's expiry is a date: past year 9999 it cannot be written, and Azure refuses the link.)
+  if (Date.now() + expiresIn * 1000 >= Date.UTC(10_000, 0)) invalidOption('expiresIn', 'seconds that end before the year 10000', expiresIn)
   const { BlobSASPermissions } = loadAzure()
   if (!canSign(containerClient))
     invalidOption(
