@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { CSV_COLUMN_TYPES, type ChecksumAlgorithm, type CsvColumnType } from '../index.js'
 import { PRODUCTION_FLAGS, PRODUCTION_USAGE, productionOptions, type ProductionOptions } from './production.js'
+import { schemeOf } from '../core/location.js'
 import { parseSize, UsageError } from './values.js'
 
 export { parseDuration, parseSize, UsageError } from './values.js'
@@ -263,7 +264,7 @@ export async function parse(argv: string[], stdin: NodeJS.ReadableStream): Promi
 
   // Format and compression: from the options, else from the destination's name; never contradicting it.
   // (A URL is never taken for a file name: a SAS in it would be printed, and the file written where nobody looks.)
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(values.to)?.[1]?.toLowerCase()
+  const scheme = schemeOf(values.to)
   const masked = JSON.stringify(values.to.replace(/\?.*$/, '?...'))
   if (scheme === 'https' && !AZURE_BLOB_URL.test(values.to))
     throw new UsageError(`--to: an https URL must be an Azure blob's, https://<account>.blob.core.windows.net/container/blob?<SAS>; got ${masked}`)

@@ -51,11 +51,11 @@ export async function verifyCommand(argv: string[], out: NodeJS.WritableStream):
   const expected = values.expect === undefined ? undefined : { algorithm, value: values.expect }
   const azure = azureTarget(target)
   if (azure && values.endpoint !== undefined) throw new UsageError('--endpoint is for S3-compatible stores, not az://')
-  const gcs = /^gs:\/\/([^/]+)\/(.+)$/.exec(target)
+  const gcs = target.startsWith('gs://')
   const client = target.startsWith('s3://') ? s3Client(values.endpoint) : gcs ? gcsFromEnv(values.endpoint) : undefined
   const where = azure
     ? { target: { container: azure.containerClient.containerName, blob: azure.blobName }, container: azure.containerClient }
-    : { target: gcs ? { bucket: gcs[1]!, key: gcs[2]! } : target, client }
+    : { target, client }
   // (A GCS object's location is a bucket and a key, as an S3 object's: named here with its own scheme.)
   const describe = (location: VerifyLocation) => (gcs ? describeLocation(location).replace(/^s3:/, 'gs:') : describeLocation(location))
   try {

@@ -13,3 +13,6 @@ export function relativeName(location: object, base: string): string {
   const where = locationName(location) ?? ''
   return where.startsWith(base) ? where.slice(base.length) : where
 }
+
+/** The scheme of a URL-like string (`https`, `s3`, ... lower-cased), or `undefined` for a path: what is never taken for a file name. */
+export const schemeOf = (target: string): string | undefined => /^([a-z][a-z0-9+.-]*):\/\//i.exec(target)?.[1]?.toLowerCase()

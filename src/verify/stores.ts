@@ -4,6 +4,7 @@ import { open, readFile } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { ChecksumAlgorithm, ObjectChecksum } from '../core/checksum.js'
 import { ExportError, invalidOption } from '../core/errors.js'
+import { schemeOf } from '../core/location.js'
 import type { Location } from '../core/types.js'
 import { blockBlob, readBlob, type AzureContainerLike } from '../sinks/azure/client.js'
 import { checksumField, getObject, loadS3, send, targetParams, type S3ClientLike, type S3Target } from '../sinks/s3/client.js'
@@ -75,7 +76,7 @@ function parseTarget(target: string): VerifyLocation {
   const url = /^(s3|gs|az):\/\/([^/]+)\/(.+)$/.exec(target)
   if (url) return url[1] === 'az' ? { container: url[2]!, blob: url[3]! } : { bucket: url[2]!, key: url[3]! }
   // (Not read as a file of that name: a mistyped URL would be reported missing.)
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target))
+  if (schemeOf(target) !== undefined)
     invalidOption('target', 'a path, s3://bucket/key, gs://bucket/key or az://container/blob', target.replace(/\?.*$/, '?...'))
   return { path: target }
 }
